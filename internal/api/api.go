@@ -1,0 +1,315 @@
+// Package api serves the hub's HTTP API under /api/v1, plus /healthz,
+// /readyz and /metrics.
+//
+// Handlers return errors instead of writing them: one place maps an error to
+// a status and a JSON body that names the offending field, logs the details,
+// and counts the rejection. Internal errors reach the client only as
+// "internal error".
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wanwu-iot/wanwu/internal/audit"
+	"github.com/wanwu-iot/wanwu/internal/auth"
+	"github.com/wanwu-iot/wanwu/internal/ca"
+	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/thingmodel"
+)
+
+// Info is what GET /api/v1/info tells anyone: enough to verify credentials
+// and audit heads offline.
+type Info struct {
+	Version          string `json:"version"`
+	DeploymentID     string `json:"deployment_id"`
+	SigningDID       string `json:"signing_did"`
+	SigningKeyPEM    string `json:"signing_key"` // Ed25519 public key that signs credentials and tree heads
+	AuditOrigin      string `json:"audit_origin"`
+	AuditVerifierKey string `json:"audit_verifier_key"`
+}
+
+// Options wire the API to the hub's components.
+type Options struct {
+	Registry *registry.Registry
+	Audit    *audit.Log
+	CA       *ca.CA
+	Info     Info
+	Logger   *slog.Logger
+	// Metrics is where request and rejection counters register; Gatherer serves /metrics.
+	Metrics  prometheus.Registerer
+	Gatherer prometheus.Gatherer
+	// Ready reports whether the hub can serve (bus and database up).
+	Ready func() error
+}
+
+// Body limits: models may be up to 1 MiB, bulk CSV up to 64 MiB.
+const (
+	maxJSONBody = 2 << 20
+	maxCSVBody  = 64 << 20
+)
+
+type server struct {
+	Options
+	requests *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New returns the handler for the whole HTTP surface.
+func New(opts Options) (http.Handler, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &server{
+		Options: opts,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wanwu_api_requests_total", Help: "API requests by route and status code.",
+		}, []string{"route", "code"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wanwu_api_rejected_total", Help: "API requests rejected, by reason.",
+		}, []string{"reason"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "wanwu_api_request_duration_seconds", Help: "API request latency by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"route"}),
+	}
+	if opts.Metrics != nil {
+		for _, c := range []prometheus.Collector{s.requests, s.rejected, s.latency} {
+			if err := opts.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("api: metrics: %w", err)
+			}
+		}
+	}
+	mux := http.NewServeMux()
+	s.routes(mux)
+	return s.instrument(mux), nil
+}
+
+// Error is an API error with the status and the safe message for the client.
+type Error struct {
+	Status  int
+	Code    string // machine-readable: invalid_argument, not_found, ...
+	Field   string
+	Message string
+	// Problems lists every problem of an invalid thing model, with JSON paths.
+	Problems []thingmodel.Problem
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func badRequest(field, format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: "invalid_argument", Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// toAPIError maps domain errors to statuses; unknown errors are internal.
+func toAPIError(err error) *Error {
+	var ae *Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var ve *thingmodel.ValidationError
+	if errors.As(err, &ve) {
+		return &Error{Status: http.StatusBadRequest, Code: "invalid_model", Field: "model", Message: err.Error(), Problems: ve.Problems}
+	}
+	var fe *registry.FieldError
+	if errors.As(err, &fe) {
+		return &Error{Status: http.StatusBadRequest, Code: "invalid_argument", Field: fe.Field, Message: fe.Error()}
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("request body over %d bytes", mbe.Limit)}
+	}
+	switch {
+	case errors.Is(err, registry.ErrInvalid), errors.Is(err, auth.ErrInvalid), errors.Is(err, thingmodel.ErrInvalid):
+		return &Error{Status: http.StatusBadRequest, Code: "invalid_argument", Message: err.Error()}
+	case errors.Is(err, registry.ErrNotFound), errors.Is(err, auth.ErrNotFound):
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: err.Error()}
+	case errors.Is(err, registry.ErrConflict), errors.Is(err, auth.ErrExists):
+		return &Error{Status: http.StatusConflict, Code: "conflict", Message: err.Error()}
+	case errors.Is(err, registry.ErrClaim):
+		return &Error{Status: http.StatusUnauthorized, Code: "claim_refused", Message: err.Error()}
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: err.Error()}
+	case errors.Is(err, auth.ErrForbidden):
+		return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: err.Error()}
+	case errors.Is(err, audit.ErrBadProof):
+		return &Error{Status: http.StatusBadRequest, Code: "invalid_argument", Message: err.Error()}
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle adapts an error-returning handler.
+func (s *server) handle(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		ae := toAPIError(err)
+		if ae.Status >= 500 {
+			s.Logger.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		} else {
+			s.Logger.Debug("api request rejected", "method", r.Method, "path", r.URL.Path, "status", ae.Status, "err", err)
+			s.rejected.WithLabelValues(ae.Code).Inc()
+		}
+		body := map[string]any{"code": ae.Code, "message": ae.Message}
+		if ae.Field != "" {
+			body["field"] = ae.Field
+		}
+		if len(ae.Problems) > 0 {
+			body["problems"] = ae.Problems
+		}
+		if ae.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="wanwu"`)
+		}
+		writeJSON(w, ae.Status, map[string]any{"error": body})
+	}
+}
+
+// authed requires a token of at least role min.
+func (s *server) authed(min auth.Role, h func(w http.ResponseWriter, r *http.Request, p auth.Principal) error) http.HandlerFunc {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		secret, ok := bearer(r)
+		if !ok {
+			return &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "missing bearer token (Authorization: Bearer wwt_...)"}
+		}
+		p, err := s.Registry.Authenticate(r.Context(), secret)
+		if err != nil {
+			return err
+		}
+		if err := p.Allows(min, p.Tenant); err != nil {
+			return err
+		}
+		return h(w, r, p)
+	})
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
+}
+
+func (s *server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		s.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+		s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// decodeJSON reads a JSON body strictly; errors name the field.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return err
+		case errors.As(err, &te):
+			return badRequest(te.Field, "%s: want %s, got %s", te.Field, te.Type, te.Value)
+		case errors.As(err, &se):
+			return badRequest("body", "malformed JSON at byte %d: %v", se.Offset, err)
+		case errors.Is(err, io.EOF):
+			return badRequest("body", "empty body, want a JSON object")
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return badRequest(f, "unknown field %q", f)
+		}
+		return badRequest("body", "malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return badRequest("body", "trailing data after the JSON object")
+	}
+	return nil
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, err
+		}
+		return nil, badRequest("body", "reading body: %v", err)
+	}
+	return b, nil
+}
+
+// parseDuration reads an optional duration field.
+func parseDuration(field, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, badRequest(field, "%q is not a duration like 720h", s)
+	}
+	return d, nil
+}
+
+func queryUint(r *http.Request, name string, def uint64) (uint64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, badRequest(name, "%q is not a non-negative integer", v)
+	}
+	return n, nil
+}
+
+// promHandler serves /metrics from the hub's own registry.
+func (s *server) promHandler() http.Handler {
+	if s.Gatherer == nil {
+		return promhttp.Handler()
+	}
+	return promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{})
+}

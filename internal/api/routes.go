@@ -1,0 +1,657 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/auth"
+	"github.com/wanwu-iot/wanwu/internal/code"
+	"github.com/wanwu-iot/wanwu/internal/keys"
+	"github.com/wanwu-iot/wanwu/internal/registry"
+)
+
+func (s *server) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		if s.Ready != nil {
+			if err := s.Ready(); err != nil {
+				s.Logger.Warn("not ready", "err", err)
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+				return nil
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return nil
+	}))
+	mux.Handle("GET /metrics", s.promHandler())
+
+	// Public: what anyone needs to verify credentials, certificates and tree heads.
+	mux.HandleFunc("GET /api/v1/info", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Info) })
+	mux.HandleFunc("GET /api/v1/ca.pem", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_, _ = w.Write(s.CA.CertPEM())
+	})
+	mux.HandleFunc("GET /api/v1/ca/crl", s.handle(s.crl))
+
+	mux.HandleFunc("POST /api/v1/tenants", s.authed(auth.Admin, s.createTenant))
+	mux.HandleFunc("GET /api/v1/tenants", s.authed(auth.Viewer, s.listTenants))
+	mux.HandleFunc("GET /api/v1/tenants/{name}", s.authed(auth.Viewer, s.getTenant))
+
+	mux.HandleFunc("POST /api/v1/models", s.authed(auth.Operator, s.registerModel))
+	mux.HandleFunc("GET /api/v1/models", s.authed(auth.Viewer, s.listModels))
+	mux.HandleFunc("GET /api/v1/models/{id}", s.authed(auth.Viewer, s.getModel))
+	mux.HandleFunc("GET /api/v1/models/{id}/versions/{version}", s.authed(auth.Viewer, s.getModel))
+	mux.HandleFunc("GET /api/v1/models/{id}/versions/{version}/td", s.authed(auth.Viewer, s.modelTD))
+
+	mux.HandleFunc("POST /api/v1/objects", s.authed(auth.Operator, s.registerObject))
+	mux.HandleFunc("GET /api/v1/objects", s.authed(auth.Viewer, s.listObjects))
+	mux.HandleFunc("POST /api/v1/objects/import", s.authed(auth.Operator, s.importObjects))
+	mux.HandleFunc("GET /api/v1/objects/{code}", s.authed(auth.Viewer, s.getObject))
+	mux.HandleFunc("GET /api/v1/objects/{code}/credential", s.authed(auth.Viewer, s.getCredential))
+	mux.HandleFunc("GET /api/v1/objects/{code}/certificate", s.authed(auth.Viewer, s.getCertificate))
+	mux.HandleFunc("GET /api/v1/objects/{code}/admission", s.authed(auth.Viewer, s.admission))
+	mux.HandleFunc("POST /api/v1/objects/{code}/rotate", s.authed(auth.Operator, s.rotate))
+	mux.HandleFunc("POST /api/v1/objects/{code}/revoke", s.authed(auth.Operator, s.lifecycle("revoke")))
+	mux.HandleFunc("POST /api/v1/objects/{code}/quarantine", s.authed(auth.Operator, s.lifecycle("quarantine")))
+	mux.HandleFunc("POST /api/v1/objects/{code}/reinstate", s.authed(auth.Operator, s.lifecycle("reinstate")))
+	mux.HandleFunc("GET /api/v1/resolve/{key}", s.authed(auth.Viewer, s.resolve))
+
+	mux.HandleFunc("POST /api/v1/claims", s.authed(auth.Operator, s.createClaim))
+	mux.HandleFunc("GET /api/v1/claims", s.authed(auth.Viewer, s.listClaims))
+	// Devices claim with their claim token, not an API token.
+	mux.HandleFunc("POST /api/v1/claim", s.handle(s.useClaim))
+
+	mux.HandleFunc("POST /api/v1/tokens", s.authed(auth.Admin, s.createToken))
+	mux.HandleFunc("GET /api/v1/tokens", s.authed(auth.Admin, s.listTokens))
+	mux.HandleFunc("DELETE /api/v1/tokens/{name}", s.authed(auth.Admin, s.revokeToken))
+
+	mux.HandleFunc("GET /api/v1/audit/head", s.authed(auth.Viewer, s.auditHead))
+	mux.HandleFunc("GET /api/v1/audit/entries", s.authed(auth.Viewer, s.auditEntries))
+	mux.HandleFunc("GET /api/v1/audit/proof/inclusion", s.authed(auth.Viewer, s.inclusionProof))
+	mux.HandleFunc("GET /api/v1/audit/proof/consistency", s.authed(auth.Viewer, s.consistencyProof))
+
+	mux.HandleFunc("/api/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf("no API route %s %s", r.Method, r.URL.Path)}
+	}))
+}
+
+// allow returns a tenant check for principal p needing role min.
+func allow(p auth.Principal, min auth.Role) func(string) error {
+	return func(tenant string) error { return p.Allows(min, tenant) }
+}
+
+// visible loads an object and hides it from tokens of other tenants (404, so
+// existence does not leak).
+func (s *server) visible(ctx context.Context, p auth.Principal, codeStr string) (*registry.Object, error) {
+	o, err := s.Registry.Object(ctx, codeStr)
+	if err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			if _, perr := code.Parse(codeStr); perr != nil {
+				return nil, badRequest("code", "%v", perr)
+			}
+		}
+		return nil, err
+	}
+	if !p.Sees(o.Tenant) {
+		return nil, fmt.Errorf("%w: object %q", registry.ErrNotFound, codeStr)
+	}
+	return o, nil
+}
+
+func (s *server) crl(w http.ResponseWriter, r *http.Request) error {
+	revoked, err := s.Registry.RevokedCertificates(r.Context())
+	if err != nil {
+		return err
+	}
+	// The CRL number must grow with every new list; the time does.
+	der, err := s.CA.CRL(revoked, big.NewInt(time.Now().UnixMilli()), 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/pkix-crl")
+	_, _ = w.Write(der)
+	return nil
+}
+
+type tenantBody struct {
+	Name   string `json:"name"`
+	Title  string `json:"title"`
+	Prefix string `json:"prefix"`
+}
+
+func (s *server) createTenant(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	var b tenantBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	if err := p.Allows(auth.Admin, ""); err != nil {
+		return err
+	}
+	t, err := s.Registry.CreateTenant(r.Context(), p.Name, b.Name, b.Title, b.Prefix)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, t)
+	return nil
+}
+
+func (s *server) listTenants(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	ts, err := s.Registry.Tenants(r.Context(), p.Tenant)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tenants": nonNil(ts)})
+	return nil
+}
+
+func (s *server) getTenant(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	name := r.PathValue("name")
+	if !p.Sees(name) {
+		return fmt.Errorf("%w: tenant %q", registry.ErrNotFound, name)
+	}
+	t, err := s.Registry.Tenant(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+func (s *server) registerModel(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	doc, err := readBody(w, r, maxJSONBody)
+	if err != nil {
+		return err
+	}
+	m, created, err := s.Registry.RegisterModel(r.Context(), p.Name, doc, allow(p, auth.Operator))
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, map[string]any{"model": m, "created": created})
+	return nil
+}
+
+func (s *server) listModels(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	tenant := r.URL.Query().Get("tenant")
+	if p.Tenant != "" {
+		if tenant != "" && tenant != p.Tenant {
+			return p.Allows(auth.Viewer, tenant)
+		}
+		tenant = p.Tenant
+	}
+	ms, err := s.Registry.Models(r.Context(), tenant)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"models": nonNil(ms)})
+	return nil
+}
+
+func (s *server) modelFor(r *http.Request, p auth.Principal) (string, string, error) {
+	id := r.PathValue("id")
+	c, err := code.Parse(id)
+	if err != nil {
+		return "", "", badRequest("id", "%v", err)
+	}
+	if !p.Sees(c.Namespace) {
+		return "", "", fmt.Errorf("%w: model %s", registry.ErrNotFound, id)
+	}
+	version := r.PathValue("version")
+	if version == "" {
+		version = r.URL.Query().Get("version")
+	}
+	return id, version, nil
+}
+
+func (s *server) getModel(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	id, version, err := s.modelFor(r, p)
+	if err != nil {
+		return err
+	}
+	m, err := s.Registry.Model(r.Context(), id, version)
+	if err != nil {
+		return err
+	}
+	doc, err := m.JSON()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(doc)
+	return nil
+}
+
+func (s *server) modelTD(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	id, version, err := s.modelFor(r, p)
+	if err != nil {
+		return err
+	}
+	m, err := s.Registry.Model(r.Context(), id, version)
+	if err != nil {
+		return err
+	}
+	td, err := m.ThingDescription()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/td+json")
+	_, _ = w.Write(td)
+	return nil
+}
+
+// keyBody is how requests carry a key: a CSR, a public key, or neither (the hub generates one).
+type keyBody struct {
+	CSR       string `json:"csr,omitempty"`
+	PublicKey string `json:"public_key,omitempty"`
+	KeyAlg    string `json:"key_alg,omitempty"`
+}
+
+func (k keyBody) source() (registry.KeySource, error) {
+	var ks registry.KeySource
+	if k.CSR != "" && k.PublicKey != "" {
+		return ks, badRequest("public_key", "give a csr or a public_key, not both")
+	}
+	if k.KeyAlg != "" {
+		alg, err := keys.ParseAlg(k.KeyAlg)
+		if err != nil {
+			return ks, badRequest("key_alg", "%v", err)
+		}
+		ks.Alg = alg
+	}
+	if k.CSR != "" {
+		ks.CSR = []byte(k.CSR)
+	}
+	if k.PublicKey != "" {
+		pub, err := keys.ParsePublicKey(k.PublicKey)
+		if err != nil {
+			return ks, badRequest("public_key", "%v", err)
+		}
+		ks.PublicKey = pub
+	}
+	return ks, nil
+}
+
+type objectBody struct {
+	Code     string             `json:"code"`
+	Kind     string             `json:"kind,omitempty"`
+	Model    *registry.ModelRef `json:"model,omitempty"`
+	Path     string             `json:"path,omitempty"`
+	Tags     map[string]string  `json:"tags,omitempty"`
+	Edge     string             `json:"edge,omitempty"`
+	Validity string             `json:"validity,omitempty"`
+	keyBody
+}
+
+func (s *server) registerObject(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	var b objectBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	c, err := code.Parse(b.Code)
+	if err != nil {
+		return badRequest("code", "%v", err)
+	}
+	if err := p.Allows(auth.Operator, c.Namespace); err != nil {
+		return err
+	}
+	req := registry.RegisterRequest{Code: b.Code, Kind: b.Kind, Model: b.Model, Tags: b.Tags, Edge: b.Edge}
+	if b.Path != "" {
+		if req.Path, err = code.ParsePath(b.Path); err != nil {
+			return badRequest("path", "%v", err)
+		}
+	}
+	if req.Validity, err = parseDuration("validity", b.Validity); err != nil {
+		return err
+	}
+	if req.Key, err = b.source(); err != nil {
+		return err
+	}
+	reg, err := s.Registry.Register(r.Context(), p.Name, req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, reg)
+	return nil
+}
+
+func (s *server) listObjects(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	q := r.URL.Query()
+	f := registry.ListFilter{Tenant: q.Get("tenant"), Kind: q.Get("kind"), Status: q.Get("status"), Edge: q.Get("edge"), After: q.Get("after")}
+	if p.Tenant != "" {
+		if f.Tenant != "" && f.Tenant != p.Tenant {
+			return p.Allows(auth.Viewer, f.Tenant)
+		}
+		f.Tenant = p.Tenant
+	}
+	if under := q.Get("under"); under != "" {
+		path, err := code.ParsePath(under)
+		if err != nil {
+			return badRequest("under", "%v", err)
+		}
+		f.Under = path
+	}
+	for _, t := range q["tag"] {
+		k, v, ok := strings.Cut(t, "=")
+		if !ok {
+			return badRequest("tag", "%q: want key=value", t)
+		}
+		if f.Tags == nil {
+			f.Tags = map[string]string{}
+		}
+		f.Tags[k] = v
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := queryUint(r, "limit", 100)
+		if err != nil {
+			return err
+		}
+		f.Limit = int(min(n, 1000))
+	}
+	objs, next, err := s.Registry.List(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"objects": nonNil(objs), "next": next})
+	return nil
+}
+
+func (s *server) importObjects(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxCSVBody)
+	sum, err := s.Registry.Import(r.Context(), p.Name, r.Body, allow(p, auth.Operator))
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if sum.Errors > 0 {
+		// Good rows are registered; the status tells scripts that some rows were not.
+		status = http.StatusMultiStatus
+	}
+	writeJSON(w, status, sum)
+	return nil
+}
+
+func (s *server) getObject(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	o, err := s.visible(r.Context(), p, r.PathValue("code"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, o)
+	return nil
+}
+
+func (s *server) getCredential(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	o, err := s.visible(r.Context(), p, r.PathValue("code"))
+	if err != nil {
+		return err
+	}
+	cred, err := s.Registry.Credential(r.Context(), o.Code)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"code": o.Code, "credential": cred})
+	return nil
+}
+
+func (s *server) getCertificate(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	o, err := s.visible(r.Context(), p, r.PathValue("code"))
+	if err != nil {
+		return err
+	}
+	pem, err := s.Registry.Certificate(r.Context(), o.Code)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write([]byte(pem))
+	return nil
+}
+
+func (s *server) admission(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	codeStr := r.PathValue("code")
+	if _, err := code.Parse(codeStr); err != nil {
+		return badRequest("code", "%v", err)
+	}
+	c, _ := code.Parse(codeStr)
+	if !p.Sees(c.Namespace) {
+		writeJSON(w, http.StatusOK, registry.Admission{Status: registry.StatusUnknown, Reason: "no object with this code"})
+		return nil
+	}
+	a, err := s.Registry.Admit(r.Context(), codeStr, registry.Presented{CertSerial: r.URL.Query().Get("cert_serial"), DID: r.URL.Query().Get("did")})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+type rotateBody struct {
+	keyBody
+	Overlap      string `json:"overlap,omitempty"`
+	RevokeOldNow bool   `json:"revoke_old_now,omitempty"`
+	Validity     string `json:"validity,omitempty"`
+}
+
+func (s *server) rotate(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	var b rotateBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	o, err := s.visible(r.Context(), p, r.PathValue("code"))
+	if err != nil {
+		return err
+	}
+	if err := p.Allows(auth.Operator, o.Tenant); err != nil {
+		return err
+	}
+	ks, err := b.source()
+	if err != nil {
+		return err
+	}
+	overlap, err := parseDuration("overlap", b.Overlap)
+	if err != nil {
+		return err
+	}
+	if overlap < 0 {
+		return badRequest("overlap", "must not be negative (use revoke_old_now)")
+	}
+	if b.RevokeOldNow {
+		overlap = -1
+	}
+	validity, err := parseDuration("validity", b.Validity)
+	if err != nil {
+		return err
+	}
+	reg, err := s.Registry.Rotate(r.Context(), p.Name, o.Code, ks, overlap, validity)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, reg)
+	return nil
+}
+
+type reasonBody struct {
+	Reason string `json:"reason"`
+}
+
+func (s *server) lifecycle(action string) func(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	return func(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+		var b reasonBody
+		if r.ContentLength != 0 {
+			if err := decodeJSON(w, r, &b); err != nil {
+				return err
+			}
+		}
+		o, err := s.visible(r.Context(), p, r.PathValue("code"))
+		if err != nil {
+			return err
+		}
+		if err := p.Allows(auth.Operator, o.Tenant); err != nil {
+			return err
+		}
+		switch action {
+		case "revoke":
+			o, err = s.Registry.Revoke(r.Context(), p.Name, o.Code, b.Reason)
+		case "quarantine":
+			o, err = s.Registry.Quarantine(r.Context(), p.Name, o.Code, b.Reason)
+		default:
+			o, err = s.Registry.Reinstate(r.Context(), p.Name, o.Code, b.Reason)
+		}
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, o)
+		return nil
+	}
+}
+
+func (s *server) resolve(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	o, err := s.Registry.Resolve(r.Context(), r.PathValue("key"))
+	if err != nil {
+		return err
+	}
+	if !p.Sees(o.Tenant) {
+		return fmt.Errorf("%w: %s", registry.ErrNotFound, r.PathValue("key"))
+	}
+	writeJSON(w, http.StatusOK, o)
+	return nil
+}
+
+type claimBody struct {
+	Tenant  string             `json:"tenant"`
+	Name    string             `json:"name,omitempty"`
+	MaxUses int                `json:"max_uses,omitempty"`
+	TTL     string             `json:"ttl,omitempty"`
+	Kind    string             `json:"kind,omitempty"`
+	Model   *registry.ModelRef `json:"model,omitempty"`
+	Path    string             `json:"path,omitempty"`
+	Tags    map[string]string  `json:"tags,omitempty"`
+	Edge    string             `json:"edge,omitempty"`
+}
+
+func (s *server) createClaim(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	var b claimBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	if b.Tenant == "" {
+		b.Tenant = p.Tenant
+	}
+	if b.Tenant == "" {
+		return badRequest("tenant", "which tenant the claimed devices join is required")
+	}
+	if err := p.Allows(auth.Operator, b.Tenant); err != nil {
+		return err
+	}
+	spec := registry.ClaimSpec{Name: b.Name, MaxUses: b.MaxUses, Kind: b.Kind, Model: b.Model, Tags: b.Tags, Edge: b.Edge}
+	var err error
+	if spec.TTL, err = parseDuration("ttl", b.TTL); err != nil {
+		return err
+	}
+	if b.Path != "" {
+		if spec.Path, err = code.ParsePath(b.Path); err != nil {
+			return badRequest("path", "%v", err)
+		}
+	}
+	cl, secret, err := s.Registry.CreateClaim(r.Context(), p.Name, b.Tenant, spec)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"claim": cl, "token": secret})
+	return nil
+}
+
+func (s *server) listClaims(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	cls, err := s.Registry.Claims(r.Context(), p.Tenant)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"claims": nonNil(cls)})
+	return nil
+}
+
+type useClaimBody struct {
+	CSR string `json:"csr"`
+	ID  string `json:"id,omitempty"`
+}
+
+func (s *server) useClaim(w http.ResponseWriter, r *http.Request) error {
+	secret, ok := bearer(r)
+	if !ok {
+		return &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "missing claim token (Authorization: Bearer wwc_...)"}
+	}
+	var b useClaimBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	reg, err := s.Registry.UseClaim(r.Context(), secret, registry.ClaimRequest{CSR: []byte(b.CSR), Local: b.ID})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, reg)
+	return nil
+}
+
+type tokenBody struct {
+	Name   string `json:"name"`
+	Role   string `json:"role"`
+	Tenant string `json:"tenant,omitempty"`
+}
+
+func (s *server) createToken(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	var b tokenBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	role, err := auth.ParseRole(b.Role)
+	if err != nil {
+		return badRequest("role", "%v", err)
+	}
+	if p.Tenant != "" {
+		// A tenant admin mints tokens only for its own tenant.
+		if b.Tenant != "" && b.Tenant != p.Tenant {
+			return p.Allows(auth.Admin, b.Tenant)
+		}
+		b.Tenant = p.Tenant
+	}
+	tok, secret, err := s.Registry.CreateToken(r.Context(), p.Name, b.Name, role, b.Tenant)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "secret": secret})
+	return nil
+}
+
+func (s *server) listTokens(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	ts, err := s.Registry.Tokens(r.Context(), p.Tenant)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": nonNil(ts)})
+	return nil
+}
+
+func (s *server) revokeToken(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	tok, err := s.Registry.RevokeToken(r.Context(), p.Name, r.PathValue("name"), p.Tenant)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, tok)
+	return nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

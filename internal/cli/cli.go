@@ -1,0 +1,162 @@
+// Package cli implements the wanwu command line: the roles (hub now; edge
+// later) and the tools (ctl, verify, version; sim, bench and demo later).
+//
+// Each subcommand has its own flag set. A flag that belongs to another
+// subcommand is refused with a message naming where it applies, the way
+// Prometheus refuses server-only flags in agent mode.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"sort"
+	"strings"
+)
+
+// Version is set at build time with -ldflags "-X .../internal/cli.Version=v1.2.3".
+var Version = "dev"
+
+// env carries the process streams through the commands.
+type env struct {
+	stdout, stderr io.Writer
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(e *env, args []string) error
+	planned bool // laid out in the command structure, arriving with a later issue
+}
+
+func commands() []command {
+	return []command{
+		{name: "hub", summary: "run the cloud hub (API, identity, audit log, embedded bus)", run: runHub},
+		{name: "ctl", summary: "administer a hub over its HTTP API", run: runCtl},
+		{name: "verify", summary: "verify credentials and the audit log offline", run: runVerify},
+		{name: "version", summary: "print the version", run: runVersion},
+		{name: "edge", summary: "run an edge node beside machines", planned: true},
+		{name: "sim", summary: "simulate devices over real protocols", planned: true},
+		{name: "bench", summary: "load generator, side by side with peers", planned: true},
+		{name: "demo", summary: "hub, edge and simulated devices in one process", planned: true},
+	}
+}
+
+// errUsage marks errors after which the usage text helps; exit code 2.
+var errUsage = errors.New("usage")
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		if c.planned {
+			fmt.Fprintf(stderr, "wanwu %s: not part of this build yet (%s); see the README for what is built\n", c.name, c.summary)
+			return 2
+		}
+		err := c.run(e, args[1:])
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(stderr, "wanwu %s: %v\n", c.name, err)
+			return 2
+		default:
+			fmt.Fprintf(stderr, "wanwu %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "wanwu: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "wanwu — terminal–edge–cloud IoT platform")
+	fmt.Fprintln(w, "\nUsage: wanwu <command> [flags]\n\nCommands:")
+	for _, c := range commands() {
+		if !c.planned {
+			fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		}
+	}
+	fmt.Fprintln(w, "\nPlanned (not in this build yet):")
+	for _, c := range commands() {
+		if c.planned {
+			fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		}
+	}
+	fmt.Fprintln(w, "\nRun 'wanwu <command> -h' for a command's flags.")
+}
+
+func runVersion(e *env, args []string) error {
+	fs := newFlagSet("version")
+	if err := parse(e, fs, args); err != nil {
+		return err
+	}
+	v := Version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	fmt.Fprintf(e.stdout, "wanwu %s\n", v)
+	return nil
+}
+
+// flagHomes lists which commands define each flag, so that a flag given to
+// the wrong command gets a message naming the right one.
+var flagHomes = map[string][]string{}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("wanwu "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// register records the home of every flag of fs (called once per command at init).
+func register(cmd string, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		for _, h := range flagHomes[f.Name] {
+			if h == cmd {
+				return
+			}
+		}
+		flagHomes[f.Name] = append(flagHomes[f.Name], cmd)
+	})
+}
+
+// parse parses args and turns flag errors into clear usage errors.
+func parse(e *env, fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(e.stdout)
+		fmt.Fprintf(e.stdout, "Usage of %s:\n", fs.Name())
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+		return flag.ErrHelp
+	}
+	const undefined = "flag provided but not defined: -"
+	if msg := err.Error(); strings.HasPrefix(msg, undefined) {
+		name := strings.TrimPrefix(msg, undefined)
+		if homes := flagHomes[name]; len(homes) > 0 {
+			sort.Strings(homes)
+			return fmt.Errorf("%w: flag --%s does not apply to '%s'; it belongs to 'wanwu %s'", errUsage, name, fs.Name(), strings.Join(homes, "', 'wanwu "))
+		}
+		return fmt.Errorf("%w: unknown flag --%s (see '%s -h')", errUsage, name, fs.Name())
+	}
+	return fmt.Errorf("%w: %v", errUsage, err)
+}

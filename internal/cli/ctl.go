@@ -1,0 +1,805 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/hub"
+)
+
+// ctlConn is how ctl reaches the hub.
+type ctlConn struct {
+	hub, token string
+	client     *http.Client
+}
+
+type ctlGlobals struct {
+	hub, token, tokenFile, dataDir string
+}
+
+func ctlGlobalFlags(fs *flag.FlagSet, g *ctlGlobals) {
+	fs.StringVar(&g.hub, "hub", "", "hub API URL (default: $WANWU_HUB, else <data-dir>/hub.url, else http://127.0.0.1:8080)")
+	fs.StringVar(&g.token, "token", "", "API token (default: $WANWU_TOKEN, else --token-file)")
+	fs.StringVar(&g.tokenFile, "token-file", "", "file holding the API token (default: <data-dir>/admin.token)")
+	fs.StringVar(&g.dataDir, "data-dir", config.DefaultHub().DataDir, "the local hub's data directory, where ctl finds hub.url and admin.token")
+}
+
+func (g ctlGlobals) connect() (*ctlConn, error) {
+	c := &ctlConn{hub: g.hub, token: g.token, client: &http.Client{Timeout: 5 * time.Minute}}
+	if c.hub == "" {
+		c.hub = os.Getenv("WANWU_HUB")
+	}
+	if c.hub == "" {
+		if b, err := os.ReadFile(filepath.Join(g.dataDir, hub.URLFile)); err == nil {
+			c.hub = strings.TrimSpace(string(b))
+		}
+	}
+	if c.hub == "" {
+		c.hub = "http://" + config.DefaultHub().HTTP.Listen
+	}
+	c.hub = strings.TrimRight(c.hub, "/")
+	if c.token == "" {
+		c.token = os.Getenv("WANWU_TOKEN")
+	}
+	if c.token == "" {
+		file := g.tokenFile
+		if file == "" {
+			file = filepath.Join(g.dataDir, hub.AdminTokenFile)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil && g.tokenFile != "" {
+			return nil, fmt.Errorf("token file: %w", err)
+		}
+		c.token = strings.TrimSpace(string(b))
+	}
+	return c, nil
+}
+
+// apiError is the hub's error body.
+type apiError struct {
+	Error struct {
+		Code     string `json:"code"`
+		Message  string `json:"message"`
+		Field    string `json:"field"`
+		Problems []struct {
+			Path    string `json:"path"`
+			Message string `json:"message"`
+		} `json:"problems"`
+	} `json:"error"`
+}
+
+// do sends a request and returns the body of a 2xx response; other statuses
+// become errors carrying the hub's message.
+func (c *ctlConn) do(method, path string, body io.Reader, contentType string) ([]byte, int, error) {
+	req, err := http.NewRequestWithContext(context.Background(), method, c.hub+path, body)
+	if err != nil {
+		return nil, 0, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot reach the hub at %s (is 'wanwu hub' running? --hub sets the address): %w", c.hub, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, resp.StatusCode, err
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusMultiStatus {
+		var ae apiError
+		if json.Unmarshal(out, &ae) == nil && ae.Error.Message != "" {
+			msg := ae.Error.Message
+			if ae.Error.Field != "" && !strings.HasPrefix(msg, ae.Error.Field) {
+				msg = ae.Error.Field + ": " + msg
+			}
+			for _, p := range ae.Error.Problems {
+				msg += "\n  " + p.Path + ": " + p.Message
+			}
+			return nil, resp.StatusCode, fmt.Errorf("hub answered %d %s: %s", resp.StatusCode, ae.Error.Code, msg)
+		}
+		return nil, resp.StatusCode, fmt.Errorf("hub answered %s: %s", resp.Status, bytes.TrimSpace(out))
+	}
+	return out, resp.StatusCode, nil
+}
+
+func (c *ctlConn) json(method, path string, in, out any) (int, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, err
+		}
+		body = bytes.NewReader(b)
+	}
+	b, status, err := c.do(method, path, body, "application/json")
+	if err != nil {
+		return status, err
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return status, fmt.Errorf("hub sent unexpected JSON: %w", err)
+		}
+	}
+	return status, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// ctlCommand is one `wanwu ctl <group> <verb>`.
+type ctlCommand struct {
+	group, verb, args, summary string
+	flags                      func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error
+}
+
+func ctlCommands() []ctlCommand {
+	return []ctlCommand{
+		{"tenant", "create", "NAME", "create a tenant (namespace of codes, own IPv6 /48)", ctlTenantCreate},
+		{"tenant", "list", "", "list tenants", ctlSimpleGet("/api/v1/tenants")},
+		{"model", "register", "FILE", "register a thing model version (JSON)", ctlModelRegister},
+		{"model", "list", "", "list thing models", ctlSimpleGet("/api/v1/models")},
+		{"model", "get", "ID[@VERSION]", "print a thing model", ctlModelGet("")},
+		{"model", "td", "ID[@VERSION]", "export a thing model as a W3C WoT Thing Description", ctlModelGet("/td")},
+		{"object", "register", "CODE", "register an object; issues its certificate and credential", ctlObjectRegister},
+		{"object", "import", "FILE.csv", "register objects from a CSV file (per-row results)", ctlObjectImport},
+		{"object", "get", "CODE", "print an object", ctlObjectGet("")},
+		{"object", "list", "", "list objects (filters: --tenant --under --tag --kind --status)", ctlObjectList},
+		{"object", "credential", "CODE", "print the object's signed credential", ctlObjectGet("/credential")},
+		{"object", "certificate", "CODE", "print the object's certificate (PEM)", ctlObjectGet("/certificate")},
+		{"object", "admission", "CODE", "ask whether the object may connect (--did, --cert-serial)", ctlObjectAdmission},
+		{"object", "rotate", "CODE", "give the object a new key, certificate and credential", ctlObjectRotate},
+		{"object", "revoke", "CODE", "revoke the object and all its keys", ctlObjectLifecycle("revoke")},
+		{"object", "quarantine", "CODE", "limit the object to remediation", ctlObjectLifecycle("quarantine")},
+		{"object", "reinstate", "CODE", "end a quarantine", ctlObjectLifecycle("reinstate")},
+		{"resolve", "", "CODE|NUMBER|DID", "resolve an object by code, IPv6 number or DID", ctlResolve},
+		{"claim", "create", "", "create a zero-touch claim token for devices", ctlClaimCreate},
+		{"claim", "list", "", "list claim tokens", ctlSimpleGet("/api/v1/claims")},
+		{"claim", "use", "", "act as a device: make a key and CSR, claim an identity with a claim token", ctlClaimUse},
+		{"token", "create", "NAME", "create an API token (--role, --tenant)", ctlTokenCreate},
+		{"token", "list", "", "list API tokens", ctlSimpleGet("/api/v1/tokens")},
+		{"token", "revoke", "NAME", "revoke an API token", ctlTokenRevoke},
+		{"audit", "head", "", "print (and --out save) the signed tree head", ctlAuditHead},
+		{"audit", "entries", "", "export audit entries as JSON lines (--from, --to, --out)", ctlAuditEntries},
+		{"audit", "prove", "INDEX", "fetch and check an inclusion proof for an entry", ctlAuditProve},
+	}
+}
+
+func init() {
+	for _, c := range ctlCommands() {
+		fs := newFlagSet("ctl")
+		ctlGlobalFlags(fs, &ctlGlobals{})
+		c.flags(fs)
+		register("ctl "+strings.TrimSpace(c.group+" "+c.verb), fs)
+	}
+}
+
+func ctlUsage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: wanwu ctl <group> <verb> [args] [flags]\n\nCommands:")
+	for _, c := range ctlCommands() {
+		fmt.Fprintf(w, "  %-30s %s\n", strings.TrimSpace(c.group+" "+c.verb+" "+c.args), c.summary)
+	}
+	fmt.Fprintln(w, "\nEvery command takes --hub, --token, --token-file and --data-dir.")
+}
+
+func runCtl(e *env, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		ctlUsage(e.stdout)
+		if len(args) == 0 {
+			return fmt.Errorf("%w: a command is required", errUsage)
+		}
+		return nil
+	}
+	for _, c := range ctlCommands() {
+		rest := args[1:]
+		if c.group != args[0] {
+			continue
+		}
+		if c.verb != "" {
+			if len(rest) == 0 || rest[0] != c.verb {
+				continue
+			}
+			rest = rest[1:]
+		}
+		name := "ctl " + strings.TrimSpace(c.group+" "+c.verb)
+		fs := newFlagSet(name)
+		var g ctlGlobals
+		ctlGlobalFlags(fs, &g)
+		run := c.flags(fs)
+		if err := parse(e, fs, interleave(fs, rest)); err != nil {
+			return err
+		}
+		conn, err := g.connect()
+		if err != nil {
+			return err
+		}
+		return run(e, conn, fs.Args())
+	}
+	ctlUsage(e.stderr)
+	return fmt.Errorf("%w: unknown ctl command %q", errUsage, strings.Join(args[:min(2, len(args))], " "))
+}
+
+// interleave moves positional arguments after the flags, so that
+// `ctl object get acme:x --hub URL` works like `ctl object get --hub URL acme:x`.
+func interleave(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if strings.Contains(name, "=") {
+				continue
+			}
+			if f := fs.Lookup(name); f != nil {
+				if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+					continue
+				}
+				if i+1 < len(args) {
+					flags = append(flags, args[i+1])
+					i++
+				}
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+func needArgs(args []string, n int, what string) error {
+	if len(args) != n {
+		return fmt.Errorf("%w: want %s", errUsage, what)
+	}
+	return nil
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func ctlSimpleGet(path string) func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	return func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+		return func(e *env, c *ctlConn, args []string) error {
+			if err := needArgs(args, 0, "no arguments"); err != nil {
+				return err
+			}
+			var out any
+			if _, err := c.json("GET", path, nil, &out); err != nil {
+				return err
+			}
+			return printJSON(e.stdout, out)
+		}
+	}
+}
+
+func ctlTenantCreate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	title := fs.String("title", "", "display name")
+	prefix := fs.String("prefix", "", "operator-owned IPv6 /48 for the tenant (default: a derived ULA /48)")
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 1, "NAME"); err != nil {
+			return err
+		}
+		var out any
+		if _, err := c.json("POST", "/api/v1/tenants", map[string]string{"name": args[0], "title": *title, "prefix": *prefix}, &out); err != nil {
+			return err
+		}
+		return printJSON(e.stdout, out)
+	}
+}
+
+func ctlModelRegister(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 1, "FILE"); err != nil {
+			return err
+		}
+		doc, err := os.ReadFile(args[0])
+		if err != nil {
+			return err
+		}
+		b, status, err := c.do("POST", "/api/v1/models", bytes.NewReader(doc), "application/json")
+		if err != nil {
+			return err
+		}
+		var out struct {
+			Model struct{ ID, Version string }
+		}
+		_ = json.Unmarshal(b, &out)
+		verb := "registered"
+		if status == http.StatusOK {
+			verb = "already registered, unchanged"
+		}
+		fmt.Fprintf(e.stdout, "model %s@%s %s\n", out.Model.ID, out.Model.Version, verb)
+		return nil
+	}
+}
+
+// splitModelRef splits "id@version" (version optional).
+func splitModelRef(s string) (string, string) {
+	id, version, _ := strings.Cut(s, "@")
+	return id, version
+}
+
+func ctlModelGet(suffix string) func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	return func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+		return func(e *env, c *ctlConn, args []string) error {
+			if err := needArgs(args, 1, "ID[@VERSION]"); err != nil {
+				return err
+			}
+			id, version := splitModelRef(args[0])
+			if version == "" {
+				version = "latest"
+			}
+			b, _, err := c.do("GET", "/api/v1/models/"+url.PathEscape(id)+"/versions/"+url.PathEscape(version)+suffix, nil, "")
+			if err != nil {
+				return err
+			}
+			var v any
+			if err := json.Unmarshal(b, &v); err != nil {
+				return err
+			}
+			return printJSON(e.stdout, v)
+		}
+	}
+}
+
+// registration mirrors registry.Registration for writing key material to files.
+type registration struct {
+	Object struct {
+		Code   string `json:"code"`
+		Number string `json:"number"`
+		DID    string `json:"did"`
+	} `json:"object"`
+	Certificate   string `json:"certificate"`
+	CACertificate string `json:"ca_certificate"`
+	Credential    string `json:"credential"`
+	PrivateKey    string `json:"private_key"`
+}
+
+// saveRegistration writes the device's files into dir, keys with mode 0600.
+func saveRegistration(e *env, dir string, raw []byte, keyPEM []byte) error {
+	var reg registration
+	if err := json.Unmarshal(raw, &reg); err != nil {
+		return fmt.Errorf("hub sent unexpected JSON: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	files := []struct {
+		name string
+		data string
+		mode os.FileMode
+	}{
+		{"cert.pem", reg.Certificate, 0o644},
+		{"ca.pem", reg.CACertificate, 0o644},
+		{"credential.jwt", reg.Credential + "\n", 0o644},
+		{"registration.json", string(raw), 0o600},
+	}
+	if reg.PrivateKey != "" {
+		files = append(files, struct {
+			name string
+			data string
+			mode os.FileMode
+		}{"key.pem", reg.PrivateKey, 0o600})
+	} else if keyPEM != nil {
+		files = append(files, struct {
+			name string
+			data string
+			mode os.FileMode
+		}{"key.pem", string(keyPEM), 0o600})
+	}
+	for _, f := range files {
+		if strings.TrimSpace(f.data) == "" {
+			continue // keyless assets have no certificate or credential
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.name), []byte(f.data), f.mode); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(e.stdout, "%s\n  number %s\n  did    %s\n  files  %s/{cert.pem,key.pem,ca.pem,credential.jwt}\n",
+		reg.Object.Code, reg.Object.Number, reg.Object.DID, dir)
+	return nil
+}
+
+// keyFlags are shared by register and rotate.
+type keyFlags struct{ csr, publicKey, keyAlg, validity, out *string }
+
+func addKeyFlags(fs *flag.FlagSet) keyFlags {
+	return keyFlags{
+		csr:       fs.String("csr", "", "PEM file with the device's certificate signing request (device-generated key)"),
+		publicKey: fs.String("public-key", "", "the device's public key: did:key, PEM file name, or base64 SPKI"),
+		keyAlg:    fs.String("key-alg", "", "algorithm when the hub generates the key: p256 (default) or ed25519"),
+		validity:  fs.String("validity", "", "certificate lifetime, e.g. 8760h (default: the hub's)"),
+		out:       fs.String("out", "", "write cert.pem, key.pem, ca.pem and credential.jwt into this directory"),
+	}
+}
+
+func (k keyFlags) body(m map[string]any) error {
+	if *k.csr != "" {
+		b, err := os.ReadFile(*k.csr)
+		if err != nil {
+			return err
+		}
+		m["csr"] = string(b)
+	}
+	if pk := *k.publicKey; pk != "" {
+		if !strings.HasPrefix(pk, "did:") {
+			if b, err := os.ReadFile(pk); err == nil {
+				pk = string(b)
+			}
+		}
+		m["public_key"] = pk
+	}
+	if *k.keyAlg != "" {
+		m["key_alg"] = *k.keyAlg
+	}
+	if *k.validity != "" {
+		m["validity"] = *k.validity
+	}
+	return nil
+}
+
+func (k keyFlags) finish(e *env, raw []byte) error {
+	if *k.out != "" {
+		return saveRegistration(e, *k.out, raw, nil)
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	return printJSON(e.stdout, v)
+}
+
+func ctlObjectRegister(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	kind := fs.String("kind", "device", "device, gateway, edge or asset")
+	model := fs.String("model", "", "thing model as ID@VERSION")
+	path := fs.String("path", "", "place in the asset hierarchy, e.g. plant-1/area-a/line-3")
+	edge := fs.String("edge", "", "code of the edge node or gateway that serves this object")
+	var tags stringList
+	fs.Var(&tags, "tag", "tag as key=value (repeatable)")
+	kf := addKeyFlags(fs)
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 1, "CODE"); err != nil {
+			return err
+		}
+		body := map[string]any{"code": args[0], "kind": *kind}
+		if *model != "" {
+			id, version := splitModelRef(*model)
+			body["model"] = map[string]string{"id": id, "version": version}
+		}
+		if *path != "" {
+			body["path"] = *path
+		}
+		if *edge != "" {
+			body["edge"] = *edge
+		}
+		if len(tags) > 0 {
+			t, err := parseTags(tags)
+			if err != nil {
+				return err
+			}
+			body["tags"] = t
+		}
+		if err := kf.body(body); err != nil {
+			return err
+		}
+		b, _ := json.Marshal(body)
+		raw, _, err := c.do("POST", "/api/v1/objects", bytes.NewReader(b), "application/json")
+		if err != nil {
+			return err
+		}
+		return kf.finish(e, raw)
+	}
+}
+
+func parseTags(tags []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, t := range tags {
+		k, v, ok := strings.Cut(t, "=")
+		if !ok {
+			return nil, fmt.Errorf("%w: --tag %q: want key=value", errUsage, t)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func ctlObjectImport(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	out := fs.String("out", "", "write key material of created rows into DIR/<code>/ (needed for hub-generated keys)")
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 1, "FILE.csv"); err != nil {
+			return err
+		}
+		f, err := os.Open(args[0])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		raw, _, err := c.do("POST", "/api/v1/objects/import", f, "text/csv")
+		if err != nil {
+			return err
+		}
+		var sum struct {
+			Created, Unchanged, Errors int
+			Rows                       []struct {
+				Line         int             `json:"line"`
+				Code         string          `json:"code"`
+				Result       string          `json:"result"`
+				Field        string          `json:"field"`
+				Reason       string          `json:"reason"`
+				Registration json.RawMessage `json:"registration"`
+			}
+		}
+		if err := json.Unmarshal(raw, &sum); err != nil {
+			return fmt.Errorf("hub sent unexpected JSON: %w", err)
+		}
+		for _, r := range sum.Rows {
+			switch r.Result {
+			case "error":
+				fmt.Fprintf(e.stdout, "line %d: error: %s%s\n", r.Line, fieldPrefix(r.Field), r.Reason)
+			default:
+				fmt.Fprintf(e.stdout, "line %d: %s %s\n", r.Line, r.Result, r.Code)
+				if *out != "" && len(r.Registration) > 0 && string(r.Registration) != "null" {
+					if err := saveRegistration(&env{stdout: io.Discard, stderr: e.stderr}, filepath.Join(*out, strings.ReplaceAll(r.Code, ":", "_")), r.Registration, nil); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		fmt.Fprintf(e.stdout, "%d created, %d unchanged, %d errors\n", sum.Created, sum.Unchanged, sum.Errors)
+		if sum.Errors > 0 {
+			return fmt.Errorf("%d rows were not registered", sum.Errors)
+		}
+		return nil
+	}
+}
+
+func fieldPrefix(f string) string {
+	if f == "" {
+		return ""
+	}
+	return f + ": "
+}
+
+func ctlObjectGet(suffix string) func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	return func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+		out := fs.String("out", "", "write the result to this file instead of stdout")
+		return func(e *env, c *ctlConn, args []string) error {
+			if err := needArgs(args, 1, "CODE"); err != nil {
+				return err
+			}
+			raw, _, err := c.do("GET", "/api/v1/objects/"+url.PathEscape(args[0])+suffix, nil, "")
+			if err != nil {
+				return err
+			}
+			if suffix == "/credential" {
+				var v struct{ Credential string }
+				if err := json.Unmarshal(raw, &v); err != nil {
+					return err
+				}
+				raw = []byte(v.Credential + "\n")
+			} else if suffix == "" {
+				var v any
+				if err := json.Unmarshal(raw, &v); err != nil {
+					return err
+				}
+				raw, _ = json.MarshalIndent(v, "", "  ")
+				raw = append(raw, '\n')
+			}
+			if *out != "" {
+				return os.WriteFile(*out, raw, 0o644)
+			}
+			_, err = e.stdout.Write(raw)
+			return err
+		}
+	}
+}
+
+func ctlObjectList(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	tenant := fs.String("tenant", "", "only this tenant")
+	under := fs.String("under", "", "only objects at or below this hierarchy path")
+	kind := fs.String("kind", "", "only this kind")
+	status := fs.String("status", "", "only this status (active, quarantined, revoked)")
+	edge := fs.String("edge", "", "only objects served by this edge")
+	limit := fs.Int("limit", 100, "page size (at most 1000)")
+	after := fs.String("after", "", "continue after this code")
+	var tags stringList
+	fs.Var(&tags, "tag", "only objects with tag key=value (repeatable)")
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 0, "no arguments"); err != nil {
+			return err
+		}
+		q := url.Values{}
+		for k, v := range map[string]string{"tenant": *tenant, "under": *under, "kind": *kind, "status": *status, "edge": *edge, "after": *after} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		q.Set("limit", fmt.Sprint(*limit))
+		for _, t := range tags {
+			q.Add("tag", t)
+		}
+		var out any
+		if _, err := c.json("GET", "/api/v1/objects?"+q.Encode(), nil, &out); err != nil {
+			return err
+		}
+		return printJSON(e.stdout, out)
+	}
+}
+
+func ctlObjectAdmission(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	did := fs.String("did", "", "the DID the device presents")
+	serial := fs.String("cert-serial", "", "the serial (hex) of the certificate the device presents")
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 1, "CODE"); err != nil {
+			return err
+		}
+		q := url.Values{}
+		if *did != "" {
+			q.Set("did", *did)
+		}
+		if *serial != "" {
+			q.Set("cert_serial", *serial)
+		}
+		var out struct {
+			Status string `json:"status"`
+			Reason string `json:"reason"`
+		}
+		if _, err := c.json("GET", "/api/v1/objects/"+url.PathEscape(args[0])+"/admission?"+q.Encode(), nil, &out); err != nil {
+			return err
+		}
+		if out.Reason != "" {
+			fmt.Fprintf(e.stdout, "%s (%s)\n", out.Status, out.Reason)
+		} else {
+			fmt.Fprintln(e.stdout, out.Status)
+		}
+		return nil
+	}
+}
+
+func ctlObjectRotate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	overlap := fs.String("overlap", "", "how long the old key keeps working (default: the hub's rotation overlap)")
+	now := fs.Bool("revoke-old-now", false, "revoke the old key at once (compromised key)")
+	kf := addKeyFlags(fs)
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 1, "CODE"); err != nil {
+			return err
+		}
+		body := map[string]any{}
+		if *overlap != "" {
+			body["overlap"] = *overlap
+		}
+		if *now {
+			body["revoke_old_now"] = true
+		}
+		if err := kf.body(body); err != nil {
+			return err
+		}
+		b, _ := json.Marshal(body)
+		raw, _, err := c.do("POST", "/api/v1/objects/"+url.PathEscape(args[0])+"/rotate", bytes.NewReader(b), "application/json")
+		if err != nil {
+			return err
+		}
+		return kf.finish(e, raw)
+	}
+}
+
+func ctlObjectLifecycle(action string) func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	return func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+		reason := fs.String("reason", "", "why (recorded in the audit log)")
+		return func(e *env, c *ctlConn, args []string) error {
+			if err := needArgs(args, 1, "CODE"); err != nil {
+				return err
+			}
+			var out struct {
+				Code   string `json:"code"`
+				Status string `json:"status"`
+			}
+			if _, err := c.json("POST", "/api/v1/objects/"+url.PathEscape(args[0])+"/"+action, map[string]string{"reason": *reason}, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s is %s\n", out.Code, out.Status)
+			return nil
+		}
+	}
+}
+
+func ctlResolve(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 1, "CODE, NUMBER or DID"); err != nil {
+			return err
+		}
+		var out any
+		if _, err := c.json("GET", "/api/v1/resolve/"+url.PathEscape(args[0]), nil, &out); err != nil {
+			return err
+		}
+		return printJSON(e.stdout, out)
+	}
+}
+
+func ctlClaimCreate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	tenant := fs.String("tenant", "", "tenant the claimed devices join")
+	name := fs.String("name", "", "a label for the token (e.g. the production batch)")
+	uses := fs.Int("max-uses", 1, "how many devices may claim with this token")
+	ttl := fs.String("ttl", "24h", "how long the token is valid")
+	kind := fs.String("kind", "", "kind of the claimed objects (default device)")
+	model := fs.String("model", "", "thing model of the claimed objects, ID@VERSION")
+	path := fs.String("path", "", "hierarchy path of the claimed objects")
+	edge := fs.String("edge", "", "edge serving the claimed objects")
+	var tags stringList
+	fs.Var(&tags, "tag", "tag key=value for the claimed objects (repeatable)")
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 0, "no arguments"); err != nil {
+			return err
+		}
+		body := map[string]any{"tenant": *tenant, "name": *name, "max_uses": *uses, "ttl": *ttl, "kind": *kind, "path": *path, "edge": *edge}
+		if *model != "" {
+			id, version := splitModelRef(*model)
+			body["model"] = map[string]string{"id": id, "version": version}
+		}
+		if len(tags) > 0 {
+			t, err := parseTags(tags)
+			if err != nil {
+				return err
+			}
+			body["tags"] = t
+		}
+		var out any
+		if _, err := c.json("POST", "/api/v1/claims", body, &out); err != nil {
+			return err
+		}
+		return printJSON(e.stdout, out)
+	}
+}
+
+func ctlTokenCreate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	role := fs.String("role", "viewer", "admin, operator or viewer")
+	tenant := fs.String("tenant", "", "bind the token to one tenant")
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 1, "NAME"); err != nil {
+			return err
+		}
+		var out any
+		if _, err := c.json("POST", "/api/v1/tokens", map[string]string{"name": args[0], "role": *role, "tenant": *tenant}, &out); err != nil {
+			return err
+		}
+		return printJSON(e.stdout, out)
+	}
+}
+
+func ctlTokenRevoke(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 1, "NAME"); err != nil {
+			return err
+		}
+		if _, err := c.json("DELETE", "/api/v1/tokens/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "token %s revoked\n", args[0])
+		return nil
+	}
+}

@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/hub"
+)
+
+func init() {
+	var c config.Hub
+	var s string
+	var b bool
+	register("hub", hubFlags(&c, &s, &b))
+}
+
+// hubFlags binds the hub's flags to cfg; names mirror the YAML keys.
+func hubFlags(cfg *config.Hub, configFile *string, printConfig *bool) *flag.FlagSet {
+	fs := newFlagSet("hub")
+	fs.StringVar(configFile, "config", "", "YAML configuration file (defaults < file < flags)")
+	fs.BoolVar(printConfig, "print-config", false, "print the effective configuration as YAML and exit")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data directory (database, CA, keys, JetStream, admin token)")
+	fs.StringVar(&cfg.HTTP.Listen, "http.listen", cfg.HTTP.Listen, "HTTP API address (port 0 picks a free port)")
+	fs.StringVar(&cfg.Bus.Listen, "bus.listen", cfg.Bus.Listen, "expose the embedded NATS server on host:port (default: in-process only)")
+	fs.StringVar(&cfg.Bus.Sync, "bus.sync", cfg.Bus.Sync, `JetStream fsync policy: "always" or an interval such as 2s (risks acknowledged data on power loss)`)
+	fs.Func("identity.cert-validity", "lifetime of issued device certificates (default 8760h)", func(s string) error {
+		d, err := time.ParseDuration(s)
+		cfg.Identity.CertValidity = config.Duration(d)
+		return err
+	})
+	fs.Func("identity.rotation-overlap", "how long a rotated-out key keeps working (default 168h)", func(s string) error {
+		d, err := time.ParseDuration(s)
+		cfg.Identity.RotationOverlap = config.Duration(d)
+		return err
+	})
+	fs.StringVar(&cfg.Log.Level, "log.level", cfg.Log.Level, "log level: debug, info, warn, error")
+	fs.StringVar(&cfg.Log.Format, "log.format", cfg.Log.Format, "log format: text or json")
+	return fs
+}
+
+// loadHubConfig applies defaults, then the file, then the flags that were set.
+func loadHubConfig(e *env, args []string) (config.Hub, bool, error) {
+	var configFile string
+	var printConfig bool
+	// First pass: find --config without letting defaults override the file.
+	probe := config.DefaultHub()
+	if err := parse(e, hubFlags(&probe, &configFile, &printConfig), args); err != nil {
+		return config.Hub{}, false, err
+	}
+	cfg := config.DefaultHub()
+	if configFile != "" {
+		if err := cfg.LoadFile(configFile); err != nil {
+			return config.Hub{}, false, err
+		}
+	}
+	// Second pass on top of the file: only flags given on the command line change it.
+	fs := hubFlags(&cfg, new(string), new(bool))
+	if err := parse(e, fs, args); err != nil {
+		return config.Hub{}, false, err
+	}
+	if fs.NArg() > 0 {
+		return config.Hub{}, false, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if err := cfg.Validate(); err != nil {
+		return config.Hub{}, false, err
+	}
+	return cfg, printConfig, nil
+}
+
+func newLogger(e *env, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, opts))
+}
+
+func runHub(e *env, args []string) error {
+	cfg, printConfig, err := loadHubConfig(e, args)
+	if err != nil {
+		return err
+	}
+	if printConfig {
+		out, err := cfg.YAML()
+		if err != nil {
+			return err
+		}
+		_, err = e.stdout.Write(out)
+		return err
+	}
+	log := newLogger(e, cfg.Log.Level, cfg.Log.Format)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	h := hub.New(hub.Options{Config: cfg, Logger: log, Version: Version})
+	if err := h.Start(ctx); err != nil {
+		return err
+	}
+	printTour(e, h.URL(), cfg.DataDir)
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// printTour shows a new user what to do next, with commands that work as printed.
+func printTour(e *env, url, dataDir string) {
+	abs, _ := filepath.Abs(dataDir)
+	dd := ""
+	if filepath.Clean(dataDir) != filepath.Clean(config.DefaultHub().DataDir) {
+		dd = " --data-dir " + dataDir
+	}
+	fmt.Fprintf(e.stdout, `
+wanwu hub is running at %s (data in %s).
+The admin token is in %s; 'wanwu ctl' finds it there.
+
+Quick tour, in another terminal in this directory:
+  go run ./cmd/wanwu ctl%[4]s tenant create acme
+  go run ./cmd/wanwu ctl%[4]s model register examples/pump.model.json
+  go run ./cmd/wanwu ctl%[4]s object register acme:pump-0001 --model acme:pump@1.0.0 --path plant-1/line-3 --out pump-0001
+  go run ./cmd/wanwu ctl%[4]s resolve acme:pump-0001
+  go run ./cmd/wanwu verify%[4]s credential pump-0001/credential.jwt
+  go run ./cmd/wanwu ctl%[4]s audit head --out head.txt
+  go run ./cmd/wanwu verify%[4]s log --head head.txt
+
+Stop with Ctrl-C.
+`, url, abs, filepath.Join(abs, hub.AdminTokenFile), dd)
+}

@@ -1,0 +1,461 @@
+// Package hub assembles the hub role: the data directory, the metadata
+// database, the CA and signing key, the audit log, the embedded bus, the
+// identity registry and the HTTP API, started and shut down as one component.
+//
+// The data directory holds everything the hub needs to restart where it
+// stopped:
+//
+//	wanwu.db        SQLite metadata and the audit log (WAL, synchronous=FULL)
+//	ca.key, ca.crt  the device CA (key mode 0600)
+//	signing.key     Ed25519 key signing credentials and tree heads (0600)
+//	signing.pub     its public key, for offline verification
+//	admin.token     the first admin token (0600), written once
+//	hub.url         the API base URL of the running hub, for `wanwu ctl`
+//	nats/           JetStream storage
+//	LOCK            held while a hub runs on the directory
+package hub
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/wanwu-iot/wanwu/internal/api"
+	"github.com/wanwu-iot/wanwu/internal/audit"
+	"github.com/wanwu-iot/wanwu/internal/auth"
+	"github.com/wanwu-iot/wanwu/internal/bus"
+	"github.com/wanwu-iot/wanwu/internal/ca"
+	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/keys"
+	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/store"
+)
+
+// File names inside the data directory.
+const (
+	DBFile         = "wanwu.db"
+	SigningKeyFile = "signing.key"
+	SigningPubFile = "signing.pub"
+	AdminTokenFile = "admin.token"
+	URLFile        = "hub.url"
+	lockFile       = "LOCK"
+	natsDir        = "nats"
+)
+
+// AuditOrigin is the checkpoint origin line of a deployment's audit log.
+func AuditOrigin(deploymentID string) string { return "wanwu.hub/" + deploymentID }
+
+// Options configure a hub.
+type Options struct {
+	Config  config.Hub
+	Logger  *slog.Logger
+	Version string
+	// Now is the clock used by the registry (tests move it).
+	Now func() time.Time
+}
+
+// Hub is the running hub role.
+type Hub struct {
+	opts Options
+	log  *slog.Logger
+
+	lock     *os.File
+	db       *store.DB
+	ca       *ca.CA
+	signer   ed25519.PrivateKey
+	audit    *audit.Log
+	bus      *bus.Bus
+	reg      *registry.Registry
+	metrics  *prometheus.Registry
+	http     *http.Server
+	listener net.Listener
+	deployID string
+
+	auditPending chan struct{} // wakes the audit forwarder
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+}
+
+// New returns a hub that has not started.
+func New(opts Options) *Hub {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Hub{opts: opts, log: opts.Logger, auditPending: make(chan struct{}, 1)}
+}
+
+// Start opens the data directory and starts every component. On error,
+// whatever started is shut down again.
+func (h *Hub) Start(ctx context.Context) (err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.started {
+		return errors.New("hub: already started")
+	}
+	h.started = true
+	cfg := h.opts.Config
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("hub: config: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			h.closeAll(context.Background())
+		}
+	}()
+	dir := cfg.DataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("hub: data dir: %w", err)
+	}
+	if h.lock, err = lockDir(dir); err != nil {
+		return err
+	}
+	if h.db, err = store.Open(ctx, filepath.Join(dir, DBFile), store.Options{}); err != nil {
+		return err
+	}
+	if h.deployID, err = h.db.EnsureMeta(ctx, "deployment_id", randomID); err != nil {
+		return err
+	}
+	var created bool
+	if h.ca, created, err = ca.LoadOrCreate(dir, h.deployID); err != nil {
+		return fmt.Errorf("hub: CA: %w", err)
+	}
+	if created {
+		h.log.Info("created device CA", "cert", filepath.Join(dir, "ca.crt"))
+	}
+	if h.signer, _, err = keys.LoadOrCreateEd25519(filepath.Join(dir, SigningKeyFile)); err != nil {
+		return fmt.Errorf("hub: signing key: %w", err)
+	}
+	pubPEM, err := keys.MarshalPublicKeyPEM(h.signer.Public())
+	if err != nil {
+		return fmt.Errorf("hub: signing key: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, SigningPubFile), pubPEM, 0o644); err != nil {
+		return err
+	}
+	if h.audit, err = audit.Open(ctx, h.db.W, h.signer, AuditOrigin(h.deployID)); err != nil {
+		return fmt.Errorf("hub: audit log: %w", err)
+	}
+	if h.bus, err = bus.Start(ctx, bus.Options{
+		StoreDir: filepath.Join(dir, natsDir), Listen: cfg.Bus.Listen, Sync: cfg.Bus.Sync,
+		Logger: h.log, ServerName: "wanwu-hub-" + h.deployID[:8],
+	}); err != nil {
+		return err
+	}
+	if h.reg, err = registry.New(registry.Options{
+		DB: h.db, CA: h.ca, Signer: h.signer, Audit: h.audit, DeploymentID: h.deployID,
+		CertValidity:    time.Duration(cfg.Identity.CertValidity),
+		RotationOverlap: time.Duration(cfg.Identity.RotationOverlap),
+		Now:             h.opts.Now,
+		OnCommit:        func([]audit.Entry) { h.wakeAuditForwarder() },
+	}); err != nil {
+		return err
+	}
+	if err := h.ensureAdminToken(ctx); err != nil {
+		return err
+	}
+	if err := h.startHTTP(); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.goTracked(func() { h.forwardAudit(runCtx) })
+	h.goTracked(func() { h.retireKeys(runCtx) })
+	h.wakeAuditForwarder()
+	if err := writeFileAtomic(filepath.Join(dir, URLFile), []byte(h.URL()+"\n"), 0o644); err != nil {
+		return err
+	}
+	h.log.Info("hub started", "api", h.URL(), "data_dir", dir, "deployment", h.deployID, "bus", orNone(h.bus.ClientURL()), "sync", cfg.Bus.Sync)
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "in-process only"
+	}
+	return s
+}
+
+func (h *Hub) startHTTP() error {
+	h.metrics = prometheus.NewRegistry()
+	h.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pubPEM, _ := keys.MarshalPublicKeyPEM(h.signer.Public())
+	did, _ := keys.DID(h.signer.Public())
+	handler, err := api.New(api.Options{
+		Registry: h.reg, Audit: h.audit, CA: h.ca, Logger: h.log.With("component", "api"),
+		Metrics: h.metrics, Gatherer: h.metrics, Ready: h.Ready,
+		Info: api.Info{
+			Version: h.opts.Version, DeploymentID: h.deployID, SigningDID: did, SigningKeyPEM: string(pubPEM),
+			AuditOrigin: AuditOrigin(h.deployID), AuditVerifierKey: h.audit.VerifierKey(),
+		},
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", h.opts.Config.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("hub: http listen: %w", err)
+	}
+	h.listener = ln
+	h.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
+	}
+	h.goTracked(func() {
+		if err := h.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.log.Error("http server stopped", "err", err)
+		}
+	})
+	return nil
+}
+
+// ensureAdminToken creates the first admin token on a fresh data directory
+// and writes it, never logged, to a 0600 file.
+func (h *Hub) ensureAdminToken(ctx context.Context) error {
+	n, err := h.reg.TokenCount(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	_, secret, err := h.reg.CreateToken(ctx, "system", "admin", auth.Admin, "")
+	if err != nil {
+		return fmt.Errorf("hub: first admin token: %w", err)
+	}
+	path := filepath.Join(h.opts.Config.DataDir, AdminTokenFile)
+	if err := writeFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
+		return err
+	}
+	h.log.Info("created the first admin token", "file", path)
+	return nil
+}
+
+func (h *Hub) goTracked(fn func()) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		fn()
+	}()
+}
+
+func (h *Hub) wakeAuditForwarder() {
+	select {
+	case h.auditPending <- struct{}{}:
+	default:
+	}
+}
+
+// forwardAudit publishes committed audit entries to the bus in log order.
+// It starts from what the stream already holds, so entries committed just
+// before a crash are published after the restart; message ids make a
+// repeated publish harmless.
+func (h *Hub) forwardAudit(ctx context.Context) {
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		if err := h.publishPendingAudit(ctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("audit forwarding to the bus failed; retrying", "err", err)
+			retry.Reset(time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.auditPending:
+		case <-retry.C:
+		}
+	}
+}
+
+func (h *Hub) publishPendingAudit(ctx context.Context) error {
+	published, err := h.bus.AuditPublished(ctx)
+	if err != nil {
+		return err
+	}
+	size, err := h.audit.Size(ctx)
+	if err != nil {
+		return err
+	}
+	for published < size {
+		to := min(size, published+1000)
+		entries, err := h.audit.Entries(ctx, published, to)
+		if err != nil {
+			return err
+		}
+		leaves, err := h.audit.LeafBytes(ctx, published, to)
+		if err != nil {
+			return err
+		}
+		for i, e := range entries {
+			if err := h.bus.PublishAudit(ctx, e.Index, e.Kind, leaves[i]); err != nil {
+				return err
+			}
+		}
+		published = to
+	}
+	return nil
+}
+
+// retireKeys revokes rotated-out keys when their overlap ends.
+func (h *Hub) retireKeys(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		if n, err := h.reg.RetireDue(ctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("retiring rotated keys failed", "err", err)
+		} else if n > 0 {
+			h.log.Info("revoked rotated-out keys", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports whether the hub serves requests.
+func (h *Hub) Ready() error {
+	if h.bus == nil || h.db == nil {
+		return errors.New("hub: not started")
+	}
+	if err := h.bus.Ready(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := h.db.R.PingContext(ctx); err != nil {
+		return fmt.Errorf("hub: database: %w", err)
+	}
+	return nil
+}
+
+// URL is the API base URL.
+func (h *Hub) URL() string {
+	if h.listener == nil {
+		return ""
+	}
+	return "http://" + h.listener.Addr().String()
+}
+
+// Registry exposes the identity service to in-process callers (adapters, tests).
+func (h *Hub) Registry() *registry.Registry { return h.reg }
+
+// Audit exposes the audit log.
+func (h *Hub) Audit() *audit.Log { return h.audit }
+
+// Bus exposes the embedded bus.
+func (h *Hub) Bus() *bus.Bus { return h.bus }
+
+// CA exposes the device CA.
+func (h *Hub) CA() *ca.CA { return h.ca }
+
+// DeploymentID is the hub's stable id, created on first start.
+func (h *Hub) DeploymentID() string { return h.deployID }
+
+// Shutdown stops accepting requests, waits for in-flight ones, stops every
+// goroutine and closes the bus and database. It is safe to call twice.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped || !h.started {
+		return nil
+	}
+	h.stopped = true
+	return h.closeAll(ctx)
+}
+
+func (h *Hub) closeAll(ctx context.Context) error {
+	var errs []error
+	if h.http != nil {
+		errs = append(errs, h.http.Shutdown(ctx))
+	} else if h.listener != nil {
+		errs = append(errs, h.listener.Close())
+	}
+	if h.cancel != nil {
+		h.cancel()
+	}
+	h.wg.Wait()
+	if h.bus != nil {
+		errs = append(errs, h.bus.Shutdown(ctx))
+	}
+	if h.db != nil {
+		errs = append(errs, h.db.Close())
+	}
+	if h.lock != nil {
+		_ = os.Remove(filepath.Join(h.opts.Config.DataDir, URLFile))
+		errs = append(errs, h.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// lockDir takes an exclusive lock so two hubs never share a data directory.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("hub: lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("hub: data dir %s is in use by another hub: %w", dir, err)
+	}
+	return f, nil
+}
+
+func randomID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("hub: crypto/rand failed: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// writeFileAtomic writes through a temporary file and a rename, so a crash
+// leaves the old or the new content, never a torn file.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("hub: write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("hub: write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("hub: write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("hub: write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("hub: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("hub: write %s: %w", path, err)
+	}
+	return nil
+}

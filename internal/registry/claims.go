@@ -1,0 +1,195 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/auth"
+	"github.com/wanwu-iot/wanwu/internal/code"
+)
+
+// ClaimPrefix marks claim tokens (bootstrap secrets devices carry from the factory).
+const ClaimPrefix = "wwc_"
+
+// ClaimSpec describes a claim token and the template for objects claimed with it.
+type ClaimSpec struct {
+	Name    string            `json:"name,omitempty"`
+	MaxUses int               `json:"max_uses"` // default 1
+	TTL     time.Duration     `json:"-"`        // default 24h
+	Kind    string            `json:"kind,omitempty"`
+	Model   *ModelRef         `json:"model,omitempty"`
+	Path    []string          `json:"path,omitempty"`
+	Tags    map[string]string `json:"tags,omitempty"`
+	Edge    string            `json:"edge,omitempty"`
+}
+
+// Claim is a stored claim token without its secret.
+type Claim struct {
+	ID        string    `json:"id"`
+	Tenant    string    `json:"tenant"`
+	Name      string    `json:"name,omitempty"`
+	MaxUses   int       `json:"max_uses"`
+	Uses      int       `json:"uses"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Template  ClaimSpec `json:"template"`
+	Revoked   bool      `json:"revoked,omitempty"`
+}
+
+// CreateClaim issues a claim token for tenant. The secret is returned once.
+func (r *Registry) CreateClaim(ctx context.Context, actor, tenant string, spec ClaimSpec) (*Claim, string, error) {
+	if spec.MaxUses == 0 {
+		spec.MaxUses = 1
+	}
+	if spec.MaxUses < 0 || spec.MaxUses > 1_000_000 {
+		return nil, "", invalid("max_uses", "must be between 1 and 1000000")
+	}
+	if spec.TTL == 0 {
+		spec.TTL = 24 * time.Hour
+	}
+	if spec.TTL < 0 || spec.TTL > 366*24*time.Hour {
+		return nil, "", invalid("ttl", "must be positive and at most a year")
+	}
+	if len(spec.Name) > 64 {
+		return nil, "", invalid("name", "at most 64 characters")
+	}
+	// Validate the template as a registration of a placeholder code in the tenant.
+	probe := RegisterRequest{Code: tenant + ":x", Kind: spec.Kind, Model: spec.Model, Path: spec.Path, Tags: spec.Tags, Edge: spec.Edge}
+	if _, err := validateRequest(&probe); err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) && fe.Field == "code" {
+			return nil, "", invalid("tenant", "%s", fe.Reason)
+		}
+		return nil, "", err
+	}
+	spec.Kind = probe.Kind
+	secret := auth.NewSecret(ClaimPrefix)
+	cl := &Claim{ID: auth.NewSecret("clm_")[:16], Tenant: tenant, Name: spec.Name, MaxUses: spec.MaxUses, Template: spec}
+	err := r.write(ctx, actor, func(c *change) error {
+		if _, err := getTenant(ctx, c.tx, tenant); err != nil {
+			return err
+		}
+		if spec.Model != nil {
+			if _, err := getModel(ctx, c.tx, spec.Model.ID, spec.Model.Version); err != nil {
+				return fmt.Errorf("model: %w", err)
+			}
+		}
+		cl.ExpiresAt = c.now.Add(spec.TTL)
+		tmpl, _ := json.Marshal(spec)
+		if _, err := c.tx.ExecContext(ctx, `INSERT INTO claims(id, hash, tenant, name, max_uses, expires_at, template, created_at) VALUES (?,?,?,?,?,?,?,?)`,
+			cl.ID, auth.Hash(secret), tenant, spec.Name, spec.MaxUses, cl.ExpiresAt.UnixMilli(), string(tmpl), c.now.UnixMilli()); err != nil {
+			return fmt.Errorf("registry: insert claim: %w", err)
+		}
+		return c.log(KindClaimCreated, tenant, cl.ID, map[string]any{"name": spec.Name, "max_uses": spec.MaxUses, "expires_at": cl.ExpiresAt, "template": spec})
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return cl, secret, nil
+}
+
+// ClaimRequest is what a device sends with its claim token.
+type ClaimRequest struct {
+	CSR []byte
+	// Local is the local part of the code the device asks for; empty derives
+	// one from its key ("d-" and 20 hex digits of the key fingerprint).
+	Local string
+}
+
+// UseClaim registers a device that presents a valid claim token and a CSR.
+// The same key cannot be claimed twice; a used-up, expired or revoked token is
+// refused with ErrClaim.
+func (r *Registry) UseClaim(ctx context.Context, secret string, req ClaimRequest) (*Registration, error) {
+	if !strings.HasPrefix(secret, ClaimPrefix) || len(secret) > 128 {
+		return nil, fmt.Errorf("%w: not a claim token", ErrClaim)
+	}
+	var claimID string
+	err := r.db.R.QueryRowContext(ctx, `SELECT id FROM claims WHERE hash = ?`, auth.Hash(secret)).Scan(&claimID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: unknown claim token", ErrClaim)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registry: claim: %w", err)
+	}
+	if len(req.CSR) == 0 {
+		return nil, invalid("csr", "a certificate signing request is required")
+	}
+	rk, err := resolveKey(KeySource{CSR: req.CSR})
+	if err != nil {
+		return nil, err
+	}
+	if req.Local == "" {
+		req.Local = "d-" + fingerprint(rk.spki)[:20]
+	} else if err := code.ValidLocal(req.Local); err != nil {
+		return nil, invalidErr("id", err)
+	}
+	// Expiry and the use count are checked inside the write transaction, so
+	// two devices racing for the last use cannot both win.
+	var reg *Registration
+	err = r.write(ctx, "claim:"+claimID, func(c *change) error {
+		var cl Claim
+		var tmpl string
+		var expires, revoked int64
+		err := c.tx.QueryRowContext(ctx, `SELECT id, tenant, max_uses, uses, expires_at, template, revoked_at FROM claims WHERE id = ?`, claimID).
+			Scan(&cl.ID, &cl.Tenant, &cl.MaxUses, &cl.Uses, &expires, &tmpl, &revoked)
+		if err != nil {
+			return fmt.Errorf("registry: claim: %w", err)
+		}
+		switch {
+		case revoked != 0:
+			return fmt.Errorf("%w: claim token revoked", ErrClaim)
+		case !c.now.Before(time.UnixMilli(expires)):
+			return fmt.Errorf("%w: claim token expired", ErrClaim)
+		case cl.Uses >= cl.MaxUses:
+			return fmt.Errorf("%w: claim token used up (%d of %d)", ErrClaim, cl.Uses, cl.MaxUses)
+		}
+		var spec ClaimSpec
+		if err := json.Unmarshal([]byte(tmpl), &spec); err != nil {
+			return fmt.Errorf("registry: claim template: %w", err)
+		}
+		rr := RegisterRequest{Code: cl.Tenant + ":" + req.Local, Kind: spec.Kind, Model: spec.Model, Path: spec.Path, Tags: spec.Tags, Edge: spec.Edge}
+		if reg, err = c.register(rr, rk); err != nil {
+			return err
+		}
+		if _, err := c.tx.ExecContext(ctx, `UPDATE claims SET uses = uses + 1 WHERE id = ?`, cl.ID); err != nil {
+			return fmt.Errorf("registry: claim: %w", err)
+		}
+		return c.log(KindClaimUsed, cl.Tenant, reg.Object.Code, map[string]any{"claim": cl.ID, "use": cl.Uses + 1, "max_uses": cl.MaxUses, "did": rk.did})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+// Claims lists claim tokens of tenant ("" = all).
+func (r *Registry) Claims(ctx context.Context, tenant string) ([]Claim, error) {
+	q := `SELECT id, tenant, name, max_uses, uses, expires_at, template, revoked_at FROM claims`
+	var args []any
+	if tenant != "" {
+		q += ` WHERE tenant = ?`
+		args = append(args, tenant)
+	}
+	rows, err := r.db.R.QueryContext(ctx, q+` ORDER BY created_at`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("registry: claims: %w", err)
+	}
+	defer rows.Close()
+	var out []Claim
+	for rows.Next() {
+		var cl Claim
+		var tmpl string
+		var expires, revoked int64
+		if err := rows.Scan(&cl.ID, &cl.Tenant, &cl.Name, &cl.MaxUses, &cl.Uses, &expires, &tmpl, &revoked); err != nil {
+			return nil, err
+		}
+		cl.ExpiresAt, cl.Revoked = time.UnixMilli(expires).UTC(), revoked != 0
+		_ = json.Unmarshal([]byte(tmpl), &cl.Template)
+		out = append(out, cl)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,157 @@
+// Package registry is the hub's identity service: tenants, thing models and
+// objects, with their codes, numbers, keys, certificates and credentials, and
+// the lifecycle around them (rotation, revocation, quarantine, admission,
+// bulk and zero-touch provisioning, API tokens).
+//
+// Every change is one SQLite transaction that also appends its audit entries,
+// so an object never exists without the log saying who registered it, and a
+// log entry never describes a change that did not commit.
+package registry
+
+import (
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/audit"
+	"github.com/wanwu-iot/wanwu/internal/ca"
+	"github.com/wanwu-iot/wanwu/internal/store"
+)
+
+// Errors returned by the registry; API handlers map them to HTTP statuses.
+var (
+	// ErrInvalid: the request is malformed; a *FieldError names the field.
+	ErrInvalid = errors.New("invalid request")
+	// ErrNotFound: no such tenant, model, object or claim.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the request contradicts existing state (duplicate, immutable version, wrong lifecycle state).
+	ErrConflict = errors.New("conflict")
+	// ErrClaim: a claim token is unknown, expired, revoked or used up.
+	ErrClaim = errors.New("claim refused")
+)
+
+// FieldError is an ErrInvalid that names the offending field.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+func invalid(field, format string, args ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// invalidErr wraps a validation error from another package under a field name.
+func invalidErr(field string, err error) error {
+	return &FieldError{Field: field, Reason: err.Error()}
+}
+
+// Options configure a Registry.
+type Options struct {
+	DB           *store.DB
+	CA           *ca.CA
+	Signer       ed25519.PrivateKey // signs device credentials
+	Audit        *audit.Log
+	DeploymentID string // feeds the derived ULA prefixes
+	// CertValidity is the default lifetime of issued certificates and credentials.
+	CertValidity time.Duration
+	// RotationOverlap is how long a rotated-out key stays valid by default.
+	RotationOverlap time.Duration
+	// Now is the clock (tests move it).
+	Now func() time.Time
+	// OnCommit, when set, receives the audit entries of every committed change,
+	// after the commit (the hub forwards them to the bus).
+	OnCommit func([]audit.Entry)
+}
+
+// Registry implements the identity service on the metadata database.
+type Registry struct {
+	opts Options
+	db   *store.DB
+}
+
+// Defaults for Options.
+const (
+	DefaultCertValidity    = 365 * 24 * time.Hour
+	DefaultRotationOverlap = 7 * 24 * time.Hour
+	maxValidity            = 20 * 365 * 24 * time.Hour
+)
+
+// New checks the options and returns a registry.
+func New(opts Options) (*Registry, error) {
+	if opts.DB == nil || opts.CA == nil || opts.Signer == nil || opts.Audit == nil {
+		return nil, errors.New("registry: DB, CA, Signer and Audit are required")
+	}
+	if opts.DeploymentID == "" {
+		return nil, errors.New("registry: DeploymentID is required")
+	}
+	if opts.CertValidity <= 0 {
+		opts.CertValidity = DefaultCertValidity
+	}
+	if opts.RotationOverlap < 0 {
+		return nil, errors.New("registry: RotationOverlap must not be negative")
+	}
+	if opts.RotationOverlap == 0 {
+		opts.RotationOverlap = DefaultRotationOverlap
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Registry{opts: opts, db: opts.DB}, nil
+}
+
+func (r *Registry) now() time.Time { return r.opts.Now().UTC().Truncate(time.Millisecond) }
+
+// change is one write transaction with its audit entries.
+type change struct {
+	r       *Registry
+	ctx     context.Context
+	tx      *sql.Tx
+	actor   string
+	now     time.Time
+	entries []audit.Entry
+}
+
+// write runs fn in a transaction; entries fn logs are appended in the same
+// transaction and handed to OnCommit after the commit.
+func (r *Registry) write(ctx context.Context, actor string, fn func(c *change) error) error {
+	if actor == "" {
+		return errors.New("registry: a change needs an actor")
+	}
+	c := &change{r: r, ctx: ctx, actor: actor, now: r.now()}
+	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+		c.tx = tx
+		c.entries = c.entries[:0]
+		return fn(c)
+	})
+	if err != nil {
+		return err
+	}
+	if r.opts.OnCommit != nil && len(c.entries) > 0 {
+		r.opts.OnCommit(c.entries)
+	}
+	return nil
+}
+
+// log appends an audit entry inside the change's transaction.
+func (c *change) log(kind, tenant, subject string, data any) error {
+	raw, err := marshalData(data)
+	if err != nil {
+		return err
+	}
+	e := audit.Entry{Time: c.now, Actor: c.actor, Tenant: tenant, Kind: kind, Subject: subject, Data: raw}
+	idx, err := c.r.opts.Audit.AppendTx(c.ctx, c.tx, e)
+	if err != nil {
+		return fmt.Errorf("registry: audit %s: %w", kind, err)
+	}
+	e.Index = idx
+	c.entries = append(c.entries, e)
+	return nil
+}
