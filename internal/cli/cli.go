@@ -44,8 +44,12 @@ func commands() []command {
 	}
 }
 
-// errUsage marks errors after which the usage text helps; exit code 2.
-var errUsage = errors.New("usage")
+// usageError is a mistake in how the command was called; exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
@@ -71,7 +75,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case errors.Is(err, flag.ErrHelp):
 			return 0
-		case errors.Is(err, errUsage):
+		case errors.As(err, new(*usageError)):
 			fmt.Fprintf(stderr, "wanwu %s: %v\n", c.name, err)
 			return 2
 		default:
@@ -136,6 +140,24 @@ func register(cmd string, fs *flag.FlagSet) {
 	})
 }
 
+// describeHomes names the commands a flag belongs to, collapsing a whole
+// family ("wanwu ctl ...") into its top-level command.
+func describeHomes(homes []string) string {
+	tops := map[string]bool{}
+	for _, h := range homes {
+		tops[strings.Fields(h)[0]] = true
+	}
+	list := homes
+	if len(homes) > 3 {
+		list = nil
+		for t := range tops {
+			list = append(list, t)
+		}
+	}
+	sort.Strings(list)
+	return "'wanwu " + strings.Join(list, "', 'wanwu ") + "'"
+}
+
 // parse parses args and turns flag errors into clear usage errors.
 func parse(e *env, fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
@@ -153,10 +175,9 @@ func parse(e *env, fs *flag.FlagSet, args []string) error {
 	if msg := err.Error(); strings.HasPrefix(msg, undefined) {
 		name := strings.TrimPrefix(msg, undefined)
 		if homes := flagHomes[name]; len(homes) > 0 {
-			sort.Strings(homes)
-			return fmt.Errorf("%w: flag --%s does not apply to '%s'; it belongs to 'wanwu %s'", errUsage, name, fs.Name(), strings.Join(homes, "', 'wanwu "))
+			return usagef("flag --%s does not apply to '%s'; it belongs to %s", name, fs.Name(), describeHomes(homes))
 		}
-		return fmt.Errorf("%w: unknown flag --%s (see '%s -h')", errUsage, name, fs.Name())
+		return usagef("unknown flag --%s (see '%s -h')", name, fs.Name())
 	}
-	return fmt.Errorf("%w: %v", errUsage, err)
+	return usagef("%v", err)
 }

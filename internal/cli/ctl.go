@@ -204,7 +204,7 @@ func runCtl(e *env, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		ctlUsage(e.stdout)
 		if len(args) == 0 {
-			return fmt.Errorf("%w: a command is required", errUsage)
+			return usagef("a command is required")
 		}
 		return nil
 	}
@@ -234,7 +234,7 @@ func runCtl(e *env, args []string) error {
 		return run(e, conn, fs.Args())
 	}
 	ctlUsage(e.stderr)
-	return fmt.Errorf("%w: unknown ctl command %q", errUsage, strings.Join(args[:min(2, len(args))], " "))
+	return usagef("unknown ctl command %q", strings.Join(args[:min(2, len(args))], " "))
 }
 
 // interleave moves positional arguments after the flags, so that
@@ -271,7 +271,7 @@ func interleave(fs *flag.FlagSet, args []string) []string {
 
 func needArgs(args []string, n int, what string) error {
 	if len(args) != n {
-		return fmt.Errorf("%w: want %s", errUsage, what)
+		return usagef("expected arguments: %s", what)
 	}
 	return nil
 }
@@ -521,7 +521,7 @@ func parseTags(tags []string) (map[string]string, error) {
 	for _, t := range tags {
 		k, v, ok := strings.Cut(t, "=")
 		if !ok {
-			return nil, fmt.Errorf("%w: --tag %q: want key=value", errUsage, t)
+			return nil, usagef("--tag %q: want key=value", t)
 		}
 		out[k] = v
 	}

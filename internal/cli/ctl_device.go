@@ -34,14 +34,14 @@ func ctlClaimUse(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error
 			return err
 		}
 		if *out == "" {
-			return fmt.Errorf("%w: --out DIR is required (the private key must be kept)", errUsage)
+			return usagef("--out DIR is required (the private key must be kept)")
 		}
 		secret := *claim
 		if secret == "" {
 			secret = os.Getenv("WANWU_CLAIM")
 		}
 		if secret == "" {
-			return fmt.Errorf("%w: --claim TOKEN is required", errUsage)
+			return usagef("--claim TOKEN is required")
 		}
 		var keyPEM []byte
 		var err error
@@ -58,7 +58,7 @@ func ctlClaimUse(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error
 		} else {
 			a, err := keys.ParseAlg(*alg)
 			if err != nil {
-				return fmt.Errorf("%w: %v", errUsage, err)
+				return usagef("%v", err)
 			}
 			k, err := keys.Generate(a)
 			if err != nil {
@@ -164,7 +164,7 @@ func ctlAuditProve(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) err
 		}
 		var index uint64
 		if _, err := fmt.Sscan(args[0], &index); err != nil {
-			return fmt.Errorf("%w: INDEX %q is not a number", errUsage, args[0])
+			return usagef("INDEX %q is not a number", args[0])
 		}
 		var info struct {
 			AuditOrigin string `json:"audit_origin"`

@@ -68,7 +68,7 @@ func loadHubConfig(e *env, args []string) (config.Hub, bool, error) {
 		return config.Hub{}, false, err
 	}
 	if fs.NArg() > 0 {
-		return config.Hub{}, false, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+		return config.Hub{}, false, usagef("unexpected arguments %q", fs.Args())
 	}
 	if err := cfg.Validate(); err != nil {
 		return config.Hub{}, false, err

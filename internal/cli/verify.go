@@ -50,7 +50,7 @@ func runVerify(e *env, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(e.stdout, "Usage:\n  wanwu verify credential FILE [--hub-key PEM | --data-dir DIR] [--at TIME]\n  wanwu verify log [--data-dir DIR] [--hub-key PEM] [--head FILE] [--export FILE]")
 		if len(args) == 0 {
-			return fmt.Errorf("%w: credential or log?", errUsage)
+			return usagef("credential or log?")
 		}
 		return nil
 	}
@@ -75,7 +75,7 @@ func runVerify(e *env, args []string) error {
 		}
 		return verifyLog(e, o)
 	}
-	return fmt.Errorf("%w: unknown verify target %q (credential or log)", errUsage, args[0])
+	return usagef("unknown verify target %q (credential or log)", args[0])
 }
 
 func (o verifyOpts) publicKey() (ed25519.PublicKey, error) {
@@ -121,7 +121,7 @@ func verifyCredential(e *env, o verifyOpts, file string) error {
 	at := time.Now()
 	if o.at != "" {
 		if at, err = time.Parse(time.RFC3339, o.at); err != nil {
-			return fmt.Errorf("%w: --at: %v", errUsage, err)
+			return usagef("--at: %v", err)
 		}
 	}
 	cl, err := credential.Verify(token, pub, at)
@@ -152,7 +152,7 @@ func verifyLog(e *env, o verifyOpts) error {
 	}
 	if o.export != "" {
 		if saved == nil {
-			return fmt.Errorf("%w: --export needs --head (the signed head the export must match)", errUsage)
+			return usagef("--export needs --head (the signed head the export must match)")
 		}
 		origin, _, _ := strings.Cut(string(saved), "\n")
 		v, err := audit.NewVerifier(pub, origin)
