@@ -108,7 +108,7 @@ func (r *Registry) UseClaim(ctx context.Context, secret string, req ClaimRequest
 		return nil, fmt.Errorf("%w: not a claim token", ErrClaim)
 	}
 	var claimID string
-	err := r.db.R.QueryRowContext(ctx, `SELECT id FROM claims WHERE hash = ?`, auth.Hash(secret)).Scan(&claimID)
+	err := r.rd.QueryRowContext(ctx, `SELECT id FROM claims WHERE hash = ?`, auth.Hash(secret)).Scan(&claimID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: unknown claim token", ErrClaim)
 	}

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -76,7 +77,7 @@ func (r *Registry) RegisterModel(ctx context.Context, actor string, doc []byte, 
 
 // Model returns a model version; version "" or "latest" picks the highest.
 func (r *Registry) Model(ctx context.Context, id, version string) (*thingmodel.Model, error) {
-	return getModel(ctx, r.db.R, id, version)
+	return getModel(ctx, r.rd, id, version)
 }
 
 func getModel(ctx context.Context, q queryer, id, version string) (*thingmodel.Model, error) {
@@ -103,6 +104,29 @@ func getModel(ctx context.Context, q queryer, id, version string) (*thingmodel.M
 		return nil, fmt.Errorf("registry: stored model %s@%s no longer parses: %w", id, version, err)
 	}
 	return m, nil
+}
+
+// modelVersion checks that a model version exists without decoding it and
+// returns the version; "" or "latest" picks the highest.
+func modelVersion(ctx context.Context, q queryer, id, version string) (string, error) {
+	if version == "" || version == "latest" {
+		versions, err := modelVersions(ctx, q, id)
+		if err != nil {
+			return "", err
+		}
+		if len(versions) == 0 {
+			return "", fmt.Errorf("%w: model %s", ErrNotFound, id)
+		}
+		return versions[len(versions)-1], nil
+	}
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM models WHERE id = ? AND version = ?`, id, version).Scan(&n); err != nil {
+		return "", fmt.Errorf("registry: model: %w", err)
+	}
+	if n == 0 {
+		return "", fmt.Errorf("%w: model %s@%s", ErrNotFound, id, version)
+	}
+	return version, nil
 }
 
 // modelVersions returns the versions of a model in ascending semver order.
@@ -182,7 +206,11 @@ func sortSemver(vs []string) {
 	}
 }
 
-// compareSemver orders MAJOR.MINOR.PATCH[-pre]; a pre-release sorts before its release.
+// compareSemver orders MAJOR.MINOR.PATCH[-pre] by Semantic Versioning 2.0.0
+// §11: a pre-release sorts before its release, and pre-release identifiers
+// compare numerically when both are numeric (beta.2 < beta.11), numeric
+// before alphanumeric, otherwise in ASCII order, a shorter list first when
+// one is a prefix of the other.
 func compareSemver(a, b string) int {
 	ac, apre, _ := strings.Cut(a, "-")
 	bc, bpre, _ := strings.Cut(b, "-")
@@ -209,8 +237,26 @@ func compareSemver(a, b string) int {
 		return 1
 	case bpre == "":
 		return -1
-	case apre < bpre:
-		return -1
 	}
-	return 1
+	as, bs := strings.Split(apre, "."), strings.Split(bpre, ".")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		if c := comparePreID(as[i], bs[i]); c != 0 {
+			return c
+		}
+	}
+	return cmp.Compare(len(as), len(bs))
+}
+
+func comparePreID(a, b string) int {
+	an, aerr := strconv.ParseUint(a, 10, 64)
+	bn, berr := strconv.ParseUint(b, 10, 64)
+	switch {
+	case aerr == nil && berr == nil:
+		return cmp.Compare(an, bn)
+	case aerr == nil:
+		return -1
+	case berr == nil:
+		return 1
+	}
+	return strings.Compare(a, b)
 }

@@ -116,22 +116,41 @@ type RegisterRequest struct {
 
 // Register registers one object and issues its certificate and credential.
 func (r *Registry) Register(ctx context.Context, actor string, req RegisterRequest) (*Registration, error) {
+	// Key generation and parsing need no database: done here, they stay out
+	// of the single writer's critical section.
+	var rk *resolvedKey
+	if !keyless(req) {
+		if _, err := validateRequest(&req); err != nil {
+			return nil, err
+		}
+		var err error
+		if rk, err = resolveKey(req.Key); err != nil {
+			return nil, err
+		}
+	}
 	var reg *Registration
 	err := r.write(ctx, actor, func(c *change) error {
 		var err error
-		reg, err = c.register(req, nil)
+		reg, err = c.register(req, rk)
 		return err
 	})
 	return reg, err
 }
 
+// keyless reports whether req registers an object without a key: an asset
+// (a tank, a room) for which no key source is given.
+func keyless(req RegisterRequest) bool {
+	return req.Kind == KindAsset && len(req.Key.CSR) == 0 && req.Key.PublicKey == nil && req.Key.Alg == ""
+}
+
 // resolvedKey is a KeySource turned into a public key (and the private one if generated).
 type resolvedKey struct {
-	pub  crypto.PublicKey
-	priv crypto.Signer
-	alg  keys.Alg
-	did  string
-	spki []byte
+	pub     crypto.PublicKey
+	priv    crypto.Signer
+	privPEM []byte // priv encoded, for the registration
+	alg     keys.Alg
+	did     string
+	spki    []byte
 }
 
 func resolveKey(ks KeySource) (*resolvedKey, error) {
@@ -155,6 +174,9 @@ func resolveKey(ks KeySource) (*resolvedKey, error) {
 			return nil, invalidErr("key_alg", err)
 		}
 		rk.priv, rk.pub = priv, priv.Public()
+		if rk.privPEM, err = keys.MarshalPrivateKeyPEM(priv); err != nil {
+			return nil, fmt.Errorf("registry: %w", err)
+		}
 	}
 	alg, err := keys.AlgOf(rk.pub)
 	if err != nil {
@@ -233,8 +255,7 @@ func (c *change) register(req RegisterRequest, rk *resolvedKey) (*Registration, 
 	}
 	// Assets (a tank, a room) need no key unless one is given: their number
 	// derives from the code, and they get no certificate or credential.
-	keyless := req.Kind == KindAsset && len(req.Key.CSR) == 0 && req.Key.PublicKey == nil && req.Key.Alg == ""
-	if rk == nil && !keyless {
+	if rk == nil && !keyless(req) {
 		if rk, err = resolveKey(req.Key); err != nil {
 			return nil, err
 		}
@@ -258,13 +279,17 @@ func (c *change) register(req RegisterRequest, rk *resolvedKey) (*Registration, 
 		}
 	}
 	if req.Model != nil {
-		if _, err := getModel(c.ctx, c.tx, req.Model.ID, req.Model.Version); err != nil {
+		version, err := modelVersion(c.ctx, c.tx, req.Model.ID, req.Model.Version)
+		if err != nil {
 			return nil, fmt.Errorf("model: %w", err)
 		}
 		mc, _ := code.Parse(req.Model.ID)
 		if mc.Namespace != cd.Namespace {
 			return nil, invalid("model", "model %s belongs to another tenant", req.Model.ID)
 		}
+		// Pin the version "latest" resolved to: the object, its credential
+		// and its data refer to one immutable model version.
+		req.Model = &ModelRef{ID: req.Model.ID, Version: version}
 	}
 	subnetKey := "site:"
 	if req.Edge != "" {
@@ -364,8 +389,11 @@ func (c *change) issueKey(o *Object, rk *resolvedKey, validity time.Duration) (*
 		validity = c.r.opts.CertValidity
 	}
 	addr, _ := netip.ParseAddr(o.Number)
+	// The window starts from the registry's clock, the one Admit checks
+	// expiry against and the credential's iat comes from.
 	cert, err := c.r.opts.CA.Issue(ca.IssueRequest{
 		Code: o.Code, DID: rk.did, Number: addr, PublicKey: rk.pub, Validity: validity, Tenant: o.Tenant,
+		NotBefore: c.now.Add(-ca.ClockSkew),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("registry: issue certificate: %w", err)
@@ -396,11 +424,7 @@ func (c *change) issueKey(o *Object, rk *resolvedKey, validity time.Duration) (*
 	})
 	reg := &Registration{Object: o, Certificate: certPEM, CACertificate: string(c.r.opts.CA.CertPEM()), Credential: cred}
 	if rk.priv != nil {
-		pem, err := keys.MarshalPrivateKeyPEM(rk.priv)
-		if err != nil {
-			return nil, fmt.Errorf("registry: %w", err)
-		}
-		reg.PrivateKey = string(pem)
+		reg.PrivateKey = string(rk.privPEM)
 	}
 	return reg, nil
 }
@@ -436,7 +460,7 @@ func keyOwner(ctx context.Context, q queryer, did string) (string, error) {
 
 // Object returns the full record of one object.
 func (r *Registry) Object(ctx context.Context, codeStr string) (*Object, error) {
-	return getObject(ctx, r.db.R, codeStr)
+	return getObject(ctx, r.rd, codeStr)
 }
 
 const objectColumns = `code, tenant, kind, status, status_reason, path, tags, edge, model_id, model_version, number, created_at, updated_at`
@@ -519,7 +543,7 @@ func (r *Registry) Resolve(ctx context.Context, key string) (*Object, error) {
 	switch {
 	case strings.HasPrefix(key, "did:"):
 		did, _, _ := strings.Cut(key, "#")
-		owner, err := keyOwner(ctx, r.db.R, did)
+		owner, err := keyOwner(ctx, r.rd, did)
 		if err != nil {
 			return nil, err
 		}
@@ -536,7 +560,7 @@ func (r *Registry) Resolve(ctx context.Context, key string) (*Object, error) {
 			return nil, invalid("number", "%q is not an IPv6 address", key)
 		}
 		var owner string
-		err = r.db.R.QueryRowContext(ctx, `SELECT code FROM objects WHERE number = ?`, addr.String()).Scan(&owner)
+		err = r.rd.QueryRowContext(ctx, `SELECT code FROM objects WHERE number = ?`, addr.String()).Scan(&owner)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("%w: no object has number %s", ErrNotFound, addr)
 		}
@@ -659,7 +683,7 @@ func (r *Registry) Credential(ctx context.Context, codeStr string) (string, erro
 
 func (r *Registry) activeKeyMaterial(ctx context.Context, codeStr string) (string, string, error) {
 	var certPEM, cred string
-	err := r.db.R.QueryRowContext(ctx, `SELECT cert_pem, credential FROM object_keys WHERE code = ? AND status = 'active'`, codeStr).Scan(&certPEM, &cred)
+	err := r.rd.QueryRowContext(ctx, `SELECT cert_pem, credential FROM object_keys WHERE code = ? AND status = 'active'`, codeStr).Scan(&certPEM, &cred)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", "", fmt.Errorf("%w: object %q has no active key", ErrNotFound, codeStr)
 	}

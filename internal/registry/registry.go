@@ -14,6 +14,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/audit"
@@ -75,6 +76,7 @@ type Options struct {
 type Registry struct {
 	opts Options
 	db   *store.DB
+	rd   *preparedReader // the frequent reads (resolve, admission) on db.R
 }
 
 // Defaults for Options.
@@ -104,7 +106,53 @@ func New(opts Options) (*Registry, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Registry{opts: opts, db: opts.DB}, nil
+	return &Registry{opts: opts, db: opts.DB, rd: &preparedReader{db: opts.DB.R}}, nil
+}
+
+// preparedReader runs fixed read queries as statements prepared once per
+// reader connection (database/sql re-prepares a Stmt on each connection of
+// the pool as needed). Parsing the SQL again on every call was about half the
+// cost of a Resolve. Only constant query strings may go through it, so the
+// cache stays small.
+type preparedReader struct {
+	db    *sql.DB
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+func (p *preparedReader) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st, ok := p.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := p.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if p.stmts == nil {
+		p.stmts = make(map[string]*sql.Stmt)
+	}
+	p.stmts[query] = st
+	return st, nil
+}
+
+// QueryRowContext falls back to an unprepared query if preparing fails, so
+// the error, if any, comes from running the query.
+func (p *preparedReader) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := p.stmt(ctx, query)
+	if err != nil {
+		return p.db.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (p *preparedReader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := p.stmt(ctx, query)
+	if err != nil {
+		return p.db.QueryContext(ctx, query, args...)
+	}
+	return st.QueryContext(ctx, args...)
 }
 
 func (r *Registry) now() time.Time { return r.opts.Now().UTC().Truncate(time.Millisecond) }

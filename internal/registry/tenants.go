@@ -93,7 +93,7 @@ func (r *Registry) CreateTenant(ctx context.Context, actor, name, title, prefix 
 
 // Tenant returns one tenant.
 func (r *Registry) Tenant(ctx context.Context, name string) (*Tenant, error) {
-	return getTenant(ctx, r.db.R, name)
+	return getTenant(ctx, r.rd, name)
 }
 
 type queryer interface {
