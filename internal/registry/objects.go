@@ -294,7 +294,8 @@ func (c *change) register(req RegisterRequest, rk *resolvedKey) (*Registration, 
 	subnetKey := "site:"
 	if req.Edge != "" {
 		var kind string
-		err := c.tx.QueryRowContext(c.ctx, `SELECT kind FROM objects WHERE code = ?`, req.Edge).Scan(&kind)
+		var status string
+		err := c.tx.QueryRowContext(c.ctx, `SELECT kind, status FROM objects WHERE code = ?`, req.Edge).Scan(&kind, &status)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, invalid("edge", "edge %s is not registered", req.Edge)
 		} else if err != nil {
@@ -302,6 +303,10 @@ func (c *change) register(req RegisterRequest, rk *resolvedKey) (*Registration, 
 		}
 		if kind != KindEdge && kind != KindGateway {
 			return nil, invalid("edge", "%s is a %s, not an edge or gateway", req.Edge, kind)
+		}
+		if status != StatusActive {
+			// A device placed behind a revoked or quarantined edge could not be served.
+			return nil, invalid("edge", "edge %s is %s", req.Edge, status)
 		}
 		subnetKey = "edge:" + req.Edge
 	} else if len(req.Path) > 0 {

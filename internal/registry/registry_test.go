@@ -493,6 +493,14 @@ func TestRegisterRefused(t *testing.T) {
 	e.mustRegister(RegisterRequest{Code: "acme:sensor-1", Key: KeySource{PublicKey: taken.Public()}})
 	e.mustRegister(RegisterRequest{Code: "acme:tank-1", Kind: KindAsset})
 	e.mustRegister(RegisterRequest{Code: "beta:edge-1", Kind: KindEdge})
+	e.mustRegister(RegisterRequest{Code: "acme:edge-q", Kind: KindEdge})
+	e.mustRegister(RegisterRequest{Code: "acme:edge-r", Kind: KindGateway})
+	if _, err := e.reg.Quarantine(e.ctx, "admin", "acme:edge-q", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.reg.Revoke(e.ctx, "admin", "acme:edge-r", "test"); err != nil {
+		t.Fatal(err)
+	}
 	ed := newKey(t, keys.Ed25519)
 	cases := []struct {
 		name    string
@@ -505,6 +513,8 @@ func TestRegisterRefused(t *testing.T) {
 		{"edge not registered", RegisterRequest{Code: "acme:d1", Edge: "acme:edge-9"}, ErrInvalid, "edge"},
 		{"edge in another tenant", RegisterRequest{Code: "acme:d1", Edge: "beta:edge-1"}, ErrInvalid, "edge"},
 		{"own edge", RegisterRequest{Code: "acme:e1", Kind: KindEdge, Edge: "acme:e1"}, ErrInvalid, "edge"},
+		{"edge quarantined", RegisterRequest{Code: "acme:d1", Edge: "acme:edge-q"}, ErrInvalid, "edge"},
+		{"edge revoked", RegisterRequest{Code: "acme:d1", Edge: "acme:edge-r"}, ErrInvalid, "edge"},
 		{"same public key", RegisterRequest{Code: "acme:d1", Key: KeySource{PublicKey: taken.Public()}}, ErrConflict, ""},
 		{"same key by CSR", RegisterRequest{Code: "acme:d1", Key: KeySource{CSR: makeCSR(t, taken)}}, ErrConflict, ""},
 		{"duplicate code", RegisterRequest{Code: "acme:sensor-1"}, ErrConflict, ""},
