@@ -24,8 +24,14 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/ca"
+	"github.com/wanwu-iot/wanwu/internal/eventstore"
+	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/pipeline"
+	"github.com/wanwu-iot/wanwu/internal/ratelimit"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
+	"github.com/wanwu-iot/wanwu/internal/tsdb"
+	"golang.org/x/time/rate"
 )
 
 // Info is what GET /api/v1/info tells anyone: enough to verify credentials
@@ -37,6 +43,10 @@ type Info struct {
 	SigningKeyPEM    string `json:"signing_key"` // Ed25519 public key that signs credentials and tree heads
 	AuditOrigin      string `json:"audit_origin"`
 	AuditVerifierKey string `json:"audit_verifier_key"`
+	// Device endpoints, "" when off.
+	MQTT    string `json:"mqtt,omitempty"`
+	MQTTTLS string `json:"mqtt_tls,omitempty"`
+	HTTPS   string `json:"https,omitempty"`
 }
 
 // Options wire the API to the hub's components.
@@ -51,6 +61,16 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the hub can serve (bus and database up).
 	Ready func() error
+
+	// The telemetry side; when TSDB is nil the telemetry, ingest and
+	// Prometheus routes are not served.
+	TSDB     *tsdb.Store
+	Events   *eventstore.Store
+	Pipeline *pipeline.Pipeline
+	Decoder  *ingest.Decoder
+	// IngestLimits are the HTTP ingest rate limits (per device, per source address).
+	IngestPerDevice, IngestPerAddr           rate.Limit
+	IngestPerDeviceBurst, IngestPerAddrBurst int
 }
 
 // Body limits: models may be up to 1 MiB, bulk CSV up to 64 MiB.
@@ -61,9 +81,10 @@ const (
 
 type server struct {
 	Options
-	requests *prometheus.CounterVec
-	rejected *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	ingestDevice, ingestAddr *ratelimit.Keyed
+	requests                 *prometheus.CounterVec
+	rejected                 *prometheus.CounterVec
+	latency                  *prometheus.HistogramVec
 }
 
 // New returns the handler for the whole HTTP surface.
@@ -91,8 +112,24 @@ func New(opts Options) (http.Handler, error) {
 			}
 		}
 	}
+	if opts.TSDB != nil && (opts.Events == nil || opts.Pipeline == nil || opts.Decoder == nil) {
+		return nil, errors.New("api: telemetry needs TSDB, Events, Pipeline and Decoder together")
+	}
+	if opts.IngestPerDevice == 0 {
+		opts.IngestPerDevice, opts.IngestPerDeviceBurst = 100, 200
+	}
+	if opts.IngestPerAddr == 0 {
+		opts.IngestPerAddr, opts.IngestPerAddrBurst = 500, 1000
+	}
+	s.Options = opts
+	s.ingestDevice = ratelimit.New(opts.IngestPerDevice, opts.IngestPerDeviceBurst)
+	s.ingestAddr = ratelimit.New(opts.IngestPerAddr, opts.IngestPerAddrBurst)
 	mux := http.NewServeMux()
 	s.routes(mux)
+	if opts.TSDB != nil {
+		s.telemetryRoutes(mux)
+		s.ingestRoutes(mux)
+	}
 	return s.instrument(mux), nil
 }
 

@@ -33,6 +33,14 @@ const (
 	auditSubject = "wanwu.audit"
 	// auditIndexHeader carries the audit log index of a published entry.
 	auditIndexHeader = "Wanwu-Audit-Index"
+
+	// ingestStream holds accepted device data as batches (group commit: one
+	// JetStream message, one fsync, many device messages).
+	ingestStream  = "INGEST"
+	ingestSubject = "wanwu.ingest"
+	// deadStream holds rejected device messages with their reasons, per device.
+	deadStream  = "DEADLETTER"
+	deadSubject = "wanwu.deadletter"
 )
 
 // Sync policies.
@@ -53,6 +61,11 @@ type Options struct {
 	Logger *slog.Logger
 	// ServerName names the node (hub or edge id).
 	ServerName string
+	// IngestMaxAge is how long accepted data stays in the INGEST stream after
+	// its consumers have it (default 72h): the window for replays and edges.
+	IngestMaxAge time.Duration
+	// DeadLetterMaxAge is how long rejected messages stay inspectable (default 30 days).
+	DeadLetterMaxAge time.Duration
 }
 
 // ParseSync validates a sync policy; interval is 0 for "always".
@@ -146,6 +159,34 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 }
 
 func (b *Bus) ensureStreams(ctx context.Context) error {
+	if b.opts.IngestMaxAge <= 0 {
+		b.opts.IngestMaxAge = 72 * time.Hour
+	}
+	if b.opts.DeadLetterMaxAge <= 0 {
+		b.opts.DeadLetterMaxAge = 30 * 24 * time.Hour
+	}
+	if _, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        ingestStream,
+		Description: "accepted device messages, in batches",
+		Subjects:    []string{ingestSubject},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      b.opts.IngestMaxAge,
+		Duplicates:  2 * time.Minute,
+	}); err != nil {
+		return fmt.Errorf("bus: stream %s: %w", ingestStream, err)
+	}
+	if _, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              deadStream,
+		Description:       "rejected device messages with their reasons",
+		Subjects:          []string{deadSubject + ".>"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		MaxAge:            b.opts.DeadLetterMaxAge,
+		MaxMsgsPerSubject: 1000,
+	}); err != nil {
+		return fmt.Errorf("bus: stream %s: %w", deadStream, err)
+	}
 	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        auditStream,
 		Description: "audit log entries, in log order, for subscribers that react to identity changes",
@@ -229,6 +270,201 @@ func (b *Bus) SubscribeAudit(fn func(kind string, entry []byte)) (func(), error)
 		return nil, fmt.Errorf("bus: subscribe: %w", err)
 	}
 	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// PublishIngest stores one batch of accepted device messages and returns once
+// JetStream has acknowledged it (durable per the sync policy). The batch id
+// is the message id, so a retry after a lost acknowledgement is not stored twice.
+func (b *Bus) PublishIngest(ctx context.Context, batchID string, batch []byte) error {
+	msg := nats.NewMsg(ingestSubject)
+	msg.Data = batch
+	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(batchID)); err != nil {
+		return fmt.Errorf("bus: publish ingest batch: %w", err)
+	}
+	return nil
+}
+
+// PublishDeadLetter stores a rejected device message under its device.
+func (b *Bus) PublishDeadLetter(ctx context.Context, tenant, id string, record []byte) error {
+	if _, err := b.js.Publish(ctx, deadLetterSubject(tenant, id), record); err != nil {
+		return fmt.Errorf("bus: publish dead letter: %w", err)
+	}
+	return nil
+}
+
+func deadLetterSubject(tenant, id string) string {
+	if tenant == "" {
+		tenant = "_"
+	}
+	if id == "" {
+		id = "_"
+	}
+	return deadSubject + "." + tenant + "." + id
+}
+
+// DeadLetters returns up to limit of the newest dead letters, oldest first,
+// of one device (tenant and id set), one tenant (id "") or all (both "").
+func (b *Bus) DeadLetters(ctx context.Context, tenant, id string, limit int) ([][]byte, error) {
+	filter := deadSubject + ".>"
+	switch {
+	case tenant != "" && id != "":
+		filter = deadLetterSubject(tenant, id)
+	case tenant != "":
+		filter = deadSubject + "." + tenant + ".*"
+	}
+	s, err := b.js.Stream(ctx, deadStream)
+	if err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	// Find where the last limit messages of the filter start, then read forward.
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, fmt.Errorf("bus: dead letters: %w", err)
+	}
+	var total uint64
+	for _, n := range info.State.Subjects {
+		total += n
+	}
+	if total == 0 {
+		return nil, nil
+	}
+	skip := uint64(0)
+	if total > uint64(limit) {
+		skip = total - uint64(limit)
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return nil, fmt.Errorf("bus: dead letters: %w", err)
+	}
+	var out [][]byte
+	for seen := uint64(0); seen < total; {
+		batch, err := c.Fetch(int(min(total-seen, 500)), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("bus: dead letters: %w", err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			if seen >= skip {
+				out = append(out, m.Data())
+			}
+			seen++
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, fmt.Errorf("bus: dead letters: %w", err)
+		}
+		if got == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// ConsumeIngest hands every ingest batch not yet handled by the durable
+// consumer name to handle, in order, several at a time when they are
+// waiting, until ctx ends. Batches are acknowledged only after handle returns
+// nil; on error they are redelivered after a pause, so handlers must be
+// idempotent (they are: samples and rows are keyed by device, property and
+// time).
+func (b *Bus) ConsumeIngest(ctx context.Context, name string, handle func(batches [][]byte) error) error {
+	const maxBatches = 128
+	cfg := jetstream.ConsumerConfig{
+		Durable:       name,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxAckPending: maxBatches,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	// After a crash, batches delivered to the previous process but not
+	// acknowledged would wait out AckWait before redelivery. This process is
+	// the consumer's only reader, so it restarts the consumer just after its
+	// acknowledgement floor: recovery is immediate, and handlers are idempotent.
+	if old, err := b.js.Consumer(ctx, ingestStream, name); err == nil {
+		info, err := old.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("bus: consumer %s: %w", name, err)
+		}
+		if info.NumAckPending > 0 {
+			if err := b.js.DeleteConsumer(ctx, ingestStream, name); err != nil {
+				return fmt.Errorf("bus: consumer %s: %w", name, err)
+			}
+			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+			cfg.OptStartSeq = info.AckFloor.Stream + 1
+		}
+	}
+	c, err := b.js.CreateOrUpdateConsumer(ctx, ingestStream, cfg)
+	if err != nil {
+		return fmt.Errorf("bus: consumer %s: %w", name, err)
+	}
+	for ctx.Err() == nil {
+		// Take what is waiting without delay; block for the next only when idle.
+		fetched, err := c.FetchNoWait(maxBatches)
+		var msgs []jetstream.Msg
+		if err == nil {
+			for m := range fetched.Messages() {
+				msgs = append(msgs, m)
+			}
+		}
+		if len(msgs) == 0 {
+			fetched, err = c.Fetch(1, jetstream.FetchMaxWait(time.Second))
+			if err == nil {
+				for m := range fetched.Messages() {
+					msgs = append(msgs, m)
+				}
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			b.opts.Logger.Warn("ingest fetch failed", "consumer", name, "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		data := make([][]byte, len(msgs))
+		for i, m := range msgs {
+			data[i] = m.Data()
+		}
+		if err := handle(data); err != nil {
+			b.opts.Logger.Warn("ingest batches failed; will retry", "consumer", name, "batches", len(msgs), "err", err)
+			for _, m := range msgs {
+				_ = m.NakWithDelay(time.Second)
+			}
+			sleep(ctx, time.Second)
+			continue
+		}
+		for _, m := range msgs {
+			if err := m.Ack(); err != nil && ctx.Err() == nil {
+				b.opts.Logger.Warn("ingest ack failed", "consumer", name, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// IngestPending reports how many ingest batches consumer name has not yet acknowledged.
+func (b *Bus) IngestPending(ctx context.Context, name string) (uint64, error) {
+	c, err := b.js.Consumer(ctx, ingestStream, name)
+	if err != nil {
+		return 0, fmt.Errorf("bus: consumer %s: %w", name, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("bus: consumer %s: %w", name, err)
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // subjectToken keeps an audit kind ("object.registered") one subject token.

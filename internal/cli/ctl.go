@@ -171,6 +171,7 @@ func ctlCommands() []ctlCommand {
 		{"object", "quarantine", "CODE", "limit the object to remediation", ctlObjectLifecycle("quarantine")},
 		{"object", "reinstate", "CODE", "end a quarantine", ctlObjectLifecycle("reinstate")},
 		{"resolve", "", "CODE|NUMBER|DID", "resolve an object by code, IPv6 number or DID", ctlResolve},
+		{"device", "token", "CODE", "sign a device token with the device's key (MQTT password, HTTP bearer); offline", ctlDeviceToken},
 		{"claim", "create", "", "create a zero-touch claim token for devices", ctlClaimCreate},
 		{"claim", "list", "", "list claim tokens", ctlSimpleGet("/api/v1/claims")},
 		{"claim", "use", "", "act as a device: make a key and CSR, claim an identity with a claim token", ctlClaimUse},

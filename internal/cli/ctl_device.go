@@ -13,10 +13,12 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/wanwu-iot/wanwu/internal/audit"
+	"github.com/wanwu-iot/wanwu/internal/devtoken"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 )
 
@@ -232,4 +234,32 @@ func noteVerifier(keyPEM []byte, origin string) (note.Verifier, error) {
 		return nil, fmt.Errorf("hub key: not an Ed25519 key")
 	}
 	return audit.NewVerifier(edpub, origin)
+}
+
+// ctlDeviceToken signs a device token locally; the key never leaves the machine.
+func ctlDeviceToken(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	keyFile := fs.String("key", "", "the device's private key (PKCS#8 PEM), e.g. pump-0001/key.pem (required)")
+	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid (at most 24h)")
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 1, "CODE"); err != nil {
+			return err
+		}
+		if *keyFile == "" {
+			return usagef("--key FILE is required")
+		}
+		b, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return err
+		}
+		k, err := keys.ParsePrivateKeyPEM(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *keyFile, err)
+		}
+		tok, err := devtoken.Sign(k, args[0], time.Now(), *ttl)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(e.stdout, tok)
+		return err
+	}
 }

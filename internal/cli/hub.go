@@ -30,6 +30,10 @@ func hubFlags(cfg *config.Hub, configFile *string, printConfig *bool) *flag.Flag
 	fs.BoolVar(printConfig, "print-config", false, "print the effective configuration as YAML and exit")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data directory (database, CA, keys, JetStream, admin token)")
 	fs.StringVar(&cfg.HTTP.Listen, "http.listen", cfg.HTTP.Listen, "HTTP API address (port 0 picks a free port)")
+	fs.StringVar(&cfg.HTTP.TLSListen, "http.tls-listen", cfg.HTTP.TLSListen, "HTTPS API address (server certificate from the hub CA; devices may use client certificates)")
+	fs.StringVar(&cfg.MQTT.Listen, "mqtt.listen", cfg.MQTT.Listen, `plain MQTT address ("" = off)`)
+	fs.StringVar(&cfg.MQTT.TLSListen, "mqtt.tls-listen", cfg.MQTT.TLSListen, `MQTT over TLS address ("" = off)`)
+	fs.StringVar(&cfg.MQTT.DevListen, "mqtt.dev-listen", cfg.MQTT.DevListen, "ANONYMOUS development MQTT listener, limited to mqtt.dev_acl (default off)")
 	fs.StringVar(&cfg.Bus.Listen, "bus.listen", cfg.Bus.Listen, "expose the embedded NATS server on host:port (default: in-process only)")
 	fs.StringVar(&cfg.Bus.Sync, "bus.sync", cfg.Bus.Sync, `JetStream fsync policy: "always" or an interval such as 2s (risks acknowledged data on power loss)`)
 	fs.Func("identity.cert-validity", "lifetime of issued device certificates (default 8760h)", func(s string) error {

@@ -48,7 +48,40 @@ type Hub struct {
 	HTTP    struct {
 		// Listen is the API address; port 0 picks a free port.
 		Listen string `yaml:"listen"`
+		// TLSListen serves the same API over HTTPS with the hub's server
+		// certificate; devices may present client certificates there.
+		TLSListen string `yaml:"tls_listen"`
 	} `yaml:"http"`
+	MQTT struct {
+		// Listen is plain MQTT (device tokens or API tokens as password); "" = off.
+		Listen string `yaml:"listen"`
+		// TLSListen is MQTT over TLS (client certificates or tokens); "" = off.
+		TLSListen string `yaml:"tls_listen"`
+		// DevListen admits anonymous clients limited to DevACL: lab tools only; "" = off.
+		DevListen string   `yaml:"dev_listen"`
+		DevACL    []string `yaml:"dev_acl"`
+		// Limits are per second, with bursts (docs/PROTOCOL.md §5).
+		Limits struct {
+			ConnectPerDevice      float64 `yaml:"connect_per_device"`
+			ConnectPerDeviceBurst int     `yaml:"connect_per_device_burst"`
+			ConnectPerAddr        float64 `yaml:"connect_per_addr"`
+			ConnectPerAddrBurst   int     `yaml:"connect_per_addr_burst"`
+			PublishPerDevice      float64 `yaml:"publish_per_device"`
+			PublishPerDeviceBurst int     `yaml:"publish_per_device_burst"`
+		} `yaml:"limits"`
+	} `yaml:"mqtt"`
+	// TLSHosts are the names and addresses in the hub's server certificate.
+	TLSHosts  []string `yaml:"tls_hosts"`
+	Telemetry struct {
+		// OutOfOrderWindow is how late a sample may arrive (edge backlogs).
+		OutOfOrderWindow Duration `yaml:"out_of_order_window"`
+		// Retention is how long samples are kept.
+		Retention Duration `yaml:"retention"`
+		// MaxPayload bounds one device message, in bytes.
+		MaxPayload int `yaml:"max_payload"`
+		// FutureSkew is how far ahead of the hub's clock a timestamp may be.
+		FutureSkew Duration `yaml:"future_skew"`
+	} `yaml:"telemetry"`
 	Bus struct {
 		// Listen exposes the embedded NATS server; "" keeps it in-process only.
 		Listen string `yaml:"listen"`
@@ -74,6 +107,19 @@ func DefaultHub() Hub {
 	var c Hub
 	c.DataDir = "wanwu-data"
 	c.HTTP.Listen = "127.0.0.1:8080"
+	c.HTTP.TLSListen = ""
+	c.MQTT.Listen = "127.0.0.1:1883"
+	c.MQTT.TLSListen = "127.0.0.1:8883"
+	c.MQTT.DevACL = []string{"wanwu/v1/dev/#"}
+	l := &c.MQTT.Limits
+	l.ConnectPerDevice, l.ConnectPerDeviceBurst = 1, 5
+	l.ConnectPerAddr, l.ConnectPerAddrBurst = 50, 200
+	l.PublishPerDevice, l.PublishPerDeviceBurst = 100, 200
+	c.TLSHosts = []string{"localhost", "127.0.0.1", "::1"}
+	c.Telemetry.OutOfOrderWindow = Duration(24 * time.Hour)
+	c.Telemetry.Retention = Duration(30 * 24 * time.Hour)
+	c.Telemetry.MaxPayload = 64 << 10
+	c.Telemetry.FutureSkew = Duration(5 * time.Minute)
 	c.Bus.Listen = ""
 	c.Bus.Sync = bus.SyncAlways
 	c.Identity.CertValidity = Duration(365 * 24 * time.Hour)
@@ -105,6 +151,26 @@ func (c *Hub) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("http.listen: %w", err))
+	}
+	for name, addr := range map[string]string{"http.tls_listen": c.HTTP.TLSListen, "mqtt.listen": c.MQTT.Listen, "mqtt.tls_listen": c.MQTT.TLSListen, "mqtt.dev_listen": c.MQTT.DevListen} {
+		if addr != "" {
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	}
+	if (c.HTTP.TLSListen != "" || c.MQTT.TLSListen != "") && len(c.TLSHosts) == 0 {
+		errs = append(errs, errors.New("tls_hosts: a TLS listener needs at least one host name or address"))
+	}
+	if c.Telemetry.OutOfOrderWindow < 0 || c.Telemetry.Retention <= 0 || c.Telemetry.FutureSkew < 0 {
+		errs = append(errs, errors.New("telemetry: out_of_order_window and future_skew must not be negative, retention must be positive"))
+	}
+	if l := c.MQTT.Limits; l.ConnectPerDevice <= 0 || l.ConnectPerAddr <= 0 || l.PublishPerDevice <= 0 ||
+		l.ConnectPerDeviceBurst < 1 || l.ConnectPerAddrBurst < 1 || l.PublishPerDeviceBurst < 1 {
+		errs = append(errs, errors.New("mqtt.limits: rates must be positive and bursts at least 1"))
+	}
+	if c.Telemetry.MaxPayload < 256 || c.Telemetry.MaxPayload > 16<<20 {
+		errs = append(errs, fmt.Errorf("telemetry.max_payload: %d is not between 256 and 16 MiB", c.Telemetry.MaxPayload))
 	}
 	if c.Bus.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Bus.Listen); err != nil {

@@ -12,6 +12,9 @@
 //	admin.token     the first admin token (0600), written once
 //	hub.url         the API base URL of the running hub, for `wanwu ctl`
 //	nats/           JetStream storage
+//	tsdb/           the time-series store (Prometheus TSDB)
+//	events.db       events and non-numeric values
+//	server.key/.crt the TLS server certificate of the MQTT and HTTPS listeners
 //	LOCK            held while a hub runs on the directory
 package hub
 
@@ -19,6 +22,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -33,6 +37,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/time/rate"
 
 	"github.com/wanwu-iot/wanwu/internal/api"
 	"github.com/wanwu-iot/wanwu/internal/audit"
@@ -40,9 +45,14 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/bus"
 	"github.com/wanwu-iot/wanwu/internal/ca"
 	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/eventstore"
+	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/keys"
+	"github.com/wanwu-iot/wanwu/internal/mqtt"
+	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/store"
+	"github.com/wanwu-iot/wanwu/internal/tsdb"
 )
 
 // File names inside the data directory.
@@ -54,6 +64,8 @@ const (
 	URLFile        = "hub.url"
 	lockFile       = "LOCK"
 	natsDir        = "nats"
+	tsdbDir        = "tsdb"
+	eventsFile     = "events.db"
 )
 
 // AuditOrigin is the checkpoint origin line of a deployment's audit log.
@@ -81,9 +93,18 @@ type Hub struct {
 	bus      *bus.Bus
 	reg      *registry.Registry
 	metrics  *prometheus.Registry
+	tsdb     *tsdb.Store
+	events   *eventstore.Store
+	pipe     *pipeline.Pipeline
+	decoder  *ingest.Decoder
+	mqtt     *mqtt.Server
+	tlsConf  *tls.Config
 	http     *http.Server
+	https    *http.Server
 	listener net.Listener
+	tlsLn    net.Listener
 	deployID string
+	unsub    func()
 
 	auditPending chan struct{} // wakes the audit forwarder
 	cancel       context.CancelFunc
@@ -171,6 +192,11 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	if err := h.ensureAdminToken(ctx); err != nil {
 		return err
 	}
+	h.metrics = prometheus.NewRegistry()
+	h.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := h.startTelemetry(ctx); err != nil {
+		return err
+	}
 	if err := h.startHTTP(); err != nil {
 		return err
 	}
@@ -193,17 +219,80 @@ func orNone(s string) string {
 	return s
 }
 
+// startTelemetry opens the stores and the pipeline and starts the MQTT endpoint.
+func (h *Hub) startTelemetry(ctx context.Context) error {
+	cfg := h.opts.Config
+	var err error
+	if h.tsdb, err = tsdb.Open(tsdb.Options{
+		Dir: filepath.Join(cfg.DataDir, tsdbDir), OutOfOrderWindow: time.Duration(cfg.Telemetry.OutOfOrderWindow),
+		Retention: time.Duration(cfg.Telemetry.Retention), Logger: h.log.With("component", "tsdb"), Registerer: h.metrics,
+	}); err != nil {
+		return fmt.Errorf("hub: tsdb: %w", err)
+	}
+	if h.events, err = eventstore.Open(ctx, filepath.Join(cfg.DataDir, eventsFile)); err != nil {
+		return err
+	}
+	h.decoder = ingest.NewDecoder(ingest.Options{
+		MaxPayload: cfg.Telemetry.MaxPayload, FutureSkew: time.Duration(cfg.Telemetry.FutureSkew),
+		MaxAge: time.Duration(cfg.Telemetry.OutOfOrderWindow), Now: h.opts.Now,
+	})
+	if h.pipe, err = pipeline.New(pipeline.Options{
+		Bus: h.bus, TSDB: h.tsdb, Events: h.events, Logger: h.log, Metrics: h.metrics,
+	}); err != nil {
+		return err
+	}
+	if err := h.pipe.Start(ctx); err != nil {
+		return err
+	}
+	if cfg.MQTT.TLSListen != "" || cfg.HTTP.TLSListen != "" {
+		if h.tlsConf, err = serverTLS(cfg.DataDir, h.ca, cfg.TLSHosts); err != nil {
+			return err
+		}
+	}
+	if h.mqtt, err = mqtt.New(mqtt.Options{
+		Listen: cfg.MQTT.Listen, TLSListen: cfg.MQTT.TLSListen, TLS: h.tlsConf,
+		DevListen: cfg.MQTT.DevListen, DevACL: cfg.MQTT.DevACL,
+		Registry: h.reg, Pipeline: h.pipe, Decoder: h.decoder, Logger: h.log, Metrics: h.metrics,
+		MaxPacket: uint32(cfg.Telemetry.MaxPayload) + 1024,
+		Limits: mqtt.Limits{
+			ConnectPerDevice: rate.Limit(cfg.MQTT.Limits.ConnectPerDevice), ConnectPerDeviceBurst: cfg.MQTT.Limits.ConnectPerDeviceBurst,
+			ConnectPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr), ConnectPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst,
+			PublishPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), PublishPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
+		},
+	}); err != nil {
+		return err
+	}
+	if err := h.mqtt.Start(ctx); err != nil {
+		return err
+	}
+	// Identity changes reach connected devices: a revoked or quarantined
+	// device, or one whose key was revoked, is disconnected and must pass
+	// admission again.
+	h.unsub, err = h.bus.SubscribeAudit(func(kind string, entry []byte) {
+		switch kind {
+		case registry.KindObjectRevoked, registry.KindObjectQuarantined, registry.KindKeyRevoked, registry.KindKeyRotated:
+			if e, err := audit.DecodeLeaf(entry); err == nil {
+				h.mqtt.DisconnectDevice(e.Subject)
+			}
+		}
+	})
+	return err
+}
+
 func (h *Hub) startHTTP() error {
-	h.metrics = prometheus.NewRegistry()
-	h.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg := h.opts.Config
 	pubPEM, _ := keys.MarshalPublicKeyPEM(h.signer.Public())
 	did, _ := keys.DID(h.signer.Public())
 	handler, err := api.New(api.Options{
 		Registry: h.reg, Audit: h.audit, CA: h.ca, Logger: h.log.With("component", "api"),
 		Metrics: h.metrics, Gatherer: h.metrics, Ready: h.Ready,
+		TSDB: h.tsdb, Events: h.events, Pipeline: h.pipe, Decoder: h.decoder,
+		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
+		IngestPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr * 10), IngestPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst * 10,
 		Info: api.Info{
 			Version: h.opts.Version, DeploymentID: h.deployID, SigningDID: did, SigningKeyPEM: string(pubPEM),
 			AuditOrigin: AuditOrigin(h.deployID), AuditVerifierKey: h.audit.VerifierKey(),
+			MQTT: h.mqtt.Addr(mqtt.ListenerTCP), MQTTTLS: h.mqtt.Addr(mqtt.ListenerTLS), HTTPS: h.opts.Config.HTTP.TLSListen,
 		},
 	})
 	if err != nil {
@@ -227,6 +316,22 @@ func (h *Hub) startHTTP() error {
 			h.log.Error("http server stopped", "err", err)
 		}
 	})
+	if addr := h.opts.Config.HTTP.TLSListen; addr != "" {
+		tln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("hub: https listen: %w", err)
+		}
+		h.tlsLn = tln
+		h.https = &http.Server{
+			Handler: handler, TLSConfig: h.tlsConf, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
+			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: h.http.ErrorLog,
+		}
+		h.goTracked(func() {
+			if err := h.https.ServeTLS(tln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				h.log.Error("https server stopped", "err", err)
+			}
+		})
+	}
 	return nil
 }
 
@@ -368,6 +473,17 @@ func (h *Hub) Audit() *audit.Log { return h.audit }
 // Bus exposes the embedded bus.
 func (h *Hub) Bus() *bus.Bus { return h.bus }
 
+// MQTT exposes the MQTT endpoint (for its listener addresses).
+func (h *Hub) MQTT() *mqtt.Server { return h.mqtt }
+
+// HTTPSURL is the HTTPS API base URL, "" when not configured.
+func (h *Hub) HTTPSURL() string {
+	if h.tlsLn == nil {
+		return ""
+	}
+	return "https://" + h.tlsLn.Addr().String()
+}
+
 // CA exposes the device CA.
 func (h *Hub) CA() *ca.CA { return h.ca }
 
@@ -392,6 +508,28 @@ func (h *Hub) closeAll(ctx context.Context) error {
 		errs = append(errs, h.http.Shutdown(ctx))
 	} else if h.listener != nil {
 		errs = append(errs, h.listener.Close())
+	}
+	if h.https != nil {
+		errs = append(errs, h.https.Shutdown(ctx))
+	} else if h.tlsLn != nil {
+		errs = append(errs, h.tlsLn.Close())
+	}
+	if h.unsub != nil {
+		h.unsub()
+	}
+	// Devices first, so nothing new arrives; then the pipeline flushes what
+	// it holds and the stores close.
+	if h.mqtt != nil {
+		errs = append(errs, h.mqtt.Shutdown(ctx))
+	}
+	if h.pipe != nil {
+		errs = append(errs, h.pipe.Shutdown(ctx))
+	}
+	if h.tsdb != nil {
+		errs = append(errs, h.tsdb.Close())
+	}
+	if h.events != nil {
+		errs = append(errs, h.events.Close())
 	}
 	if h.cancel != nil {
 		h.cancel()

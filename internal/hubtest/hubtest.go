@@ -60,6 +60,9 @@ func startIn(t testing.TB, dir string, now func() time.Time, mutate ...func(*con
 	cfg := config.DefaultHub()
 	cfg.DataDir = dir
 	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.HTTP.TLSListen = "127.0.0.1:0"
+	cfg.MQTT.Listen = "127.0.0.1:0"
+	cfg.MQTT.TLSListen = "127.0.0.1:0"
 	cfg.Log.Level = "warn"
 	for _, m := range mutate {
 		m(&cfg)

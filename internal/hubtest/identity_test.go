@@ -198,6 +198,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"oversized", "POST", "/api/v1/objects", `{"code":"` + strings.Repeat("a", 3<<20) + `"}`, 413, ""},
 		{"invalid model", "POST", "/api/v1/models", badModel, 400, "model"},
 		{"model not json", "POST", "/api/v1/models", `not json`, 400, ""},
+		{"model with a mapping that does not compile", "POST", "/api/v1/models", `{"id":"acme:vendor","version":"1.0.0","properties":{"t":{"type":"number"}},"mapping":{"properties":{"t":"payload.t +"}}}`, 400, "model"},
 		{"bad tenant name", "POST", "/api/v1/tenants", map[string]any{"name": "ACME"}, 400, "name"},
 		{"bad tenant prefix", "POST", "/api/v1/tenants", map[string]any{"name": "beta", "prefix": "10.0.0.0/8"}, 400, "prefix"},
 		{"bad role", "POST", "/api/v1/tokens", map[string]any{"name": "x", "role": "god"}, 400, "role"},

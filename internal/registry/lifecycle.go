@@ -218,16 +218,8 @@ func (r *Registry) Admit(ctx context.Context, codeStr string, p Presented) (Admi
 			return a, nil
 		}
 		a.Key = key
-		now := r.now()
-		switch {
-		case key.Status == KeyRevoked:
-			a.Status, a.Reason = StatusRevoked, "key revoked"
-			return a, nil
-		case key.Status == KeyRetiring && key.RetireAt != nil && !now.Before(*key.RetireAt):
-			a.Status, a.Reason = StatusRevoked, "key rotated out and its overlap has ended"
-			return a, nil
-		case now.After(key.CertNotAfter):
-			a.Status, a.Reason = StatusRevoked, "certificate expired"
+		if ok, why := KeyUsable(*key, r.now()); !ok {
+			a.Status, a.Reason = StatusRevoked, why
 			return a, nil
 		}
 	}
@@ -241,3 +233,20 @@ func (r *Registry) Admit(ctx context.Context, codeStr string, p Presented) (Admi
 	a.Status = StatusActive
 	return a, nil
 }
+
+// KeyUsable reports whether a key may still authenticate its object at now,
+// and if not, why.
+func KeyUsable(k Key, now time.Time) (bool, string) {
+	switch {
+	case k.Status == KeyRevoked:
+		return false, "key revoked"
+	case k.Status == KeyRetiring && k.RetireAt != nil && !now.Before(*k.RetireAt):
+		return false, "key rotated out and its overlap has ended"
+	case now.After(k.CertNotAfter):
+		return false, "certificate expired"
+	}
+	return true, ""
+}
+
+// Now is the registry's clock, for callers that check KeyUsable.
+func (r *Registry) Now() time.Time { return r.now() }

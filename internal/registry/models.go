@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/code"
+	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 )
 
@@ -31,6 +32,10 @@ type ModelInfo struct {
 func (r *Registry) RegisterModel(ctx context.Context, actor string, doc []byte, allow func(tenant string) error) (*thingmodel.Model, bool, error) {
 	m, err := thingmodel.Parse(doc)
 	if err != nil {
+		return nil, false, err
+	}
+	// A vendor mapping must compile now, not fail on every message later.
+	if err := ingest.CheckMapping(m); err != nil {
 		return nil, false, err
 	}
 	c, err := code.Parse(m.ID)

@@ -77,6 +77,8 @@ type Registry struct {
 	opts Options
 	db   *store.DB
 	rd   *preparedReader // the frequent reads (resolve, admission) on db.R
+	// models caches parsed model versions by id@version (immutable once registered).
+	models sync.Map
 }
 
 // Defaults for Options.

@@ -37,8 +37,14 @@ type Options struct {
 	Readers int
 }
 
-// Open opens (creating if needed) the database at path and applies the schema.
+// Open opens (creating if needed) the metadata database at path and applies its schema.
 func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	return OpenFile(ctx, path, opts, schema)
+}
+
+// OpenFile opens (creating if needed) a database at path the same way and
+// applies the given schema statements (idempotent CREATE ... IF NOT EXISTS).
+func OpenFile(ctx context.Context, path string, opts Options, statements []string) (*DB, error) {
 	if opts.Readers <= 0 {
 		opts.Readers = 4
 	}
@@ -71,7 +77,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", abs, err)
 	}
-	if err := migrate(ctx, w); err != nil {
+	if err := migrate(ctx, w, statements); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -133,7 +139,7 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-// schema is applied in order; schemaVersion in meta records how far a file got.
+// schema is the metadata database's, applied in order at every open.
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS meta (
 		key   TEXT PRIMARY KEY,
@@ -219,8 +225,8 @@ var schema = []string{
 	)`,
 }
 
-func migrate(ctx context.Context, w *sql.DB) error {
-	for i, stmt := range schema {
+func migrate(ctx context.Context, w *sql.DB, statements []string) error {
+	for i, stmt := range statements {
 		if _, err := w.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("store: schema step %d: %w", i, err)
 		}

@@ -46,6 +46,11 @@ func (m *Model) clone() *Model {
 		b.Output = cloneMap(a.Output, (*Schema).clone)
 		return &b
 	})
+	if m.Mapping != nil {
+		mp := *m.Mapping
+		mp.Properties = maps.Clone(m.Mapping.Properties)
+		n.Mapping = &mp
+	}
 	return &n
 }
 

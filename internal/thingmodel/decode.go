@@ -87,6 +87,8 @@ func decodeModel(c *checker, root *node) *Model {
 			members(c, p, v, func(name, p string, v *node) {
 				m.Actions[name] = decodeAction(c, p, v)
 			})
+		case "mapping":
+			m.Mapping = decodeMapping(c, p, v)
 		default:
 			unknown(c, p)
 		}
@@ -209,4 +211,29 @@ func decodeSchemaField(c *checker, s *Schema, k, path string, v *node) {
 	default:
 		unknown(c, path)
 	}
+}
+
+func decodeMapping(c *checker, path string, n *node) *Mapping {
+	mp := &Mapping{}
+	ok := members(c, path, n, func(k, kp string, v *node) {
+		switch k {
+		case "properties":
+			mp.Properties = make(map[string]string)
+			members(c, kp, v, func(name, p string, v *node) {
+				mp.Properties[name] = str(c, p, v)
+			})
+		case "time":
+			// Time "" means "no time expression" in the struct; an explicit
+			// empty string in a document is a mistake worth naming.
+			if mp.Time = str(c, kp, v); v.kind == kindString && mp.Time == "" {
+				c.add(kp, "must not be empty")
+			}
+		default:
+			unknown(c, kp)
+		}
+	})
+	if !ok {
+		return nil
+	}
+	return mp
 }

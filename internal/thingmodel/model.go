@@ -80,7 +80,32 @@ type Model struct {
 	Properties  map[string]*Property `json:"properties,omitempty"`
 	Events      map[string]*Event    `json:"events,omitempty"`
 	Actions     map[string]*Action   `json:"actions,omitempty"`
+	Mapping     *Mapping             `json:"mapping,omitempty"`
 }
+
+// Mapping turns a vendor's own JSON payload into property values
+// (PROTOCOL.md §3.3). Each expression is CEL over one variable, payload: the
+// decoded JSON, typed dyn. Properties maps a declared property to the
+// expression computing its value ("payload.t / 10.0"); Time, if set, computes
+// the timestamp (seconds since the epoch, an RFC 3339 string or a CEL
+// timestamp). An expression yielding null or optional.none() leaves its
+// property out of that message. JSON numbers are CEL doubles.
+//
+// Parse checks the mapping's shape: declared property names, non-empty
+// expressions within MaxExpressionLen. Whether an expression compiles, and
+// to a type that fits its property, is checked by the ingest package
+// (ingest.CheckMapping), which owns the CEL environment: this package stays
+// free of the CEL runtime, which only ingest needs, and the one environment
+// that checks a mapping is the one that runs it.
+type Mapping struct {
+	Properties map[string]string `json:"properties"`
+	Time       string            `json:"time,omitempty"`
+}
+
+// MaxExpressionLen bounds one mapping expression, in bytes: a mapping is a
+// few arithmetic steps per property, and the bound caps what compiling a
+// hostile model costs.
+const MaxExpressionLen = 4096
 
 // Schema describes a data value.
 type Schema struct {

@@ -109,6 +109,36 @@ func (m *Model) validate(c *checker) {
 		checkArgs(c, p+".input", a.Input)
 		checkArgs(c, p+".output", a.Output)
 	}
+	if m.Mapping != nil {
+		m.Mapping.validate(c, m)
+	}
+}
+
+func (mp *Mapping) validate(c *checker, m *Model) {
+	pp := "$.mapping.properties"
+	if len(mp.Properties) == 0 {
+		c.add(pp, "a mapping needs at least one property")
+	}
+	for _, name := range sortedKeys(mp.Properties) {
+		p := child(pp, name)
+		if _, ok := m.Properties[name]; !ok {
+			c.add(p, "%q is not a property of the model", name)
+			continue
+		}
+		checkExpression(c, p, mp.Properties[name], true)
+	}
+	checkExpression(c, "$.mapping.time", mp.Time, false)
+}
+
+func checkExpression(c *checker, path, expr string, required bool) {
+	switch {
+	case expr == "" && required:
+		c.add(path, "must not be empty")
+	case len(expr) > MaxExpressionLen:
+		c.add(path, "expression is %d bytes, more than the limit of %d", len(expr), MaxExpressionLen)
+	case !utf8.ValidString(expr):
+		c.add(path, "is not valid UTF-8")
+	}
 }
 
 func checkName(c *checker, path, name string) {

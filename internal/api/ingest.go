@@ -1,0 +1,102 @@
+package api
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/pipeline"
+	"github.com/wanwu-iot/wanwu/internal/registry"
+)
+
+// Device data over HTTP(S) (docs/PROTOCOL.md §6), authenticated by the
+// client certificate of an HTTPS connection or a device token.
+func (s *server) ingestRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/ingest/{code}/telemetry", s.handle(s.ingest(false)))
+	mux.HandleFunc("POST /api/v1/ingest/{code}/events/{event}", s.handle(s.ingest(true)))
+}
+
+// ingestError answers in the protocol's reason vocabulary.
+func ingestError(rej *ingest.Rejection) *Error {
+	return &Error{Status: rej.Reason.HTTPStatus(), Code: string(rej.Reason), Message: rej.Message}
+}
+
+func (s *server) ingest(event bool) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		codeStr := r.PathValue("code")
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		now := time.Now()
+		if !s.ingestAddr.Allow(host, now) {
+			return ingestError(&ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-address request rate"})
+		}
+		var cert *x509.Certificate
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			cert = r.TLS.PeerCertificates[0]
+		}
+		token, _ := bearer(r)
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		adm, err := s.Registry.AuthenticateDevice(ctx, cert, codeStr, token)
+		if err != nil {
+			if errors.Is(err, registry.ErrDeviceAuth) {
+				s.rejected.WithLabelValues("not_authenticated").Inc()
+				return &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: err.Error()}
+			}
+			return err
+		}
+		switch adm.Status {
+		case registry.StatusActive:
+		case registry.StatusQuarantined:
+			return ingestError(&ingest.Rejection{Reason: ingest.NotAuthorized, Message: "device is quarantined: remediation only"})
+		default:
+			return &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "device " + adm.Status + ": " + adm.Reason}
+		}
+		o := adm.Object
+		if o.Code != codeStr {
+			return ingestError(&ingest.Rejection{Reason: ingest.NotAuthorized, Message: "a device may only send its own data"})
+		}
+		if !s.ingestDevice.Allow(o.Code, now) {
+			return ingestError(&ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"})
+		}
+		payload, err := readBody(w, r, int64(s.Decoder.MaxPayload())+1)
+		if err != nil {
+			var ae *Error
+			if errors.As(err, &ae) {
+				return err
+			}
+			return ingestError(&ingest.Rejection{Reason: ingest.TooLarge, Message: err.Error()})
+		}
+		m, err := s.Registry.ModelOf(ctx, o)
+		if err != nil {
+			return err
+		}
+		dev := ingest.Device{Code: o.Code, Tenant: o.Tenant, Model: m}
+		ct := r.Header.Get("Content-Type")
+		var msg ingest.Message
+		var rej *ingest.Rejection
+		if event {
+			msg, rej = s.Decoder.Event(dev, r.PathValue("event"), ct, payload, "http")
+		} else {
+			msg, rej = s.Decoder.Telemetry(dev, ct, payload, "http")
+		}
+		if rej != nil {
+			if err := s.Pipeline.Reject(ctx, pipeline.DeadLetter{
+				Tenant: o.Tenant, Device: o.Code, Source: "http", Topic: r.URL.Path, ContentType: ct,
+				Reason: rej.Reason, Message: rej.Message, Payload: payload,
+			}); err != nil {
+				s.Logger.Warn("dead letter not stored", "device", o.Code, "err", err)
+			}
+			return ingestError(rej)
+		}
+		if err := s.Pipeline.Submit(ctx, msg); err != nil {
+			s.Logger.Warn("ingest not durable", "device", o.Code, "err", err)
+			return ingestError(&ingest.Rejection{Reason: ingest.Unavailable, Message: "the hub could not store the data; retry"})
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+}

@@ -1,0 +1,372 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/wanwu-iot/wanwu/internal/auth"
+	"github.com/wanwu-iot/wanwu/internal/code"
+	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/pipeline"
+	"github.com/wanwu-iot/wanwu/internal/ratelimit"
+	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/thingmodel"
+)
+
+var errNotAuthorized = packets.ErrNotAuthorized
+
+type sessionKind uint8
+
+const (
+	kindDevice sessionKind = iota + 1
+	kindIntegration
+	kindAnonymous
+)
+
+// session is what the hook knows about a connected client.
+type session struct {
+	kind        sessionKind
+	code        string // device code
+	tenant, id  string
+	prefix      string // the device's own topic prefix
+	quarantined bool
+	model       *thingmodel.Model
+	principal   auth.Principal // integrations
+	publish     *rate.Limiter
+	v5          bool
+}
+
+// hook is wanwu's mochi hook.
+type hook struct {
+	mochi.HookBase
+	s        *Server
+	sessions sync.Map // *mochi.Client → *session
+
+	connDevice *ratelimit.Keyed
+	connAddr   *ratelimit.Keyed
+
+	connects  *prometheus.CounterVec
+	rejected  *prometheus.CounterVec
+	published *prometheus.CounterVec
+	clients   prometheus.GaugeFunc
+}
+
+func newHook(s *Server) (*hook, error) {
+	l := s.opts.Limits
+	h := &hook{
+		s:          s,
+		connDevice: ratelimit.New(l.ConnectPerDevice, l.ConnectPerDeviceBurst),
+		connAddr:   ratelimit.New(l.ConnectPerAddr, l.ConnectPerAddrBurst),
+		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wanwu_mqtt_connects_total", Help: "MQTT connect attempts by result (accepted, refused reason).",
+		}, []string{"result"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wanwu_mqtt_rejected_total", Help: "MQTT publishes and subscriptions refused, by reason.",
+		}, []string{"reason"}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wanwu_mqtt_accepted_total", Help: "Device messages accepted over MQTT, by kind.",
+		}, []string{"kind"}),
+	}
+	h.clients = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wanwu_mqtt_clients", Help: "Connected MQTT clients.",
+	}, func() float64 { return float64(s.broker.Info.ClientsConnected) })
+	if reg := s.opts.Metrics; reg != nil {
+		for _, c := range []prometheus.Collector{h.connects, h.rejected, h.published, h.clients} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return h, nil
+}
+
+func (h *hook) ID() string { return "wanwu" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish,
+		mochi.OnDisconnect, mochi.OnWill,
+	}, []byte{b})
+}
+
+func (h *hook) session(cl *mochi.Client) *session {
+	if v, ok := h.sessions.Load(cl); ok {
+		return v.(*session)
+	}
+	return nil
+}
+
+// refuse answers a CONNECT with a reason code and ends the connection.
+func (h *hook) refuse(cl *mochi.Client, c packets.Code, result string, args ...any) error {
+	h.connects.WithLabelValues(result).Inc()
+	h.s.log.Info("mqtt connect refused", append([]any{"reason", result, "client", cl.ID, "remote", cl.Net.Remote}, args...)...)
+	_ = h.s.broker.SendConnack(cl, c, false, nil)
+	return c
+}
+
+// OnConnect authenticates and admits the client before the session starts;
+// refusing here lets the CONNACK carry the precise reason code.
+func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	now := time.Now()
+	host, _, _ := net.SplitHostPort(cl.Net.Remote)
+	if !h.connAddr.Allow(host, now) {
+		return h.refuse(cl, packets.ErrConnectionRateExceeded, "rate_limited_addr")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v5 := cl.Properties.ProtocolVersion == 5
+
+	if cl.Net.Listener == ListenerDev {
+		h.sessions.Store(cl, &session{kind: kindAnonymous, v5: v5})
+		h.connects.WithLabelValues("accepted_anonymous").Inc()
+		return nil
+	}
+
+	var cert *x509.Certificate
+	if tc, ok := cl.Net.Conn.(*tls.Conn); ok {
+		if pcs := tc.ConnectionState().PeerCertificates; len(pcs) > 0 {
+			cert = pcs[0]
+		}
+	}
+	username, password := string(pk.Connect.Username), string(pk.Connect.Password)
+	if cert == nil && strings.HasPrefix(password, auth.Prefix) {
+		p, err := h.s.opts.Registry.Authenticate(ctx, password)
+		if err != nil {
+			return h.refuse(cl, packets.ErrNotAuthorized, "bad_api_token")
+		}
+		h.sessions.Store(cl, &session{kind: kindIntegration, principal: p, v5: v5})
+		h.connects.WithLabelValues("accepted_integration").Inc()
+		return nil
+	}
+	if cert == nil && password == "" {
+		return h.refuse(cl, packets.ErrNotAuthorized, "no_credentials")
+	}
+	claimed := username
+	if cert != nil {
+		claimed = "" // the certificate names the device
+	} else if _, err := code.Parse(claimed); err != nil {
+		return h.refuse(cl, packets.ErrBadUsernameOrPassword, "bad_username")
+	}
+	if claimed != "" && !h.connDevice.Allow(claimed, now) {
+		return h.refuse(cl, packets.ErrConnectionRateExceeded, "rate_limited_device", "device", claimed)
+	}
+	adm, err := h.s.opts.Registry.AuthenticateDevice(ctx, cert, claimed, password)
+	if err != nil {
+		if errors.Is(err, registry.ErrDeviceAuth) {
+			return h.refuse(cl, packets.ErrNotAuthorized, "bad_credentials", "device", claimed, "err", err)
+		}
+		return h.refuse(cl, packets.ErrServerUnavailable, "registry_unavailable", "err", err)
+	}
+	switch adm.Status {
+	case registry.StatusActive, registry.StatusQuarantined:
+	default:
+		return h.refuse(cl, packets.ErrNotAuthorized, "admission_"+adm.Status, "device", claimed, "why", adm.Reason)
+	}
+	obj := adm.Object
+	deviceCode := obj.Code
+	if cert != nil && !h.connDevice.Allow(deviceCode, now) {
+		return h.refuse(cl, packets.ErrConnectionRateExceeded, "rate_limited_device", "device", deviceCode)
+	}
+	// The client id is the code, so no device can take over another's session.
+	switch {
+	case pk.Connect.ClientIdentifier == "" && v5:
+		cl.ID = deviceCode
+		cl.Properties.Props.AssignedClientID = deviceCode
+	case cl.ID != deviceCode:
+		return h.refuse(cl, packets.ErrClientIdentifierNotValid, "client_id_not_code", "device", deviceCode, "client_id", cl.ID)
+	}
+	c, _ := code.Parse(deviceCode)
+	m, err := h.s.opts.Registry.ModelOf(ctx, obj)
+	if err != nil {
+		return h.refuse(cl, packets.ErrServerUnavailable, "registry_unavailable", "err", err)
+	}
+	sess := &session{
+		kind: kindDevice, code: deviceCode, tenant: c.Namespace, id: c.Local,
+		prefix: devicePrefix(c.Namespace, c.Local), quarantined: adm.Status == registry.StatusQuarantined,
+		model: m, publish: rate.NewLimiter(h.s.opts.Limits.PublishPerDevice, h.s.opts.Limits.PublishPerDeviceBurst), v5: v5,
+	}
+	// A will may only announce the device's own status: anything else would
+	// let a device publish unchecked data or speak for another device.
+	if pk.Connect.WillFlag && pk.Connect.WillTopic != sess.prefix+KindStatus {
+		return h.refuse(cl, packets.ErrNotAuthorized, "will_topic", "device", deviceCode, "topic", pk.Connect.WillTopic)
+	}
+	h.sessions.Store(cl, sess)
+	h.connects.WithLabelValues("accepted_" + adm.Status).Inc()
+	return nil
+}
+
+// OnConnectAuthenticate admits what OnConnect accepted.
+func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
+	return h.session(cl) != nil
+}
+
+func (h *hook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
+	h.sessions.Delete(cl)
+}
+
+// OnWill drops a will that OnConnect would not have allowed (defence in depth).
+func (h *hook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
+	s := h.session(cl)
+	if s == nil || (s.kind == kindDevice && will.TopicName != s.prefix+KindStatus) || s.kind == kindIntegration {
+		return mochi.Will{}, errors.New("will not allowed")
+	}
+	return will, nil
+}
+
+// OnACLCheck authorizes a publish (write) to a topic or a subscription (read) to a filter.
+func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
+	s := h.session(cl)
+	if s == nil {
+		return false
+	}
+	ok := h.allowed(s, topic, write)
+	if !ok {
+		h.rejected.WithLabelValues("not_authorized").Inc()
+	}
+	return ok
+}
+
+func (h *hook) allowed(s *session, topic string, write bool) bool {
+	switch s.kind {
+	case kindAnonymous:
+		for _, f := range h.s.opts.DevACL {
+			if (write && matchFilter(f, topic)) || (!write && filterCovered(f, stripShare(topic))) {
+				return true
+			}
+		}
+		return false
+	case kindIntegration:
+		if write {
+			return false
+		}
+		filter := stripShare(topic)
+		if s.principal.Tenant == "" {
+			return strings.HasPrefix(filter, root) || filter == "wanwu/#" || filter == "wanwu/+/#"
+		}
+		tenant, ok := tenantOfFilter(filter)
+		return ok && tenant == s.principal.Tenant
+	case kindDevice:
+		if write {
+			if s.quarantined {
+				return false
+			}
+			t, err := ParseTopic(topic)
+			if err != nil || t.Tenant != s.tenant || t.ID != s.id {
+				return false
+			}
+			return t.Kind == KindTelemetry || t.Kind == KindEvent || t.Kind == KindStatus
+		}
+		filter := stripShare(topic)
+		if !filterWithin(filter, s.prefix) {
+			return false
+		}
+		if s.quarantined {
+			rest := filter[len(s.prefix):]
+			return rest == KindErrors || strings.HasPrefix(rest, KindOTA+"/") || strings.HasPrefix(rest, KindCommands+"/")
+		}
+		return true
+	}
+	return false
+}
+
+// OnPublish runs device data through ingest and the pipeline; the broker
+// sends PUBACK only after this returns, so QoS 1/2 data is durable first.
+func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	s := h.session(cl)
+	if s == nil || s.kind != kindDevice {
+		return pk, nil
+	}
+	t, err := ParseTopic(pk.TopicName)
+	if err != nil || (t.Kind != KindTelemetry && t.Kind != KindEvent) {
+		return pk, nil // status messages are relayed, not stored
+	}
+	if !s.publish.Allow() {
+		return h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"}, false)
+	}
+	dev := ingest.Device{Code: s.code, Tenant: s.tenant, Model: s.model}
+	ct := pk.Properties.ContentType
+	var msg ingest.Message
+	var rej *ingest.Rejection
+	if t.Kind == KindTelemetry {
+		msg, rej = h.s.opts.Decoder.Telemetry(dev, ct, pk.Payload, "mqtt")
+	} else {
+		msg, rej = h.s.opts.Decoder.Event(dev, t.Rest, ct, pk.Payload, "mqtt")
+	}
+	if rej != nil {
+		return h.reject(cl, s, pk, rej, true)
+	}
+	if pk.FixedHeader.Qos == 0 {
+		if !h.s.opts.Pipeline.SubmitNoWait(msg) {
+			h.rejected.WithLabelValues("qos0_dropped").Inc()
+		}
+		h.published.WithLabelValues(t.Kind).Inc()
+		return pk, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.s.opts.Pipeline.Submit(ctx, msg); err != nil {
+		h.s.log.Warn("telemetry not durable; refusing", "device", s.code, "err", err)
+		return h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.Unavailable, Message: "the hub could not store the data; retry"}, false)
+	}
+	h.published.WithLabelValues(t.Kind).Inc()
+	return pk, nil
+}
+
+// reject answers a refused publish: MQTT 5 gets a PUBACK reason code and
+// string; MQTT 3.1.1, which has no negative PUBACK, gets the reason on the
+// device's errors topic (and, when the hub itself failed, a disconnect so the
+// device resends later). Data rejections are kept as dead letters.
+func (h *hook) reject(cl *mochi.Client, s *session, pk packets.Packet, rej *ingest.Rejection, deadLetter bool) (packets.Packet, error) {
+	h.rejected.WithLabelValues(string(rej.Reason)).Inc()
+	if deadLetter {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := h.s.opts.Pipeline.Reject(ctx, pipeline.DeadLetter{
+			Tenant: s.tenant, Device: s.code, Source: "mqtt", Topic: pk.TopicName,
+			ContentType: pk.Properties.ContentType, Reason: rej.Reason, Message: rej.Message, Payload: pk.Payload,
+		})
+		cancel()
+		if err != nil {
+			h.s.log.Warn("dead letter not stored", "device", s.code, "err", err)
+		}
+	}
+	if !s.v5 {
+		body, _ := json.Marshal(map[string]any{"reason": rej.Reason, "message": rej.Message, "topic": pk.TopicName, "packet_id": pk.PacketID})
+		_ = h.s.broker.Publish(s.prefix+KindErrors, body, false, 0)
+		if !deadLetter {
+			// Not stored anywhere (hub unavailable, rate limit): withhold the
+			// PUBACK and close, so the device resends after reconnecting.
+			cl.Stop(errors.New(rej.Error()))
+			return pk, packets.ErrRejectPacket
+		}
+		// Kept as a dead letter: acknowledge so the device does not resend
+		// forever, and do not relay it to subscribers.
+		return pk, packets.CodeSuccessIgnore
+	}
+	if pk.FixedHeader.Qos == 0 {
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, packets.Code{Code: rej.Reason.MQTTCode(), Reason: truncate(rej.Error(), 256)}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,220 @@
+// Package mqtt is the hub's MQTT 3.1.1 and 5.0 endpoint: the embedded
+// mochi-mqtt broker with wanwu's hook for authentication (mutual TLS with
+// hub-issued certificates, device tokens, API tokens for integrations),
+// admission, per-device topic ACLs, rate limits and ingest.
+//
+// The adapter is thin (DESIGN §3): authenticate, authorize, decode and
+// validate through package ingest, hand over to the pipeline, and answer. A
+// QoS 1/2 telemetry publish is acknowledged only after the pipeline says the
+// data is durable; a rejected one is answered with a reason (MQTT 5 PUBACK
+// reason code and string; MQTT 3.1.1 a message on the device's errors topic)
+// and kept in the dead-letter stream.
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/pipeline"
+	"github.com/wanwu-iot/wanwu/internal/registry"
+)
+
+// Limits are the per-device and per-address rate limits (PROTOCOL.md §5).
+type Limits struct {
+	ConnectPerDevice      rate.Limit
+	ConnectPerDeviceBurst int
+	ConnectPerAddr        rate.Limit
+	ConnectPerAddrBurst   int
+	PublishPerDevice      rate.Limit
+	PublishPerDeviceBurst int
+}
+
+// DefaultLimits are the documented defaults.
+func DefaultLimits() Limits {
+	return Limits{
+		ConnectPerDevice: 1, ConnectPerDeviceBurst: 5,
+		ConnectPerAddr: 50, ConnectPerAddrBurst: 200,
+		PublishPerDevice: 100, PublishPerDeviceBurst: 200,
+	}
+}
+
+// Options configure the endpoint. The caller owns the listeners' addresses;
+// Start opens them.
+type Options struct {
+	// Listen is a plain TCP address (development); "" = none.
+	Listen string
+	// TLSListen is the TLS address; TLS must be set with it.
+	TLSListen string
+	TLS       *tls.Config
+	// DevListen admits anonymous clients, limited to DevACL; off unless set.
+	DevListen string
+	// DevACL lists the topic filters anonymous clients may publish and subscribe to.
+	DevACL []string
+
+	Registry *registry.Registry
+	Pipeline *pipeline.Pipeline
+	Decoder  *ingest.Decoder
+	Limits   Limits
+	// MaxPacket bounds an MQTT packet (default 64 KiB + headers).
+	MaxPacket uint32
+	Logger    *slog.Logger
+	Metrics   prometheus.Registerer
+}
+
+// Server is the running endpoint.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	broker *mochi.Server
+	hook   *hook
+
+	mu      sync.Mutex
+	addrs   map[string]net.Addr
+	started bool
+	stopped bool
+}
+
+// Listener ids, also the names Addr takes.
+const (
+	ListenerTCP = "tcp"
+	ListenerTLS = "tls"
+	ListenerDev = "dev"
+)
+
+// New builds the endpoint.
+func New(o Options) (*Server, error) {
+	if o.Registry == nil || o.Pipeline == nil || o.Decoder == nil {
+		return nil, errors.New("mqtt: Registry, Pipeline and Decoder are required")
+	}
+	if o.TLSListen != "" && o.TLS == nil {
+		return nil, errors.New("mqtt: TLSListen needs a TLS config")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Limits == (Limits{}) {
+		o.Limits = DefaultLimits()
+	}
+	if o.MaxPacket == 0 {
+		o.MaxPacket = 64<<10 + 1024
+	}
+	if o.DevListen != "" && len(o.DevACL) == 0 {
+		o.DevACL = []string{root + "dev/#"}
+	}
+	log := o.Logger.With("component", "mqtt")
+	caps := mochi.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = o.MaxPacket
+	caps.MaximumSessionExpiryInterval = 7 * 24 * 3600
+	caps.MaximumClientWritesPending = 1024
+	broker := mochi.New(&mochi.Options{
+		Capabilities: caps,
+		Logger:       log.With("part", "broker"),
+		InlineClient: true, // the hub publishes rejections on devices' errors topics
+	})
+	s := &Server{opts: o, log: log, broker: broker, addrs: map[string]net.Addr{}}
+	h, err := newHook(s)
+	if err != nil {
+		return nil, err
+	}
+	s.hook = h
+	if err := broker.AddHook(h, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: hook: %w", err)
+	}
+	return s, nil
+}
+
+// Start opens the listeners and serves.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("mqtt: already started")
+	}
+	s.started = true
+	open := func(id, addr string, tlsConf *tls.Config) error {
+		if addr == "" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("mqtt: listen %s %s: %w", id, addr, err)
+		}
+		s.addrs[id] = ln.Addr()
+		if tlsConf != nil {
+			ln = tls.NewListener(ln, tlsConf)
+		}
+		if err := s.broker.AddListener(listeners.NewNet(id, ln)); err != nil {
+			ln.Close()
+			return fmt.Errorf("mqtt: listener %s: %w", id, err)
+		}
+		return nil
+	}
+	if err := open(ListenerTCP, s.opts.Listen, nil); err != nil {
+		return err
+	}
+	if err := open(ListenerTLS, s.opts.TLSListen, s.opts.TLS); err != nil {
+		return err
+	}
+	if s.opts.DevListen != "" {
+		s.log.Warn("MQTT development listener admits ANONYMOUS clients; never expose it", "addr", s.opts.DevListen, "acl", s.opts.DevACL)
+	}
+	if err := open(ListenerDev, s.opts.DevListen, nil); err != nil {
+		return err
+	}
+	if err := s.broker.Serve(); err != nil {
+		return fmt.Errorf("mqtt: serve: %w", err)
+	}
+	return nil
+}
+
+// Addr is the bound address of a listener (ListenerTCP, ListenerTLS, ListenerDev), "" if closed.
+func (s *Server) Addr(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.addrs[id]; ok {
+		return a.String()
+	}
+	return ""
+}
+
+// DisconnectDevice closes the connection of a device whose identity changed
+// (revoked, quarantined, key revoked); it reconnects through admission again.
+func (s *Server) DisconnectDevice(code string) {
+	if cl, ok := s.broker.Clients.Get(code); ok {
+		s.log.Info("disconnecting device after an identity change", "device", code)
+		_ = s.broker.DisconnectClient(cl, errNotAuthorized)
+	}
+}
+
+// Shutdown disconnects clients, closes the listeners and waits for the
+// client goroutines; in-flight publishes finish their pipeline hand-over first.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopped || !s.started {
+		s.stopped = true
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- s.broker.Close() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("mqtt: shutdown: %w", ctx.Err())
+	}
+	return err
+}

@@ -1,0 +1,80 @@
+// Package ratelimit holds token-bucket limiters per key (a device code, a
+// source address) for the protocol adapters, with a bounded number of keys so
+// that a flood of distinct keys cannot exhaust memory.
+package ratelimit
+
+import (
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// MaxKeys bounds the keys tracked at once; beyond it new keys are refused
+// until idle ones are swept, which is what a flood of distinct keys deserves.
+const MaxKeys = 200_000
+
+// Idle is how long an unused key is remembered.
+const Idle = 10 * time.Minute
+
+// Keyed hands out one limiter per key and forgets idle ones as it goes, so it
+// needs no goroutine of its own.
+type Keyed struct {
+	mu        sync.Mutex
+	limit     rate.Limit
+	burst     int
+	m         map[string]*entry
+	lastSweep time.Time
+}
+
+type entry struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+// New returns limiters allowing limit events per second with burst.
+func New(limit rate.Limit, burst int) *Keyed {
+	return &Keyed{limit: limit, burst: burst, m: map[string]*entry{}}
+}
+
+// Allow reports whether key may act at now.
+func (k *Keyed) Allow(key string, now time.Time) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if now.Sub(k.lastSweep) > time.Minute {
+		k.sweepLocked(Idle, now)
+	}
+	e, ok := k.m[key]
+	if !ok {
+		if len(k.m) >= MaxKeys {
+			return false
+		}
+		e = &entry{lim: rate.NewLimiter(k.limit, k.burst)}
+		k.m[key] = e
+	}
+	e.seen = now
+	return e.lim.AllowN(now, 1)
+}
+
+// Sweep forgets keys idle for longer than idle.
+func (k *Keyed) Sweep(idle time.Duration, now time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.sweepLocked(idle, now)
+}
+
+func (k *Keyed) sweepLocked(idle time.Duration, now time.Time) {
+	k.lastSweep = now
+	for key, e := range k.m {
+		if now.Sub(e.seen) > idle {
+			delete(k.m, key)
+		}
+	}
+}
+
+// Len is the number of keys tracked.
+func (k *Keyed) Len() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.m)
+}
