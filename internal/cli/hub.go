@@ -14,6 +14,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/hub"
+	"github.com/wanwu-iot/wanwu/internal/mqtt"
 )
 
 func init() {
@@ -110,7 +111,7 @@ func runHub(e *env, args []string) error {
 	if err := h.Start(ctx); err != nil {
 		return err
 	}
-	printTour(e, h.URL(), cfg.DataDir)
+	printTour(e, h, cfg.DataDir)
 	<-ctx.Done()
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -123,7 +124,8 @@ func runHub(e *env, args []string) error {
 }
 
 // printTour shows a new user what to do next, with commands that work as printed.
-func printTour(e *env, url, dataDir string) {
+func printTour(e *env, h *hub.Hub, dataDir string) {
+	url := h.URL()
 	abs, _ := filepath.Abs(dataDir)
 	dd := ""
 	if filepath.Clean(dataDir) != filepath.Clean(config.DefaultHub().DataDir) {
@@ -132,6 +134,7 @@ func printTour(e *env, url, dataDir string) {
 	fmt.Fprintf(e.stdout, `
 wanwu hub is running at %s (data in %s).
 The admin token is in %s; 'wanwu ctl' finds it there.
+MQTT: %[5]s (plain), %[6]s (TLS); Prometheus API for Grafana: %[1]s/prometheus
 
 Quick tour, in another terminal in this directory:
   go run ./cmd/wanwu ctl%[4]s tenant create acme
@@ -142,6 +145,14 @@ Quick tour, in another terminal in this directory:
   go run ./cmd/wanwu ctl%[4]s audit head --out head.txt
   go run ./cmd/wanwu verify%[4]s log --head head.txt
 
+Then send telemetry as the device and read it back: see the README's quick tour.
 Stop with Ctrl-C.
-`, url, abs, filepath.Join(abs, hub.AdminTokenFile), dd)
+`, url, abs, filepath.Join(abs, hub.AdminTokenFile), dd, orOff(h.MQTT().Addr(mqtt.ListenerTCP)), orOff(h.MQTT().Addr(mqtt.ListenerTLS)))
+}
+
+func orOff(addr string) string {
+	if addr == "" {
+		return "off"
+	}
+	return addr
 }
