@@ -120,3 +120,6 @@ require (
 )
 
 replace github.com/hashicorp/nomad/api => github.com/hashicorp/nomad/api v0.0.0-20260907080526-08ef8f3d26da
+
+// A patched copy of mochi-mqtt v2.7.9: see third_party/mochi-mqtt/PATCHES.md.
+replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi-mqtt

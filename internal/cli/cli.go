@@ -39,7 +39,7 @@ func commands() []command {
 		{name: "version", summary: "print the version", run: runVersion},
 		{name: "edge", summary: "run an edge node beside machines", planned: true},
 		{name: "sim", summary: "simulate devices over real protocols", planned: true},
-		{name: "bench", summary: "load generator, side by side with peers", planned: true},
+		{name: "bench", summary: "load generator, side by side with peers", run: runBench},
 		{name: "demo", summary: "hub, edge and simulated devices in one process", planned: true},
 	}
 }
