@@ -94,6 +94,11 @@ type Hub struct {
 		// RotationOverlap is how long a rotated-out key keeps working.
 		RotationOverlap Duration `yaml:"rotation_overlap"`
 	} `yaml:"identity"`
+	Debug struct {
+		// PprofListen serves Go's /debug/pprof on this address (keep it on
+		// loopback); "" = off.
+		PprofListen string `yaml:"pprof_listen"`
+	} `yaml:"debug"`
 	Log struct {
 		// Level is debug, info, warn or error.
 		Level string `yaml:"level"`

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -101,6 +102,7 @@ type Hub struct {
 	tlsConf  *tls.Config
 	http     *http.Server
 	https    *http.Server
+	pprof    *http.Server
 	listener net.Listener
 	tlsLn    net.Listener
 	deployID string
@@ -198,6 +200,9 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := h.startHTTP(); err != nil {
+		return err
+	}
+	if err := h.startPprof(); err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -332,6 +337,33 @@ func (h *Hub) startHTTP() error {
 			}
 		})
 	}
+	return nil
+}
+
+// startPprof serves Go's profiler on its own listener when configured, so
+// it never shares the API's address or authentication.
+func (h *Hub) startPprof() error {
+	addr := h.opts.Config.Debug.PprofListen
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("hub: pprof listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	h.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	h.log.Warn("serving /debug/pprof", "addr", ln.Addr().String())
+	h.goTracked(func() {
+		if err := h.pprof.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.log.Error("pprof server stopped", "err", err)
+		}
+	})
 	return nil
 }
 
@@ -513,6 +545,9 @@ func (h *Hub) closeAll(ctx context.Context) error {
 		errs = append(errs, h.https.Shutdown(ctx))
 	} else if h.tlsLn != nil {
 		errs = append(errs, h.tlsLn.Close())
+	}
+	if h.pprof != nil {
+		errs = append(errs, h.pprof.Close())
 	}
 	if h.unsub != nil {
 		h.unsub()

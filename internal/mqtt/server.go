@@ -116,7 +116,13 @@ func New(o Options) (*Server, error) {
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = o.MaxPacket
 	caps.MaximumSessionExpiryInterval = 7 * 24 * 3600
-	caps.MaximumClientWritesPending = 1024
+	// mochi drops a delivery when a client's outbound queue is full; a burst
+	// to an integration must fit (mochi's default).
+	caps.MaximumClientWritesPending = 8192
+	// QoS 1/2 deliveries a client may have unacknowledged before the broker
+	// drops more; an integration catching up with a burst needs the room
+	// (packet ids are 16 bits, so this is the most there can be).
+	caps.MaximumInflight = 65535
 	broker := mochi.New(&mochi.Options{
 		Capabilities: caps,
 		Logger:       log.With("part", "broker"),

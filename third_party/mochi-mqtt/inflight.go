@@ -20,6 +20,7 @@ type Inflight struct {
 	sendQuota           int32                     // remaining outbound qos quota for flow control
 	maximumReceiveQuota int32                     // maximum allowed receive quota
 	maximumSendQuota    int32                     // maximum allowed send quota
+	immediate           int                       // wanwu patch: how many packets have Expiry < 0
 }
 
 // NewInflights returns a new instance of an Inflight packets map.
@@ -34,8 +35,14 @@ func (i *Inflight) Set(m packets.Packet) bool {
 	i.Lock()
 	defer i.Unlock()
 
-	_, ok := i.internal[m.PacketID]
+	old, ok := i.internal[m.PacketID]
 	i.internal[m.PacketID] = m
+	if ok && old.Expiry < 0 { // wanwu patch: keep the immediate count
+		i.immediate--
+	}
+	if m.Expiry < 0 {
+		i.immediate++
+	}
 	return !ok
 }
 
@@ -67,6 +74,7 @@ func (i *Inflight) Clone() *Inflight {
 	for k, v := range i.internal {
 		c.internal[k] = v
 	}
+	c.immediate = i.immediate // wanwu patch
 	return c
 }
 
@@ -101,6 +109,12 @@ func (i *Inflight) NextImmediate() (packets.Packet, bool) {
 	i.RLock()
 	defer i.RUnlock()
 
+	// wanwu patch: without packets waiting for send quota there is nothing to
+	// find; scanning and sorting the whole map after every packet took a
+	// quarter of the broker's CPU with a busy QoS 1 subscriber.
+	if i.immediate == 0 {
+		return packets.Packet{}, false
+	}
 	m := i.getAll(true) // wanwu patch: was GetAll, a recursive RLock
 	if len(m) > 0 {
 		return m[0], true
@@ -114,8 +128,11 @@ func (i *Inflight) Delete(id uint16) bool {
 	i.Lock()
 	defer i.Unlock()
 
-	_, ok := i.internal[id]
+	old, ok := i.internal[id]
 	delete(i.internal, id)
+	if ok && old.Expiry < 0 { // wanwu patch: keep the immediate count
+		i.immediate--
+	}
 
 	return ok
 }
