@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -82,7 +83,7 @@ func newHook(s *Server) (*hook, error) {
 	}
 	h.clients = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "wanwu_mqtt_clients", Help: "Connected MQTT clients.",
-	}, func() float64 { return float64(s.broker.Info.ClientsConnected) })
+	}, func() float64 { return float64(atomic.LoadInt64(&s.broker.Info.ClientsConnected)) })
 	if reg := s.opts.Metrics; reg != nil {
 		for _, c := range []prometheus.Collector{h.connects, h.rejected, h.published, h.clients} {
 			if err := reg.Register(c); err != nil {
@@ -97,8 +98,8 @@ func (h *hook) ID() string { return "wanwu" }
 
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
-		mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish,
-		mochi.OnDisconnect, mochi.OnWill,
+		mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnSessionEstablish, mochi.OnACLCheck,
+		mochi.OnSubscribe, mochi.OnPublish, mochi.OnDisconnect, mochi.OnClientExpired, mochi.OnWill,
 	}, []byte{b})
 }
 
@@ -113,8 +114,26 @@ func (h *hook) session(cl *mochi.Client) *session {
 func (h *hook) refuse(cl *mochi.Client, c packets.Code, result string, args ...any) error {
 	h.connects.WithLabelValues(result).Inc()
 	h.s.log.Info("mqtt connect refused", append([]any{"reason", result, "client", cl.ID, "remote", cl.Net.Remote}, args...)...)
+	if cl.Properties.ProtocolVersion < 5 {
+		// MQTT 3.1.1 has six return codes (§3.2.2.3) and mochi passes most
+		// MQTT 5 codes through unchanged; where none applies (rate limits)
+		// the connection is closed without a CONNACK [MQTT-3.2.2-6] (3.1.1).
+		if rc, ok := v3ReturnCodes[c.Code]; ok {
+			_ = h.s.broker.SendConnack(cl, packets.Code{Code: rc}, false, nil)
+		}
+		return c
+	}
 	_ = h.s.broker.SendConnack(cl, c, false, nil)
 	return c
+}
+
+// v3ReturnCodes maps the MQTT 5 CONNACK reason codes the hook uses to
+// MQTT 3.1.1 return codes.
+var v3ReturnCodes = map[byte]byte{
+	packets.ErrNotAuthorized.Code:            packets.Err3NotAuthorized.Code,
+	packets.ErrBadUsernameOrPassword.Code:    packets.ErrMalformedUsernameOrPassword.Code,
+	packets.ErrClientIdentifierNotValid.Code: packets.Err3ClientIdentifierNotValid.Code,
+	packets.ErrServerUnavailable.Code:        packets.Err3ServerUnavailable.Code,
 }
 
 // OnConnect authenticates and admits the client before the session starts;
@@ -130,7 +149,11 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	v5 := cl.Properties.ProtocolVersion == 5
 
 	if cl.Net.Listener == ListenerDev {
-		h.sessions.Store(cl, &session{kind: kindAnonymous, v5: v5})
+		sess := &session{kind: kindAnonymous, v5: v5}
+		if err := h.admitClient(cl, pk, sess); err != nil {
+			return err
+		}
+		h.sessions.Store(cl, sess)
 		h.connects.WithLabelValues("accepted_anonymous").Inc()
 		return nil
 	}
@@ -147,7 +170,11 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 		if err != nil {
 			return h.refuse(cl, packets.ErrNotAuthorized, "bad_api_token")
 		}
-		h.sessions.Store(cl, &session{kind: kindIntegration, principal: p, v5: v5})
+		sess := &session{kind: kindIntegration, principal: p, v5: v5}
+		if err := h.admitClient(cl, pk, sess); err != nil {
+			return err
+		}
+		h.sessions.Store(cl, sess)
 		h.connects.WithLabelValues("accepted_integration").Inc()
 		return nil
 	}
@@ -200,12 +227,69 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	}
 	// A will may only announce the device's own status: anything else would
 	// let a device publish unchecked data or speak for another device.
-	if pk.Connect.WillFlag && pk.Connect.WillTopic != sess.prefix+KindStatus {
+	if pk.Connect.WillFlag && !h.willAllowed(sess, pk.Connect.WillTopic) {
 		return h.refuse(cl, packets.ErrNotAuthorized, "will_topic", "device", deviceCode, "topic", pk.Connect.WillTopic)
+	}
+	if !h.mayTakeOver(cl, sess) {
+		return h.refuse(cl, packets.ErrClientIdentifierNotValid, "session_of_another", "device", deviceCode)
 	}
 	h.sessions.Store(cl, sess)
 	h.connects.WithLabelValues("accepted_" + adm.Status).Inc()
 	return nil
+}
+
+// admitClient applies to integrations and anonymous clients what the code
+// check applies to devices: their client id cannot be a device code, so
+// they cannot take over (or squat on) a device's session; they cannot take
+// over a session of another identity; and a will must be one they could
+// publish themselves (integrations publish nothing).
+func (h *hook) admitClient(cl *mochi.Client, pk packets.Packet, sess *session) error {
+	if _, err := code.Parse(cl.ID); err == nil {
+		return h.refuse(cl, packets.ErrClientIdentifierNotValid, "client_id_is_a_code", "client_id", cl.ID)
+	}
+	if pk.Connect.WillFlag && !h.willAllowed(sess, pk.Connect.WillTopic) {
+		return h.refuse(cl, packets.ErrNotAuthorized, "will_topic", "topic", pk.Connect.WillTopic)
+	}
+	if !h.mayTakeOver(cl, sess) {
+		return h.refuse(cl, packets.ErrClientIdentifierNotValid, "session_of_another", "client_id", cl.ID)
+	}
+	return nil
+}
+
+// willAllowed reports whether a session may leave a will on topic: a device
+// only its own status, an anonymous client within the development ACL, an
+// integration nothing.
+func (h *hook) willAllowed(s *session, topic string) bool {
+	switch s.kind {
+	case kindDevice:
+		return topic == s.prefix+KindStatus
+	case kindAnonymous:
+		return h.allowed(s, topic, true)
+	}
+	return false
+}
+
+// mayTakeOver reports whether the connecting client may take over the
+// session its client id names, if there is one: only the same device, an
+// integration of the same tenant, or another anonymous client. Otherwise
+// the session's queued messages, which were authorized for its owner, would
+// be resent to the newcomer.
+func (h *hook) mayTakeOver(cl *mochi.Client, s *session) bool {
+	existing, ok := h.s.broker.Clients.Get(cl.ID)
+	if !ok {
+		return true
+	}
+	old := h.session(existing)
+	if old == nil || old.kind != s.kind {
+		return old == nil
+	}
+	switch s.kind {
+	case kindDevice:
+		return old.code == s.code
+	case kindIntegration:
+		return old.principal.Tenant == s.principal.Tenant
+	}
+	return true
 }
 
 // OnConnectAuthenticate admits what OnConnect accepted.
@@ -213,17 +297,51 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 	return h.session(cl) != nil
 }
 
+// OnSessionEstablish forgets the session entry of a connection that the new
+// one replaces (resumed or discarded, the old connection is gone).
+func (h *hook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
+	if existing, ok := h.s.broker.Clients.Get(cl.ID); ok && existing != cl {
+		h.sessions.Delete(existing)
+	}
+}
+
+// OnDisconnect forgets a client whose session ends with its connection. A
+// session that outlives it (MQTT 5 Session Expiry > 0, MQTT 3.1.1 clean
+// session 0) keeps its authorization, so that QoS 1/2 messages for its
+// subscriptions are queued while it is away ([MQTT-3.1.2-23], [MQTT-3.1.2-5]
+// (3.1.1)); the broker checks every delivery against it.
 func (h *hook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
+	if expire || cl.IsTakenOver() {
+		h.sessions.Delete(cl)
+	}
+}
+
+// OnClientExpired forgets a session whose expiry interval has passed.
+func (h *hook) OnClientExpired(cl *mochi.Client) {
 	h.sessions.Delete(cl)
 }
 
-// OnWill drops a will that OnConnect would not have allowed (defence in depth).
+// OnWill drops a will that OnConnect would not have allowed (defence in
+// depth). An error would make mochi publish the will unchanged, so a
+// dropped will becomes one without a topic, which matches no subscription.
 func (h *hook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
-	s := h.session(cl)
-	if s == nil || (s.kind == kindDevice && will.TopicName != s.prefix+KindStatus) || s.kind == kindIntegration {
-		return mochi.Will{}, errors.New("will not allowed")
+	if s := h.session(cl); s == nil || !h.willAllowed(s, will.TopicName) {
+		h.rejected.WithLabelValues("will_topic").Inc()
+		return mochi.Will{}, nil
 	}
 	return will, nil
+}
+
+// OnSubscribe turns a shared-subscription filter with an empty share name,
+// which mochi would accept, into one it refuses as invalid (SUBACK 0x8F):
+// the share name must be at least one character [MQTT-4.8.2-1].
+func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	for i, f := range pk.Filters {
+		if strings.HasPrefix(f.Filter, "$share//") {
+			pk.Filters[i].Filter = "$share/"
+		}
+	}
+	return pk
 }
 
 // OnACLCheck authorizes a publish (write) to a topic or a subscription (read) to a filter.
@@ -231,6 +349,11 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	s := h.session(cl)
 	if s == nil {
 		return false
+	}
+	if write && topic == "" && (s.kind == kindDevice || s.kind == kindAnonymous) {
+		// An MQTT 5 PUBLISH by topic alias alone: mochi checks the ACL before
+		// resolving the alias; OnPublish checks the topic it stands for.
+		return true
 	}
 	ok := h.allowed(s, topic, write)
 	if !ok {
@@ -289,7 +412,22 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return pk, nil
 	}
 	s := h.session(cl)
-	if s == nil || s.kind != kindDevice {
+	if s == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	if pk.Properties.TopicAliasFlag {
+		if pk.TopicName == "" {
+			// An alias this connection never mapped [MQTT-3.3.2-7].
+			h.rejected.WithLabelValues("topic_alias").Inc()
+			_ = h.s.broker.DisconnectClient(cl, packets.ErrProtocolViolation)
+			return pk, packets.ErrRejectPacket
+		}
+		if !h.allowed(s, pk.TopicName, true) {
+			h.rejected.WithLabelValues("not_authorized").Inc()
+			return h.refusePublish(cl, s, pk, packets.ErrNotAuthorized)
+		}
+	}
+	if s.kind != kindDevice {
 		return pk, nil
 	}
 	t, err := ParseTopic(pk.TopicName)
@@ -358,10 +496,29 @@ func (h *hook) reject(cl *mochi.Client, s *session, pk packets.Packet, rej *inge
 		// forever, and do not relay it to subscribers.
 		return pk, packets.CodeSuccessIgnore
 	}
-	if pk.FixedHeader.Qos == 0 {
+	return h.refusePublish(cl, s, pk, packets.Code{Code: rej.Reason.MQTTCode(), Reason: truncate(rej.Error(), 256)})
+}
+
+// refusePublish answers a refused MQTT 5 PUBLISH: QoS 0 is dropped, QoS 1
+// gets a PUBACK with the reason, QoS 2 a PUBREC with it, which ends the
+// exchange [MQTT-3.3.4-1] [MQTT-4.3.3-9] (mochi answers a hook's refusal
+// with a PUBACK whatever the QoS).
+func (h *hook) refusePublish(cl *mochi.Client, s *session, pk packets.Packet, c packets.Code) (packets.Packet, error) {
+	switch {
+	case !s.v5:
+		// Only alias checks get here, and 3.1.1 has no aliases.
+		cl.Stop(c)
+		return pk, packets.ErrRejectPacket
+	case pk.FixedHeader.Qos == 0:
+		return pk, packets.ErrRejectPacket
+	case pk.FixedHeader.Qos == 2:
+		_ = cl.WritePacket(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID,
+			ReasonCode: c.Code, Properties: packets.Properties{ReasonString: c.Reason},
+		})
 		return pk, packets.ErrRejectPacket
 	}
-	return pk, packets.Code{Code: rej.Reason.MQTTCode(), Reason: truncate(rej.Error(), 256)}
+	return pk, c
 }
 
 func truncate(s string, n int) string {
