@@ -182,12 +182,9 @@ func (s *server) registerModel(w http.ResponseWriter, r *http.Request, p auth.Pr
 }
 
 func (s *server) listModels(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	tenant := r.URL.Query().Get("tenant")
-	if p.Tenant != "" {
-		if tenant != "" && tenant != p.Tenant {
-			return p.Allows(auth.Viewer, tenant)
-		}
-		tenant = p.Tenant
+	tenant, err := scopeTenant(p, r.URL.Query().Get("tenant"))
+	if err != nil {
+		return err
 	}
 	ms, err := s.Registry.Models(r.Context(), tenant)
 	if err != nil {
@@ -325,32 +322,12 @@ func (s *server) registerObject(w http.ResponseWriter, r *http.Request, p auth.P
 }
 
 func (s *server) listObjects(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	q := r.URL.Query()
-	f := registry.ListFilter{Tenant: q.Get("tenant"), Kind: q.Get("kind"), Status: q.Get("status"), Edge: q.Get("edge"), After: q.Get("after")}
-	if p.Tenant != "" {
-		if f.Tenant != "" && f.Tenant != p.Tenant {
-			return p.Allows(auth.Viewer, f.Tenant)
-		}
-		f.Tenant = p.Tenant
+	f, err := objectFilter(r, p)
+	if err != nil {
+		return err
 	}
-	if under := q.Get("under"); under != "" {
-		path, err := code.ParsePath(under)
-		if err != nil {
-			return badRequest("under", "%v", err)
-		}
-		f.Under = path
-	}
-	for _, t := range q["tag"] {
-		k, v, ok := strings.Cut(t, "=")
-		if !ok {
-			return badRequest("tag", "%q: want key=value", t)
-		}
-		if f.Tags == nil {
-			f.Tags = map[string]string{}
-		}
-		f.Tags[k] = v
-	}
-	if l := q.Get("limit"); l != "" {
+	f.Status, f.After = r.URL.Query().Get("status"), r.URL.Query().Get("after")
+	if l := r.URL.Query().Get("limit"); l != "" {
 		n, err := queryUint(r, "limit", 100)
 		if err != nil {
 			return err
@@ -654,4 +631,43 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// scopeTenant confines a request to the caller's tenant: a tenant-bound token
+// gets its own tenant whatever it asked for, or a 403 if it asked for another.
+func scopeTenant(p auth.Principal, requested string) (string, error) {
+	if p.Tenant == "" {
+		return requested, nil
+	}
+	if requested != "" && requested != p.Tenant {
+		return "", p.Allows(auth.Viewer, requested)
+	}
+	return p.Tenant, nil
+}
+
+// objectFilter reads the registry selection shared by object listings and
+// fleet queries: tenant, kind, edge, hierarchy (under) and tags (tag=k=v, repeatable).
+func objectFilter(r *http.Request, p auth.Principal) (registry.ListFilter, error) {
+	q := r.URL.Query()
+	f := registry.ListFilter{Kind: q.Get("kind"), Edge: q.Get("edge")}
+	var err error
+	if f.Tenant, err = scopeTenant(p, q.Get("tenant")); err != nil {
+		return f, err
+	}
+	if under := q.Get("under"); under != "" {
+		if f.Under, err = code.ParsePath(under); err != nil {
+			return f, badRequest("under", "%v", err)
+		}
+	}
+	for _, t := range q["tag"] {
+		k, v, ok := strings.Cut(t, "=")
+		if !ok {
+			return f, badRequest("tag", "%q: want key=value", t)
+		}
+		if f.Tags == nil {
+			f.Tags = map[string]string{}
+		}
+		f.Tags[k] = v
+	}
+	return f, nil
 }

@@ -195,30 +195,11 @@ func (s *server) fleetRange(w http.ResponseWriter, r *http.Request, p auth.Princ
 	if !validPropertyName(prop) {
 		return badRequest("property", "a property name is required")
 	}
-	f := registry.ListFilter{Tenant: q.Get("tenant"), Kind: q.Get("kind"), Edge: q.Get("edge"), Limit: 1000}
-	if p.Tenant != "" {
-		if f.Tenant != "" && f.Tenant != p.Tenant {
-			return p.Allows(auth.Viewer, f.Tenant)
-		}
-		f.Tenant = p.Tenant
+	f, err := objectFilter(r, p)
+	if err != nil {
+		return err
 	}
-	if under := q.Get("under"); under != "" {
-		path, err := code.ParsePath(under)
-		if err != nil {
-			return badRequest("under", "%v", err)
-		}
-		f.Under = path
-	}
-	for _, t := range q["tag"] {
-		k, v, ok := strings.Cut(t, "=")
-		if !ok {
-			return badRequest("tag", "%q: want key=value", t)
-		}
-		if f.Tags == nil {
-			f.Tags = map[string]string{}
-		}
-		f.Tags[k] = v
-	}
+	f.Limit = 1000
 	start, end, step, agg, err := window(r)
 	if err != nil {
 		return err
@@ -269,12 +250,10 @@ func queryErr(err error) error {
 
 func (s *server) listEvents(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
 	q := r.URL.Query()
-	f := eventstore.EventFilter{Tenant: q.Get("tenant"), Name: q.Get("name")}
-	if p.Tenant != "" {
-		if f.Tenant != "" && f.Tenant != p.Tenant {
-			return p.Allows(auth.Viewer, f.Tenant)
-		}
-		f.Tenant = p.Tenant
+	f := eventstore.EventFilter{Name: q.Get("name")}
+	var err error
+	if f.Tenant, err = scopeTenant(p, q.Get("tenant")); err != nil {
+		return err
 	}
 	if d := q.Get("device"); d != "" {
 		o, err := s.visible(r.Context(), p, d)
@@ -283,7 +262,6 @@ func (s *server) listEvents(w http.ResponseWriter, r *http.Request, p auth.Princ
 		}
 		f.Devices = []string{o.Code}
 	}
-	var err error
 	if v := q.Get("start"); v != "" {
 		if f.Start, err = parseTime("start", v); err != nil {
 			return err
@@ -341,10 +319,10 @@ func (s *server) deadLetters(w http.ResponseWriter, r *http.Request, p auth.Prin
 		tenant = o.Tenant
 	}
 	if p.Tenant != "" {
-		if tenant != "" && tenant != p.Tenant {
-			return p.Allows(auth.Viewer, tenant)
+		var err error
+		if tenant, err = scopeTenant(p, tenant); err != nil {
+			return err
 		}
-		tenant = p.Tenant
 	} else if tenant != "" {
 		if err := code.ValidNamespace(tenant); err != nil {
 			return badRequest("tenant", "%v", err)
