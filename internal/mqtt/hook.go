@@ -405,65 +405,109 @@ func (h *hook) allowed(s *session, topic string, write bool) bool {
 	return false
 }
 
-// OnPublish runs device data through ingest and the pipeline; the broker
-// sends PUBACK only after this returns, so QoS 1/2 data is durable first.
-func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+// examine authorizes, rate-limits, decodes and validates a publish. When
+// the verdict needs no pipeline, msg is nil and (pkx, err) is the answer for
+// the broker; otherwise msg is the canonical message to make durable.
+func (h *hook) examine(cl *mochi.Client, pk packets.Packet) (msg *ingest.Message, s *session, pkx packets.Packet, err error) {
 	if cl.Net.Inline {
-		return pk, nil
+		return nil, nil, pk, nil
 	}
-	s := h.session(cl)
+	s = h.session(cl)
 	if s == nil {
-		return pk, packets.ErrRejectPacket
+		return nil, nil, pk, packets.ErrRejectPacket
 	}
 	if pk.Properties.TopicAliasFlag {
 		if pk.TopicName == "" {
 			// An alias this connection never mapped [MQTT-3.3.2-7].
 			h.rejected.WithLabelValues("topic_alias").Inc()
 			_ = h.s.broker.DisconnectClient(cl, packets.ErrProtocolViolation)
-			return pk, packets.ErrRejectPacket
+			return nil, s, pk, packets.ErrRejectPacket
 		}
 		if !h.allowed(s, pk.TopicName, true) {
 			h.rejected.WithLabelValues("not_authorized").Inc()
-			return h.refusePublish(cl, s, pk, packets.ErrNotAuthorized)
+			pkx, err = h.refusePublish(cl, s, pk, packets.ErrNotAuthorized)
+			return nil, s, pkx, err
 		}
 	}
 	if s.kind != kindDevice {
-		return pk, nil
+		return nil, s, pk, nil
 	}
-	t, err := ParseTopic(pk.TopicName)
-	if err != nil || (t.Kind != KindTelemetry && t.Kind != KindEvent) {
-		return pk, nil // status messages are relayed, not stored
+	t, perr := ParseTopic(pk.TopicName)
+	if perr != nil || (t.Kind != KindTelemetry && t.Kind != KindEvent) {
+		return nil, s, pk, nil // status messages are relayed, not stored
 	}
 	if !s.publish.Allow() {
-		return h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"}, false)
+		pkx, err = h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"}, false)
+		return nil, s, pkx, err
 	}
 	dev := ingest.Device{Code: s.code, Tenant: s.tenant, Model: s.model}
 	ct := pk.Properties.ContentType
-	var msg ingest.Message
+	var m ingest.Message
 	var rej *ingest.Rejection
 	if t.Kind == KindTelemetry {
-		msg, rej = h.s.opts.Decoder.Telemetry(dev, ct, pk.Payload, "mqtt")
+		m, rej = h.s.opts.Decoder.Telemetry(dev, ct, pk.Payload, "mqtt")
 	} else {
-		msg, rej = h.s.opts.Decoder.Event(dev, t.Rest, ct, pk.Payload, "mqtt")
+		m, rej = h.s.opts.Decoder.Event(dev, t.Rest, ct, pk.Payload, "mqtt")
 	}
 	if rej != nil {
-		return h.reject(cl, s, pk, rej, true)
+		pkx, err = h.reject(cl, s, pk, rej, true)
+		return nil, s, pkx, err
+	}
+	return &m, s, pk, nil
+}
+
+// OnPublish handles what the asynchronous path does not: QoS 0 publishes
+// (handed over without waiting) and the inline client's.
+func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	msg, s, pkx, err := h.examine(cl, pk)
+	if msg == nil {
+		return pkx, err
 	}
 	if pk.FixedHeader.Qos == 0 {
-		if !h.s.opts.Pipeline.SubmitNoWait(msg) {
+		if !h.s.opts.Pipeline.SubmitNoWait(*msg) {
 			h.rejected.WithLabelValues("qos0_dropped").Inc()
 		}
-		h.published.WithLabelValues(t.Kind).Inc()
+		h.published.WithLabelValues(kindOf(msg)).Inc()
 		return pk, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := h.s.opts.Pipeline.Submit(ctx, msg); err != nil {
-		h.s.log.Warn("telemetry not durable; refusing", "device", s.code, "err", err)
-		return h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.Unavailable, Message: "the hub could not store the data; retry"}, false)
+	return h.durable(cl, s, pk, h.s.opts.Pipeline.Submit(ctx, *msg))
+}
+
+// OnPublishAsync takes QoS 1/2 publishes (the broker's AsyncPublisher): the
+// connection goes on reading while the message is made durable, and the
+// broker sends the PUBACK/PUBREC, in order, when done is called.
+func (h *hook) OnPublishAsync(cl *mochi.Client, pk packets.Packet, done func(packets.Packet, error)) {
+	msg, s, pkx, err := h.examine(cl, pk)
+	if msg == nil {
+		done(pkx, err)
+		return
 	}
-	h.published.WithLabelValues(t.Kind).Inc()
-	return pk, nil
+	kind := kindOf(msg)
+	h.s.opts.Pipeline.SubmitAsync(*msg, func(err error) {
+		if err == nil {
+			h.published.WithLabelValues(kind).Inc()
+		}
+		done(h.durable(cl, s, pk, err))
+	})
+}
+
+// durable turns the pipeline's answer into the broker's: the publish stands,
+// or the device is told the hub could not store it.
+func (h *hook) durable(cl *mochi.Client, s *session, pk packets.Packet, err error) (packets.Packet, error) {
+	if err == nil {
+		return pk, nil
+	}
+	h.s.log.Warn("telemetry not durable; refusing", "device", s.code, "err", err)
+	return h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.Unavailable, Message: "the hub could not store the data; retry"}, false)
+}
+
+func kindOf(m *ingest.Message) string {
+	if m.Kind == ingest.Event {
+		return KindEvent
+	}
+	return KindTelemetry
 }
 
 // reject answers a refused publish: MQTT 5 gets a PUBACK reason code and
@@ -501,8 +545,7 @@ func (h *hook) reject(cl *mochi.Client, s *session, pk packets.Packet, rej *inge
 
 // refusePublish answers a refused MQTT 5 PUBLISH: QoS 0 is dropped, QoS 1
 // gets a PUBACK with the reason, QoS 2 a PUBREC with it, which ends the
-// exchange [MQTT-3.3.4-1] [MQTT-4.3.3-9] (mochi answers a hook's refusal
-// with a PUBACK whatever the QoS).
+// exchange [MQTT-3.3.4-1] [MQTT-4.3.3-9].
 func (h *hook) refusePublish(cl *mochi.Client, s *session, pk packets.Packet, c packets.Code) (packets.Packet, error) {
 	switch {
 	case !s.v5:
@@ -511,13 +554,9 @@ func (h *hook) refusePublish(cl *mochi.Client, s *session, pk packets.Packet, c 
 		return pk, packets.ErrRejectPacket
 	case pk.FixedHeader.Qos == 0:
 		return pk, packets.ErrRejectPacket
-	case pk.FixedHeader.Qos == 2:
-		_ = cl.WritePacket(packets.Packet{
-			FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID,
-			ReasonCode: c.Code, Properties: packets.Properties{ReasonString: c.Reason},
-		})
-		return pk, packets.ErrRejectPacket
 	}
+	// The broker answers QoS 1 with a PUBACK and QoS 2 with a PUBREC carrying
+	// the reason, in order with the connection's other acknowledgements.
 	return pk, c
 }
 

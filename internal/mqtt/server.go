@@ -137,6 +137,7 @@ func New(o Options) (*Server, error) {
 	if err := broker.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: hook: %w", err)
 	}
+	broker.SetAsyncPublisher(h)
 	return s, nil
 }
 

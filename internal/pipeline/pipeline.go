@@ -59,8 +59,8 @@ type Options struct {
 
 type request struct {
 	msg  ingest.Message
-	size int
-	done chan error // nil for fire-and-forget (QoS 0)
+	done chan error  // Submit waits on it
+	cb   func(error) // SubmitAsync's callback
 }
 
 // Pipeline is the running batcher and store consumer.
@@ -195,6 +195,30 @@ func (p *Pipeline) Submit(ctx context.Context, msg ingest.Message) error {
 	}
 }
 
+// SubmitAsync hands a message over and calls done once it is durable (nil)
+// or could not be made so; done runs on a batcher goroutine and must not
+// block. Adapters use it to keep reading a connection while earlier messages
+// are being synced.
+func (p *Pipeline) SubmitAsync(msg ingest.Message, done func(error)) {
+	r := &request{msg: msg, cb: func(err error) {
+		result := "durable"
+		if err != nil {
+			result = "failed"
+		}
+		p.m.submitted.WithLabelValues(msg.Source, result).Inc()
+		done(err)
+	}}
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		done(ErrClosed)
+		return
+	}
+	// Blocking here is backpressure on the connection, as with Submit.
+	p.reqs <- r
+	p.mu.RUnlock()
+}
+
 // SubmitNoWait hands over a QoS 0 message; it is dropped (and counted) when
 // the queue is full, so a burst of best-effort data never blocks a device.
 func (p *Pipeline) SubmitNoWait(msg ingest.Message) bool {
@@ -254,8 +278,11 @@ func (p *Pipeline) batchLoop() {
 		}
 		err := p.flush(batch)
 		for _, r := range batch {
-			if r.done != nil {
+			switch {
+			case r.done != nil:
 				r.done <- err
+			case r.cb != nil:
+				r.cb(err)
 			}
 		}
 	}

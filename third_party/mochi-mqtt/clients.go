@@ -157,6 +157,47 @@ type ClientState struct {
 	outboundQty     int32                // number of messages currently in the outbound queue
 	Keepalive       uint16               // the number of seconds the connection can wait
 	ServerKeepalive bool                 // keepalive was set by the server
+	publishOrder    publishOrder         // wanwu patch: asynchronous publishes, finished in arrival order
+}
+
+// publishOrder releases the continuations of asynchronously handled
+// publishes in the order the PUBLISHes arrived, whatever order they complete
+// in (wanwu patch).
+type publishOrder struct {
+	mu      sync.Mutex
+	next    uint64 // the next slot to hand out
+	head    uint64 // the oldest slot not yet released
+	pending map[uint64]func()
+}
+
+// reserve takes the next slot; it is called on the client's read loop.
+func (o *publishOrder) reserve() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.next
+	o.next++
+	return s
+}
+
+// complete records slot's continuation and runs every continuation that is
+// now at the head, in order. Continuations run under the lock, so the next
+// completion waits: that is what keeps acknowledgements in order.
+func (o *publishOrder) complete(slot uint64, fn func()) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.pending == nil {
+		o.pending = map[uint64]func(){}
+	}
+	o.pending[slot] = fn
+	for {
+		f, ok := o.pending[o.head]
+		if !ok {
+			return
+		}
+		delete(o.pending, o.head)
+		o.head++
+		f()
+	}
 }
 
 // newClient returns a new instance of Client. This is almost exclusively used by Server

@@ -144,6 +144,8 @@ type Server struct {
 	Log          *slog.Logger         // minimal no-alloc logger
 	hooks        *Hooks               // hooks contains hooks for extra functionality such as auth and persistent storage
 	inlineClient *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
+	// asyncPublisher finishes QoS 1/2 publishes asynchronously (wanwu patch).
+	asyncPublisher AsyncPublisher
 }
 
 // loop contains interval tickers for the system events loop.
@@ -746,6 +748,16 @@ func (s *Server) processPingreq(cl *Client, _ packets.Packet) error {
 	})
 }
 
+// AsyncPublisher is an optional hook (wanwu patch) that takes over QoS 1/2
+// publishes and reports its verdict later by calling done exactly once, with
+// what OnPublish would have returned.
+type AsyncPublisher interface {
+	OnPublishAsync(cl *Client, pk packets.Packet, done func(pkx packets.Packet, err error))
+}
+
+// SetAsyncPublisher installs an AsyncPublisher (wanwu patch); call it before Serve.
+func (s *Server) SetAsyncPublisher(a AsyncPublisher) { s.asyncPublisher = a }
+
 // Publish publishes a publish packet into the broker as if it were sent from the specified client.
 // This is a convenience function which wraps InjectPacket. As such, this method can publish packets
 // to any topic (including $SYS) and bypass ACL checks. The qos byte is used for limiting the
@@ -910,19 +922,53 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		pk.FixedHeader.Qos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9] Reduce qos based on server max qos capability
 	}
 
+	// wanwu patch: an AsyncPublisher finishes QoS 1/2 publishes later, so the
+	// client's next PUBLISH is read while this one is being made durable;
+	// acknowledgements still leave in the order the PUBLISHes arrived
+	// [MQTT-4.6.0-2] [MQTT-4.6.0-3], and the Receive Maximum bounds how many
+	// are pending [MQTT-3.3.4-9].
+	if s.asyncPublisher != nil && pk.FixedHeader.Qos > 0 && !cl.Net.Inline {
+		cl.State.Inflight.DecreaseReceiveQuota()
+		slot := cl.State.publishOrder.reserve()
+		s.asyncPublisher.OnPublishAsync(cl, pk, func(pkx packets.Packet, err error) {
+			cl.State.publishOrder.complete(slot, func() {
+				if err := s.finishPublish(cl, pk, pkx, err, true); err != nil {
+					cl.Stop(err)
+				}
+			})
+		})
+		return nil
+	}
+
 	pkx, err := s.hooks.OnPublish(cl, pk)
+	return s.finishPublish(cl, pk, pkx, err, false)
+}
+
+// finishPublish acts on the publish hooks' verdict: acknowledge, retain and
+// deliver, or refuse. quotaHeld says the receive quota was already taken
+// (wanwu patch: the asynchronous path takes it up front).
+func (s *Server) finishPublish(cl *Client, pk, pkx packets.Packet, err error, quotaHeld bool) error {
+	release := func() {
+		if quotaHeld {
+			cl.State.Inflight.IncreaseReceiveQuota()
+		}
+	}
 	if err == nil {
 		pk = pkx
 	} else if errors.Is(err, packets.ErrRejectPacket) {
+		release()
 		return nil
 	} else if errors.Is(err, packets.CodeSuccessIgnore) {
 		pk.Ignore = true
 	} else if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 && errors.As(err, new(packets.Code)) {
-		err = cl.WritePacket(s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, err.(packets.Code)))
-		if err != nil {
-			return err
+		release()
+		// wanwu patch: a refused QoS 2 PUBLISH is answered with a PUBREC
+		// carrying the reason [MQTT-4.3.3-9], not with a PUBACK.
+		ackType := packets.Puback
+		if pk.FixedHeader.Qos == 2 {
+			ackType = packets.Pubrec
 		}
-		return nil
+		return cl.WritePacket(s.buildAck(pk.PacketID, ackType, 0, pk.Properties, err.(packets.Code)))
 	}
 
 	if pk.FixedHeader.Retain { // [MQTT-3.3.1-5] ![MQTT-3.3.1-8]
@@ -938,7 +984,9 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		return nil
 	}
 
-	cl.State.Inflight.DecreaseReceiveQuota()
+	if !quotaHeld {
+		cl.State.Inflight.DecreaseReceiveQuota()
+	}
 	ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, packets.QosCodes[pk.FixedHeader.Qos]) // [MQTT-4.3.2-4]
 	if pk.FixedHeader.Qos == 2 {
 		ack = s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess) // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
