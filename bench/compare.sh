@@ -153,6 +153,17 @@ elif ! wait_tcp "$WANWU_MQTT" 20 "$hub_pid"; then
 elif ! run_loads wanwu "$hub_pid" "tcp://$WANWU_MQTT" --provision --hub "http://$WANWU_HTTP" \
 	--data-dir "$tmp/hub" --state "$tmp/bench-state.json"; then
 	wanwu_status="the wanwu runs failed: $(cat "$tmp"/wanwu-*.err 2>/dev/null | grep -v '^bench: ' | tail -n 2 | tr '\n' ' ')"
+elif jq -e '.connected == .clients and .acked == .sent and .lost == 0' "$tmp/wanwu-ingest.json" >/dev/null 2>&1; then
+	# wanwu only (mosquitto has no store): publish→queryable at half the
+	# sustained rate just measured, polling the query API for sampled messages.
+	half=$(jq -r --argjson c "$CLIENTS" '.throughput_msgs_per_s / 2 / $c' "$tmp/wanwu-ingest.json")
+	log "wanwu: queryable, $CLIENTS clients × $(printf '%.2f' "$half") msg/s (half the sustained rate)"
+	"${bench[@]}" mqtt --broker "tcp://$WANWU_MQTT" --clients "$CLIENTS" --messages "$RATE_MSGS" --rate "$half" --qos "$QOS" \
+		--sub-qos "$SUBQOS" --size "$SIZE" --inflight "$INFLIGHT" --source-addrs "$SRC" --target-pid "$hub_pid" \
+		--queryable-every 50 --timeout "$TIMEOUT" --provision --hub "http://$WANWU_HTTP" --data-dir "$tmp/hub" \
+		--state "$tmp/bench-state.json" --out "$tmp/wanwu-queryable.json" >"$tmp/wanwu-queryable.txt" 2>"$tmp/wanwu-queryable.err" ||
+		log "wanwu: queryable run failed: $(tail -n 1 "$tmp/wanwu-queryable.err")"
+	cat "$tmp/wanwu-queryable.txt" >&2
 fi
 stop "$hub_pid"
 [ "$wanwu_status" = ok ] || log "wanwu half: $wanwu_status"
@@ -256,6 +267,13 @@ section="$tmp/section.md"
 	row "latency: broker CPU-seconds per million messages" "" lower \
 		"$(fmt "$(val wanwu latency .target_cpu_s_per_million)" 2)" "$(fmt "$(val mosquitto latency .target_cpu_s_per_million)" 2)"
 	row3 "latency: acked of sent / delivered / lost / duplicates" "$(acctval wanwu latency)" "$(acctval mosquitto latency)"
+	if complete wanwu queryable; then
+		qrate=$(jq -r '.throughput_msgs_per_s' "$tmp/wanwu-queryable.json")
+		for q in p50 p99; do
+			row3 "queryable: publish→queryable $q, ms, at half the sustained rate ($(fmt "$qrate") msg/s; wanwu's store, no peer)" \
+				"$(ms "$(jq -r ".publish_to_queryable.${q}_ns // empty" "$tmp/wanwu-queryable.json")")" "no store"
+		done
+	fi
 	row "idle: broker RSS per connection, KiB ($IDLE connections)" "" lower \
 		"$(fmt "$(val wanwu idle '.rss_per_connection_bytes / 1024')" 2)" "$(fmt "$(val mosquitto idle '.rss_per_connection_bytes / 1024')" 2)"
 	echo

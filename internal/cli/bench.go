@@ -30,6 +30,7 @@ type benchFlags struct {
 	tenant, sourceAddrs, out, state string
 	tlsCA                           string
 	tlsInsecure, jsonOut, provision bool
+	queryableEvery                  int
 	protocol, clients, messages     int
 	qos, size, inflight, targetPID  int
 	subQoS, subProtocol             int
@@ -67,6 +68,7 @@ func benchFlagSet(mode string, f *benchFlags) *flag.FlagSet {
 		fs.IntVar(&f.qos, "qos", 1, "QoS of publishes and of the counting subscription")
 		fs.IntVar(&f.size, "size", loadgen.DefaultPayloadSize, "payload bytes (SenML JSON padded to this size)")
 		fs.IntVar(&f.inflight, "inflight", loadgen.DefaultInflight, "most unacknowledged publishes per client")
+		fs.IntVar(&f.queryableEvery, "queryable-every", 0, "with --provision: poll the hub's query API for one acknowledged message in N until it is readable (publish→queryable latency); 0 = off")
 		fs.StringVar(&f.topic, "topic", "wanwu/v1/{tenant}/{id}/telemetry", "publish topic; {tenant}, {id}, {code} and {i} are replaced")
 		fs.StringVar(&f.subscribe, "subscribe", "wanwu/v1/{tenant}/+/telemetry", "counting subscriber's topic filter ({tenant} replaced); empty: count nothing")
 		fs.IntVar(&f.subProtocol, "sub-protocol", 5, "MQTT version of the counting subscriber (5, or 3 for 3.1.1)")
@@ -228,6 +230,10 @@ func runBench(e *env, args []string) error {
 		if o.SubscriberPassword == "" {
 			o.SubscriberPassword = conn.token
 		}
+		if f.queryableEvery > 0 {
+			o.QueryableEvery = f.queryableEvery
+			o.Queryable = loadgen.HubQueryable(conn.hub, conn.token)
+		}
 	} else if f.username != "" || f.password != "" {
 		o.Credentials = func(int) (string, string) { return f.username, f.password }
 	}
@@ -309,6 +315,9 @@ func printBench(w io.Writer, r *loadgen.Result) {
 		}
 		if r.Counted {
 			row("publish→delivery", "%s", pct(r.PublishToDeliver))
+		}
+		if r.PublishToQueryable != nil {
+			row("publish→queryable", "%s", pct(*r.PublishToQueryable))
 		}
 	}
 	if r.TargetPID != 0 {

@@ -30,6 +30,7 @@
 package loadgen
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -134,6 +135,13 @@ type Options struct {
 	// IdleSettle is how long Idle holds the connections before measuring
 	// the target (default 3s).
 	IdleSettle time.Duration
+
+	// Queryable, when set, reports whether message seq of device code can be
+	// read back from the target's store (wanwu: its query API).
+	// QueryableEvery samples one acknowledged message in that many (default
+	// 100) and polls Queryable until true, for publish→queryable latency.
+	Queryable      func(ctx context.Context, code string, seq int) (bool, error)
+	QueryableEvery int
 
 	// Progress, when set, receives one-line progress messages.
 	Progress func(msg string)
@@ -282,6 +290,8 @@ type Result struct {
 
 	PublishToAck     Percentiles `json:"publish_to_ack"`
 	PublishToDeliver Percentiles `json:"publish_to_deliver"`
+	// PublishToQueryable is measured on sampled messages when Options.Queryable is set.
+	PublishToQueryable *Percentiles `json:"publish_to_queryable,omitempty"`
 
 	TargetPID int `json:"target_pid,omitempty"`
 	// TargetCPUSeconds is the target's utime+stime over the measured

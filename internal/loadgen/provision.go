@@ -256,3 +256,34 @@ func (h *hubClient) rotate(ctx context.Context, code string) (string, error) {
 	}
 	return reg.PrivateKey, nil
 }
+
+// HubQueryable returns a Queryable that reads a device's latest values from
+// a wanwu hub's query API and reports whether its "seq" has reached seq.
+func HubQueryable(hub, token string) func(ctx context.Context, code string, seq int) (bool, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	return func(ctx context.Context, code string, seq int) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(hub, "/")+"/api/v1/telemetry/"+url.PathEscape(code)+"/latest?lookback=1h", nil)
+		if err != nil {
+			return false, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, fmt.Errorf("latest %s: %s", code, resp.Status)
+		}
+		var out struct {
+			Values map[string]struct {
+				Value float64 `json:"value"`
+			} `json:"values"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return false, err
+		}
+		v, ok := out.Values["seq"]
+		return ok && int(v.Value) >= seq, nil
+	}
+}

@@ -298,6 +298,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	pubCtx := ctx
 	var wg sync.WaitGroup
+	var probes sync.WaitGroup
+	var qMu sync.Mutex
+	var qLat []time.Duration
+	queryEvery := o.QueryableEvery
+	if queryEvery <= 0 {
+		queryEvery = 100
+	}
 	for ci, c := range clients {
 		if c == nil {
 			continue
@@ -360,7 +367,19 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					}
 					done := time.Now()
 					tr.ack(ci, seq)
-					acked.Add(1)
+					if n := acked.Add(1); o.Queryable != nil && n%int64(queryEvery) == 0 {
+						probes.Add(1)
+						go func() {
+							defer probes.Done()
+							if d, ok := pollQueryable(pubCtx, o.Queryable, code, seq, now); ok {
+								qMu.Lock()
+								qLat = append(qLat, d)
+								qMu.Unlock()
+							} else {
+								errs.add("not_queryable")
+							}
+						}()
+					}
 					lat = append(lat, done.Sub(now))
 					for {
 						prev, cur := lastAck.Load(), int64(done.Sub(start))
@@ -373,6 +392,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	wg.Wait()
+	probes.Wait()
 	stopProgress()
 	pubEnd := start.Add(time.Duration(lastAck.Load()))
 	if lastAck.Load() == 0 {
@@ -437,6 +457,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	tr.mu.Lock()
 	res.PublishToDeliver = Summarize(tr.deliver)
+	if o.Queryable != nil {
+		q := Summarize(qLat)
+		res.PublishToQueryable = &q
+	}
 	tr.mu.Unlock()
 	errs.into(res)
 	res.Elapsed = time.Since(res.Started)
@@ -524,4 +548,21 @@ func protoName(p int) string {
 		return "3.1.1"
 	}
 	return "5"
+}
+
+// pollQueryable polls until message seq of code is readable, and returns the
+// time from its publish; ok is false if it never became readable in 30 s.
+func pollQueryable(ctx context.Context, q func(context.Context, string, int) (bool, error), code string, seq int, published time.Time) (time.Duration, bool) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if ok, err := q(ctx, code, seq); err == nil && ok {
+			return time.Since(published), true
+		}
+		select {
+		case <-ctx.Done():
+			return 0, false
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return 0, false
 }
