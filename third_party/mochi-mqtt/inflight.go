@@ -82,12 +82,7 @@ func (i *Inflight) Clone() *Inflight {
 func (i *Inflight) GetAll(immediate bool) []packets.Packet {
 	i.RLock()
 	defer i.RUnlock()
-	return i.getAll(immediate)
-}
 
-// getAll is GetAll for a caller that holds the lock. wanwu patch: a second
-// RLock by the same goroutine deadlocks once a writer queues in between.
-func (i *Inflight) getAll(immediate bool) []packets.Packet {
 	m := []packets.Packet{}
 	for _, v := range i.internal {
 		if !immediate || (immediate && v.Expiry < 0) {
@@ -115,12 +110,16 @@ func (i *Inflight) NextImmediate() (packets.Packet, bool) {
 	if i.immediate == 0 {
 		return packets.Packet{}, false
 	}
-	m := i.getAll(true) // wanwu patch: was GetAll, a recursive RLock
-	if len(m) > 0 {
-		return m[0], true
+	// wanwu patch: was GetAll(true)[0], a recursive RLock that also copied
+	// and sorted every in-flight packet; one pass finds the same oldest one.
+	var next packets.Packet
+	found := false
+	for _, v := range i.internal {
+		if v.Expiry < 0 && (!found || uint16(v.Created) < uint16(next.Created)) {
+			next, found = v, true
+		}
 	}
-
-	return packets.Packet{}, false
+	return next, found
 }
 
 // Delete removes an in-flight message from the map. Returns true if the message existed.
