@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/wanwu-iot/wanwu/internal/jsontext"
 )
 
 // A small JSON parser for plain-JSON telemetry, vendor payloads and event
@@ -392,76 +393,14 @@ func (p *jparser) strSlow(start, i int) (string, error) {
 			i++
 			continue
 		}
-		if i+1 >= len(s) {
-			break
-		}
-		e := s[i+1]
-		i += 2
-		switch e {
-		case '"', '\\', '/':
-			buf = append(buf, e)
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
-			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
-			buf = append(buf, '\t')
-		case 'u':
-			r, ok := hex4(s, i)
-			if !ok {
-				p.i = i
-				return "", p.fail("invalid \\u escape")
-			}
-			i += 4
-			if utf16.IsSurrogate(r) {
-				// A lone surrogate has no UTF-8 form; encoding/json would
-				// substitute U+FFFD, which changes what was sent.
-				r2, ok := rune(0), false
-				if i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
-					r2, ok = hex4(s, i+2)
-				}
-				dec := utf16.DecodeRune(r, r2)
-				if !ok || dec == utf8.RuneError {
-					p.i = i
-					return "", p.fail("unpaired UTF-16 surrogate in a \\u escape")
-				}
-				r = dec
-				i += 6
-			}
-			buf = utf8.AppendRune(buf, r)
-		default:
-			p.i = i - 1
-			return "", p.fail("invalid escape")
+		var eerr *jsontext.EscapeError
+		if buf, i, eerr = jsontext.AppendEscape(buf, s, i); eerr != nil {
+			p.i = eerr.At
+			return "", p.fail(eerr.Reason)
 		}
 	}
 	p.i = len(s)
 	return "", p.fail("unterminated string")
-}
-
-func hex4(s string, i int) (rune, bool) {
-	if i+4 > len(s) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range []byte(s[i : i+4]) {
-		var v byte
-		switch {
-		case c >= '0' && c <= '9':
-			v = c - '0'
-		case c >= 'a' && c <= 'f':
-			v = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			v = c - 'A' + 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(v)
-	}
-	return r, true
 }
 
 // member returns the index of object idx's member key, or -1.
@@ -489,14 +428,14 @@ func appendJSON(dst []byte, nodes []jnode, idx int) []byte {
 	case jNum:
 		return append(dst, n.str...)
 	case jStr:
-		return appendJSONString(dst, n.str)
+		return jsontext.AppendString(dst, n.str)
 	case jObj:
 		dst = append(dst, '{')
 		for c := idx + 1; c < int(n.end); c = int(nodes[c].end) {
 			if c != idx+1 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, nodes[c].key)
+			dst = jsontext.AppendString(dst, nodes[c].key)
 			dst = append(dst, ':')
 			dst = appendJSON(dst, nodes, c)
 		}
@@ -512,36 +451,6 @@ func appendJSON(dst []byte, nodes []jnode, idx int) []byte {
 		return append(dst, ']')
 	}
 	return dst
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString quotes s (valid UTF-8) escaping only what JSON requires.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // toNative converts node idx to the values encoding/json would produce

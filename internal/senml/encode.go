@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/wanwu-iot/wanwu/internal/jsontext"
 )
 
 // The encoders write what the simulator and load generator send, so they
@@ -40,7 +42,7 @@ func EncodeJSON(rs []Resolved, baseName string) ([]byte, error) {
 		first := true
 		if i == 0 && baseName != "" {
 			b = appendKey(b, &first, "bn")
-			b = appendJSONString(b, baseName)
+			b = jsontext.AppendString(b, baseName)
 		}
 		if i == 0 && hasBt {
 			b = appendKey(b, &first, "bt")
@@ -48,11 +50,11 @@ func EncodeJSON(rs []Resolved, baseName string) ([]byte, error) {
 		}
 		if n := r.Name[len(baseName):]; n != "" {
 			b = appendKey(b, &first, "n")
-			b = appendJSONString(b, n)
+			b = jsontext.AppendString(b, n)
 		}
 		if r.Unit != "" {
 			b = appendKey(b, &first, "u")
-			b = appendJSONString(b, r.Unit)
+			b = jsontext.AppendString(b, r.Unit)
 		}
 		switch r.Kind {
 		case KindFloat:
@@ -60,7 +62,7 @@ func EncodeJSON(rs []Resolved, baseName string) ([]byte, error) {
 			b = strconv.AppendFloat(b, r.Float, 'g', -1, 64)
 		case KindString:
 			b = appendKey(b, &first, "vs")
-			b = appendJSONString(b, r.String)
+			b = jsontext.AppendString(b, r.String)
 		case KindBool:
 			b = appendKey(b, &first, "vb")
 			b = strconv.AppendBool(b, r.Bool)
@@ -269,34 +271,6 @@ func appendKey(b []byte, first *bool, k string) []byte {
 	b = append(b, '"')
 	b = append(b, k...)
 	return append(b, '"', ':')
-}
-
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 func appendHead(b []byte, major byte, n uint64) []byte {

@@ -5,8 +5,9 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/wanwu-iot/wanwu/internal/jsontext"
 )
 
 // DecodeJSON decodes an application/senml+json pack: a JSON array of
@@ -353,51 +354,9 @@ func (d *jsonDecoder) strSlow(field string, max, start, i int) (string, error) {
 			d.i = i + 1
 			return string(buf), nil
 		case c == '\\':
-			if i+1 >= len(s) {
-				return "", malformed(d.rec, field, "unterminated string")
-			}
-			e := s[i+1]
-			i += 2
-			switch e {
-			case '"', '\\', '/':
-				buf = append(buf, e)
-			case 'b':
-				buf = append(buf, '\b')
-			case 'f':
-				buf = append(buf, '\f')
-			case 'n':
-				buf = append(buf, '\n')
-			case 'r':
-				buf = append(buf, '\r')
-			case 't':
-				buf = append(buf, '\t')
-			case 'u':
-				r, ok := hex4(s, i)
-				if !ok {
-					return "", malformed(d.rec, field, "invalid \\u escape")
-				}
-				i += 4
-				if utf16.IsSurrogate(r) {
-					// Only a high surrogate followed by an escaped low
-					// one makes a character; a lone half is refused
-					// rather than replaced, so no two spellings collide.
-					var r2 rune = -1
-					if r < 0xdc00 && i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
-						r2, ok = hex4(s, i+2)
-						if !ok {
-							r2 = -1
-						}
-					}
-					dec := utf16.DecodeRune(r, r2)
-					if dec == utf8.RuneError {
-						return "", malformed(d.rec, field, "unpaired UTF-16 surrogate in \\u escape")
-					}
-					i += 6
-					r = dec
-				}
-				buf = utf8.AppendRune(buf, r)
-			default:
-				return "", malformed(d.rec, field, "invalid escape")
+			var eerr *jsontext.EscapeError
+			if buf, i, eerr = jsontext.AppendEscape(buf, s, i); eerr != nil {
+				return "", malformed(d.rec, field, eerr.Reason)
 			}
 		case c < 0x20:
 			return "", malformed(d.rec, field, "control character in string")
@@ -414,27 +373,6 @@ func (d *jsonDecoder) strSlow(field string, max, start, i int) (string, error) {
 		}
 	}
 	return "", malformed(d.rec, field, "unterminated string")
-}
-
-func hex4(s string, i int) (rune, bool) {
-	if i+4 > len(s) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range []byte(s[i : i+4]) {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
 }
 
 // skip passes over the value of an unknown label, checking that it is valid
