@@ -438,30 +438,14 @@ func (a *promAPI) series(w http.ResponseWriter, r *http.Request, enf []*labels.M
 	if len(r.Form["match[]"]) == 0 {
 		return badData("no match[] parameter provided")
 	}
-	sets, err := a.matcherSets(r, enf)
+	m, err := a.openMeta(r, enf, "series")
 	if err != nil {
 		return err
 	}
-	mint, maxt, err := parseRange(r)
-	if err != nil {
-		return err
-	}
-	limit, err := parseLimit(r)
-	if err != nil {
-		return err
-	}
-	release, err := a.s.acquire()
-	if err != nil {
-		return &apiError{typ: errUnavailable, msg: "telemetry store is shut down"}
-	}
-	defer release()
-	q, err := a.s.db.Querier(mint, maxt)
-	if err != nil {
-		return fmt.Errorf("series: %w", err)
-	}
-	defer q.Close()
+	defer m.close()
+	sets, q, limit := m.sets, m.q, m.limit
 
-	hints := &storage.SelectHints{Start: mint, End: maxt, Func: "series", Limit: limit}
+	hints := &storage.SelectHints{Start: m.mint, End: m.maxt, Func: "series", Limit: m.limit}
 	var found []labels.Labels
 	seen := map[string]bool{}
 	for _, ms := range sets {
@@ -516,28 +500,12 @@ func (a *promAPI) labelValues(w http.ResponseWriter, r *http.Request, enf []*lab
 func (a *promAPI) labelQuery(w http.ResponseWriter, r *http.Request, enf []*labels.Matcher,
 	get func(ctx context.Context, q storage.Querier, hints *storage.LabelHints, ms []*labels.Matcher) ([]string, error),
 ) error {
-	sets, err := a.matcherSets(r, enf)
+	m, err := a.openMeta(r, enf, "labels")
 	if err != nil {
 		return err
 	}
-	mint, maxt, err := parseRange(r)
-	if err != nil {
-		return err
-	}
-	limit, err := parseLimit(r)
-	if err != nil {
-		return err
-	}
-	release, err := a.s.acquire()
-	if err != nil {
-		return &apiError{typ: errUnavailable, msg: "telemetry store is shut down"}
-	}
-	defer release()
-	q, err := a.s.db.Querier(mint, maxt)
-	if err != nil {
-		return fmt.Errorf("labels: %w", err)
-	}
-	defer q.Close()
+	defer m.close()
+	sets, q, limit := m.sets, m.q, m.limit
 
 	hints := &storage.LabelHints{Limit: limit}
 	if len(sets) == 0 {
@@ -604,4 +572,41 @@ func parseDuration(s string) (time.Duration, error) {
 		return time.Duration(d), nil
 	}
 	return 0, fmt.Errorf("cannot parse %q to a valid duration", s)
+}
+
+// metaQuery is what the series and label endpoints share: the enforced
+// matcher sets, the time range and limit, and an open querier.
+type metaQuery struct {
+	sets       [][]*labels.Matcher
+	mint, maxt int64
+	limit      int
+	q          storage.Querier
+	close      func()
+}
+
+func (a *promAPI) openMeta(r *http.Request, enf []*labels.Matcher, what string) (*metaQuery, error) {
+	m := &metaQuery{}
+	var err error
+	if m.sets, err = a.matcherSets(r, enf); err != nil {
+		return nil, err
+	}
+	if m.mint, m.maxt, err = parseRange(r); err != nil {
+		return nil, err
+	}
+	if m.limit, err = parseLimit(r); err != nil {
+		return nil, err
+	}
+	release, err := a.s.acquire()
+	if err != nil {
+		return nil, &apiError{typ: errUnavailable, msg: "telemetry store is shut down"}
+	}
+	if m.q, err = a.s.db.Querier(m.mint, m.maxt); err != nil {
+		release()
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	m.close = func() {
+		m.q.Close()
+		release()
+	}
+	return m, nil
 }
