@@ -214,7 +214,7 @@ func runBench(e *env, args []string) error {
 			state = filepath.Join(dir, "wanwu", "bench-"+f.tenant+".json")
 		}
 		devs, err := loadgen.Provision(ctx, loadgen.ProvisionOptions{
-			Hub: conn.hub, Token: conn.token, Tenant: f.tenant, N: f.clients, StateFile: state, Progress: o.Progress,
+			Hub: conn.Base, Token: conn.Token, Tenant: f.tenant, N: f.clients, StateFile: state, Progress: o.Progress,
 		})
 		if err != nil {
 			return err
@@ -228,11 +228,11 @@ func runBench(e *env, args []string) error {
 			o.SubscriberUsername = "bench"
 		}
 		if o.SubscriberPassword == "" {
-			o.SubscriberPassword = conn.token
+			o.SubscriberPassword = conn.Token
 		}
 		if f.queryableEvery > 0 {
 			o.QueryableEvery = f.queryableEvery
-			o.Queryable = loadgen.HubQueryable(conn.hub, conn.token)
+			o.Queryable = loadgen.HubQueryable(conn.Base, conn.Token)
 		}
 	} else if f.username != "" || f.password != "" {
 		o.Credentials = func(int) (string, string) { return f.username, f.password }

@@ -12,16 +12,23 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/hub"
+	"github.com/wanwu-iot/wanwu/internal/hubclient"
 )
 
 // ctlConn is how ctl reaches the hub.
 type ctlConn struct {
-	hub, token string
-	client     *http.Client
+	*hubclient.Client
+}
+
+func (c *ctlConn) do(method, path string, body io.Reader, contentType string) ([]byte, int, error) {
+	return c.Do(context.Background(), method, path, body, contentType)
+}
+
+func (c *ctlConn) json(method, path string, in, out any) (int, error) {
+	return c.JSON(context.Background(), method, path, in, out)
 }
 
 type ctlGlobals struct {
@@ -36,23 +43,23 @@ func ctlGlobalFlags(fs *flag.FlagSet, g *ctlGlobals) {
 }
 
 func (g ctlGlobals) connect() (*ctlConn, error) {
-	c := &ctlConn{hub: g.hub, token: g.token, client: &http.Client{Timeout: 5 * time.Minute}}
-	if c.hub == "" {
-		c.hub = os.Getenv("WANWU_HUB")
+	base, token := g.hub, g.token
+	if base == "" {
+		base = os.Getenv("WANWU_HUB")
 	}
-	if c.hub == "" {
+	if base == "" {
 		if b, err := os.ReadFile(filepath.Join(g.dataDir, hub.URLFile)); err == nil {
-			c.hub = strings.TrimSpace(string(b))
+			base = strings.TrimSpace(string(b))
 		}
 	}
-	if c.hub == "" {
-		c.hub = "http://" + config.DefaultHub().HTTP.Listen
+	if base == "" {
+		base = "http://" + config.DefaultHub().HTTP.Listen
 	}
-	c.hub = strings.TrimRight(c.hub, "/")
-	if c.token == "" {
-		c.token = os.Getenv("WANWU_TOKEN")
+	base = strings.TrimRight(base, "/")
+	if token == "" {
+		token = os.Getenv("WANWU_TOKEN")
 	}
-	if c.token == "" {
+	if token == "" {
 		file := g.tokenFile
 		if file == "" {
 			file = filepath.Join(g.dataDir, hub.AdminTokenFile)
@@ -61,82 +68,9 @@ func (g ctlGlobals) connect() (*ctlConn, error) {
 		if err != nil && g.tokenFile != "" {
 			return nil, fmt.Errorf("token file: %w", err)
 		}
-		c.token = strings.TrimSpace(string(b))
+		token = strings.TrimSpace(string(b))
 	}
-	return c, nil
-}
-
-// apiError is the hub's error body.
-type apiError struct {
-	Error struct {
-		Code     string `json:"code"`
-		Message  string `json:"message"`
-		Field    string `json:"field"`
-		Problems []struct {
-			Path    string `json:"path"`
-			Message string `json:"message"`
-		} `json:"problems"`
-	} `json:"error"`
-}
-
-// do sends a request and returns the body of a 2xx response; other statuses
-// become errors carrying the hub's message.
-func (c *ctlConn) do(method, path string, body io.Reader, contentType string) ([]byte, int, error) {
-	req, err := http.NewRequestWithContext(context.Background(), method, c.hub+path, body)
-	if err != nil {
-		return nil, 0, err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("cannot reach the hub at %s (is 'wanwu hub' running? --hub sets the address): %w", c.hub, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return nil, resp.StatusCode, err
-	}
-	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusMultiStatus {
-		var ae apiError
-		if json.Unmarshal(out, &ae) == nil && ae.Error.Message != "" {
-			msg := ae.Error.Message
-			if ae.Error.Field != "" && !strings.HasPrefix(msg, ae.Error.Field) {
-				msg = ae.Error.Field + ": " + msg
-			}
-			for _, p := range ae.Error.Problems {
-				msg += "\n  " + p.Path + ": " + p.Message
-			}
-			return nil, resp.StatusCode, fmt.Errorf("hub answered %d %s: %s", resp.StatusCode, ae.Error.Code, msg)
-		}
-		return nil, resp.StatusCode, fmt.Errorf("hub answered %s: %s", resp.Status, bytes.TrimSpace(out))
-	}
-	return out, resp.StatusCode, nil
-}
-
-func (c *ctlConn) json(method, path string, in, out any) (int, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, err
-		}
-		body = bytes.NewReader(b)
-	}
-	b, status, err := c.do(method, path, body, "application/json")
-	if err != nil {
-		return status, err
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return status, fmt.Errorf("hub sent unexpected JSON: %w", err)
-		}
-	}
-	return status, nil
+	return &ctlConn{hubclient.New(base, token)}, nil
 }
 
 func printJSON(w io.Writer, v any) error {

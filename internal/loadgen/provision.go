@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/devtoken"
+	"github.com/wanwu-iot/wanwu/internal/hubclient"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 )
 
@@ -72,9 +72,9 @@ func Provision(ctx context.Context, o ProvisionOptions) ([]Device, error) {
 		o.Progress = func(string) {}
 	}
 	o.Hub = strings.TrimRight(o.Hub, "/")
-	h := &hubClient{base: o.Hub, token: o.Token, c: o.Client}
+	h := &hubclient.Client{Base: o.Hub, Token: o.Token, HTTP: o.Client}
 
-	caPEM, _, err := h.do(ctx, "GET", "/api/v1/ca.pem", nil, "")
+	caPEM, _, err := h.Do(ctx, "GET", "/api/v1/ca.pem", nil, "")
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: provision: %w", err)
 	}
@@ -99,7 +99,7 @@ func Provision(ctx context.Context, o ProvisionOptions) ([]Device, error) {
 	}
 
 	body, _ := json.Marshal(map[string]string{"name": o.Tenant, "title": "load generator devices"})
-	if _, status, err := h.do(ctx, "POST", "/api/v1/tenants", bytes.NewReader(body), "application/json"); err != nil && status != http.StatusConflict {
+	if _, status, err := h.Do(ctx, "POST", "/api/v1/tenants", bytes.NewReader(body), "application/json"); err != nil && status != http.StatusConflict {
 		return nil, fmt.Errorf("loadgen: provision: create tenant %s: %w", o.Tenant, err)
 	}
 
@@ -139,7 +139,7 @@ func Provision(ctx context.Context, o ProvisionOptions) ([]Device, error) {
 		for _, c := range batch {
 			csv.WriteString(c + ",device,p256\n")
 		}
-		out, _, err := h.do(ctx, "POST", "/api/v1/objects/import", strings.NewReader(csv.String()), "text/csv")
+		out, _, err := h.Do(ctx, "POST", "/api/v1/objects/import", strings.NewReader(csv.String()), "text/csv")
 		if err != nil {
 			return nil, fmt.Errorf("loadgen: provision: import: %w", err)
 		}
@@ -162,7 +162,7 @@ func Provision(ctx context.Context, o ProvisionOptions) ([]Device, error) {
 				st.Keys[r.Code] = r.Registration.PrivateKey
 			case r.Result == "unchanged":
 				// Registered earlier, key not cached: give it a new one.
-				pem, err := h.rotate(ctx, r.Code)
+				pem, err := rotate(ctx, h, r.Code)
 				if err != nil {
 					return nil, fmt.Errorf("loadgen: provision: %s exists and its key is not in the state file; rotating it: %w", r.Code, err)
 				}
@@ -208,40 +208,9 @@ func DeviceTokens(devs []Device, now time.Time, ttl time.Duration) ([]string, er
 	return out, nil
 }
 
-type hubClient struct {
-	base, token string
-	c           *http.Client
-}
-
-func (h *hubClient) do(ctx context.Context, method, path string, body io.Reader, contentType string) ([]byte, int, error) {
-	req, err := http.NewRequestWithContext(ctx, method, h.base+path, body)
-	if err != nil {
-		return nil, 0, err
-	}
-	if h.token != "" {
-		req.Header.Set("Authorization", "Bearer "+h.token)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := h.c.Do(req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("cannot reach the hub at %s: %w", h.base, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return nil, resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusMultiStatus {
-		return nil, resp.StatusCode, fmt.Errorf("%s %s: hub answered %s: %s", method, path, resp.Status, bytes.TrimSpace(out))
-	}
-	return out, resp.StatusCode, nil
-}
-
-func (h *hubClient) rotate(ctx context.Context, code string) (string, error) {
+func rotate(ctx context.Context, h *hubclient.Client, code string) (string, error) {
 	body := strings.NewReader(`{"revoke_old_now":true,"key_alg":"p256"}`)
-	out, _, err := h.do(ctx, "POST", "/api/v1/objects/"+url.PathEscape(code)+"/rotate", body, "application/json")
+	out, _, err := h.Do(ctx, "POST", "/api/v1/objects/"+url.PathEscape(code)+"/rotate", body, "application/json")
 	if err != nil {
 		return "", err
 	}
@@ -260,27 +229,14 @@ func (h *hubClient) rotate(ctx context.Context, code string) (string, error) {
 // HubQueryable returns a Queryable that reads a device's latest values from
 // a wanwu hub's query API and reports whether its "seq" has reached seq.
 func HubQueryable(hub, token string) func(ctx context.Context, code string, seq int) (bool, error) {
-	client := &http.Client{Timeout: 5 * time.Second}
+	h := &hubclient.Client{Base: strings.TrimRight(hub, "/"), Token: token, HTTP: &http.Client{Timeout: 5 * time.Second}}
 	return func(ctx context.Context, code string, seq int) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(hub, "/")+"/api/v1/telemetry/"+url.PathEscape(code)+"/latest?lookback=1h", nil)
-		if err != nil {
-			return false, err
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := client.Do(req)
-		if err != nil {
-			return false, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return false, fmt.Errorf("latest %s: %s", code, resp.Status)
-		}
 		var out struct {
 			Values map[string]struct {
 				Value float64 `json:"value"`
 			} `json:"values"`
 		}
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		if _, err := h.JSON(ctx, "GET", "/api/v1/telemetry/"+url.PathEscape(code)+"/latest?lookback=1h", nil, &out); err != nil {
 			return false, err
 		}
 		v, ok := out.Values["seq"]
