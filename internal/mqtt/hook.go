@@ -456,23 +456,19 @@ func (h *hook) examine(cl *mochi.Client, pk packets.Packet) (msg *ingest.Message
 	return &m, s, pk, nil
 }
 
-// OnPublish handles what the asynchronous path does not: QoS 0 publishes
-// (handed over without waiting) and the inline client's.
+// OnPublish handles what the asynchronous path (OnPublishAsync, installed
+// for every QoS 1/2 publish) does not: QoS 0 publishes, handed over without
+// waiting, and the inline client's.
 func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
-	msg, s, pkx, err := h.examine(cl, pk)
+	msg, _, pkx, err := h.examine(cl, pk)
 	if msg == nil {
 		return pkx, err
 	}
-	if pk.FixedHeader.Qos == 0 {
-		if !h.s.opts.Pipeline.SubmitNoWait(*msg) {
-			h.rejected.WithLabelValues("qos0_dropped").Inc()
-		}
-		h.published.WithLabelValues(kindOf(msg)).Inc()
-		return pk, nil
+	if !h.s.opts.Pipeline.SubmitNoWait(*msg) {
+		h.rejected.WithLabelValues("qos0_dropped").Inc()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return h.durable(cl, s, pk, h.s.opts.Pipeline.Submit(ctx, *msg))
+	h.published.WithLabelValues(kindOf(msg)).Inc()
+	return pk, nil
 }
 
 // OnPublishAsync takes QoS 1/2 publishes (the broker's AsyncPublisher): the
