@@ -225,6 +225,17 @@ var schema = []string{
 	)`,
 }
 
+// Migrate applies further schema statements (idempotent CREATE ... IF NOT
+// EXISTS) to an open database: packages that keep their own tables in the
+// metadata database (twins, commands) own those statements and apply them
+// when they open, so this package owns only the identity schema.
+func (db *DB) Migrate(ctx context.Context, statements []string) error {
+	if db.W == nil {
+		return errors.New("store: database is open read-only")
+	}
+	return migrate(ctx, db.W, statements)
+}
+
 func migrate(ctx context.Context, w *sql.DB, statements []string) error {
 	for i, stmt := range statements {
 		if _, err := w.ExecContext(ctx, stmt); err != nil {
