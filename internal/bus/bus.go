@@ -41,6 +41,16 @@ const (
 	// deadStream holds rejected device messages with their reasons, per device.
 	deadStream  = "DEADLETTER"
 	deadSubject = "wanwu.deadletter"
+	// commandStream holds the life-cycle events of device commands
+	// (issued, delivered, succeeded, ...), per device, for integrations that
+	// follow them; the commands themselves live in the metadata database.
+	commandStream  = "COMMANDS"
+	commandSubject = "wanwu.command"
+	// twinSubject announces twin changes to the adapters holding the
+	// device's connection. Core NATS, not a stream: the twin is durable in
+	// the metadata database and a device that misses an announcement gets
+	// its delta when it next connects.
+	twinSubject = "wanwu.twin"
 )
 
 // Sync policies.
@@ -66,6 +76,8 @@ type Options struct {
 	IngestMaxAge time.Duration
 	// DeadLetterMaxAge is how long rejected messages stay inspectable (default 30 days).
 	DeadLetterMaxAge time.Duration
+	// CommandEventMaxAge is how long command events stay in their stream (default 30 days).
+	CommandEventMaxAge time.Duration
 }
 
 // ParseSync validates a sync policy; interval is 0 for "always".
@@ -187,6 +199,20 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("bus: stream %s: %w", deadStream, err)
 	}
+	if b.opts.CommandEventMaxAge <= 0 {
+		b.opts.CommandEventMaxAge = 30 * 24 * time.Hour
+	}
+	if _, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        commandStream,
+		Description: "device command life-cycle events, per device",
+		Subjects:    []string{commandSubject + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      b.opts.CommandEventMaxAge,
+		Duplicates:  time.Hour,
+	}); err != nil {
+		return fmt.Errorf("bus: stream %s: %w", commandStream, err)
+	}
 	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        auditStream,
 		Description: "audit log entries, in log order, for subscribers that react to identity changes",
@@ -292,14 +318,18 @@ func (b *Bus) PublishDeadLetter(ctx context.Context, tenant, id string, record [
 	return nil
 }
 
-func deadLetterSubject(tenant, id string) string {
+func deadLetterSubject(tenant, id string) string { return deviceSubject(deadSubject, tenant, id) }
+
+// deviceSubject is prefix.<tenant>.<id>; code grammar keeps both tokens
+// free of dots and wildcards, and "_" stands for an unknown part.
+func deviceSubject(prefix, tenant, id string) string {
 	if tenant == "" {
 		tenant = "_"
 	}
 	if id == "" {
 		id = "_"
 	}
-	return deadSubject + "." + tenant + "." + id
+	return prefix + "." + tenant + "." + id
 }
 
 // DeadLetters returns up to limit of the newest dead letters, oldest first,
@@ -358,6 +388,53 @@ func (b *Bus) DeadLetters(ctx context.Context, tenant, id string, limit int) ([]
 		}
 	}
 	return out, nil
+}
+
+// PublishCommandEvent stores one command event (its JSON) under the
+// device. eventID deduplicates a republish after a crash.
+func (b *Bus) PublishCommandEvent(ctx context.Context, tenant, id, eventID string, event []byte) error {
+	if _, err := b.js.Publish(ctx, deviceSubject(commandSubject, tenant, id), event, jetstream.WithMsgID(eventID)); err != nil {
+		return fmt.Errorf("bus: publish command event: %w", err)
+	}
+	return nil
+}
+
+// SubscribeCommandEvents delivers command events published from now on, of
+// one tenant or (tenant "") of all.
+func (b *Bus) SubscribeCommandEvents(tenant string, fn func(event []byte)) (func(), error) {
+	filter := commandSubject + ".>"
+	if tenant != "" {
+		filter = commandSubject + "." + tenant + ".*"
+	}
+	sub, err := b.nc.Subscribe(filter, func(m *nats.Msg) { fn(m.Data) })
+	if err != nil {
+		return nil, fmt.Errorf("bus: subscribe: %w", err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// AnnounceTwin tells every adapter that the device's twin changed (data is
+// the announcement's JSON). It does not wait: announcements are hints, the
+// twin itself is durable elsewhere.
+func (b *Bus) AnnounceTwin(tenant, id string, data []byte) error {
+	if err := b.nc.Publish(deviceSubject(twinSubject, tenant, id), data); err != nil {
+		return fmt.Errorf("bus: announce twin: %w", err)
+	}
+	return nil
+}
+
+// SubscribeTwinAnnouncements delivers twin announcements with the device's
+// tenant and id.
+func (b *Bus) SubscribeTwinAnnouncements(fn func(tenant, id string, data []byte)) (func(), error) {
+	sub, err := b.nc.Subscribe(twinSubject+".*.*", func(m *nats.Msg) {
+		rest := strings.TrimPrefix(m.Subject, twinSubject+".")
+		tenant, id, _ := strings.Cut(rest, ".")
+		fn(tenant, id, m.Data)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: subscribe: %w", err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
 }
 
 // ConsumeIngest hands every ingest batch not yet handled by the durable
