@@ -686,6 +686,21 @@ func (r *Registry) Credential(ctx context.Context, codeStr string) (string, erro
 	return cred, err
 }
 
+// ActiveKeyFingerprint returns the fingerprint of the object's active key:
+// what a device's pre-shared key (CoAP over DTLS) is derived from, so a key
+// rotation or revocation also changes or ends the PSK.
+func (r *Registry) ActiveKeyFingerprint(ctx context.Context, codeStr string) (string, error) {
+	var fp string
+	err := r.rd.QueryRowContext(ctx, `SELECT fingerprint FROM object_keys WHERE code = ? AND status = 'active'`, codeStr).Scan(&fp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("%w: object %q has no active key", ErrNotFound, codeStr)
+	}
+	if err != nil {
+		return "", fmt.Errorf("registry: key fingerprint: %w", err)
+	}
+	return fp, nil
+}
+
 func (r *Registry) activeKeyMaterial(ctx context.Context, codeStr string) (string, string, error) {
 	var certPEM, cred string
 	err := r.rd.QueryRowContext(ctx, `SELECT cert_pem, credential FROM object_keys WHERE code = ? AND status = 'active'`, codeStr).Scan(&certPEM, &cred)

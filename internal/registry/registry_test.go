@@ -618,6 +618,13 @@ func TestRotateRevokesAtOnce(t *testing.T) {
 	if m, err := e.reg.Credential(e.ctx, "acme:d"); err != nil || m != rot.Credential {
 		t.Errorf("active credential is not the rotated one: %v", err)
 	}
+	// What a device's PSK derives from follows the active key.
+	if fp, err := e.reg.ActiveKeyFingerprint(e.ctx, "acme:d"); err != nil || fp != k1.Fingerprint || fp == old.Fingerprint {
+		t.Errorf("active key fingerprint %q, %v; want the new key's %q", fp, err, k1.Fingerprint)
+	}
+	if _, err := e.reg.ActiveKeyFingerprint(e.ctx, "acme:nobody"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("fingerprint of an unknown object: %v, want ErrNotFound", err)
+	}
 }
 
 // TestRetireDue: rotated-out keys are revoked when their overlap ends, once,
