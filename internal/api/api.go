@@ -8,6 +8,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/ca"
+	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
@@ -31,6 +33,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 	"github.com/wanwu-iot/wanwu/internal/tsdb"
+	"github.com/wanwu-iot/wanwu/internal/twin"
 	"golang.org/x/time/rate"
 )
 
@@ -47,6 +50,9 @@ type Info struct {
 	MQTT    string `json:"mqtt,omitempty"`
 	MQTTTLS string `json:"mqtt_tls,omitempty"`
 	HTTPS   string `json:"https,omitempty"`
+	// CoAP is plain UDP (development), CoAPDTLS CoAP over DTLS.
+	CoAP     string `json:"coap,omitempty"`
+	CoAPDTLS string `json:"coap_dtls,omitempty"`
 }
 
 // Options wire the API to the hub's components.
@@ -68,6 +74,11 @@ type Options struct {
 	Events   *eventstore.Store
 	Pipeline *pipeline.Pipeline
 	Decoder  *ingest.Decoder
+	// Twins and Commands serve the twin and command routes when set.
+	Twins    *twin.Service
+	Commands *command.Service
+	// PSK returns a device's CoAP/DTLS pre-shared key; nil = no PSK route.
+	PSK func(ctx context.Context, code string) ([]byte, error)
 	// IngestLimits are the HTTP ingest rate limits (per device, per source address).
 	IngestPerDevice, IngestPerAddr           rate.Limit
 	IngestPerDeviceBurst, IngestPerAddrBurst int
@@ -130,6 +141,7 @@ func New(opts Options) (http.Handler, error) {
 		s.telemetryRoutes(mux)
 		s.ingestRoutes(mux)
 	}
+	s.downlinkRoutes(mux)
 	return s.instrument(mux), nil
 }
 
@@ -141,6 +153,8 @@ type Error struct {
 	Message string
 	// Problems lists every problem of an invalid thing model, with JSON paths.
 	Problems []thingmodel.Problem
+	// Current is the current version after a version conflict.
+	Current *int64
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -208,6 +222,9 @@ func (s *server) handle(h handlerFunc) http.HandlerFunc {
 		}
 		if len(ae.Problems) > 0 {
 			body["problems"] = ae.Problems
+		}
+		if ae.Current != nil {
+			body["current_version"] = *ae.Current
 		}
 		if ae.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wanwu"`)

@@ -35,6 +35,8 @@ func hubFlags(cfg *config.Hub, configFile *string, printConfig *bool) *flag.Flag
 	fs.StringVar(&cfg.MQTT.Listen, "mqtt.listen", cfg.MQTT.Listen, `plain MQTT address ("" = off)`)
 	fs.StringVar(&cfg.MQTT.TLSListen, "mqtt.tls-listen", cfg.MQTT.TLSListen, `MQTT over TLS address ("" = off)`)
 	fs.StringVar(&cfg.MQTT.DevListen, "mqtt.dev-listen", cfg.MQTT.DevListen, "ANONYMOUS development MQTT listener, limited to mqtt.dev_acl (default off)")
+	fs.StringVar(&cfg.CoAP.DTLSListen, "coap.dtls-listen", cfg.CoAP.DTLSListen, `CoAP over DTLS (UDP) address ("" = off)`)
+	fs.StringVar(&cfg.CoAP.Listen, "coap.listen", cfg.CoAP.Listen, `plain CoAP (UDP) address for development; requests carry a device token (default off)`)
 	fs.StringVar(&cfg.Bus.Listen, "bus.listen", cfg.Bus.Listen, "expose the embedded NATS server on host:port (default: in-process only)")
 	fs.StringVar(&cfg.Bus.Sync, "bus.sync", cfg.Bus.Sync, `JetStream fsync policy: "always" or an interval such as 2s (risks acknowledged data on power loss)`)
 	fs.Func("identity.cert-validity", "lifetime of issued device certificates (default 8760h)", func(s string) error {

@@ -70,6 +70,34 @@ type Hub struct {
 			PublishPerDeviceBurst int     `yaml:"publish_per_device_burst"`
 		} `yaml:"limits"`
 	} `yaml:"mqtt"`
+	CoAP struct {
+		// DTLSListen is CoAP over DTLS (UDP): PSK per device or a client
+		// certificate from the hub CA; "" = off.
+		DTLSListen string `yaml:"dtls_listen"`
+		// Listen is plain CoAP over UDP for development: every request
+		// carries a device token (?t=); "" = off.
+		Listen string `yaml:"listen"`
+		// Limits are requests per second, with bursts.
+		Limits struct {
+			RequestPerDevice      float64 `yaml:"request_per_device"`
+			RequestPerDeviceBurst int     `yaml:"request_per_device_burst"`
+			RequestPerAddr        float64 `yaml:"request_per_addr"`
+			RequestPerAddrBurst   int     `yaml:"request_per_addr_burst"`
+		} `yaml:"limits"`
+	} `yaml:"coap"`
+	Twins struct {
+		// MaxDocBytes bounds each of a twin's desired and reported documents (compact JSON).
+		MaxDocBytes int `yaml:"max_doc_bytes"`
+	} `yaml:"twins"`
+	Commands struct {
+		// DefaultTTL is how long a command waits for its device when the issuer sets none.
+		DefaultTTL Duration `yaml:"default_ttl"`
+		// AckTimeout is how long a delivery waits for the device's
+		// acknowledgement before it is retried (with backoff).
+		AckTimeout Duration `yaml:"ack_timeout"`
+		// MaxAttempts is how many deliveries are tried before the command fails.
+		MaxAttempts int `yaml:"max_attempts"`
+	} `yaml:"commands"`
 	// TLSHosts are the names and addresses in the hub's server certificate.
 	TLSHosts  []string `yaml:"tls_hosts"`
 	Telemetry struct {
@@ -120,6 +148,15 @@ func DefaultHub() Hub {
 	l.ConnectPerDevice, l.ConnectPerDeviceBurst = 1, 5
 	l.ConnectPerAddr, l.ConnectPerAddrBurst = 50, 200
 	l.PublishPerDevice, l.PublishPerDeviceBurst = 100, 200
+	c.CoAP.DTLSListen = "127.0.0.1:5684"
+	c.CoAP.Listen = ""
+	cl := &c.CoAP.Limits
+	cl.RequestPerDevice, cl.RequestPerDeviceBurst = 100, 200
+	cl.RequestPerAddr, cl.RequestPerAddrBurst = 1000, 2000
+	c.Twins.MaxDocBytes = 8 << 10
+	c.Commands.DefaultTTL = Duration(24 * time.Hour)
+	c.Commands.AckTimeout = Duration(20 * time.Second)
+	c.Commands.MaxAttempts = 5
 	c.TLSHosts = []string{"localhost", "127.0.0.1", "::1"}
 	c.Telemetry.OutOfOrderWindow = Duration(24 * time.Hour)
 	c.Telemetry.Retention = Duration(30 * 24 * time.Hour)
@@ -157,7 +194,8 @@ func (c *Hub) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("http.listen: %w", err))
 	}
-	for name, addr := range map[string]string{"http.tls_listen": c.HTTP.TLSListen, "mqtt.listen": c.MQTT.Listen, "mqtt.tls_listen": c.MQTT.TLSListen, "mqtt.dev_listen": c.MQTT.DevListen} {
+	for name, addr := range map[string]string{"http.tls_listen": c.HTTP.TLSListen, "mqtt.listen": c.MQTT.Listen, "mqtt.tls_listen": c.MQTT.TLSListen, "mqtt.dev_listen": c.MQTT.DevListen,
+		"coap.listen": c.CoAP.Listen, "coap.dtls_listen": c.CoAP.DTLSListen} {
 		if addr != "" {
 			if _, _, err := net.SplitHostPort(addr); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))
@@ -173,6 +211,15 @@ func (c *Hub) Validate() error {
 	if l := c.MQTT.Limits; l.ConnectPerDevice <= 0 || l.ConnectPerAddr <= 0 || l.PublishPerDevice <= 0 ||
 		l.ConnectPerDeviceBurst < 1 || l.ConnectPerAddrBurst < 1 || l.PublishPerDeviceBurst < 1 {
 		errs = append(errs, errors.New("mqtt.limits: rates must be positive and bursts at least 1"))
+	}
+	if l := c.CoAP.Limits; l.RequestPerDevice <= 0 || l.RequestPerAddr <= 0 || l.RequestPerDeviceBurst < 1 || l.RequestPerAddrBurst < 1 {
+		errs = append(errs, errors.New("coap.limits: rates must be positive and bursts at least 1"))
+	}
+	if c.Twins.MaxDocBytes < 256 || c.Twins.MaxDocBytes > 1<<20 {
+		errs = append(errs, fmt.Errorf("twins.max_doc_bytes: %d is not between 256 and 1 MiB", c.Twins.MaxDocBytes))
+	}
+	if c.Commands.DefaultTTL <= 0 || c.Commands.AckTimeout <= 0 || c.Commands.MaxAttempts < 1 {
+		errs = append(errs, errors.New("commands: default_ttl and ack_timeout must be positive, max_attempts at least 1"))
 	}
 	if c.Telemetry.MaxPayload < 256 || c.Telemetry.MaxPayload > 16<<20 {
 		errs = append(errs, fmt.Errorf("telemetry.max_payload: %d is not between 256 and 16 MiB", c.Telemetry.MaxPayload))

@@ -14,7 +14,8 @@
 //	nats/           JetStream storage
 //	tsdb/           the time-series store (Prometheus TSDB)
 //	events.db       events and non-numeric values
-//	server.key/.crt the TLS server certificate of the MQTT and HTTPS listeners
+//	server.key/.crt the TLS server certificate of the MQTT, HTTPS and DTLS listeners
+//	psk.key         the secret device PSKs (CoAP over DTLS) derive from (0600)
 //	LOCK            held while a hub runs on the directory
 package hub
 
@@ -45,15 +46,19 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/bus"
 	"github.com/wanwu-iot/wanwu/internal/ca"
+	"github.com/wanwu-iot/wanwu/internal/coap"
+	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
+	"github.com/wanwu-iot/wanwu/internal/psk"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/store"
 	"github.com/wanwu-iot/wanwu/internal/tsdb"
+	"github.com/wanwu-iot/wanwu/internal/twin"
 )
 
 // File names inside the data directory.
@@ -99,6 +104,10 @@ type Hub struct {
 	pipe     *pipeline.Pipeline
 	decoder  *ingest.Decoder
 	mqtt     *mqtt.Server
+	twins    *twin.Service
+	commands *command.Service
+	coap     *coap.Server
+	psk      *psk.Deriver
 	tlsConf  *tls.Config
 	http     *http.Server
 	https    *http.Server
@@ -107,6 +116,10 @@ type Hub struct {
 	tlsLn    net.Listener
 	deployID string
 	unsub    func()
+	unsubTwn func()
+
+	commandEvents        chan command.Event
+	commandEventsDropped prometheus.Counter
 
 	auditPending chan struct{} // wakes the audit forwarder
 	cancel       context.CancelFunc
@@ -209,6 +222,7 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	h.cancel = cancel
 	h.goTracked(func() { h.forwardAudit(runCtx) })
 	h.goTracked(func() { h.retireKeys(runCtx) })
+	h.goTracked(func() { h.forwardCommandEvents(runCtx) })
 	h.wakeAuditForwarder()
 	if err := writeFileAtomic(filepath.Join(dir, URLFile), []byte(h.URL()+"\n"), 0o644); err != nil {
 		return err
@@ -249,6 +263,9 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	if err := h.pipe.Start(ctx); err != nil {
 		return err
 	}
+	if err := h.startTwinsAndCommands(ctx); err != nil {
+		return err
+	}
 	if cfg.MQTT.TLSListen != "" || cfg.HTTP.TLSListen != "" {
 		if h.tlsConf, err = serverTLS(cfg.DataDir, h.ca, cfg.TLSHosts); err != nil {
 			return err
@@ -257,7 +274,8 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	if h.mqtt, err = mqtt.New(mqtt.Options{
 		Listen: cfg.MQTT.Listen, TLSListen: cfg.MQTT.TLSListen, TLS: h.tlsConf,
 		DevListen: cfg.MQTT.DevListen, DevACL: cfg.MQTT.DevACL,
-		Registry: h.reg, Pipeline: h.pipe, Decoder: h.decoder, Logger: h.log, Metrics: h.metrics,
+		Registry: h.reg, Pipeline: h.pipe, Decoder: h.decoder, Twins: h.twins, Commands: h.commands,
+		Logger: h.log, Metrics: h.metrics,
 		MaxPacket: uint32(cfg.Telemetry.MaxPayload) + 1024,
 		Limits: mqtt.Limits{
 			ConnectPerDevice: rate.Limit(cfg.MQTT.Limits.ConnectPerDevice), ConnectPerDeviceBurst: cfg.MQTT.Limits.ConnectPerDeviceBurst,
@@ -270,6 +288,12 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	if err := h.mqtt.Start(ctx); err != nil {
 		return err
 	}
+	if err := h.startCoAP(ctx); err != nil {
+		return err
+	}
+	if h.unsubTwn, err = h.followTwinAnnouncements(); err != nil {
+		return err
+	}
 	// Identity changes reach connected devices: a revoked or quarantined
 	// device, or one whose key was revoked, is disconnected and must pass
 	// admission again.
@@ -278,6 +302,9 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 		case registry.KindObjectRevoked, registry.KindObjectQuarantined, registry.KindKeyRevoked, registry.KindKeyRotated:
 			if e, err := audit.DecodeLeaf(entry); err == nil {
 				h.mqtt.DisconnectDevice(e.Subject)
+				if h.coap != nil {
+					h.coap.DisconnectDevice(e.Subject)
+				}
 			}
 		}
 	})
@@ -288,16 +315,26 @@ func (h *Hub) startHTTP() error {
 	cfg := h.opts.Config
 	pubPEM, _ := keys.MarshalPublicKeyPEM(h.signer.Public())
 	did, _ := keys.DID(h.signer.Public())
+	var pskFunc func(context.Context, string) ([]byte, error)
+	if h.psk != nil {
+		pskFunc = h.devicePSK
+	}
+	coapAddr, coapDTLS := "", ""
+	if h.coap != nil {
+		coapAddr, coapDTLS = h.coap.Addr(coap.ListenerUDP), h.coap.Addr(coap.ListenerDTLS)
+	}
 	handler, err := api.New(api.Options{
 		Registry: h.reg, Audit: h.audit, CA: h.ca, Logger: h.log.With("component", "api"),
 		Metrics: h.metrics, Gatherer: h.metrics, Ready: h.Ready,
 		TSDB: h.tsdb, Events: h.events, Pipeline: h.pipe, Decoder: h.decoder,
+		Twins: h.twins, Commands: h.commands, PSK: pskFunc,
 		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
 		IngestPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr * 10), IngestPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst * 10,
 		Info: api.Info{
 			Version: h.opts.Version, DeploymentID: h.deployID, SigningDID: did, SigningKeyPEM: string(pubPEM),
 			AuditOrigin: AuditOrigin(h.deployID), AuditVerifierKey: h.audit.VerifierKey(),
 			MQTT: h.mqtt.Addr(mqtt.ListenerTCP), MQTTTLS: h.mqtt.Addr(mqtt.ListenerTLS), HTTPS: h.opts.Config.HTTP.TLSListen,
+			CoAP: coapAddr, CoAPDTLS: coapDTLS,
 		},
 	})
 	if err != nil {
@@ -552,10 +589,19 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	if h.unsub != nil {
 		h.unsub()
 	}
+	if h.unsubTwn != nil {
+		h.unsubTwn()
+	}
 	// Devices first, so nothing new arrives; then the pipeline flushes what
 	// it holds and the stores close.
 	if h.mqtt != nil {
 		errs = append(errs, h.mqtt.Shutdown(ctx))
+	}
+	if h.coap != nil {
+		errs = append(errs, h.coap.Shutdown(ctx))
+	}
+	if h.commands != nil {
+		errs = append(errs, h.commands.Shutdown(ctx))
 	}
 	if h.pipe != nil {
 		errs = append(errs, h.pipe.Shutdown(ctx))

@@ -63,6 +63,8 @@ func startIn(t testing.TB, dir string, now func() time.Time, mutate ...func(*con
 	cfg.HTTP.TLSListen = "127.0.0.1:0"
 	cfg.MQTT.Listen = "127.0.0.1:0"
 	cfg.MQTT.TLSListen = "127.0.0.1:0"
+	cfg.CoAP.DTLSListen = "127.0.0.1:0"
+	cfg.CoAP.Listen = "127.0.0.1:0"
 	cfg.Log.Level = "warn"
 	for _, m := range mutate {
 		m(&cfg)

@@ -289,7 +289,8 @@ func TestTelemetryRejections(t *testing.T) {
 		{"too old", d.topic("telemetry"), "application/json", fmt.Sprintf(`{"temperature": 1, "ts": %d}`, time.Now().Add(-48*time.Hour).Unix()), 0x99, "time_too_old"},
 		{"oversized", d.topic("telemetry"), "application/json", `{"mode":"` + strings.Repeat("x", 64<<10) + `"}`, 0x97, "too_large"},
 		{"another device's topic", other.topic("telemetry"), "application/json", `{"temperature": 1}`, 0x87, ""},
-		{"reserved topic", d.topic("twin/reported"), "application/json", `{}`, 0x87, ""},
+		{"reserved topic", d.topic("ota/firmware"), "application/json", `{}`, 0x87, ""},
+		{"hub-to-device topic", d.topic("twin/desired"), "application/json", `{}`, 0x87, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -48,6 +48,10 @@ type session struct {
 	principal   auth.Principal // integrations
 	publish     *rate.Limiter
 	v5          bool
+
+	mu       sync.Mutex
+	commands *commandSink // while a subscription covers the commands topic
+	detach   func()
 }
 
 // hook is wanwu's mochi hook.
@@ -98,8 +102,9 @@ func (h *hook) ID() string { return "wanwu" }
 
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
-		mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnSessionEstablish, mochi.OnACLCheck,
-		mochi.OnSubscribe, mochi.OnPublish, mochi.OnDisconnect, mochi.OnClientExpired, mochi.OnWill,
+		mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnACLCheck,
+		mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnPublish, mochi.OnDisconnect,
+		mochi.OnClientExpired, mochi.OnWill, mochi.OnQosPublish, mochi.OnQosComplete,
 	}, []byte{b})
 }
 
@@ -311,6 +316,9 @@ func (h *hook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 // subscriptions are queued while it is away ([MQTT-3.1.2-23], [MQTT-3.1.2-5]
 // (3.1.1)); the broker checks every delivery against it.
 func (h *hook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
+	if s := h.session(cl); s != nil {
+		s.stopCommands()
+	}
 	if expire || cl.IsTakenOver() {
 		h.sessions.Delete(cl)
 	}
@@ -383,14 +391,14 @@ func (h *hook) allowed(s *session, topic string, write bool) bool {
 		return ok && tenant == s.principal.Tenant
 	case kindDevice:
 		if write {
-			if s.quarantined {
-				return false
-			}
 			t, err := ParseTopic(topic)
 			if err != nil || t.Tenant != s.tenant || t.ID != s.id {
 				return false
 			}
-			return t.Kind == KindTelemetry || t.Kind == KindEvent || t.Kind == KindStatus
+			if r, ok := requestOf(t); ok {
+				return s.mayPublishRequest(r)
+			}
+			return !s.quarantined && (t.Kind == KindTelemetry || t.Kind == KindEvent || t.Kind == KindStatus)
 		}
 		filter := stripShare(topic)
 		if !filterWithin(filter, s.prefix) {
@@ -405,40 +413,59 @@ func (h *hook) allowed(s *session, topic string, write bool) bool {
 	return false
 }
 
-// examine authorizes, rate-limits, decodes and validates a publish. When
-// the verdict needs no pipeline, msg is nil and (pkx, err) is the answer for
-// the broker; otherwise msg is the canonical message to make durable.
-func (h *hook) examine(cl *mochi.Client, pk packets.Packet) (msg *ingest.Message, s *session, pkx packets.Packet, err error) {
+// verdict is what examine decided about a publish: data to make durable
+// (msg), a request for the hub to answer (req), or neither, in which case
+// (pk, err) is the answer for the broker.
+type verdict struct {
+	msg *ingest.Message
+	req *deviceRequest
+	s   *session
+	pk  packets.Packet
+	err error
+}
+
+// examine authorizes, rate-limits, decodes and validates a publish.
+func (h *hook) examine(cl *mochi.Client, pk packets.Packet) verdict {
 	if cl.Net.Inline {
-		return nil, nil, pk, nil
+		return verdict{pk: pk}
 	}
-	s = h.session(cl)
+	s := h.session(cl)
 	if s == nil {
-		return nil, nil, pk, packets.ErrRejectPacket
+		return verdict{pk: pk, err: packets.ErrRejectPacket}
 	}
 	if pk.Properties.TopicAliasFlag {
 		if pk.TopicName == "" {
 			// An alias this connection never mapped [MQTT-3.3.2-7].
 			h.rejected.WithLabelValues("topic_alias").Inc()
 			_ = h.s.broker.DisconnectClient(cl, packets.ErrProtocolViolation)
-			return nil, s, pk, packets.ErrRejectPacket
+			return verdict{s: s, pk: pk, err: packets.ErrRejectPacket}
 		}
 		if !h.allowed(s, pk.TopicName, true) {
 			h.rejected.WithLabelValues("not_authorized").Inc()
-			pkx, err = h.refusePublish(cl, s, pk, packets.ErrNotAuthorized)
-			return nil, s, pkx, err
+			pkx, err := h.refusePublish(cl, s, pk, packets.ErrNotAuthorized)
+			return verdict{s: s, pk: pkx, err: err}
 		}
 	}
 	if s.kind != kindDevice {
-		return nil, s, pk, nil
+		return verdict{s: s, pk: pk}
 	}
 	t, perr := ParseTopic(pk.TopicName)
-	if perr != nil || (t.Kind != KindTelemetry && t.Kind != KindEvent) {
-		return nil, s, pk, nil // status messages are relayed, not stored
+	if perr != nil {
+		return verdict{s: s, pk: pk}
+	}
+	if r, ok := requestOf(t); ok {
+		if !s.publish.Allow() {
+			pkx, err := h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"}, false)
+			return verdict{s: s, pk: pkx, err: err}
+		}
+		return verdict{req: &r, s: s, pk: pk}
+	}
+	if t.Kind != KindTelemetry && t.Kind != KindEvent {
+		return verdict{s: s, pk: pk} // status messages are relayed, not stored
 	}
 	if !s.publish.Allow() {
-		pkx, err = h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"}, false)
-		return nil, s, pkx, err
+		pkx, err := h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"}, false)
+		return verdict{s: s, pk: pkx, err: err}
 	}
 	dev := ingest.Device{Code: s.code, Tenant: s.tenant, Model: s.model}
 	ct := pk.Properties.ContentType
@@ -450,24 +477,34 @@ func (h *hook) examine(cl *mochi.Client, pk packets.Packet) (msg *ingest.Message
 		m, rej = h.s.opts.Decoder.Event(dev, t.Rest, ct, pk.Payload, "mqtt")
 	}
 	if rej != nil {
-		pkx, err = h.reject(cl, s, pk, rej, true)
-		return nil, s, pkx, err
+		pkx, err := h.reject(cl, s, pk, rej, true)
+		return verdict{s: s, pk: pkx, err: err}
 	}
-	return &m, s, pk, nil
+	return verdict{msg: &m, s: s, pk: pk}
 }
 
 // OnPublish handles what the asynchronous path (OnPublishAsync, installed
 // for every QoS 1/2 publish) does not: QoS 0 publishes, handed over without
 // waiting, and the inline client's.
 func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
-	msg, _, pkx, err := h.examine(cl, pk)
-	if msg == nil {
-		return pkx, err
+	v := h.examine(cl, pk)
+	if v.req != nil {
+		// Nobody waits for an answer at QoS 0; a refusal still reaches an
+		// MQTT 3.1.1 device's errors topic and the dead letters.
+		go func() {
+			if rej := h.serveRequest(v.s, *v.req, pk); rej != nil {
+				_, _ = h.reject(cl, v.s, pk, rej, rej.Reason != ingest.Unavailable)
+			}
+		}()
+		return pk, nil
 	}
-	if !h.s.opts.Pipeline.SubmitNoWait(*msg) {
+	if v.msg == nil {
+		return v.pk, v.err
+	}
+	if !h.s.opts.Pipeline.SubmitNoWait(*v.msg) {
 		h.rejected.WithLabelValues("qos0_dropped").Inc()
 	}
-	h.published.WithLabelValues(kindOf(msg)).Inc()
+	h.published.WithLabelValues(kindOf(v.msg)).Inc()
 	return pk, nil
 }
 
@@ -475,13 +512,28 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 // connection goes on reading while the message is made durable, and the
 // broker sends the PUBACK/PUBREC, in order, when done is called.
 func (h *hook) OnPublishAsync(cl *mochi.Client, pk packets.Packet, done func(packets.Packet, error)) {
-	msg, s, pkx, err := h.examine(cl, pk)
-	if msg == nil {
-		done(pkx, err)
+	v := h.examine(cl, pk)
+	if v.req != nil {
+		// Twin reports and command results are written to the metadata
+		// database (durable before the acknowledgement) off the reading
+		// goroutine, like telemetry.
+		go func() {
+			if rej := h.serveRequest(v.s, *v.req, pk); rej != nil {
+				done(h.reject(cl, v.s, pk, rej, rej.Reason != ingest.Unavailable))
+				return
+			}
+			h.published.WithLabelValues(v.req.kind).Inc()
+			done(pk, nil)
+		}()
 		return
 	}
-	kind := kindOf(msg)
-	h.s.opts.Pipeline.SubmitAsync(*msg, func(err error) {
+	if v.msg == nil {
+		done(v.pk, v.err)
+		return
+	}
+	kind := kindOf(v.msg)
+	s := v.s
+	h.s.opts.Pipeline.SubmitAsync(*v.msg, func(err error) {
 		if err == nil {
 			h.published.WithLabelValues(kind).Inc()
 		}

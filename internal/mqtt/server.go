@@ -9,6 +9,14 @@
 // data is durable; a rejected one is answered with a reason (MQTT 5 PUBACK
 // reason code and string; MQTT 3.1.1 a message on the device's errors topic)
 // and kept in the dead-letter stream.
+//
+// The downlink (downlink.go) follows a device's subscriptions: while one
+// covers its commands topic, the connection is the device's command sink
+// (package command decides what to send, in order; the device's PUBACK
+// confirms delivery); twin desired state and delta are published when the
+// device subscribes, connects with a resumed session, asks on twin/get, or
+// when the desired state changes. Twin reports and command results are
+// written to the metadata database before the PUBACK.
 package mqtt
 
 import (
@@ -25,9 +33,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/twin"
 )
 
 // Limits are the per-device and per-address rate limits (PROTOCOL.md §5).
@@ -65,6 +75,9 @@ type Options struct {
 	Registry *registry.Registry
 	Pipeline *pipeline.Pipeline
 	Decoder  *ingest.Decoder
+	// Twins and Commands serve the twin and command topics; nil refuses them.
+	Twins    *twin.Service
+	Commands *command.Service
 	Limits   Limits
 	// MaxPacket bounds an MQTT packet (default 64 KiB + headers).
 	MaxPacket uint32
@@ -126,7 +139,7 @@ func New(o Options) (*Server, error) {
 	broker := mochi.New(&mochi.Options{
 		Capabilities: caps,
 		Logger:       log.With("part", "broker"),
-		InlineClient: true, // the hub publishes rejections on devices' errors topics
+		InlineClient: true, // the hub publishes rejections, twins and commands on devices' topics
 	})
 	s := &Server{opts: o, log: log, broker: broker, addrs: map[string]net.Addr{}}
 	h, err := newHook(s)

@@ -1,0 +1,385 @@
+package coap
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	dtls "github.com/pion/dtls/v3"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
+	"github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/wanwu-iot/wanwu/internal/code"
+	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/pipeline"
+	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/thingmodel"
+)
+
+// connState is what the server knows about one connection: a remote
+// endpoint of the plain UDP listener, or a DTLS session.
+type connState struct {
+	udp *udpSession // nil for DTLS
+
+	mu  sync.Mutex
+	dev *device // DTLS: the session's device, once admitted; UDP: the last authenticated
+
+	nonMu   sync.Mutex
+	nonSeen map[int32]time.Time // message ids of recent NON requests
+}
+
+// nonLifetime is NON_LIFETIME (RFC 7252 §4.8.2).
+const nonLifetime = 145 * time.Second
+
+// maxNONSeen bounds the remembered NON message ids of one endpoint.
+const maxNONSeen = 1024
+
+// seenNON records a NON request's message id and reports whether it was
+// seen within NON_LIFETIME.
+func (c *connState) seenNON(mid int32, now time.Time) bool {
+	c.nonMu.Lock()
+	defer c.nonMu.Unlock()
+	if c.nonSeen == nil {
+		c.nonSeen = map[int32]time.Time{}
+	}
+	if t, ok := c.nonSeen[mid]; ok && now.Sub(t) < nonLifetime {
+		return true
+	}
+	if len(c.nonSeen) >= maxNONSeen {
+		for k, t := range c.nonSeen {
+			if now.Sub(t) >= nonLifetime {
+				delete(c.nonSeen, k)
+			}
+		}
+		if len(c.nonSeen) >= maxNONSeen {
+			// Message ids are a 16-bit sequence: forget the farthest back.
+			for k := range c.nonSeen {
+				if uint16(mid-k) > 0x8000 || uint16(mid-k) > maxNONSeen {
+					delete(c.nonSeen, k)
+				}
+			}
+		}
+	}
+	c.nonSeen[mid] = now
+	return false
+}
+
+func (c *connState) code() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dev == nil {
+		return ""
+	}
+	return c.dev.code
+}
+
+// device is an authenticated, admitted device.
+type device struct {
+	code, tenant string
+	quarantined  bool
+	model        *thingmodel.Model
+}
+
+// Content formats (RFC 7252 §12.3).
+var (
+	cfText = message.TextPlain
+	cfJSON = message.AppJSON
+)
+
+// maxDiagnostic bounds a diagnostic payload (RFC 7252 §5.5.2): enough for
+// the reason and the property, short enough for an NB-IoT downlink.
+const maxDiagnostic = 160
+
+// reply answers a request: code, and for authenticated requests a
+// diagnostic payload.
+func reply(w *responsewriter.ResponseWriter[*client.Conn], c codes.Code, diag string) {
+	if diag == "" {
+		_ = w.SetResponse(c, cfText, nil)
+		return
+	}
+	if len(diag) > maxDiagnostic {
+		diag = diag[:maxDiagnostic]
+	}
+	_ = w.SetResponse(c, cfText, strings.NewReader(diag))
+}
+
+func replyJSON(w *responsewriter.ResponseWriter[*client.Conn], c codes.Code, body []byte, opts ...message.Option) {
+	_ = w.SetResponse(c, cfJSON, bytes.NewReader(body), opts...)
+}
+
+// rejectReply answers with a reason of PROTOCOL.md §2.
+func (s *Server) rejectReply(w *responsewriter.ResponseWriter[*client.Conn], rej *ingest.Rejection) {
+	s.m.rejected.WithLabelValues(string(rej.Reason)).Inc()
+	reply(w, codes.Code(rej.Reason.CoAPCode()), rej.Error())
+}
+
+func listenerName(st *connState) string {
+	if st.udp != nil {
+		return ListenerUDP
+	}
+	return ListenerDTLS
+}
+
+// pathSegments returns the Uri-Path options.
+func pathSegments(r *pool.Message) []string {
+	var segs []string
+	for _, o := range r.Options() {
+		if o.ID == message.URIPath {
+			segs = append(segs, string(o.Value))
+		}
+	}
+	return segs
+}
+
+// queryToken joins the values of the "t=" Uri-Query options: a device token
+// longer than one option's 255 bytes may be split over several.
+func queryToken(r *pool.Message) string {
+	var b strings.Builder
+	for _, o := range r.Options() {
+		if o.ID == message.URIQuery && bytes.HasPrefix(o.Value, []byte("t=")) {
+			b.Write(o.Value[2:])
+		}
+	}
+	return b.String()
+}
+
+// handle is the request handler of every connection, called by go-coap
+// after deduplication (RFC 7252 §4.5) and block-wise reassembly (RFC 7959).
+func (s *Server) handle(w *responsewriter.ResponseWriter[*client.Conn], r *pool.Message) {
+	if r.Code() < codes.GET || r.Code() > codes.DELETE {
+		return // not a request (a CON gets its empty ACK from go-coap)
+	}
+	cc := w.Conn()
+	st := s.state(cc)
+	if st == nil {
+		return
+	}
+	s.serve(w, r, cc, st)
+	s.m.requests.WithLabelValues(listenerName(st), w.Message().Code().String()).Inc()
+}
+
+func (s *Server) serve(w *responsewriter.ResponseWriter[*client.Conn], r *pool.Message, cc *client.Conn, st *connState) {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	dev, c, why := s.authenticate(ctx, cc, st, r)
+	if dev == nil {
+		s.m.rejected.WithLabelValues(why).Inc()
+		reply(w, c, "") // no diagnostic: the source may be spoofed (amplification)
+		return
+	}
+	now := time.Now()
+	if !s.devLimit.Allow(dev.code, now) {
+		s.rejectReply(w, ingest.Reject(ingest.RateLimited, "over the per-device request rate"))
+		return
+	}
+	segs := pathSegments(r)
+	route := strings.Join(segs, "/")
+	if dev.quarantined && !(r.Code() == codes.GET && route == "c") && !(r.Code() == codes.POST && len(segs) == 2 && segs[0] == "c") {
+		s.rejectReply(w, ingest.Reject(ingest.NotAuthorized, "device is quarantined: remediation only"))
+		return
+	}
+	if tl, _ := r.Context().Value(tooLargeKey{}).(bool); tl {
+		s.m.rejected.WithLabelValues(string(ingest.TooLarge)).Inc()
+		// RFC 7959 §2.9.3: 4.13 with Size1 telling the largest body accepted.
+		reply(w, codes.RequestEntityTooLarge, "too_large: body over "+itoa(s.maxPayload)+" bytes")
+		w.Message().SetOptionUint32(message.Size1, uint32(s.maxPayload))
+		return
+	}
+	switch {
+	case len(segs) == 1 && segs[0] == "t":
+		if s.method(w, r, codes.POST) {
+			s.ingest(ctx, w, r, dev, route, "")
+		}
+	case len(segs) == 2 && segs[0] == "e":
+		if s.method(w, r, codes.POST) {
+			s.ingest(ctx, w, r, dev, route, segs[1])
+		}
+	case len(segs) == 2 && segs[0] == "tw" && segs[1] == "r":
+		if s.method(w, r, codes.POST) {
+			s.twinReport(ctx, w, r, dev)
+		}
+	case len(segs) == 2 && segs[0] == "tw" && segs[1] == "d":
+		if s.method(w, r, codes.GET) {
+			s.twinDesired(ctx, w, r, cc, dev)
+		}
+	case len(segs) == 1 && segs[0] == "c":
+		if s.method(w, r, codes.GET) {
+			s.commandGet(ctx, w, r, cc, dev)
+		}
+	case len(segs) == 2 && segs[0] == "c":
+		if s.method(w, r, codes.POST) {
+			s.commandResult(ctx, w, r, dev, segs[1])
+		}
+	default:
+		reply(w, codes.NotFound, "no such path")
+	}
+}
+
+// method answers 4.05 Method Not Allowed unless r has method m.
+func (s *Server) method(w *responsewriter.ResponseWriter[*client.Conn], r *pool.Message, m codes.Code) bool {
+	if r.Code() == m {
+		return true
+	}
+	reply(w, codes.MethodNotAllowed, "use "+m.String())
+	return false
+}
+
+// authenticate identifies the device of a request: the DTLS session's PSK
+// identity or certificate, or on plain UDP the device token in "t=". It
+// returns nil and the response code (4.01, 5.03) when it cannot.
+func (s *Server) authenticate(ctx context.Context, cc *client.Conn, st *connState, r *pool.Message) (*device, codes.Code, string) {
+	if st.udp == nil {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if st.dev != nil {
+			return st.dev, 0, ""
+		}
+		dev, c, why := s.authenticateDTLS(ctx, cc)
+		if dev != nil {
+			st.dev = dev
+		}
+		return dev, c, why
+	}
+	token := queryToken(r)
+	if token == "" {
+		return nil, codes.Unauthorized, "no_credentials"
+	}
+	adm, err := s.opts.Registry.AuthenticateDevice(ctx, nil, "", token)
+	dev, c, why := s.admit(ctx, adm, err)
+	if dev != nil {
+		st.udp.authed.Store(true)
+		st.mu.Lock()
+		st.dev = dev
+		st.mu.Unlock()
+	}
+	return dev, c, why
+}
+
+func (s *Server) authenticateDTLS(ctx context.Context, cc *client.Conn) (*device, codes.Code, string) {
+	dc, ok := cc.NetConn().(*dtls.Conn)
+	if !ok {
+		return nil, codes.Unauthorized, "no_credentials"
+	}
+	state, ok := dc.ConnectionState()
+	if !ok {
+		return nil, codes.Unauthorized, "no_credentials"
+	}
+	var adm registry.Admission
+	var err error
+	switch {
+	case len(state.PeerCertificates) > 0:
+		cert, perr := x509.ParseCertificate(state.PeerCertificates[0])
+		if perr != nil {
+			return nil, codes.Unauthorized, "bad_certificate"
+		}
+		adm, err = s.opts.Registry.AuthenticateDevice(ctx, cert, "", "")
+	case len(state.IdentityHint) > 0:
+		id := string(state.IdentityHint)
+		if _, perr := code.Parse(id); perr != nil {
+			return nil, codes.Unauthorized, "bad_identity"
+		}
+		// The PSK proved the identity in the handshake; the object's own
+		// state decides the rest.
+		adm, err = s.opts.Registry.Admit(ctx, id, registry.Presented{})
+	default:
+		return nil, codes.Unauthorized, "no_credentials"
+	}
+	return s.admit(ctx, adm, err)
+}
+
+// admit turns an admission answer into a device (active or quarantined).
+func (s *Server) admit(ctx context.Context, adm registry.Admission, err error) (*device, codes.Code, string) {
+	if err != nil {
+		if errors.Is(err, registry.ErrDeviceAuth) {
+			return nil, codes.Unauthorized, "bad_credentials"
+		}
+		s.log.Warn("coap: registry unavailable", "err", err)
+		return nil, codes.ServiceUnavailable, "registry_unavailable"
+	}
+	switch adm.Status {
+	case registry.StatusActive, registry.StatusQuarantined:
+	default:
+		return nil, codes.Unauthorized, "admission_" + adm.Status
+	}
+	o := adm.Object
+	m, err := s.opts.Registry.ModelOf(ctx, o)
+	if err != nil {
+		s.log.Warn("coap: registry unavailable", "err", err)
+		return nil, codes.ServiceUnavailable, "registry_unavailable"
+	}
+	return &device{code: o.Code, tenant: o.Tenant, quarantined: adm.Status == registry.StatusQuarantined, model: m}, 0, ""
+}
+
+// contentType is the request's Content-Format as ingest names it, "" if none.
+func contentType(r *pool.Message) string {
+	cf, err := r.ContentFormat()
+	if err != nil {
+		return ""
+	}
+	return ingest.CoAPContentType(uint16(cf))
+}
+
+// ingest handles POST /t and POST /e/<event> as internal/api/ingest.go does
+// for HTTP: decode and validate, dead-letter a rejection, and answer 2.04
+// Changed only once the pipeline made the message durable.
+func (s *Server) ingest(ctx context.Context, w *responsewriter.ResponseWriter[*client.Conn], r *pool.Message, dev *device, path, event string) {
+	payload, err := r.ReadBody()
+	if err != nil {
+		s.rejectReply(w, ingest.Reject(ingest.Malformed, "unreadable body"))
+		return
+	}
+	ct := contentType(r)
+	var msg ingest.Message
+	var rej *ingest.Rejection
+	if len(payload) > s.maxPayload {
+		rej = ingest.Reject(ingest.TooLarge, "payload of %d bytes over the limit of %d", len(payload), s.maxPayload)
+	} else {
+		d := ingest.Device{Code: dev.code, Tenant: dev.tenant, Model: dev.model}
+		if event != "" {
+			msg, rej = s.opts.Decoder.Event(d, event, ct, payload, "coap")
+		} else {
+			msg, rej = s.opts.Decoder.Telemetry(d, ct, payload, "coap")
+		}
+	}
+	if rej != nil {
+		if len(payload) > s.maxPayload {
+			payload = payload[:s.maxPayload]
+		}
+		if err := s.opts.Pipeline.Reject(ctx, pipeline.DeadLetter{
+			Tenant: dev.tenant, Device: dev.code, Source: "coap", Topic: "/" + path, ContentType: ct,
+			Reason: rej.Reason, Message: rej.Message, Payload: payload,
+		}); err != nil {
+			s.log.Warn("dead letter not stored", "device", dev.code, "err", err)
+		}
+		s.rejectReply(w, rej)
+		return
+	}
+	if err := s.opts.Pipeline.Submit(ctx, msg); err != nil {
+		s.log.Warn("ingest not durable", "device", dev.code, "err", err)
+		s.rejectReply(w, ingest.Reject(ingest.Unavailable, "the hub could not store the data; retry"))
+		return
+	}
+	s.m.accepted.WithLabelValues(msg.Kind.String()).Inc()
+	reply(w, codes.Changed, "")
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	if n == 0 {
+		return "0"
+	}
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}

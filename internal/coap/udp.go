@@ -1,0 +1,349 @@
+package coap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	coapNet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	netclient "github.com/plgd-dev/go-coap/v3/net/client"
+	"github.com/plgd-dev/go-coap/v3/net/monitor/inactivity"
+	"github.com/plgd-dev/go-coap/v3/udp/client"
+	"github.com/plgd-dev/go-coap/v3/udp/coder"
+)
+
+// The plain UDP listener runs its own read loop over go-coap's connection
+// machinery (udp/client.Conn) instead of go-coap's udp server, so that every
+// datagram is screened before go-coap parses or answers it: per-address rate
+// limits, the amplification rule (a source that has not authenticated never
+// gets an answer larger than 3× its request, and go-coap's own 4.02
+// diagnostics are replaced by empty ones) and RSTs for unparsable CONs.
+
+// udpSession is the client.Session of one remote endpoint on the plain UDP
+// listener. It refuses to send a source that has not authenticated more than
+// amplificationFactor times the size of its last request.
+type udpSession struct {
+	ctx     atomic.Pointer[context.Context]
+	cancel  context.CancelFunc
+	done    context.Context
+	doneFn  context.CancelFunc
+	conn    *coapNet.UDPConn
+	raddr   *net.UDPAddr
+	maxSize uint32
+	dropped func()
+
+	authed  atomic.Bool  // a request from this endpoint authenticated
+	lastReq atomic.Int64 // size of the last datagram received
+
+	mu      sync.Mutex
+	onClose []func()
+}
+
+// amplificationFactor bounds answers to unauthenticated sources (RFC 7252
+// §11.3 asks servers to limit amplification; the factor is the hub's rule).
+const amplificationFactor = 3
+
+func newUDPSession(ctx context.Context, conn *coapNet.UDPConn, raddr *net.UDPAddr, maxSize uint32, dropped func()) *udpSession {
+	c, cancel := context.WithCancel(ctx)
+	d, doneFn := context.WithCancel(context.Background())
+	s := &udpSession{cancel: cancel, done: d, doneFn: doneFn, conn: conn, raddr: raddr, maxSize: maxSize, dropped: dropped}
+	s.ctx.Store(&c)
+	return s
+}
+
+func (s *udpSession) Context() context.Context { return *s.ctx.Load() }
+func (s *udpSession) Close() error             { s.cancel(); return nil }
+func (s *udpSession) MaxMessageSize() uint32   { return s.maxSize }
+func (s *udpSession) RemoteAddr() net.Addr     { return s.raddr }
+func (s *udpSession) LocalAddr() net.Addr      { return s.conn.LocalAddr() }
+func (s *udpSession) NetConn() net.Conn        { return s.conn.NetConn() }
+func (s *udpSession) Done() <-chan struct{}    { return s.done.Done() }
+
+func (s *udpSession) SetContextValue(key, val any) {
+	c := context.WithValue(s.Context(), key, val)
+	s.ctx.Store(&c)
+}
+
+func (s *udpSession) AddOnClose(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onClose = append(s.onClose, f)
+}
+
+// shutdown runs the close callbacks once the connection is closed.
+func (s *udpSession) shutdown() {
+	s.cancel()
+	s.mu.Lock()
+	fns := s.onClose
+	s.onClose = nil
+	s.mu.Unlock()
+	for _, f := range fns {
+		f()
+	}
+	s.doneFn()
+}
+
+// allowed reports whether n bytes may go to this endpoint.
+func (s *udpSession) allowed(n int) bool {
+	return s.authed.Load() || int64(n) <= amplificationFactor*s.lastReq.Load()
+}
+
+func (s *udpSession) WriteMessage(req *pool.Message) error {
+	data, err := req.MarshalWithEncoder(coder.DefaultCoder)
+	if err != nil {
+		return fmt.Errorf("coap: marshal: %w", err)
+	}
+	if !s.allowed(len(data)) {
+		s.dropped()
+		return nil
+	}
+	return s.conn.WriteWithOptions(data, coapNet.WithContext(req.Context()), coapNet.WithRemoteAddr(s.raddr), coapNet.WithControlMessage(req.ControlMessage()))
+}
+
+func (s *udpSession) WriteMulticastMessage(*pool.Message, *net.UDPAddr, ...coapNet.MulticastOption) error {
+	return errors.New("coap: no multicast")
+}
+
+// Run is not used: the listener's loop feeds the connection.
+func (s *udpSession) Run(*client.Conn) error {
+	<-s.Context().Done()
+	return nil
+}
+
+// udpListener is the plain UDP listener's read loop and endpoint table.
+type udpListener struct {
+	s    *Server
+	conn *coapNet.UDPConn
+
+	mu    sync.Mutex
+	conns map[string]*udpEndpoint
+	wg    sync.WaitGroup
+}
+
+type udpEndpoint struct {
+	cc   *client.Conn
+	sess *udpSession
+}
+
+// maxEndpoints bounds the remote endpoints tracked at once; beyond it new
+// sources are ignored until idle ones expire.
+const maxEndpoints = 100_000
+
+func (l *udpListener) serve(ctx context.Context) {
+	buf := make([]byte, l.s.maxDatagram)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				l.checkExpirations(now)
+			}
+		}
+	}()
+	for {
+		var raddr *net.UDPAddr
+		var cm *coapNet.ControlMessage
+		n, err := l.conn.ReadWithOptions(buf, coapNet.WithContext(ctx), coapNet.WithGetControlMessage(&cm), coapNet.WithGetRemoteAddr(&raddr))
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			l.s.log.Debug("coap udp read", "err", err)
+			continue
+		}
+		if raddr == nil {
+			continue
+		}
+		l.datagram(raddr, cm, buf[:n])
+	}
+}
+
+// datagram screens one datagram and hands it to its endpoint's connection.
+func (l *udpListener) datagram(raddr *net.UDPAddr, cm *coapNet.ControlMessage, data []byte) {
+	v := l.s.screen(raddr.IP.String(), data)
+	if v.reply != nil {
+		// A reply the screen wrote is never larger than the request.
+		_ = l.conn.WriteWithOptions(v.reply, coapNet.WithRemoteAddr(raddr), coapNet.WithControlMessage(replyControl(cm)))
+	}
+	if !v.pass {
+		return
+	}
+	ep := l.endpoint(raddr)
+	if ep == nil {
+		return
+	}
+	ep.sess.lastReq.Store(int64(len(data)))
+	if err := ep.cc.Process(cm, data); err != nil {
+		l.s.log.Debug("coap udp: dropping endpoint", "remote", raddr.String(), "err", err)
+		l.closeEndpoint(ep)
+	}
+}
+
+// replyControl turns a received control message into one for the answer
+// (source = the address the request was sent to).
+func replyControl(cm *coapNet.ControlMessage) *coapNet.ControlMessage {
+	if cm == nil || len(cm.Dst) == 0 || cm.Dst.IsMulticast() {
+		return nil
+	}
+	return &coapNet.ControlMessage{Src: cm.Dst, IfIndex: cm.IfIndex}
+}
+
+func (l *udpListener) endpoint(raddr *net.UDPAddr) *udpEndpoint {
+	key := raddr.String()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ep, ok := l.conns[key]; ok && ep.cc.Context().Err() == nil {
+		return ep
+	}
+	if len(l.conns) >= maxEndpoints {
+		return nil
+	}
+	sess := newUDPSession(l.s.ctx, l.conn, raddr, l.s.maxDatagram, func() { l.s.m.amplification.Inc() })
+	cfg := client.DefaultConfig
+	l.s.connConfig(&cfg)
+	var cc *client.Conn
+	cc = client.NewConnWithOpts(sess, &cfg,
+		client.WithInactivityMonitor(inactivity.New(l.s.idle, func(cc *client.Conn) { _ = cc.Close() })),
+		client.WithRequestMonitor(l.s.requestMonitor),
+		client.WithBlockWise(func(cc *client.Conn) *blockwise.BlockWise[*client.Conn] {
+			return blockwise.New(cc, l.s.blockTimeout, cfg.Errors, func(t message.Token) (*pool.Message, bool) {
+				return cc.GetObservationRequest(t)
+			})
+		}),
+	)
+	ep := &udpEndpoint{cc: cc, sess: sess}
+	cc.AddOnClose(func() {
+		l.mu.Lock()
+		if l.conns[key] == ep {
+			delete(l.conns, key)
+		}
+		l.mu.Unlock()
+	})
+	l.s.newConn(cc, sess)
+	l.conns[key] = ep
+	return ep
+}
+
+func (l *udpListener) closeEndpoint(ep *udpEndpoint) {
+	_ = ep.cc.Close()
+	ep.sess.shutdown()
+}
+
+func (l *udpListener) checkExpirations(now time.Time) {
+	l.mu.Lock()
+	eps := make([]*udpEndpoint, 0, len(l.conns))
+	for _, ep := range l.conns {
+		eps = append(eps, ep)
+	}
+	l.mu.Unlock()
+	for _, ep := range eps {
+		if ep.cc.Context().Err() != nil {
+			l.closeEndpoint(ep)
+			continue
+		}
+		ep.cc.CheckExpirations(now)
+		if ep.cc.Context().Err() != nil {
+			l.closeEndpoint(ep)
+		}
+	}
+}
+
+func (l *udpListener) close() {
+	_ = l.conn.Close()
+	l.mu.Lock()
+	eps := l.conns
+	l.conns = map[string]*udpEndpoint{}
+	l.mu.Unlock()
+	for _, ep := range eps {
+		l.closeEndpoint(ep)
+	}
+	l.wg.Wait()
+}
+
+// endpointsOf returns the endpoints whose requests authenticated as code.
+func (l *udpListener) closeDevice(code string) {
+	l.mu.Lock()
+	var eps []*udpEndpoint
+	for _, ep := range l.conns {
+		if st := l.s.state(ep.cc); st != nil && st.code() == code {
+			eps = append(eps, ep)
+		}
+	}
+	l.mu.Unlock()
+	for _, ep := range eps {
+		l.closeEndpoint(ep)
+	}
+}
+
+// verdict is what screen decides about a datagram.
+type verdict struct {
+	pass  bool   // hand it to go-coap
+	reply []byte // answer to send (never larger than the datagram)
+}
+
+// screen looks at a datagram before go-coap does. It drops what cannot be
+// parsed (answering an unparsable CON with RST, RFC 7252 §4.2), datagrams
+// over the per-address rate, and answers a confirmable request with an
+// unrecognized critical option with an empty 4.02 Bad Option (RFC 7252
+// §5.4.1), where go-coap would add a diagnostic longer than the request.
+func (s *Server) screen(addr string, data []byte) verdict {
+	if len(data) < 4 || data[0]>>6 != 1 {
+		s.m.dropped.WithLabelValues("malformed").Inc()
+		return verdict{} // not CoAP: silently ignored (RFC 7252 §4.2, §4.3)
+	}
+	if !s.addrLimit.Allow(addr, time.Now()) {
+		s.m.dropped.WithLabelValues("rate_limited_addr").Inc()
+		return verdict{}
+	}
+	typ := message.Type(data[0] >> 4 & 0x3)
+	var m message.Message
+	m.Options = make(message.Options, 0, 16)
+	var err error
+	for {
+		_, err = coder.DefaultCoder.Decode(data, &m)
+		if errors.Is(err, message.ErrOptionsTooSmall) && cap(m.Options) < 256 {
+			m.Options = make(message.Options, 0, cap(m.Options)*2)
+			continue
+		}
+		break
+	}
+	if err != nil {
+		s.m.dropped.WithLabelValues("malformed").Inc()
+		if typ == message.Confirmable {
+			return verdict{reply: emptyMessage(message.Reset, data)}
+		}
+		return verdict{}
+	}
+	if m.Type == message.Confirmable && m.Code >= codes.GET && m.Code <= codes.DELETE {
+		if len(netclient.GetUnknownCriticalOptions(m.Options)) > 0 {
+			s.m.dropped.WithLabelValues("bad_option").Inc()
+			return verdict{reply: badOption(data, m.Token)}
+		}
+	}
+	return verdict{pass: true}
+}
+
+// emptyMessage is a 4-byte message of type typ echoing the request's
+// message id (an RST or an empty ACK).
+func emptyMessage(typ message.Type, req []byte) []byte {
+	return []byte{1<<6 | byte(typ)<<4, 0, req[2], req[3]}
+}
+
+// badOption is a piggybacked 4.02 Bad Option without options or payload.
+func badOption(req []byte, token []byte) []byte {
+	b := []byte{1<<6 | byte(message.Acknowledgement)<<4 | byte(len(token)), byte(codes.BadOption), req[2], req[3]}
+	return append(b, token...)
+}

@@ -1,0 +1,175 @@
+package hub
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wanwu-iot/wanwu/internal/coap"
+	"github.com/wanwu-iot/wanwu/internal/command"
+	"github.com/wanwu-iot/wanwu/internal/psk"
+	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/thingmodel"
+	"github.com/wanwu-iot/wanwu/internal/twin"
+	"golang.org/x/time/rate"
+)
+
+// PSKFile holds the secret device PSKs are derived from.
+const PSKFile = "psk.key"
+
+// modelOf returns a device's thing model for the twin and command
+// services, with notFound wrapped around an unknown device.
+func (h *Hub) modelOf(notFound error) func(ctx context.Context, code string) (*thingmodel.Model, error) {
+	return func(ctx context.Context, code string) (*thingmodel.Model, error) {
+		o, err := h.reg.Object(ctx, code)
+		if errors.Is(err, registry.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %v", notFound, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return h.reg.ModelOf(ctx, o)
+	}
+}
+
+// startTwinsAndCommands opens the twin and command services (tables in the
+// metadata database) and starts command delivery.
+func (h *Hub) startTwinsAndCommands(ctx context.Context) error {
+	cfg := h.opts.Config
+	var err error
+	if h.twins, err = twin.Open(ctx, twin.Options{
+		DB: h.db, Audit: h.audit, OnAudit: h.wakeAuditForwarder, Model: h.modelOf(twin.ErrNotFound), Now: h.opts.Now,
+		Limits: twin.Limits{MaxDocBytes: cfg.Twins.MaxDocBytes},
+		OnChange: func(c twin.Change) {
+			if !c.Desired {
+				return
+			}
+			body, _ := json.Marshal(map[string]any{"version": c.Version})
+			tenant, id := splitCode(c.Code)
+			if err := h.bus.AnnounceTwin(tenant, id, body); err != nil {
+				h.log.Warn("twin change not announced", "device", c.Code, "err", err)
+			}
+		},
+	}); err != nil {
+		return fmt.Errorf("hub: twins: %w", err)
+	}
+	h.commandEvents = make(chan command.Event, 4096)
+	h.commandEventsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wanwu_command_events_unpublished_total",
+		Help: "Command events not published to the COMMANDS stream because its queue was full (they stay in the database).",
+	})
+	h.metrics.MustRegister(h.commandEventsDropped)
+	if h.commands, err = command.Open(ctx, command.Options{
+		DB: h.db, Audit: h.audit, OnAudit: h.wakeAuditForwarder, Model: h.modelOf(command.ErrNotFound),
+		Now: h.opts.Now, Logger: h.log.With("component", "commands"),
+		DefaultTTL: time.Duration(cfg.Commands.DefaultTTL), AckTimeout: time.Duration(cfg.Commands.AckTimeout),
+		MaxAttempts: cfg.Commands.MaxAttempts,
+		OnEvent: func(e command.Event) {
+			select {
+			case h.commandEvents <- e:
+			default:
+				h.commandEventsDropped.Inc()
+			}
+		},
+	}); err != nil {
+		return fmt.Errorf("hub: commands: %w", err)
+	}
+	return h.commands.Start(ctx)
+}
+
+// forwardCommandEvents publishes command events to the bus in order.
+func (h *Hub) forwardCommandEvents(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-h.commandEvents:
+			body, err := json.Marshal(e)
+			if err != nil {
+				continue
+			}
+			tenant, id := splitCode(e.Command.Code)
+			eventID := fmt.Sprintf("%s-%d", e.Command.ID, e.Seq)
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := h.bus.PublishCommandEvent(pctx, tenant, id, eventID, body); err != nil && ctx.Err() == nil {
+				h.log.Warn("command event not published", "command", e.Command.ID, "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// devicePSK is the CoAP/DTLS pre-shared key of a device: derived from the
+// hub's PSK secret and the device's active key, as text (hex) so that tools
+// taking keys as strings use it unchanged.
+func (h *Hub) devicePSK(ctx context.Context, code string) ([]byte, error) {
+	fp, err := h.reg.ActiveKeyFingerprint(ctx, code)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(hex.EncodeToString(h.psk.Derive(code, fp))), nil
+}
+
+// startCoAP opens the CoAP endpoint when a listener is configured.
+func (h *Hub) startCoAP(ctx context.Context) error {
+	cfg := h.opts.Config
+	if cfg.CoAP.DTLSListen == "" && cfg.CoAP.Listen == "" {
+		return nil
+	}
+	var err error
+	if h.psk, err = psk.LoadOrCreate(filepath.Join(cfg.DataDir, PSKFile)); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	opts := coap.Options{
+		Listen: cfg.CoAP.Listen, DTLSListen: cfg.CoAP.DTLSListen,
+		PSK:      h.devicePSK,
+		Registry: h.reg, Pipeline: h.pipe, Decoder: h.decoder, Twins: h.twins, Commands: h.commands,
+		Logger: h.log, Metrics: h.metrics, MaxPayload: cfg.Telemetry.MaxPayload,
+		Limits: coap.Limits{
+			RequestsPerDevice: rate.Limit(cfg.CoAP.Limits.RequestPerDevice), RequestsPerDeviceBurst: cfg.CoAP.Limits.RequestPerDeviceBurst,
+			RequestsPerAddr: rate.Limit(cfg.CoAP.Limits.RequestPerAddr), RequestsPerAddrBurst: cfg.CoAP.Limits.RequestPerAddrBurst,
+		},
+	}
+	if cfg.CoAP.DTLSListen != "" {
+		if h.tlsConf == nil {
+			if h.tlsConf, err = serverTLS(cfg.DataDir, h.ca, cfg.TLSHosts); err != nil {
+				return err
+			}
+		}
+		opts.Certificate = &h.tlsConf.Certificates[0]
+		opts.ClientCAs = h.ca.Pool()
+	}
+	if h.coap, err = coap.New(opts); err != nil {
+		return err
+	}
+	return h.coap.Start(ctx)
+}
+
+// followTwinAnnouncements pushes a changed desired state to the device on
+// whichever endpoint holds it.
+func (h *Hub) followTwinAnnouncements() (func(), error) {
+	return h.bus.SubscribeTwinAnnouncements(func(tenant, id string, _ []byte) {
+		code := tenant + ":" + id
+		if h.mqtt != nil {
+			h.mqtt.PushTwin(code)
+		}
+		if h.coap != nil {
+			h.coap.NotifyTwin(code)
+		}
+	})
+}
+
+func splitCode(c string) (tenant, id string) {
+	for i := 0; i < len(c); i++ {
+		if c[i] == ':' {
+			return c[:i], c[i+1:]
+		}
+	}
+	return "", c
+}
