@@ -545,6 +545,10 @@ func (h *Hub) Bus() *bus.Bus { return h.bus }
 // MQTT exposes the MQTT endpoint (for its listener addresses).
 func (h *Hub) MQTT() *mqtt.Server { return h.mqtt }
 
+// CoAP exposes the CoAP endpoint (for its listener addresses); nil when no
+// CoAP listener is configured.
+func (h *Hub) CoAP() *coap.Server { return h.coap }
+
 // HTTPSURL is the HTTPS API base URL, "" when not configured.
 func (h *Hub) HTTPSURL() string {
 	if h.tlsLn == nil {
