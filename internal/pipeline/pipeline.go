@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,16 @@ type request struct {
 	cb   func(error) // SubmitAsync's callback
 }
 
+// requests recycles the requests of SubmitAsync and SubmitNoWait, which no
+// one holds once their batch is flushed (Submit's caller still reads its
+// request's done channel, so those are left to the collector).
+var requests = sync.Pool{New: func() any { return new(request) }}
+
+func putRequest(r *request) {
+	*r = request{}
+	requests.Put(r)
+}
+
 // Pipeline is the running batcher and store consumer.
 type Pipeline struct {
 	opts   Options
@@ -81,6 +92,14 @@ type Pipeline struct {
 	started bool
 
 	m metrics
+
+	// The store consumer's state, used by its one goroutine only: buffers
+	// reused from call to call, and the label sets of the series it saw.
+	reader    ingest.BatchReader
+	samples   []tsdb.PreparedSample
+	events    []eventstore.Event
+	values    []eventstore.Value
+	labelSets labelSets
 }
 
 type metrics struct {
@@ -114,7 +133,19 @@ func New(o Options) (*Pipeline, error) {
 		o.QueueLength = 65536
 	}
 	p := &Pipeline{opts: o, log: o.Logger.With("component", "pipeline"), reqs: make(chan *request, o.QueueLength)}
-	p.m = metrics{
+	p.m = newMetrics()
+	if o.Metrics != nil {
+		for _, c := range []prometheus.Collector{p.m.submitted, p.m.dropped, p.m.batchSize, p.m.flush, p.m.deadLetters, p.m.stored, p.m.storeReject} {
+			if err := o.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("pipeline: metrics: %w", err)
+			}
+		}
+	}
+	return p, nil
+}
+
+func newMetrics() metrics {
+	return metrics{
 		submitted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wanwu_ingest_messages_total", Help: "Device messages submitted for storage, by source and result (durable, failed, dropped).",
 		}, []string{"source", "result"}),
@@ -139,14 +170,6 @@ func New(o Options) (*Pipeline, error) {
 			Name: "wanwu_store_rejected_samples_total", Help: "Samples the time-series store refused (e.g. older than its out-of-order window).",
 		}, []string{"store"}),
 	}
-	if o.Metrics != nil {
-		for _, c := range []prometheus.Collector{p.m.submitted, p.m.dropped, p.m.batchSize, p.m.flush, p.m.deadLetters, p.m.stored, p.m.storeReject} {
-			if err := o.Metrics.Register(c); err != nil {
-				return nil, fmt.Errorf("pipeline: metrics: %w", err)
-			}
-		}
-	}
-	return p, nil
 }
 
 // Start runs the batchers and the store consumer.
@@ -202,17 +225,12 @@ func (p *Pipeline) Submit(ctx context.Context, msg ingest.Message) error {
 // block. Adapters use it to keep reading a connection while earlier messages
 // are being synced.
 func (p *Pipeline) SubmitAsync(msg ingest.Message, done func(error)) {
-	r := &request{msg: msg, cb: func(err error) {
-		result := "durable"
-		if err != nil {
-			result = "failed"
-		}
-		p.m.submitted.WithLabelValues(msg.Source, result).Inc()
-		done(err)
-	}}
+	r := requests.Get().(*request)
+	r.msg, r.cb = msg, done
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
+		putRequest(r)
 		done(ErrClosed)
 		return
 	}
@@ -229,11 +247,14 @@ func (p *Pipeline) SubmitNoWait(msg ingest.Message) bool {
 	if p.closed {
 		return false
 	}
+	r := requests.Get().(*request)
+	r.msg = msg
 	select {
-	case p.reqs <- &request{msg: msg}:
+	case p.reqs <- r:
 		p.m.submitted.WithLabelValues(msg.Source, "queued").Inc()
 		return true
 	default:
+		putRequest(r)
 		p.m.dropped.Inc()
 		return false
 	}
@@ -257,6 +278,7 @@ func (p *Pipeline) enqueue(ctx context.Context, r *request) error {
 // low load a message goes out alone and at once; under load batches grow
 // while the previous one is being synced.
 func (p *Pipeline) batchLoop() {
+	var f flusher
 	batch := make([]*request, 0, 64)
 	for {
 		r, ok := <-p.reqs
@@ -264,7 +286,7 @@ func (p *Pipeline) batchLoop() {
 			return
 		}
 		batch = append(batch[:0], r)
-		size := approxSize(r.msg)
+		size := approxSize(&r.msg)
 	drain:
 		for len(batch) < p.opts.MaxBatchMessages && size < p.opts.MaxBatchBytes {
 			select {
@@ -273,24 +295,70 @@ func (p *Pipeline) batchLoop() {
 					break drain
 				}
 				batch = append(batch, r)
-				size += approxSize(r.msg)
+				size += approxSize(&r.msg)
 			default:
 				break drain
 			}
 		}
-		err := p.flush(batch)
-		for _, r := range batch {
+		err := p.flush(&f, batch)
+		p.countAsync(&f, batch, err)
+		for i, r := range batch {
 			switch {
 			case r.done != nil:
 				r.done <- err
 			case r.cb != nil:
 				r.cb(err)
+				putRequest(r)
+			default:
+				putRequest(r)
 			}
+			batch[i] = nil
 		}
 	}
 }
 
-func approxSize(m ingest.Message) int {
+// flusher is a batcher's buffers, reused from batch to batch.
+type flusher struct {
+	msgs  []ingest.Message
+	buf   []byte
+	tally []sourceCount
+}
+
+type sourceCount struct {
+	source string
+	n      int
+}
+
+// countAsync counts the batch's SubmitAsync messages by source, before
+// their callbacks run, with one counter update per source rather than
+// per message.
+func (p *Pipeline) countAsync(f *flusher, batch []*request, err error) {
+	tally := f.tally[:0]
+next:
+	for _, r := range batch {
+		if r.cb == nil {
+			continue
+		}
+		for i := range tally {
+			if tally[i].source == r.msg.Source {
+				tally[i].n++
+				continue next
+			}
+		}
+		tally = append(tally, sourceCount{r.msg.Source, 1})
+	}
+	result := "durable"
+	if err != nil {
+		result = "failed"
+	}
+	for i, c := range tally {
+		p.m.submitted.WithLabelValues(c.source, result).Add(float64(c.n))
+		tally[i] = sourceCount{}
+	}
+	f.tally = tally[:0]
+}
+
+func approxSize(m *ingest.Message) int {
 	n := 64 + len(m.Device) + len(m.EventData)
 	for _, r := range m.Records {
 		n += 32 + len(r.Property) + len(r.String) + len(r.Data)
@@ -298,15 +366,27 @@ func approxSize(m ingest.Message) int {
 	return n
 }
 
-func (p *Pipeline) flush(batch []*request) error {
-	msgs := make([]ingest.Message, len(batch))
-	for i, r := range batch {
-		msgs[i] = r.msg
+// maxKeptBuffer bounds the encoded batch a flusher keeps for the next one.
+const maxKeptBuffer = 4 << 20
+
+func (p *Pipeline) flush(f *flusher, batch []*request) error {
+	msgs := f.msgs[:0]
+	for _, r := range batch {
+		msgs = append(msgs, r.msg)
 	}
-	data, err := ingest.EncodeBatch(msgs)
+	defer func() {
+		clear(msgs) // the messages' strings and slices may go
+		f.msgs = msgs[:0]
+	}()
+	data, err := ingest.AppendBatch(f.buf[:0], msgs)
 	if err != nil {
 		p.log.Error("encoding an ingest batch failed", "messages", len(msgs), "err", err)
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if cap(data) <= maxKeptBuffer {
+		// The bus copies the batch into its connection's buffer before
+		// PublishIngest returns, so the next batch may reuse it.
+		f.buf = data[:0]
 	}
 	start := time.Now()
 	id := nuid.Next()
@@ -330,35 +410,44 @@ func (p *Pipeline) flush(batch []*request) error {
 	return nil
 }
 
+// maxKeptRows bounds the rows the consumer keeps buffers for between calls.
+const maxKeptRows = 1 << 16
+
 // storeBatches writes batches into the stores; it runs in the bus consumer.
 func (p *Pipeline) storeBatches(batches [][]byte) error {
-	var samples []tsdb.Sample
-	var events []eventstore.Event
-	var values []eventstore.Value
+	samples, events, values := p.samples[:0], p.events[:0], p.values[:0]
+	var st storeRejects
+	defer func() {
+		// Keep the buffers, not what they point to (the decoded batches).
+		p.samples, p.events, p.values = keep(samples), keep(events), keep(values)
+	}()
 	for _, b := range batches {
-		msgs, err := ingest.DecodeBatch(b)
+		msgs, err := p.reader.Decode(b)
 		if err != nil {
 			// A batch this hub wrote and cannot read is a bug, not a reason to
 			// block the stream forever: log it loudly and move on.
 			p.log.Error("undecodable ingest batch skipped", "bytes", len(b), "err", err)
 			continue
 		}
-		for _, m := range msgs {
-			samples, events, values = appendStored(samples, events, values, m)
+		for i := range msgs {
+			samples, events, values = p.appendStored(samples, events, values, &msgs[i], &st)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if len(samples) > 0 {
-		n, rejects, err := p.opts.TSDB.Append(ctx, samples)
+		n, rejects, err := p.opts.TSDB.AppendPrepared(ctx, samples)
 		if err != nil {
 			return fmt.Errorf("pipeline: tsdb: %w", err)
 		}
 		p.m.stored.WithLabelValues("tsdb").Add(float64(n))
 		if len(rejects) > 0 {
-			p.m.storeReject.WithLabelValues("tsdb").Add(float64(len(rejects)))
-			p.log.Warn("time-series store refused samples", "count", len(rejects), "first", rejects[0].Reason)
+			st.add(len(rejects), rejects[0].Reason)
 		}
+	}
+	if st.n > 0 {
+		p.m.storeReject.WithLabelValues("tsdb").Add(float64(st.n))
+		p.log.Warn("time-series store refused samples", "count", st.n, "first", st.first)
 	}
 	if err := p.opts.Events.Write(ctx, events, values); err != nil {
 		return fmt.Errorf("pipeline: events: %w", err)
@@ -368,30 +457,61 @@ func (p *Pipeline) storeBatches(batches [][]byte) error {
 	return nil
 }
 
+// keep empties a buffer for reuse, or drops it when a rare large call grew it.
+func keep[T any](s []T) []T {
+	if cap(s) > maxKeptRows {
+		return nil
+	}
+	clear(s)
+	return s[:0]
+}
+
+// storeRejects counts the samples the time-series store refused, with the
+// first reason.
+type storeRejects struct {
+	n     int
+	first string
+}
+
+func (r *storeRejects) add(n int, reason string) {
+	if r.n == 0 {
+		r.first = reason
+	}
+	r.n += n
+}
+
 // appendStored maps one canonical message onto the stores' rows.
-func appendStored(samples []tsdb.Sample, events []eventstore.Event, values []eventstore.Value, m ingest.Message) ([]tsdb.Sample, []eventstore.Event, []eventstore.Value) {
+func (p *Pipeline) appendStored(samples []tsdb.PreparedSample, events []eventstore.Event, values []eventstore.Value, m *ingest.Message, st *storeRejects) ([]tsdb.PreparedSample, []eventstore.Event, []eventstore.Value) {
 	if m.Kind == ingest.Event {
 		return samples, append(events, eventstore.Event{
 			Tenant: m.Tenant, Device: m.Device, Name: m.Event, Time: eventTime(m), Data: m.EventData, Received: m.Received,
 		}), values
 	}
-	sample := func(name string, t int64, v float64) tsdb.Sample {
-		return tsdb.Sample{Labels: map[string]string{"__name__": name, "tenant": m.Tenant, "device": m.Device}, T: t, V: v}
+	dev := p.labelSets.device(m.Tenant, m.Device)
+	sample := func(property string, part seriesPart, t int64, v float64) {
+		ls, err := p.labelSets.get(dev, property, part)
+		if err != nil {
+			st.add(1, err.Error())
+			return
+		}
+		samples = append(samples, tsdb.PreparedSample{Labels: ls, T: t, V: v})
 	}
-	for _, r := range m.Records {
+	for i := range m.Records {
+		r := &m.Records[i]
 		switch r.Kind {
 		case ingest.KindFloat:
-			samples = append(samples, sample(r.Property, r.Time, r.Float))
+			sample(r.Property, partValue, r.Time, r.Float)
 		case ingest.KindBool:
 			v := 0.0
 			if r.Bool {
 				v = 1
 			}
-			samples = append(samples, sample(r.Property, r.Time, v))
+			sample(r.Property, partValue, r.Time, v)
 		case ingest.KindPosition:
-			samples = append(samples, sample(r.Property+"_lat", r.Time, r.Lat), sample(r.Property+"_lon", r.Time, r.Lon))
+			sample(r.Property, partLat, r.Time, r.Lat)
+			sample(r.Property, partLon, r.Time, r.Lon)
 			if r.HasAlt {
-				samples = append(samples, sample(r.Property+"_alt", r.Time, r.Alt))
+				sample(r.Property, partAlt, r.Time, r.Alt)
 			}
 		case ingest.KindString:
 			values = append(values, eventstore.Value{Tenant: m.Tenant, Device: m.Device, Property: r.Property, Time: r.Time, Kind: "string", Text: r.String})
@@ -402,7 +522,74 @@ func appendStored(samples []tsdb.Sample, events []eventstore.Event, values []eve
 	return samples, events, values
 }
 
-func eventTime(m ingest.Message) int64 {
+// seriesPart says which series of a property a sample belongs to: its
+// value, or a coordinate of a position (metric name suffixed _lat, _lon, _alt).
+type seriesPart uint8
+
+const (
+	partValue seriesPart = iota
+	partLat
+	partLon
+	partAlt
+)
+
+var partSuffix = [...]string{partValue: "", partLat: "_lat", partLon: "_lon", partAlt: "_alt"}
+
+// labelSets caches the prepared label set of each series the consumer
+// appends to, by device and then by property, so that a message costs one
+// lookup by device and one by property name per value.
+type labelSets struct {
+	devices map[string]*deviceSets
+	n       int // label sets held, for the bound
+}
+
+type deviceSets struct {
+	tenant, device string
+	props          map[propKey]*tsdb.LabelSet
+}
+
+type propKey struct {
+	property string
+	part     seriesPart
+}
+
+// maxLabelSets bounds the label set cache; beyond it the cache is emptied
+// and filled again, at the price of rebuilding label sets.
+const maxLabelSets = 1 << 16
+
+// device returns the device's entry, made if new. Its keys are copies: the
+// strings given may point into a whole decoded batch.
+func (c *labelSets) device(tenant, device string) *deviceSets {
+	d := c.devices[device]
+	if d != nil {
+		if d.tenant == tenant {
+			return d
+		}
+		c.n -= len(d.props) // a code names one tenant's device; not seen in practice
+	}
+	if c.devices == nil || c.n >= maxLabelSets {
+		c.devices, c.n = make(map[string]*deviceSets), 0
+	}
+	d = &deviceSets{tenant: strings.Clone(tenant), device: strings.Clone(device), props: make(map[propKey]*tsdb.LabelSet)}
+	c.devices[d.device] = d
+	return d
+}
+
+// get returns the label set of one series of the device, made once.
+func (c *labelSets) get(d *deviceSets, property string, part seriesPart) (*tsdb.LabelSet, error) {
+	if ls, ok := d.props[propKey{property, part}]; ok {
+		return ls, nil
+	}
+	ls, err := tsdb.NewLabelSet(map[string]string{"__name__": property + partSuffix[part], "tenant": d.tenant, "device": d.device})
+	if err != nil {
+		return nil, err
+	}
+	d.props[propKey{strings.Clone(property), part}] = ls
+	c.n++
+	return ls, nil
+}
+
+func eventTime(m *ingest.Message) int64 {
 	if len(m.Records) > 0 && m.Records[0].Time != 0 {
 		return m.Records[0].Time
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/wanwu-iot/wanwu/internal/bus"
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
@@ -185,5 +187,60 @@ func BenchmarkSubmit(b *testing.B) {
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
+	}
+}
+
+// TestStoreBatchesLabels: a value whose series cannot be labelled is
+// counted as refused and the rest of the batch is stored; the label set
+// cache holds each series once, keyed by tenant too, and stays bounded.
+func TestStoreBatchesLabels(t *testing.T) {
+	p := storeOnly(t)
+	now := time.Now().Add(-time.Minute).UnixMilli()
+	msgs := []ingest.Message{
+		{Device: "acme:a", Tenant: "acme", Received: now, Records: []ingest.Record{
+			{Property: "bad\xff", Time: now, Float: 1},
+			{Property: "t", Time: now, Float: 2},
+			{Property: "pos", Time: now, Kind: ingest.KindPosition, Lat: 1, Lon: 2, Alt: 3, HasAlt: true},
+		}},
+		{Device: "acme:a", Tenant: "other", Received: now, Records: []ingest.Record{{Property: "t", Time: now, Float: 3}}},
+	}
+	b, err := ingest.EncodeBatch(msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second time from the cache, and idempotent
+		if err := p.storeBatches([][]byte{b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := testutil.ToFloat64(p.m.storeReject.WithLabelValues("tsdb")); got != 2 {
+		t.Errorf("refused samples: %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(p.m.stored.WithLabelValues("tsdb")); got != 10 {
+		t.Errorf("stored samples: %v, want 10", got)
+	}
+	ctx := context.Background()
+	for _, tt := range []struct {
+		tenant, name string
+		want         float64
+	}{{"acme", "t", 2}, {"other", "t", 3}, {"acme", "pos_lat", 1}, {"acme", "pos_lon", 2}, {"acme", "pos_alt", 3}} {
+		got, err := p.opts.TSDB.Latest(ctx, []tsdb.Matcher{{Name: "__name__", Op: "=", Value: tt.name}, {Name: "tenant", Op: "=", Value: tt.tenant}}, time.Hour)
+		if err != nil || len(got) != 1 || got[0].Points[0].V != tt.want {
+			t.Errorf("%s of tenant %s: %+v, %v; want %v", tt.name, tt.tenant, got, err, tt.want)
+		}
+	}
+	// The device's entry is the last tenant's.
+	if d := p.labelSets.devices["acme:a"]; p.labelSets.n != 1 || len(p.labelSets.devices) != 1 || d.tenant != "other" || len(d.props) != 1 {
+		t.Errorf("cache: %d label sets, devices %+v", p.labelSets.n, p.labelSets.devices)
+	}
+
+	var c labelSets
+	for i := range maxLabelSets + 10 {
+		if _, err := c.get(c.device("acme", fmt.Sprintf("acme:d%d", i)), "t", partValue); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.n > maxLabelSets || len(c.devices) > maxLabelSets {
+		t.Errorf("cache holds %d label sets of %d devices, bound %d", c.n, len(c.devices), maxLabelSets)
 	}
 }

@@ -133,6 +133,10 @@ type Store struct {
 	syncedSeq  uint64 // guarded by syncMu
 	closeOnce  sync.Once
 	closeError error
+
+	// refs remembers series references across appends (appendPrepared).
+	refMu sync.Mutex
+	refs  map[uint64]refEntry
 }
 
 // Open opens (or creates) the store in opts.Dir and replays its WAL.
@@ -242,6 +246,79 @@ type Reject struct {
 // the caller must treat no sample as stored: the commit failed, or (with
 // fsync on) it is not known to be on disk; replaying the batch is safe.
 func (s *Store) Append(ctx context.Context, samples []Sample) (int, []Reject, error) {
+	var rejects []Reject
+	prepared := make([]PreparedSample, len(samples))
+	sets := make([]LabelSet, len(samples))
+	for i, smp := range samples {
+		lset, err := toLabels(smp.Labels)
+		if err != nil {
+			rejects = append(rejects, Reject{Index: i, Reason: err.Error()})
+			continue
+		}
+		sets[i] = LabelSet{lset: lset, hash: lset.Hash()}
+		prepared[i] = PreparedSample{Labels: &sets[i], T: smp.T, V: smp.V}
+	}
+	return s.appendPrepared(ctx, prepared, rejects)
+}
+
+// LabelSet is the label set of one series, validated and converted once
+// (NewLabelSet), for callers that append to the same series again and
+// again: AppendPrepared then spends nothing on labels. A LabelSet is
+// immutable and may be used with any Store.
+type LabelSet struct {
+	lset labels.Labels
+	hash uint64
+}
+
+// NewLabelSet validates a label set as Append does (it must include
+// "__name__"; empty values are left out).
+func NewLabelSet(m map[string]string) (*LabelSet, error) {
+	lset, err := toLabels(m)
+	if err != nil {
+		return nil, err
+	}
+	return &LabelSet{lset: lset, hash: lset.Hash()}, nil
+}
+
+// String is the series in PromQL notation.
+func (sr *LabelSet) String() string { return sr.lset.String() }
+
+// PreparedSample is one value of a series with a prepared label set.
+type PreparedSample struct {
+	Labels *LabelSet
+	T      int64 // ms since epoch
+	V      float64
+}
+
+// AppendPrepared is Append for prepared label sets; a sample with nil
+// Labels is refused. Besides the labels, it spares the head a lookup by labels:
+// the store remembers each series' reference from earlier batches.
+func (s *Store) AppendPrepared(ctx context.Context, samples []PreparedSample) (int, []Reject, error) {
+	var rejects []Reject
+	for i := range samples {
+		if samples[i].Labels == nil {
+			rejects = append(rejects, Reject{Index: i, Reason: "no label set"})
+		}
+	}
+	return s.appendPrepared(ctx, samples, rejects)
+}
+
+// maxRefs bounds the series references a Store remembers across batches;
+// beyond it they are forgotten all at once and learnt again.
+const maxRefs = 1 << 17
+
+// refEntry is a remembered series reference. The labels are compared
+// because hashes can collide and the head trusts a reference without a
+// check. References are never reused by the head: one for a series that
+// was garbage-collected since is not found, and the head looks the labels up.
+type refEntry struct {
+	lset labels.Labels
+	ref  storage.SeriesRef
+}
+
+// appendPrepared appends the samples with non-nil Labels; rejects holds
+// those refused already.
+func (s *Store) appendPrepared(ctx context.Context, samples []PreparedSample, rejects []Reject) (int, []Reject, error) {
 	release, err := s.acquire()
 	if err != nil {
 		return 0, nil, err
@@ -251,77 +328,77 @@ func (s *Store) Append(ctx context.Context, samples []Sample) (int, []Reject, er
 		return 0, nil, fmt.Errorf("tsdb: append: %w", err)
 	}
 
-	type item struct {
-		idx  int
-		lset labels.Labels
-		hash uint64
-	}
-	var rejects []Reject
-	items := make([]item, 0, len(samples))
-	for i, smp := range samples {
-		lset, err := toLabels(smp.Labels)
-		if err == nil {
-			err = checkValue(smp.V)
+	order := make([]int32, 0, len(samples))
+	for i := range samples {
+		if samples[i].Labels == nil {
+			continue
 		}
-		if err != nil {
+		if err := checkValue(samples[i].V); err != nil {
 			rejects = append(rejects, Reject{Index: i, Reason: err.Error()})
 			continue
 		}
-		items = append(items, item{idx: i, lset: lset, hash: lset.Hash()})
+		order = append(order, int32(i))
 	}
 	// Time order per series makes the append-time and commit-time checks of
 	// the head agree (see package doc); the series order keeps duplicates
-	// inside the batch adjacent.
-	slices.SortStableFunc(items, func(a, b item) int {
-		if c := cmp.Compare(samples[a.idx].T, samples[b.idx].T); c != 0 {
+	// inside the batch adjacent, in the order of the batch.
+	slices.SortFunc(order, func(i, j int32) int {
+		a, b := &samples[i], &samples[j]
+		if c := cmp.Compare(a.T, b.T); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.hash, b.hash); c != 0 {
-			return c
+		if a.Labels != b.Labels {
+			if c := cmp.Compare(a.Labels.hash, b.Labels.hash); c != 0 {
+				return c
+			}
+			if c := labels.Compare(a.Labels.lset, b.Labels.lset); c != 0 {
+				return c
+			}
 		}
-		return labels.Compare(a.lset, b.lset)
+		return cmp.Compare(i, j)
 	})
 
 	app := s.db.AppenderV2(ctx)
 	accepted := 0
-	// Series refs spare the head a lookup by labels for the next sample of
-	// the same series; the labels are compared because hashes can collide
-	// and a ref is trusted without a check.
-	type cached struct {
-		lset labels.Labels
-		ref  storage.SeriesRef
+	s.refMu.Lock()
+	if s.refs == nil || len(s.refs) >= maxRefs {
+		s.refs = make(map[uint64]refEntry)
 	}
-	refs := make(map[uint64]cached, len(items))
-	for k, it := range items {
-		smp := samples[it.idx]
+	for k, i := range order {
+		smp := &samples[i]
+		sr := smp.Labels
 		if k > 0 {
-			prev := items[k-1]
-			if samples[prev.idx].T == smp.T && prev.hash == it.hash && labels.Equal(prev.lset, it.lset) {
+			prev := &samples[order[k-1]]
+			if prev.T == smp.T && (prev.Labels == sr || prev.Labels.hash == sr.hash && labels.Equal(prev.Labels.lset, sr.lset)) {
 				// The head checks duplicates only against committed data,
 				// so a repeat inside the batch is caught here.
-				if math.Float64bits(samples[prev.idx].V) == math.Float64bits(smp.V) {
+				if math.Float64bits(prev.V) == math.Float64bits(smp.V) {
 					accepted++
 				} else {
-					rejects = append(rejects, Reject{Index: it.idx, Reason: describe(it.lset, smp.T,
-						fmt.Errorf("duplicate sample for timestamp in the batch: value %g, earlier %g", smp.V, samples[prev.idx].V))})
+					rejects = append(rejects, Reject{Index: int(i), Reason: describe(sr.lset, smp.T,
+						fmt.Errorf("duplicate sample for timestamp in the batch: value %g, earlier %g", smp.V, prev.V))})
 				}
 				continue
 			}
 		}
 		var ref storage.SeriesRef
-		if c, ok := refs[it.hash]; ok && labels.Equal(c.lset, it.lset) {
+		c, cached := s.refs[sr.hash]
+		if cached && labels.Equal(c.lset, sr.lset) {
 			ref = c.ref
 		}
-		ref, err := app.Append(ref, it.lset, 0, smp.T, smp.V, nil, nil, storage.AOptions{})
+		newRef, err := app.Append(ref, sr.lset, 0, smp.T, smp.V, nil, nil, storage.AOptions{})
 		if err != nil {
-			rejects = append(rejects, Reject{Index: it.idx, Reason: describe(it.lset, smp.T, s.explain(err))})
+			rejects = append(rejects, Reject{Index: int(i), Reason: describe(sr.lset, smp.T, s.explain(err))})
 			continue
 		}
-		refs[it.hash] = cached{it.lset, ref}
+		if newRef != ref {
+			s.refs[sr.hash] = refEntry{sr.lset, newRef}
+		}
 		accepted++
 	}
+	s.refMu.Unlock()
 	if err := app.Commit(); err != nil {
-		return 0, nil, fmt.Errorf("tsdb: commit %d samples: %w", len(items), err)
+		return 0, nil, fmt.Errorf("tsdb: commit %d samples: %w", len(order), err)
 	}
 	if accepted > 0 && !s.opts.NoSync {
 		if err := s.sync(); err != nil {
