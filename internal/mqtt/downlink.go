@@ -62,7 +62,7 @@ func (s *session) mayPublishRequest(r deviceRequest) bool {
 }
 
 // serveRequest answers a device request; a nil rejection means accepted.
-func (h *hook) serveRequest(s *session, r deviceRequest, pk packets.Packet) *ingest.Rejection {
+func (h *hook) serveRequest(s *session, r deviceRequest, pk *packets.Packet) *ingest.Rejection {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if len(pk.Payload) > maxRequestPayload {

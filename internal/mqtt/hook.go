@@ -415,57 +415,54 @@ func (h *hook) allowed(s *session, topic string, write bool) bool {
 
 // verdict is what examine decided about a publish: data to make durable
 // (msg), a request for the hub to answer (req), or neither, in which case
-// (pk, err) is the answer for the broker.
+// err is the answer for the broker (nil: relay the publish as it is).
 type verdict struct {
 	msg *ingest.Message
 	req *deviceRequest
 	s   *session
-	pk  packets.Packet
 	err error
 }
 
-// examine authorizes, rate-limits, decodes and validates a publish.
-func (h *hook) examine(cl *mochi.Client, pk packets.Packet) verdict {
+// examine authorizes, rate-limits, decodes and validates a publish. It
+// reads pk and does not keep it.
+func (h *hook) examine(cl *mochi.Client, pk *packets.Packet) verdict {
 	if cl.Net.Inline {
-		return verdict{pk: pk}
+		return verdict{}
 	}
 	s := h.session(cl)
 	if s == nil {
-		return verdict{pk: pk, err: packets.ErrRejectPacket}
+		return verdict{err: packets.ErrRejectPacket}
 	}
 	if pk.Properties.TopicAliasFlag {
 		if pk.TopicName == "" {
 			// An alias this connection never mapped [MQTT-3.3.2-7].
 			h.rejected.WithLabelValues("topic_alias").Inc()
 			_ = h.s.broker.DisconnectClient(cl, packets.ErrProtocolViolation)
-			return verdict{s: s, pk: pk, err: packets.ErrRejectPacket}
+			return verdict{s: s, err: packets.ErrRejectPacket}
 		}
 		if !h.allowed(s, pk.TopicName, true) {
 			h.rejected.WithLabelValues("not_authorized").Inc()
-			pkx, err := h.refusePublish(cl, s, pk, packets.ErrNotAuthorized)
-			return verdict{s: s, pk: pkx, err: err}
+			return verdict{s: s, err: h.refusePublish(cl, s, pk, packets.ErrNotAuthorized)}
 		}
 	}
 	if s.kind != kindDevice {
-		return verdict{s: s, pk: pk}
+		return verdict{s: s}
 	}
 	t, perr := ParseTopic(pk.TopicName)
 	if perr != nil {
-		return verdict{s: s, pk: pk}
+		return verdict{s: s}
 	}
 	if r, ok := requestOf(t); ok {
 		if !s.publish.Allow() {
-			pkx, err := h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"}, false)
-			return verdict{s: s, pk: pkx, err: err}
+			return verdict{s: s, err: h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"}, false)}
 		}
-		return verdict{req: &r, s: s, pk: pk}
+		return verdict{req: &r, s: s}
 	}
 	if t.Kind != KindTelemetry && t.Kind != KindEvent {
-		return verdict{s: s, pk: pk} // status messages are relayed, not stored
+		return verdict{s: s} // status messages are relayed, not stored
 	}
 	if !s.publish.Allow() {
-		pkx, err := h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"}, false)
-		return verdict{s: s, pk: pkx, err: err}
+		return verdict{s: s, err: h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"}, false)}
 	}
 	dev := ingest.Device{Code: s.code, Tenant: s.tenant, Model: s.model}
 	ct := pk.Properties.ContentType
@@ -477,29 +474,29 @@ func (h *hook) examine(cl *mochi.Client, pk packets.Packet) verdict {
 		m, rej = h.s.opts.Decoder.Event(dev, t.Rest, ct, pk.Payload, "mqtt")
 	}
 	if rej != nil {
-		pkx, err := h.reject(cl, s, pk, rej, true)
-		return verdict{s: s, pk: pkx, err: err}
+		return verdict{s: s, err: h.reject(cl, s, pk, rej, true)}
 	}
-	return verdict{msg: &m, s: s, pk: pk}
+	return verdict{msg: &m, s: s}
 }
 
 // OnPublish handles what the asynchronous path (OnPublishAsync, installed
 // for every QoS 1/2 publish) does not: QoS 0 publishes, handed over without
 // waiting, and the inline client's.
 func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
-	v := h.examine(cl, pk)
+	v := h.examine(cl, &pk)
 	if v.req != nil {
 		// Nobody waits for an answer at QoS 0; a refusal still reaches an
 		// MQTT 3.1.1 device's errors topic and the dead letters.
+		req := pk // only this branch moves a copy to the heap
 		go func() {
-			if rej := h.serveRequest(v.s, *v.req, pk); rej != nil {
-				_, _ = h.reject(cl, v.s, pk, rej, rej.Reason != ingest.Unavailable)
+			if rej := h.serveRequest(v.s, *v.req, &req); rej != nil {
+				_ = h.reject(cl, v.s, &req, rej, rej.Reason != ingest.Unavailable)
 			}
 		}()
 		return pk, nil
 	}
 	if v.msg == nil {
-		return v.pk, v.err
+		return pk, v.err
 	}
 	if !h.s.opts.Pipeline.SubmitNoWait(*v.msg) {
 		h.rejected.WithLabelValues("qos0_dropped").Inc()
@@ -510,8 +507,10 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 
 // OnPublishAsync takes QoS 1/2 publishes (the broker's AsyncPublisher): the
 // connection goes on reading while the message is made durable, and the
-// broker sends the PUBACK/PUBREC, in order, when done is called.
-func (h *hook) OnPublishAsync(cl *mochi.Client, pk packets.Packet, done func(packets.Packet, error)) {
+// broker sends the PUBACK/PUBREC, in order, when done is called. pk is the
+// broker's own copy, valid until done: working on it instead of a copy
+// keeps the per-message allocations small.
+func (h *hook) OnPublishAsync(cl *mochi.Client, pk *packets.Packet, done func(error)) {
 	v := h.examine(cl, pk)
 	if v.req != nil {
 		// Twin reports and command results are written to the metadata
@@ -523,32 +522,44 @@ func (h *hook) OnPublishAsync(cl *mochi.Client, pk packets.Packet, done func(pac
 				return
 			}
 			h.published.WithLabelValues(v.req.kind).Inc()
-			done(pk, nil)
+			done(nil)
 		}()
 		return
 	}
 	if v.msg == nil {
-		done(v.pk, v.err)
+		done(v.err)
 		return
 	}
-	kind := kindOf(v.msg)
-	s := v.s
-	h.s.opts.Pipeline.SubmitAsync(*v.msg, func(err error) {
-		if err == nil {
-			h.published.WithLabelValues(kind).Inc()
-		}
-		done(h.durable(cl, s, pk, err))
-	})
+	a := &pending{h: h, cl: cl, s: v.s, pk: pk, done: done, event: v.msg.Kind == ingest.Event}
+	h.s.opts.Pipeline.SubmitAsync(*v.msg, a.durable)
+}
+
+// pending is a publish waiting for the pipeline; its method value is the
+// pipeline's callback (one allocation per message instead of a closure and
+// its captured variables).
+type pending struct {
+	h     *hook
+	cl    *mochi.Client
+	s     *session
+	pk    *packets.Packet
+	done  func(error)
+	event bool
 }
 
 // durable turns the pipeline's answer into the broker's: the publish stands,
 // or the device is told the hub could not store it.
-func (h *hook) durable(cl *mochi.Client, s *session, pk packets.Packet, err error) (packets.Packet, error) {
-	if err == nil {
-		return pk, nil
+func (a *pending) durable(err error) {
+	if err != nil {
+		a.h.s.log.Warn("telemetry not durable; refusing", "device", a.s.code, "err", err)
+		a.done(a.h.reject(a.cl, a.s, a.pk, &ingest.Rejection{Reason: ingest.Unavailable, Message: "the hub could not store the data; retry"}, false))
+		return
 	}
-	h.s.log.Warn("telemetry not durable; refusing", "device", s.code, "err", err)
-	return h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.Unavailable, Message: "the hub could not store the data; retry"}, false)
+	kind := KindTelemetry
+	if a.event {
+		kind = KindEvent
+	}
+	a.h.published.WithLabelValues(kind).Inc()
+	a.done(nil)
 }
 
 func kindOf(m *ingest.Message) string {
@@ -562,7 +573,7 @@ func kindOf(m *ingest.Message) string {
 // string; MQTT 3.1.1, which has no negative PUBACK, gets the reason on the
 // device's errors topic (and, when the hub itself failed, a disconnect so the
 // device resends later). Data rejections are kept as dead letters.
-func (h *hook) reject(cl *mochi.Client, s *session, pk packets.Packet, rej *ingest.Rejection, deadLetter bool) (packets.Packet, error) {
+func (h *hook) reject(cl *mochi.Client, s *session, pk *packets.Packet, rej *ingest.Rejection, deadLetter bool) error {
 	h.rejected.WithLabelValues(string(rej.Reason)).Inc()
 	if deadLetter {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -582,11 +593,11 @@ func (h *hook) reject(cl *mochi.Client, s *session, pk packets.Packet, rej *inge
 			// Not stored anywhere (hub unavailable, rate limit): withhold the
 			// PUBACK and close, so the device resends after reconnecting.
 			cl.Stop(errors.New(rej.Error()))
-			return pk, packets.ErrRejectPacket
+			return packets.ErrRejectPacket
 		}
 		// Kept as a dead letter: acknowledge so the device does not resend
 		// forever, and do not relay it to subscribers.
-		return pk, packets.CodeSuccessIgnore
+		return packets.CodeSuccessIgnore
 	}
 	return h.refusePublish(cl, s, pk, packets.Code{Code: rej.Reason.MQTTCode(), Reason: truncate(rej.Error(), 256)})
 }
@@ -594,18 +605,18 @@ func (h *hook) reject(cl *mochi.Client, s *session, pk packets.Packet, rej *inge
 // refusePublish answers a refused MQTT 5 PUBLISH: QoS 0 is dropped, QoS 1
 // gets a PUBACK with the reason, QoS 2 a PUBREC with it, which ends the
 // exchange [MQTT-3.3.4-1] [MQTT-4.3.3-9].
-func (h *hook) refusePublish(cl *mochi.Client, s *session, pk packets.Packet, c packets.Code) (packets.Packet, error) {
+func (h *hook) refusePublish(cl *mochi.Client, s *session, pk *packets.Packet, c packets.Code) error {
 	switch {
 	case !s.v5:
 		// Only alias checks get here, and 3.1.1 has no aliases.
 		cl.Stop(c)
-		return pk, packets.ErrRejectPacket
+		return packets.ErrRejectPacket
 	case pk.FixedHeader.Qos == 0:
-		return pk, packets.ErrRejectPacket
+		return packets.ErrRejectPacket
 	}
 	// The broker answers QoS 1 with a PUBACK and QoS 2 with a PUBREC carrying
 	// the reason, in order with the connection's other acknowledgements.
-	return pk, c
+	return c
 }
 
 func truncate(s string, n int) string {

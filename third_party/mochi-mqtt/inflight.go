@@ -97,6 +97,26 @@ func (i *Inflight) GetAll(immediate bool) []packets.Packet {
 	return m
 }
 
+// expired returns the in-flight packets whose MQTT 5 message expiry has
+// passed [MQTT-3.3.2-5] or that are older than maximumExpiry (when > 0).
+// The broker calls it for every client every second; scanning in place
+// instead of copying and sorting the whole store (GetAll) keeps that cheap
+// for a subscriber with thousands of messages in flight (wanwu patch,
+// PATCHES.md).
+func (i *Inflight) expired(now, maximumExpiry int64) []packets.Packet {
+	i.RLock()
+	defer i.RUnlock()
+	var out []packets.Packet
+	for _, tk := range i.internal {
+		expired := tk.ProtocolVersion == 5 && tk.Expiry > 0 && tk.Expiry < now
+		enforced := maximumExpiry > 0 && now-tk.Created > maximumExpiry
+		if expired || enforced {
+			out = append(out, tk)
+		}
+	}
+	return out
+}
+
 // NextImmediate returns the next inflight packet which is indicated to be sent immediately.
 // This typically occurs when the quota has been exhausted, and we need to wait until new quota
 // is free to continue sending.

@@ -749,10 +749,14 @@ func (s *Server) processPingreq(cl *Client, _ packets.Packet) error {
 }
 
 // AsyncPublisher is an optional hook (wanwu patch) that takes over QoS 1/2
-// publishes and reports its verdict later by calling done exactly once, with
-// what OnPublish would have returned.
+// publishes and reports its verdict later by calling done exactly once with
+// the error OnPublish would have returned. pk is the broker's copy of the
+// packet: the hook may change it as OnPublish may return a changed packet,
+// and must not touch it after calling done. (Passing the packet by pointer
+// and the verdict as an error keeps a publish to one copy of the 800-byte
+// packet on the heap.)
 type AsyncPublisher interface {
-	OnPublishAsync(cl *Client, pk packets.Packet, done func(pkx packets.Packet, err error))
+	OnPublishAsync(cl *Client, pk *packets.Packet, done func(err error))
 }
 
 // SetAsyncPublisher installs an AsyncPublisher (wanwu patch); call it before Serve.
@@ -930,9 +934,10 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	if s.asyncPublisher != nil && pk.FixedHeader.Qos > 0 && !cl.Net.Inline {
 		cl.State.Inflight.DecreaseReceiveQuota()
 		slot := cl.State.publishOrder.reserve()
-		s.asyncPublisher.OnPublishAsync(cl, pk, func(pkx packets.Packet, err error) {
+		p := &pk
+		s.asyncPublisher.OnPublishAsync(cl, p, func(err error) {
 			cl.State.publishOrder.complete(slot, func() {
-				if err := s.finishPublish(cl, pk, pkx, err, true); err != nil {
+				if err := s.finishPublish(cl, *p, *p, err, true); err != nil {
 					cl.Stop(err)
 				}
 			})
