@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wanwu-iot/wanwu/internal/coap"
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/hub"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
@@ -137,7 +138,8 @@ func printTour(e *env, h *hub.Hub, dataDir string) {
 	fmt.Fprintf(e.stdout, `
 wanwu hub is running at %s (data in %s).
 The admin token is in %s; 'wanwu ctl' finds it there.
-MQTT: %[5]s (plain), %[6]s (TLS); Prometheus API for Grafana: %[1]s/prometheus
+MQTT: %[5]s (plain), %[6]s (TLS); CoAP: %[7]s (DTLS), %[8]s (plain UDP)
+Prometheus API for Grafana: %[1]s/prometheus
 
 Quick tour, in another terminal in this directory:
   go run ./cmd/wanwu ctl%[4]s tenant create acme
@@ -148,9 +150,18 @@ Quick tour, in another terminal in this directory:
   go run ./cmd/wanwu ctl%[4]s audit head --out head.txt
   go run ./cmd/wanwu verify%[4]s log --head head.txt
 
-Then send telemetry as the device and read it back: see the README's quick tour.
+Then send telemetry as the device, set its twin and send it commands: see the
+README's quick tour.
 Stop with Ctrl-C.
-`, url, abs, filepath.Join(abs, hub.AdminTokenFile), dd, orOff(h.MQTT().Addr(mqtt.ListenerTCP)), orOff(h.MQTT().Addr(mqtt.ListenerTLS)))
+`, url, abs, filepath.Join(abs, hub.AdminTokenFile), dd, orOff(h.MQTT().Addr(mqtt.ListenerTCP)), orOff(h.MQTT().Addr(mqtt.ListenerTLS)),
+		orOff(coapAddr(h, coap.ListenerDTLS)), orOff(coapAddr(h, coap.ListenerUDP)))
+}
+
+func coapAddr(h *hub.Hub, listener string) string {
+	if h.CoAP() == nil {
+		return ""
+	}
+	return h.CoAP().Addr(listener)
 }
 
 func orOff(addr string) string {
