@@ -143,7 +143,20 @@ var v3ReturnCodes = map[byte]byte{
 
 // OnConnect authenticates and admits the client before the session starts;
 // refusing here lets the CONNACK carry the precise reason code.
+//
+// The work runs on a goroutine of its own: verifying signatures and reading
+// the registry needs a deep stack, and a goroutine's stack does not shrink
+// back while it lives. Done on the connection's goroutine, which lives as long
+// as the connection, it left every idle device holding a grown stack (and
+// raised the size new goroutines start with), most of the hub's memory per
+// idle connection.
 func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	errc := make(chan error, 1)
+	go func() { errc <- h.connect(cl, pk) }()
+	return <-errc
+}
+
+func (h *hook) connect(cl *mochi.Client, pk packets.Packet) error {
 	now := time.Now()
 	host, _, _ := net.SplitHostPort(cl.Net.Remote)
 	if !h.connAddr.Allow(host, now) {

@@ -143,21 +143,21 @@ type Will struct {
 
 // ClientState tracks the state of the client.
 type ClientState struct {
-	TopicAliases    TopicAliases         // a map of topic aliases
-	stopCause       atomic.Value         // reason for stopping
-	Inflight        *Inflight            // a map of in-flight qos messages
-	Subscriptions   *Subscriptions       // a map of the subscription filters a client maintains
-	disconnected    int64                // the time the client disconnected in unix time, for calculating expiry
-	outbound        chan *packets.Packet // queue for pending outbound packets
-	endOnce         sync.Once            // only end once
-	isTakenOver     atomic.Bool          // used to identify orphaned clients
-	packetID        uint32               // the current highest packetID
-	open            context.Context      // indicate that the client is open for packet exchange
-	cancelOpen      context.CancelFunc   // cancel function for open context
-	outboundQty     int32                // number of messages currently in the outbound queue
-	Keepalive       uint16               // the number of seconds the connection can wait
-	ServerKeepalive bool                 // keepalive was set by the server
-	publishOrder    publishOrder         // wanwu patch: asynchronous publishes, finished in arrival order
+	TopicAliases    TopicAliases       // a map of topic aliases
+	stopCause       atomic.Value       // reason for stopping
+	Inflight        *Inflight          // a map of in-flight qos messages
+	Subscriptions   *Subscriptions     // a map of the subscription filters a client maintains
+	disconnected    int64              // the time the client disconnected in unix time, for calculating expiry
+	outbound        *outboundQueue     // queue for pending outbound packets (wanwu patch: was a channel)
+	endOnce         sync.Once          // only end once
+	isTakenOver     atomic.Bool        // used to identify orphaned clients
+	packetID        uint32             // the current highest packetID
+	open            context.Context    // indicate that the client is open for packet exchange
+	cancelOpen      context.CancelFunc // cancel function for open context
+	outboundQty     int32              // number of messages currently in the outbound queue
+	Keepalive       uint16             // the number of seconds the connection can wait
+	ServerKeepalive bool               // keepalive was set by the server
+	publishOrder    publishOrder       // wanwu patch: asynchronous publishes, finished in arrival order
 }
 
 // publishOrder releases the continuations of asynchronously handled
@@ -212,13 +212,15 @@ func newClient(c net.Conn, o *ops) *Client {
 			open:          ctx,
 			cancelOpen:    cancel,
 			Keepalive:     defaultKeepalive,
-			outbound:      make(chan *packets.Packet, o.options.Capabilities.MaximumClientWritesPending),
+			outbound:      newOutboundQueue(int(o.options.Capabilities.MaximumClientWritesPending)),
 		},
 		Properties: ClientProperties{
 			ProtocolVersion: defaultClientProtocolVersion, // default protocol version
 		},
 		ops: o,
 	}
+
+	cl.State.outbound.write = cl.WriteLoop // wanwu patch: the queue starts its writer on demand
 
 	if c != nil {
 		cl.Net = ClientConnection{
@@ -231,20 +233,97 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
-// WriteLoop ranges over pending outbound messages and writes them to the client connection.
+// WriteLoop writes the client's pending outbound packets until none is left.
+// wanwu patch: the outbound queue starts it on demand and it returns when the
+// queue is empty, instead of one goroutine per connection waiting for the
+// connection's whole life: an idle device holds no writer goroutine and no
+// stack for it.
 func (cl *Client) WriteLoop() {
 	for {
-		select {
-		case pk := <-cl.State.outbound:
-			if err := cl.WritePacket(*pk); err != nil {
-				// TODO : Figure out what to do with error
-				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
-			}
-			atomic.AddInt32(&cl.State.outboundQty, -1)
-		case <-cl.State.open.Done():
+		pk, ok := cl.State.outbound.pop()
+		if !ok {
 			return
 		}
+		if err := cl.WritePacket(*pk); err != nil {
+			// TODO : Figure out what to do with error
+			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+		}
+		atomic.AddInt32(&cl.State.outboundQty, -1)
 	}
+}
+
+// outboundQueue holds a client's packets waiting to be written (wanwu
+// patch). It was a channel with MaximumClientWritesPending slots, allocated
+// in full for every client, read by a goroutine per client: with the 8,192
+// slots an integration catching up with a burst needs, that was 64 KiB per
+// connection plus a goroutine's stack, idle devices included. The queue grows
+// with use up to the same bound, lets go of its memory when it empties, and
+// runs one writer goroutine only while it holds packets, so packets are
+// written one at a time and in order.
+type outboundQueue struct {
+	mu      sync.Mutex
+	items   []*packets.Packet
+	head    int
+	limit   int
+	writing bool   // a writer goroutine is running
+	write   func() // the writer: drains the queue, then returns
+}
+
+// keptOutbound is the queue capacity kept once the queue empties.
+const keptOutbound = 256
+
+func newOutboundQueue(limit int) *outboundQueue {
+	return &outboundQueue{limit: limit}
+}
+
+// push adds a packet and starts the writer if none runs; false when the
+// queue is full.
+func (q *outboundQueue) push(pk *packets.Packet) bool {
+	q.mu.Lock()
+	if len(q.items)-q.head >= q.limit {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, pk)
+	start := !q.writing && q.write != nil
+	if start {
+		q.writing = true
+	}
+	q.mu.Unlock()
+	if start {
+		go q.write()
+	}
+	return true
+}
+
+// pop takes the oldest packet; when there is none it records that the
+// writer stops, so the next push starts another.
+func (q *outboundQueue) pop() (*packets.Packet, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		q.writing = false
+		return nil, false
+	}
+	pk := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		q.head = 0
+		if cap(q.items) > keptOutbound {
+			q.items = nil
+		} else {
+			q.items = q.items[:0]
+		}
+	}
+	return pk, true
+}
+
+// len is how many packets wait.
+func (q *outboundQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items) - q.head
 }
 
 // ParseConnect parses the connect parameters and properties for a client.
@@ -635,7 +714,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
-		if len(cl.State.outbound) == 0 {
+		if cl.State.outbound.len() == 0 {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}
