@@ -12,8 +12,28 @@
 #   3. latency: the same devices at RATE msg/s each (below saturation):
 #               publish→delivery percentiles
 #
-# Usage (from anywhere): bench/compare.sh      Environment: see the defaults below.
+# CoAP (bench/compare.sh coap, or all): wanwu's plain-UDP CoAP listener and
+# libcoap's coap-server, fresh processes, the same `wanwu bench coap` load
+# (CON, then NON); then `wanwu bench roundtrip` (twin and command round
+# trips, wanwu only). Written between <!-- compare.sh:coap:begin/end --> and
+# <!-- compare.sh:roundtrip:begin/end -->.
+#
+# Usage (from anywhere): bench/compare.sh [all|mqtt|coap]
+# Environment: see the defaults below.
 set -euo pipefail
+
+PART=${1:-all}
+case "$PART" in all | mqtt | coap) ;; *) echo "usage: $0 [all|mqtt|coap]" >&2; exit 2 ;; esac
+COAP_CLIENTS=${COAP_CLIENTS:-100}       # CoAP devices, one UDP socket each
+COAP_REQS=${COAP_REQS:-200}             # requests per device
+COAP_INFLIGHT=${COAP_INFLIGHT:-1}       # outstanding requests per device (RFC 7252 NSTART = 1)
+COAP_SIZE=${COAP_SIZE:-100}             # SenML CBOR payload bytes
+COAP_PEER_PORT=${COAP_PEER_PORT:-15683}
+WANWU_COAP=${WANWU_COAP:-127.0.0.1:15693}
+WANWU_COAPS=${WANWU_COAPS:-127.0.0.1:15694}
+RT_DEVICES=${RT_DEVICES:-50}            # round-trip devices (MQTT 5)
+RT_ROUNDS=${RT_ROUNDS:-20}              # twin rounds and command rounds per device
+RT_INTERVAL=${RT_INTERVAL:-100ms}       # pause between one device's rounds
 
 N=${N:-100}                        # messages per client, ingest figure
 CLIENTS=${CLIENTS:-1000}           # publishing devices
@@ -41,8 +61,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_install() {
 	as_root apt-get install -y "$@" >/dev/null || { as_root apt-get update >/dev/null && as_root apt-get install -y "$@" >/dev/null; }
 }
-if ! command -v mosquitto >/dev/null 2>&1; then
-	log "installing the peer: mosquitto mosquitto-clients libcoap3-bin"
+if ! command -v mosquitto >/dev/null 2>&1 || ! command -v coap-server-notls >/dev/null 2>&1; then
+	log "installing the peers: mosquitto mosquitto-clients libcoap3-bin"
 	apt_install mosquitto mosquitto-clients libcoap3-bin
 fi
 command -v jq >/dev/null 2>&1 || apt_install jq
@@ -115,6 +135,23 @@ run_loads() {
 	return 0
 }
 
+# replace_section FILE BEGIN END SECTION_FILE: put SECTION_FILE (which holds
+# its own markers) between the markers, or append it when they are missing.
+replace_section() {
+	local file=$1 begin=$2 end=$3 sect=$4
+	if grep -qF "$begin" "$file" && grep -qF "$end" "$file"; then
+		awk -v sect="$sect" -v b="$begin" -v e="$end" '
+			index($0, b) { while ((getline line < sect) > 0) print line; skip = 1; next }
+			index($0, e) { skip = 0; next }
+			!skip { print }
+		' "$file" >"$tmp/results.md"
+	else
+		{ cat "$file"; echo; cat "$sect"; } >"$tmp/results.md"
+	fi
+	cat "$tmp/results.md" >"$file"
+}
+
+if [ "$PART" != coap ]; then
 # ---- (1) mosquitto, configured exactly as PEERS.md says ----
 cat >"$tmp/mosquitto.conf" <<EOF
 listener $MOSQ_PORT 127.0.0.1
@@ -309,4 +346,203 @@ fi
 cat "$tmp/results.md" >"$RESULTS"
 log "wrote the section of $RESULTS"
 cat "$section"
-[ "$mosq_status" = ok ] || exit 1
+[ "$mosq_status" = ok ] || mqtt_failed=1
+fi # PART != coap
+[ "$PART" = mqtt ] && exit "${mqtt_failed:-0}"
+
+# ---- CoAP: wanwu and libcoap's coap-server, the same generator ----
+coap_common=(--clients "$COAP_CLIENTS" --requests "$COAP_REQS" --inflight "$COAP_INFLIGHT" --size "$COAP_SIZE")
+coap_cmds=()
+# coap_run NAME FIGURE PID TARGET [flags...]: one load into $tmp/coap-NAME-FIGURE.json.
+coap_run() {
+	local name=$1 fig=$2 pid=$3 target=$4 rc=0
+	shift 4
+	local flags=(--con)
+	[ "$fig" = non ] && flags=(--non --timeout 2s)
+	log "coap $name: $fig, $COAP_CLIENTS devices × $COAP_REQS requests"
+	coap_cmds+=("wanwu bench coap --target $target ${coap_common[*]} ${flags[*]} $* --target-pid \$PID")
+	"${bench[@]}" coap --target "$target" "${coap_common[@]}" "${flags[@]}" "$@" --target-pid "$pid" \
+		--out "$tmp/coap-$name-$fig.json" >"$tmp/coap-$name-$fig.txt" 2>"$tmp/coap-$name-$fig.err" || rc=$?
+	cat "$tmp/coap-$name-$fig.txt" >&2
+	[ "$rc" -eq 0 ] || log "coap $name $fig exited $rc: $(tail -n 1 "$tmp/coap-$name-$fig.err")"
+}
+
+# (a) libcoap's example server. -d 10: POST to an unknown path creates a
+# dynamic resource (2.01), and later POSTs to it answer 2.04 — the same
+# method, path and answer as wanwu's /t; its default resources answer
+# POST with 4.05. It keeps only the last payload, in memory.
+COAP_SERVER=$(command -v coap-server-notls)
+peer_status=ok
+log "starting coap-server on 127.0.0.1:$COAP_PEER_PORT"
+"$COAP_SERVER" -A 127.0.0.1 -p "$COAP_PEER_PORT" -d 10 >"$tmp/coap-server.log" 2>&1 &
+peer_pid=$!
+children+=("$peer_pid")
+sleep 0.5
+if kill -0 "$peer_pid" 2>/dev/null; then
+	coap_run peer con "$peer_pid" "127.0.0.1:$COAP_PEER_PORT" --peer-token
+	coap_run peer non "$peer_pid" "127.0.0.1:$COAP_PEER_PORT" --peer-token
+else
+	peer_status="coap-server did not start: $(tail -n 2 "$tmp/coap-server.log" | tr '\n' ' ')"
+fi
+stop "$peer_pid"
+libcoap_version=$(dpkg-query -W -f '${Version}' libcoap3-bin 2>/dev/null || echo '?')
+
+# (b) wanwu: its own hub, CoAP on plain UDP (device tokens in ?t=) and DTLS
+# (PSK). The request rate limits are raised so that they do not drop the
+# generator's load: the limiter still runs on every datagram.
+printf '%s\n' 'coap:' '  limits:' '    request_per_device: 1000000' '    request_per_device_burst: 1000000' \
+	'    request_per_addr: 10000000' '    request_per_addr_burst: 10000000' >"$tmp/hub-coap.yaml"
+coap_wanwu_status=ok
+log "starting wanwu hub (CoAP $WANWU_COAP, DTLS $WANWU_COAPS, MQTT $WANWU_MQTT, HTTP $WANWU_HTTP)"
+"$tmp/wanwu" hub --config "$tmp/hub-coap.yaml" --data-dir "$tmp/hub-coap" --http.listen "$WANWU_HTTP" \
+	--mqtt.listen "$WANWU_MQTT" --coap.listen "$WANWU_COAP" --coap.dtls-listen "$WANWU_COAPS" >"$tmp/hub-coap.log" 2>&1 &
+hub_pid=$!
+children+=("$hub_pid")
+prov=(--provision --hub "http://$WANWU_HTTP" --data-dir "$tmp/hub-coap" --state "$tmp/bench-coap-state.json")
+rt_cmd=
+if ! wait_tcp "$WANWU_HTTP" 60 "$hub_pid"; then
+	coap_wanwu_status="the hub did not start: $(grep -v '^$' "$tmp/hub-coap.log" | tail -n 2 | tr '\n' ' ')"
+else
+	coap_run wanwu con "$hub_pid" "$WANWU_COAP" "${prov[@]}"
+	coap_run wanwu non "$hub_pid" "$WANWU_COAP" "${prov[@]}"
+	coap_run wanwu dtls "$hub_pid" "$WANWU_COAPS" --dtls "${prov[@]}"
+	log "roundtrip: $RT_DEVICES devices × $RT_ROUNDS twin + $RT_ROUNDS command rounds"
+	rt_cmd="wanwu bench roundtrip --broker tcp://$WANWU_MQTT --hub http://$WANWU_HTTP --devices $RT_DEVICES --twin-rounds $RT_ROUNDS --command-rounds $RT_ROUNDS --interval $RT_INTERVAL"
+	"${bench[@]}" roundtrip --broker "tcp://$WANWU_MQTT" --hub "http://$WANWU_HTTP" --data-dir "$tmp/hub-coap" \
+		--state "$tmp/bench-rt-state.json" --devices "$RT_DEVICES" --twin-rounds "$RT_ROUNDS" --command-rounds "$RT_ROUNDS" \
+		--interval "$RT_INTERVAL" --out "$tmp/rt.json" >"$tmp/rt.txt" 2>"$tmp/rt.err" || log "roundtrip failed: $(tail -n 1 "$tmp/rt.err")"
+	cat "$tmp/rt.txt" >&2
+fi
+stop "$hub_pid"
+
+# cj NAME FIGURE JQ: a figure of a CoAP run, empty when missing.
+cj() { [ -s "$tmp/coap-$1-$2.json" ] && jq -r "$3 // empty" "$tmp/coap-$1-$2.json" || true; }
+cacct() { cj "$1" "$2" '"\(.ok) of \(.sent) / \(.retransmissions) / \(.unanswered) / \(.codes // {} | to_entries | map("\(.key) \(.value)") | join(", "))"'; }
+cpct() { local v; v=$(cj "$1" "$2" "$3"); [ -n "$v" ] && awk -v v="$v" 'BEGIN { printf "%.1f", v / 1e6 }' || true; }
+cfmt() { local v; v=$(cj "$1" "$2" "$3"); [ -n "$v" ] && awk -v v="$v" -v d="${4:-0}" 'BEGIN { printf "%.*f", d, v }' || true; }
+crow() { # LABEL BETTER WANWU PEER: a row with the ratio wanwu/peer
+	local w=${3:-—} p=${4:-—} ratio=—
+	if [ "$w" != — ] && [ "$p" != — ]; then
+		ratio=$(awk -v a="$w" -v b="$p" 'BEGIN { if (b + 0 == 0) print "—"; else printf "%.2f×", a / b }')
+	fi
+	printf '| %s | %s | %s | %s | %s |\n' "$1" "$w" "$p" "$ratio" "$2"
+}
+crow3() { printf '| %s | %s | %s | — | |\n' "$1" "${2:-—}" "${3:-—}"; }
+cmodel=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+cmem=$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+cnow=$(date -u +%Y-%m-%dT%H:%MZ)
+cgover=$(go env GOVERSION)
+coap_env="COAP_CLIENTS=$COAP_CLIENTS COAP_REQS=$COAP_REQS COAP_INFLIGHT=$COAP_INFLIGHT COAP_SIZE=$COAP_SIZE RT_DEVICES=$RT_DEVICES RT_ROUNDS=$RT_ROUNDS RT_INTERVAL=$RT_INTERVAL"
+csection="$tmp/coap-section.md"
+{
+	echo '<!-- compare.sh:coap:begin -->'
+	echo '## CoAP ingest: wanwu side by side with libcoap coap-server (bench/compare.sh)'
+	echo
+	echo 'Written by `bench/compare.sh`; do not edit by hand. Command (from the repository root):'
+	echo
+	echo '```sh'
+	echo "$coap_env bench/compare.sh coap"
+	echo '```'
+	echo
+	echo "which ran (\`\$PID\`: the target's process; the peer first, then a fresh wanwu hub):"
+	echo
+	echo '```sh'
+	echo "coap-server-notls -A 127.0.0.1 -p $COAP_PEER_PORT -d 10"
+	echo "wanwu hub --config hub-coap.yaml --coap.listen $WANWU_COAP --coap.dtls-listen $WANWU_COAPS --mqtt.listen $WANWU_MQTT --http.listen $WANWU_HTTP --data-dir DIR"
+	printf '%s\n' "${coap_cmds[@]}" | sed "s#$tmp/##g"
+	echo '```'
+	echo
+	echo "Date: $cnow. Machine: $(nproc) cores ($cmodel), $cmem RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), $cgover;"
+	echo "libcoap $libcoap_version. Generator (\`wanwu bench coap\`: go-coap's message codec on one UDP socket per device) and server share these cores."
+	echo
+	[ "$peer_status" = ok ] || { echo "**coap-server failed**: $peer_status."; echo; }
+	[ "$coap_wanwu_status" = ok ] || { echo "**wanwu failed**: $coap_wanwu_status."; echo; }
+	echo '| figure | wanwu | coap-server | ratio wanwu/coap-server | better |'
+	echo '|---|---|---|---|---|'
+	for fig in con non; do
+		T=$(echo "$fig" | tr a-z A-Z)
+		crow "$T: 2.xx responses/s ($COAP_CLIENTS devices × $COAP_REQS POST /t, $COAP_SIZE B SenML CBOR, in-flight $COAP_INFLIGHT)" higher \
+			"$(cfmt wanwu $fig .throughput_per_s)" "$(cfmt peer $fig .throughput_per_s)"
+		crow "$T: server CPU-seconds per million 2.xx" lower \
+			"$(cfmt wanwu $fig .target_cpu_s_per_million 1)" "$(cfmt peer $fig .target_cpu_s_per_million 1)"
+		for q in p50 p99 p999; do
+			crow "$T: request→2.xx $q, ms" lower "$(cpct wanwu $fig ".latency.${q}_ns")" "$(cpct peer $fig ".latency.${q}_ns")"
+		done
+		crow "$T: server peak RSS, MiB" lower \
+			"$(cfmt wanwu $fig '.target_rss_peak_bytes / 1048576' 1)" "$(cfmt peer $fig '.target_rss_peak_bytes / 1048576' 1)"
+		crow3 "$T: 2.xx of sent / retransmissions / unanswered / codes" "$(cacct wanwu $fig)" "$(cacct peer $fig)"
+		crow3 "$T: generator CPU-seconds per million 2.xx" "$(cfmt wanwu $fig .generator_cpu_s_per_million 1)" "$(cfmt peer $fig .generator_cpu_s_per_million 1)"
+	done
+	crow3 "DTLS (PSK), CON: 2.xx responses/s, same load" "$(cfmt wanwu dtls .throughput_per_s)" "not run"
+	crow3 "DTLS (PSK), CON: server CPU-seconds per million 2.xx" "$(cfmt wanwu dtls .target_cpu_s_per_million 1)" "not run"
+	crow3 "DTLS (PSK), CON: request→2.xx p50 / p99, ms" "$(cpct wanwu dtls .latency.p50_ns) / $(cpct wanwu dtls .latency.p99_ns)" "not run"
+	crow3 "DTLS (PSK), CON: 2.xx of sent / retransmissions / unanswered / codes" "$(cacct wanwu dtls)" "not run"
+	echo
+	echo "Notes:"
+	echo
+	echo "- Same datagrams for both ($(cj wanwu con .datagram_bytes) B): POST /t, Content-Format 112 (SenML CBOR, $COAP_SIZE B: the two"
+	echo "  records of the MQTT payload plus an ignored \"pad\" label), and a Uri-Query \`t=<device token>\`: wanwu's"
+	echo "  plain-UDP listener authenticates every request by it; coap-server gets a token of the same size and"
+	echo "  format signed by a throwaway key (\`--peer-token\`), which it ignores. One UDP socket per device (a"
+	echo "  server deduplicates by endpoint and message id: one endpoint carries at most 65,536 requests per"
+	echo "  EXCHANGE_LIFETIME)."
+	echo "- coap-server runs with \`-d 10\`: its first POST /t creates a dynamic resource (2.01), the rest answer"
+	echo "  2.04 (its default resources answer POST with 4.05); it holds the last payload in memory and"
+	echo "  persists nothing. wanwu answers 2.04 once the telemetry is durable (decoded, validated,"
+	echo "  group-committed to JetStream per \`bus.sync\`, default always)."
+	echo "- wanwu's hub ran with its CoAP rate limits raised (\`coap.limits\`: 10^6 requests/s per device, 10^7 per"
+	echo "  address) so that the limiter, which still runs on every datagram, does not drop the generator's load:"
+	echo "  with the defaults (100/s per device, 1,000/s per source IP) one loopback address caps a run at 1,000/s."
+	echo "- CON requests are retransmitted per RFC 7252 (ACK_TIMEOUT 2 s, doubling, MAX_RETRANSMIT 4); NON"
+	echo "  requests are sent once and one not answered within 2 s counts as unanswered (datagrams dropped at"
+	echo "  a full socket buffer are part of the figure). Latency: first transmission → 2.xx. Rate: 2.xx per"
+	echo "  second from the first request to the last answer."
+	echo "- CPU-seconds per million is the server's utime+stime (/proc) over the run per million 2.xx; the"
+	echo "  generator's own figure is beside it (they share the 2 cores)."
+	echo "- DTLS: wanwu only (coap-server would need a per-identity PSK file); a DTLS session is admitted once,"
+	echo "  at its first request, so its requests carry no token."
+	echo '<!-- compare.sh:coap:end -->'
+} >"$csection"
+replace_section "$RESULTS" '<!-- compare.sh:coap:begin -->' '<!-- compare.sh:coap:end -->' "$csection"
+cat "$csection"
+
+rj() { [ -s "$tmp/rt.json" ] && jq -r "$1 // empty" "$tmp/rt.json" || true; }
+rms() { local v; v=$(rj "$1"); [ -n "$v" ] && awk -v v="$v" 'BEGIN { printf "%.1f", v / 1e6 }' || true; }
+rsection="$tmp/rt-section.md"
+{
+	echo '<!-- compare.sh:roundtrip:begin -->'
+	echo '## Twin and command round trips (bench/compare.sh, wanwu only)'
+	echo
+	echo 'Written by `bench/compare.sh coap`; do not edit by hand. It ran, against the hub of the CoAP section'
+	echo 'above after its runs:'
+	echo
+	echo '```sh'
+	echo "${rt_cmd:-wanwu bench roundtrip (did not run)}"
+	echo '```'
+	echo
+	echo "Date: $cnow, same machine. $RT_DEVICES devices connected over MQTT 5 (paho.golang, device tokens)"
+	echo "subscribe to \`twin/delta\` and \`commands/+\` (QoS 1) and answer at once; each device runs its rounds one"
+	echo "after another, $RT_INTERVAL apart, all devices at the same time. Every latency starts when the generator"
+	echo "sends the API request (PATCH desired state, POST command)."
+	echo
+	echo '| figure | p50, ms | p99, ms | p99.9, ms | n |'
+	echo '|---|---|---|---|---|'
+	for f in 'twin_desired_to_notified:twin: desired set → device notified (delta received)' \
+		'twin_desired_to_reported:twin: desired set → device report stored (its PUBACK)' \
+		'twin_desired_to_settled:twin: desired set → GET twin shows an empty delta' \
+		'command_issued_to_received:command: issued → device received it (awake device)' \
+		'command_issued_to_result_acked:command: issued → device result stored (its PUBACK)' \
+		'command_issued_to_succeeded:command: issued → API shows succeeded (polled every 5 ms)'; do
+		k=${f%%:*}
+		printf '| %s | %s | %s | %s | %s |\n' "${f#*:}" "$(rms ".$k.p50_ns")" "$(rms ".$k.p99_ns")" "$(rms ".$k.p999_ns")" "$(rj ".$k.n")"
+	done
+	echo
+	errs=$(rj '.errors // {} | to_entries | map("\(.key) \(.value)") | join(", ")')
+	echo "Rounds completed: twin $(rj .twin_ok) of $((RT_DEVICES * RT_ROUNDS)), commands $(rj .command_ok) of $((RT_DEVICES * RT_ROUNDS)); errors: ${errs:-none}."
+	echo "Generator CPU: $(rj .generator_cpu_s) s. No peer: mosquitto and coap-server have no twins or commands."
+	echo '<!-- compare.sh:roundtrip:end -->'
+} >"$rsection"
+replace_section "$RESULTS" '<!-- compare.sh:roundtrip:begin -->' '<!-- compare.sh:roundtrip:end -->' "$rsection"
+cat "$rsection"
+log "wrote the CoAP and round-trip sections of $RESULTS"
+[ "$peer_status" = ok ] && [ "$coap_wanwu_status" = ok ] && [ -z "${mqtt_failed:-}" ]

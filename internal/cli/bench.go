@@ -2,6 +2,9 @@ package cli
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -17,6 +20,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message/codes"
 
 	"github.com/wanwu-iot/wanwu/internal/devtoken"
 	"github.com/wanwu-iot/wanwu/internal/loadgen"
@@ -87,6 +92,8 @@ func init() {
 	for _, mode := range []string{"mqtt", "idle"} {
 		register("bench "+mode, benchFlagSet(mode, &benchFlags{}))
 	}
+	register("bench coap", coapFlagSet(&coapFlags{}))
+	register("bench roundtrip", roundtripFlagSet(&roundtripFlags{}))
 }
 
 func benchUsage(w io.Writer) {
@@ -97,12 +104,21 @@ Modes:
          (device, sequence): ok, lost, duplicate; latency percentiles; the
          target's CPU-seconds per million messages and memory
   idle   connect N devices, hold them, report the target's memory per connection
+  coap   N devices, one UDP socket each, POST SenML CBOR (CON or NON) to a CoAP
+         server (wanwu or a peer): responses by code, rate, latency, the
+         target's CPU-seconds per million requests and memory
+  roundtrip
+         M wanwu devices over MQTT answer twin updates and commands issued
+         through the API: desired→notified and issued→received latencies
 
-Against any MQTT broker (wanwu or a peer) with the same real MQTT clients.
+Against any MQTT broker or CoAP server (wanwu or a peer) with the same clients.
 Examples:
   wanwu bench mqtt --broker tcp://127.0.0.1:1883 --clients 100 --messages 1000 --qos 1 --target-pid PID
   wanwu bench mqtt --broker tcp://127.0.0.1:1883 --wanwu-hub http://127.0.0.1:8080 --token-file wanwu-data/admin.token
   wanwu bench idle --broker tcp://127.0.0.1:1883 --clients 10000 --source-addrs 127.0.0.2-127.0.0.9 --target-pid PID
+  wanwu bench coap --target 127.0.0.1:5683 --provision --hub http://127.0.0.1:8080 --clients 100 --requests 1000 --non
+  wanwu bench coap --target 127.0.0.1:15683 --clients 100 --requests 1000 --peer-token --target-pid PID
+  wanwu bench roundtrip --broker tcp://127.0.0.1:1883 --hub http://127.0.0.1:8080 --devices 50
 
 Run 'wanwu bench <mode> -h' for a mode's flags.
 `)
@@ -112,13 +128,19 @@ func runBench(e *env, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		benchUsage(e.stdout)
 		if len(args) == 0 {
-			return usagef("missing mode (mqtt or idle)")
+			return usagef("missing mode (mqtt, idle, coap or roundtrip)")
 		}
 		return nil
 	}
 	mode := args[0]
-	if mode != "mqtt" && mode != "idle" {
-		return usagef("unknown mode %q (want mqtt or idle; see 'wanwu bench -h')", mode)
+	switch mode {
+	case "coap":
+		return runBenchCoAP(e, args[1:])
+	case "roundtrip":
+		return runBenchRoundtrip(e, args[1:])
+	case "mqtt", "idle":
+	default:
+		return usagef("unknown mode %q (want mqtt, idle, coap or roundtrip; see 'wanwu bench -h')", mode)
 	}
 	var f benchFlags
 	fs := benchFlagSet(mode, &f)
@@ -358,3 +380,370 @@ func pct(p loadgen.Percentiles) string {
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// coapFlags are the flags of `wanwu bench coap`.
+type coapFlags struct {
+	target, method, path, tenant   string
+	sourceAddrs, out, state, query string
+	wanwuHub                       string
+	clients, requests, inflight    int
+	size, targetPID, maxRetransmit int
+	rate                           float64
+	duration, timeout, ackTimeout  time.Duration
+	con, non, dtls, provision      bool
+	peerToken, jsonOut             bool
+	hub                            ctlGlobals
+}
+
+func coapFlagSet(f *coapFlags) *flag.FlagSet {
+	fs := newFlagSet("bench coap")
+	fs.StringVar(&f.target, "target", loadgen.DefaultCoAPTarget, "CoAP server host:port (wanwu: coap.listen, or coap.dtls-listen with --dtls)")
+	fs.IntVar(&f.clients, "clients", loadgen.DefaultCoAPClients, "simulated devices, one UDP socket (source endpoint) each")
+	fs.IntVar(&f.requests, "requests", loadgen.DefaultCoAPRequests, fmt.Sprintf("requests per device (at most %d: one endpoint's message ids)", loadgen.MaxCoAPRequestsPerClient))
+	fs.DurationVar(&f.duration, "duration", 0, "send for this long instead of --requests")
+	fs.Float64Var(&f.rate, "rate", 0, "TOTAL requests per second over all devices (0: as fast as the in-flight windows allow)")
+	fs.IntVar(&f.inflight, "inflight", loadgen.DefaultCoAPInflight, "most outstanding requests per device (RFC 7252 NSTART is 1)")
+	fs.BoolVar(&f.con, "con", false, "confirmable requests, retransmitted until answered (the default)")
+	fs.BoolVar(&f.non, "non", false, "non-confirmable requests; responses are counted")
+	fs.StringVar(&f.method, "method", "POST", "POST or PUT")
+	fs.StringVar(&f.path, "path", loadgen.DefaultCoAPPath, "Uri-Path (wanwu: t for telemetry)")
+	fs.IntVar(&f.size, "size", loadgen.DefaultPayloadSize, "payload bytes (SenML CBOR, Content-Format 112, padded to this size)")
+	fs.StringVar(&f.tenant, "tenant", loadgen.DefaultTenant, "device codes are <tenant>:dev-<i> (the SenML base name)")
+	fs.StringVar(&f.query, "query", "", "a Uri-Query option on every request (peers), e.g. k=v")
+	fs.BoolVar(&f.peerToken, "peer-token", false, "peers: send a Uri-Query t=<device token> signed by a throwaway key, so the peer parses datagrams of the size wanwu's do")
+	fs.BoolVar(&f.dtls, "dtls", false, "DTLS with each device's PSK (needs --provision)")
+	fs.StringVar(&f.sourceAddrs, "source-addrs", "", "local addresses to bind sockets to, round-robin: 127.0.1.1-127.0.1.50")
+	fs.IntVar(&f.targetPID, "target-pid", 0, "PID of the server process: report its CPU-seconds and resident memory")
+	fs.DurationVar(&f.timeout, "timeout", loadgen.DefaultCoAPTimeout, "a request unanswered this long counts as unanswered (CON: after its retransmissions)")
+	fs.DurationVar(&f.ackTimeout, "ack-timeout", loadgen.DefaultCoAPAckTimeout, "CON: first retransmission timeout, doubling (RFC 7252 ACK_TIMEOUT)")
+	fs.IntVar(&f.maxRetransmit, "max-retransmit", loadgen.DefaultCoAPMaxRetransmit, "CON: retransmissions (RFC 7252 MAX_RETRANSMIT)")
+	fs.BoolVar(&f.provision, "provision", false, "wanwu target: register the devices at the hub (--hub, --token...) and authenticate with device tokens (?t=) or PSKs (--dtls)")
+	fs.StringVar(&f.wanwuHub, "wanwu-hub", "", "shorthand for --provision --hub URL")
+	fs.StringVar(&f.state, "state", "", "file caching provisioned device keys between runs (default: <user cache dir>/wanwu/bench-<tenant>.json)")
+	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON instead of a table")
+	fs.StringVar(&f.out, "out", "", "also write the result as JSON to this file")
+	ctlGlobalFlags(fs, &f.hub)
+	return fs
+}
+
+// coapOptions checks the flags and turns them into loadgen options
+// (without credentials: those need the hub).
+func (f *coapFlags) coapOptions() (loadgen.CoAPOptions, error) {
+	var o loadgen.CoAPOptions
+	if f.wanwuHub != "" {
+		f.provision = true
+		f.hub.hub = f.wanwuHub
+	}
+	switch {
+	case f.con && f.non:
+		return o, usagef("--con and --non exclude each other")
+	case f.clients < 1 || (f.requests < 1 && f.duration <= 0):
+		return o, usagef("--clients and --requests (or --duration) must be positive")
+	case f.requests > loadgen.MaxCoAPRequestsPerClient && f.duration <= 0:
+		return o, usagef("--requests %d: one socket has %d message ids; use more --clients", f.requests, loadgen.MaxCoAPRequestsPerClient)
+	case f.dtls && !f.provision:
+		return o, usagef("--dtls needs --provision (the PSKs come from the hub)")
+	case f.provision && (f.peerToken || f.query != ""):
+		return o, usagef("--peer-token and --query are for peers; --provision sends each device's own token")
+	case f.inflight < 1:
+		return o, usagef("--inflight must be positive")
+	}
+	var method codes.Code
+	switch strings.ToUpper(f.method) {
+	case "POST":
+		method = codes.POST
+	case "PUT":
+		method = codes.PUT
+	default:
+		return o, usagef("--method %q (want POST or PUT)", f.method)
+	}
+	o = loadgen.CoAPOptions{
+		Target: f.target, DTLS: f.dtls, Clients: f.clients, RequestsPerClient: f.requests, Duration: f.duration,
+		Rate: f.rate, Inflight: f.inflight, Confirmable: !f.non, Method: method, Path: f.path, PayloadSize: f.size,
+		Tenant: f.tenant, TargetPID: f.targetPID, Timeout: f.timeout, AckTimeout: f.ackTimeout, MaxRetransmit: f.maxRetransmit,
+	}
+	if f.duration > 0 {
+		o.RequestsPerClient = 0
+	}
+	if f.query != "" {
+		k, v, _ := strings.Cut(f.query, "=")
+		q := loadgen.SplitQuery(k, v)
+		o.Query = func(int) []string { return q }
+	}
+	if f.sourceAddrs != "" {
+		addrs, err := loadgen.ParseAddrs(f.sourceAddrs)
+		if err != nil {
+			return o, usagef("--source-addrs: %v", err)
+		}
+		o.SourceAddrs = addrs
+	}
+	return o, nil
+}
+
+func runBenchCoAP(e *env, args []string) error {
+	var f coapFlags
+	fs := coapFlagSet(&f)
+	if err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	o, err := f.coapOptions()
+	if err != nil {
+		return err
+	}
+	o.Progress = func(msg string) { fmt.Fprintf(e.stderr, "bench: %s\n", msg) }
+	raiseOpenFileLimit()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch {
+	case f.provision:
+		devs, conn, err := benchProvision(ctx, f.hub, f.tenant, f.clients, f.state, "", o.Progress)
+		if err != nil {
+			return err
+		}
+		if f.dtls {
+			codes := make([]string, len(devs))
+			for i, d := range devs {
+				codes[i] = d.Code
+			}
+			keys, err := loadgen.DevicePSKs(ctx, conn.Base, conn.Token, codes)
+			if err != nil {
+				return err
+			}
+			o.PSK = func(i int) (string, []byte) { return codes[i], keys[i] }
+		} else {
+			tokens, err := loadgen.DeviceTokens(devs, time.Now(), devtoken.MaxLifetime)
+			if err != nil {
+				return err
+			}
+			o.Query = func(i int) []string { return loadgen.SplitQuery("t", tokens[i]) }
+		}
+	case f.peerToken:
+		q, err := peerTokens(f.tenant, f.clients)
+		if err != nil {
+			return err
+		}
+		o.Query = func(i int) []string { return q[i] }
+	}
+
+	res, err := loadgen.RunCoAP(ctx, o)
+	if res != nil {
+		if werr := writeBenchResult(e, f.out, f.jsonOut, res, func(w io.Writer) { printCoAP(w, res) }); werr != nil {
+			return werr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if res.OK < res.Sent {
+		return fmt.Errorf("%d of %d requests were not answered with 2.xx", res.Sent-res.OK, res.Sent)
+	}
+	return nil
+}
+
+// peerTokens signs, with one throwaway P-256 key, a device token per
+// device: the same format and size as the tokens wanwu devices send, so a
+// peer parses the same datagrams.
+func peerTokens(tenant string, n int) ([][]string, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	devs := make([]loadgen.Device, n)
+	for i := range devs {
+		devs[i] = loadgen.Device{Code: loadgen.DeviceCode(tenant, i), Key: k}
+	}
+	tokens, err := loadgen.DeviceTokens(devs, time.Now(), devtoken.MaxLifetime)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]string, n)
+	for i, t := range tokens {
+		out[i] = loadgen.SplitQuery("t", t)
+	}
+	return out, nil
+}
+
+// benchProvision registers (or reuses) the bench devices of tenant at the hub.
+func benchProvision(ctx context.Context, g ctlGlobals, tenant string, n int, state, model string, progress func(string)) ([]loadgen.Device, *ctlConn, error) {
+	conn, err := g.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	if state == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			dir = os.TempDir()
+		}
+		state = filepath.Join(dir, "wanwu", "bench-"+tenant+".json")
+	}
+	devs, err := loadgen.Provision(ctx, loadgen.ProvisionOptions{
+		Hub: conn.Base, Token: conn.Token, Tenant: tenant, N: n, StateFile: state, Model: model, Progress: progress,
+	})
+	return devs, conn, err
+}
+
+func writeBenchResult(e *env, out string, jsonOut bool, res any, table func(io.Writer)) error {
+	if out != "" {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+	}
+	if jsonOut {
+		return printJSON(e.stdout, res)
+	}
+	table(e.stdout)
+	return nil
+}
+
+func printCoAP(w io.Writer, r *loadgen.CoAPResult) {
+	load := fmt.Sprintf("%d requests", r.RequestsPerClient)
+	if r.RequestsPerClient == 0 {
+		load = "for " + r.Window.Round(time.Second).String()
+	}
+	fmt.Fprintf(w, "wanwu bench coap: %s %s, %s %s /%s, %d clients × %s of %d B (datagram %d B), in-flight %d",
+		r.Transport, r.Target, r.Type, r.Method, r.Path, r.Clients, load, r.PayloadBytes, r.DatagramBytes, r.Inflight)
+	if r.Rate > 0 {
+		fmt.Fprintf(w, ", %.4g req/s in total", r.Rate)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "  %s\t"+format+"\n", append([]any{k}, a...)...) }
+	row("connected", "%d/%d in %s", r.Connected, r.Clients, r.ConnectTime.Round(time.Millisecond))
+	row("sent", "%d\tretransmissions %d", r.Sent, r.Retransmissions)
+	row("2.xx", "%d\t%.0f responses/s over %s", r.OK, r.Throughput, r.Window.Round(time.Millisecond))
+	codes := "none"
+	if len(r.Codes) > 0 {
+		codes = loadgen.SortedCodes(r.Codes)
+	}
+	row("answered", "%d\tby code: %s; unanswered %d", r.Answered, codes, r.Unanswered)
+	row("latency", "%s", pct(r.Latency))
+	if r.TargetPID != 0 {
+		cpu := fmt.Sprintf("%.2f CPU-s", r.TargetCPUSeconds)
+		if r.CPUSecondsPerMillion > 0 {
+			cpu += fmt.Sprintf(" (%.2f CPU-s per million 2.xx)", r.CPUSecondsPerMillion)
+		}
+		row(fmt.Sprintf("target %d", r.TargetPID), "%s", cpu)
+		row("target RSS", "%s → %s (peak %s)", mib(r.TargetRSSBefore), mib(r.TargetRSSAfter), mib(r.TargetRSSPeak))
+	}
+	row("generator", "%.2f CPU-s (%.2f per million 2.xx)", r.GeneratorCPUSeconds, r.GeneratorCPUPerMillion)
+	if len(r.Errors) == 0 {
+		row("errors", "none")
+	} else {
+		row("errors", "%s", loadgen.SortedCodes(r.Errors))
+	}
+	tw.Flush()
+}
+
+// roundtripFlags are the flags of `wanwu bench roundtrip`.
+type roundtripFlags struct {
+	broker, tenant, state, out, sourceAddrs string
+	devices, twinRounds, commandRounds      int
+	interval, timeout                       time.Duration
+	jsonOut                                 bool
+	hub                                     ctlGlobals
+}
+
+func roundtripFlagSet(f *roundtripFlags) *flag.FlagSet {
+	fs := newFlagSet("bench roundtrip")
+	fs.StringVar(&f.broker, "broker", loadgen.DefaultBroker, "the hub's MQTT address: tcp://host:port")
+	fs.IntVar(&f.devices, "devices", 50, "devices connected over MQTT 5, answering at once")
+	fs.IntVar(&f.twinRounds, "twin-rounds", 20, "desired-state updates per device")
+	fs.IntVar(&f.commandRounds, "command-rounds", 20, "commands per device")
+	fs.DurationVar(&f.interval, "interval", 100*time.Millisecond, "pause between one device's rounds")
+	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "limit on one round")
+	fs.StringVar(&f.tenant, "tenant", "benchrt", "tenant of the round-trip devices (its model is <tenant>:rtdev@"+loadgen.RoundtripModelVersion+")")
+	fs.StringVar(&f.state, "state", "", "file caching provisioned device keys between runs (default: <user cache dir>/wanwu/bench-<tenant>.json)")
+	fs.StringVar(&f.sourceAddrs, "source-addrs", "", "local addresses to bind client sockets to, round-robin")
+	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON instead of a table")
+	fs.StringVar(&f.out, "out", "", "also write the result as JSON to this file")
+	ctlGlobalFlags(fs, &f.hub)
+	return fs
+}
+
+func runBenchRoundtrip(e *env, args []string) error {
+	var f roundtripFlags
+	fs := roundtripFlagSet(&f)
+	if err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if f.devices < 1 || f.twinRounds < 0 || f.commandRounds < 0 || f.twinRounds+f.commandRounds == 0 {
+		return usagef("--devices must be positive, and some --twin-rounds or --command-rounds")
+	}
+	progress := func(msg string) { fmt.Fprintf(e.stderr, "bench: %s\n", msg) }
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	conn, err := f.hub.connect()
+	if err != nil {
+		return err
+	}
+	if err := loadgen.EnsureModel(ctx, conn.Base, conn.Token, loadgen.RoundtripModel(f.tenant)); err != nil {
+		return err
+	}
+	devs, _, err := benchProvision(ctx, f.hub, f.tenant, f.devices, f.state, loadgen.RoundtripModelRef(f.tenant), progress)
+	if err != nil {
+		return err
+	}
+	tokens, err := loadgen.DeviceTokens(devs, time.Now(), devtoken.MaxLifetime)
+	if err != nil {
+		return err
+	}
+	o := loadgen.RoundtripOptions{
+		Broker: f.broker, Hub: conn.Base, Token: conn.Token, Devices: devs, Tokens: tokens,
+		TwinRounds: f.twinRounds, CommandRounds: f.commandRounds, Interval: f.interval, Timeout: f.timeout, Progress: progress,
+	}
+	if o.TwinRounds == 0 {
+		o.TwinRounds = -1 // none, not the default
+	}
+	if f.sourceAddrs != "" {
+		if o.SourceAddrs, err = loadgen.ParseAddrs(f.sourceAddrs); err != nil {
+			return usagef("--source-addrs: %v", err)
+		}
+	}
+	res, err := loadgen.Roundtrip(ctx, o)
+	if res != nil {
+		if werr := writeBenchResult(e, f.out, f.jsonOut, res, func(w io.Writer) { printRoundtrip(w, res) }); werr != nil {
+			return werr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if want := int64(res.Connected) * int64(f.twinRounds); res.TwinOK < want {
+		return fmt.Errorf("%d of %d twin rounds did not complete", want-res.TwinOK, want)
+	}
+	if want := int64(res.Connected) * int64(f.commandRounds); res.CommandOK < want {
+		return fmt.Errorf("%d of %d commands did not succeed", want-res.CommandOK, want)
+	}
+	return nil
+}
+
+func printRoundtrip(w io.Writer, r *loadgen.RoundtripResult) {
+	fmt.Fprintf(w, "wanwu bench roundtrip: %s via %s, %d devices × (%d twin + %d command rounds), %s apart\n",
+		r.Hub, r.Broker, r.Devices, max(r.TwinRounds, 0), r.CommandRounds, r.Interval)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "  %s\t"+format+"\n", append([]any{k}, a...)...) }
+	row("connected", "%d/%d", r.Connected, r.Devices)
+	row("twin rounds ok", "%d", r.TwinOK)
+	row("desired→notified", "%s", pct(r.TwinNotified))
+	row("desired→reported", "%s", pct(r.TwinReported))
+	row("desired→settled", "%s", pct(r.TwinSettled))
+	row("commands ok", "%d", r.CommandOK)
+	row("issued→received", "%s", pct(r.CommandReceived))
+	row("issued→result acked", "%s", pct(r.CommandResult))
+	row("issued→succeeded", "%s", pct(r.CommandSucceeded))
+	row("generator", "%.2f CPU-s", r.GeneratorCPUSeconds)
+	if len(r.Errors) == 0 {
+		row("errors", "none")
+	} else {
+		row("errors", "%s", loadgen.SortedCodes(r.Errors))
+	}
+	tw.Flush()
+}

@@ -31,6 +31,9 @@ type ProvisionOptions struct {
 	// empty means no cache. A cache made for another hub (another device
 	// CA) is ignored.
 	StateFile string
+	// Model, when set, is the thing model (<id>@<version>) the devices
+	// are registered with.
+	Model string
 	// Batch is the number of rows per import request (default 1000).
 	Batch int
 	// Client is the HTTP client (default: one with a 5-minute timeout).
@@ -135,9 +138,9 @@ func Provision(ctx context.Context, o ProvisionOptions) ([]Device, error) {
 	for start := 0; start < len(missing); start += o.Batch {
 		batch := missing[start:min(start+o.Batch, len(missing))]
 		var csv strings.Builder
-		csv.WriteString("code,kind,key_alg\n")
+		csv.WriteString("code,kind,key_alg,model\n")
 		for _, c := range batch {
-			csv.WriteString(c + ",device,p256\n")
+			csv.WriteString(c + ",device,p256," + o.Model + "\n")
 		}
 		out, _, err := h.Do(ctx, "POST", "/api/v1/objects/import", strings.NewReader(csv.String()), "text/csv")
 		if err != nil {
