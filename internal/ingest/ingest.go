@@ -160,12 +160,13 @@ func (o Options) withDefaults() Options {
 type Decoder struct {
 	o        Options
 	mappings *mappingCache
+	stamps   *arrivalStamps
 }
 
 // NewDecoder returns a Decoder with o's zero fields set to the defaults.
 func NewDecoder(o Options) *Decoder {
 	o = o.withDefaults()
-	return &Decoder{o: o, mappings: newMappingCache(o.MappingCache, o.MappingCostLimit)}
+	return &Decoder{o: o, mappings: newMappingCache(o.MappingCache, o.MappingCostLimit), stamps: newArrivalStamps()}
 }
 
 // Payload formats.
@@ -253,7 +254,7 @@ func payloadFormat(contentType string, payload []byte) (format, *Rejection) {
 // byte per PROTOCOL.md §3), maps names to model properties, validates and
 // converts units. The whole message is accepted or rejected.
 func (d *Decoder) Telemetry(dev Device, contentType string, payload []byte, source string) (Message, *Rejection) {
-	now := d.o.Now()
+	now := d.arrival(dev.Code)
 	msg := Message{Device: dev.Code, Tenant: dev.Tenant, Kind: Telemetry, Received: now.UnixMilli(), Source: source}
 	if dev.Model != nil {
 		msg.Model = dev.Model.Key()
@@ -282,12 +283,19 @@ func (d *Decoder) Telemetry(dev Device, contentType string, payload []byte, sour
 	return msg, nil
 }
 
+// arrival is the time a message of the device arrived, in milliseconds
+// strictly after the device's previous message (see arrivalStamps): what
+// records without a time of their own are stamped with.
+func (d *Decoder) arrival(device string) time.Time {
+	return time.UnixMilli(d.stamps.next(device, d.o.Now()))
+}
+
 // Event validates an event payload (JSON; empty allowed when the model's
 // event has no data) against the model's event schema. A device without a
 // model may send any event with a well-formed name and any JSON, stored as
 // sent (compacted).
 func (d *Decoder) Event(dev Device, event, contentType string, payload []byte, source string) (Message, *Rejection) {
-	now := d.o.Now()
+	now := d.arrival(dev.Code)
 	msg := Message{Device: dev.Code, Tenant: dev.Tenant, Kind: Event, Event: event, Received: now.UnixMilli(), Source: source}
 	if len(payload) > d.o.MaxPayload {
 		return Message{}, Reject(TooLarge, "payload is %d bytes, more than the limit of %d", len(payload), d.o.MaxPayload)

@@ -60,6 +60,7 @@ func TestReasonCodes(t *testing.T) {
 		{NotAuthorized, 0x87, 0x83, 403},
 		{RateLimited, 0x97, 0x9d, 429},
 		{Unavailable, 0x80, 0xa3, 503},
+		{StoreRefused, 0x80, 0xa0, 500},
 		{Reason("bogus"), 0x80, 0xa0, 500},
 	}
 	if len(tests)-1 != len(AllReasons) {
@@ -277,10 +278,10 @@ func TestTelemetrySenMLJSON(t *testing.T) {
 		{name: "string over senml limit", dev: "pump", payload: `[{"n":"label","vs":"` + strings.Repeat("x", 5000) + `"}]`, reason: TooLarge,
 			msg: "record 0: field \"vs\": …"},
 	}
-	d := newTestDecoder(Options{})
 	devs := devices(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			d := newTestDecoder(Options{})
 			msg, rej := d.Telemetry(devs[tt.dev], tt.ct, []byte(tt.payload), "mqtt")
 			checkCase(t, tt, msg, rej)
 			if rej == nil {
@@ -359,6 +360,7 @@ func TestTelemetrySenMLCBOR(t *testing.T) {
 				if tt.name == "tag" && ct != "" {
 					continue
 				}
+				d.stamps = newArrivalStamps() // each message is its device's first: stamped with the clock
 				msg, rej := d.Telemetry(devs["pump"], ct, tt.payload, "coap")
 				if tt.reason != "" {
 					if rej == nil || rej.Reason != tt.reason {
@@ -463,6 +465,7 @@ func TestTelemetryPlainJSON(t *testing.T) {
 	devs := devices(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			d.stamps = newArrivalStamps() // each case is its device's first message: stamped with the clock
 			msg, rej := d.Telemetry(devs[tt.dev], tt.ct, []byte(tt.payload), "http")
 			checkCase(t, tt, msg, rej)
 		})
@@ -570,6 +573,7 @@ func TestEvent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			d.stamps = newArrivalStamps() // each case is its device's first message: stamped with the clock
 			msg, rej := d.Event(devs[tt.dev], tt.event, tt.ct, []byte(tt.payload), "mqtt")
 			if tt.reason != "" {
 				if rej == nil || rej.Reason != tt.reason || rej.Message != tt.msg {

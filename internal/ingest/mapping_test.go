@@ -63,6 +63,7 @@ func TestMapping(t *testing.T) {
 	devs := devices(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			d.stamps = newArrivalStamps() // each case is its device's first message: stamped with the clock
 			start := time.Now()
 			msg, rej := d.Telemetry(devs[tt.dev], tt.ct, []byte(tt.payload), "mqtt")
 			checkCase(t, tt, msg, rej)

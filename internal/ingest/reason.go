@@ -25,6 +25,11 @@ const (
 	NotAuthorized     Reason = "not_authorized"     // topic or path outside the device's own
 	RateLimited       Reason = "rate_limited"       // over the publish rate
 	Unavailable       Reason = "unavailable"        // the hub could not make the data durable
+	// StoreRefused is never an answer to a device: the message was accepted
+	// and acknowledged, and the store refused one of its values later (a
+	// second, different value for a property at a millisecond that already
+	// has one). The value is kept as a dead letter instead of being lost.
+	StoreRefused Reason = "store_refused"
 )
 
 // AllReasons lists every reason code, in PROTOCOL.md §2 order, for metrics
@@ -32,7 +37,7 @@ const (
 var AllReasons = []Reason{
 	Malformed, UnsupportedFormat, TooLarge, UnknownProperty, TypeMismatch,
 	OutOfRange, UnitMismatch, TimeInFuture, TimeTooOld, NoModel, MappingFailed,
-	NotAuthorized, RateLimited, Unavailable,
+	NotAuthorized, RateLimited, Unavailable, StoreRefused,
 }
 
 // MQTT 5 reason codes (MQTT 5.0 §2.4) used for refused publishes.

@@ -443,6 +443,7 @@ func (p *Pipeline) storeBatches(batches [][]byte) error {
 		p.m.stored.WithLabelValues("tsdb").Add(float64(n))
 		if len(rejects) > 0 {
 			st.add(len(rejects), rejects[0].Reason)
+			p.keepRefused(ctx, samples, rejects)
 		}
 	}
 	if st.n > 0 {
@@ -607,6 +608,30 @@ type DeadLetter struct {
 	Reason      ingest.Reason `json:"reason"`
 	Message     string        `json:"message"`
 	Payload     []byte        `json:"payload"` // base64 in JSON
+}
+
+// keepRefused turns samples the store refused after their message was
+// acknowledged into dead letters, so that no value a device sent is lost
+// without a trace. A batch redelivered after a crash may add them again.
+func (p *Pipeline) keepRefused(ctx context.Context, samples []tsdb.PreparedSample, rejects []tsdb.Reject) {
+	for _, r := range rejects {
+		if r.Index < 0 || r.Index >= len(samples) || samples[r.Index].Labels == nil {
+			continue
+		}
+		s := samples[r.Index]
+		body, err := json.Marshal(map[string]any{
+			"property": s.Labels.Get("__name__"), "time": time.UnixMilli(s.T).UTC(), "value": s.V,
+		})
+		if err != nil {
+			continue // a NaN or Inf value cannot be written as JSON; counted above
+		}
+		if err := p.Reject(ctx, DeadLetter{
+			Tenant: s.Labels.Get("tenant"), Device: s.Labels.Get("device"), Source: "store",
+			ContentType: ingest.ContentJSON, Reason: ingest.StoreRefused, Message: r.Reason, Payload: body,
+		}); err != nil {
+			p.log.Warn("refused sample not kept as a dead letter", "device", s.Labels.Get("device"), "err", err)
+		}
+	}
 }
 
 // Reject stores a rejected message in the dead-letter stream and counts it.

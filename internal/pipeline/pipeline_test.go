@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -242,5 +243,46 @@ func TestStoreBatchesLabels(t *testing.T) {
 	}
 	if c.n > maxLabelSets || len(c.devices) > maxLabelSets {
 		t.Errorf("cache holds %d label sets of %d devices, bound %d", c.n, len(c.devices), maxLabelSets)
+	}
+}
+
+// TestStoreRefusedKeptAsDeadLetter: a second, different value for a
+// property at a millisecond that already has one is refused by the store
+// after its message was acknowledged; it is kept as a dead letter with the
+// reason store_refused instead of vanishing.
+func TestStoreRefusedKeptAsDeadLetter(t *testing.T) {
+	e := start(t, t.TempDir(), bus.SyncAlways)
+	ctx := context.Background()
+	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	for _, seq := range []int{7, 8} {
+		if err := e.p.Submit(ctx, message("acme:dup", seq, at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got, err := e.p.DeadLetters(ctx, "acme", "acme:dup", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) > 0 {
+			dl := got[0]
+			var v struct {
+				Property string
+				Time     time.Time
+				Value    float64
+			}
+			if err := json.Unmarshal(dl.Payload, &v); err != nil {
+				t.Fatal(err)
+			}
+			if dl.Reason != ingest.StoreRefused || dl.Source != "store" || v.Property != "seq" || v.Value != 8 || !v.Time.Equal(at) {
+				t.Errorf("dead letter %+v, payload %+v", dl, v)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no dead letter for the refused sample within 15s")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -270,6 +270,9 @@ type LabelSet struct {
 	hash uint64
 }
 
+// Get returns the value of a label, "" when absent.
+func (l *LabelSet) Get(name string) string { return l.lset.Get(name) }
+
 // NewLabelSet validates a label set as Append does (it must include
 // "__name__"; empty values are left out).
 func NewLabelSet(m map[string]string) (*LabelSet, error) {
