@@ -166,77 +166,86 @@ func (s *Service) deliveryLoop(ctx context.Context) {
 		s.kicks = nil
 		clear(s.kickSet)
 		s.mu.Unlock()
-		for _, code := range codes {
-			if ctx.Err() != nil {
-				return
-			}
-			if err := s.deliverNext(ctx, code); err != nil && ctx.Err() == nil {
-				s.log.Warn("command delivery", "code", code, "err", err)
-			}
+		if err := s.deliverNext(ctx, codes); err != nil && ctx.Err() == nil {
+			s.log.Warn("command delivery", "devices", len(codes), "err", err)
 		}
 	}
 }
 
-// deliverNext hands the device's oldest queued command to its sink unless
+// deliverNext hands each device's oldest queued command to its sink unless
 // that sink already has it and neither a confirmation nor the retry time
-// came yet.
-func (s *Service) deliverNext(ctx context.Context, code string) error {
-	s.mu.Lock()
-	a := s.sinks[code]
-	s.mu.Unlock()
-	if a == nil {
-		return nil
+// came yet. The attempts of all the devices are recorded in one
+// transaction, before any is handed over (a confirmation must find its
+// attempt recorded): under a burst of commands one commit serves them all.
+func (s *Service) deliverNext(ctx context.Context, codes []string) error {
+	type send struct {
+		a *attachment
+		r *row
 	}
-	var send *row
+	var sends []send
 	err := s.write(ctx, "", func(c *change) error {
-		send = nil
-		r, err := scanRow(c.tx.QueryRowContext(ctx, `SELECT `+columns+` FROM commands
-			WHERE code = ? AND status = 'queued' ORDER BY seq LIMIT 1`, code))
-		if errors.Is(err, errNoRows) {
-			return nil
+		sends = sends[:0]
+		for _, code := range codes {
+			s.mu.Lock()
+			a := s.sinks[code]
+			s.mu.Unlock()
+			if a == nil {
+				continue
+			}
+			r, err := scanRow(c.tx.QueryRowContext(ctx, `SELECT `+columns+` FROM commands
+				WHERE code = ? AND status = 'queued' ORDER BY seq LIMIT 1`, code))
+			if errors.Is(err, errNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if r.Attempts >= s.opts.MaxAttempts {
+				continue // the timer fails it when its last wait ends
+			}
+			s.mu.Lock()
+			same := a.sentID == r.ID
+			s.mu.Unlock()
+			if same && r.nextAt > 0 {
+				continue // waiting for the confirmation
+			}
+			r.Attempts++
+			r.nextAt = ms(c.now.Add(s.opts.AckTimeout))
+			if r.Attempts < s.opts.MaxAttempts {
+				r.nextAt += s.backoff(r.Attempts).Milliseconds()
+			}
+			if err := c.update(r); err != nil {
+				return err
+			}
+			kind := EventSent
+			if r.Attempts > 1 {
+				kind = EventRetry
+			}
+			if err := c.event(kind, r, nil); err != nil {
+				return err
+			}
+			sends = append(sends, send{a, r})
 		}
-		if err != nil {
-			return err
-		}
-		if r.Attempts >= s.opts.MaxAttempts {
-			return nil // the timer fails it when its last wait ends
-		}
-		s.mu.Lock()
-		same := a.sentID == r.ID
-		s.mu.Unlock()
-		if same && r.nextAt > 0 {
-			return nil // waiting for the confirmation
-		}
-		r.Attempts++
-		r.nextAt = ms(c.now.Add(s.opts.AckTimeout))
-		if r.Attempts < s.opts.MaxAttempts {
-			r.nextAt += s.backoff(r.Attempts).Milliseconds()
-		}
-		if err := c.update(r); err != nil {
-			return err
-		}
-		kind := EventSent
-		if r.Attempts > 1 {
-			kind = EventRetry
-		}
-		send = r
-		return c.event(kind, r, nil)
+		return nil
 	})
-	if err != nil || send == nil {
+	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	current := s.sinks[code] == a
-	if current {
-		a.sentID = send.ID
-	}
-	s.mu.Unlock()
-	if !current {
-		return nil
-	}
-	cmd := send.Command
-	if err := a.sink.Deliver(&cmd); err != nil {
-		s.log.Warn("command sink refused", "code", code, "id", send.ID, "attempt", send.Attempts, "err", err)
+	for _, sd := range sends {
+		code := sd.r.Code
+		s.mu.Lock()
+		current := s.sinks[code] == sd.a
+		if current {
+			sd.a.sentID = sd.r.ID
+		}
+		s.mu.Unlock()
+		if !current {
+			continue
+		}
+		cmd := sd.r.Command
+		if err := sd.a.sink.Deliver(&cmd); err != nil {
+			s.log.Warn("command sink refused", "code", code, "id", sd.r.ID, "attempt", sd.r.Attempts, "err", err)
+		}
 	}
 	return nil
 }
