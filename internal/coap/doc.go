@@ -21,7 +21,9 @@
 //
 // A DTLS session is admitted at its first request and stays admitted until
 // DisconnectDevice (the hub calls it on revocation, quarantine and key
-// changes) closes it; plain UDP requests are authenticated one by one.
+// changes) closes it; plain UDP requests are authenticated one by one, a
+// token verified before being recognised (for at most a minute and never
+// past its expiry) until DisconnectDevice forgets the device's tokens.
 // Active devices have every path; quarantined devices only GET /c and POST
 // /c/<id> (remediation; anything else 4.03); revoked and unknown devices and
 // bad credentials get 4.01 without a diagnostic.

@@ -251,8 +251,17 @@ func (s *Server) authenticate(ctx context.Context, cc *client.Conn, st *connStat
 	if token == "" {
 		return nil, codes.Unauthorized, "no_credentials"
 	}
-	adm, err := s.opts.Registry.AuthenticateDevice(ctx, nil, "", token)
-	dev, c, why := s.admit(ctx, adm, err)
+	now := time.Now()
+	dev := s.tokens.get(token, now)
+	var c codes.Code
+	var why string
+	if dev == nil {
+		gen := s.tokens.generation()
+		adm, err := s.opts.Registry.AuthenticateDevice(ctx, nil, "", token)
+		if dev, c, why = s.admit(ctx, adm, err); dev != nil {
+			s.tokens.put(token, dev, now, gen)
+		}
+	}
 	if dev != nil {
 		st.udp.authed.Store(true)
 		st.mu.Lock()

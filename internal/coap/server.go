@@ -128,6 +128,7 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	conns       sync.Map // *client.Conn → *connState
+	tokens      *tokenCache
 	obs         observers
 	unconfirmed sync.Map // device code → id of a command handed over without confirmation
 
@@ -183,6 +184,7 @@ func New(o Options) (*Server, error) {
 		maxDatagram:  uint32(o.MaxPayload) + 2048, // header, token, options (a device token in the query)
 		blockTimeout: 10 * time.Second,
 		idle:         o.Idle,
+		tokens:       newTokenCache(100_000),
 		addrs:        map[string]net.Addr{},
 	}
 	s.obs.init()
@@ -270,6 +272,7 @@ func (s *Server) DisconnectDevice(code string) {
 	s.mu.Lock()
 	u, d := s.udp, s.dtls
 	s.mu.Unlock()
+	s.tokens.dropDevice(code)
 	if d != nil {
 		d.closeDevice(s, code)
 	}

@@ -95,3 +95,21 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestExpiry(t *testing.T) {
+	k, err := keys.Generate(keys.P256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_767_225_600, 0)
+	tok, err := Sign(k, "acme:pump-1", now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exp, err := Expiry(tok); err != nil || !exp.Equal(now.Add(time.Hour)) {
+		t.Errorf("Expiry = %v, %v; want %v", exp, err, now.Add(time.Hour))
+	}
+	if _, err := Expiry("not.a.token"); !errors.Is(err, ErrMalformed) {
+		t.Errorf("Expiry of garbage: %v, want ErrMalformed", err)
+	}
+}
