@@ -482,7 +482,7 @@ csection="$tmp/coap-section.md"
 	echo
 	echo "- Same datagrams for both ($(cj wanwu con .datagram_bytes) B): POST /t, Content-Format 112 (SenML CBOR, $COAP_SIZE B: the two"
 	echo "  records of the MQTT payload plus an ignored \"pad\" label), and a Uri-Query \`t=<device token>\`: wanwu's"
-	echo "  plain-UDP listener authenticates every request by it; coap-server gets a token of the same size and"
+	echo "  plain-UDP listener authenticates every request by it (verifying a token once, then recognising it); coap-server gets a token of the same size and"
 	echo "  format signed by a throwaway key (\`--peer-token\`), which it ignores. One UDP socket per device (a"
 	echo "  server deduplicates by endpoint and message id: one endpoint carries at most 65,536 requests per"
 	echo "  EXCHANGE_LIFETIME)."
