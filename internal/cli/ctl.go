@@ -104,16 +104,16 @@ func ctlCommands() []ctlCommand {
 		{"object", "revoke", "CODE", "revoke the object and all its keys", ctlObjectLifecycle("revoke")},
 		{"object", "quarantine", "CODE", "limit the object to remediation", ctlObjectLifecycle("quarantine")},
 		{"object", "reinstate", "CODE", "end a quarantine", ctlObjectLifecycle("reinstate")},
-		{"resolve", "", "CODE|NUMBER|DID", "resolve an object by code, IPv6 number or DID", ctlResolve},
+		{"resolve", "", "CODE|NUMBER|DID", "resolve an object by code, IPv6 number or DID", ctlOnePath("GET", "/api/v1/resolve/", "", "CODE, NUMBER or DID")},
 		{"device", "token", "CODE", "sign a device token with the device's key (MQTT password, HTTP bearer); offline", ctlDeviceToken},
 		{"device", "psk", "CODE", "print the device's CoAP/DTLS pre-shared key (identity = code)", ctlDevicePSK},
-		{"twin", "get", "CODE", "print a device's twin: desired, reported, delta, versions, metadata", ctlTwinGet},
+		{"twin", "get", "CODE", "print a device's twin: desired, reported, delta, versions, metadata", ctlOnePath("GET", "/api/v1/objects/", "/twin", "CODE")},
 		{"twin", "set", "CODE key=value...", "change desired state (merge patch; --version for optimistic concurrency)", ctlTwinSet},
 		{"twin", "list", "", "list twins (filters: --tenant --under --tag)", ctlTwinList},
 		{"command", "send", "CODE ACTION [ARGS]", "issue a thing-model action to a device (--id, --ttl, --wait)", ctlCommandSend},
-		{"command", "get", "ID", "print a command and its events", ctlCommandGet},
+		{"command", "get", "ID", "print a command and its events", ctlOnePath("GET", "/api/v1/commands/", "", "ID")},
 		{"command", "list", "CODE", "list a device's commands (--status)", ctlCommandList},
-		{"command", "cancel", "ID", "cancel a command that has not finished", ctlCommandCancel},
+		{"command", "cancel", "ID", "cancel a command that has not finished", ctlOnePath("POST", "/api/v1/commands/", "/cancel", "ID")},
 		{"claim", "create", "", "create a zero-touch claim token for devices", ctlClaimCreate},
 		{"claim", "list", "", "list claim tokens", ctlSimpleGet("/api/v1/claims")},
 		{"claim", "use", "", "act as a device: make a key and CSR, claim an identity with a claim token", ctlClaimUse},
@@ -668,19 +668,6 @@ func ctlObjectLifecycle(action string) func(fs *flag.FlagSet) func(e *env, c *ct
 			fmt.Fprintf(e.stdout, "%s is %s\n", out.Code, out.Status)
 			return nil
 		}
-	}
-}
-
-func ctlResolve(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
-	return func(e *env, c *ctlConn, args []string) error {
-		if err := needArgs(args, 1, "CODE, NUMBER or DID"); err != nil {
-			return err
-		}
-		var out any
-		if _, err := c.json("GET", "/api/v1/resolve/"+url.PathEscape(args[0]), nil, &out); err != nil {
-			return err
-		}
-		return printJSON(e.stdout, out)
 	}
 }
 

@@ -12,16 +12,20 @@ import (
 
 // Twins, commands and PSKs: `wanwu ctl twin|command|device psk`.
 
-func ctlTwinGet(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
-	return func(e *env, c *ctlConn, args []string) error {
-		if err := needArgs(args, 1, "CODE"); err != nil {
-			return err
+// ctlOnePath runs a request on prefix+ARG+suffix and prints the JSON answer:
+// the shape of every ctl command that names one thing and shows it.
+func ctlOnePath(method, prefix, suffix, what string) func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	return func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+		return func(e *env, c *ctlConn, args []string) error {
+			if err := needArgs(args, 1, what); err != nil {
+				return err
+			}
+			var out any
+			if _, err := c.json(method, prefix+url.PathEscape(args[0])+suffix, nil, &out); err != nil {
+				return err
+			}
+			return printJSON(e.stdout, out)
 		}
-		var out any
-		if _, err := c.json("GET", "/api/v1/objects/"+url.PathEscape(args[0])+"/twin", nil, &out); err != nil {
-			return err
-		}
-		return printJSON(e.stdout, out)
 	}
 }
 
@@ -160,19 +164,6 @@ func ctlCommandSend(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) er
 	}
 }
 
-func ctlCommandGet(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
-	return func(e *env, c *ctlConn, args []string) error {
-		if err := needArgs(args, 1, "ID"); err != nil {
-			return err
-		}
-		var out any
-		if _, err := c.json("GET", "/api/v1/commands/"+url.PathEscape(args[0]), nil, &out); err != nil {
-			return err
-		}
-		return printJSON(e.stdout, out)
-	}
-}
-
 func ctlCommandList(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
 	status := fs.String("status", "", "only this status (queued, delivered, succeeded, failed, expired, timed_out, canceled)")
 	limit := fs.Int("limit", 100, "at most this many, newest first")
@@ -186,19 +177,6 @@ func ctlCommandList(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) er
 		}
 		var out any
 		if _, err := c.json("GET", "/api/v1/objects/"+url.PathEscape(args[0])+"/commands?"+q.Encode(), nil, &out); err != nil {
-			return err
-		}
-		return printJSON(e.stdout, out)
-	}
-}
-
-func ctlCommandCancel(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
-	return func(e *env, c *ctlConn, args []string) error {
-		if err := needArgs(args, 1, "ID"); err != nil {
-			return err
-		}
-		var out any
-		if _, err := c.json("POST", "/api/v1/commands/"+url.PathEscape(args[0])+"/cancel", nil, &out); err != nil {
 			return err
 		}
 		return printJSON(e.stdout, out)

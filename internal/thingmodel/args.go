@@ -140,6 +140,11 @@ func positionSchema(obj map[string]any) map[string]*Schema {
 	return s
 }
 
+// Number returns a decoded JSON number (float64, json.Number, or an integer
+// type) as a float64; ok is false for anything else. Packages that check
+// values against a Schema use it so that they agree on what is a number.
+func Number(v any) (float64, bool) { return toFloat(v) }
+
 func toFloat(v any) (float64, bool) {
 	switch n := v.(type) {
 	case float64:

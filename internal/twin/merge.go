@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 )
 
 // patchFactor is how much larger than a section a patch may be as sent.
@@ -187,7 +189,7 @@ func kind(v any) string {
 	case map[string]any:
 		return "an object"
 	}
-	if _, ok := toFloat(v); ok {
+	if _, ok := thingmodel.Number(v); ok {
 		return "a number"
 	}
 	return fmt.Sprintf("%T", v)
@@ -349,35 +351,12 @@ func equal(a, b any) bool {
 		}
 		return true
 	}
-	fa, ok := toFloat(a)
+	fa, ok := thingmodel.Number(a)
 	if !ok {
 		return false
 	}
-	fb, ok := toFloat(b)
+	fb, ok := thingmodel.Number(b)
 	return ok && fa == fb
-}
-
-func toFloat(v any) (float64, bool) {
-	switch n := v.(type) {
-	case float64:
-		return n, true
-	case float32:
-		return float64(n), true
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	case int32:
-		return float64(n), true
-	case uint64:
-		return float64(n), true
-	case uint32:
-		return float64(n), true
-	case json.Number:
-		f, err := strconv.ParseFloat(string(n), 64)
-		return f, err == nil
-	}
-	return 0, false
 }
 
 // delta returns the members of desired that reported does not match,

@@ -61,7 +61,7 @@ func checkValue(s *thingmodel.Schema, v any, field string, report reportFn) {
 	}
 	switch s.Type {
 	case thingmodel.TypeNumber, thingmodel.TypeInteger:
-		f, ok := toFloat(v)
+		f, ok := thingmodel.Number(v)
 		if !ok {
 			report(field, "must be %s, not %s", article(s.Type), kind(v))
 			return
