@@ -124,7 +124,8 @@ func TestIntegrationSessionIsolation(t *testing.T) {
 		t.Errorf("[MQTT-3.1.3-9] (3.1.1) integration using a device's code: %v return code 0x%02x", ack.Error(), ack.ReturnCode())
 	}
 	dev.mustPub(t, d.topic("telemetry"), 1, false, `{"temperature": 20}`) // still connected
-	mcSync(t, dev, d)                                                     // its fan-out is done before anyone subscribes below
+	// Its fan-out is done before anyone subscribes below.
+	mcSync(t, dev, d)
 
 	// acme's persistent session with queued telemetry cannot be taken over
 	// by beta's integration under the same client id.
