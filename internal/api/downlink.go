@@ -80,11 +80,8 @@ func writeTwin(w http.ResponseWriter, status int, t *twin.Twin) {
 // The expected version comes from If-Match (the ETag of a GET) or the
 // version query parameter; without either the update is unconditional.
 func (s *server) patchDesired(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	o, err := s.visible(r.Context(), p, r.PathValue("code"))
+	o, err := s.operable(r.Context(), p, r.PathValue("code"))
 	if err != nil {
-		return err
-	}
-	if err := p.Allows(auth.Operator, o.Tenant); err != nil {
 		return err
 	}
 	ifVersion := int64(-1)
@@ -118,7 +115,7 @@ func (s *server) listTwins(w http.ResponseWriter, r *http.Request, p auth.Princi
 	if err != nil {
 		return err
 	}
-	f.After = r.URL.Query().Get("after")
+	f.Status, f.After = r.URL.Query().Get("status"), r.URL.Query().Get("after")
 	n, err := queryUint(r, "limit", 100)
 	if err != nil {
 		return err
@@ -158,11 +155,8 @@ func (s *server) issueCommand(w http.ResponseWriter, r *http.Request, p auth.Pri
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	o, err := s.visible(r.Context(), p, r.PathValue("code"))
+	o, err := s.operable(r.Context(), p, r.PathValue("code"))
 	if err != nil {
-		return err
-	}
-	if err := p.Allows(auth.Operator, o.Tenant); err != nil {
 		return err
 	}
 	if req.Action == "" {
@@ -261,11 +255,8 @@ type PSKOut struct {
 // devicePSK returns the device's CoAP/DTLS pre-shared key, derived from the
 // hub's PSK secret and the device's active key: rotating the key changes it.
 func (s *server) devicePSK(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	o, err := s.visible(r.Context(), p, r.PathValue("code"))
+	o, err := s.operable(r.Context(), p, r.PathValue("code"))
 	if err != nil {
-		return err
-	}
-	if err := p.Allows(auth.Operator, o.Tenant); err != nil {
 		return err
 	}
 	key, err := s.PSK(r.Context(), o.Code)

@@ -105,6 +105,19 @@ func (s *server) visible(ctx context.Context, p auth.Principal, codeStr string) 
 	return o, nil
 }
 
+// operable is visible for a change: the object, when the principal may
+// operate on its tenant.
+func (s *server) operable(ctx context.Context, p auth.Principal, codeStr string) (*registry.Object, error) {
+	o, err := s.visible(ctx, p, codeStr)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Allows(auth.Operator, o.Tenant); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
 func (s *server) crl(w http.ResponseWriter, r *http.Request) error {
 	revoked, err := s.Registry.RevokedCertificates(r.Context())
 	if err != nil {
@@ -423,11 +436,8 @@ func (s *server) rotate(w http.ResponseWriter, r *http.Request, p auth.Principal
 	if err := decodeJSON(w, r, &b); err != nil {
 		return err
 	}
-	o, err := s.visible(r.Context(), p, r.PathValue("code"))
+	o, err := s.operable(r.Context(), p, r.PathValue("code"))
 	if err != nil {
-		return err
-	}
-	if err := p.Allows(auth.Operator, o.Tenant); err != nil {
 		return err
 	}
 	ks, err := b.source()
@@ -468,11 +478,8 @@ func (s *server) lifecycle(action string) func(w http.ResponseWriter, r *http.Re
 				return err
 			}
 		}
-		o, err := s.visible(r.Context(), p, r.PathValue("code"))
+		o, err := s.operable(r.Context(), p, r.PathValue("code"))
 		if err != nil {
-			return err
-		}
-		if err := p.Allows(auth.Operator, o.Tenant); err != nil {
 			return err
 		}
 		switch action {

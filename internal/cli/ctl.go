@@ -96,7 +96,7 @@ func ctlCommands() []ctlCommand {
 		{"object", "register", "CODE", "register an object; issues its certificate and credential", ctlObjectRegister},
 		{"object", "import", "FILE.csv", "register objects from a CSV file (per-row results)", ctlObjectImport},
 		{"object", "get", "CODE", "print an object", ctlObjectGet("")},
-		{"object", "list", "", "list objects (filters: --tenant --under --tag --kind --status)", ctlObjectList},
+		{"object", "list", "", "list objects (filters: --tenant --under --tag --kind --status)", ctlListObjects("/api/v1/objects")},
 		{"object", "credential", "CODE", "print the object's signed credential", ctlObjectGet("/credential")},
 		{"object", "certificate", "CODE", "print the object's certificate (PEM)", ctlObjectGet("/certificate")},
 		{"object", "admission", "CODE", "ask whether the object may connect (--did, --cert-serial)", ctlObjectAdmission},
@@ -109,7 +109,7 @@ func ctlCommands() []ctlCommand {
 		{"device", "psk", "CODE", "print the device's CoAP/DTLS pre-shared key (identity = code)", ctlDevicePSK},
 		{"twin", "get", "CODE", "print a device's twin: desired, reported, delta, versions, metadata", ctlOnePath("GET", "/api/v1/objects/", "/twin", "CODE")},
 		{"twin", "set", "CODE key=value...", "change desired state (merge patch; --version for optimistic concurrency)", ctlTwinSet},
-		{"twin", "list", "", "list twins (filters: --tenant --under --tag)", ctlTwinList},
+		{"twin", "list", "", "list twins (filters as for object list)", ctlListObjects("/api/v1/twins")},
 		{"command", "send", "CODE ACTION [ARGS]", "issue a thing-model action to a device (--id, --ttl, --wait)", ctlCommandSend},
 		{"command", "get", "ID", "print a command and its events", ctlOnePath("GET", "/api/v1/commands/", "", "ID")},
 		{"command", "list", "CODE", "list a device's commands (--status)", ctlCommandList},
@@ -562,7 +562,9 @@ func ctlObjectGet(suffix string) func(fs *flag.FlagSet) func(e *env, c *ctlConn,
 	}
 }
 
-func ctlObjectList(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+// objectFilterFlags binds the object filters (the API's object list query)
+// to fs; the returned function builds the query once flags are parsed.
+func objectFilterFlags(fs *flag.FlagSet) func() url.Values {
 	tenant := fs.String("tenant", "", "only this tenant")
 	under := fs.String("under", "", "only objects at or below this hierarchy path")
 	kind := fs.String("kind", "", "only this kind")
@@ -572,10 +574,7 @@ func ctlObjectList(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) err
 	after := fs.String("after", "", "continue after this code")
 	var tags stringList
 	fs.Var(&tags, "tag", "only objects with tag key=value (repeatable)")
-	return func(e *env, c *ctlConn, args []string) error {
-		if err := needArgs(args, 0, "no arguments"); err != nil {
-			return err
-		}
+	return func() url.Values {
 		q := url.Values{}
 		for k, v := range map[string]string{"tenant": *tenant, "under": *under, "kind": *kind, "status": *status, "edge": *edge, "after": *after} {
 			if v != "" {
@@ -586,11 +585,24 @@ func ctlObjectList(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) err
 		for _, t := range tags {
 			q.Add("tag", t)
 		}
-		var out any
-		if _, err := c.json("GET", "/api/v1/objects?"+q.Encode(), nil, &out); err != nil {
-			return err
+		return q
+	}
+}
+
+// ctlListObjects lists what path returns for the objects the filter flags select.
+func ctlListObjects(path string) func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	return func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+		query := objectFilterFlags(fs)
+		return func(e *env, c *ctlConn, args []string) error {
+			if err := needArgs(args, 0, "no arguments"); err != nil {
+				return err
+			}
+			var out any
+			if _, err := c.json("GET", path+"?"+query().Encode(), nil, &out); err != nil {
+				return err
+			}
+			return printJSON(e.stdout, out)
 		}
-		return printJSON(e.stdout, out)
 	}
 }
 

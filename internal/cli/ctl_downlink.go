@@ -80,35 +80,6 @@ func ctlTwinSet(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error 
 	}
 }
 
-func ctlTwinList(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
-	tenant := fs.String("tenant", "", "only this tenant")
-	under := fs.String("under", "", "only objects at or below this hierarchy path")
-	limit := fs.Int("limit", 100, "page size (at most 1000)")
-	var tags stringList
-	fs.Var(&tags, "tag", "only objects with tag key=value (repeatable)")
-	return func(e *env, c *ctlConn, args []string) error {
-		if err := needArgs(args, 0, "no arguments"); err != nil {
-			return err
-		}
-		q := url.Values{}
-		if *tenant != "" {
-			q.Set("tenant", *tenant)
-		}
-		if *under != "" {
-			q.Set("under", *under)
-		}
-		q.Set("limit", fmt.Sprint(*limit))
-		for _, t := range tags {
-			q.Add("tag", t)
-		}
-		var out any
-		if _, err := c.json("GET", "/api/v1/twins?"+q.Encode(), nil, &out); err != nil {
-			return err
-		}
-		return printJSON(e.stdout, out)
-	}
-}
-
 func ctlCommandSend(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
 	id := fs.String("id", "", "command id (idempotency key: sending the same id again returns the first command)")
 	ttl := fs.Duration("ttl", 0, "how long the command may wait for the device (default: the hub's commands.default_ttl)")
