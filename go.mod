@@ -128,3 +128,6 @@ replace github.com/hashicorp/nomad/api => github.com/hashicorp/nomad/api v0.0.0-
 
 // A patched copy of mochi-mqtt v2.7.9: see third_party/mochi-mqtt/PATCHES.md.
 replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi-mqtt
+
+// A patched copy of go-coap v3.5.5: see third_party/go-coap/PATCHES.md.
+replace github.com/plgd-dev/go-coap/v3 => ./third_party/go-coap
