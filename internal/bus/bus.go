@@ -437,14 +437,36 @@ func (b *Bus) SubscribeTwinAnnouncements(fn func(tenant, id string, data []byte)
 	return func() { _ = sub.Unsubscribe() }, nil
 }
 
+// IngestHandler is what ConsumeIngest feeds.
+type IngestHandler struct {
+	// Store writes batches, in order. What it wrote need not be durable
+	// until Commit returns.
+	Store func(batches [][]byte) error
+	// Commit makes everything Store wrote durable (nil: Store's writes are
+	// durable when it returns). Batches are acknowledged only after it, so
+	// one commit, one fsync, serves all the batches stored since the last.
+	Commit func() error
+	// CommitEvery is how long stored batches may wait for their commit while
+	// more arrive (default DefaultCommitEvery): the consumer commits when it
+	// has nothing more to store right away only once this has passed since
+	// the first uncommitted batch.
+	CommitEvery time.Duration
+}
+
+// DefaultCommitEvery is IngestHandler.CommitEvery's default.
+const DefaultCommitEvery = 20 * time.Millisecond
+
 // ConsumeIngest hands every ingest batch not yet handled by the durable
-// consumer name to handle, in order, several at a time when they are
-// waiting, until ctx ends. Batches are acknowledged only after handle returns
-// nil; on error they are redelivered after a pause, so handlers must be
-// idempotent (they are: samples and rows are keyed by device, property and
-// time).
-func (b *Bus) ConsumeIngest(ctx context.Context, name string, handle func(batches [][]byte) error) error {
+// consumer name to h.Store, in order, several at a time when they are
+// waiting, until ctx ends. Batches are acknowledged only after h.Commit
+// returns nil; on an error they are redelivered after a pause, so handlers
+// must be idempotent (they are: samples and rows are keyed by device,
+// property and time).
+func (b *Bus) ConsumeIngest(ctx context.Context, name string, h IngestHandler) error {
 	const maxBatches = 128
+	if h.CommitEvery <= 0 {
+		h.CommitEvery = DefaultCommitEvery
+	}
 	cfg := jetstream.ConsumerConfig{
 		Durable:       name,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -473,17 +495,60 @@ func (b *Bus) ConsumeIngest(ctx context.Context, name string, handle func(batche
 	if err != nil {
 		return fmt.Errorf("bus: consumer %s: %w", name, err)
 	}
+	// Stored but not yet committed, and when the first of them was stored.
+	var stored []jetstream.Msg
+	var since time.Time
+	settle := func(msgs []jetstream.Msg, err error) {
+		if err != nil {
+			b.opts.Logger.Warn("ingest batches failed; will retry", "consumer", name, "batches", len(msgs), "err", err)
+			for _, m := range msgs {
+				_ = m.NakWithDelay(time.Second)
+			}
+			return
+		}
+		for _, m := range msgs {
+			if err := m.Ack(); err != nil && ctx.Err() == nil {
+				b.opts.Logger.Warn("ingest ack failed", "consumer", name, "err", err)
+			}
+		}
+	}
+	commit := func() error {
+		if len(stored) == 0 {
+			return nil
+		}
+		var err error
+		if h.Commit != nil {
+			err = h.Commit()
+		}
+		settle(stored, err)
+		clear(stored)
+		stored = stored[:0]
+		return err
+	}
+	// A clean stop commits what was stored, so nothing is stored twice.
+	defer func() { _ = commit() }()
+	var msgs []jetstream.Msg
+	var data [][]byte
 	for ctx.Err() == nil {
-		// Take what is waiting without delay; block for the next only when idle.
-		fetched, err := c.FetchNoWait(maxBatches)
-		var msgs []jetstream.Msg
+		// Take what is waiting without delay; block for the next only when
+		// idle, and then no longer than the uncommitted batches may wait.
+		msgs = msgs[:0]
+		fetched, err := c.FetchNoWait(maxBatches - len(stored))
 		if err == nil {
 			for m := range fetched.Messages() {
 				msgs = append(msgs, m)
 			}
 		}
-		if len(msgs) == 0 {
-			fetched, err = c.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		if err == nil && len(msgs) == 0 {
+			wait := time.Second
+			if len(stored) > 0 {
+				wait = h.CommitEvery - time.Since(since)
+				if wait < time.Millisecond {
+					_ = commit()
+					continue
+				}
+			}
+			fetched, err = c.Fetch(1, jetstream.FetchMaxWait(wait))
 			if err == nil {
 				for m := range fetched.Messages() {
 					msgs = append(msgs, m)
@@ -495,27 +560,36 @@ func (b *Bus) ConsumeIngest(ctx context.Context, name string, handle func(batche
 				return nil
 			}
 			b.opts.Logger.Warn("ingest fetch failed", "consumer", name, "err", err)
+			_ = commit()
 			sleep(ctx, time.Second)
 			continue
 		}
 		if len(msgs) == 0 {
+			if len(stored) > 0 && time.Since(since) >= h.CommitEvery {
+				_ = commit()
+			}
 			continue
 		}
-		data := make([][]byte, len(msgs))
-		for i, m := range msgs {
-			data[i] = m.Data()
+		data = data[:0]
+		for _, m := range msgs {
+			data = append(data, m.Data())
 		}
-		if err := handle(data); err != nil {
-			b.opts.Logger.Warn("ingest batches failed; will retry", "consumer", name, "batches", len(msgs), "err", err)
-			for _, m := range msgs {
-				_ = m.NakWithDelay(time.Second)
-			}
+		if err := h.Store(data); err != nil {
+			// What was stored before stays good: commit it, then retry these.
+			_ = commit()
+			settle(msgs, err)
 			sleep(ctx, time.Second)
 			continue
 		}
-		for _, m := range msgs {
-			if err := m.Ack(); err != nil && ctx.Err() == nil {
-				b.opts.Logger.Warn("ingest ack failed", "consumer", name, "err", err)
+		clear(data)
+		if len(stored) == 0 {
+			since = time.Now()
+		}
+		stored = append(stored, msgs...)
+		clear(msgs)
+		if h.Commit == nil || len(stored) >= maxBatches/2 || time.Since(since) >= h.CommitEvery {
+			if commit() != nil {
+				sleep(ctx, time.Second)
 			}
 		}
 	}

@@ -40,6 +40,7 @@ type benchFlags struct {
 	qos, size, inflight, targetPID  int
 	subQoS, subProtocol             int
 	rate                            float64
+	aligned                         bool
 	duration, timeout, hold         time.Duration
 	drainQuiet, drainMax            time.Duration
 	wanwuHub                        string
@@ -69,7 +70,8 @@ func benchFlagSet(mode string, f *benchFlags) *flag.FlagSet {
 	case "mqtt":
 		fs.IntVar(&f.messages, "messages", loadgen.DefaultMessages, "messages per client")
 		fs.DurationVar(&f.duration, "duration", 0, "publish for this long instead of --messages")
-		fs.Float64Var(&f.rate, "rate", 0, "messages per second per client (0: as fast as the in-flight window allows)")
+		fs.Float64Var(&f.rate, "rate", 0, "messages per second per client (0: as fast as the in-flight window allows); client i of N starts i/N of an interval late")
+		fs.BoolVar(&f.aligned, "aligned", false, "with --rate: all clients publish at the same instants (bursts of N) instead of spread over the interval")
 		fs.IntVar(&f.qos, "qos", 1, "QoS of publishes and of the counting subscription")
 		fs.IntVar(&f.size, "size", loadgen.DefaultPayloadSize, "payload bytes (SenML JSON padded to this size)")
 		fs.IntVar(&f.inflight, "inflight", loadgen.DefaultInflight, "most unacknowledged publishes per client")
@@ -162,6 +164,7 @@ func runBench(e *env, args []string) error {
 		MessagesPerClient: f.messages,
 		Duration:          f.duration,
 		Rate:              f.rate,
+		Aligned:           f.aligned,
 		QoS:               f.qos,
 		PayloadSize:       f.size,
 		Inflight:          f.inflight,

@@ -76,8 +76,12 @@ type Options struct {
 	// Duration, when set, publishes for this long instead of M messages.
 	Duration time.Duration
 	// Rate is messages per second per client; 0 sends as fast as the
-	// in-flight window allows.
+	// in-flight window allows. Client i of N starts its schedule i/N of an
+	// interval late, as independent devices do; Aligned starts all at once.
 	Rate float64
+	// Aligned sends every client's k-th message at the same instant (a
+	// fleet on one clock: bursts of N messages) instead of spreading them.
+	Aligned bool
 	// QoS of publishes and of the counting subscription: 0, 1 or 2.
 	QoS int
 	// PayloadSize is the payload length in bytes (default 100); a size
@@ -264,6 +268,7 @@ type Result struct {
 	MessagesPerClient int     `json:"messages_per_client,omitempty"`
 	Inflight          int     `json:"inflight"`
 	Rate              float64 `json:"rate_per_client,omitempty"`
+	Aligned           bool    `json:"aligned,omitempty"`
 	PayloadBytes      int     `json:"payload_bytes"`
 
 	Sent      int64 `json:"sent"`      // publishes handed to the client library

@@ -169,6 +169,7 @@ func newResult(mode string, o Options) *Result {
 		MessagesPerClient: o.MessagesPerClient,
 		Inflight:          o.Inflight,
 		Rate:              o.Rate,
+		Aligned:           o.Aligned,
 		Started:           time.Now(),
 	}
 }
@@ -310,6 +311,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			continue
 		}
 		code, topic := o.CodeFor(ci), o.TopicFor(ci)
+		var phase time.Duration
+		if o.Rate > 0 && !o.Aligned {
+			phase = time.Duration(float64(ci) / float64(len(clients)) / o.Rate * float64(time.Second))
+		}
 		var claimed atomic.Int64
 		// A publish that timed out means the broker stopped acknowledging
 		// this client: its other workers stop too rather than each wait
@@ -331,7 +336,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 						return
 					}
 					if o.Rate > 0 {
-						at := start.Add(time.Duration(float64(n-1) / o.Rate * float64(time.Second)))
+						at := start.Add(phase + time.Duration(float64(n-1)/o.Rate*float64(time.Second)))
 						if wait := time.Until(at); wait > 0 {
 							select {
 							case <-time.After(wait):

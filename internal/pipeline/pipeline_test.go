@@ -286,3 +286,32 @@ func TestStoreRefusedKeptAsDeadLetter(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestLingerFollowsArrivalRate: a batch is held open only while messages
+// arrive often enough to join it; a lone message is flushed at once.
+func TestLingerFollowsArrivalRate(t *testing.T) {
+	p := &Pipeline{opts: Options{Linger: time.Millisecond}}
+	t0 := time.Now()
+	for _, step := range []struct {
+		name     string
+		after    time.Duration // since t0
+		arrivals int64         // taken into batches since the step before
+		want     time.Duration
+	}{
+		{"first message", 0, 0, 0},
+		{"100 msg/s: under two per linger", 100 * time.Millisecond, 10, 0},
+		{"5,000 msg/s", 200 * time.Millisecond, 500, time.Millisecond},
+		{"within the window the estimate holds", 250 * time.Millisecond, 0, time.Millisecond},
+		{"quiet again", 400 * time.Millisecond, 1, 0},
+	} {
+		p.arrivals.Add(step.arrivals)
+		if got := p.lingerFor(t0.Add(step.after)); got != step.want {
+			t.Errorf("%s: linger %v, want %v", step.name, got, step.want)
+		}
+	}
+	p.opts.Linger = -1
+	p.arrivals.Add(1 << 20)
+	if got := p.lingerFor(t0.Add(time.Second)); got != 0 {
+		t.Errorf("Linger < 0: %v", got)
+	}
+}

@@ -52,6 +52,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,6 +132,8 @@ type Store struct {
 	syncMu     sync.Mutex
 	commitSeq  atomic.Uint64
 	syncedSeq  uint64 // guarded by syncMu
+	walSync    segmentSyncer
+	wblSync    segmentSyncer
 	closeOnce  sync.Once
 	closeError error
 
@@ -197,7 +200,9 @@ func Open(opts Options) (*Store, error) {
 		EnableNegativeOffset:     true,
 		Parser:                   p,
 	})
-	return &Store{opts: opts, log: opts.Logger, db: db, engine: engine, parser: p}, nil
+	return &Store{opts: opts, log: opts.Logger, db: db, engine: engine, parser: p,
+		walSync: segmentSyncer{dir: filepath.Join(opts.Dir, "wal")},
+		wblSync: segmentSyncer{dir: filepath.Join(opts.Dir, "wbl")}}, nil
 }
 
 // Close flushes nothing extra (the WAL is the durable copy) and releases the
@@ -208,6 +213,10 @@ func (s *Store) Close() error {
 		s.closed = true
 		s.mu.Unlock()
 		s.closeError = errors.Join(s.engine.Close(), s.db.Close())
+		s.syncMu.Lock()
+		s.walSync.close()
+		s.wblSync.close()
+		s.syncMu.Unlock()
 		if s.closeError != nil {
 			s.closeError = fmt.Errorf("tsdb: close: %w", s.closeError)
 		}
@@ -258,7 +267,7 @@ func (s *Store) Append(ctx context.Context, samples []Sample) (int, []Reject, er
 		sets[i] = LabelSet{lset: lset, hash: lset.Hash()}
 		prepared[i] = PreparedSample{Labels: &sets[i], T: smp.T, V: smp.V}
 	}
-	return s.appendPrepared(ctx, prepared, rejects)
+	return s.appendPrepared(ctx, prepared, rejects, !s.opts.NoSync)
 }
 
 // LabelSet is the label set of one series, validated and converted once
@@ -297,13 +306,41 @@ type PreparedSample struct {
 // Labels is refused. Besides the labels, it spares the head a lookup by labels:
 // the store remembers each series' reference from earlier batches.
 func (s *Store) AppendPrepared(ctx context.Context, samples []PreparedSample) (int, []Reject, error) {
+	return s.appendPreparedChecked(ctx, samples, !s.opts.NoSync)
+}
+
+// AppendPreparedNoSync is AppendPrepared without the fsync: the samples are
+// committed and queryable when it returns, durable only after a later Sync.
+// A consumer that acknowledges its source only after Sync makes one fsync
+// serve many appends.
+func (s *Store) AppendPreparedNoSync(ctx context.Context, samples []PreparedSample) (int, []Reject, error) {
+	return s.appendPreparedChecked(ctx, samples, false)
+}
+
+// Sync makes every committed append durable (a no-op with Options.NoSync).
+func (s *Store) Sync() error {
+	if s.opts.NoSync {
+		return nil
+	}
+	release, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := s.sync(); err != nil {
+		return fmt.Errorf("tsdb: sync: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) appendPreparedChecked(ctx context.Context, samples []PreparedSample, sync bool) (int, []Reject, error) {
 	var rejects []Reject
 	for i := range samples {
 		if samples[i].Labels == nil {
 			rejects = append(rejects, Reject{Index: i, Reason: "no label set"})
 		}
 	}
-	return s.appendPrepared(ctx, samples, rejects)
+	return s.appendPrepared(ctx, samples, rejects, sync)
 }
 
 // maxRefs bounds the series references a Store remembers across batches;
@@ -321,7 +358,7 @@ type refEntry struct {
 
 // appendPrepared appends the samples with non-nil Labels; rejects holds
 // those refused already.
-func (s *Store) appendPrepared(ctx context.Context, samples []PreparedSample, rejects []Reject) (int, []Reject, error) {
+func (s *Store) appendPrepared(ctx context.Context, samples []PreparedSample, rejects []Reject, sync bool) (int, []Reject, error) {
 	release, err := s.acquire()
 	if err != nil {
 		return 0, nil, err
@@ -403,7 +440,7 @@ func (s *Store) appendPrepared(ctx context.Context, samples []PreparedSample, re
 	if err := app.Commit(); err != nil {
 		return 0, nil, fmt.Errorf("tsdb: commit %d samples: %w", len(order), err)
 	}
-	if accepted > 0 && !s.opts.NoSync {
+	if accepted > 0 && sync {
 		if err := s.sync(); err != nil {
 			// Committed and visible, but not known to be on disk: the
 			// caller must not acknowledge the source.
@@ -479,48 +516,119 @@ func (s *Store) sync() error {
 		return nil // a sync that started after our commit covered it
 	}
 	covered := s.commitSeq.Load()
-	for _, sub := range []string{"wal", "wbl"} {
-		if err := syncSegments(filepath.Join(s.opts.Dir, sub)); err != nil {
-			return fmt.Errorf("fsync %s: %w", sub, err)
+	for _, w := range []*segmentSyncer{&s.walSync, &s.wblSync} {
+		if err := w.sync(); err != nil {
+			return err
 		}
 	}
 	s.syncedSeq = covered
 	return nil
 }
 
-// syncSegments fsyncs the last two segments (the previous one in case it was
-// rotated after our commit; the TSDB fsyncs it asynchronously) and the dir.
-func syncSegments(dir string) error {
-	entries, err := os.ReadDir(dir)
+// segmentSyncer makes what the TSDB wrote to one write-ahead log directory
+// durable. It keeps the newest segment open and fsyncs it when it grew; it
+// lists the directory again only when the next segment exists (a rotation),
+// and then also fsyncs the segment before it (the TSDB syncs a rotated
+// segment in the background, perhaps after our commit) and the directory
+// (the new file's entry). Before, every sync listed the directory and
+// fsynced two segments and the directory: three fsyncs per store commit.
+type segmentSyncer struct {
+	dir    string
+	newest *os.File // nil: no segment seen yet
+	name   string   // newest's name
+	synced int64    // newest's size at its last fsync
+	next   string   // the name a rotation creates
+}
+
+func (w *segmentSyncer) sync() error {
+	if w.newest != nil {
+		if _, err := os.Lstat(filepath.Join(w.dir, w.next)); errors.Is(err, os.ErrNotExist) {
+			return w.syncNewest()
+		}
+	}
+	return w.rotated()
+}
+
+// syncNewest fsyncs the newest segment if it grew since its last fsync.
+func (w *segmentSyncer) syncNewest() error {
+	st, err := w.newest.Stat()
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", w.dir, err)
+	}
+	if st.Size() == w.synced {
+		return nil
+	}
+	if err := w.newest.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", w.newest.Name(), err)
+	}
+	w.synced = st.Size()
+	return nil
+}
+
+// rotated lists the directory, fsyncs every segment from the one it had open
+// to the newest, and the directory, and opens the newest.
+func (w *segmentSyncer) rotated() error {
+	entries, err := os.ReadDir(w.dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // no out-of-order sample yet: no WBL
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("fsync %s: %w", w.dir, err)
 	}
 	var segs []string
 	for _, e := range entries {
-		if e.Type().IsRegular() && isSegmentName(e.Name()) {
-			segs = append(segs, e.Name()) // zero-padded, so ReadDir's order is numeric
+		// Zero-padded, so ReadDir's order is numeric.
+		if e.Type().IsRegular() && isSegmentName(e.Name()) && (w.name == "" || e.Name() >= w.name) {
+			segs = append(segs, e.Name())
 		}
 	}
-	if len(segs) > 2 {
+	if len(segs) == 0 {
+		return nil
+	}
+	if w.name == "" && len(segs) > 2 {
 		segs = segs[len(segs)-2:]
 	}
-	for _, name := range append(segs, ".") {
-		f, err := os.Open(filepath.Join(dir, name))
+	w.close()
+	for i, name := range append(segs, ".") {
+		f, err := os.Open(filepath.Join(w.dir, name))
 		if err != nil {
-			return err
+			return fmt.Errorf("fsync %s: %w", w.dir, err)
 		}
 		err = f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
+		var st os.FileInfo
+		if err == nil {
+			st, err = f.Stat()
 		}
 		if err != nil {
-			return err
+			f.Close()
+			return fmt.Errorf("fsync %s: %w", f.Name(), err)
+		}
+		if i == len(segs)-1 {
+			w.newest, w.name, w.synced = f, name, st.Size()
+			w.next = nextSegmentName(name)
+			continue
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("fsync %s: %w", w.dir, err)
 		}
 	}
 	return nil
+}
+
+func (w *segmentSyncer) close() {
+	if w.newest != nil {
+		w.newest.Close()
+		w.newest = nil
+	}
+}
+
+// nextSegmentName is the name of the segment after name, in its width.
+func nextSegmentName(name string) string {
+	n, err := strconv.ParseUint(name, 10, 64)
+	if err != nil {
+		return name + ".next" // not a segment name: never exists
+	}
+	return fmt.Sprintf("%0*d", len(name), n+1)
 }
 
 func isSegmentName(n string) bool {
