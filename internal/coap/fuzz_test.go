@@ -1,9 +1,10 @@
 package coap
 
 import (
-	"net"
+	"net/netip"
 	"testing"
 
+	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 )
@@ -17,9 +18,11 @@ import (
 func FuzzCoAPMessage(f *testing.F) {
 	f.Add([]byte{0x40, 0x02, 0x00, 0x01, 0xb1, 't'})
 	e := newEnv(f, func(o *Options) { o.DTLSListen = "" })
-	raddr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9} // discard: answers go nowhere
+	raddr := netip.MustParseAddrPort("127.0.0.1:9") // discard: answers go nowhere
+	var opts message.Options
 	f.Fuzz(func(t *testing.T, data []byte) {
-		v := e.srv.screen("127.0.0.2", data)
+		var v verdict
+		v, opts = e.srv.screen(netip.MustParseAddr("127.0.0.2"), data, opts)
 		if len(v.reply) > len(data) {
 			t.Fatalf("screen answers %d bytes to %d", len(v.reply), len(data))
 		}

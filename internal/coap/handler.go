@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -93,6 +94,9 @@ var (
 	cfJSON = message.AppJSON
 )
 
+// requestTimeout bounds a request's registry, twin and command calls.
+const requestTimeout = 10 * time.Second
+
 // maxDiagnostic bounds a diagnostic payload (RFC 7252 §5.5.2): enough for
 // the reason and the property, short enough for an NB-IoT downlink.
 const maxDiagnostic = 160
@@ -140,14 +144,23 @@ func pathSegments(r *pool.Message) []string {
 
 // queryToken joins the values of the "t=" Uri-Query options: a device token
 // longer than one option's 255 bytes may be split over several.
-func queryToken(r *pool.Message) string {
-	var b strings.Builder
+// The result may share the request's memory: copy it to keep it.
+func queryToken(r *pool.Message) []byte {
+	var tok []byte
+	parts := 0
 	for _, o := range r.Options() {
 		if o.ID == message.URIQuery && bytes.HasPrefix(o.Value, []byte("t=")) {
-			b.Write(o.Value[2:])
+			switch parts++; parts {
+			case 1:
+				tok = o.Value[2:]
+			case 2:
+				tok = append(append([]byte(nil), tok...), o.Value[2:]...)
+			default:
+				tok = append(tok, o.Value[2:]...)
+			}
 		}
 	}
-	return b.String()
+	return tok
 }
 
 // handle is the request handler of every connection, called by go-coap
@@ -166,9 +179,11 @@ func (s *Server) handle(w *responsewriter.ResponseWriter[*client.Conn], r *pool.
 }
 
 func (s *Server) serve(w *responsewriter.ResponseWriter[*client.Conn], r *pool.Message, cc *client.Conn, st *connState) {
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	defer cancel()
-	dev, c, why := s.authenticate(ctx, cc, st, r)
+	// Telemetry and events use the server's context as it is: the pipeline
+	// bounds its own waits, and a timer per datagram is measurable at tens
+	// of thousands per second. The rest, and a registry lookup, get one.
+	ctx := s.ctx
+	dev, c, why := s.authenticate(cc, st, r)
 	if dev == nil {
 		s.m.rejected.WithLabelValues(why).Inc()
 		reply(w, c, "") // no diagnostic: the source may be spoofed (amplification)
@@ -197,10 +212,16 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*client.Conn], r *pool.M
 		if s.method(w, r, codes.POST) {
 			s.ingest(ctx, w, r, dev, route, "")
 		}
+		return
 	case len(segs) == 2 && segs[0] == "e":
 		if s.method(w, r, codes.POST) {
 			s.ingest(ctx, w, r, dev, route, segs[1])
 		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	switch {
 	case len(segs) == 2 && segs[0] == "tw" && segs[1] == "r":
 		if s.method(w, r, codes.POST) {
 			s.twinReport(ctx, w, r, dev)
@@ -234,33 +255,38 @@ func (s *Server) method(w *responsewriter.ResponseWriter[*client.Conn], r *pool.
 // authenticate identifies the device of a request: the DTLS session's PSK
 // identity or certificate, or on plain UDP the device token in "t=". It
 // returns nil and the response code (4.01, 5.03) when it cannot.
-func (s *Server) authenticate(ctx context.Context, cc *client.Conn, st *connState, r *pool.Message) (*device, codes.Code, string) {
+func (s *Server) authenticate(cc *client.Conn, st *connState, r *pool.Message) (*device, codes.Code, string) {
 	if st.udp == nil {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		if st.dev != nil {
 			return st.dev, 0, ""
 		}
+		ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+		defer cancel()
 		dev, c, why := s.authenticateDTLS(ctx, cc)
 		if dev != nil {
 			st.dev = dev
 		}
 		return dev, c, why
 	}
-	token := queryToken(r)
-	if token == "" {
+	tok := queryToken(r)
+	if len(tok) == 0 {
 		return nil, codes.Unauthorized, "no_credentials"
 	}
 	now := time.Now()
-	dev := s.tokens.get(token, now)
+	dev := s.tokens.get(tok, now)
 	var c codes.Code
 	var why string
 	if dev == nil {
+		token := string(tok)
 		gen := s.tokens.generation()
+		ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
 		adm, err := s.opts.Registry.AuthenticateDevice(ctx, nil, "", token)
 		if dev, c, why = s.admit(ctx, adm, err); dev != nil {
 			s.tokens.put(token, dev, now, gen)
 		}
+		cancel()
 	}
 	if dev != nil {
 		st.udp.authed.Store(true)
@@ -339,7 +365,7 @@ func contentType(r *pool.Message) string {
 // for HTTP: decode and validate, dead-letter a rejection, and answer 2.04
 // Changed only once the pipeline made the message durable.
 func (s *Server) ingest(ctx context.Context, w *responsewriter.ResponseWriter[*client.Conn], r *pool.Message, dev *device, path, event string) {
-	payload, err := r.ReadBody()
+	payload, err := readBody(r)
 	if err != nil {
 		s.rejectReply(w, ingest.Reject(ingest.Malformed, "unreadable body"))
 		return
@@ -377,6 +403,27 @@ func (s *Server) ingest(ctx context.Context, w *responsewriter.ResponseWriter[*c
 	}
 	s.m.accepted.WithLabelValues(msg.Kind.String()).Inc()
 	reply(w, codes.Changed, "")
+}
+
+// readBody is pool.Message.ReadBody without its 1 KiB minimum buffer: a
+// telemetry body is often a tenth of that.
+func readBody(r *pool.Message) ([]byte, error) {
+	body := r.Body()
+	if body == nil {
+		return nil, nil
+	}
+	size, err := r.BodySize()
+	if err != nil || size == 0 {
+		return nil, err
+	}
+	if _, err := body.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func itoa(n int) string {

@@ -233,7 +233,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.closeLocked()
 			return fmt.Errorf("coap: listen udp %s: %w", s.opts.Listen, err)
 		}
-		s.udp = &udpListener{s: s, conn: conn, conns: map[string]*udpEndpoint{}}
+		s.udp = newUDPListener(s, conn)
 		s.addrs[ListenerUDP] = conn.LocalAddr()
 		s.log.Warn("CoAP plain UDP listener: device tokens travel unencrypted; use DTLS in production", "addr", conn.LocalAddr().String())
 		s.wg.Add(1)

@@ -37,15 +37,15 @@ func newTokenCache(max int) *tokenCache {
 	return &tokenCache{entries: map[string]cachedToken{}, max: max}
 }
 
-func (c *tokenCache) get(token string, now time.Time) *device {
+func (c *tokenCache) get(token []byte, now time.Time) *device {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.entries[token]
+	e, ok := c.entries[string(token)] // no copy for a lookup
 	if !ok {
 		return nil
 	}
 	if !now.Before(e.until) {
-		delete(c.entries, token)
+		delete(c.entries, string(token))
 		return nil
 	}
 	return e.dev

@@ -36,26 +36,26 @@ func TestTokenCache(t *testing.T) {
 		{"past the token's expiry", short, now.Add(11 * time.Second), nil},
 		{"past the cache TTL", long, now.Add(tokenCacheTTL + time.Second), nil},
 	} {
-		if got := c.get(tt.token, tt.at); got != tt.want {
+		if got := c.get([]byte(tt.token), tt.at); got != tt.want {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
 	}
 	c.put(long, devA, now, c.generation())
 	gen := c.generation()
 	c.dropDevice("acme:a")
-	if c.get(long, now) != nil || c.get(other, now) != devB {
+	if c.get([]byte(long), now) != nil || c.get([]byte(other), now) != devB {
 		t.Error("dropDevice did not forget exactly the device's tokens")
 	}
 	// A verification that began before the drop is not cached after it.
 	c.put(long, devA, now, gen)
-	if c.get(long, now) != nil {
+	if c.get([]byte(long), now) != nil {
 		t.Error("a token verified across a dropDevice was cached")
 	}
 	// Full: a new entry still goes in.
 	for i := range 5 {
 		tok, _ := devtoken.Sign(k, "acme:a", now.Add(time.Duration(i)*time.Second), time.Hour)
 		c.put(tok, devA, now, c.generation())
-		if c.get(tok, now) != devA {
+		if c.get([]byte(tok), now) != devA {
 			t.Fatalf("entry %d not kept when full", i)
 		}
 	}

@@ -47,7 +47,7 @@ func (s *Server) jsonBody(w *responsewriter.ResponseWriter[*client.Conn], r *poo
 		s.rejectReply(w, ingest.Reject(ingest.UnsupportedFormat, "use application/json (50)"))
 		return nil, false
 	}
-	b, err := r.ReadBody()
+	b, err := readBody(r)
 	if err != nil {
 		s.rejectReply(w, ingest.Reject(ingest.Malformed, "unreadable body"))
 		return nil, false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,10 @@ type udpSession struct {
 	raddr   *net.UDPAddr
 	maxSize uint32
 	dropped func()
+	// direct, when set, writes answers straight to raddrPort: the listener
+	// is bound to one address, so no control message picks the source.
+	direct    *net.UDPConn
+	raddrPort netip.AddrPort
 
 	authed  atomic.Bool  // a request from this endpoint authenticated
 	lastReq atomic.Int64 // size of the last datagram received
@@ -51,10 +56,11 @@ type udpSession struct {
 // §11.3 asks servers to limit amplification; the factor is the hub's rule).
 const amplificationFactor = 3
 
-func newUDPSession(ctx context.Context, conn *coapNet.UDPConn, raddr *net.UDPAddr, maxSize uint32, dropped func()) *udpSession {
+func newUDPSession(ctx context.Context, conn *coapNet.UDPConn, direct *net.UDPConn, raddr netip.AddrPort, maxSize uint32, dropped func()) *udpSession {
 	c, cancel := context.WithCancel(ctx)
 	d, doneFn := context.WithCancel(context.Background())
-	s := &udpSession{cancel: cancel, done: d, doneFn: doneFn, conn: conn, raddr: raddr, maxSize: maxSize, dropped: dropped}
+	s := &udpSession{cancel: cancel, done: d, doneFn: doneFn, conn: conn, raddr: net.UDPAddrFromAddrPort(raddr), maxSize: maxSize, dropped: dropped,
+		direct: direct, raddrPort: raddr}
 	s.ctx.Store(&c)
 	return s
 }
@@ -105,6 +111,12 @@ func (s *udpSession) WriteMessage(req *pool.Message) error {
 		s.dropped()
 		return nil
 	}
+	if s.direct != nil {
+		if _, err := s.direct.WriteToUDPAddrPort(data, s.raddrPort); err != nil {
+			return fmt.Errorf("coap: write: %w", err)
+		}
+		return nil
+	}
 	return s.conn.WriteWithOptions(data, coapNet.WithContext(req.Context()), coapNet.WithRemoteAddr(s.raddr), coapNet.WithControlMessage(req.ControlMessage()))
 }
 
@@ -122,10 +134,27 @@ func (s *udpSession) Run(*client.Conn) error {
 type udpListener struct {
 	s    *Server
 	conn *coapNet.UDPConn
+	// direct is the socket itself when the listener is bound to one address:
+	// datagrams are then read and answered without control messages, which
+	// only a wildcard listener needs (to answer from the address a request
+	// was sent to), and without allocating per datagram.
+	direct *net.UDPConn
+	// opts is the screen's option buffer, reused: serve is one goroutine.
+	opts message.Options
 
 	mu    sync.Mutex
-	conns map[string]*udpEndpoint
+	conns map[netip.AddrPort]*udpEndpoint
 	wg    sync.WaitGroup
+}
+
+func newUDPListener(s *Server, conn *coapNet.UDPConn) *udpListener {
+	l := &udpListener{s: s, conn: conn, conns: map[netip.AddrPort]*udpEndpoint{}, opts: make(message.Options, 0, 16)}
+	if uc, ok := conn.NetConn().(*net.UDPConn); ok {
+		if la, ok := uc.LocalAddr().(*net.UDPAddr); ok && !la.IP.IsUnspecified() {
+			l.direct = uc
+		}
+	}
+	return l
 }
 
 type udpEndpoint struct {
@@ -154,29 +183,47 @@ func (l *udpListener) serve(ctx context.Context) {
 		}
 	}()
 	for {
-		var raddr *net.UDPAddr
+		var n int
+		var raddr netip.AddrPort
 		var cm *coapNet.ControlMessage
-		n, err := l.conn.ReadWithOptions(buf, coapNet.WithContext(ctx), coapNet.WithGetControlMessage(&cm), coapNet.WithGetRemoteAddr(&raddr))
+		var err error
+		if l.direct != nil {
+			n, raddr, err = l.direct.ReadFromUDPAddrPort(buf)
+		} else {
+			var ua *net.UDPAddr
+			n, err = l.conn.ReadWithOptions(buf, coapNet.WithContext(ctx), coapNet.WithGetControlMessage(&cm), coapNet.WithGetRemoteAddr(&ua))
+			if ua != nil {
+				raddr = ua.AddrPort()
+			}
+		}
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, coapNet.ErrConnectionIsClosed) {
 				return
 			}
 			l.s.log.Debug("coap udp read", "err", err)
 			continue
 		}
-		if raddr == nil {
+		if !raddr.IsValid() {
 			continue
 		}
+		// One endpoint per address: an IPv4 source seen through a dual-stack
+		// socket is the same device as seen through an IPv4 one.
+		raddr = netip.AddrPortFrom(raddr.Addr().Unmap(), raddr.Port())
 		l.datagram(raddr, cm, buf[:n])
 	}
 }
 
 // datagram screens one datagram and hands it to its endpoint's connection.
-func (l *udpListener) datagram(raddr *net.UDPAddr, cm *coapNet.ControlMessage, data []byte) {
-	v := l.s.screen(raddr.IP.String(), data)
+func (l *udpListener) datagram(raddr netip.AddrPort, cm *coapNet.ControlMessage, data []byte) {
+	var v verdict
+	v, l.opts = l.s.screen(raddr.Addr(), data, l.opts)
 	if v.reply != nil {
 		// A reply the screen wrote is never larger than the request.
-		_ = l.conn.WriteWithOptions(v.reply, coapNet.WithRemoteAddr(raddr), coapNet.WithControlMessage(replyControl(cm)))
+		if l.direct != nil {
+			_, _ = l.direct.WriteToUDPAddrPort(v.reply, raddr)
+		} else {
+			_ = l.conn.WriteWithOptions(v.reply, coapNet.WithRemoteAddr(net.UDPAddrFromAddrPort(raddr)), coapNet.WithControlMessage(replyControl(cm)))
+		}
 	}
 	if !v.pass {
 		return
@@ -187,7 +234,7 @@ func (l *udpListener) datagram(raddr *net.UDPAddr, cm *coapNet.ControlMessage, d
 	}
 	ep.sess.lastReq.Store(int64(len(data)))
 	if err := ep.cc.Process(cm, data); err != nil {
-		l.s.log.Debug("coap udp: dropping endpoint", "remote", raddr.String(), "err", err)
+		l.s.log.Debug("coap udp: dropping endpoint", "remote", raddr, "err", err)
 		l.closeEndpoint(ep)
 	}
 }
@@ -201,8 +248,7 @@ func replyControl(cm *coapNet.ControlMessage) *coapNet.ControlMessage {
 	return &coapNet.ControlMessage{Src: cm.Dst, IfIndex: cm.IfIndex}
 }
 
-func (l *udpListener) endpoint(raddr *net.UDPAddr) *udpEndpoint {
-	key := raddr.String()
+func (l *udpListener) endpoint(key netip.AddrPort) *udpEndpoint {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if ep, ok := l.conns[key]; ok && ep.cc.Context().Err() == nil {
@@ -211,7 +257,7 @@ func (l *udpListener) endpoint(raddr *net.UDPAddr) *udpEndpoint {
 	if len(l.conns) >= maxEndpoints {
 		return nil
 	}
-	sess := newUDPSession(l.s.ctx, l.conn, raddr, l.s.maxDatagram, func() { l.s.m.amplification.Inc() })
+	sess := newUDPSession(l.s.ctx, l.conn, l.direct, key, l.s.maxDatagram, func() { l.s.m.amplification.Inc() })
 	cfg := client.DefaultConfig
 	l.s.connConfig(&cfg)
 	var cc *client.Conn
@@ -265,7 +311,7 @@ func (l *udpListener) close() {
 	_ = l.conn.Close()
 	l.mu.Lock()
 	eps := l.conns
-	l.conns = map[string]*udpEndpoint{}
+	l.conns = map[netip.AddrPort]*udpEndpoint{}
 	l.mu.Unlock()
 	for _, ep := range eps {
 		l.closeEndpoint(ep)
@@ -299,41 +345,44 @@ type verdict struct {
 // over the per-address rate, and answers a confirmable request with an
 // unrecognized critical option with an empty 4.02 Bad Option (RFC 7252
 // §5.4.1), where go-coap would add a diagnostic longer than the request.
-func (s *Server) screen(addr string, data []byte) verdict {
+// opts is a buffer for the decoded options, returned for reuse (grown, if a
+// datagram needed more).
+func (s *Server) screen(addr netip.Addr, data []byte, opts message.Options) (verdict, message.Options) {
 	if len(data) < 4 || data[0]>>6 != 1 {
 		s.m.dropped.WithLabelValues("malformed").Inc()
-		return verdict{} // not CoAP: silently ignored (RFC 7252 §4.2, §4.3)
+		return verdict{}, opts // not CoAP: silently ignored (RFC 7252 §4.2, §4.3)
 	}
-	if !s.addrLimit.Allow(addr, time.Now()) {
+	if !s.addrLimit.Allow(addr.String(), time.Now()) {
 		s.m.dropped.WithLabelValues("rate_limited_addr").Inc()
-		return verdict{}
+		return verdict{}, opts
 	}
 	typ := message.Type(data[0] >> 4 & 0x3)
 	var m message.Message
-	m.Options = make(message.Options, 0, 16)
+	m.Options = opts[:0]
 	var err error
 	for {
 		_, err = coder.DefaultCoder.Decode(data, &m)
 		if errors.Is(err, message.ErrOptionsTooSmall) && cap(m.Options) < 256 {
-			m.Options = make(message.Options, 0, cap(m.Options)*2)
+			m.Options = make(message.Options, 0, max(16, cap(m.Options)*2))
 			continue
 		}
 		break
 	}
+	opts = m.Options[:0]
 	if err != nil {
 		s.m.dropped.WithLabelValues("malformed").Inc()
 		if typ == message.Confirmable {
-			return verdict{reply: emptyMessage(message.Reset, data)}
+			return verdict{reply: emptyMessage(message.Reset, data)}, opts
 		}
-		return verdict{}
+		return verdict{}, opts
 	}
 	if m.Type == message.Confirmable && m.Code >= codes.GET && m.Code <= codes.DELETE {
 		if len(netclient.GetUnknownCriticalOptions(m.Options)) > 0 {
 			s.m.dropped.WithLabelValues("bad_option").Inc()
-			return verdict{reply: badOption(data, m.Token)}
+			return verdict{reply: badOption(data, m.Token)}, opts
 		}
 	}
-	return verdict{pass: true}
+	return verdict{pass: true}, opts
 }
 
 // emptyMessage is a 4-byte message of type typ echoing the request's

@@ -80,9 +80,17 @@ type request struct {
 }
 
 // requests recycles the requests of SubmitAsync and SubmitNoWait, which no
-// one holds once their batch is flushed (Submit's caller still reads its
-// request's done channel, so those are left to the collector).
+// one holds once their batch is flushed.
 var requests = sync.Pool{New: func() any { return new(request) }}
+
+// syncRequests recycles Submit's requests with their result channels; one
+// whose caller gave up waiting (its context ended) is left to the collector.
+var syncRequests = sync.Pool{New: func() any { return &request{done: make(chan error, 1)} }}
+
+func putSyncRequest(r *request) {
+	r.msg = ingest.Message{}
+	syncRequests.Put(r)
+}
 
 func putRequest(r *request) {
 	*r = request{}
@@ -225,12 +233,16 @@ func (p *Pipeline) Start(ctx context.Context) error {
 
 // Submit hands a message over and returns once it is durable on the bus.
 func (p *Pipeline) Submit(ctx context.Context, msg ingest.Message) error {
-	r := &request{msg: msg, done: make(chan error, 1)}
+	r := syncRequests.Get().(*request)
+	r.msg = msg
 	if err := p.enqueue(ctx, r); err != nil {
+		putSyncRequest(r)
 		return err
 	}
 	select {
 	case err := <-r.done:
+		// The batcher is done with r once it has sent the result.
+		putSyncRequest(r)
 		result := "durable"
 		if err != nil {
 			result = "failed"
