@@ -60,8 +60,9 @@ type Options struct {
 	// when they arrive often enough to fill it (default 1ms; negative: never).
 	// Each batch costs a JetStream write and fsync and a store commit, so at
 	// a steady few thousand messages per second batches of one or two cost
-	// several times the CPU of batches of ten; a device whose messages come
-	// alone is not held (see lingerFor).
+	// several times the CPU of batches of ten. A device whose messages come
+	// alone is not held, nor a batch whose next message is late (see
+	// lingerFor): in a closed loop the senders wait for this batch.
 	Linger time.Duration
 	// CommitEvery bounds how long the store consumer lets stored batches
 	// wait for the fsync that makes them durable and lets it acknowledge
@@ -318,6 +319,7 @@ func (p *Pipeline) batchLoop() {
 	batch := make([]*request, 0, 64)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
+	defer linger.Stop()
 	for {
 		r, ok := <-p.reqs
 		if !ok {
@@ -326,8 +328,8 @@ func (p *Pipeline) batchLoop() {
 		first := time.Now()
 		batch = append(batch[:0], r)
 		size := approxSize(&r.msg)
-		wait := p.lingerFor(first)
-		lingering := false
+		wait, gap := p.lingerFor(first)
+		deadline := first.Add(wait)
 	drain:
 		for len(batch) < p.opts.MaxBatchMessages && size < p.opts.MaxBatchBytes {
 			select {
@@ -343,23 +345,25 @@ func (p *Pipeline) batchLoop() {
 			if wait <= 0 {
 				break
 			}
-			if !lingering {
-				lingering = true
-				linger.Reset(wait)
+			// Wait for the next message no longer than a few mean gaps
+			// between arrivals: when they stop (their devices wait for
+			// this very batch), flush.
+			left := time.Until(deadline)
+			if left <= 0 {
+				break
 			}
+			linger.Reset(min(gap, left))
 			select {
 			case r, ok := <-p.reqs:
+				linger.Stop()
 				if !ok {
 					break drain
 				}
 				batch = append(batch, r)
 				size += approxSize(&r.msg)
 			case <-linger.C:
-				lingering, wait = false, 0
+				break drain
 			}
-		}
-		if lingering {
-			linger.Stop()
 		}
 		p.arrivals.Add(int64(len(batch)))
 		err := p.flush(&f, batch)
@@ -382,13 +386,14 @@ func (p *Pipeline) batchLoop() {
 // DefaultLinger is Options.Linger's default.
 const DefaultLinger = time.Millisecond
 
-// lingerFor says how long a batch opened at now may wait for more: Linger
-// when, at the arrival rate of the last rateWindow, at least two more
-// messages are expected within it; otherwise nothing, so that a lone
+// lingerFor says how long a batch opened at now may wait for more, and how
+// long for each next message: Linger, and four mean gaps between arrivals,
+// when at the arrival rate of the last rateWindow at least two more
+// messages are expected within Linger; otherwise nothing, so that a lone
 // message is flushed at once.
-func (p *Pipeline) lingerFor(now time.Time) time.Duration {
+func (p *Pipeline) lingerFor(now time.Time) (total, gap time.Duration) {
 	if p.opts.Linger <= 0 {
-		return 0
+		return 0, 0
 	}
 	p.rateMu.Lock()
 	defer p.rateMu.Unlock()
@@ -398,10 +403,13 @@ func (p *Pipeline) lingerFor(now time.Time) time.Duration {
 		p.rateBase, p.rateSince = n, now
 	}
 	if p.rate*p.opts.Linger.Seconds() < 2 {
-		return 0
+		return 0, 0
 	}
-	return p.opts.Linger
+	return p.opts.Linger, max(minGap, time.Duration(4/p.rate*float64(time.Second)))
 }
+
+// minGap is the shortest wait for a next message (timers are not finer).
+const minGap = 50 * time.Microsecond
 
 // rateWindow is how often lingerFor re-estimates the arrival rate.
 const rateWindow = 100 * time.Millisecond

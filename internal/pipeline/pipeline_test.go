@@ -288,30 +288,33 @@ func TestStoreRefusedKeptAsDeadLetter(t *testing.T) {
 }
 
 // TestLingerFollowsArrivalRate: a batch is held open only while messages
-// arrive often enough to join it; a lone message is flushed at once.
+// arrive often enough to join it, each next one awaited for a few mean gaps
+// between arrivals; a lone message is flushed at once.
 func TestLingerFollowsArrivalRate(t *testing.T) {
 	p := &Pipeline{opts: Options{Linger: time.Millisecond}}
 	t0 := time.Now()
 	for _, step := range []struct {
-		name     string
-		after    time.Duration // since t0
-		arrivals int64         // taken into batches since the step before
-		want     time.Duration
+		name       string
+		after      time.Duration // since t0
+		arrivals   int64         // taken into batches since the step before
+		total, gap time.Duration
 	}{
-		{"first message", 0, 0, 0},
-		{"100 msg/s: under two per linger", 100 * time.Millisecond, 10, 0},
-		{"5,000 msg/s", 200 * time.Millisecond, 500, time.Millisecond},
-		{"within the window the estimate holds", 250 * time.Millisecond, 0, time.Millisecond},
-		{"quiet again", 400 * time.Millisecond, 1, 0},
+		{"first message", 0, 0, 0, 0},
+		{"100 msg/s: under two per linger", 100 * time.Millisecond, 10, 0, 0},
+		{"5,000 msg/s", 200 * time.Millisecond, 500, time.Millisecond, 800 * time.Microsecond},
+		{"within the window the estimate holds", 250 * time.Millisecond, 0, time.Millisecond, 800 * time.Microsecond},
+		{"200,000 msg/s: the shortest gap", 300 * time.Millisecond, 20000, time.Millisecond, minGap},
+		{"quiet again", 500 * time.Millisecond, 1, 0, 0},
 	} {
 		p.arrivals.Add(step.arrivals)
-		if got := p.lingerFor(t0.Add(step.after)); got != step.want {
-			t.Errorf("%s: linger %v, want %v", step.name, got, step.want)
+		total, gap := p.lingerFor(t0.Add(step.after))
+		if total != step.total || gap < step.gap*99/100 || gap > step.gap*101/100 {
+			t.Errorf("%s: linger %v gap %v, want %v and %v", step.name, total, gap, step.total, step.gap)
 		}
 	}
 	p.opts.Linger = -1
 	p.arrivals.Add(1 << 20)
-	if got := p.lingerFor(t0.Add(time.Second)); got != 0 {
-		t.Errorf("Linger < 0: %v", got)
+	if total, _ := p.lingerFor(t0.Add(time.Second)); total != 0 {
+		t.Errorf("Linger < 0: %v", total)
 	}
 }
