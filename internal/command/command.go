@@ -430,9 +430,9 @@ func (s *Service) Issue(ctx context.Context, actor string, r IssueRequest) (*Com
 		if err := c.event(EventIssued, cmd, nil); err != nil {
 			return err
 		}
-		c.kick(cmd.Code)
 		out, created = &cmd.Command, true
-		return nil
+		// An attached device gets it (or an older one) in this commit.
+		return c.offer(cmd.Code)
 	})
 	if err != nil {
 		return nil, false, err
@@ -761,6 +761,7 @@ type change struct {
 	events  []Event
 	audited bool
 	kicks   []string
+	sends   []offered // attempts to hand over after the commit
 	// err is returned by write after a successful commit (a late result is
 	// recorded and still refused).
 	err error
@@ -773,7 +774,7 @@ func (s *Service) write(ctx context.Context, actor string, fn func(c *change) er
 	s.wmu.Lock()
 	c.now = s.now()
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		c.tx, c.events, c.audited, c.kicks, c.err = tx, nil, false, nil, nil
+		c.tx, c.events, c.audited, c.kicks, c.sends, c.err = tx, nil, false, nil, nil, nil
 		return fn(c)
 	})
 	if err == nil && len(c.events) > 0 {
@@ -789,6 +790,7 @@ func (s *Service) write(ctx context.Context, actor string, fn func(c *change) er
 		s.opts.OnAudit()
 	}
 	s.drain()
+	s.handOver(c.sends)
 	for _, k := range c.kicks {
 		s.kick(k)
 	}

@@ -849,3 +849,41 @@ func TestDecodeResult(t *testing.T) {
 		}
 	}
 }
+
+// TestAttachedDeviceGetsCommandInTheIssuingCommit: for an attached device
+// the first attempt is recorded in the transaction that issues the command,
+// and the next queued command in the one that records a confirmation: both
+// are with the sink when Issue and Delivered return, with no delivery pass
+// (and no commit) of their own.
+func TestAttachedDeviceGetsCommandInTheIssuingCommit(t *testing.T) {
+	e := newEnv(t, t.TempDir(), nil, nil)
+	k := newSink(nil)
+	defer e.svc.Attach("acme:pump-1", k)()
+	e.barrier()
+	a := e.issue(IssueRequest{Code: "acme:pump-1", Action: "stop"})
+	b := e.issue(IssueRequest{Code: "acme:pump-1", Action: "stop"})
+	select {
+	case got := <-k.ch:
+		if got.ID != a.ID || got.Attempts != 1 {
+			t.Fatalf("handed %s attempt %d, want %s attempt 1", got.ID, got.Attempts, a.ID)
+		}
+	default:
+		t.Fatal("Issue returned before the attached device's sink had the command")
+	}
+	if got := e.kinds(a.ID); !slices.Equal(got, []string{EventIssued, EventSent}) {
+		t.Fatalf("events %v", got)
+	}
+	if err := e.svc.Delivered(e.ctx, "acme:pump-1", a.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-k.ch:
+		if got.ID != b.ID {
+			t.Fatalf("handed %s, want %s", got.ID, b.ID)
+		}
+	default:
+		t.Fatal("Delivered returned before the next command was handed over")
+	}
+	e.barrier()
+	k.empty(t)
+}

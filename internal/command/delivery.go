@@ -117,8 +117,10 @@ func (s *Service) Delivered(ctx context.Context, code, id string) error {
 		if err := c.update(r); err != nil {
 			return err
 		}
-		c.kick(code)
-		return c.event(EventDelivered, r, nil)
+		if err := c.event(EventDelivered, r, nil); err != nil {
+			return err
+		}
+		return c.offer(code) // the next one, in this commit
 	})
 }
 
@@ -172,65 +174,79 @@ func (s *Service) deliveryLoop(ctx context.Context) {
 	}
 }
 
-// deliverNext hands each device's oldest queued command to its sink unless
-// that sink already has it and neither a confirmation nor the retry time
-// came yet. The attempts of all the devices are recorded in one
-// transaction, before any is handed over (a confirmation must find its
-// attempt recorded): under a burst of commands one commit serves them all.
+// deliverNext offers each device its oldest queued command (c.offer). The
+// attempts of all the devices are recorded in one transaction: under a
+// burst of commands one commit serves them all.
 func (s *Service) deliverNext(ctx context.Context, codes []string) error {
-	type send struct {
-		a *attachment
-		r *row
-	}
-	var sends []send
-	err := s.write(ctx, "", func(c *change) error {
-		sends = sends[:0]
+	return s.write(ctx, "", func(c *change) error {
 		for _, code := range codes {
-			s.mu.Lock()
-			a := s.sinks[code]
-			s.mu.Unlock()
-			if a == nil {
-				continue
-			}
-			r, err := scanRow(c.tx.QueryRowContext(ctx, `SELECT `+columns+` FROM commands
-				WHERE code = ? AND status = 'queued' ORDER BY seq LIMIT 1`, code))
-			if errors.Is(err, errNoRows) {
-				continue
-			}
-			if err != nil {
+			if err := c.offer(code); err != nil {
 				return err
 			}
-			if r.Attempts >= s.opts.MaxAttempts {
-				continue // the timer fails it when its last wait ends
-			}
-			s.mu.Lock()
-			same := a.sentID == r.ID
-			s.mu.Unlock()
-			if same && r.nextAt > 0 {
-				continue // waiting for the confirmation
-			}
-			r.Attempts++
-			r.nextAt = ms(c.now.Add(s.opts.AckTimeout))
-			if r.Attempts < s.opts.MaxAttempts {
-				r.nextAt += s.backoff(r.Attempts).Milliseconds()
-			}
-			if err := c.update(r); err != nil {
-				return err
-			}
-			kind := EventSent
-			if r.Attempts > 1 {
-				kind = EventRetry
-			}
-			if err := c.event(kind, r, nil); err != nil {
-				return err
-			}
-			sends = append(sends, send{a, r})
 		}
 		return nil
 	})
+}
+
+// offer records an attempt to hand the device's oldest queued command to its
+// sink, unless no sink is attached or that sink already has it and neither
+// a confirmation nor the retry time came yet. The command is handed over
+// after the commit (handOver): a confirmation must find its attempt recorded.
+// Issue and Delivered offer in their own transactions, so a command for an
+// attached device costs no commit of its own to go out.
+func (c *change) offer(code string) error {
+	s := c.s
+	s.mu.Lock()
+	a := s.sinks[code]
+	s.mu.Unlock()
+	if a == nil {
+		return nil
+	}
+	r, err := scanRow(c.tx.QueryRowContext(c.ctx, `SELECT `+columns+` FROM commands
+		WHERE code = ? AND status = 'queued' ORDER BY seq LIMIT 1`, code))
+	if errors.Is(err, errNoRows) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
+	if r.Attempts >= s.opts.MaxAttempts {
+		return nil // the timer fails it when its last wait ends
+	}
+	s.mu.Lock()
+	same := a.sentID == r.ID
+	s.mu.Unlock()
+	if same && r.nextAt > 0 {
+		return nil // waiting for the confirmation
+	}
+	r.Attempts++
+	r.nextAt = ms(c.now.Add(s.opts.AckTimeout))
+	if r.Attempts < s.opts.MaxAttempts {
+		r.nextAt += s.backoff(r.Attempts).Milliseconds()
+	}
+	if err := c.update(r); err != nil {
+		return err
+	}
+	kind := EventSent
+	if r.Attempts > 1 {
+		kind = EventRetry
+	}
+	if err := c.event(kind, r, nil); err != nil {
+		return err
+	}
+	c.sends = append(c.sends, offered{a, r})
+	return nil
+}
+
+// offered is an attempt recorded by offer, handed over after the commit.
+type offered struct {
+	a *attachment
+	r *row
+}
+
+// handOver gives committed attempts to their sinks, unless a sink was
+// replaced meanwhile (the new one gets the command from its own offer).
+func (s *Service) handOver(sends []offered) {
 	for _, sd := range sends {
 		code := sd.r.Code
 		s.mu.Lock()
@@ -247,7 +263,6 @@ func (s *Service) deliverNext(ctx context.Context, codes []string) error {
 			s.log.Warn("command sink refused", "code", code, "id", sd.r.ID, "attempt", sd.r.Attempts, "err", err)
 		}
 	}
-	return nil
 }
 
 // backoff is the extra wait after the n-th unconfirmed attempt:

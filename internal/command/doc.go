@@ -59,7 +59,11 @@
 // Commands live in the metadata database (tables commands and
 // command_events); every change is one SQLite transaction that also appends
 // the command's event and, for command.issued and command.canceled, its
-// audit entry. OnEvent and OnAudit run after the commit. Deadlines (expiry,
+// audit entry. OnEvent and OnAudit run after the commit. The first attempt
+// to hand a command to an attached device is recorded in the transaction
+// that issues it, and the next command's in the one that records a
+// confirmation, so a command costs three commits on its way (issued and
+// sent, delivered, result) rather than four. Deadlines (expiry,
 // result timeout, redelivery) are stored with the command, and one timer
 // goroutine sleeps until the earliest; after a restart (Open, Start) queued
 // commands wait as before, and commands handed out but never confirmed are
