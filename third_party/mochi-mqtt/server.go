@@ -1002,6 +1002,13 @@ func (s *Server) finishPublish(cl *Client, pk, pkx packets.Packet, err error, qu
 		s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
 	}
 
+	// wanwu patch: the message is matched to subscriptions before the
+	// PUBACK/PUBREC leaves, as mosquitto does, so a subscription the
+	// publisher (or anyone it told) makes after the acknowledgement never
+	// receives it. It was fanned out after the acknowledgement.
+	s.publishToSubscribers(pk)
+	s.hooks.OnPublished(cl, pk)
+
 	err = cl.WritePacket(ack)
 	if err != nil {
 		return err
@@ -1014,9 +1021,6 @@ func (s *Server) finishPublish(cl *Client, pk, pkx packets.Packet, err error, qu
 		cl.State.Inflight.IncreaseReceiveQuota()
 		s.hooks.OnQosComplete(cl, ack)
 	}
-
-	s.publishToSubscribers(pk)
-	s.hooks.OnPublished(cl, pk)
 
 	return nil
 }
