@@ -153,6 +153,13 @@ func newUDPListener(s *Server, conn *coapNet.UDPConn) *udpListener {
 		if la, ok := uc.LocalAddr().(*net.UDPAddr); ok && !la.IP.IsUnspecified() {
 			l.direct = uc
 		}
+		// The default receive buffer (about 200 KiB, a few hundred datagrams
+		// with their kernel overhead) overflowed under `wanwu bench coap
+		// --non` while the read loop waited for a core; the kernel caps this
+		// at net.core.rmem_max.
+		if err := uc.SetReadBuffer(udpReadBuffer); err != nil {
+			s.log.Debug("coap udp: receive buffer", "err", err)
+		}
 	}
 	return l
 }
@@ -161,6 +168,9 @@ type udpEndpoint struct {
 	cc   *client.Conn
 	sess *udpSession
 }
+
+// udpReadBuffer is the plain UDP listener's socket receive buffer.
+const udpReadBuffer = 4 << 20
 
 // maxEndpoints bounds the remote endpoints tracked at once; beyond it new
 // sources are ignored until idle ones expire.
