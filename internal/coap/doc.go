@@ -81,4 +81,10 @@
 // diagnostic, go-coap's 4.02 diagnostic for unknown critical options is
 // replaced by an empty 4.02, an unparsable CON gets a 4-byte RST, and the
 // endpoint's writes are checked against the bound as a last resort.
+//
+// One goroutine reads the plain UDP listener for every source; it never
+// waits for a slow endpoint. An endpoint whose 64 queued requests are still
+// being handled loses the next datagram (wanwu_coap_dropped_total, cause
+// endpoint_busy; a CON request is retransmitted) while the others are read
+// on. The socket's receive buffer is 4 MiB (capped at net.core.rmem_max).
 package coap

@@ -14,6 +14,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/wanwu-iot/wanwu/internal/command"
 )
@@ -574,4 +575,38 @@ func TestRequestIsNotAnAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitStatus(t, c.ID, command.Delivered)
+}
+
+// TestBusyEndpointDoesNotStopOthers: one goroutine reads the plain UDP
+// listener for every source. A device that sends far more than its handler
+// keeps up with loses datagrams (counted as endpoint_busy; CON requests are
+// retransmitted, RFC 7252 §4.2) instead of stopping that loop: another
+// device is answered meanwhile.
+func TestBusyEndpointDoesNotStopOthers(t *testing.T) {
+	e := newEnv(t, nil)
+	flooder := e.device("acme:pump-13", true)
+	other := e.device("acme:pump-14", true)
+	busy := e.srv.m.dropped.WithLabelValues("endpoint_busy")
+	before := testutil.ToFloat64(busy)
+	r := dialRaw(t, e.srv.Addr(ListenerUDP))
+	o := withOpt(opts("/t", "t="+flooder.token(t)), message.ContentFormat, uint32(message.AppJSON))
+	for i := range 300 {
+		req := encode(t, message.Message{Type: message.Confirmable, Code: codes.POST, MessageID: int32(0x4000 + i), Token: []byte{1, byte(i >> 8), byte(i)}, Options: o, Payload: []byte(`{"setpoint":53}`)})
+		if _, err := r.conn.Write(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r2 := dialRaw(t, e.srv.Addr(ListenerUDP))
+	o2 := withOpt(opts("/t", "t="+other.token(t)), message.ContentFormat, uint32(message.AppJSON))
+	req := encode(t, message.Message{Type: message.Confirmable, Code: codes.POST, MessageID: 0x5000, Token: []byte{2}, Options: o2, Payload: []byte(`{"setpoint":54}`)})
+	b := r2.roundTrip(req, 5*time.Second)
+	if b == nil {
+		t.Fatal("the other device got no answer while one endpoint was flooding")
+	}
+	if m := decode(t, b); m.Code != codes.Changed {
+		t.Fatalf("the other device got %v", m.Code)
+	}
+	if got := testutil.ToFloat64(busy) - before; got == 0 {
+		t.Fatal("no datagram of the flooding endpoint was dropped as endpoint_busy: the read loop waited for it")
+	}
 }

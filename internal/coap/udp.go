@@ -243,7 +243,12 @@ func (l *udpListener) datagram(raddr netip.AddrPort, cm *coapNet.ControlMessage,
 		return
 	}
 	ep.sess.lastReq.Store(int64(len(data)))
-	if err := ep.cc.Process(cm, data); err != nil {
+	// Never wait for one endpoint's handler here: this loop reads for all.
+	if err := ep.cc.TryProcess(cm, data); err != nil {
+		if errors.Is(err, client.ErrReceiveQueueFull) {
+			l.s.m.dropped.WithLabelValues("endpoint_busy").Inc()
+			return
+		}
 		l.s.log.Debug("coap udp: dropping endpoint", "remote", raddr, "err", err)
 		l.closeEndpoint(ep)
 	}

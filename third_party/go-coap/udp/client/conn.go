@@ -934,6 +934,23 @@ func (cc *Conn) handleSpecialMessages(r *pool.Message) bool {
 }
 
 func (cc *Conn) Process(cm *coapNet.ControlMessage, datagram []byte) error {
+	return cc.process(cm, datagram, true)
+}
+
+// ErrReceiveQueueFull is TryProcess's answer when the connection's received
+// message queue is full (wanwu patch).
+var ErrReceiveQueueFull = errors.New("received message queue is full")
+
+// TryProcess is Process for a listener that reads the datagrams of many
+// connections in one loop (wanwu patch): when this connection's handler
+// falls behind and its queue is full, the datagram is dropped with
+// ErrReceiveQueueFull (a CON request is retransmitted, RFC 7252 §4.2) instead
+// of stopping the loop, and with it every other peer.
+func (cc *Conn) TryProcess(cm *coapNet.ControlMessage, datagram []byte) error {
+	return cc.process(cm, datagram, false)
+}
+
+func (cc *Conn) process(cm *coapNet.ControlMessage, datagram []byte, wait bool) error {
 	if pkgMath.CastTo[uint32](len(datagram)) > cc.session.MaxMessageSize() {
 		return fmt.Errorf("max message size(%v) was exceeded %v", cc.session.MaxMessageSize(), len(datagram))
 	}
@@ -965,6 +982,16 @@ func (cc *Conn) Process(cm *coapNet.ControlMessage, datagram []byte) error {
 	}
 	cc.inactivityMonitor.Notify()
 	if cc.handleSpecialMessages(req) {
+		return nil
+	}
+	if !wait {
+		select {
+		case cc.receivedMessageReader.C() <- req:
+		case <-cc.Context().Done():
+		default:
+			cc.ReleaseMessage(req)
+			return ErrReceiveQueueFull
+		}
 		return nil
 	}
 	select {
