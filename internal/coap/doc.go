@@ -83,7 +83,11 @@
 // endpoint's writes are checked against the bound as a last resort.
 //
 // One goroutine reads the plain UDP listener for every source; it never
-// waits for a slow endpoint. An endpoint whose 64 queued requests are still
+// waits for a slow endpoint. It serves a single-datagram POST /t or /e/<event>
+// with only Uri-Path, Uri-Query and Content-Format options itself (fast.go):
+// decoded once, handed to the pipeline without waiting, answered from the
+// pipeline's callback once durable, CON answers kept per endpoint for
+// retransmissions. Every other request goes through go-coap's connection. An endpoint whose 64 queued requests are still
 // being handled loses the next datagram (wanwu_coap_dropped_total, cause
 // endpoint_busy; a CON request is retransmitted) while the others are read
 // on. The socket's receive buffer is 4 MiB (capped at net.core.rmem_max).

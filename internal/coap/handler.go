@@ -145,10 +145,13 @@ func pathSegments(r *pool.Message) []string {
 // queryToken joins the values of the "t=" Uri-Query options: a device token
 // longer than one option's 255 bytes may be split over several.
 // The result may share the request's memory: copy it to keep it.
-func queryToken(r *pool.Message) []byte {
+func queryToken(r *pool.Message) []byte { return tokenOf(r.Options()) }
+
+// tokenOf is queryToken over decoded options.
+func tokenOf(opts message.Options) []byte {
 	var tok []byte
 	parts := 0
-	for _, o := range r.Options() {
+	for _, o := range opts {
 		if o.ID == message.URIQuery && bytes.HasPrefix(o.Value, []byte("t=")) {
 			switch parts++; parts {
 			case 1:
@@ -270,7 +273,11 @@ func (s *Server) authenticate(cc *client.Conn, st *connState, r *pool.Message) (
 		}
 		return dev, c, why
 	}
-	tok := queryToken(r)
+	return s.authenticateToken(st, queryToken(r))
+}
+
+// authenticateToken identifies a plain-UDP request by its device token.
+func (s *Server) authenticateToken(st *connState, tok []byte) (*device, codes.Code, string) {
 	if len(tok) == 0 {
 		return nil, codes.Unauthorized, "no_credentials"
 	}
@@ -371,38 +378,48 @@ func (s *Server) ingest(ctx context.Context, w *responsewriter.ResponseWriter[*c
 		return
 	}
 	ct := contentType(r)
-	var msg ingest.Message
-	var rej *ingest.Rejection
-	if len(payload) > s.maxPayload {
-		rej = ingest.Reject(ingest.TooLarge, "payload of %d bytes over the limit of %d", len(payload), s.maxPayload)
-	} else {
-		d := ingest.Device{Code: dev.code, Tenant: dev.tenant, Model: dev.model}
-		if event != "" {
-			msg, rej = s.opts.Decoder.Event(d, event, ct, payload, "coap")
-		} else {
-			msg, rej = s.opts.Decoder.Telemetry(d, ct, payload, "coap")
-		}
-	}
+	msg, rej := s.decodeMessage(dev, event, ct, payload)
 	if rej != nil {
-		if len(payload) > s.maxPayload {
-			payload = payload[:s.maxPayload]
-		}
-		if err := s.opts.Pipeline.Reject(ctx, pipeline.DeadLetter{
-			Tenant: dev.tenant, Device: dev.code, Source: "coap", Topic: "/" + path, ContentType: ct,
-			Reason: rej.Reason, Message: rej.Message, Payload: payload,
-		}); err != nil {
-			s.log.Warn("dead letter not stored", "device", dev.code, "err", err)
-		}
+		s.deadLetter(ctx, dev, path, ct, payload, rej)
 		s.rejectReply(w, rej)
 		return
 	}
 	if err := s.opts.Pipeline.Submit(ctx, msg); err != nil {
 		s.log.Warn("ingest not durable", "device", dev.code, "err", err)
-		s.rejectReply(w, ingest.Reject(ingest.Unavailable, "the hub could not store the data; retry"))
+		s.rejectReply(w, errUnavailable)
 		return
 	}
 	s.m.accepted.WithLabelValues(msg.Kind.String()).Inc()
 	reply(w, codes.Changed, "")
+}
+
+// errUnavailable answers a message the pipeline could not make durable.
+var errUnavailable = ingest.Reject(ingest.Unavailable, "the hub could not store the data; retry")
+
+// decodeMessage decodes and validates the body of POST /t (event "") or
+// POST /e/<event>.
+func (s *Server) decodeMessage(dev *device, event, ct string, payload []byte) (ingest.Message, *ingest.Rejection) {
+	if len(payload) > s.maxPayload {
+		return ingest.Message{}, ingest.Reject(ingest.TooLarge, "payload of %d bytes over the limit of %d", len(payload), s.maxPayload)
+	}
+	d := ingest.Device{Code: dev.code, Tenant: dev.tenant, Model: dev.model}
+	if event != "" {
+		return s.opts.Decoder.Event(d, event, ct, payload, "coap")
+	}
+	return s.opts.Decoder.Telemetry(d, ct, payload, "coap")
+}
+
+// deadLetter keeps a refused message, so that nothing a device sent is lost.
+func (s *Server) deadLetter(ctx context.Context, dev *device, path, ct string, payload []byte, rej *ingest.Rejection) {
+	if len(payload) > s.maxPayload {
+		payload = payload[:s.maxPayload]
+	}
+	if err := s.opts.Pipeline.Reject(ctx, pipeline.DeadLetter{
+		Tenant: dev.tenant, Device: dev.code, Source: "coap", Topic: "/" + path, ContentType: ct,
+		Reason: rej.Reason, Message: rej.Message, Payload: payload,
+	}); err != nil {
+		s.log.Warn("dead letter not stored", "device", dev.code, "err", err)
+	}
 }
 
 // readBody is pool.Message.ReadBody without its 1 KiB minimum buffer: a

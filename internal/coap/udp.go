@@ -107,6 +107,12 @@ func (s *udpSession) WriteMessage(req *pool.Message) error {
 	if err != nil {
 		return fmt.Errorf("coap: marshal: %w", err)
 	}
+	return s.write(data, req.ControlMessage())
+}
+
+// write sends a datagram to the endpoint unless the amplification bound
+// forbids it; cm picks the source address on a wildcard listener.
+func (s *udpSession) write(data []byte, cm *coapNet.ControlMessage) error {
 	if !s.allowed(len(data)) {
 		s.dropped()
 		return nil
@@ -117,7 +123,7 @@ func (s *udpSession) WriteMessage(req *pool.Message) error {
 		}
 		return nil
 	}
-	return s.conn.WriteWithOptions(data, coapNet.WithContext(req.Context()), coapNet.WithRemoteAddr(s.raddr), coapNet.WithControlMessage(req.ControlMessage()))
+	return s.conn.WriteWithOptions(data, coapNet.WithRemoteAddr(s.raddr), coapNet.WithControlMessage(cm))
 }
 
 func (s *udpSession) WriteMulticastMessage(*pool.Message, *net.UDPAddr, ...coapNet.MulticastOption) error {
@@ -167,6 +173,11 @@ func newUDPListener(s *Server, conn *coapNet.UDPConn) *udpListener {
 type udpEndpoint struct {
 	cc   *client.Conn
 	sess *udpSession
+	// idle is the connection's inactivity monitor: the fast path, which
+	// bypasses the connection, tells it the endpoint is alive.
+	idle *inactivity.Monitor[*client.Conn]
+	// answers deduplicates the fast path's CON requests (fast.go).
+	answers exchangeCache
 }
 
 // udpReadBuffer is the plain UDP listener's socket receive buffer.
@@ -243,6 +254,11 @@ func (l *udpListener) datagram(raddr netip.AddrPort, cm *coapNet.ControlMessage,
 		return
 	}
 	ep.sess.lastReq.Store(int64(len(data)))
+	if event, ok := fastRoute(&v.msg); ok {
+		ep.idle.Notify()
+		l.s.fastIngest(ep, cm, &v.msg, event)
+		return
+	}
 	// Never wait for one endpoint's handler here: this loop reads for all.
 	if err := ep.cc.TryProcess(cm, data); err != nil {
 		if errors.Is(err, client.ErrReceiveQueueFull) {
@@ -276,8 +292,9 @@ func (l *udpListener) endpoint(key netip.AddrPort) *udpEndpoint {
 	cfg := client.DefaultConfig
 	l.s.connConfig(&cfg)
 	var cc *client.Conn
+	idle := inactivity.New(l.s.idle, func(cc *client.Conn) { _ = cc.Close() })
 	cc = client.NewConnWithOpts(sess, &cfg,
-		client.WithInactivityMonitor(inactivity.New(l.s.idle, func(cc *client.Conn) { _ = cc.Close() })),
+		client.WithInactivityMonitor(idle),
 		client.WithRequestMonitor(l.s.requestMonitor),
 		client.WithBlockWise(func(cc *client.Conn) *blockwise.BlockWise[*client.Conn] {
 			return blockwise.New(cc, l.s.blockTimeout, cfg.Errors, func(t message.Token) (*pool.Message, bool) {
@@ -285,7 +302,7 @@ func (l *udpListener) endpoint(key netip.AddrPort) *udpEndpoint {
 			})
 		}),
 	)
-	ep := &udpEndpoint{cc: cc, sess: sess}
+	ep := &udpEndpoint{cc: cc, sess: sess, idle: idle}
 	cc.AddOnClose(func() {
 		l.mu.Lock()
 		if l.conns[key] == ep {
@@ -351,8 +368,9 @@ func (l *udpListener) closeDevice(code string) {
 
 // verdict is what screen decides about a datagram.
 type verdict struct {
-	pass  bool   // hand it to go-coap
-	reply []byte // answer to send (never larger than the datagram)
+	pass  bool            // hand it to go-coap
+	reply []byte          // answer to send (never larger than the datagram)
+	msg   message.Message // the datagram decoded, when pass (it shares the datagram's memory)
 }
 
 // screen looks at a datagram before go-coap does. It drops what cannot be
@@ -397,7 +415,7 @@ func (s *Server) screen(addr netip.Addr, data []byte, opts message.Options) (ver
 			return verdict{reply: badOption(data, m.Token)}, opts
 		}
 	}
-	return verdict{pass: true}, opts
+	return verdict{pass: true, msg: m}, opts
 }
 
 // emptyMessage is a 4-byte message of type typ echoing the request's
