@@ -77,7 +77,7 @@ type hubProc struct {
 // still runs.
 func launchHub(t *testing.T, dir string, extra ...string) *hubProc {
 	t.Helper()
-	args := append([]string{"hub", "--data-dir", dir, "--http.listen", "127.0.0.1:0", "--mqtt.listen", "127.0.0.1:0", "--mqtt.tls-listen", "127.0.0.1:0"}, extra...)
+	args := append([]string{"hub", "--data-dir", dir, "--http.listen", "127.0.0.1:0", "--mqtt.listen", "127.0.0.1:0", "--mqtt.tls-listen", "127.0.0.1:0", "--coap.dtls-listen", "127.0.0.1:0"}, extra...)
 	p := &hubProc{t: t, dir: dir, done: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], args...)
 	p.cmd.Env = append(os.Environ(), envTestMain+"=1")

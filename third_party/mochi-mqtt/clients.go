@@ -489,16 +489,24 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 			return err
 		}
 
-		pk, err := cl.ReadPacket(fh)
-		if err != nil {
-			return err
-		}
-
-		err = packetHandler(cl, pk) // Process inbound packet.
+		err = cl.readRest(fh, packetHandler)
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// readRest reads the rest of a packet and handles it (wanwu patch: out of
+// Read, so that the packet value is not in Read's frame while the
+// connection waits for its next packet; see attachClient).
+//
+//go:noinline
+func (cl *Client) readRest(fh *packets.FixedHeader, packetHandler ReadFn) error {
+	pk, err := cl.ReadPacket(fh)
+	if err != nil {
+		return err
+	}
+	return packetHandler(cl, pk) // Process inbound packet.
 }
 
 // Stop instructs the client to shut down all processing goroutines and disconnect.
