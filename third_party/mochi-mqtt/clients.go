@@ -14,6 +14,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/xid"
@@ -483,6 +484,9 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 		}
 
 		cl.refreshDeadline(cl.State.Keepalive)
+		if err = cl.awaitInput(); err != nil {
+			return err
+		}
 		fh := new(packets.FixedHeader)
 		err = cl.ReadFixedHeader(fh)
 		if err != nil {
@@ -494,6 +498,49 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 			return err
 		}
 	}
+}
+
+// awaitInput waits until the connection has something to read (wanwu
+// patch). When nothing is buffered and the connection is a plain socket, the
+// client's read buffer goes back to a pool while it waits, without a buffer,
+// for the socket to become readable: an idle connection holds no read buffer
+// (2 KiB by default). TLS connections keep theirs, as do platforms without
+// socketReadable.
+func (cl *Client) awaitInput() error {
+	r := cl.Net.bconn
+	if r == nil || r.Buffered() > 0 || !canPeek {
+		return nil
+	}
+	sc, ok := cl.Net.Conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	pool := readerPool(r.Size())
+	cl.Net.bconn = nil
+	pool.Put(r)
+	// The poller is edge-triggered: data that arrived before this call
+	// raises no new edge, so look (without reading) before waiting, as a
+	// read would.
+	err = rc.Read(socketReadable)
+	r = pool.Get().(*bufio.Reader)
+	r.Reset(cl.Net.Conn)
+	cl.Net.bconn = r
+	return err
+}
+
+// readerPools holds pools of read buffers by size (wanwu patch).
+var readerPools sync.Map // int → *sync.Pool
+
+func readerPool(size int) *sync.Pool {
+	if p, ok := readerPools.Load(size); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := readerPools.LoadOrStore(size, &sync.Pool{New: func() any { return bufio.NewReaderSize(nil, size) }})
+	return p.(*sync.Pool)
 }
 
 // readRest reads the rest of a packet and handles it (wanwu patch: out of
