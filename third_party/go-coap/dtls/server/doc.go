@@ -1,0 +1,5 @@
+// Package server is the CoAP server for DTLS sessions: one connection per session.
+//
+// It is part of go-coap v3.5.5, copied into wanwu's tree; see
+// third_party/go-coap/PATCHES.md.
+package server

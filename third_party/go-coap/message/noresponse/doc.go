@@ -1,0 +1,5 @@
+// Package noresponse interprets the No-Response option (RFC 7967).
+//
+// It is part of go-coap v3.5.5, copied into wanwu's tree; see
+// third_party/go-coap/PATCHES.md.
+package noresponse

@@ -1,0 +1,5 @@
+// Package status carries a CoAP response code with an error.
+//
+// It is part of go-coap v3.5.5, copied into wanwu's tree; see
+// third_party/go-coap/PATCHES.md.
+package status

@@ -1,0 +1,5 @@
+// Package fn holds lists of functions run together.
+//
+// It is part of go-coap v3.5.5, copied into wanwu's tree; see
+// third_party/go-coap/PATCHES.md.
+package fn

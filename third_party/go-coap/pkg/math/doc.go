@@ -1,0 +1,5 @@
+// Package math holds checked integer conversions.
+//
+// It is part of go-coap v3.5.5, copied into wanwu's tree; see
+// third_party/go-coap/PATCHES.md.
+package math
