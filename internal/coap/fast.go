@@ -88,22 +88,11 @@ func (s *Server) fastIngest(ep *udpEndpoint, cm *coapNet.ControlMessage, m *mess
 		x.answer(c, "") // no diagnostic: the source may be spoofed (amplification)
 		return
 	}
-	if !s.devLimit.Allow(dev.code, now) {
-		x.refuse(ingest.Reject(ingest.RateLimited, "over the per-device request rate"))
+	if rej := s.gate(dev, false, now); rej != nil {
+		x.refuse(rej)
 		return
 	}
-	if dev.quarantined {
-		x.refuse(ingest.Reject(ingest.NotAuthorized, "device is quarantined: remediation only"))
-		return
-	}
-	ct := ""
-	for _, o := range m.Options {
-		if o.ID == message.ContentFormat {
-			if v, _, err := message.DecodeUint32(o.Value); err == nil {
-				ct = ingest.CoAPContentType(uint16(v))
-			}
-		}
-	}
+	ct := contentTypeOf(m.Options)
 	msg, rej := s.decodeMessage(dev, event, ct, m.Payload)
 	if rej != nil {
 		payload := append([]byte(nil), m.Payload...)

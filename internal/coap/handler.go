@@ -192,15 +192,11 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*client.Conn], r *pool.M
 		reply(w, c, "") // no diagnostic: the source may be spoofed (amplification)
 		return
 	}
-	now := time.Now()
-	if !s.devLimit.Allow(dev.code, now) {
-		s.rejectReply(w, ingest.Reject(ingest.RateLimited, "over the per-device request rate"))
-		return
-	}
 	segs := pathSegments(r)
 	route := strings.Join(segs, "/")
-	if dev.quarantined && !(r.Code() == codes.GET && route == "c") && !(r.Code() == codes.POST && len(segs) == 2 && segs[0] == "c") {
-		s.rejectReply(w, ingest.Reject(ingest.NotAuthorized, "device is quarantined: remediation only"))
+	remediation := (r.Code() == codes.GET && route == "c") || (r.Code() == codes.POST && len(segs) == 2 && segs[0] == "c")
+	if rej := s.gate(dev, remediation, time.Now()); rej != nil {
+		s.rejectReply(w, rej)
 		return
 	}
 	if tl, _ := r.Context().Value(tooLargeKey{}).(bool); tl {
@@ -244,6 +240,18 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*client.Conn], r *pool.M
 	default:
 		reply(w, codes.NotFound, "no such path")
 	}
+}
+
+// gate applies the per-device request rate and, for a quarantined device,
+// lets only remediation requests (GET /c, POST /c/<id>) through.
+func (s *Server) gate(dev *device, remediation bool, now time.Time) *ingest.Rejection {
+	if !s.devLimit.Allow(dev.code, now) {
+		return ingest.Reject(ingest.RateLimited, "over the per-device request rate")
+	}
+	if dev.quarantined && !remediation {
+		return ingest.Reject(ingest.NotAuthorized, "device is quarantined: remediation only")
+	}
+	return nil
 }
 
 // method answers 4.05 Method Not Allowed unless r has method m.
@@ -360,8 +368,11 @@ func (s *Server) admit(ctx context.Context, adm registry.Admission, err error) (
 }
 
 // contentType is the request's Content-Format as ingest names it, "" if none.
-func contentType(r *pool.Message) string {
-	cf, err := r.ContentFormat()
+func contentType(r *pool.Message) string { return contentTypeOf(r.Options()) }
+
+// contentTypeOf is contentType over decoded options.
+func contentTypeOf(opts message.Options) string {
+	cf, err := opts.ContentFormat()
 	if err != nil {
 		return ""
 	}
