@@ -3,6 +3,8 @@ package loadgen
 import (
 	"encoding/binary"
 	"math"
+
+	"github.com/wanwu-iot/wanwu/internal/senml"
 )
 
 // SenML CBOR labels (RFC 8428 §6 Table 4).
@@ -13,31 +15,15 @@ const (
 	senmlT  = 6
 )
 
-// appendCBORHead appends a CBOR head of major type major with argument n.
-func appendCBORHead(b []byte, major byte, n uint64) []byte {
-	m := major << 5
-	switch {
-	case n < 24:
-		return append(b, m|byte(n))
-	case n <= math.MaxUint8:
-		return append(b, m|24, byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, m|25), uint16(n))
-	case n <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, m|26), uint32(n))
-	}
-	return binary.BigEndian.AppendUint64(append(b, m|27), n)
-}
-
 func appendCBORInt(b []byte, v int64) []byte {
 	if v < 0 {
-		return appendCBORHead(b, 1, uint64(-1-v))
+		return senml.AppendCBORHead(b, 1, uint64(-1-v))
 	}
-	return appendCBORHead(b, 0, uint64(v))
+	return senml.AppendCBORHead(b, 0, uint64(v))
 }
 
 func appendCBORText(b []byte, s string) []byte {
-	return append(appendCBORHead(b, 3, uint64(len(s))), s...)
+	return append(senml.AppendCBORHead(b, 3, uint64(len(s))), s...)
 }
 
 func appendCBORFloat(b []byte, f float64) []byte {
@@ -61,7 +47,7 @@ func appendSenMLCBOR(b []byte, code string, seq int, tsMs int64, size int) []byt
 		if pad >= 0 {
 			n = 5
 		}
-		b = appendCBORHead(b, 5, n)
+		b = senml.AppendCBORHead(b, 5, n)
 		b = appendCBORInt(b, senmlBN)
 		b = appendCBORText(b, code+"/")
 		b = appendCBORInt(b, senmlN)
@@ -72,7 +58,7 @@ func appendSenMLCBOR(b []byte, code string, seq int, tsMs int64, size int) []byt
 		b = appendCBORFloat(b, float64(tsMs)/1000)
 		if pad >= 0 {
 			b = appendCBORText(b, "pad")
-			b = appendCBORHead(b, 3, uint64(pad))
+			b = senml.AppendCBORHead(b, 3, uint64(pad))
 			for range pad {
 				b = append(b, ' ')
 			}

@@ -99,7 +99,7 @@ func EncodeCBOR(rs []Resolved, baseName string) ([]byte, error) {
 		return nil, err
 	}
 	b := make([]byte, 0, 16+len(baseName)+32*len(rs))
-	b = appendHead(b, 4, uint64(len(rs)))
+	b = AppendCBORHead(b, 4, uint64(len(rs)))
 	for i := range rs {
 		r := &rs[i]
 		n := r.Name[len(baseName):]
@@ -113,17 +113,17 @@ func EncodeCBOR(rs []Resolved, baseName string) ([]byte, error) {
 				pairs++
 			}
 		}
-		b = appendHead(b, 5, uint64(pairs))
+		b = AppendCBORHead(b, 5, uint64(pairs))
 		// Deterministic order sorts keys by their encoding: 0..8, then
 		// -1 (0x20), -2 (0x21), -3 (0x22).
 		if n != "" {
 			b = appendLabel(b, lN)
-			b = appendHead(b, 3, uint64(len(n)))
+			b = AppendCBORHead(b, 3, uint64(len(n)))
 			b = append(b, n...)
 		}
 		if r.Unit != "" {
 			b = appendLabel(b, lU)
-			b = appendHead(b, 3, uint64(len(r.Unit)))
+			b = AppendCBORHead(b, 3, uint64(len(r.Unit)))
 			b = append(b, r.Unit...)
 		}
 		switch r.Kind {
@@ -132,7 +132,7 @@ func EncodeCBOR(rs []Resolved, baseName string) ([]byte, error) {
 			b = appendNumber(b, r.Float)
 		case KindString:
 			b = appendLabel(b, lVs)
-			b = appendHead(b, 3, uint64(len(r.String)))
+			b = AppendCBORHead(b, 3, uint64(len(r.String)))
 			b = append(b, r.String...)
 		case KindBool:
 			b = appendLabel(b, lVb)
@@ -156,12 +156,12 @@ func EncodeCBOR(rs []Resolved, baseName string) ([]byte, error) {
 		}
 		if r.Kind == KindData {
 			b = appendLabel(b, lVd)
-			b = appendHead(b, 2, uint64(len(r.Data)))
+			b = AppendCBORHead(b, 2, uint64(len(r.Data)))
 			b = append(b, r.Data...)
 		}
 		if i == 0 && baseName != "" {
 			b = appendLabel(b, lBn)
-			b = appendHead(b, 3, uint64(len(baseName)))
+			b = AppendCBORHead(b, 3, uint64(len(baseName)))
 			b = append(b, baseName...)
 		}
 		if i == 0 && hasBt {
@@ -273,7 +273,9 @@ func appendKey(b []byte, first *bool, k string) []byte {
 	return append(b, '"', ':')
 }
 
-func appendHead(b []byte, major byte, n uint64) []byte {
+// AppendCBORHead appends a CBOR head (RFC 8949 §3) of major type major with
+// argument n, in its shortest form.
+func AppendCBORHead(b []byte, major byte, n uint64) []byte {
 	m := major << 5
 	switch {
 	case n < 24:
@@ -290,9 +292,9 @@ func appendHead(b []byte, major byte, n uint64) []byte {
 
 func appendLabel(b []byte, li int) []byte {
 	if l := cborLabelOf[li]; l < 0 {
-		return appendHead(b, 1, uint64(-1-l))
+		return AppendCBORHead(b, 1, uint64(-1-l))
 	}
-	return appendHead(b, 0, uint64(cborLabelOf[li]))
+	return AppendCBORHead(b, 0, uint64(cborLabelOf[li]))
 }
 
 // appendNumber writes f in the shortest CBOR form that decodes to exactly f
@@ -300,9 +302,9 @@ func appendLabel(b []byte, li int) []byte {
 func appendNumber(b []byte, f float64) []byte {
 	if f == math.Trunc(f) && math.Abs(f) <= 1<<53 && !(f == 0 && math.Signbit(f)) {
 		if f >= 0 {
-			return appendHead(b, 0, uint64(f))
+			return AppendCBORHead(b, 0, uint64(f))
 		}
-		return appendHead(b, 1, uint64(-f)-1)
+		return AppendCBORHead(b, 1, uint64(-f)-1)
 	}
 	if h, ok := float64ToHalf(f); ok {
 		return binary.BigEndian.AppendUint16(append(b, 0xf9), h)
