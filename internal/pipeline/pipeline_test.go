@@ -27,6 +27,12 @@ type env struct {
 
 func start(tb testing.TB, dir, sync string) *env {
 	tb.Helper()
+	return startWith(tb, dir, sync, nil)
+}
+
+// startWith starts a pipeline whose options tune changes (nil: defaults).
+func startWith(tb testing.TB, dir, sync string, tune func(*Options)) *env {
+	tb.Helper()
 	ctx := context.Background()
 	b, err := bus.Start(ctx, bus.Options{StoreDir: filepath.Join(dir, "nats"), Sync: sync})
 	if err != nil {
@@ -40,7 +46,11 @@ func start(tb testing.TB, dir, sync string) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p, err := New(Options{Bus: b, TSDB: ts, Events: ev})
+	o := Options{Bus: b, TSDB: ts, Events: ev}
+	if tune != nil {
+		tune(&o)
+	}
+	p, err := New(o)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -284,6 +294,36 @@ func TestStoreRefusedKeptAsDeadLetter(t *testing.T) {
 			t.Fatal("no dead letter for the refused sample within 15s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFullBatchStopsLingering: a batch that holds LingerMessages messages
+// goes out at once, however long Linger and the mean gap between arrivals
+// would let it wait for more.
+func TestFullBatchStopsLingering(t *testing.T) {
+	e := startWith(t, t.TempDir(), "2s", func(o *Options) {
+		o.Linger = 10 * time.Second
+		o.LingerMessages = 4
+	})
+	// Two arrivals per second: lingerFor holds a batch up to 10 s and waits
+	// 2 s for each next message; the estimate holds for the test's length.
+	e.p.rateMu.Lock()
+	e.p.rate, e.p.rateSince = 2, time.Now().Add(time.Minute)
+	e.p.rateMu.Unlock()
+	start := time.Now()
+	done := make(chan error, 4)
+	for i := range 4 {
+		e.p.SubmitAsync(message("dev-1", i, start), func(err error) { done <- err })
+	}
+	for range 4 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(time.Second):
+			t.Fatalf("a batch of LingerMessages was still lingering after %v", time.Since(start))
+		}
 	}
 }
 
