@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 )
 
@@ -306,4 +308,87 @@ func TestCommandsOverMQTT(t *testing.T) {
 	if out := h.MustWanwu("ctl", "command", "list", d.Code, "--status", "succeeded"); strings.Count(out, `"status": "succeeded"`) != 2 {
 		t.Errorf("ctl command list: %s", out)
 	}
+}
+
+// TestDevicePublishIsNotTheCommandsAck: the packet ids of a device's
+// PUBLISHes and of the hub's PUBLISHes to it are two separate spaces
+// [MQTT-2.2.1-4]; the hub acknowledging a device's QoS 1 telemetry whose id
+// equals that of a command still waiting for the device's PUBACK neither
+// marks the command delivered nor forgets it.
+func TestDevicePublishIsNotTheCommandsAck(t *testing.T) {
+	h := Start(t)
+	setupAcme(t, h)
+	d := register(t, h, "acme:pump-1", "--model", "acme:pump@1.0.0")
+	conn, err := net.Dial("tcp", h.MQTT().Addr(mqtt.ListenerTCP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := make(chan *paho.Publish, 4)
+	c := paho.NewClient(paho.ClientConfig{
+		ClientID: d.Code, Conn: conn, EnableManualAcknowledgment: true,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
+			received <- p.Packet
+			return true, nil
+		}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cp := &paho.Connect{ClientID: d.Code, KeepAlive: 30, CleanStart: true, UsernameFlag: true, Username: d.Code, PasswordFlag: true, Password: []byte(d.token(t))}
+	if ack, err := c.Connect(ctx, cp); err != nil {
+		t.Fatalf("connect: %v (%+v)", err, ack)
+	}
+	defer c.Disconnect(&paho.Disconnect{})
+	// Both sides count their packet ids from 1, and the device's SUBSCRIBE
+	// took its 1: a desired-state push first moves the hub's count on, so
+	// that the command's id is one the device's publishes will take.
+	subscribe5(t, c, 1, d.topic("commands/+"), d.topic("twin/desired"))
+	h.MustWanwu("ctl", "twin", "set", d.Code, "speed=1200")
+	h.MustAdmin(201, "POST", "/api/v1/objects/acme:pump-1/commands", map[string]any{
+		"id": "cmd-held", "action": "setSpeed", "args": map[string]any{"rpm": 100},
+	})
+	var cmd *paho.Publish
+	for cmd == nil {
+		select {
+		case p := <-received:
+			if strings.HasSuffix(p.Topic, "/commands/cmd-held") {
+				cmd = p
+			} else if err := c.Ack(p); err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("the command did not arrive")
+		}
+	}
+	status := func() string {
+		var got struct{ Command struct{ Status string } }
+		h.MustAdmin(200, "GET", "/api/v1/commands/cmd-held", nil).JSON(t, &got)
+		return got.Command.Status
+	}
+
+	// Not acknowledged yet. The device's own QoS 1 publishes take ids from
+	// 2 up, which cover the command's.
+	if cmd.PacketID < 2 {
+		t.Fatalf("the command has packet id %d: no device publish would take it", cmd.PacketID)
+	}
+	for i := range int(cmd.PacketID) + 3 {
+		payload := fmt.Sprintf(`[{"n":"temperature","u":"Cel","v":%d}]`, 20+i)
+		if r, err := publish5(t, c, d.topic("telemetry"), "application/senml+json", []byte(payload)); err != nil || r.ReasonCode != 0 {
+			t.Fatalf("telemetry %d: %v %+v", i, err, r)
+		}
+	}
+	for range 5 {
+		if s := status(); s != string(command.Queued) {
+			t.Fatalf("the device's own publishes made the unacknowledged command %q", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := c.Ack(cmd); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "delivered by the device's PUBACK", func() error {
+		if s := status(); s != string(command.Delivered) {
+			return fmt.Errorf("status %s", s)
+		}
+		return nil
+	})
 }

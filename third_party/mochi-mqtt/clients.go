@@ -159,6 +159,59 @@ type ClientState struct {
 	Keepalive       uint16             // the number of seconds the connection can wait
 	ServerKeepalive bool               // keepalive was set by the server
 	publishOrder    publishOrder       // wanwu patch: asynchronous publishes, finished in arrival order
+	received        receivedQoS2       // wanwu patch: the client's QoS 2 PUBLISHes awaiting its PUBREL
+}
+
+// receivedQoS2 holds the packet ids of the client's QoS 2 PUBLISHes that the
+// server answered with PUBREC and whose PUBREL has not come yet (wanwu
+// patch). The client's packet ids and the server's are two separate spaces
+// [MQTT-2.2.1-4]: mochi kept both in Inflight, so a client's PUBLISH with
+// the id of a message the server had in flight to it deleted that message,
+// and the server's PUBACK of it was taken for the client's acknowledgement
+// of the message (a command counted as delivered that the device never
+// confirmed); a SUBSCRIBE with such an id was refused as "in use".
+type receivedQoS2 struct {
+	mu  sync.Mutex
+	ids map[uint16]struct{}
+}
+
+func (r *receivedQoS2) has(id uint16) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.ids[id]
+	return ok
+}
+
+func (r *receivedQoS2) add(id uint16) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ids == nil {
+		r.ids = make(map[uint16]struct{})
+	}
+	r.ids[id] = struct{}{}
+}
+
+// remove reports whether id was held.
+func (r *receivedQoS2) remove(id uint16) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.ids[id]
+	delete(r.ids, id)
+	return ok
+}
+
+// copyFrom takes over another session's ids (a session taken over keeps its
+// QoS 2 exchanges [MQTT-4.3.3-10]).
+func (r *receivedQoS2) copyFrom(o *receivedQoS2) {
+	o.mu.Lock()
+	ids := make(map[uint16]struct{}, len(o.ids))
+	for id := range o.ids {
+		ids[id] = struct{}{}
+	}
+	o.mu.Unlock()
+	r.mu.Lock()
+	r.ids = ids
+	r.mu.Unlock()
 }
 
 // publishOrder releases the continuations of asynchronously handled
@@ -250,6 +303,8 @@ func (cl *Client) WriteLoop() {
 			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 		}
 		atomic.AddInt32(&cl.State.outboundQty, -1)
+		*pk = packets.Packet{} // wanwu patch: queuedPackets
+		queuedPackets.Put(pk)
 	}
 }
 
