@@ -15,7 +15,7 @@ import (
 // Inflight is a map of InflightMessage keyed on packet id.
 type Inflight struct {
 	sync.RWMutex
-	internal            map[uint16]packets.Packet // internal contains the inflight packets
+	internal            map[uint16]*packets.Packet // internal contains the inflight packets (wanwu patch: pointers from inflightPackets)
 	receiveQuota        int32                     // remaining inbound qos quota for flow control
 	sendQuota           int32                     // remaining outbound qos quota for flow control
 	maximumReceiveQuota int32                     // maximum allowed receive quota
@@ -23,10 +23,15 @@ type Inflight struct {
 	immediate           int                       // wanwu patch: how many packets have Expiry < 0
 }
 
+// inflightPackets recycles the in-flight store's packets (wanwu patch): the
+// store hands out copies only, so a deleted packet is free. A map keeps
+// values of 800 bytes out of line anyway, one allocation per Set.
+var inflightPackets = sync.Pool{New: func() any { return new(packets.Packet) }}
+
 // NewInflights returns a new instance of an Inflight packets map.
 func NewInflights() *Inflight {
 	return &Inflight{
-		internal: map[uint16]packets.Packet{},
+		internal: map[uint16]*packets.Packet{},
 	}
 }
 
@@ -36,10 +41,14 @@ func (i *Inflight) Set(m packets.Packet) bool {
 	defer i.Unlock()
 
 	old, ok := i.internal[m.PacketID]
-	i.internal[m.PacketID] = m
 	if ok && old.Expiry < 0 { // wanwu patch: keep the immediate count
 		i.immediate--
 	}
+	if !ok {
+		old = inflightPackets.Get().(*packets.Packet)
+		i.internal[m.PacketID] = old
+	}
+	*old = m
 	if m.Expiry < 0 {
 		i.immediate++
 	}
@@ -52,7 +61,7 @@ func (i *Inflight) Get(id uint16) (packets.Packet, bool) {
 	defer i.RUnlock()
 
 	if m, ok := i.internal[id]; ok {
-		return m, true
+		return *m, true
 	}
 
 	return packets.Packet{}, false
@@ -72,7 +81,9 @@ func (i *Inflight) Clone() *Inflight {
 	i.RLock()
 	defer i.RUnlock()
 	for k, v := range i.internal {
-		c.internal[k] = v
+		p := inflightPackets.Get().(*packets.Packet)
+		*p = *v
+		c.internal[k] = p
 	}
 	c.immediate = i.immediate // wanwu patch
 	return c
@@ -86,7 +97,7 @@ func (i *Inflight) GetAll(immediate bool) []packets.Packet {
 	m := []packets.Packet{}
 	for _, v := range i.internal {
 		if !immediate || (immediate && v.Expiry < 0) {
-			m = append(m, v)
+			m = append(m, *v)
 		}
 	}
 
@@ -111,7 +122,7 @@ func (i *Inflight) expired(now, maximumExpiry int64) []packets.Packet {
 		expired := tk.ProtocolVersion == 5 && tk.Expiry > 0 && tk.Expiry < now
 		enforced := maximumExpiry > 0 && now-tk.Created > maximumExpiry
 		if expired || enforced {
-			out = append(out, tk)
+			out = append(out, *tk)
 		}
 	}
 	return out
@@ -136,7 +147,7 @@ func (i *Inflight) NextImmediate() (packets.Packet, bool) {
 	found := false
 	for _, v := range i.internal {
 		if v.Expiry < 0 && (!found || uint16(v.Created) < uint16(next.Created)) {
-			next, found = v, true
+			next, found = *v, true
 		}
 	}
 	return next, found
@@ -148,10 +159,15 @@ func (i *Inflight) Delete(id uint16) bool {
 	defer i.Unlock()
 
 	old, ok := i.internal[id]
+	if !ok {
+		return false
+	}
 	delete(i.internal, id)
-	if ok && old.Expiry < 0 { // wanwu patch: keep the immediate count
+	if old.Expiry < 0 { // wanwu patch: keep the immediate count
 		i.immediate--
 	}
+	*old = packets.Packet{}
+	inflightPackets.Put(old)
 
 	return ok
 }
