@@ -1376,3 +1376,51 @@ func TestMQTTConnectRateLimit311(t *testing.T) {
 		t.Error("8 rapid connects of one device: none was refused")
 	}
 }
+
+// TestMQTTUnsubscribe: the broker matches each message against the
+// subscriptions as they are when it arrives, although it remembers each
+// topic's subscribers between changes.
+//
+//	[MQTT-3.10.4-2] once unsubscribed, no new message is added for delivery
+//	[MQTT-3.8.4-3] a repeated SUBSCRIBE replaces the subscription: one copy
+func TestMQTTUnsubscribe(t *testing.T) {
+	h := mcHub(t)
+	d := mcPump(t, h, "mc-unsub")
+	tok := mcToken(t, h, "mc-unsub", "viewer", "acme")
+	dev := mustConnect5(t, h, mcDevice(t, d))
+	in := newMCInbox()
+	conf := mcIntegration(tok, "mc-unsub-app")
+	conf.inbox = in
+	app := mustConnect5(t, h, conf)
+	unsub := func(filter string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), mcWait)
+		defer cancel()
+		if ua, err := app.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{filter}}); err != nil || ua.Reasons[0] != 0 {
+			t.Fatalf("unsubscribe %s: %v %+v", filter, err, ua)
+		}
+	}
+	expect := func(payload, what string) {
+		t.Helper()
+		if m := in.next(t, what); string(m.Payload) != payload {
+			t.Fatalf("%s: received %q, want %q", what, m.Payload, payload)
+		}
+	}
+	topic := d.topic("telemetry")
+	app.mustSub(t, topic, 1)
+	dev.mustPub(t, topic, 1, false, `{"temperature": 1}`)
+	expect(`{"temperature": 1}`, "subscribed")
+	app.mustSub(t, topic, 1)
+	dev.mustPub(t, topic, 1, false, `{"temperature": 2}`)
+	expect(`{"temperature": 2}`, "subscribed again")
+	unsub(topic)
+	dev.mustPub(t, topic, 1, false, `{"temperature": 3}`) // [MQTT-3.10.4-2]: not delivered
+	app.mustSub(t, "wanwu/v1/acme/+/telemetry", 1)
+	dev.mustPub(t, topic, 1, false, `{"temperature": 4}`)
+	expect(`{"temperature": 4}`, "[MQTT-3.10.4-2] the first message after subscribing anew")
+	select {
+	case m := <-in:
+		t.Fatalf("[MQTT-3.8.4-3] a second copy: %q", m.Payload)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
