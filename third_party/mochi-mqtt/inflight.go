@@ -16,11 +16,11 @@ import (
 type Inflight struct {
 	sync.RWMutex
 	internal            map[uint16]*packets.Packet // internal contains the inflight packets (wanwu patch: pointers from inflightPackets)
-	receiveQuota        int32                     // remaining inbound qos quota for flow control
-	sendQuota           int32                     // remaining outbound qos quota for flow control
-	maximumReceiveQuota int32                     // maximum allowed receive quota
-	maximumSendQuota    int32                     // maximum allowed send quota
-	immediate           int                       // wanwu patch: how many packets have Expiry < 0
+	receiveQuota        int32                      // remaining inbound qos quota for flow control
+	sendQuota           int32                      // remaining outbound qos quota for flow control
+	maximumReceiveQuota int32                      // maximum allowed receive quota
+	maximumSendQuota    int32                      // maximum allowed send quota
+	immediate           int                        // wanwu patch: how many packets have Expiry < 0
 }
 
 // inflightPackets recycles the in-flight store's packets (wanwu patch): the
