@@ -137,9 +137,10 @@ func New(o Options) (*Server, error) {
 	// (packet ids are 16 bits, so this is the most there can be).
 	caps.MaximumInflight = 65535
 	broker := mochi.New(&mochi.Options{
-		Capabilities: caps,
-		Logger:       log.With("part", "broker"),
-		InlineClient: true, // the hub publishes rejections, twins and commands on devices' topics
+		Capabilities:             caps,
+		Logger:                   log.With("part", "broker"),
+		InlineClient:             true, // the hub publishes rejections, twins and commands on devices' topics
+		ClientNetWriteBufferSize: 16 << 10,
 	})
 	s := &Server{opts: o, log: log, broker: broker, addrs: map[string]net.Addr{}}
 	h, err := newHook(s)

@@ -289,6 +289,20 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
+// writeBuffers recycles the buffers packets are encoded into and those that
+// gather a client's queued packets into one write (wanwu patch).
+var writeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putWriteBuffer returns a buffer to writeBuffers, unless a large packet
+// grew it beyond what is worth keeping.
+func putWriteBuffer(b *bytes.Buffer) {
+	if b.Cap() > 64<<10 {
+		return
+	}
+	b.Reset()
+	writeBuffers.Put(b)
+}
+
 // WriteLoop writes the client's pending outbound packets until none is left.
 // wanwu patch: the outbound queue starts it on demand and it returns when the
 // queue is empty, instead of one goroutine per connection waiting for the
@@ -803,7 +817,10 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	pk = cl.ops.hooks.OnPacketEncode(cl, pk)
 
 	var err error
-	buf := new(bytes.Buffer)
+	// wanwu patch: encode into a pooled buffer (a new one per packet was
+	// most of the broker's write-path garbage).
+	buf := writeBuffers.Get().(*bytes.Buffer)
+	defer putWriteBuffer(buf)
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectEncode(buf)
@@ -865,7 +882,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 			if buf.Len() >= cl.ops.options.ClientNetWriteBufferSize {
 				return buf.WriteTo(cl.Net.Conn)
 			}
-			cl.Net.outbuf = new(bytes.Buffer)
+			cl.Net.outbuf = writeBuffers.Get().(*bytes.Buffer) // wanwu patch: pooled
 		}
 
 		n, _ := cl.Net.outbuf.Write(buf.Bytes()) // will always be successful
@@ -898,6 +915,7 @@ func (cl *Client) flushOutbuf() (err error) {
 
 	_, err = cl.Net.outbuf.WriteTo(cl.Net.Conn)
 	if err == nil {
+		putWriteBuffer(cl.Net.outbuf) // wanwu patch: pooled
 		cl.Net.outbuf = nil
 	}
 	return
