@@ -3,26 +3,34 @@ package ingest
 import (
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/senml"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 )
 
+// senmlBuffers recycles the memory of decoded SenML packs.
+var senmlBuffers = sync.Pool{New: func() any { return new(senml.Buffers) }}
+
 // senml decodes a SenML pack (PROTOCOL.md §3.1) into records.
 func (d *Decoder) senml(dev Device, f format, payload []byte, now time.Time) ([]Record, *Rejection) {
 	lim := senml.Limits{MaxBytes: d.o.MaxPayload, MaxRecords: d.o.MaxRecords}
+	// The decoded and resolved packs live only until the records are built
+	// (which copy what they keep): their memory serves the next message.
+	bf := senmlBuffers.Get().(*senml.Buffers)
+	defer senmlBuffers.Put(bf)
 	var pack senml.Pack
 	var err error
 	if f == formatSenMLJSON {
-		pack, err = senml.DecodeJSON(payload, lim)
+		pack, err = bf.DecodeJSON(payload, lim)
 	} else {
-		pack, err = senml.DecodeCBOR(payload, lim)
+		pack, err = bf.DecodeCBOR(payload, lim)
 	}
 	if err != nil {
 		return nil, senmlRejection(err)
 	}
-	res, err := pack.Resolve(now)
+	res, err := bf.Resolve(pack, now)
 	if err != nil {
 		return nil, senmlRejection(err)
 	}

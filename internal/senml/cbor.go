@@ -41,7 +41,9 @@ const maxCBORArray = 1 << 20
 // the text labels of JSON. Tags and indefinite lengths are refused, as are
 // duplicate labels; unknown text labels are ignored unless they end in "_".
 // The pack is checked as Resolve would check it before it is returned.
-func DecodeCBOR(b []byte, lim Limits) (Pack, error) {
+func DecodeCBOR(b []byte, lim Limits) (Pack, error) { return decodeCBOR(b, lim, nil) }
+
+func decodeCBOR(b []byte, lim Limits, bf *Buffers) (Pack, error) {
 	lim = lim.withDefaults()
 	if len(b) > lim.MaxBytes {
 		return nil, tooLarge(-1, "", fmt.Sprintf("payload is %d bytes, limit %d", len(b), lim.MaxBytes))
@@ -74,8 +76,8 @@ func DecodeCBOR(b []byte, lim Limits) (Pack, error) {
 	}
 	// As for JSON: one copy, and every text string is a substring of it.
 	d.s = string(b)
-	p := make(Pack, n)
-	stores := storesFor(int(n))
+	p := bf.packFor(int(n))[:n]
+	stores := bf.storesFor(int(n))
 	var rs resets
 	for i := range p {
 		d.rec = i

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -44,12 +45,35 @@ var cborSeeds = []string{
 // round trip exactly.
 var fuzzNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
+// fuzzBuffers is reused from input to input, as a busy decoder reuses its
+// Buffers: what an earlier pack left in them must never show in a later one.
+var fuzzBuffers Buffers
+
+// sameWithBuffers checks that decoding and resolving through fuzzBuffers
+// gives what the plain functions give.
+func sameWithBuffers(t *testing.T, p Pack, err error, bp Pack, berr error) {
+	t.Helper()
+	if (err == nil) != (berr == nil) || (err != nil && err.Error() != berr.Error()) {
+		t.Fatalf("with Buffers the error is %v, without %v", berr, err)
+	}
+	if err != nil {
+		return
+	}
+	rs, err := p.Resolve(fuzzNow)
+	brs, berr := fuzzBuffers.Resolve(bp, fuzzNow)
+	if (err == nil) != (berr == nil) || !reflect.DeepEqual(rs, brs) || !reflect.DeepEqual(p, bp) {
+		t.Fatalf("with Buffers: %+v %v, without: %+v %v", brs, berr, rs, err)
+	}
+}
+
 func FuzzDecodeJSON(f *testing.F) {
 	for _, s := range jsonSeeds {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := DecodeJSON(data, Limits{})
+		bp, berr := fuzzBuffers.DecodeJSON(data, Limits{})
+		sameWithBuffers(t, p, err, bp, berr)
 		if err != nil {
 			checkClassified(t, err)
 			return
@@ -87,6 +111,8 @@ func FuzzDecodeCBOR(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := DecodeCBOR(data, Limits{})
+		bp, berr := fuzzBuffers.DecodeCBOR(data, Limits{})
+		sameWithBuffers(t, p, err, bp, berr)
 		if err != nil {
 			checkClassified(t, err)
 			return
@@ -235,6 +261,34 @@ func TestFuzzSeedsDecode(t *testing.T) {
 	for _, s := range jsonSeeds[:8] {
 		if _, err := DecodeJSON([]byte(s), Limits{}); err != nil {
 			t.Errorf("JSON seed %s: %v", s, err)
+		}
+	}
+}
+
+// TestBuffersForgetThePreviousPack: a record decoded into memory that held
+// another pack's record carries only its own fields.
+func TestBuffersForgetThePreviousPack(t *testing.T) {
+	var bf Buffers
+	for _, in := range []string{
+		`[{"n":"a","v":1,"u":"Cel","s":2,"ut":5},{"n":"b","vb":true},{"n":"c","vd":"AQI"}]`,
+		`[{"n":"a","vs":"on"}]`,
+		`[{"n":"x","v":3},{"n":"y","vs":"z"},{"n":"w","v":4}]`,
+	} {
+		p, err := bf.DecodeJSON([]byte(in), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := DecodeJSON([]byte(in), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(p, want) {
+			t.Fatalf("%s: with Buffers %+v, want %+v", in, p, want)
+		}
+		rs, err := bf.Resolve(p, fuzzNow)
+		wantRS, _ := want.Resolve(fuzzNow)
+		if err != nil || !reflect.DeepEqual(rs, wantRS) {
+			t.Fatalf("%s: resolved with Buffers %+v %v, want %+v", in, rs, err, wantRS)
 		}
 	}
 }

@@ -15,14 +15,16 @@ import (
 // are ignored unless they end in "_", which RFC 8428 §4.4 makes
 // must-understand; a label given twice is refused. The pack is checked as
 // Resolve would check it before it is returned.
-func DecodeJSON(b []byte, lim Limits) (Pack, error) {
+func DecodeJSON(b []byte, lim Limits) (Pack, error) { return decodeJSON(b, lim, nil) }
+
+func decodeJSON(b []byte, lim Limits, bf *Buffers) (Pack, error) {
 	lim = lim.withDefaults()
 	if len(b) > lim.MaxBytes {
 		return nil, tooLarge(-1, "", fmt.Sprintf("payload is %d bytes, limit %d", len(b), lim.MaxBytes))
 	}
 	// One copy of the input lets every string without escapes be a
 	// substring of it: one allocation for all names, units and values.
-	d := jsonDecoder{s: string(b), lim: lim}
+	d := jsonDecoder{s: string(b), lim: lim, bf: bf}
 	p, err := d.pack()
 	if err != nil {
 		return nil, err
@@ -38,6 +40,7 @@ type jsonDecoder struct {
 	i   int
 	lim Limits
 	rec int // record being decoded, for errors; -1 outside records
+	bf  *Buffers
 }
 
 func (d *jsonDecoder) ws() {
@@ -78,8 +81,8 @@ func (d *jsonDecoder) pack() (Pack, error) {
 	// so both bound the pack's length from above: the pack is allocated
 	// once, and input like "[{{{{" cannot make it large.
 	n := min(strings.Count(d.s[d.i:], "{"), (len(d.s)-d.i)/8+1, d.lim.MaxRecords)
-	p := make(Pack, 0, n)
-	stores := storesFor(n)
+	p := d.bf.packFor(n)
+	stores := d.bf.storesFor(n)
 	var rs resets
 	for {
 		d.rec = len(p)

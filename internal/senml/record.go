@@ -1,6 +1,9 @@
 package senml
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // recBuilder collects one record's fields as a decoder meets them; both
 // decoders share it so that JSON and CBOR agree on what a record may hold.
@@ -18,9 +21,78 @@ func (b *recBuilder) store() *recStore {
 	return b.st
 }
 
-// storesFor allocates the pointer targets of n records at once; decoders
-// hand record i &stores[i], so a pack costs one allocation for them all.
-func storesFor(n int) []recStore { return make([]recStore, n) }
+// Buffers lets a caller that decodes pack after pack reuse one pack's memory
+// for the next: the records, their values and the resolved records. What
+// its DecodeJSON, DecodeCBOR and Resolve return is valid until its next
+// call (strings and decoded data are not reused: they stay valid). The zero
+// value is ready; a Buffers is used by one goroutine at a time.
+type Buffers struct {
+	pack   Pack
+	stores []recStore
+	res    []Resolved
+}
+
+// DecodeJSON is the package's DecodeJSON, into bf's memory.
+func (bf *Buffers) DecodeJSON(b []byte, lim Limits) (Pack, error) { return decodeJSON(b, lim, bf) }
+
+// DecodeCBOR is the package's DecodeCBOR, into bf's memory.
+func (bf *Buffers) DecodeCBOR(b []byte, lim Limits) (Pack, error) { return decodeCBOR(b, lim, bf) }
+
+// Resolve is p.Resolve, into bf's memory.
+func (bf *Buffers) Resolve(p Pack, now time.Time) ([]Resolved, error) { return p.resolve(now, bf) }
+
+// keptRecords bounds the records a Buffers keeps memory for between packs.
+const keptRecords = 256
+
+// packFor returns an empty pack with room for n records.
+func (bf *Buffers) packFor(n int) Pack {
+	if bf == nil {
+		return make(Pack, 0, n)
+	}
+	if cap(bf.pack) < n {
+		p := make(Pack, 0, n)
+		if n <= keptRecords {
+			bf.pack = p
+		}
+		return p
+	}
+	return bf.pack[:0]
+}
+
+// storesFor returns the pointer targets of n records at once, zeroed so
+// that reused ones hold no earlier pack's strings alive;
+// decoders hand record i &stores[i], so a pack costs at most one
+// allocation for them all.
+func (bf *Buffers) storesFor(n int) []recStore {
+	if bf == nil {
+		return make([]recStore, n)
+	}
+	if cap(bf.stores) < n {
+		st := make([]recStore, n)
+		if n <= keptRecords {
+			bf.stores = st
+		}
+		return st
+	}
+	st := bf.stores[:n]
+	clear(st)
+	return st
+}
+
+// resolvedFor returns an empty slice with room for n resolved records.
+func (bf *Buffers) resolvedFor(n int) []Resolved {
+	if bf == nil {
+		return make([]Resolved, 0, n)
+	}
+	if cap(bf.res) < n {
+		r := make([]Resolved, 0, n)
+		if n <= keptRecords {
+			bf.res = r
+		}
+		return r
+	}
+	return bf.res[:0]
+}
 
 // mark records that label li appeared, refusing a second appearance: with
 // duplicates, two parsers (ours and whatever logged the payload) could

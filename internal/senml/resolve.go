@@ -182,11 +182,13 @@ var errNoMeasurement = invalid(-1, "", "pack has only base fields and no measure
 // record that carries a measurement, in pack order. Relative times (below
 // 2^28 s) are taken relative to now. The error, an *Error, names the first
 // offending record and field.
-func (p Pack) Resolve(now time.Time) ([]Resolved, error) {
+func (p Pack) Resolve(now time.Time) ([]Resolved, error) { return p.resolve(now, nil) }
+
+func (p Pack) resolve(now time.Time, bf *Buffers) ([]Resolved, error) {
 	if len(p) == 0 {
 		return nil, invalid(-1, "", "pack has no records")
 	}
-	out := make([]Resolved, 0, len(p))
+	out := bf.resolvedFor(len(p))
 	var s base
 	// Consecutive records usually share bn and n (a series of one sensor),
 	// or have no n at all; reusing the last concatenation saves an
