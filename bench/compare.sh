@@ -208,6 +208,23 @@ elif jq -e '.connected == .clients and .acked == .sent and .lost == 0' "$tmp/wan
 fi
 stop "$hub_pid"
 [ "$wanwu_status" = ok ] || log "wanwu half: $wanwu_status"
+
+# ---- (2b) the epoll front-end prototype (bench/reactor): idle connections only ----
+REACTOR_ADDR=${REACTOR_ADDR:-127.0.0.1:18832}
+log "starting the epoll prototype (bench/reactor) on $REACTOR_ADDR"
+go build -o "$tmp/reactor" ./bench/reactor
+"$tmp/reactor" --listen "$REACTOR_ADDR" >"$tmp/reactor.log" 2>&1 &
+reactor_pid=$!
+children+=("$reactor_pid")
+if wait_tcp "$REACTOR_ADDR" 10 "$reactor_pid"; then
+	"${bench[@]}" idle --broker "tcp://$REACTOR_ADDR" --clients "$IDLE" --source-addrs "$SRC" --target-pid "$reactor_pid" \
+		--timeout "$TIMEOUT" --out "$tmp/reactor-idle.json" >"$tmp/reactor-idle.txt" 2>"$tmp/reactor-idle.err" ||
+		log "prototype idle run failed: $(tail -n 1 "$tmp/reactor-idle.err")"
+	cat "$tmp/reactor-idle.txt" >&2
+else
+	log "the prototype did not start: $(tail -n 2 "$tmp/reactor.log" | tr '\n' ' ')"
+fi
+stop "$reactor_pid"
 [ "$mosq_status" = ok ] || log "mosquitto half: $mosq_status"
 
 # ---- (3) the results section ----
@@ -321,6 +338,8 @@ section="$tmp/section.md"
 	fi
 	row "idle: broker RSS per connection, KiB ($IDLE connections)" "" lower \
 		"$(fmt "$(val wanwu idle '.rss_per_connection_bytes / 1024')" 2)" "$(fmt "$(val mosquitto idle '.rss_per_connection_bytes / 1024')" 2)"
+	row "idle: the epoll prototype (bench/reactor), RSS per connection, KiB ($IDLE connections)" "" lower \
+		"$(fmt "$(val reactor idle '.rss_per_connection_bytes / 1024')" 2)" "$(fmt "$(val mosquitto idle '.rss_per_connection_bytes / 1024')" 2)"
 	echo
 	echo "Notes, as PEERS.md requires:"
 	echo
@@ -341,6 +360,10 @@ section="$tmp/section.md"
 	echo "  latency below saturation. In it each device keeps its own clock: device i of $CLIENTS starts i/$CLIENTS"
 	echo "  of an interval late, so the broker sees a steady $((CLIENTS * RATE)) msg/s, not bursts of $CLIENTS"
 	echo "  (\`wanwu bench mqtt --aligned\` sends the bursts)."
+	echo "- The epoll prototype (\`go run ./bench/reactor\`) is not the hub: one epoll loop and a 40-byte record per"
+	echo "  connection, no goroutine per connection; it accepts any CONNECT, answers PINGREQ and QoS 0/1 PUBLISH"
+	echo "  and relays nothing. It measures what an event-driven front end costs per idle connection;"
+	echo "  \`wanwu bench idle\` ran against it after the hub, with the same clients and source addresses."
 	echo '<!-- compare.sh:end -->'
 } >"$section"
 
