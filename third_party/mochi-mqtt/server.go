@@ -938,9 +938,12 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	}
 
 	// wanwu patch: the client's own QoS 2 exchanges, not the server's
-	// messages in flight to it (see receivedQoS2).
-	if !cl.Net.Inline && cl.State.received.has(pk.PacketID) { // [MQTT-4.3.3-10]
-		ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.ErrPacketIdentifierInUse)
+	// messages in flight to it (see receivedQoS2). A PUBLISH repeated before
+	// its PUBREL is acknowledged again, as accepted, and not delivered again
+	// [MQTT-4.3.3-10]; mochi answered 0x91 (Packet Identifier in use), which
+	// a client takes for a failure of a message that was stored.
+	if !cl.Net.Inline && cl.State.received.has(pk.PacketID) {
+		ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess)
 		return cl.WritePacket(ack)
 	}
 
