@@ -60,6 +60,12 @@ type Hub struct {
 		// DevListen admits anonymous clients limited to DevACL: lab tools only; "" = off.
 		DevListen string   `yaml:"dev_listen"`
 		DevACL    []string `yaml:"dev_acl"`
+		// MaxInflight bounds the QoS 1/2 messages a subscriber may leave
+		// unacknowledged (1-65535, packet ids are 16 bits); beyond it
+		// deliveries to that subscriber are dropped and counted
+		// (wanwu_mqtt_deliveries_dropped_total). It bounds the hub's memory
+		// per slow integration.
+		MaxInflight int `yaml:"max_inflight"`
 		// Limits are per second, with bursts (docs/PROTOCOL.md §5).
 		Limits struct {
 			ConnectPerDevice      float64 `yaml:"connect_per_device"`
@@ -144,6 +150,7 @@ func DefaultHub() Hub {
 	c.MQTT.Listen = "127.0.0.1:1883"
 	c.MQTT.TLSListen = "127.0.0.1:8883"
 	c.MQTT.DevACL = []string{"wanwu/v1/dev/#"}
+	c.MQTT.MaxInflight = 65535
 	l := &c.MQTT.Limits
 	l.ConnectPerDevice, l.ConnectPerDeviceBurst = 1, 5
 	l.ConnectPerAddr, l.ConnectPerAddrBurst = 50, 200
@@ -207,6 +214,9 @@ func (c *Hub) Validate() error {
 	}
 	if c.Telemetry.OutOfOrderWindow < 0 || c.Telemetry.Retention <= 0 || c.Telemetry.FutureSkew < 0 {
 		errs = append(errs, errors.New("telemetry: out_of_order_window and future_skew must not be negative, retention must be positive"))
+	}
+	if c.MQTT.MaxInflight < 1 || c.MQTT.MaxInflight > 65535 {
+		errs = append(errs, fmt.Errorf("mqtt.max_inflight: %d: want 1 to 65535 (packet ids are 16 bits)", c.MQTT.MaxInflight))
 	}
 	if l := c.MQTT.Limits; l.ConnectPerDevice <= 0 || l.ConnectPerAddr <= 0 || l.PublishPerDevice <= 0 ||
 		l.ConnectPerDeviceBurst < 1 || l.ConnectPerAddrBurst < 1 || l.PublishPerDeviceBurst < 1 {

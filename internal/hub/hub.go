@@ -276,7 +276,7 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 		DevListen: cfg.MQTT.DevListen, DevACL: cfg.MQTT.DevACL,
 		Registry: h.reg, Pipeline: h.pipe, Decoder: h.decoder, Twins: h.twins, Commands: h.commands,
 		Logger: h.log, Metrics: h.metrics,
-		MaxPacket: uint32(cfg.Telemetry.MaxPayload) + 1024,
+		MaxPacket: uint32(cfg.Telemetry.MaxPayload) + 1024, MaxInflight: uint16(cfg.MQTT.MaxInflight),
 		Limits: mqtt.Limits{
 			ConnectPerDevice: rate.Limit(cfg.MQTT.Limits.ConnectPerDevice), ConnectPerDeviceBurst: cfg.MQTT.Limits.ConnectPerDeviceBurst,
 			ConnectPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr), ConnectPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst,

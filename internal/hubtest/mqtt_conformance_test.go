@@ -1417,3 +1417,82 @@ func TestMQTTUnsubscribe(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestMQTTSlowSubscriber: a subscriber that leaves mqtt.max_inflight QoS 1
+// deliveries unacknowledged gets no more until it acknowledges; what the
+// hub could not deliver meanwhile is counted, and the data is stored. (The
+// bound is the hub's policy, below any client's Receive Maximum; no
+// normative statement is at stake.)
+func TestMQTTSlowSubscriber(t *testing.T) {
+	const inflight, sent = 5, 12
+	h := mcHub(t, func(c *config.Hub) { c.MQTT.MaxInflight = inflight })
+	d := mcPump(t, h, "mc-slow")
+	tok := mcToken(t, h, "mc-slow", "viewer", "acme")
+	dev := mustConnect5(t, h, mcDevice(t, d))
+
+	conn, err := net.Dial("tcp", h.MQTT().Addr(mqtt.ListenerTCP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := newMCInbox()
+	app := paho.NewClient(paho.ClientConfig{ClientID: "mc-slow-app", Conn: conn,
+		EnableManualAcknowledgment: true, SendAcksInterval: 10 * time.Millisecond, // paho sends acknowledgements on a timer
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){in.receive}})
+	ctx, cancel := context.WithTimeout(context.Background(), mcWait)
+	defer cancel()
+	if _, err := app.Connect(ctx, &paho.Connect{ClientID: "mc-slow-app", KeepAlive: 30, CleanStart: true,
+		UsernameFlag: true, Username: "integration", PasswordFlag: true, Password: []byte(tok)}); err != nil {
+		t.Fatal(err)
+	}
+	defer app.Disconnect(&paho.Disconnect{})
+	if _, err := app.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: d.topic("telemetry"), QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range sent {
+		dev.mustPub(t, d.topic("telemetry"), 1, false, fmt.Sprintf(`{"temperature": %d}`, i))
+	}
+	var held []*paho.Publish
+	for i := range inflight {
+		m := in.next(t, "within the bound")
+		if want := fmt.Sprintf(`{"temperature": %d}`, i); string(m.Payload) != want {
+			t.Fatalf("delivery %d: %s, want %s", i, m.Payload, want)
+		}
+		held = append(held, m)
+	}
+	select {
+	case m := <-in:
+		t.Fatalf("a delivery beyond %d unacknowledged: %s", inflight, m.Payload)
+	case <-time.After(200 * time.Millisecond):
+	}
+	dropped := regexp.MustCompile(`wanwu_mqtt_deliveries_dropped_total\{reason="inflight_full"\} (\d+)`)
+	if m := dropped.FindStringSubmatch(string(h.Do("GET", "/metrics", "", nil).Body)); m == nil || m[1] != fmt.Sprint(sent-inflight) {
+		t.Errorf("deliveries dropped: %v, want %d", m, sent-inflight)
+	}
+	for _, m := range held {
+		if err := app.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Once the acknowledgements are in (paho sends them on its timer),
+	// deliveries flow again.
+	more := 0
+	eventually(t, "a delivery after acknowledging", func() error {
+		more++
+		dev.mustPub(t, d.topic("telemetry"), 1, false, fmt.Sprintf(`{"temperature": %d}`, 100+more))
+		select {
+		case m := <-in:
+			if want := fmt.Sprintf(`{"temperature": %d}`, 100+more); string(m.Payload) != want {
+				t.Fatalf("after acknowledging: %s, want %s", m.Payload, want)
+			}
+			return nil
+		case <-time.After(100 * time.Millisecond):
+			return errors.New("nothing delivered yet")
+		}
+	})
+	eventually(t, "every message stored, relayed or not", func() error {
+		if n := mcPropertyCount(t, h, d.Code, "temperature"); n != float64(sent+more) {
+			return fmt.Errorf("%v samples stored, want %d", n, sent+more)
+		}
+		return nil
+	})
+}

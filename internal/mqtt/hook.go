@@ -88,8 +88,19 @@ func newHook(s *Server) (*hook, error) {
 	h.clients = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "wanwu_mqtt_clients", Help: "Connected MQTT clients.",
 	}, func() float64 { return float64(atomic.LoadInt64(&s.broker.Info.ClientsConnected)) })
+	// Deliveries the broker gave up on: to a client already holding the
+	// most unacknowledged QoS 1/2 messages it may (65,535: packet ids are 16
+	// bits), or whose queue of unwritten packets was full. The hub has the
+	// messages (JetStream, the stores); the subscriber missed them live.
+	dropped := func(reason string, n *int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "wanwu_mqtt_deliveries_dropped_total", Help: "Messages not delivered to a slow subscriber, by reason.",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(atomic.LoadInt64(n)) })
+	}
 	if reg := s.opts.Metrics; reg != nil {
-		for _, c := range []prometheus.Collector{h.connects, h.rejected, h.published, h.clients} {
+		for _, c := range []prometheus.Collector{h.connects, h.rejected, h.published, h.clients,
+			dropped("inflight_full", &s.broker.Info.InflightDropped), dropped("writes_pending", &s.broker.Info.MessagesDropped)} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

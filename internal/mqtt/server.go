@@ -81,8 +81,13 @@ type Options struct {
 	Limits   Limits
 	// MaxPacket bounds an MQTT packet (default 64 KiB + headers).
 	MaxPacket uint32
-	Logger    *slog.Logger
-	Metrics   prometheus.Registerer
+	// MaxInflight bounds a client's unacknowledged QoS 1/2 deliveries
+	// (default and most 65535: packet ids are 16 bits); beyond it the
+	// broker drops deliveries to that client, counted in
+	// wanwu_mqtt_deliveries_dropped_total{reason="inflight_full"}.
+	MaxInflight uint16
+	Logger      *slog.Logger
+	Metrics     prometheus.Registerer
 }
 
 // Server is the running endpoint.
@@ -122,6 +127,9 @@ func New(o Options) (*Server, error) {
 	if o.MaxPacket == 0 {
 		o.MaxPacket = 64<<10 + 1024
 	}
+	if o.MaxInflight == 0 {
+		o.MaxInflight = 65535
+	}
 	if o.DevListen != "" && len(o.DevACL) == 0 {
 		o.DevACL = []string{root + "dev/#"}
 	}
@@ -133,9 +141,8 @@ func New(o Options) (*Server, error) {
 	// to an integration must fit (mochi's default).
 	caps.MaximumClientWritesPending = 8192
 	// QoS 1/2 deliveries a client may have unacknowledged before the broker
-	// drops more; an integration catching up with a burst needs the room
-	// (packet ids are 16 bits, so this is the most there can be).
-	caps.MaximumInflight = 65535
+	// drops more; an integration catching up with a burst needs the room.
+	caps.MaximumInflight = o.MaxInflight
 	broker := mochi.New(&mochi.Options{
 		Capabilities:             caps,
 		Logger:                   log.With("part", "broker"),
