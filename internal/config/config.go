@@ -61,11 +61,14 @@ type Hub struct {
 		DevListen string   `yaml:"dev_listen"`
 		DevACL    []string `yaml:"dev_acl"`
 		// MaxInflight bounds the QoS 1/2 messages a subscriber may leave
-		// unacknowledged (1-65535, packet ids are 16 bits); beyond it
-		// deliveries to that subscriber are dropped and counted
-		// (wanwu_mqtt_deliveries_dropped_total). It bounds the hub's memory
-		// per slow integration.
+		// unacknowledged (1-65535, packet ids are 16 bits); further ones
+		// wait in its queue (MaxQueued). Both bound the hub's memory per
+		// slow integration.
 		MaxInflight int `yaml:"max_inflight"`
+		// MaxQueued bounds the QoS 1/2 messages that wait, per subscriber,
+		// for room among its MaxInflight; beyond it they are dropped and
+		// counted. About 1 KiB of memory each.
+		MaxQueued int `yaml:"max_queued"`
 		// Limits are per second, with bursts (docs/PROTOCOL.md §5).
 		Limits struct {
 			ConnectPerDevice      float64 `yaml:"connect_per_device"`
@@ -151,6 +154,7 @@ func DefaultHub() Hub {
 	c.MQTT.TLSListen = "127.0.0.1:8883"
 	c.MQTT.DevACL = []string{"wanwu/v1/dev/#"}
 	c.MQTT.MaxInflight = 65535
+	c.MQTT.MaxQueued = 1 << 18
 	l := &c.MQTT.Limits
 	l.ConnectPerDevice, l.ConnectPerDeviceBurst = 1, 5
 	l.ConnectPerAddr, l.ConnectPerAddrBurst = 50, 200
@@ -217,6 +221,9 @@ func (c *Hub) Validate() error {
 	}
 	if c.MQTT.MaxInflight < 1 || c.MQTT.MaxInflight > 65535 {
 		errs = append(errs, fmt.Errorf("mqtt.max_inflight: %d: want 1 to 65535 (packet ids are 16 bits)", c.MQTT.MaxInflight))
+	}
+	if c.MQTT.MaxQueued < 0 {
+		errs = append(errs, fmt.Errorf("mqtt.max_queued: %d: must not be negative", c.MQTT.MaxQueued))
 	}
 	if l := c.MQTT.Limits; l.ConnectPerDevice <= 0 || l.ConnectPerAddr <= 0 || l.PublishPerDevice <= 0 ||
 		l.ConnectPerDeviceBurst < 1 || l.ConnectPerAddrBurst < 1 || l.PublishPerDeviceBurst < 1 {

@@ -1419,13 +1419,14 @@ func TestMQTTUnsubscribe(t *testing.T) {
 }
 
 // TestMQTTSlowSubscriber: a subscriber that leaves mqtt.max_inflight QoS 1
-// deliveries unacknowledged gets no more until it acknowledges; what the
-// hub could not deliver meanwhile is counted, and the data is stored. (The
-// bound is the hub's policy, below any client's Receive Maximum; no
+// deliveries unacknowledged gets no more until it acknowledges; up to
+// mqtt.max_queued more wait for it and follow, in order, as it does; what is
+// beyond both is counted as dropped, and every message is stored. (The
+// bounds are the hub's policy, below any client's Receive Maximum; no
 // normative statement is at stake.)
 func TestMQTTSlowSubscriber(t *testing.T) {
-	const inflight, sent = 5, 12
-	h := mcHub(t, func(c *config.Hub) { c.MQTT.MaxInflight = inflight })
+	const inflight, queued, sent = 5, 4, 12
+	h := mcHub(t, func(c *config.Hub) { c.MQTT.MaxInflight, c.MQTT.MaxQueued = inflight, queued })
 	d := mcPump(t, h, "mc-slow")
 	tok := mcToken(t, h, "mc-slow", "viewer", "acme")
 	dev := mustConnect5(t, h, mcDevice(t, d))
@@ -1448,50 +1449,48 @@ func TestMQTTSlowSubscriber(t *testing.T) {
 	if _, err := app.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: d.topic("telemetry"), QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
+	payload := func(i int) string { return fmt.Sprintf(`{"temperature": %d}`, i) }
 	for i := range sent {
-		dev.mustPub(t, d.topic("telemetry"), 1, false, fmt.Sprintf(`{"temperature": %d}`, i))
+		dev.mustPub(t, d.topic("telemetry"), 1, false, payload(i))
+	}
+	receive := func(i int, what string) *paho.Publish {
+		t.Helper()
+		m := in.next(t, what)
+		if string(m.Payload) != payload(i) {
+			t.Fatalf("%s: %s, want %s", what, m.Payload, payload(i))
+		}
+		return m
 	}
 	var held []*paho.Publish
 	for i := range inflight {
-		m := in.next(t, "within the bound")
-		if want := fmt.Sprintf(`{"temperature": %d}`, i); string(m.Payload) != want {
-			t.Fatalf("delivery %d: %s, want %s", i, m.Payload, want)
-		}
-		held = append(held, m)
+		held = append(held, receive(i, "within max_inflight"))
 	}
 	select {
 	case m := <-in:
 		t.Fatalf("a delivery beyond %d unacknowledged: %s", inflight, m.Payload)
 	case <-time.After(200 * time.Millisecond):
 	}
-	dropped := regexp.MustCompile(`wanwu_mqtt_deliveries_dropped_total\{reason="inflight_full"\} (\d+)`)
-	if m := dropped.FindStringSubmatch(string(h.Do("GET", "/metrics", "", nil).Body)); m == nil || m[1] != fmt.Sprint(sent-inflight) {
-		t.Errorf("deliveries dropped: %v, want %d", m, sent-inflight)
+	dropped := regexp.MustCompile(`wanwu_mqtt_deliveries_dropped_total\{reason="queue_full"\} (\d+)`)
+	if m := dropped.FindStringSubmatch(string(h.Do("GET", "/metrics", "", nil).Body)); m == nil || m[1] != fmt.Sprint(sent-inflight-queued) {
+		t.Errorf("deliveries dropped: %v, want %d", m, sent-inflight-queued)
+	}
+	// Acknowledging pulls the queued ones along, oldest first.
+	for i := inflight; i < inflight+queued; i++ {
+		if err := app.Ack(held[0]); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held[1:], receive(i, "queued, after an acknowledgement"))
 	}
 	for _, m := range held {
 		if err := app.Ack(m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Once the acknowledgements are in (paho sends them on its timer),
-	// deliveries flow again.
-	more := 0
-	eventually(t, "a delivery after acknowledging", func() error {
-		more++
-		dev.mustPub(t, d.topic("telemetry"), 1, false, fmt.Sprintf(`{"temperature": %d}`, 100+more))
-		select {
-		case m := <-in:
-			if want := fmt.Sprintf(`{"temperature": %d}`, 100+more); string(m.Payload) != want {
-				t.Fatalf("after acknowledging: %s, want %s", m.Payload, want)
-			}
-			return nil
-		case <-time.After(100 * time.Millisecond):
-			return errors.New("nothing delivered yet")
-		}
-	})
+	dev.mustPub(t, d.topic("telemetry"), 1, false, payload(100))
+	receive(100, "a new message once all are acknowledged")
 	eventually(t, "every message stored, relayed or not", func() error {
-		if n := mcPropertyCount(t, h, d.Code, "temperature"); n != float64(sent+more) {
-			return fmt.Errorf("%v samples stored, want %d", n, sent+more)
+		if n := mcPropertyCount(t, h, d.Code, "temperature"); n != sent+1 {
+			return fmt.Errorf("%v samples stored, want %d", n, sent+1)
 		}
 		return nil
 	})

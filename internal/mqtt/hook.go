@@ -89,8 +89,8 @@ func newHook(s *Server) (*hook, error) {
 		Name: "wanwu_mqtt_clients", Help: "Connected MQTT clients.",
 	}, func() float64 { return float64(atomic.LoadInt64(&s.broker.Info.ClientsConnected)) })
 	// Deliveries the broker gave up on: to a client already holding the
-	// most unacknowledged QoS 1/2 messages it may (65,535: packet ids are 16
-	// bits), or whose queue of unwritten packets was full. The hub has the
+	// most unacknowledged and queued QoS 1/2 messages it may, or whose
+	// queue of unwritten packets was full. The hub has the
 	// messages (JetStream, the stores); the subscriber missed them live.
 	dropped := func(reason string, n *int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -100,7 +100,7 @@ func newHook(s *Server) (*hook, error) {
 	}
 	if reg := s.opts.Metrics; reg != nil {
 		for _, c := range []prometheus.Collector{h.connects, h.rejected, h.published, h.clients,
-			dropped("inflight_full", &s.broker.Info.InflightDropped), dropped("writes_pending", &s.broker.Info.MessagesDropped)} {
+			dropped("queue_full", &s.broker.Info.InflightDropped), dropped("writes_pending", &s.broker.Info.MessagesDropped)} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

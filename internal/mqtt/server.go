@@ -82,10 +82,12 @@ type Options struct {
 	// MaxPacket bounds an MQTT packet (default 64 KiB + headers).
 	MaxPacket uint32
 	// MaxInflight bounds a client's unacknowledged QoS 1/2 deliveries
-	// (default and most 65535: packet ids are 16 bits); beyond it the
+	// (default and most 65535: packet ids are 16 bits); MaxQueued more
+	// wait for room (default 262144; negative: none). Beyond both the
 	// broker drops deliveries to that client, counted in
-	// wanwu_mqtt_deliveries_dropped_total{reason="inflight_full"}.
+	// wanwu_mqtt_deliveries_dropped_total{reason="queue_full"}.
 	MaxInflight uint16
+	MaxQueued   int
 	Logger      *slog.Logger
 	Metrics     prometheus.Registerer
 }
@@ -130,6 +132,9 @@ func New(o Options) (*Server, error) {
 	if o.MaxInflight == 0 {
 		o.MaxInflight = 65535
 	}
+	if o.MaxQueued == 0 {
+		o.MaxQueued = 1 << 18
+	}
 	if o.DevListen != "" && len(o.DevACL) == 0 {
 		o.DevACL = []string{root + "dev/#"}
 	}
@@ -143,6 +148,7 @@ func New(o Options) (*Server, error) {
 	// QoS 1/2 deliveries a client may have unacknowledged before the broker
 	// drops more; an integration catching up with a burst needs the room.
 	caps.MaximumInflight = o.MaxInflight
+	caps.MaximumQueued = max(o.MaxQueued, 0)
 	broker := mochi.New(&mochi.Options{
 		Capabilities:             caps,
 		Logger:                   log.With("part", "broker"),

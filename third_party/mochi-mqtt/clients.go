@@ -163,6 +163,72 @@ type ClientState struct {
 	ServerKeepalive bool               // keepalive was set by the server
 	publishOrder    publishOrder       // wanwu patch: asynchronous publishes, finished in arrival order
 	received        receivedQoS2       // wanwu patch: the client's QoS 2 PUBLISHes awaiting its PUBREL
+	queued          queuedQoS          // wanwu patch: QoS 1/2 messages waiting for room in Inflight
+}
+
+// queuedQoS holds QoS 1/2 messages for the client that wait for room in its
+// in-flight store (wanwu patch): a subscriber more than MaximumInflight
+// messages behind (65,535 at most: packet ids are 16 bits) had every further
+// message dropped. They get their packet ids only when they go into flight.
+type queuedQoS struct {
+	mu    sync.Mutex
+	items []*packets.Packet
+	head  int
+	n     atomic.Int32 // len(items) - head, read without the lock
+}
+
+// waiting reports whether messages are queued.
+func (q *queuedQoS) waiting() bool { return q.n.Load() > 0 }
+
+// push queues a copy of pk unless max are waiting already.
+func (q *queuedQoS) push(pk packets.Packet, max int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items)-q.head >= max {
+		return false
+	}
+	p := queuedPackets.Get().(*packets.Packet)
+	*p = pk
+	q.items = append(q.items, p)
+	q.n.Add(1)
+	return true
+}
+
+// drain hands the oldest messages to send, in order, until it returns
+// false (that message stays first) or none is left. The lock is held
+// throughout, so a message queued meanwhile lands behind these.
+func (q *queuedQoS) drain(send func(packets.Packet) bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.head < len(q.items) {
+		p := q.items[q.head]
+		if !send(*p) {
+			return
+		}
+		q.items[q.head] = nil
+		q.head++
+		q.n.Add(-1)
+		*p = packets.Packet{}
+		queuedPackets.Put(p)
+	}
+	q.items, q.head = q.items[:0], 0
+	if cap(q.items) > keptOutbound {
+		q.items = nil
+	}
+}
+
+// takeFrom moves another session's queue here (a session taken over keeps
+// its undelivered messages).
+func (q *queuedQoS) takeFrom(o *queuedQoS) {
+	o.mu.Lock()
+	items := o.items[o.head:]
+	o.items, o.head = nil, 0
+	o.n.Store(0)
+	o.mu.Unlock()
+	q.mu.Lock()
+	q.items = append(q.items, items...)
+	q.n.Add(int32(len(items)))
+	q.mu.Unlock()
 }
 
 // receivedQoS2 holds the packet ids of the client's QoS 2 PUBLISHes that the

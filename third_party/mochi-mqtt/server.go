@@ -54,6 +54,7 @@ type Capabilities struct {
 	maximumPacketID              uint32          // unexported, used for testing only
 	ReceiveMaximum               uint16          `yaml:"receive_maximum" json:"receive_maximum"`                   // maximum number of concurrent qos messages per client
 	MaximumInflight              uint16          `yaml:"maximum_inflight" json:"maximum_inflight"`                 // maximum number of qos > 0 messages can be stored, 0(=8192)-65535
+	MaximumQueued                int             `yaml:"maximum_queued" json:"maximum_queued"`                     // wanwu patch: qos > 0 messages a client may have waiting for an in-flight slot; 0: none (dropped)
 	TopicAliasMaximum            uint16          `yaml:"topic_alias_maximum" json:"topic_alias_maximum"`           // maximum topic alias value
 	SharedSubAvailable           byte            `yaml:"shared_sub_available" json:"shared_sub_available"`         // support of shared subscriptions
 	MinimumProtocolVersion       byte            `yaml:"minimum_protocol_version" json:"minimum_protocol_version"` // minimum supported mqtt version
@@ -497,6 +498,7 @@ func (s *Server) establishSession(cl *Client, listener string) (connected bool, 
 			return connected, fmt.Errorf("resend inflight: %w", err)
 		}
 	}
+	s.releaseQueued(cl) // wanwu patch: what waited while the session was away
 
 	s.hooks.OnSessionEstablished(cl, pk)
 
@@ -605,6 +607,7 @@ func (s *Server) inheritClientSession(pk packets.Packet, cl *Client) bool {
 
 		existing.State.isTakenOver.Store(true)
 		cl.State.received.copyFrom(&existing.State.received) // wanwu patch
+		cl.State.queued.takeFrom(&existing.State.queued)     // wanwu patch
 		if existing.State.Inflight.Len() > 0 {
 			cl.State.Inflight = existing.State.Inflight.Clone() // [MQTT-3.1.2-5]
 			if cl.State.Inflight.maximumReceiveQuota == 0 && cl.ops.options.Capabilities.ReceiveMaximum != 0 {
@@ -750,6 +753,8 @@ func (s *Server) processPacket(cl *Client, pk packets.Packet) error {
 	if err != nil {
 		return err
 	}
+
+	s.releaseQueued(cl) // wanwu patch
 
 	if cl.State.Inflight.Len() > 0 && atomic.LoadInt32(&cl.State.Inflight.sendQuota) > 0 {
 		next, ok := cl.State.Inflight.NextImmediate()
@@ -1174,39 +1179,56 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	}
 
 	if out.FixedHeader.Qos > 0 {
-		if cl.State.Inflight.Len() >= int(s.Options.Capabilities.MaximumInflight) {
-			// add hook?
-			atomic.AddInt64(&s.Info.InflightDropped, 1)
-			s.warnDropped("client store quota reached", cl)
-			return out, packets.ErrQuotaExceeded
+		// wanwu patch: a client whose in-flight store is full, or whose
+		// earlier messages wait for room, gets this one queued behind them
+		// (up to MaximumQueued); releaseQueued sends them as acknowledgements
+		// free slots, in order. mochi dropped them.
+		if cl.State.queued.waiting() || cl.State.Inflight.Len() >= int(s.Options.Capabilities.MaximumInflight) {
+			return out, s.queue(cl, out, pk)
 		}
-
-		i, err := cl.NextPacketID() // [MQTT-4.3.2-1] [MQTT-4.3.3-1]
-		if err != nil {
-			s.hooks.OnPacketIDExhausted(cl, pk)
-			atomic.AddInt64(&s.Info.InflightDropped, 1)
-			s.warnDropped("packet ids exhausted", cl)
-			return out, packets.ErrQuotaExceeded
-		}
-
-		out.PacketID = uint16(i) // [MQTT-2.2.1-4]
-		sentQuota := atomic.LoadInt32(&cl.State.Inflight.sendQuota)
-
-		if ok := cl.State.Inflight.Set(out); ok { // [MQTT-4.3.2-3] [MQTT-4.3.3-3]
-			atomic.AddInt64(&s.Info.Inflight, 1)
-			s.hooks.OnQosPublish(cl, out, out.Created, 0)
-			cl.State.Inflight.DecreaseSendQuota()
-		}
-
-		if sentQuota == 0 && atomic.LoadInt32(&cl.State.Inflight.maximumSendQuota) > 0 {
-			out.Expiry = -1
-			cl.State.Inflight.Set(out)
+		var waiting bool
+		var err error
+		if out, waiting, err = s.takeInflight(cl, out); err != nil {
+			return out, s.queue(cl, out, pk)
+		} else if waiting {
 			return out, nil
 		}
 	}
 
+	return out, s.enqueueWrite(cl, out, pk)
+}
+
+// takeInflight gives a QoS 1/2 message a packet id and a place in the
+// client's in-flight store; waiting says it waits there for send quota
+// (wanwu patch: the middle of publishToClient, shared with releaseQueued).
+func (s *Server) takeInflight(cl *Client, out packets.Packet) (packets.Packet, bool, error) {
+	i, err := cl.NextPacketID() // [MQTT-4.3.2-1] [MQTT-4.3.3-1]
+	if err != nil {
+		return out, false, err
+	}
+
+	out.PacketID = uint16(i) // [MQTT-2.2.1-4]
+	sentQuota := atomic.LoadInt32(&cl.State.Inflight.sendQuota)
+
+	if ok := cl.State.Inflight.Set(out); ok { // [MQTT-4.3.2-3] [MQTT-4.3.3-3]
+		atomic.AddInt64(&s.Info.Inflight, 1)
+		s.hooks.OnQosPublish(cl, out, out.Created, 0)
+		cl.State.Inflight.DecreaseSendQuota()
+	}
+
+	if sentQuota == 0 && atomic.LoadInt32(&cl.State.Inflight.maximumSendQuota) > 0 {
+		out.Expiry = -1
+		cl.State.Inflight.Set(out)
+		return out, true, nil
+	}
+	return out, false, nil
+}
+
+// enqueueWrite hands a message to the client's writer (wanwu patch: the
+// tail of publishToClient, shared with releaseQueued).
+func (s *Server) enqueueWrite(cl *Client, out, pk packets.Packet) error {
 	if cl.Net.Conn == nil || cl.Closed() {
-		return out, packets.CodeDisconnect
+		return packets.CodeDisconnect
 	}
 
 	// wanwu patch: a growable queue instead of a full-size channel per
@@ -1223,10 +1245,46 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 			cl.State.Inflight.Delete(out.PacketID) // packet was dropped due to irregular circumstances, so rollback inflight.
 			cl.State.Inflight.IncreaseSendQuota()
 		}
-		return out, packets.ErrPendingClientWritesExceeded
+		return packets.ErrPendingClientWritesExceeded
 	}
 
-	return out, nil
+	return nil
+}
+
+// queue puts a QoS 1/2 message behind the client's queued ones, or drops
+// it (counted, logged at most once a second) when MaximumQueued are
+// waiting already (wanwu patch).
+func (s *Server) queue(cl *Client, out, pk packets.Packet) error {
+	if cl.State.queued.push(out, s.Options.Capabilities.MaximumQueued) {
+		return nil
+	}
+	atomic.AddInt64(&s.Info.InflightDropped, 1)
+	s.hooks.OnPacketIDExhausted(cl, pk)
+	s.warnDropped("client store quota reached", cl)
+	return packets.ErrQuotaExceeded
+}
+
+// releaseQueued moves the client's queued messages into flight, oldest
+// first, while its in-flight store has room (wanwu patch). The client's
+// read loop calls it after each packet, so acknowledgements pull the
+// queue along.
+func (s *Server) releaseQueued(cl *Client) {
+	if !cl.State.queued.waiting() {
+		return
+	}
+	cl.State.queued.drain(func(out packets.Packet) bool {
+		if cl.State.Inflight.Len() >= int(s.Options.Capabilities.MaximumInflight) {
+			return false
+		}
+		out, waiting, err := s.takeInflight(cl, out)
+		if err != nil {
+			return false
+		}
+		if !waiting {
+			_ = s.enqueueWrite(cl, out, out)
+		}
+		return true
+	})
 }
 
 // warnDropped logs a dropped delivery at most once a second, with the
