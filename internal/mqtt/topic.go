@@ -38,14 +38,18 @@ func ParseTopic(topic string) (Topic, error) {
 	if !strings.HasPrefix(topic, root) || len(topic) > 512 {
 		return Topic{}, ErrTopic
 	}
-	parts := strings.SplitN(topic[len(root):], "/", 4)
-	if len(parts) < 3 {
+	// Cut, not SplitN: the topic of every message is parsed, and the slice
+	// SplitN builds was the only allocation.
+	var t Topic
+	var ok bool
+	rest := topic[len(root):]
+	if t.Tenant, rest, ok = strings.Cut(rest, "/"); !ok {
 		return Topic{}, ErrTopic
 	}
-	t := Topic{Tenant: parts[0], ID: parts[1], Kind: parts[2]}
-	if len(parts) == 4 {
-		t.Rest = parts[3]
+	if t.ID, rest, ok = strings.Cut(rest, "/"); !ok {
+		return Topic{}, ErrTopic
 	}
+	t.Kind, t.Rest, _ = strings.Cut(rest, "/")
 	if code.ValidNamespace(t.Tenant) != nil || code.ValidLocal(t.ID) != nil {
 		return Topic{}, ErrTopic
 	}
