@@ -1259,7 +1259,7 @@ func (s *Server) queue(cl *Client, out, pk packets.Packet) error {
 		return nil
 	}
 	atomic.AddInt64(&s.Info.InflightDropped, 1)
-	s.hooks.OnPacketIDExhausted(cl, pk)
+	cl.ops.hooks.OnPublishDropped(cl, pk)
 	s.warnDropped("client store quota reached", cl)
 	return packets.ErrQuotaExceeded
 }
@@ -1272,7 +1272,11 @@ func (s *Server) releaseQueued(cl *Client) {
 	if !cl.State.queued.waiting() {
 		return
 	}
+	now := time.Now().Unix()
 	cl.State.queued.drain(func(out packets.Packet) bool {
+		if out.Expiry > 0 && out.Expiry < now {
+			return true // expired while it waited: not delivered [MQTT-3.3.2-5]
+		}
 		if cl.State.Inflight.Len() >= int(s.Options.Capabilities.MaximumInflight) {
 			return false
 		}
