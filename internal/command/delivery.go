@@ -234,6 +234,13 @@ func (c *change) offer(code string) error {
 	if err := c.event(kind, r, nil); err != nil {
 		return err
 	}
+	// The sink counts as having it from here, not only from handOver: a
+	// delivery pass that commits between this transaction and the hand-over
+	// must not offer it again (that was a spurious retry). Should this
+	// transaction roll back, nextAt stays unset and the next offer goes on.
+	s.mu.Lock()
+	a.sentID = r.ID
+	s.mu.Unlock()
 	c.sends = append(c.sends, offered{a, r})
 	return nil
 }
