@@ -67,6 +67,16 @@ func (i *Inflight) Get(id uint16) (packets.Packet, bool) {
 	return packets.Packet{}, false
 }
 
+// Has reports whether a packet with the id is in flight (wanwu patch: Get
+// copied the 800-byte packet to answer that, for every message a client
+// acknowledged and every packet id the broker chose).
+func (i *Inflight) Has(id uint16) bool {
+	i.RLock()
+	defer i.RUnlock()
+	_, ok := i.internal[id]
+	return ok
+}
+
 // Len returns the size of the inflight messages map.
 func (i *Inflight) Len() int {
 	i.RLock()
