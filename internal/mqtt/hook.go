@@ -88,9 +88,9 @@ func newHook(s *Server) (*hook, error) {
 	h.clients = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "wanwu_mqtt_clients", Help: "Connected MQTT clients.",
 	}, func() float64 { return float64(atomic.LoadInt64(&s.broker.Info.ClientsConnected)) })
-	// Deliveries the broker gave up on: to a client already holding the
-	// most unacknowledged and queued QoS 1/2 messages it may, or whose
-	// queue of unwritten packets was full. The hub has the
+	// Deliveries the broker gave up on: QoS 1/2 ones to a client already
+	// holding the most unacknowledged and queued messages it may, QoS 0 ones
+	// to a client whose queue of unwritten packets was full. The hub has the
 	// messages (JetStream, the stores); the subscriber missed them live.
 	dropped := func(reason string, n *int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -417,9 +417,15 @@ func newOutboundQueue(limit int) *outboundQueue {
 
 // push adds a packet and starts the writer if none runs; false when the
 // queue is full.
+//
+// The limit applies to everything but QoS 1/2 PUBLISHes: each of those holds
+// a place in the client's in-flight store, which bounds them already, and
+// dropping one lost a message the broker had accepted for the client (a
+// subscriber catching up with a 300,000-message burst lost one so).
 func (q *outboundQueue) push(pk *packets.Packet) bool {
 	q.mu.Lock()
-	if len(q.items)-q.head >= q.limit {
+	inflight := pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0
+	if !inflight && len(q.items)-q.head >= q.limit {
 		q.mu.Unlock()
 		return false
 	}
