@@ -66,8 +66,8 @@ type Hub struct {
 		// slow integration.
 		MaxInflight int `yaml:"max_inflight"`
 		// MaxQueued bounds the QoS 1/2 messages that wait, per subscriber,
-		// for room among its MaxInflight; beyond it they are dropped and
-		// counted. About 1 KiB of memory each.
+		// for room among its MaxInflight (0: none wait); beyond it they are
+		// dropped and counted. About 1 KiB of memory each.
 		MaxQueued int `yaml:"max_queued"`
 		// Limits are per second, with bursts (docs/PROTOCOL.md §5).
 		Limits struct {

@@ -142,11 +142,13 @@ func New(o Options) (*Server, error) {
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = o.MaxPacket
 	caps.MaximumSessionExpiryInterval = 7 * 24 * 3600
-	// mochi drops a delivery when a client's outbound queue is full; a burst
-	// to an integration must fit (mochi's default).
+	// The broker drops a QoS 0 delivery when this many packets wait to be
+	// written to the client (QoS 1/2 ones are bounded by the in-flight
+	// store instead); mochi's default.
 	caps.MaximumClientWritesPending = 8192
-	// QoS 1/2 deliveries a client may have unacknowledged before the broker
-	// drops more; an integration catching up with a burst needs the room.
+	// QoS 1/2 deliveries a client may have unacknowledged, and how many more
+	// may wait for room before the broker drops them: an integration catching
+	// up with a burst needs both.
 	caps.MaximumInflight = o.MaxInflight
 	caps.MaximumQueued = max(o.MaxQueued, 0)
 	broker := mochi.New(&mochi.Options{
