@@ -49,34 +49,16 @@ func (bf *Buffers) packFor(n int) Pack {
 	if bf == nil {
 		return make(Pack, 0, n)
 	}
-	if cap(bf.pack) < n {
-		p := make(Pack, 0, n)
-		if n <= keptRecords {
-			bf.pack = p
-		}
-		return p
-	}
-	return bf.pack[:0]
+	return reuse(&bf.pack, n)[:0]
 }
 
-// storesFor returns the pointer targets of n records at once, zeroed so
-// that reused ones hold no earlier pack's strings alive;
-// decoders hand record i &stores[i], so a pack costs at most one
-// allocation for them all.
+// storesFor returns the pointer targets of n records at once; decoders hand
+// record i &stores[i], so a pack costs at most one allocation for them all.
 func (bf *Buffers) storesFor(n int) []recStore {
 	if bf == nil {
 		return make([]recStore, n)
 	}
-	if cap(bf.stores) < n {
-		st := make([]recStore, n)
-		if n <= keptRecords {
-			bf.stores = st
-		}
-		return st
-	}
-	st := bf.stores[:n]
-	clear(st)
-	return st
+	return reuse(&bf.stores, n)
 }
 
 // resolvedFor returns an empty slice with room for n resolved records.
@@ -84,14 +66,24 @@ func (bf *Buffers) resolvedFor(n int) []Resolved {
 	if bf == nil {
 		return make([]Resolved, 0, n)
 	}
-	if cap(bf.res) < n {
-		r := make([]Resolved, 0, n)
+	return reuse(&bf.res, n)[:0]
+}
+
+// reuse returns n zeroed elements of *buf's memory, or of a new slice when
+// *buf has too little room; the new one is kept unless n is larger than
+// keptRecords. Zeroed, so that nothing reused holds an earlier pack's
+// strings alive.
+func reuse[S ~[]E, E any](buf *S, n int) S {
+	if cap(*buf) < n {
+		s := make(S, n)
 		if n <= keptRecords {
-			bf.res = r
+			*buf = s
 		}
-		return r
+		return s
 	}
-	return bf.res[:0]
+	s := (*buf)[:n]
+	clear(s)
+	return s
 }
 
 // mark records that label li appeared, refusing a second appearance: with
