@@ -276,7 +276,7 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 		DevListen: cfg.MQTT.DevListen, DevACL: cfg.MQTT.DevACL,
 		Registry: h.reg, Pipeline: h.pipe, Decoder: h.decoder, Twins: h.twins, Commands: h.commands,
 		Logger: h.log, Metrics: h.metrics,
-		MaxPacket: uint32(cfg.Telemetry.MaxPayload) + 1024, MaxInflight: uint16(cfg.MQTT.MaxInflight), MaxQueued: noneIfZero(cfg.MQTT.MaxQueued),
+		MaxPacket: uint32(cfg.Telemetry.MaxPayload) + 1024, MaxInflight: uint16(cfg.MQTT.MaxInflight), MaxQueued: cfg.MQTT.MaxQueued,
 		Limits: mqtt.Limits{
 			ConnectPerDevice: rate.Limit(cfg.MQTT.Limits.ConnectPerDevice), ConnectPerDeviceBurst: cfg.MQTT.Limits.ConnectPerDeviceBurst,
 			ConnectPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr), ConnectPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst,
@@ -681,13 +681,4 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("hub: write %s: %w", path, err)
 	}
 	return nil
-}
-
-// noneIfZero maps a configured count whose 0 means "none" to an option
-// whose 0 means "the default" and a negative value "none".
-func noneIfZero(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
 }

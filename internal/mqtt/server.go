@@ -83,8 +83,8 @@ type Options struct {
 	MaxPacket uint32
 	// MaxInflight bounds a client's unacknowledged QoS 1/2 deliveries
 	// (default and most 65535: packet ids are 16 bits); MaxQueued more
-	// wait for room (default 262144; negative: none). Beyond both the
-	// broker drops deliveries to that client, counted in
+	// wait for room (0: none; the hub's configuration says 262144). Beyond
+	// both the broker drops deliveries to that client, counted in
 	// wanwu_mqtt_deliveries_dropped_total{reason="queue_full"}.
 	MaxInflight uint16
 	MaxQueued   int
@@ -132,9 +132,6 @@ func New(o Options) (*Server, error) {
 	if o.MaxInflight == 0 {
 		o.MaxInflight = 65535
 	}
-	if o.MaxQueued == 0 {
-		o.MaxQueued = 1 << 18
-	}
 	if o.DevListen != "" && len(o.DevACL) == 0 {
 		o.DevACL = []string{root + "dev/#"}
 	}
@@ -150,7 +147,7 @@ func New(o Options) (*Server, error) {
 	// may wait for room before the broker drops them: an integration catching
 	// up with a burst needs both.
 	caps.MaximumInflight = o.MaxInflight
-	caps.MaximumQueued = max(o.MaxQueued, 0)
+	caps.MaximumQueued = o.MaxQueued
 	broker := mochi.New(&mochi.Options{
 		Capabilities:             caps,
 		Logger:                   log.With("part", "broker"),

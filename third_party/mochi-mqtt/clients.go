@@ -171,10 +171,9 @@ type ClientState struct {
 // messages behind (65,535 at most: packet ids are 16 bits) had every further
 // message dropped. They get their packet ids only when they go into flight.
 type queuedQoS struct {
-	mu    sync.Mutex
-	items []*packets.Packet
-	head  int
-	n     atomic.Int32 // len(items) - head, read without the lock
+	mu   sync.Mutex
+	fifo packetFIFO
+	n    atomic.Int32 // fifo.len(), read without the lock
 }
 
 // waiting reports whether messages are queued.
@@ -184,12 +183,12 @@ func (q *queuedQoS) waiting() bool { return q.n.Load() > 0 }
 func (q *queuedQoS) push(pk packets.Packet, max int) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.items)-q.head >= max {
+	if q.fifo.len() >= max {
 		return false
 	}
 	p := queuedPackets.Get().(*packets.Packet)
 	*p = pk
-	q.items = append(q.items, p)
+	q.fifo.push(p)
 	q.n.Add(1)
 	return true
 }
@@ -200,20 +199,14 @@ func (q *queuedQoS) push(pk packets.Packet, max int) bool {
 func (q *queuedQoS) drain(send func(packets.Packet) bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.head < len(q.items) {
-		p := q.items[q.head]
-		if !send(*p) {
+	for q.fifo.len() > 0 {
+		if !send(*q.fifo.front()) {
 			return
 		}
-		q.items[q.head] = nil
-		q.head++
+		p := q.fifo.pop()
 		q.n.Add(-1)
 		*p = packets.Packet{}
 		queuedPackets.Put(p)
-	}
-	q.items, q.head = q.items[:0], 0
-	if cap(q.items) > keptOutbound {
-		q.items = nil
 	}
 }
 
@@ -221,12 +214,13 @@ func (q *queuedQoS) drain(send func(packets.Packet) bool) {
 // its undelivered messages).
 func (q *queuedQoS) takeFrom(o *queuedQoS) {
 	o.mu.Lock()
-	items := o.items[o.head:]
-	o.items, o.head = nil, 0
+	items := o.fifo.takeAll()
 	o.n.Store(0)
 	o.mu.Unlock()
 	q.mu.Lock()
-	q.items = append(q.items, items...)
+	for _, p := range items {
+		q.fifo.push(p)
+	}
 	q.n.Add(int32(len(items)))
 	q.mu.Unlock()
 }
@@ -401,15 +395,51 @@ func (cl *Client) WriteLoop() {
 // written one at a time and in order.
 type outboundQueue struct {
 	mu      sync.Mutex
-	items   []*packets.Packet
-	head    int
+	fifo    packetFIFO
 	limit   int
 	writing bool   // a writer goroutine is running
 	write   func() // the writer: drains the queue, then returns
 }
 
-// keptOutbound is the queue capacity kept once the queue empties.
-const keptOutbound = 256
+// packetFIFO is a queue of packets, oldest first, that lets go of a large
+// backing array once it empties (wanwu patch). Its owner locks it.
+type packetFIFO struct {
+	items []*packets.Packet
+	head  int
+}
+
+// keptFIFO is the capacity a packetFIFO keeps once it empties.
+const keptFIFO = 256
+
+func (f *packetFIFO) len() int { return len(f.items) - f.head }
+
+func (f *packetFIFO) push(p *packets.Packet) { f.items = append(f.items, p) }
+
+// front is the oldest packet; the queue must not be empty.
+func (f *packetFIFO) front() *packets.Packet { return f.items[f.head] }
+
+// pop removes and returns the oldest packet; the queue must not be empty.
+func (f *packetFIFO) pop() *packets.Packet {
+	p := f.items[f.head]
+	f.items[f.head] = nil
+	f.head++
+	if f.head == len(f.items) {
+		f.head = 0
+		if cap(f.items) > keptFIFO {
+			f.items = nil
+		} else {
+			f.items = f.items[:0]
+		}
+	}
+	return p
+}
+
+// takeAll empties the queue and returns its packets, oldest first.
+func (f *packetFIFO) takeAll() []*packets.Packet {
+	items := f.items[f.head:]
+	f.items, f.head = nil, 0
+	return items
+}
 
 func newOutboundQueue(limit int) *outboundQueue {
 	return &outboundQueue{limit: limit}
@@ -425,11 +455,11 @@ func newOutboundQueue(limit int) *outboundQueue {
 func (q *outboundQueue) push(pk *packets.Packet) bool {
 	q.mu.Lock()
 	inflight := pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0
-	if !inflight && len(q.items)-q.head >= q.limit {
+	if !inflight && q.fifo.len() >= q.limit {
 		q.mu.Unlock()
 		return false
 	}
-	q.items = append(q.items, pk)
+	q.fifo.push(pk)
 	start := !q.writing && q.write != nil
 	if start {
 		q.writing = true
@@ -446,29 +476,18 @@ func (q *outboundQueue) push(pk *packets.Packet) bool {
 func (q *outboundQueue) pop() (*packets.Packet, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.head == len(q.items) {
+	if q.fifo.len() == 0 {
 		q.writing = false
 		return nil, false
 	}
-	pk := q.items[q.head]
-	q.items[q.head] = nil
-	q.head++
-	if q.head == len(q.items) {
-		q.head = 0
-		if cap(q.items) > keptOutbound {
-			q.items = nil
-		} else {
-			q.items = q.items[:0]
-		}
-	}
-	return pk, true
+	return q.fifo.pop(), true
 }
 
 // len is how many packets wait.
 func (q *outboundQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.items) - q.head
+	return q.fifo.len()
 }
 
 // ParseConnect parses the connect parameters and properties for a client.
@@ -530,12 +549,13 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 // so a silent client is closed between 1.5 and 1.5 + 1/8 keep-alives after
 // its last packet. Setting both deadlines for every packet reset two runtime
 // timers each time: 2% of the broker's CPU at 1,000 saturating clients.
-func (cl *Client) refreshDeadline(keepalive uint16) {
+// now is the caller's clock reading (wanwu patch: the read loop reads it
+// once for this and awaitInput).
+func (cl *Client) refreshDeadline(keepalive uint16, now time.Time) {
 	if cl.Net.Conn == nil {
 		return
 	}
 	var expiry time.Time // nil time can be used to disable deadline if keepalive = 0
-	now := time.Now()
 	if keepalive > 0 {
 		window := time.Duration(keepalive+(keepalive/2)) * time.Second // [MQTT-3.1.2-22]
 		slack := min(window/8, time.Second)
@@ -640,8 +660,9 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 			return nil
 		}
 
-		cl.refreshDeadline(cl.State.Keepalive)
-		if err = cl.awaitInput(); err != nil {
+		now := time.Now()
+		cl.refreshDeadline(cl.State.Keepalive, now)
+		if err = cl.awaitInput(now); err != nil {
 			return err
 		}
 		fh := new(packets.FixedHeader)
@@ -670,12 +691,11 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 // 1,000 saturating clients). Its buffer goes back once a gap is longer, at
 // the latest with the keep-alive PINGREQ after it falls quiet. (A device's
 // SUBSCRIBE right after its CONNECT does not make it busy.)
-func (cl *Client) awaitInput() error {
+func (cl *Client) awaitInput(now time.Time) error {
 	r := cl.Net.bconn
 	if r == nil || r.Buffered() > 0 || !canPeek {
 		return nil
 	}
-	now := time.Now()
 	if now.Sub(cl.Net.awaited) < busyGap {
 		cl.Net.quick++
 	} else {
@@ -822,41 +842,40 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(n))
 
-	// wanwu patch: p is this packet's own (made above), so the decoders
-	// may keep slices of it; mochi copied it once more.
-	px := p
+	// wanwu patch: p is this packet's own (made above), so the decoders may
+	// keep slices of it; mochi decoded from a second copy.
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
-		err = pk.ConnectDecode(px)
+		err = pk.ConnectDecode(p)
 	case packets.Disconnect:
-		err = pk.DisconnectDecode(px)
+		err = pk.DisconnectDecode(p)
 	case packets.Connack:
-		err = pk.ConnackDecode(px)
+		err = pk.ConnackDecode(p)
 	case packets.Publish:
-		err = pk.PublishDecode(px)
+		err = pk.PublishDecode(p)
 		if err == nil {
 			atomic.AddInt64(&cl.ops.info.MessagesReceived, 1)
 		}
 	case packets.Puback:
-		err = pk.PubackDecode(px)
+		err = pk.PubackDecode(p)
 	case packets.Pubrec:
-		err = pk.PubrecDecode(px)
+		err = pk.PubrecDecode(p)
 	case packets.Pubrel:
-		err = pk.PubrelDecode(px)
+		err = pk.PubrelDecode(p)
 	case packets.Pubcomp:
-		err = pk.PubcompDecode(px)
+		err = pk.PubcompDecode(p)
 	case packets.Subscribe:
-		err = pk.SubscribeDecode(px)
+		err = pk.SubscribeDecode(p)
 	case packets.Suback:
-		err = pk.SubackDecode(px)
+		err = pk.SubackDecode(p)
 	case packets.Unsubscribe:
-		err = pk.UnsubscribeDecode(px)
+		err = pk.UnsubscribeDecode(p)
 	case packets.Unsuback:
-		err = pk.UnsubackDecode(px)
+		err = pk.UnsubackDecode(p)
 	case packets.Pingreq:
 	case packets.Pingresp:
 	case packets.Auth:
-		err = pk.AuthDecode(px)
+		err = pk.AuthDecode(p)
 	default:
 		err = fmt.Errorf("invalid packet type; %v", pk.FixedHeader.Type)
 	}

@@ -467,7 +467,7 @@ func (s *Server) establishSession(cl *Client, listener string) (connected bool, 
 		return connected, err
 	}
 
-	cl.refreshDeadline(cl.State.Keepalive)
+	cl.refreshDeadline(cl.State.Keepalive, time.Now())
 	if !s.hooks.OnConnectAuthenticate(cl, pk) { // [MQTT-3.1.4-2]
 		err := s.SendConnack(cl, packets.ErrBadUsernameOrPassword, false, nil)
 		if err != nil {
@@ -1260,7 +1260,7 @@ func (s *Server) queue(cl *Client, out, pk packets.Packet) error {
 	}
 	atomic.AddInt64(&s.Info.InflightDropped, 1)
 	cl.ops.hooks.OnPublishDropped(cl, pk)
-	s.warnDropped("client store quota reached", cl)
+	s.warnDropped(cl)
 	return packets.ErrQuotaExceeded
 }
 
@@ -1295,12 +1295,12 @@ func (s *Server) releaseQueued(cl *Client) {
 // drops so far (wanwu patch: a subscriber far behind made one line per
 // message, 85,000 lines and 3% of the CPU in a minute's burst; the counts
 // are in Info).
-func (s *Server) warnDropped(msg string, cl *Client) {
+func (s *Server) warnDropped(cl *Client) {
 	now := time.Now().Unix()
 	if last := atomic.LoadInt64(&s.lastDropWarn); now == last || !atomic.CompareAndSwapInt64(&s.lastDropWarn, last, now) {
 		return
 	}
-	s.Log.Warn(msg, "client", cl.ID, "listener", cl.Net.Listener,
+	s.Log.Warn("client store quota reached", "client", cl.ID, "listener", cl.Net.Listener,
 		"inflight_dropped", atomic.LoadInt64(&s.Info.InflightDropped), "note", "further drops this second are counted, not logged")
 }
 
