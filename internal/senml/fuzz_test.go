@@ -4,7 +4,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math"
 	"reflect"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -289,6 +292,43 @@ func TestBuffersForgetThePreviousPack(t *testing.T) {
 		wantRS, _ := want.Resolve(fuzzNow)
 		if err != nil || !reflect.DeepEqual(rs, wantRS) {
 			t.Fatalf("%s: resolved with Buffers %+v %v, want %+v", in, rs, err, wantRS)
+		}
+	}
+}
+
+// FuzzExactDecimal: whenever the fast path answers, it answers what
+// strconv.ParseFloat does, to the bit (negative zero included).
+func FuzzExactDecimal(f *testing.F) {
+	for _, s := range []string{"0", "-0", "21.5", "0.1", "-0.3", "1760000000.123", "999999999999999",
+		"99999999999999.9", "0.00000000000001", "9007199254740993", "123456789012345.6", "1e5", "-2.5E-3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !jsonNumber.MatchString(s) {
+			return
+		}
+		got, ok := exactDecimal(s)
+		if !ok {
+			return
+		}
+		want, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("exactDecimal(%q) = %v, strconv: %v %v", s, got, want, err)
+		}
+	})
+}
+
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+func TestExactDecimalLeavesTheRestToStrconv(t *testing.T) {
+	for _, s := range []string{"9007199254740993", "1234567890123456", "1e5", "-2.5E-3", "0.0000000000000001"} {
+		if f, ok := exactDecimal(s); ok {
+			t.Errorf("exactDecimal(%q) = %v, want no answer", s, f)
+		}
+	}
+	for s, want := range map[string]float64{"21.5": 21.5, "-0.3": -0.3, "1760000000.123": 1760000000.123, "999999999999999": 999999999999999} {
+		if f, ok := exactDecimal(s); !ok || f != want {
+			t.Errorf("exactDecimal(%q) = %v %v, want %v", s, f, ok, want)
 		}
 	}
 }
