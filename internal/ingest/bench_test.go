@@ -34,6 +34,14 @@ func BenchmarkTelemetrySenMLJSONNoModel(b *testing.B) {
 	benchTelemetry(b, "none", ContentSenMLJSON, `[{"bn":"acme:raw-1/","n":"temperature","u":"Cel","v":71.5},{"n":"rpm","v":1500},{"n":"mode","vs":"auto"}]`)
 }
 
+// BenchmarkTelemetryLoadgenPayload decodes what `wanwu bench mqtt` sends:
+// a time with milliseconds and a sequence number, no model.
+func BenchmarkTelemetryLoadgenPayload(b *testing.B) {
+	now := testNow.UnixMilli()
+	benchTelemetry(b, "none", ContentSenMLJSON,
+		fmt.Sprintf(`[{"bn":"acme:raw-1/","n":"temperature","v":21.5,"t":%d.%03d},{"n":"seq","v":12345}]`, now/1000, now%1000))
+}
+
 func BenchmarkTelemetrySenMLCBOR(b *testing.B) {
 	// The same pack as benchSenML in CBOR.
 	benchTelemetry(b, "pump", ContentSenMLCBOR,

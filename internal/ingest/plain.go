@@ -37,7 +37,7 @@ func (d *Decoder) plain(dev Device, payload []byte, now time.Time) ([]Record, *R
 			return nil, rej
 		}
 	}
-	recs := make([]Record, 0, root.n)
+	recs := newRecords(int(root.n))
 	for c := 1; c < int(root.end); c = int(nodes[c].end) {
 		key := nodes[c].key
 		if key == "ts" {

@@ -35,7 +35,7 @@ func (d *Decoder) senml(dev Device, f format, payload []byte, now time.Time) ([]
 		return nil, senmlRejection(err)
 	}
 
-	recs := make([]Record, 0, len(res))
+	recs := newRecords(len(res))
 	var pos []posPart
 	// Resolve drops records that only set base fields; walking the pack
 	// beside its output recovers each resolved record's base name (which

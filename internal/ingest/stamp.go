@@ -16,8 +16,12 @@ import (
 //
 // Only the last second matters (a stamp never runs more than a few
 // milliseconds ahead of the clock), so each shard keeps two generations of
-// per-device stamps and drops the older one every second: memory stays
-// proportional to the devices that sent in the last two seconds.
+// per-device stamps and empties the older one every second. The maps are
+// keyed by the device code's 64-bit hash, which also picks the shard: two
+// devices whose codes collided would only share one strictly increasing
+// sequence. Emptied maps keep their room for the next second, so a steady
+// population of devices costs no allocation; memory stays proportional to
+// the most devices that sent within two seconds.
 type arrivalStamps struct {
 	seed   maphash.Seed
 	shards [32]stampShard
@@ -26,7 +30,7 @@ type arrivalStamps struct {
 type stampShard struct {
 	mu        sync.Mutex
 	second    int64 // the clock second cur was started in
-	cur, prev map[string]int64
+	cur, prev map[uint64]int64
 }
 
 func newArrivalStamps() *arrivalStamps {
@@ -37,27 +41,29 @@ func newArrivalStamps() *arrivalStamps {
 // now in milliseconds, or one more than the device's previous stamp.
 func (a *arrivalStamps) next(device string, now time.Time) int64 {
 	ms := now.UnixMilli()
-	sh := &a.shards[maphash.String(a.seed, device)%uint64(len(a.shards))]
+	h := maphash.String(a.seed, device)
+	sh := &a.shards[h%uint64(len(a.shards))]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sec := ms / 1000; sec != sh.second {
 		if sec == sh.second+1 {
-			sh.prev = sh.cur
+			sh.prev, sh.cur = sh.cur, sh.prev
 		} else {
-			sh.prev = nil
+			clear(sh.prev)
 		}
-		sh.cur, sh.second = nil, sec
+		clear(sh.cur)
+		sh.second = sec
 	}
-	last, ok := sh.cur[device]
+	last, ok := sh.cur[h]
 	if !ok {
-		last, ok = sh.prev[device]
+		last, ok = sh.prev[h]
 	}
 	if ok && ms <= last {
 		ms = last + 1
 	}
 	if sh.cur == nil {
-		sh.cur = make(map[string]int64)
+		sh.cur = make(map[uint64]int64)
 	}
-	sh.cur[device] = ms
+	sh.cur[h] = ms
 	return ms
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"hash/maphash"
 	"testing"
 	"time"
 )
@@ -31,18 +32,24 @@ func TestArrivalStampsStrictlyIncreasePerDevice(t *testing.T) {
 	}
 	// Across a second boundary the previous generation still counts.
 	late := time.UnixMilli(1_767_225_600_999)
-	a.next("acme:c", late)
-	if s := a.next("acme:c", late.Add(time.Millisecond)); s != late.UnixMilli()+1 {
-		t.Errorf("next second: %d", s)
+	for range 3 { // stamped .999, .000 and .001 of the next second
+		a.next("acme:c", late)
+	}
+	if s := a.next("acme:c", late.Add(time.Millisecond)); s != late.UnixMilli()+3 {
+		t.Errorf("next second: %d, want %d", s, late.UnixMilli()+3)
 	}
 	// Two seconds on, a shard forgets what it held: the device's entry is
 	// gone from every generation once its shard is used again.
 	a.next("acme:a", t0.Add(3*time.Second))
 	a.next("acme:a", t0.Add(5*time.Second))
+	h := maphash.String(a.seed, "acme:a")
 	for i := range a.shards {
 		sh := &a.shards[i]
-		if _, ok := sh.prev["acme:a"]; ok {
+		if _, ok := sh.prev[h]; ok {
 			t.Errorf("a stamp from 2 s before is still kept")
+		}
+		if v, ok := sh.cur[h]; ok && v != t0.Add(5*time.Second).UnixMilli() {
+			t.Errorf("current stamp %d, want the clock's", v)
 		}
 	}
 }
@@ -62,5 +69,22 @@ func TestTelemetryBurstKeepsEveryValue(t *testing.T) {
 			t.Fatalf("message %d stamped %d (received %d), seen before: %v", i, msg.Records[0].Time, msg.Received, seen[msg.Records[0].Time])
 		}
 		seen[msg.Records[0].Time] = true
+	}
+}
+
+// BenchmarkArrivalStamps: 1,000 devices, each sending in turn, over a
+// clock that moves 1 ms per 1,000 messages (about the hub's rate).
+func BenchmarkArrivalStamps(b *testing.B) {
+	a := newArrivalStamps()
+	codes := make([]string, 1000)
+	for i := range codes {
+		codes[i] = fmt.Sprintf("bench:dev-%d", i)
+	}
+	t0 := time.UnixMilli(1_767_225_600_000)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		a.next(codes[i%len(codes)], t0.Add(time.Duration(i/1000)*time.Millisecond))
+		i++
 	}
 }

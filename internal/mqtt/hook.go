@@ -441,7 +441,11 @@ func (h *hook) allowed(s *session, topic string, write bool) bool {
 // (msg), a request for the hub to answer (req), or neither, in which case
 // err is the answer for the broker (nil: relay the publish as it is).
 type verdict struct {
-	msg *ingest.Message
+	// msg is the message to store, when ok; held by value, as a pointer
+	// it moved every message to the heap only to be copied into the
+	// pipeline.
+	msg ingest.Message
+	ok  bool
 	req *deviceRequest
 	s   *session
 	err error
@@ -500,7 +504,7 @@ func (h *hook) examine(cl *mochi.Client, pk *packets.Packet) verdict {
 	if rej != nil {
 		return verdict{s: s, err: h.reject(cl, s, pk, rej, true)}
 	}
-	return verdict{msg: &m, s: s}
+	return verdict{msg: m, ok: true, s: s}
 }
 
 // OnPublish handles what the asynchronous path (OnPublishAsync, installed
@@ -511,21 +515,21 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	if v.req != nil {
 		// Nobody waits for an answer at QoS 0; a refusal still reaches an
 		// MQTT 3.1.1 device's errors topic and the dead letters.
-		req := pk // only this branch moves a copy to the heap
+		req, r, s := pk, v.req, v.s // only this branch moves a copy to the heap
 		go func() {
-			if rej := h.serveRequest(v.s, *v.req, &req); rej != nil {
-				_ = h.reject(cl, v.s, &req, rej, rej.Reason != ingest.Unavailable)
+			if rej := h.serveRequest(s, *r, &req); rej != nil {
+				_ = h.reject(cl, s, &req, rej, rej.Reason != ingest.Unavailable)
 			}
 		}()
 		return pk, nil
 	}
-	if v.msg == nil {
+	if !v.ok {
 		return pk, v.err
 	}
-	if !h.s.opts.Pipeline.SubmitNoWait(*v.msg) {
+	if !h.s.opts.Pipeline.SubmitNoWait(v.msg) {
 		h.rejected.WithLabelValues("qos0_dropped").Inc()
 	}
-	h.published.WithLabelValues(kindOf(v.msg)).Inc()
+	h.published.WithLabelValues(kindOf(&v.msg)).Inc()
 	return pk, nil
 }
 
@@ -540,22 +544,23 @@ func (h *hook) OnPublishAsync(cl *mochi.Client, pk *packets.Packet, done func(er
 		// Twin reports and command results are written to the metadata
 		// database (durable before the acknowledgement) off the reading
 		// goroutine, like telemetry.
+		r, s := v.req, v.s
 		go func() {
-			if rej := h.serveRequest(v.s, *v.req, pk); rej != nil {
-				done(h.reject(cl, v.s, pk, rej, rej.Reason != ingest.Unavailable))
+			if rej := h.serveRequest(s, *r, pk); rej != nil {
+				done(h.reject(cl, s, pk, rej, rej.Reason != ingest.Unavailable))
 				return
 			}
-			h.published.WithLabelValues(v.req.kind).Inc()
+			h.published.WithLabelValues(r.kind).Inc()
 			done(nil)
 		}()
 		return
 	}
-	if v.msg == nil {
+	if !v.ok {
 		done(v.err)
 		return
 	}
 	a := &pending{h: h, cl: cl, s: v.s, pk: pk, done: done, event: v.msg.Kind == ingest.Event}
-	h.s.opts.Pipeline.SubmitAsync(*v.msg, a.durable)
+	h.s.opts.Pipeline.SubmitAsync(v.msg, a.durable)
 }
 
 // pending is a publish waiting for the pipeline; its method value is the

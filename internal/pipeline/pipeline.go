@@ -271,7 +271,8 @@ func (p *Pipeline) Submit(ctx context.Context, msg ingest.Message) error {
 // SubmitAsync hands a message over and calls done once it is durable (nil)
 // or could not be made so; done runs on a batcher goroutine and must not
 // block. Adapters use it to keep reading a connection while earlier messages
-// are being synced.
+// are being synced. The message's records are the pipeline's from then on
+// (they are reused once encoded): the caller must not read them again.
 func (p *Pipeline) SubmitAsync(msg ingest.Message, done func(error)) {
 	r := requests.Get().(*request)
 	r.msg, r.cb = msg, done
@@ -289,6 +290,7 @@ func (p *Pipeline) SubmitAsync(msg ingest.Message, done func(error)) {
 
 // SubmitNoWait hands over a QoS 0 message; it is dropped (and counted) when
 // the queue is full, so a burst of best-effort data never blocks a device.
+// Once queued, the message's records are the pipeline's, as with SubmitAsync.
 func (p *Pipeline) SubmitNoWait(msg ingest.Message) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -487,6 +489,14 @@ func (p *Pipeline) flush(f *flusher, batch []*request) error {
 		f.msgs = msgs[:0]
 	}()
 	data, err := ingest.AppendBatch(f.buf[:0], msgs)
+	for _, r := range batch {
+		if r.done == nil {
+			// Encoded: SubmitAsync's and SubmitNoWait's callers gave their
+			// messages up, so the records serve the next messages.
+			ingest.ReleaseRecords(r.msg.Records)
+			r.msg.Records = nil
+		}
+	}
 	if err != nil {
 		p.log.Error("encoding an ingest batch failed", "messages", len(msgs), "err", err)
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -1,0 +1,34 @@
+package ingest
+
+import "sync"
+
+// maxPooledRecords bounds the record slices kept for reuse: a pack of
+// thousands of records should not pin its memory for the next small one.
+const maxPooledRecords = 64
+
+// recordSlices recycles the record slices of messages whose owner has
+// released them (ReleaseRecords): a message's records were one of the
+// largest allocations per ingested message.
+var recordSlices sync.Pool // of *[]Record
+
+// newRecords returns an empty slice with room for n records, reused when
+// one was released.
+func newRecords(n int) []Record {
+	if p, ok := recordSlices.Get().(*[]Record); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]Record, 0, max(n, 4))
+}
+
+// ReleaseRecords hands a message's records back for reuse. Only the
+// message's last owner may call it, when nothing reads the records any
+// more: the pipeline does, once it has encoded a batch of messages that
+// their submitters gave up (SubmitAsync, SubmitNoWait).
+func ReleaseRecords(recs []Record) {
+	if cap(recs) == 0 || cap(recs) > maxPooledRecords {
+		return
+	}
+	recs = recs[:cap(recs)]
+	clear(recs)
+	recordSlices.Put(&recs)
+}
