@@ -200,7 +200,7 @@ func (q *queuedQoS) drain(send func(packets.Packet) bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.fifo.len() > 0 {
-		if !send(*q.fifo.front()) {
+		if !send(**q.fifo.front()) {
 			return
 		}
 		p := q.fifo.pop()
@@ -302,6 +302,12 @@ func (o *publishOrder) reserve() uint64 {
 func (o *publishOrder) complete(slot uint64, fn func()) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if slot == o.head && len(o.pending) == 0 {
+		// In order, as the pipeline completes them: no map.
+		o.head++
+		fn()
+		return
+	}
 	if o.pending == nil {
 		o.pending = map[uint64]func(){}
 	}
@@ -371,11 +377,27 @@ func putWriteBuffer(b *bytes.Buffer) {
 // stack for it.
 func (cl *Client) WriteLoop() {
 	for {
-		pk, ok := cl.State.outbound.pop()
+		it, ok := cl.State.outbound.pop()
 		if !ok {
+			// Packets buffered while more waited are flushed by the last
+			// one written; if that one was refused (too large for the
+			// client) they would wait for the next write.
+			cl.Lock()
+			if cl.Net.outbuf != nil && cl.Net.Conn != nil {
+				_ = cl.flushOutbuf()
+			}
+			cl.Unlock()
 			return
 		}
-		if err := cl.WritePacket(*pk); err != nil {
+		if it.pk == nil {
+			if err := cl.writeAck(it.ack); err != nil {
+				cl.ops.log.Debug("failed writing an acknowledgement", "error", err, "client", cl.ID)
+			}
+			atomic.AddInt32(&cl.State.outboundQty, -1)
+			continue
+		}
+		pk := it.pk
+		if err := cl.writePacket(pk); err != nil {
 			// TODO : Figure out what to do with error
 			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 		}
@@ -395,33 +417,37 @@ func (cl *Client) WriteLoop() {
 // written one at a time and in order.
 type outboundQueue struct {
 	mu      sync.Mutex
-	fifo    packetFIFO
+	fifo    fifo[outItem]
 	limit   int
 	writing bool   // a writer goroutine is running
 	write   func() // the writer: drains the queue, then returns
 }
 
-// packetFIFO is a queue of packets, oldest first, that lets go of a large
-// backing array once it empties (wanwu patch). Its owner locks it.
-type packetFIFO struct {
-	items []*packets.Packet
+// fifo is a queue, oldest first, that lets go of a large backing array
+// once it empties (wanwu patch). Its owner locks it.
+type fifo[T any] struct {
+	items []T
 	head  int
 }
 
-// keptFIFO is the capacity a packetFIFO keeps once it empties.
+// packetFIFO queues packets: the slow-subscriber queue.
+type packetFIFO = fifo[*packets.Packet]
+
+// keptFIFO is the capacity a fifo keeps once it empties.
 const keptFIFO = 256
 
-func (f *packetFIFO) len() int { return len(f.items) - f.head }
+func (f *fifo[T]) len() int { return len(f.items) - f.head }
 
-func (f *packetFIFO) push(p *packets.Packet) { f.items = append(f.items, p) }
+func (f *fifo[T]) push(v T) { f.items = append(f.items, v) }
 
-// front is the oldest packet; the queue must not be empty.
-func (f *packetFIFO) front() *packets.Packet { return f.items[f.head] }
+// front is the oldest item; the queue must not be empty.
+func (f *fifo[T]) front() *T { return &f.items[f.head] }
 
-// pop removes and returns the oldest packet; the queue must not be empty.
-func (f *packetFIFO) pop() *packets.Packet {
-	p := f.items[f.head]
-	f.items[f.head] = nil
+// pop removes and returns the oldest item; the queue must not be empty.
+func (f *fifo[T]) pop() T {
+	v := f.items[f.head]
+	var zero T
+	f.items[f.head] = zero
 	f.head++
 	if f.head == len(f.items) {
 		f.head = 0
@@ -431,14 +457,23 @@ func (f *packetFIFO) pop() *packets.Packet {
 			f.items = f.items[:0]
 		}
 	}
-	return p
+	return v
 }
 
-// takeAll empties the queue and returns its packets, oldest first.
-func (f *packetFIFO) takeAll() []*packets.Packet {
+// takeAll empties the queue and returns its items, oldest first.
+func (f *fifo[T]) takeAll() []T {
 	items := f.items[f.head:]
 	f.items, f.head = nil, 0
 	return items
+}
+
+// outItem is one queued write: a packet, or, when pk is nil, an
+// acknowledgement that needs nothing but its four bytes (wanwu patch: a
+// PUBACK was an 800-byte packet copied in, handed across goroutines,
+// encoded and zeroed again; a durable batch completes hundreds of them).
+type outItem struct {
+	pk  *packets.Packet
+	ack [4]byte
 }
 
 func newOutboundQueue(limit int) *outboundQueue {
@@ -453,13 +488,26 @@ func newOutboundQueue(limit int) *outboundQueue {
 // dropping one lost a message the broker had accepted for the client (a
 // subscriber catching up with a 300,000-message burst lost one so).
 func (q *outboundQueue) push(pk *packets.Packet) bool {
-	q.mu.Lock()
 	inflight := pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0
+	return q.pushItem(outItem{pk: pk}, inflight)
+}
+
+// pushAck queues a success acknowledgement of a client's publish that
+// carries no properties: type and flags, remaining length 2, packet id
+// ([MQTT-3.4.2.1]: a PUBACK, PUBREC or PUBCOMP with reason 0x00 and no
+// properties may end after the id, and mochi encodes it so in both
+// protocol versions). It is bounded like any packet but a QoS 1/2 PUBLISH.
+func (q *outboundQueue) pushAck(typ byte, id uint16) bool {
+	return q.pushItem(outItem{ack: [4]byte{typ << 4, 2, byte(id >> 8), byte(id)}}, false)
+}
+
+func (q *outboundQueue) pushItem(it outItem, inflight bool) bool {
+	q.mu.Lock()
 	if !inflight && q.fifo.len() >= q.limit {
 		q.mu.Unlock()
 		return false
 	}
-	q.fifo.push(pk)
+	q.fifo.push(it)
 	start := !q.writing && q.write != nil
 	if start {
 		q.writing = true
@@ -471,14 +519,14 @@ func (q *outboundQueue) push(pk *packets.Packet) bool {
 	return true
 }
 
-// pop takes the oldest packet; when there is none it records that the
+// pop takes the oldest item; when there is none it records that the
 // writer stops, so the next push starts another.
-func (q *outboundQueue) pop() (*packets.Packet, bool) {
+func (q *outboundQueue) pop() (outItem, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.fifo.len() == 0 {
 		q.writing = false
-		return nil, false
+		return outItem{}, false
 	}
 	return q.fifo.pop(), true
 }
@@ -884,12 +932,20 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 		return pk, err
 	}
 
-	pk, err = cl.ops.hooks.OnPacketRead(cl, pk)
+	if cl.ops.hooks.has(OnPacketRead) { // wanwu patch: no copies when no hook reads packets
+		pk, err = cl.ops.hooks.OnPacketRead(cl, pk)
+	}
 	return
 }
 
 // WritePacket encodes and writes a packet to the client.
 func (cl *Client) WritePacket(pk packets.Packet) error {
+	return cl.writePacket(&pk)
+}
+
+// writePacket is WritePacket on a packet the caller lets it change (wanwu
+// patch: the write loop handed each queued 800-byte packet over by value).
+func (cl *Client) writePacket(pk *packets.Packet) error {
 	if cl.Closed() {
 		return ErrConnectionClosed
 	}
@@ -919,7 +975,9 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		pk.Mods.AllowResponseInfo = true // [MQTT-3.1.2-28] we need to know which properties we can encode
 	}
 
-	pk = cl.ops.hooks.OnPacketEncode(cl, pk)
+	if cl.ops.hooks.has(OnPacketEncode) { // wanwu patch: no copies when no hook encodes
+		*pk = cl.ops.hooks.OnPacketEncode(cl, *pk)
+	}
 
 	var err error
 	// wanwu patch: encode into a pooled buffer (a new one per packet was
@@ -1008,9 +1066,39 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		atomic.AddInt64(&cl.ops.info.MessagesSent, 1)
 	}
 
-	cl.ops.hooks.OnPacketSent(cl, pk, buf.Bytes())
+	if cl.ops.hooks.has(OnPacketSent) {
+		cl.ops.hooks.OnPacketSent(cl, *pk, buf.Bytes())
+	}
 
 	return err
+}
+
+// writeAck writes an acknowledgement queued by pushAck (wanwu patch). It
+// goes through the connection's write buffer, as a packet does while more
+// writes wait, and is flushed when nothing else waits or the buffer is full.
+func (cl *Client) writeAck(b [4]byte) error {
+	if cl.Closed() {
+		return ErrConnectionClosed
+	}
+	if cl.Net.Conn == nil {
+		return nil
+	}
+	cl.Lock()
+	if cl.Net.outbuf == nil {
+		cl.Net.outbuf = writeBuffers.Get().(*bytes.Buffer)
+	}
+	cl.Net.outbuf.Write(b[:])
+	var err error
+	if cl.State.outbound.len() == 0 || cl.Net.outbuf.Len() >= cl.ops.options.ClientNetWriteBufferSize {
+		err = cl.flushOutbuf()
+	}
+	cl.Unlock()
+	if err != nil {
+		return err
+	}
+	atomic.AddInt64(&cl.ops.info.BytesSent, int64(len(b)))
+	atomic.AddInt64(&cl.ops.info.PacketsSent, 1)
+	return nil
 }
 
 func (cl *Client) flushOutbuf() (err error) {

@@ -128,6 +128,16 @@ type Hooks struct {
 	wg         sync.WaitGroup // a waitgroup for syncing hook shutdown
 	qty        int64          // the number of hooks in use
 	sync.Mutex                // a mutex for locking when adding hooks
+	// provided has bit b set when a hook provides method b (wanwu patch:
+	// every packet asked each hook whether it provides OnPacketRead,
+	// OnPacketEncode, OnPacketSent..., and the callers copied the
+	// 800-byte packet in and out even when none did).
+	provided [4]atomic.Uint64
+}
+
+// has reports whether any hook provides method b.
+func (h *Hooks) has(b byte) bool {
+	return h.provided[b>>6].Load()&(1<<(b&63)) != 0
 }
 
 // Len returns the number of hooks added.
@@ -137,11 +147,9 @@ func (h *Hooks) Len() int64 {
 
 // Provides returns true if any one hook provides any of the requested hook methods.
 func (h *Hooks) Provides(b ...byte) bool {
-	for _, hook := range h.GetAll() {
-		for _, hb := range b {
-			if hook.Provides(hb) {
-				return true
-			}
+	for _, hb := range b {
+		if h.has(hb) {
+			return true
 		}
 	}
 
@@ -164,6 +172,11 @@ func (h *Hooks) Add(hook Hook, config any) error {
 	}
 
 	i = append(i, hook)
+	for b := 0; b < 256; b++ {
+		if hook.Provides(byte(b)) {
+			h.provided[b>>6].Or(1 << (b & 63))
+		}
+	}
 	h.internal.Store(i)
 	atomic.AddInt64(&h.qty, 1)
 	h.wg.Add(1)
