@@ -35,6 +35,7 @@ type benchFlags struct {
 	tenant, sourceAddrs, out, state string
 	tlsCA                           string
 	tlsInsecure, jsonOut, provision bool
+	countStored                     bool
 	queryableEvery                  int
 	protocol, clients, messages     int
 	qos, size, inflight, targetPID  int
@@ -78,6 +79,7 @@ func benchFlagSet(mode string, f *benchFlags) *flag.FlagSet {
 		fs.IntVar(&f.queryableEvery, "queryable-every", 0, "with --provision: poll the hub's query API for one acknowledged message in N until it is readable (publish→queryable latency); 0 = off")
 		fs.StringVar(&f.topic, "topic", "wanwu/v1/{tenant}/{id}/telemetry", "publish topic; {tenant}, {id}, {code} and {i} are replaced")
 		fs.StringVar(&f.subscribe, "subscribe", "wanwu/v1/{tenant}/+/telemetry", "counting subscriber's topic filter ({tenant} replaced); empty: count nothing")
+		fs.BoolVar(&f.countStored, "count-stored", false, "with --provision: no subscriber; count deliveries by reading every device's messages back from the hub's store (its Prometheus API) after publishing")
 		fs.IntVar(&f.subProtocol, "sub-protocol", 5, "MQTT version of the counting subscriber (5, or 3 for 3.1.1)")
 		fs.IntVar(&f.subQoS, "sub-qos", -1, "QoS of the counting subscription (-1: the same as --qos)")
 		fs.StringVar(&f.subUsername, "sub-username", "", "counting subscriber's username (with --provision: bench)")
@@ -103,7 +105,8 @@ func benchUsage(w io.Writer) {
 
 Modes:
   mqtt   N devices publish M messages each; a subscriber counts deliveries by
-         (device, sequence): ok, lost, duplicate; latency percentiles; the
+         (device, sequence): ok, lost, duplicate (or, with --count-stored, they
+         are read back from a wanwu hub's store); latency percentiles; the
          target's CPU-seconds per million messages and memory
   idle   connect N devices, hold them, report the target's memory per connection
   coap   N devices, one UDP socket each, POST SenML CBOR (CON or NON) to a CoAP
@@ -187,6 +190,12 @@ func runBench(e *env, args []string) error {
 				"{code}", code, "{i}", strconv.Itoa(i)).Replace(f.topic)
 		}
 		o.SubscribeTopic = strings.ReplaceAll(f.subscribe, "{tenant}", tenant)
+		if f.countStored {
+			if !f.provision {
+				return usagef("--count-stored reads a wanwu hub's store: it needs --provision")
+			}
+			o.SubscribeTopic = ""
+		}
 		o.SubscriberUsername, o.SubscriberPassword = f.subUsername, f.subPassword
 		o.SubscriberProtocol = f.subProtocol
 		if f.subQoS >= 0 {
@@ -259,6 +268,9 @@ func runBench(e *env, args []string) error {
 			o.QueryableEvery = f.queryableEvery
 			o.Queryable = loadgen.HubQueryable(conn.Base, conn.Token)
 		}
+		if f.countStored {
+			o.Store = loadgen.NewHubStore(conn.Base, conn.Token, f.tenant)
+		}
 	} else if f.username != "" || f.password != "" {
 		o.Credentials = func(int) (string, string) { return f.username, f.password }
 	}
@@ -330,7 +342,9 @@ func printBench(w io.Writer, r *loadgen.Result) {
 	if r.Mode == "mqtt" {
 		row("sent", "%d", r.Sent)
 		row("acked", "%d\t%.0f msg/s over %s", r.Acked, r.Throughput, r.PublishWindow.Round(time.Millisecond))
-		if r.Counted {
+		if r.CountedBy == "store" {
+			row("stored", "%d\tlost %d, stored unacked %d (read back from the hub's store; wait %s)", r.Delivered, r.Lost, r.DeliveredUnacked, r.DrainTime.Round(time.Millisecond))
+		} else if r.Counted {
 			row("delivered", "%d\tlost %d, duplicates %d, delivered unacked %d (drain %s)", r.Delivered, r.Lost, r.Duplicates, r.DeliveredUnacked, r.DrainTime.Round(time.Millisecond))
 		} else {
 			row("delivered", "not counted (no --subscribe)")
@@ -338,7 +352,7 @@ func printBench(w io.Writer, r *loadgen.Result) {
 		if r.QoS > 0 {
 			row("publish→ack", "%s", pct(r.PublishToAck))
 		}
-		if r.Counted {
+		if r.CountedBy == "subscriber" {
 			row("publish→delivery", "%s", pct(r.PublishToDeliver))
 		}
 		if r.PublishToQueryable != nil {

@@ -8,7 +8,10 @@
 // Run publishes M messages (or for a duration) from each of N clients with
 // at most Inflight unacknowledged publishes per client, and counts what a
 // separate subscriber actually receives, by (client, sequence) pair: ok,
-// lost (acknowledged but never delivered) or duplicate. It reports
+// lost (acknowledged but never delivered) or duplicate. Against a wanwu hub
+// whose job is to persist rather than relay, Options.Store counts instead:
+// no subscriber connects, and after publishing every device's messages are
+// read back from the hub's store (HubStore, through its Prometheus API). It reports
 // publish→acknowledgement and publish→delivery latency percentiles from the
 // sorted per-message durations, and, given the target's PID, the target's
 // CPU-seconds (utime+stime from /proc/<pid>/stat) per million messages and its
@@ -147,6 +150,14 @@ type Options struct {
 	Queryable      func(ctx context.Context, code string, seq int) (bool, error)
 	QueryableEvery int
 
+	// Store, when set and SubscribeTopic is empty, counts deliveries by
+	// reading each device's messages back from the target's store after
+	// publishing: the run waits until the store holds what was acknowledged
+	// (or nothing more arrives for DrainQuiet), samples the target's CPU,
+	// then checks every (client, seq) pair. There is no publish→delivery
+	// latency in this mode.
+	Store Store
+
 	// Progress, when set, receives one-line progress messages.
 	Progress func(msg string)
 }
@@ -281,8 +292,10 @@ type Result struct {
 	// DeliveredUnacked counts pairs delivered although their publish
 	// failed or timed out (not an error of the broker).
 	DeliveredUnacked int64 `json:"delivered_unacked"`
-	// Counted is whether a subscriber counted deliveries.
-	Counted bool `json:"counted"`
+	// Counted is whether deliveries were counted; CountedBy says how:
+	// "subscriber" or "store" (read back from the target's store).
+	Counted   bool   `json:"counted"`
+	CountedBy string `json:"counted_by,omitempty"`
 	// Errors counts failures by kind (connect, connack_0x87, publish,
 	// puback_0x97, timeout, foreign_message, ...).
 	Errors map[string]int64 `json:"errors,omitempty"`

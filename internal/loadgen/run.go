@@ -264,7 +264,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err := sub.subscribe(ctx, o.SubscribeTopic, subQoS); err != nil {
 			return nil, fmt.Errorf("loadgen: counting subscriber: %w", err)
 		}
-		res.Counted = true
+		res.Counted, res.CountedBy = true, "subscriber"
+	}
+	var counting Store
+	if !res.Counted && o.Store != nil {
+		counting = o.Store
+		res.Counted, res.CountedBy = true, "store"
 	}
 
 	o.Progress(fmt.Sprintf("connecting %d clients to %s (MQTT %s)", o.Clients, o.Broker, protoName(o.Protocol)))
@@ -407,7 +412,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// Drain: wait for the subscriber to receive what was acknowledged.
 	drainStart := time.Now()
-	if res.Counted {
+	if res.CountedBy == "subscriber" {
 		o.Progress("waiting for deliveries")
 		for ctx.Err() == nil {
 			pending := tr.pending()
@@ -427,6 +432,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 		}
 	}
+	if counting != nil {
+		o.Progress("waiting for the store")
+		waitStored(ctx, o, counting, start, tr, drainStart, &errs, &examples)
+	}
 	res.DrainTime = time.Since(drainStart)
 
 	res.GeneratorCPUSeconds = (selfCPU() - self0).Seconds()
@@ -442,6 +451,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.TargetRSSPeak = max(peak(), res.TargetRSSAfter, res.TargetRSSBefore)
 	peak = nil
+	if counting != nil {
+		// After the measured window: the check's queries are not the load's cost.
+		readStored(ctx, o, counting, start, tr, &errs, &examples)
+	}
 
 	tl := tr.tally()
 	res.Sent, res.Acked = tl.Sent, tl.Acked
@@ -570,4 +583,72 @@ func pollQueryable(ctx context.Context, q func(context.Context, string, int) (bo
 		}
 	}
 	return 0, false
+}
+
+// storeWindowSlack widens the store's time window: payload timestamps are
+// taken at publish and nudged forward when a client sends two in one
+// millisecond.
+const storeWindowSlack = time.Minute
+
+// waitStored waits, after publishing, until the store holds as many messages
+// of the run as were acknowledged, or holds no more for DrainQuiet, or
+// DrainMax passed.
+func waitStored(ctx context.Context, o Options, st Store, start time.Time, tr *tracker, drainStart time.Time, errs *errCounter, examples *firstErr) {
+	acked := tr.tally().Acked
+	last, lastChange := int64(-1), drainStart
+	for ctx.Err() == nil {
+		n, err := st.Count(ctx, start.Add(-time.Millisecond), time.Now().Add(storeWindowSlack))
+		if err != nil {
+			errs.add("store_count")
+			examples.keep("store_count", err)
+			return
+		}
+		if n >= acked {
+			return
+		}
+		now := time.Now()
+		if n != last {
+			last, lastChange = n, now
+		}
+		if now.Sub(lastChange) > o.DrainQuiet || now.Sub(drainStart) > o.DrainMax {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// readStored reads every client's stored seqs back and records them as
+// delivered.
+func readStored(ctx context.Context, o Options, st Store, start time.Time, tr *tracker, errs *errCounter, examples *firstErr) {
+	to := time.Now().Add(storeWindowSlack)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(8, o.Clients) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range next {
+				seqs, err := st.Seqs(ctx, o.CodeFor(c), start.Add(-time.Millisecond), to)
+				if err != nil {
+					errs.add("store_read")
+					examples.keep("store_read", err)
+					continue
+				}
+				for _, seq := range seqs {
+					tr.received(c, seq, time.Time{})
+				}
+			}
+		}()
+	}
+	for c := range o.Clients {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- c
+	}
+	close(next)
+	wg.Wait()
 }
