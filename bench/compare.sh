@@ -111,16 +111,33 @@ stop() { # stop PID: SIGTERM, wait, SIGKILL after 30 s
 }
 
 # run_loads NAME PID BROKER [extra bench flags...]: the three figures into $tmp/NAME-*.json.
+# settle PID: wait until the target is idle (under 5% of a core over half a
+# second, at most 30 s), so that each figure starts from a quiet server: the
+# last figure's disconnects, and for wanwu its store catching up with the bus,
+# are not measured in the next one. Same for every server.
+settle() {
+	local i a b
+	for ((i = 0; i < 60; i++)); do
+		a=$(awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null) || return 0
+		sleep 0.5
+		b=$(awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null) || return 0
+		[ $((b - a)) -le $(($(getconf CLK_TCK) / 40)) ] && return 0
+	done
+	log "PID $1 still busy after 30 s; measuring anyway"
+}
+
 run_loads() {
 	local name=$1 pid=$2 broker=$3
 	shift 3
 	local rc=0
 	set -- --timeout "$TIMEOUT" "$@"
+	settle "$pid"
 	log "$name: idle, $IDLE connections"
 	"${bench[@]}" idle --broker "$broker" --clients "$IDLE" --source-addrs "$SRC" --target-pid "$pid" \
 		--out "$tmp/$name-idle.json" "$@" >"$tmp/$name-idle.txt" 2>"$tmp/$name-idle.err" || rc=$?
 	[ -s "$tmp/$name-idle.json" ] || { log "$name: idle failed: $(tail -n 3 "$tmp/$name-idle.err")"; return 1; }
 	cat "$tmp/$name-idle.txt" >&2
+	settle "$pid"
 	log "$name: ingest, $CLIENTS clients × $N messages"
 	rc=0
 	"${bench[@]}" mqtt --broker "$broker" --clients "$CLIENTS" --messages "$N" --qos "$QOS" --sub-qos "$SUBQOS" \
@@ -129,6 +146,7 @@ run_loads() {
 	[ -s "$tmp/$name-ingest.json" ] || { log "$name: ingest failed: $(tail -n 3 "$tmp/$name-ingest.err")"; return 1; }
 	cat "$tmp/$name-ingest.txt" >&2
 	[ "$rc" -eq 0 ] || log "$name: ingest exited $rc: $(tail -n 1 "$tmp/$name-ingest.err")"
+	settle "$pid"
 	log "$name: latency, $CLIENTS clients × $RATE msg/s"
 	rc=0
 	"${bench[@]}" mqtt --broker "$broker" --clients "$CLIENTS" --messages "$RATE_MSGS" --rate "$RATE" --qos "$QOS" \
@@ -199,6 +217,7 @@ elif jq -e '.connected == .clients and .acked == .sent and .lost == 0' "$tmp/wan
 	# Durable ingest as issue 4 defines it: the hub persists (JetStream and
 	# the TSDB) and nothing subscribes; every (device, seq) is read back from
 	# the store afterwards. mosquitto's ingest figure relays to one subscriber.
+	settle "$hub_pid"
 	log "wanwu: ingest counted in the store, $CLIENTS clients × $N messages, no subscriber"
 	"${bench[@]}" mqtt --broker "tcp://$WANWU_MQTT" --clients "$CLIENTS" --messages "$N" --qos "$QOS" --size "$SIZE" \
 		--inflight "$INFLIGHT" --source-addrs "$SRC" --target-pid "$hub_pid" --count-stored --timeout "$TIMEOUT" \
@@ -209,6 +228,7 @@ elif jq -e '.connected == .clients and .acked == .sent and .lost == 0' "$tmp/wan
 	# wanwu only (mosquitto has no store): publish→queryable at half the
 	# sustained rate just measured, polling the query API for sampled messages.
 	half=$(jq -r --argjson c "$CLIENTS" '.throughput_msgs_per_s / 2 / $c' "$tmp/wanwu-ingest.json")
+	settle "$hub_pid"
 	log "wanwu: queryable, $CLIENTS clients × $(printf '%.2f' "$half") msg/s (half the sustained rate)"
 	"${bench[@]}" mqtt --broker "tcp://$WANWU_MQTT" --clients "$CLIENTS" --messages "$RATE_MSGS" --rate "$half" --qos "$QOS" \
 		--sub-qos "$SUBQOS" --size "$SIZE" --inflight "$INFLIGHT" --source-addrs "$SRC" --target-pid "$hub_pid" \
@@ -250,6 +270,7 @@ if [ "$mosq_status" = ok ] && [ "$wanwu_status" = ok ]; then
 		mosq_pid=$!
 		children+=("$mosq_pid")
 		if wait_tcp "127.0.0.1:$MOSQ_PORT" 10 "$mosq_pid"; then
+			settle "$mosq_pid"
 			"${bench[@]}" mqtt --broker "tcp://127.0.0.1:$MOSQ_PORT" --clients "$CLIENTS" --messages "$N" --qos "$QOS" \
 				--sub-qos "$SUBQOS" --size "$SIZE" --inflight "$INFLIGHT" --source-addrs "$SRC" --target-pid "$mosq_pid" \
 				--timeout "$TIMEOUT" --out "$tmp/round$r-mosquitto.json" >/dev/null 2>"$tmp/round$r-mosquitto.err" || true
@@ -259,6 +280,7 @@ if [ "$mosq_status" = ok ] && [ "$wanwu_status" = ok ]; then
 		hub_pid=$!
 		children+=("$hub_pid")
 		if wait_tcp "$WANWU_HTTP" 60 "$hub_pid" && wait_tcp "$WANWU_MQTT" 20 "$hub_pid"; then
+			settle "$hub_pid"
 			"${bench[@]}" mqtt --broker "tcp://$WANWU_MQTT" --clients "$CLIENTS" --messages "$N" --qos "$QOS" --size "$SIZE" \
 				--inflight "$INFLIGHT" --source-addrs "$SRC" --target-pid "$hub_pid" --count-stored --timeout "$TIMEOUT" \
 				--provision --hub "http://$WANWU_HTTP" --data-dir "$tmp/hub" --state "$tmp/bench-state.json" \
@@ -422,14 +444,17 @@ section="$tmp/section.md"
 	echo "- Then the durable-ingest pair ran $ROUNDS more times, alternating (mosquitto, then wanwu, each"
 	echo "  started fresh; the hub on the same data directory), for the spread of the ratio on this machine."
 	echo "- Client sockets are spread over the source addresses $SRC; each figure starts from"
-	echo "  the same broker process, idle first (RSS growth / connections), then ingest, then latency."
+	echo "  the same broker process, idle first (RSS growth / connections), then ingest, then latency,"
+	echo "  each once the broker is idle again (under 5% of a core over half a second): the last figure's"
+	echo "  disconnects, and wanwu's store catching up with its bus, are not measured in the next."
 	echo "- CPU-seconds per million messages is the broker's utime+stime (/proc) over the publish and"
 	echo "  delivery window per million acknowledged messages: the generator shares the 2 cores, so"
 	echo "  rates alone understate a broker that uses less CPU. \"saturated\" latencies include queueing"
 	echo "  behind the in-flight windows ($CLIENTS × $INFLIGHT messages); the fixed-rate run measures"
 	echo "  latency below saturation. In it each device keeps its own clock: device i of $CLIENTS starts i/$CLIENTS"
 	echo "  of an interval late, so the broker sees a steady $((CLIENTS * RATE)) msg/s, not bursts of $CLIENTS"
-	echo "  (\`wanwu bench mqtt --aligned\` sends the bursts)."
+	echo "  (\`wanwu bench mqtt --aligned\` sends the bursts). One goroutine per device keeps its schedule and"
+	echo "  sends each message in a goroutine of its own, up to the in-flight window."
 	echo "- The epoll prototype (\`go run ./bench/reactor\`) is not the hub: one epoll loop and a 32-byte record per"
 	echo "  connection, no goroutine per connection; it accepts any CONNECT, answers PINGREQ and QoS 0/1 PUBLISH"
 	echo "  and relays nothing. It measures what an event-driven front end costs per idle connection;"
@@ -471,6 +496,7 @@ coap_run() {
 	local common=(--clients "$clients" --requests "$reqs" --inflight "$COAP_INFLIGHT" --size "$COAP_SIZE" --source-addrs "$src")
 	local flags=(--con)
 	case "$fig" in non*) flags=(--non --timeout 2s) ;; esac
+	settle "$pid"
 	log "coap $name: $fig, $clients devices × $reqs requests"
 	coap_cmds+=("wanwu bench coap --target $target ${common[*]} ${flags[*]} $* --target-pid \$PID")
 	"${bench[@]}" coap --target "$target" "${common[@]}" "${flags[@]}" "$@" --target-pid "$pid" \
@@ -630,7 +656,8 @@ csection="$tmp/coap-section.md"
 	echo "- Each figure sends from a loopback address of its own (127.0.2.1 CON, 127.0.3.1 NON, 127.0.4.1 and"
 	echo "  127.0.5.1 with 1,000 devices, 127.0.6.1 DTLS): a server keeps the message ids it saw per endpoint for"
 	echo "  up to 247 s (RFC 7252 §4.5), and a device of the next figure given a port of the last one, with an"
-	echo "  overlapping run of ids, had its NON requests ignored as duplicates (67 of 300,000 once)."
+	echo "  overlapping run of ids, had its NON requests ignored as duplicates (67 of 300,000 once). Each"
+	echo "  figure starts once the server is idle again (under 5% of a core over half a second)."
 	echo "- Both servers had the same socket receive buffer: \`net.core.rmem_default\` was $coap_rmem B during these runs"
 	echo "  (wanwu's listener asks for 4 MiB with SO_RCVBUF; coap-server has no option for it). With the 208 KiB"
 	echo "  default, coap-server dropped requests of 1,000 devices at its socket and ran at a third of its rate."

@@ -100,6 +100,52 @@ func TestRunAgainstBroker(t *testing.T) {
 	}
 }
 
+// TestRunAtRate checks the paced schedule: no message leaves before its
+// time, so a run can be no shorter than its schedule and a timed run sends
+// no more than it allows; and every paced message is still counted.
+func TestRunAtRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker")
+	}
+	broker := startMochi(t)
+	for _, tc := range []struct {
+		name     string
+		opts     Options
+		minSent  int64
+		maxSent  int64
+		minSpell time.Duration // the schedule's length: the earliest the last message may go
+	}{
+		// Message 10 of each client leaves 9/50 s after its phase.
+		{"messages", Options{MessagesPerClient: 10, Rate: 50}, 100, 100, 180 * time.Millisecond},
+		{"aligned", Options{MessagesPerClient: 10, Rate: 50, Aligned: true}, 100, 100, 180 * time.Millisecond},
+		// In 300 ms at 20/s a client's schedule holds messages 1-6.
+		{"duration", Options{Duration: 300 * time.Millisecond, Rate: 20}, 1, 60, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.opts
+			o.Broker, o.Clients, o.QoS, o.Inflight = broker, 10, 1, 2
+			o.SubscribeTopic, o.SubscriberQoS, o.DrainQuiet = "wanwu/v1/bench/+/telemetry", new(byte), 2*time.Second
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			res, err := Run(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Sent < tc.minSent || res.Sent > tc.maxSent || res.Acked != res.Sent || res.Delivered != res.Sent ||
+				res.Lost != 0 || len(res.Errors) != 0 {
+				t.Errorf("sent %d (want %d-%d), acked %d, delivered %d, lost %d, errors %v",
+					res.Sent, tc.minSent, tc.maxSent, res.Acked, res.Delivered, res.Lost, res.Errors)
+			}
+			if res.PublishWindow < tc.minSpell {
+				t.Errorf("published in %v, faster than the schedule's %v", res.PublishWindow, tc.minSpell)
+			}
+			if int64(res.PublishToAck.N) != res.Acked {
+				t.Errorf("%d latency samples for %d acknowledgements", res.PublishToAck.N, res.Acked)
+			}
+		})
+	}
+}
+
 func TestIdleAgainstBroker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a broker")
