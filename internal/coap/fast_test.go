@@ -65,8 +65,8 @@ func TestExchangeCache(t *testing.T) {
 	if _, dup := c.begin(uint16(100+exchangeCacheSize-1), t0); !dup {
 		t.Fatal("the newest id was dropped")
 	}
-	if len(c.byID) > exchangeCacheSize {
-		t.Fatalf("%d answers kept, at most %d", len(c.byID), exchangeCacheSize)
+	if len(c.entries) > exchangeCacheSize {
+		t.Fatalf("%d answers kept, at most %d", len(c.entries), exchangeCacheSize)
 	}
 }
 
