@@ -262,10 +262,36 @@ stop "$reactor_pid"
 # One pair of runs moves by ±20% with the machine; ROUNDS more pairs, each
 # from fresh processes, mosquitto then wanwu, give the ratio's spread and
 # median. The hub reopens its data directory: the devices stay registered.
+# Each round also runs the hub with one P (GOMAXPROCS=1): the one core
+# mosquitto, a single-threaded broker, uses (see the CoAP notes).
 round_ratios=()
+round_ratios_1p=()
+# wanwu_round ROUND NAME [ENV...]: a fresh hub (with ENV) and its durable-ingest run.
+wanwu_round() {
+	local r=$1 name=$2 pid
+	shift 2
+	env "$@" "$tmp/wanwu" hub --data-dir "$tmp/hub" --http.listen "$WANWU_HTTP" --mqtt.listen "$WANWU_MQTT" >>"$tmp/hub.log" 2>&1 &
+	pid=$!
+	children+=("$pid")
+	if wait_tcp "$WANWU_HTTP" 60 "$pid" && wait_tcp "$WANWU_MQTT" 20 "$pid"; then
+		settle "$pid"
+		"${bench[@]}" mqtt --broker "tcp://$WANWU_MQTT" --clients "$CLIENTS" --messages "$N" --qos "$QOS" --size "$SIZE" \
+			--inflight "$INFLIGHT" --source-addrs "$SRC" --target-pid "$pid" --count-stored --timeout "$TIMEOUT" \
+			--provision --hub "http://$WANWU_HTTP" --data-dir "$tmp/hub" --state "$tmp/bench-state.json" \
+			--out "$tmp/round$r-$name.json" >/dev/null 2>"$tmp/round$r-$name.err" || true
+	fi
+	stop "$pid"
+}
+# round_ratio ROUND NAME: NAME's rate over mosquitto's in that round, empty
+# unless both runs were complete.
+round_ratio() {
+	jq -rn --slurpfile w "$tmp/round$1-$2.json" --slurpfile m "$tmp/round$1-mosquitto.json" '
+		def ok: .connected == .clients and .acked == .sent and .delivered == .acked and .lost == 0 and ((.errors // {}) | length) == 0;
+		if ($w[0] | ok) and ($m[0] | ok) then $w[0].throughput_msgs_per_s / $m[0].throughput_msgs_per_s else empty end' 2>/dev/null || true
+}
 if [ "$mosq_status" = ok ] && [ "$wanwu_status" = ok ]; then
 	for ((r = 1; r <= ROUNDS; r++)); do
-		log "round $r of $ROUNDS: mosquitto, then wanwu (durable ingest)"
+		log "round $r of $ROUNDS: mosquitto, then wanwu, then wanwu with GOMAXPROCS=1 (durable ingest)"
 		"$MOSQUITTO" -c "$tmp/mosquitto.conf" >>"$tmp/mosquitto.log" 2>&1 &
 		mosq_pid=$!
 		children+=("$mosq_pid")
@@ -276,23 +302,14 @@ if [ "$mosq_status" = ok ] && [ "$wanwu_status" = ok ]; then
 				--timeout "$TIMEOUT" --out "$tmp/round$r-mosquitto.json" >/dev/null 2>"$tmp/round$r-mosquitto.err" || true
 		fi
 		stop "$mosq_pid"
-		"$tmp/wanwu" hub --data-dir "$tmp/hub" --http.listen "$WANWU_HTTP" --mqtt.listen "$WANWU_MQTT" >>"$tmp/hub.log" 2>&1 &
-		hub_pid=$!
-		children+=("$hub_pid")
-		if wait_tcp "$WANWU_HTTP" 60 "$hub_pid" && wait_tcp "$WANWU_MQTT" 20 "$hub_pid"; then
-			settle "$hub_pid"
-			"${bench[@]}" mqtt --broker "tcp://$WANWU_MQTT" --clients "$CLIENTS" --messages "$N" --qos "$QOS" --size "$SIZE" \
-				--inflight "$INFLIGHT" --source-addrs "$SRC" --target-pid "$hub_pid" --count-stored --timeout "$TIMEOUT" \
-				--provision --hub "http://$WANWU_HTTP" --data-dir "$tmp/hub" --state "$tmp/bench-state.json" \
-				--out "$tmp/round$r-wanwu.json" >/dev/null 2>"$tmp/round$r-wanwu.err" || true
-		fi
-		stop "$hub_pid"
-		ratio=$(jq -rn --slurpfile w "$tmp/round$r-wanwu.json" --slurpfile m "$tmp/round$r-mosquitto.json" '
-			def ok: .connected == .clients and .acked == .sent and .delivered == .acked and .lost == 0 and ((.errors // {}) | length) == 0;
-			if ($w[0] | ok) and ($m[0] | ok) then $w[0].throughput_msgs_per_s / $m[0].throughput_msgs_per_s else empty end' 2>/dev/null) || ratio=
+		wanwu_round "$r" wanwu
+		wanwu_round "$r" wanwu1p GOMAXPROCS=1
+		ratio=$(round_ratio "$r" wanwu)
+		ratio1p=$(round_ratio "$r" wanwu1p)
+		[ -z "$ratio1p" ] || round_ratios_1p+=("$ratio1p")
 		if [ -n "$ratio" ]; then
 			round_ratios+=("$ratio")
-			log "round $r: $(printf '%.2f' "$ratio")×"
+			log "round $r: $(printf '%.2f' "$ratio")× (one P: ${ratio1p:+$(printf '%.2f' "$ratio1p")×})"
 		else
 			log "round $r did not complete: $(tail -n 1 "$tmp/round$r-wanwu.err" "$tmp/round$r-mosquitto.err" 2>/dev/null | tr '\n' ' ')"
 		fi
@@ -300,6 +317,15 @@ if [ "$mosq_status" = ok ] && [ "$wanwu_status" = ok ]; then
 fi
 
 # ---- (3) the results section ----
+# rounds_row LABEL RATIO...: the ratios of the rounds and their median.
+rounds_row() {
+	local label=$1
+	shift
+	[ "$#" -gt 0 ] || return 0
+	printf '| %s | %s | | median **%s×** | higher |\n' "$label" \
+		"$(printf '%s\n' "$@" | awk '{ printf "%s%.2f×", (NR > 1 ? ", " : ""), $1 }')" \
+		"$(printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')"
+}
 # complete NAME FIGURE: the run connected every client, had every message
 # acknowledged and delivered, and saw no errors. An incomplete run's rates and
 # latencies describe a failure, not the broker: the table leaves them out.
@@ -384,11 +410,8 @@ section="$tmp/section.md"
 	row "durable ingest (issue 4): broker CPU-seconds per million messages" "" lower \
 		"$(fmt "$(val wanwu stored .target_cpu_s_per_million)" 2)" "$(fmt "$(val mosquitto ingest .target_cpu_s_per_million)" 2)"
 	row3 "durable ingest (issue 4): acked of sent / stored or delivered / lost / duplicates" "$(acctval wanwu stored)" "$(acctval mosquitto ingest)"
-	if [ "${#round_ratios[@]}" -gt 0 ]; then
-		printf '| durable ingest (issue 4): %d more alternating rounds, fresh processes: ratio each | %s | | median **%s×** | higher |\n' \
-			"${#round_ratios[@]}" "$(printf '%s\n' "${round_ratios[@]}" | awk '{ printf "%s%.2f×", (NR > 1 ? ", " : ""), $1 }')" \
-			"$(printf '%s\n' "${round_ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')"
-	fi
+	rounds_row "durable ingest (issue 4): ${#round_ratios[@]} more alternating rounds, fresh processes: ratio each" "${round_ratios[@]}"
+	rounds_row "durable ingest, the same rounds, wanwu with one P (GOMAXPROCS=1): ratio each" "${round_ratios_1p[@]}"
 	row "ingest, both relaying to one subscriber (wanwu also persists): acknowledged msg/s" "" higher \
 		"$(fmt "$(val wanwu ingest .throughput_msgs_per_s)")" "$(fmt "$(val mosquitto ingest .throughput_msgs_per_s)")"
 	row "ingest, both relaying: broker CPU-seconds per million messages" "" lower \
@@ -442,7 +465,9 @@ section="$tmp/section.md"
 	echo "  subscriber shares the cores in mosquitto's run and not in this one; the \"both relaying\" rows"
 	echo "  give wanwu the same subscriber as well, on top of persisting."
 	echo "- Then the durable-ingest pair ran $ROUNDS more times, alternating (mosquitto, then wanwu, each"
-	echo "  started fresh; the hub on the same data directory), for the spread of the ratio on this machine."
+	echo "  started fresh; the hub on the same data directory), for the spread of the ratio on this machine;"
+	echo "  each round also ran the hub with \`GOMAXPROCS=1\`: Go code on one core, as mosquitto"
+	echo "  (single-threaded) runs, the other left to the generator (see the CoAP notes)."
 	echo "- Client sockets are spread over the source addresses $SRC; each figure starts from"
 	echo "  the same broker process, idle first (RSS growth / connections), then ingest, then latency,"
 	echo "  each once the broker is idle again (under 5% of a core over half a second): the last figure's"
@@ -492,7 +517,10 @@ coap_run() {
 	# gave a port of the last one, with an overlapping run of message ids,
 	# would have its requests taken for duplicates.
 	local src
-	case "$fig" in con) src=127.0.2.1 ;; non) src=127.0.3.1 ;; con-many) src=127.0.4.1 ;; non-many) src=127.0.5.1 ;; *) src=127.0.6.1 ;; esac
+	case "$fig" in
+	con) src=127.0.2.1 ;; non) src=127.0.3.1 ;; con-many) src=127.0.4.1 ;; non-many) src=127.0.5.1 ;;
+	con-1p) src=127.0.2.2 ;; non-1p) src=127.0.3.2 ;; *) src=127.0.6.1 ;;
+	esac
 	local common=(--clients "$clients" --requests "$reqs" --inflight "$COAP_INFLIGHT" --size "$COAP_SIZE" --source-addrs "$src")
 	local flags=(--con)
 	case "$fig" in non*) flags=(--non --timeout 2s) ;; esac
@@ -569,6 +597,22 @@ else
 	cat "$tmp/rt.txt" >&2
 fi
 stop "$hub_pid"
+# (c) the same hub with one P (GOMAXPROCS=1): the one core coap-server, a
+# single-threaded server, uses. With two Ps on two cores that the generator
+# also needs, the Go scheduler hands goroutines between threads that the
+# kernel must then switch in and out against the generator's.
+if [ "$coap_wanwu_status" = ok ]; then
+	log "restarting wanwu hub with GOMAXPROCS=1"
+	GOMAXPROCS=1 "$tmp/wanwu" hub --config "$tmp/hub-coap.yaml" --data-dir "$tmp/hub-coap" --http.listen "$WANWU_HTTP" \
+		--mqtt.listen "$WANWU_MQTT" --coap.listen "$WANWU_COAP" --coap.dtls-listen "$WANWU_COAPS" >>"$tmp/hub-coap.log" 2>&1 &
+	hub_pid=$!
+	children+=("$hub_pid")
+	if wait_tcp "$WANWU_HTTP" 60 "$hub_pid"; then
+		coap_run wanwu con-1p "$hub_pid" "$WANWU_COAP" "${prov[@]}"
+		coap_run wanwu non-1p "$hub_pid" "$WANWU_COAP" "${prov[@]}"
+	fi
+	stop "$hub_pid"
+fi
 
 # cj NAME FIGURE JQ: a figure of a CoAP run, empty when missing.
 cj() { [ -s "$tmp/coap-$1-$2.json" ] && jq -r "$3 // empty" "$tmp/coap-$1-$2.json" || true; }
@@ -604,7 +648,10 @@ csection="$tmp/coap-section.md"
 	echo '```sh'
 	echo "coap-server-notls -A 127.0.0.1 -p $COAP_PEER_PORT -d 10"
 	echo "wanwu hub --config hub-coap.yaml --coap.listen $WANWU_COAP --coap.dtls-listen $WANWU_COAPS --mqtt.listen $WANWU_MQTT --http.listen $WANWU_HTTP --data-dir DIR"
-	printf '%s\n' "${coap_cmds[@]}" | sed "s#$tmp/##g"
+	printf '%s\n' "${coap_cmds[@]}" | sed "s#$tmp/##g" | grep -v -- '-1p\|127.0.2.2\|127.0.3.2'
+	echo "# then the same hub restarted with one P, on the same data directory:"
+	echo "GOMAXPROCS=1 wanwu hub --config hub-coap.yaml ... (as above)"
+	printf '%s\n' "${coap_cmds[@]}" | sed "s#$tmp/##g" | grep -- '127.0.2.2\|127.0.3.2' || true
 	echo '```'
 	echo
 	echo "Date: $cnow. Machine: $(nproc) cores ($cmodel), $cmem RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), $cgover;"
@@ -628,6 +675,15 @@ csection="$tmp/coap-section.md"
 			"$(cfmt wanwu $fig '.target_rss_peak_bytes / 1048576' 1)" "$(cfmt peer $fig '.target_rss_peak_bytes / 1048576' 1)"
 		crow3 "$T: 2.xx of sent / retransmissions / unanswered / codes" "$(cacct wanwu $fig)" "$(cacct peer $fig)"
 		crow3 "$T: generator CPU-seconds per million 2.xx" "$(cfmt wanwu $fig .generator_cpu_s_per_million 1)" "$(cfmt peer $fig .generator_cpu_s_per_million 1)"
+	done
+	for fig in con non; do
+		T=$(echo "$fig" | tr a-z A-Z)
+		crow "$T, wanwu with one P (GOMAXPROCS=1): 2.xx responses/s ($COAP_CLIENTS devices × $COAP_REQS)" higher \
+			"$(cfmt wanwu $fig-1p .throughput_per_s)" "$(cfmt peer $fig .throughput_per_s)"
+		crow "$T, wanwu with one P: server CPU-seconds per million 2.xx" lower \
+			"$(cfmt wanwu $fig-1p .target_cpu_s_per_million 1)" "$(cfmt peer $fig .target_cpu_s_per_million 1)"
+		crow "$T, wanwu with one P: request→2.xx p99, ms" lower "$(cpct wanwu $fig-1p .latency.p99_ns)" "$(cpct peer $fig .latency.p99_ns)"
+		crow3 "$T, wanwu with one P: 2.xx of sent / retransmissions / unanswered / codes" "$(cacct wanwu $fig-1p)" "(above)"
 	done
 	crow3 "DTLS (PSK), CON: 2.xx responses/s, same load" "$(cfmt wanwu dtls .throughput_per_s)" "not run"
 	crow3 "DTLS (PSK), CON: server CPU-seconds per million 2.xx" "$(cfmt wanwu dtls .target_cpu_s_per_million 1)" "not run"
@@ -663,6 +719,11 @@ csection="$tmp/coap-section.md"
 	echo "  default, coap-server dropped requests of 1,000 devices at its socket and ran at a third of its rate."
 	echo "- CPU-seconds per million is the server's utime+stime (/proc) over the run per million 2.xx; the"
 	echo "  generator's own figure is beside it (they share the 2 cores)."
+	echo "- \"wanwu with one P\": the hub restarted with \`GOMAXPROCS=1\`, so that it runs Go code on one core as"
+	echo "  coap-server (single-threaded) does; the generator has the other. With the default (one P per core),"
+	echo "  goroutines hand work between two threads, and the kernel switches them in and out against the"
+	echo "  generator's threads on the same two cores: more CPU per request at 100 devices, where each batch"
+	echo "  of requests waits for the last. The hub honours \`GOMAXPROCS\` like any Go program (README)."
 	echo "- DTLS: wanwu only (coap-server would need a per-identity PSK file); a DTLS session is admitted once,"
 	echo "  at its first request, so its requests carry no token."
 	echo '<!-- compare.sh:coap:end -->'
