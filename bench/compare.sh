@@ -433,6 +433,8 @@ section="$tmp/section.md"
 	done
 	row "latency: broker CPU-seconds per million messages" "" lower \
 		"$(fmt "$(val wanwu latency .target_cpu_s_per_million)" 2)" "$(fmt "$(val mosquitto latency .target_cpu_s_per_million)" 2)"
+	row3 "latency: generator's own scheduling delay p99, ms (part of every latency above)" \
+		"$(ms "$(val wanwu latency .generator_sched_p99_ns)")" "$(ms "$(val mosquitto latency .generator_sched_p99_ns)")"
 	row3 "latency: acked of sent / delivered / lost / duplicates" "$(acctval wanwu latency)" "$(acctval mosquitto latency)"
 	if complete wanwu queryable; then
 		qrate=$(jq -r '.throughput_msgs_per_s' "$tmp/wanwu-queryable.json")

@@ -371,6 +371,9 @@ func printBench(w io.Writer, r *loadgen.Result) {
 		}
 	}
 	row("generator", "%.2f CPU-s", r.GeneratorCPUSeconds)
+	if r.GeneratorSchedP99 > 0 {
+		row("generator scheduling", "p99 %s before a runnable goroutine ran (part of every latency above)", r.GeneratorSchedP99.Round(10*time.Microsecond))
+	}
 	if len(r.Errors) == 0 {
 		row("errors", "none")
 	} else {

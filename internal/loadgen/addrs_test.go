@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -53,5 +54,39 @@ func TestOptionsDefaultsAndErrors(t *testing.T) {
 		if _, err := bad.withDefaults(); !errors.Is(err, ErrOptions) {
 			t.Errorf("%+v: error %v, want ErrOptions", bad, err)
 		}
+	}
+}
+
+// TestSchedDelayQuantile: the quantile counts only the waits since the
+// earlier reading, and answers with the upper bound of its bucket.
+func TestSchedDelayQuantile(t *testing.T) {
+	buckets := []float64{0, 0.001, 0.01, 0.1, math.Inf(1)}
+	prev := schedDelays{counts: []uint64{50, 0, 0, 100}, buckets: buckets}
+	cur := schedDelays{counts: []uint64{150, 0, 1, 100}, buckets: buckets}
+	for _, tc := range []struct {
+		q    float64
+		want time.Duration
+	}{
+		{0.5, time.Millisecond},     // the earlier 100 slow waits do not count
+		{0.99, time.Millisecond},    // 99 of 101 are under 1 ms
+		{1, 100 * time.Millisecond}, // the one 10-100 ms wait
+		{0.995, 100 * time.Millisecond},
+	} {
+		if got := cur.quantileSince(prev, tc.q); got != tc.want {
+			t.Errorf("q %v: %v, want %v", tc.q, got, tc.want)
+		}
+	}
+	last := schedDelays{counts: []uint64{0, 0, 0, 3}, buckets: buckets}
+	if got := last.quantileSince(schedDelays{}, 0.99); got != 100*time.Millisecond {
+		t.Errorf("in the unbounded bucket: %v, want its lower bound, 100ms", got)
+	}
+	if got := cur.quantileSince(cur, 0.99); got != 0 {
+		t.Errorf("no waits since: %v, want 0", got)
+	}
+	if got := cur.quantileSince(schedDelays{}, 0.5); got != time.Millisecond {
+		t.Errorf("from no reading: %v, want 1ms", got)
+	}
+	if live := readSchedDelays(); len(live.counts) == 0 || len(live.buckets) != len(live.counts)+1 {
+		t.Errorf("the runtime's histogram: %d counts, %d boundaries", len(live.counts), len(live.buckets))
 	}
 }

@@ -319,9 +319,13 @@ type Result struct {
 	CPUSecondsPerMillion float64 `json:"target_cpu_s_per_million,omitempty"`
 	// GeneratorCPUSeconds is this process's own CPU time over the same window.
 	GeneratorCPUSeconds float64 `json:"generator_cpu_s"`
-	TargetRSSBefore     int64   `json:"target_rss_before_bytes,omitempty"` // before any client connected
-	TargetRSSAfter      int64   `json:"target_rss_after_bytes,omitempty"`  // at the end of the window, clients still connected
-	TargetRSSPeak       int64   `json:"target_rss_peak_bytes,omitempty"`   // highest sample (every 250 ms)
+	// GeneratorSchedP99 is the 99th percentile of how long the generator's
+	// goroutines waited to run once runnable, over the publishing window:
+	// measured latencies include it.
+	GeneratorSchedP99 time.Duration `json:"generator_sched_p99_ns,omitempty"`
+	TargetRSSBefore   int64         `json:"target_rss_before_bytes,omitempty"` // before any client connected
+	TargetRSSAfter    int64         `json:"target_rss_after_bytes,omitempty"`  // at the end of the window, clients still connected
+	TargetRSSPeak     int64         `json:"target_rss_peak_bytes,omitempty"`   // highest sample (every 250 ms)
 	// RSSPerConnection is (after - before) / connected, for idle runs.
 	RSSPerConnection float64 `json:"rss_per_connection_bytes,omitempty"`
 

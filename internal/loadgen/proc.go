@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"os"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -144,4 +146,54 @@ func (w *procWatch) close() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.peak
+}
+
+// schedDelays is a reading of the Go scheduler's histogram of how long
+// goroutines of this process waited to run once they could. A latency the
+// generator measures includes that wait: when its tail is long, the figure
+// describes the generator as much as the target.
+type schedDelays struct {
+	counts  []uint64
+	buckets []float64 // seconds; len(counts)+1 boundaries
+}
+
+const schedLatencies = "/sched/latencies:seconds"
+
+func readSchedDelays() schedDelays {
+	s := []metrics.Sample{{Name: schedLatencies}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return schedDelays{}
+	}
+	h := s[0].Value.Float64Histogram()
+	return schedDelays{counts: append([]uint64(nil), h.Counts...), buckets: h.Buckets}
+}
+
+// quantileSince returns the q-quantile of the waits since the earlier
+// reading, as the upper bound of its histogram bucket (the lower bound for
+// the last, unbounded one; 0 with no waits).
+func (s schedDelays) quantileSince(prev schedDelays, q float64) time.Duration {
+	if len(prev.counts) != len(s.counts) {
+		prev.counts = make([]uint64, len(s.counts))
+	}
+	var n uint64
+	for i, c := range s.counts {
+		n += c - prev.counts[i]
+	}
+	if n == 0 {
+		return 0
+	}
+	need := uint64(math.Ceil(q * float64(n)))
+	var seen uint64
+	for i, c := range s.counts {
+		seen += c - prev.counts[i]
+		if seen >= need {
+			bound := s.buckets[i+1]
+			if math.IsInf(bound, 1) { // the last bucket: at least its lower bound
+				bound = s.buckets[i]
+			}
+			return time.Duration(bound * float64(time.Second))
+		}
+	}
+	return 0
 }

@@ -293,6 +293,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		cpu0, _ = SampleProc(o.TargetPID)
 	}
 	self0 := selfCPU()
+	sched0 := readSchedDelays()
 	start := time.Now()
 	var lastAck atomic.Int64 // ns since start
 	var acked atomic.Int64
@@ -414,6 +415,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		pubEnd = time.Now()
 	}
 	res.PublishWindow = pubEnd.Sub(start)
+	res.GeneratorSchedP99 = readSchedDelays().quantileSince(sched0, 0.99)
 
 	// Drain: wait for the subscriber to receive what was acknowledged.
 	drainStart := time.Now()
