@@ -92,7 +92,7 @@ const (
 
 type server struct {
 	Options
-	ingestDevice, ingestAddr *ratelimit.Keyed
+	ingestDevice, ingestAddr *ratelimit.Keyed[string]
 	requests                 *prometheus.CounterVec
 	rejected                 *prometheus.CounterVec
 	latency                  *prometheus.HistogramVec
@@ -133,8 +133,8 @@ func New(opts Options) (http.Handler, error) {
 		opts.IngestPerAddr, opts.IngestPerAddrBurst = 500, 1000
 	}
 	s.Options = opts
-	s.ingestDevice = ratelimit.New(opts.IngestPerDevice, opts.IngestPerDeviceBurst)
-	s.ingestAddr = ratelimit.New(opts.IngestPerAddr, opts.IngestPerAddrBurst)
+	s.ingestDevice = ratelimit.New[string](opts.IngestPerDevice, opts.IngestPerDeviceBurst)
+	s.ingestAddr = ratelimit.New[string](opts.IngestPerAddr, opts.IngestPerAddrBurst)
 	mux := http.NewServeMux()
 	s.routes(mux)
 	if opts.TSDB != nil {

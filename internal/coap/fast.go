@@ -81,7 +81,12 @@ func (s *Server) fastIngest(ep *udpEndpoint, cm *coapNet.ControlMessage, m *mess
 		s.m.dropped.WithLabelValues("duplicate").Inc()
 		return
 	}
-	x := &fastExchange{s: s, ep: ep, cm: cm, con: con, mid: mid, token: append([]byte(nil), m.Token...)}
+	x := &fastExchange{s: s, ep: ep, cm: cm, con: con, mid: mid}
+	if len(m.Token) <= len(x.tokenBuf) {
+		x.token = x.tokenBuf[:copy(x.tokenBuf[:], m.Token)]
+	} else {
+		x.token = append([]byte(nil), m.Token...)
+	}
 	dev, c, why := s.authenticateToken(st, tokenOf(m.Options))
 	if dev == nil {
 		s.m.rejected.WithLabelValues(why).Inc()
@@ -130,6 +135,9 @@ type fastExchange struct {
 	con   bool
 	mid   uint16
 	token []byte
+	// tokenBuf holds the token (at most 8 bytes, RFC 7252 §3) in the
+	// exchange's own allocation.
+	tokenBuf [8]byte
 }
 
 func (x *fastExchange) refuse(rej *ingest.Rejection) {

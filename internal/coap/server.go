@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -115,8 +116,8 @@ type Server struct {
 	log  *slog.Logger
 	m    metrics
 
-	devLimit  *ratelimit.Keyed
-	addrLimit *ratelimit.Keyed
+	devLimit  *ratelimit.Keyed[string]
+	addrLimit *ratelimit.Keyed[netip.Addr] // by source address: no string per datagram
 
 	maxPayload   int
 	maxDatagram  uint32
@@ -178,8 +179,8 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		opts:         o,
 		log:          o.Logger.With("component", "coap"),
-		devLimit:     ratelimit.New(o.Limits.RequestsPerDevice, o.Limits.RequestsPerDeviceBurst),
-		addrLimit:    ratelimit.New(o.Limits.RequestsPerAddr, o.Limits.RequestsPerAddrBurst),
+		devLimit:     ratelimit.New[string](o.Limits.RequestsPerDevice, o.Limits.RequestsPerDeviceBurst),
+		addrLimit:    ratelimit.New[netip.Addr](o.Limits.RequestsPerAddr, o.Limits.RequestsPerAddrBurst),
 		maxPayload:   o.MaxPayload,
 		maxDatagram:  uint32(o.MaxPayload) + 2048, // header, token, options (a device token in the query)
 		blockTimeout: 10 * time.Second,

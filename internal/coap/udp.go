@@ -203,11 +203,15 @@ func (l *udpListener) serve(ctx context.Context) {
 			}
 		}
 	}()
+	// cm is declared once: its address goes to ReadWithOptions, which
+	// moved it to the heap on every iteration (a pointer stored in it
+	// before is kept by whoever took it).
+	var cm *coapNet.ControlMessage
 	for {
 		var n int
 		var raddr netip.AddrPort
-		var cm *coapNet.ControlMessage
 		var err error
+		cm = nil
 		if l.direct != nil {
 			n, raddr, err = l.direct.ReadFromUDPAddrPort(buf)
 		} else {
@@ -385,7 +389,7 @@ func (s *Server) screen(addr netip.Addr, data []byte, opts message.Options) (ver
 		s.m.dropped.WithLabelValues("malformed").Inc()
 		return verdict{}, opts // not CoAP: silently ignored (RFC 7252 §4.2, §4.3)
 	}
-	if !s.addrLimit.Allow(addr.String(), time.Now()) {
+	if !s.addrLimit.Allow(addr, time.Now()) {
 		s.m.dropped.WithLabelValues("rate_limited_addr").Inc()
 		return verdict{}, opts
 	}

@@ -11,11 +11,22 @@ const maxPooledRecords = 64
 // largest allocations per ingested message.
 var recordSlices sync.Pool // of *[]Record
 
+// spareHeaders holds the emptied *[]Record that carried slices out of
+// recordSlices, for ReleaseRecords to carry the next ones back in: a pool
+// holds pointers, and a new one for each release was an allocation per
+// message.
+var spareHeaders sync.Pool // of *[]Record, nil slices
+
 // newRecords returns an empty slice with room for n records, reused when
 // one was released.
 func newRecords(n int) []Record {
-	if p, ok := recordSlices.Get().(*[]Record); ok && cap(*p) >= n {
-		return (*p)[:0]
+	if p, ok := recordSlices.Get().(*[]Record); ok {
+		recs := *p
+		*p = nil
+		spareHeaders.Put(p)
+		if cap(recs) >= n {
+			return recs[:0]
+		}
 	}
 	return make([]Record, 0, max(n, 4))
 }
@@ -30,5 +41,10 @@ func ReleaseRecords(recs []Record) {
 	}
 	recs = recs[:cap(recs)]
 	clear(recs)
-	recordSlices.Put(&recs)
+	p, ok := spareHeaders.Get().(*[]Record)
+	if !ok {
+		p = new([]Record)
+	}
+	*p = recs
+	recordSlices.Put(p)
 }

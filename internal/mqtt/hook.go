@@ -60,8 +60,8 @@ type hook struct {
 	s        *Server
 	sessions sync.Map // *mochi.Client → *session
 
-	connDevice *ratelimit.Keyed
-	connAddr   *ratelimit.Keyed
+	connDevice *ratelimit.Keyed[string]
+	connAddr   *ratelimit.Keyed[string]
 
 	connects  *prometheus.CounterVec
 	rejected  *prometheus.CounterVec
@@ -73,8 +73,8 @@ func newHook(s *Server) (*hook, error) {
 	l := s.opts.Limits
 	h := &hook{
 		s:          s,
-		connDevice: ratelimit.New(l.ConnectPerDevice, l.ConnectPerDeviceBurst),
-		connAddr:   ratelimit.New(l.ConnectPerAddr, l.ConnectPerAddrBurst),
+		connDevice: ratelimit.New[string](l.ConnectPerDevice, l.ConnectPerDeviceBurst),
+		connAddr:   ratelimit.New[string](l.ConnectPerAddr, l.ConnectPerAddrBurst),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wanwu_mqtt_connects_total", Help: "MQTT connect attempts by result (accepted, refused reason).",
 		}, []string{"result"}),

@@ -19,11 +19,11 @@ const Idle = 10 * time.Minute
 
 // Keyed hands out one limiter per key and forgets idle ones as it goes, so it
 // needs no goroutine of its own.
-type Keyed struct {
+type Keyed[K comparable] struct {
 	mu        sync.Mutex
 	limit     rate.Limit
 	burst     int
-	m         map[string]*entry
+	m         map[K]*entry
 	lastSweep time.Time
 }
 
@@ -33,12 +33,12 @@ type entry struct {
 }
 
 // New returns limiters allowing limit events per second with burst.
-func New(limit rate.Limit, burst int) *Keyed {
-	return &Keyed{limit: limit, burst: burst, m: map[string]*entry{}}
+func New[K comparable](limit rate.Limit, burst int) *Keyed[K] {
+	return &Keyed[K]{limit: limit, burst: burst, m: map[K]*entry{}}
 }
 
 // Allow reports whether key may act at now.
-func (k *Keyed) Allow(key string, now time.Time) bool {
+func (k *Keyed[K]) Allow(key K, now time.Time) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if now.Sub(k.lastSweep) > time.Minute {
@@ -57,13 +57,13 @@ func (k *Keyed) Allow(key string, now time.Time) bool {
 }
 
 // Sweep forgets keys idle for longer than idle.
-func (k *Keyed) Sweep(idle time.Duration, now time.Time) {
+func (k *Keyed[K]) Sweep(idle time.Duration, now time.Time) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.sweepLocked(idle, now)
 }
 
-func (k *Keyed) sweepLocked(idle time.Duration, now time.Time) {
+func (k *Keyed[K]) sweepLocked(idle time.Duration, now time.Time) {
 	k.lastSweep = now
 	for key, e := range k.m {
 		if now.Sub(e.seen) > idle {
@@ -73,7 +73,7 @@ func (k *Keyed) sweepLocked(idle time.Duration, now time.Time) {
 }
 
 // Len is the number of keys tracked.
-func (k *Keyed) Len() int {
+func (k *Keyed[K]) Len() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return len(k.m)

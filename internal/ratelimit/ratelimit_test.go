@@ -7,7 +7,7 @@ import (
 
 func TestKeyed(t *testing.T) {
 	now := time.Unix(1000, 0)
-	k := New(1, 2)
+	k := New[string](1, 2)
 	for i, want := range []bool{true, true, false} {
 		if got := k.Allow("a", now); got != want {
 			t.Errorf("attempt %d: %v, want %v", i, got, want)

@@ -2,16 +2,22 @@ package senml
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
 // recBuilder collects one record's fields as a decoder meets them; both
 // decoders share it so that JSON and CBOR agree on what a record may hold.
 type recBuilder struct {
-	r       Record
-	st      *recStore
-	seen    uint32   // 1<<label for each label set
-	unknown []string // unknown labels seen, to refuse duplicates
+	r    Record
+	st   *recStore
+	seen uint32 // 1<<label for each label set
+	// The unknown labels seen, to refuse duplicates: the first ones in an
+	// array, so that a record with one or two (a vendor's extra field)
+	// costs no allocation, the rest in a slice.
+	unknown     [2]string
+	nUnknown    int
+	moreUnknown []string
 }
 
 func (b *recBuilder) store() *recStore {
@@ -101,12 +107,16 @@ func (b *recBuilder) mark(rec, li int) error {
 // mark: even an ignored field should have one meaning. Records rarely carry
 // unknown labels, so a linear scan (at most maxFields) beats a map.
 func (b *recBuilder) markUnknown(rec int, key string) error {
-	for _, k := range b.unknown {
-		if k == key {
-			return malformed(rec, key, "label appears twice in one record")
-		}
+	first := b.unknown[:min(b.nUnknown, len(b.unknown))]
+	if slices.Contains(first, key) || slices.Contains(b.moreUnknown, key) {
+		return malformed(rec, key, "label appears twice in one record")
 	}
-	b.unknown = append(b.unknown, key)
+	if b.nUnknown < len(b.unknown) {
+		b.unknown[b.nUnknown] = key
+	} else {
+		b.moreUnknown = append(b.moreUnknown, key)
+	}
+	b.nUnknown++
 	return nil
 }
 

@@ -311,6 +311,8 @@ func TestDecodeJSONErrors(t *testing.T) {
 		{"overflow via bv", `[{"bv":1e308,"n":"a","v":1e308}]`, Limits{}, wantErr{ErrInvalid, 0, "v"}},
 		{"duplicate label", `[{"n":"a","v":1},{"n":"b","v":1,"v":2}]`, Limits{}, wantErr{ErrMalformed, 1, "v"}},
 		{"duplicate unknown label", `[{"n":"a","v":1,"x":1,"x":2}]`, Limits{}, wantErr{ErrMalformed, 0, "x"}},
+		{"duplicate third unknown label", `[{"n":"a","v":1,"x":1,"y":2,"z":3,"w":4,"z":5}]`, Limits{}, wantErr{ErrMalformed, 0, "z"}},
+		{"duplicate of a first unknown label", `[{"n":"a","v":1,"x":1,"y":2,"z":3,"y":4}]`, Limits{}, wantErr{ErrMalformed, 0, "y"}},
 		{"duplicate via escape", `[{"n":"a","\u0076":1,"v":2}]`, Limits{}, wantErr{ErrMalformed, 0, "v"}},
 		{"label case matters", `[{"N":"a","v":1}]`, Limits{}, wantErr{ErrInvalid, 0, "n"}},
 		{"must-understand label", `[{"n":"a","v":1},{"n":"b","v":2,"foo_":3}]`, Limits{}, wantErr{ErrInvalid, 1, "foo_"}},
@@ -764,5 +766,12 @@ func TestDecodeAllocs(t *testing.T) {
 	c, _ := hex.DecodeString(benchCBOR)
 	if n := testing.AllocsPerRun(100, func() { _, _ = DecodeCBOR(c, Limits{}) }); n > 5 {
 		t.Errorf("DecodeCBOR allocates %v times, want ≤ 5", n)
+	}
+	// A vendor's extra label or two per record is ignored at no cost.
+	plain := []byte(`[{"n":"a","v":1},{"n":"b","v":2}]`)
+	extra := []byte(`[{"n":"a","v":1,"pad":"xx","x":{}},{"n":"b","v":2,"pad":"yy"}]`)
+	if p, e := testing.AllocsPerRun(100, func() { _, _ = DecodeJSON(plain, Limits{}) }),
+		testing.AllocsPerRun(100, func() { _, _ = DecodeJSON(extra, Limits{}) }); e > p {
+		t.Errorf("unknown labels add allocations: %v, without them %v", e, p)
 	}
 }

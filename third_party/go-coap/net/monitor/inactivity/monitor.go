@@ -14,20 +14,21 @@ type Conn = interface {
 }
 
 type Monitor[C Conn] struct {
-	lastActivity atomic.Value
+	// wanwu patch: the last activity as an offset from the monitor's
+	// creation, not a time.Time in an atomic.Value, whose every Store
+	// allocated (once per datagram of a UDP endpoint).
+	created      time.Time
+	lastActivity atomic.Int64 // nanoseconds after created
 	duration     time.Duration
 	onInactive   OnInactiveFunc[C]
 }
 
 func (m *Monitor[C]) Notify() {
-	m.lastActivity.Store(time.Now())
+	m.lastActivity.Store(int64(time.Since(m.created))) // wanwu patch
 }
 
 func (m *Monitor[C]) LastActivity() time.Time {
-	if t, ok := m.lastActivity.Load().(time.Time); ok {
-		return t
-	}
-	return time.Time{}
+	return m.created.Add(time.Duration(m.lastActivity.Load())) // wanwu patch
 }
 
 func CloseConn(cc Conn) {
@@ -37,6 +38,7 @@ func CloseConn(cc Conn) {
 
 func New[C Conn](duration time.Duration, onInactive OnInactiveFunc[C]) *Monitor[C] {
 	m := &Monitor[C]{
+		created:    time.Now(), // wanwu patch
 		duration:   duration,
 		onInactive: onInactive,
 	}
