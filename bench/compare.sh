@@ -110,7 +110,6 @@ stop() { # stop PID: SIGTERM, wait, SIGKILL after 30 s
 	wait "$1" 2>/dev/null || true
 }
 
-# run_loads NAME PID BROKER [extra bench flags...]: the three figures into $tmp/NAME-*.json.
 # settle PID: wait until the target is idle (under 5% of a core over half a
 # second, at most 30 s), so that each figure starts from a quiet server: the
 # last figure's disconnects, and for wanwu its store catching up with the bus,
@@ -126,6 +125,7 @@ settle() {
 	log "PID $1 still busy after 30 s; measuring anyway"
 }
 
+# run_loads NAME PID BROKER [extra bench flags...]: the three figures into $tmp/NAME-*.json.
 run_loads() {
 	local name=$1 pid=$2 broker=$3
 	shift 3
