@@ -266,7 +266,7 @@ func runBench(e *env, args []string) error {
 		}
 		if f.queryableEvery > 0 {
 			o.QueryableEvery = f.queryableEvery
-			o.Queryable = loadgen.HubQueryable(conn.Base, conn.Token)
+			o.Queryable = loadgen.HubQueryable(conn.Base, conn.Token, f.tenant)
 		}
 		if f.countStored {
 			o.Store = loadgen.NewHubStore(conn.Base, conn.Token, f.tenant)

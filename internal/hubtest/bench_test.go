@@ -56,3 +56,37 @@ func seqRange(n int) []int {
 	}
 	return s
 }
+
+// TestBenchQueryable runs `wanwu bench mqtt --queryable-every` against a
+// hub: every sampled message is found in the store by its seq, and the
+// publish→queryable figure counts them all.
+func TestBenchQueryable(t *testing.T) {
+	h := Start(t)
+	out := h.MustWanwu("bench", "mqtt", "--broker", "tcp://"+h.MQTT().Addr(mqtt.ListenerTCP),
+		"--provision", "--hub", h.URL, "--data-dir", h.Dir, "--state", filepath.Join(t.TempDir(), "state.json"),
+		"--clients", "4", "--messages", "25", "--rate", "50", "--inflight", "4", "--queryable-every", "5",
+		"--subscribe", "", "--json")
+	var res loadgen.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if res.Acked != 100 || len(res.Errors) != 0 || res.PublishToQueryable == nil || res.PublishToQueryable.N != 20 {
+		t.Fatalf("acked %d, errors %v, publish→queryable %+v; want 100, none, 20 samples", res.Acked, res.Errors, res.PublishToQueryable)
+	}
+	q := loadgen.HubQueryable(h.URL, h.AdminToken, loadgen.DefaultTenant)
+	code := loadgen.DeviceCode(loadgen.DefaultTenant, 2)
+	for _, tc := range []struct {
+		seq       int
+		published time.Time
+		want      bool
+	}{
+		{24, res.Started, true},
+		{25, res.Started, false},                      // never sent
+		{3, res.Started.Add(time.Minute), false},      // stored before that time
+		{0, res.Started.Add(-time.Millisecond), true}, // the first one
+	} {
+		if ok, err := q(context.Background(), code, tc.seq, tc.published); err != nil || ok != tc.want {
+			t.Errorf("seq %d published at %v: %v, %v; want %v", tc.seq, tc.published, ok, err, tc.want)
+		}
+	}
+}

@@ -143,11 +143,12 @@ type Options struct {
 	// the target (default 3s).
 	IdleSettle time.Duration
 
-	// Queryable, when set, reports whether message seq of device code can be
-	// read back from the target's store (wanwu: its query API).
-	// QueryableEvery samples one acknowledged message in that many (default
-	// 100) and polls Queryable until true, for publish→queryable latency.
-	Queryable      func(ctx context.Context, code string, seq int) (bool, error)
+	// Queryable, when set, reports whether message seq of device code,
+	// published at published, can be read back from the target's store
+	// (wanwu: HubQueryable). QueryableEvery samples one acknowledged message
+	// in that many (default 100) and polls Queryable until true, for
+	// publish→queryable latency.
+	Queryable      func(ctx context.Context, code string, seq int, published time.Time) (bool, error)
 	QueryableEvery int
 
 	// Store, when set and SubscribeTopic is empty, counts deliveries by

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -229,20 +230,20 @@ func rotate(ctx context.Context, h *hubclient.Client, code string) (string, erro
 	return reg.PrivateKey, nil
 }
 
-// HubQueryable returns a Queryable that reads a device's latest values from
-// a wanwu hub's query API and reports whether its "seq" has reached seq.
-func HubQueryable(hub, token string) func(ctx context.Context, code string, seq int) (bool, error) {
-	h := &hubclient.Client{Base: strings.TrimRight(hub, "/"), Token: token, HTTP: &http.Client{Timeout: 5 * time.Second}}
-	return func(ctx context.Context, code string, seq int) (bool, error) {
-		var out struct {
-			Values map[string]struct {
-				Value float64 `json:"value"`
-			} `json:"values"`
-		}
-		if _, err := h.JSON(ctx, "GET", "/api/v1/telemetry/"+url.PathEscape(code)+"/latest?lookback=1h", nil, &out); err != nil {
+// HubQueryable returns a Queryable that reads a device's seq values back
+// from a wanwu hub's store (its Prometheus API, as HubStore does) and
+// reports whether seq is among those stored since the message was
+// published. It asks for that very value: the seq record has no time of its
+// own, so the store orders it by arrival, and a device's latest value is not
+// always its newest seq (two in-flight publishes may cross on the wire; the
+// newer one, arriving first, would never show as the latest).
+func HubQueryable(hub, token, tenant string) func(ctx context.Context, code string, seq int, published time.Time) (bool, error) {
+	st := NewHubStore(hub, token, tenant)
+	return func(ctx context.Context, code string, seq int, published time.Time) (bool, error) {
+		seqs, err := st.Seqs(ctx, code, published, time.Now().Add(storeWindowSlack))
+		if err != nil {
 			return false, err
 		}
-		v, ok := out.Values["seq"]
-		return ok && int(v.Value) >= seq, nil
+		return slices.Contains(seqs, seq), nil
 	}
 }

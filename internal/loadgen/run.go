@@ -577,16 +577,21 @@ func protoName(p int) string {
 
 // pollQueryable polls until message seq of code is readable, and returns the
 // time from its publish; ok is false if it never became readable in 30 s.
-func pollQueryable(ctx context.Context, q func(context.Context, string, int) (bool, error), code string, seq int, published time.Time) (time.Duration, bool) {
+func pollQueryable(ctx context.Context, q func(context.Context, string, int, time.Time) (bool, error), code string, seq int, published time.Time) (time.Duration, bool) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if ok, err := q(ctx, code, seq); err == nil && ok {
+		if ok, err := q(ctx, code, seq, published); err == nil && ok {
 			return time.Since(published), true
 		}
+		// Every 2 ms at first, then a tenth of the time waited so far (at
+		// most 50 ms): the figure keeps a resolution of about 10%, and a
+		// store that lags does not get a query every 2 ms from each of
+		// hundreds of waiting probes on top of its load.
+		wait := min(max(time.Since(published)/10, 2*time.Millisecond), 50*time.Millisecond)
 		select {
 		case <-ctx.Done():
 			return 0, false
-		case <-time.After(2 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 	return 0, false
