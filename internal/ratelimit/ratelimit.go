@@ -18,7 +18,8 @@ const MaxKeys = 200_000
 const Idle = 10 * time.Minute
 
 // Keyed hands out one limiter per key and forgets idle ones as it goes, so it
-// needs no goroutine of its own.
+// needs no goroutine of its own. K is whatever names the key without work
+// per call: a device code, or a netip.Addr rather than its string.
 type Keyed[K comparable] struct {
 	mu        sync.Mutex
 	limit     rate.Limit
