@@ -480,10 +480,11 @@ func (h *hook) examine(cl *mochi.Client, pk *packets.Packet) verdict {
 	if perr != nil {
 		return verdict{s: s}
 	}
-	if r, ok := requestOf(t); ok {
+	if rq, ok := requestOf(t); ok {
 		if !s.publish.Allow() {
 			return verdict{s: s, err: h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"}, false)}
 		}
+		r := rq // declared here, so that only a request moves one to the heap
 		return verdict{req: &r, s: s}
 	}
 	if t.Kind != KindTelemetry && t.Kind != KindEvent {
