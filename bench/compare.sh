@@ -226,7 +226,7 @@ elif jq -e '.connected == .clients and .acked == .sent and .lost == 0' "$tmp/wan
 		log "wanwu: stored ingest run failed: $(tail -n 1 "$tmp/wanwu-stored.err")"
 	cat "$tmp/wanwu-stored.txt" >&2
 	# wanwu only (mosquitto has no store): publish→queryable at half the
-	# sustained rate just measured, polling the query API for sampled messages.
+	# sustained rate just measured, polling the store (its Prometheus API) for sampled messages.
 	half=$(jq -r --argjson c "$CLIENTS" '.throughput_msgs_per_s / 2 / $c' "$tmp/wanwu-ingest.json")
 	settle "$hub_pid"
 	log "wanwu: queryable, $CLIENTS clients × $(printf '%.2f' "$half") msg/s (half the sustained rate)"
@@ -603,6 +603,7 @@ stop "$hub_pid"
 # single-threaded server, uses. With two Ps on two cores that the generator
 # also needs, the Go scheduler hands goroutines between threads that the
 # kernel must then switch in and out against the generator's.
+coap_cmds_2p=${#coap_cmds[@]} # the commands before this point ran on the default hub
 if [ "$coap_wanwu_status" = ok ]; then
 	log "restarting wanwu hub with GOMAXPROCS=1"
 	GOMAXPROCS=1 "$tmp/wanwu" hub --config "$tmp/hub-coap.yaml" --data-dir "$tmp/hub-coap" --http.listen "$WANWU_HTTP" \
@@ -650,10 +651,12 @@ csection="$tmp/coap-section.md"
 	echo '```sh'
 	echo "coap-server-notls -A 127.0.0.1 -p $COAP_PEER_PORT -d 10"
 	echo "wanwu hub --config hub-coap.yaml --coap.listen $WANWU_COAP --coap.dtls-listen $WANWU_COAPS --mqtt.listen $WANWU_MQTT --http.listen $WANWU_HTTP --data-dir DIR"
-	printf '%s\n' "${coap_cmds[@]}" | sed "s#$tmp/##g" | grep -v -- '-1p\|127.0.2.2\|127.0.3.2'
-	echo "# then the same hub restarted with one P, on the same data directory:"
-	echo "GOMAXPROCS=1 wanwu hub --config hub-coap.yaml ... (as above)"
-	printf '%s\n' "${coap_cmds[@]}" | sed "s#$tmp/##g" | grep -- '127.0.2.2\|127.0.3.2' || true
+	printf '%s\n' "${coap_cmds[@]:0:coap_cmds_2p}" | sed "s#$tmp/##g"
+	if [ "${#coap_cmds[@]}" -gt "$coap_cmds_2p" ]; then
+		echo "# then the same hub restarted with one P, on the same data directory:"
+		echo "GOMAXPROCS=1 wanwu hub --config hub-coap.yaml ... (as above)"
+		printf '%s\n' "${coap_cmds[@]:coap_cmds_2p}" | sed "s#$tmp/##g"
+	fi
 	echo '```'
 	echo
 	echo "Date: $cnow. Machine: $(nproc) cores ($cmodel), $cmem RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), $cgover;"

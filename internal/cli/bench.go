@@ -76,7 +76,7 @@ func benchFlagSet(mode string, f *benchFlags) *flag.FlagSet {
 		fs.IntVar(&f.qos, "qos", 1, "QoS of publishes and of the counting subscription")
 		fs.IntVar(&f.size, "size", loadgen.DefaultPayloadSize, "payload bytes (SenML JSON padded to this size)")
 		fs.IntVar(&f.inflight, "inflight", loadgen.DefaultInflight, "most unacknowledged publishes per client")
-		fs.IntVar(&f.queryableEvery, "queryable-every", 0, "with --provision: poll the hub's query API for one acknowledged message in N until it is readable (publish→queryable latency); 0 = off")
+		fs.IntVar(&f.queryableEvery, "queryable-every", 0, "with --provision: poll the hub's store (its Prometheus API) for one acknowledged message in N until it is readable (publish→queryable latency); 0 = off")
 		fs.StringVar(&f.topic, "topic", "wanwu/v1/{tenant}/{id}/telemetry", "publish topic; {tenant}, {id}, {code} and {i} are replaced")
 		fs.StringVar(&f.subscribe, "subscribe", "wanwu/v1/{tenant}/+/telemetry", "counting subscriber's topic filter ({tenant} replaced); empty: count nothing")
 		fs.BoolVar(&f.countStored, "count-stored", false, "with --provision: no subscriber; count deliveries by reading every device's messages back from the hub's store (its Prometheus API) after publishing")
