@@ -115,26 +115,32 @@ func (s *Server) fastIngest(ep *udpEndpoint, cm *coapNet.ControlMessage, m *mess
 		}()
 		return
 	}
-	kind := msg.Kind.String()
-	s.opts.Pipeline.SubmitAsync(msg, func(err error) {
-		if err != nil {
-			s.log.Warn("ingest not durable", "device", dev.code, "err", err)
-			x.refuse(errUnavailable)
-			return
-		}
-		s.m.accepted.WithLabelValues(kind).Inc()
-		x.answer(codes.Changed, "")
-	})
+	x.device, x.kind = dev.code, msg.Kind.String()
+	s.opts.Pipeline.SubmitAsync(msg, x)
 }
 
-// fastExchange is what a fast-path answer needs of its request.
+// Durable answers once the pipeline made the message durable, or could not.
+func (x *fastExchange) Durable(err error) {
+	if err != nil {
+		x.s.log.Warn("ingest not durable", "device", x.device, "err", err)
+		x.refuse(errUnavailable)
+		return
+	}
+	x.s.m.accepted.WithLabelValues(x.kind).Inc()
+	x.answer(codes.Changed, "")
+}
+
+// fastExchange is what a fast-path answer needs of its request; it is the
+// pipeline's Completion for the request's message.
 type fastExchange struct {
-	s     *Server
-	ep    *udpEndpoint
-	cm    *coapNet.ControlMessage
-	con   bool
-	mid   uint16
-	token []byte
+	s      *Server
+	ep     *udpEndpoint
+	cm     *coapNet.ControlMessage
+	con    bool
+	mid    uint16
+	device string // the device's code, for the log
+	kind   string // the message's kind, for the metric
+	token  []byte
 	// tokenBuf holds the token (at most 8 bytes, RFC 7252 §3) in the
 	// exchange's own allocation.
 	tokenBuf [8]byte

@@ -561,12 +561,11 @@ func (h *hook) OnPublishAsync(cl *mochi.Client, pk *packets.Packet, done func(er
 		return
 	}
 	a := &pending{h: h, cl: cl, s: v.s, pk: pk, done: done, event: v.msg.Kind == ingest.Event}
-	h.s.opts.Pipeline.SubmitAsync(v.msg, a.durable)
+	h.s.opts.Pipeline.SubmitAsync(v.msg, a)
 }
 
-// pending is a publish waiting for the pipeline; its method value is the
-// pipeline's callback (one allocation per message instead of a closure and
-// its captured variables).
+// pending is a publish waiting for the pipeline, and the pipeline's
+// Completion for it: one allocation per message.
 type pending struct {
 	h     *hook
 	cl    *mochi.Client
@@ -576,9 +575,9 @@ type pending struct {
 	event bool
 }
 
-// durable turns the pipeline's answer into the broker's: the publish stands,
-// or the device is told the hub could not store it.
-func (a *pending) durable(err error) {
+// Durable turns the pipeline's answer into the broker's: the publish
+// stands, or the device is told the hub could not store it.
+func (a *pending) Durable(err error) {
 	if err != nil {
 		a.h.s.log.Warn("telemetry not durable; refusing", "device", a.s.code, "err", err)
 		a.done(a.h.reject(a.cl, a.s, a.pk, &ingest.Rejection{Reason: ingest.Unavailable, Message: "the hub could not store the data; retry"}, false))

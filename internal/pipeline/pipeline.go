@@ -84,9 +84,23 @@ type Options struct {
 
 type request struct {
 	msg  ingest.Message
-	done chan error  // Submit waits on it
-	cb   func(error) // SubmitAsync's callback
+	done chan error // Submit waits on it
+	cb   Completion // SubmitAsync's
 }
+
+// Completion is what SubmitAsync tells once a message is durable (nil) or
+// could not be made so. Its Durable runs on a batcher goroutine and must
+// not block. An adapter's own per-message record can implement it, so that
+// handing a message over allocates no closure.
+type Completion interface {
+	Durable(err error)
+}
+
+// CompletionFunc lets a function be a Completion.
+type CompletionFunc func(error)
+
+// Durable calls f.
+func (f CompletionFunc) Durable(err error) { f(err) }
 
 // requests recycles the requests of SubmitAsync and SubmitNoWait, which no
 // one holds once their batch is flushed.
@@ -268,19 +282,19 @@ func (p *Pipeline) Submit(ctx context.Context, msg ingest.Message) error {
 	}
 }
 
-// SubmitAsync hands a message over and calls done once it is durable (nil)
-// or could not be made so; done runs on a batcher goroutine and must not
-// block. Adapters use it to keep reading a connection while earlier messages
-// are being synced. The message's records are the pipeline's from then on
-// (they are reused once encoded): the caller must not read them again.
-func (p *Pipeline) SubmitAsync(msg ingest.Message, done func(error)) {
+// SubmitAsync hands a message over and tells done once it is durable or
+// could not be made so (see Completion). Adapters use it to keep reading a
+// connection while earlier messages are being synced. The message's records
+// are the pipeline's from then on (they are reused once encoded): the
+// caller must not read them again.
+func (p *Pipeline) SubmitAsync(msg ingest.Message, done Completion) {
 	r := requests.Get().(*request)
 	r.msg, r.cb = msg, done
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
 		putRequest(r)
-		done(ErrClosed)
+		done.Durable(ErrClosed)
 		return
 	}
 	// Blocking here is backpressure on the connection, as with Submit.
@@ -386,7 +400,7 @@ func (p *Pipeline) batchLoop() {
 			case r.done != nil:
 				r.done <- err
 			case r.cb != nil:
-				r.cb(err)
+				r.cb.Durable(err)
 				putRequest(r)
 			default:
 				putRequest(r)

@@ -313,7 +313,7 @@ func TestFullBatchStopsLingering(t *testing.T) {
 	start := time.Now()
 	done := make(chan error, 4)
 	for i := range 4 {
-		e.p.SubmitAsync(message("dev-1", i, start), func(err error) { done <- err })
+		e.p.SubmitAsync(message("dev-1", i, start), CompletionFunc(func(err error) { done <- err }))
 	}
 	for range 4 {
 		select {
