@@ -17,9 +17,18 @@ import (
 // recordingConn keeps every byte the client reads and writes.
 type recordingConn struct {
 	net.Conn
+	// packet is held by paho.golang around each packet it writes (as
+	// several writes, a net.Buffers) when the connection is a sync.Locker:
+	// without it two goroutines publishing at once interleave their
+	// packets' pieces, and the broker closes the connection on the mix.
+	packet       sync.Mutex
 	mu           sync.Mutex
 	read, writes bytes.Buffer
 }
+
+// Lock and Unlock make recordingConn a sync.Locker for paho.golang.
+func (c *recordingConn) Lock()   { c.packet.Lock() }
+func (c *recordingConn) Unlock() { c.packet.Unlock() }
 
 func (c *recordingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	pahopackets "github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
@@ -87,6 +88,12 @@ func connect5(t *testing.T, h *Hub, d *device, useTLS bool, onPublish func(paho.
 	}
 	if err != nil {
 		return nil, nil, err
+	}
+	if useTLS {
+		// paho.golang writes a packet in pieces; a tls.Conn does not keep
+		// one goroutine's pieces together (a TCP connection does, in one
+		// writev).
+		conn = pahopackets.NewThreadSafeConn(conn)
 	}
 	cfg := paho.ClientConfig{ClientID: d.Code, Conn: conn}
 	if onPublish != nil {
@@ -400,7 +407,7 @@ func TestRevocationDisconnects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnServerDisconnect: func(*paho.Disconnect) {
+	c := paho.NewClient(paho.ClientConfig{Conn: pahopackets.NewThreadSafeConn(conn), OnServerDisconnect: func(*paho.Disconnect) {
 		mu.Lock()
 		disconnected = true
 		mu.Unlock()
