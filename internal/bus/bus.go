@@ -71,8 +71,8 @@ type Options struct {
 	Logger *slog.Logger
 	// ServerName names the node (hub or edge id).
 	ServerName string
-	// IngestMaxAge is how long accepted data stays in the INGEST stream after
-	// its consumers have it (default 72h): the window for replays and edges.
+	// IngestMaxAge is how long accepted data stays in the INGEST stream
+	// (default 72h): the window for the stores to read it back, and for edges.
 	IngestMaxAge time.Duration
 	// DeadLetterMaxAge is how long rejected messages stay inspectable (default 30 days).
 	DeadLetterMaxAge time.Duration
@@ -98,6 +98,8 @@ type Bus struct {
 	ns   *server.Server
 	nc   *nats.Conn
 	js   jetstream.JetStream
+	// ingest is the INGEST stream's handle, looked up once.
+	ingest jetstream.Stream
 
 	mu     sync.Mutex
 	closed bool
@@ -177,7 +179,8 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 	if b.opts.DeadLetterMaxAge <= 0 {
 		b.opts.DeadLetterMaxAge = 30 * 24 * time.Hour
 	}
-	if _, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	var err error
+	if b.ingest, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        ingestStream,
 		Description: "accepted device messages, in batches",
 		Subjects:    []string{ingestSubject},
@@ -213,7 +216,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("bus: stream %s: %w", commandStream, err)
 	}
-	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        auditStream,
 		Description: "audit log entries, in log order, for subscribers that react to identity changes",
 		Subjects:    []string{auditSubject + ".>"},
@@ -298,16 +301,18 @@ func (b *Bus) SubscribeAudit(fn func(kind string, entry []byte)) (func(), error)
 	return func() { _ = sub.Unsubscribe() }, nil
 }
 
-// PublishIngest stores one batch of accepted device messages and returns once
-// JetStream has acknowledged it (durable per the sync policy). The batch id
-// is the message id, so a retry after a lost acknowledgement is not stored twice.
-func (b *Bus) PublishIngest(ctx context.Context, batchID string, batch []byte) error {
+// PublishIngest stores one batch of accepted device messages and returns its
+// stream sequence once JetStream has acknowledged it (durable per the sync
+// policy). The batch id is the message id, so a retry after a lost
+// acknowledgement is not stored twice: it gets the first copy's sequence.
+func (b *Bus) PublishIngest(ctx context.Context, batchID string, batch []byte) (uint64, error) {
 	msg := nats.NewMsg(ingestSubject)
 	msg.Data = batch
-	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(batchID)); err != nil {
-		return fmt.Errorf("bus: publish ingest batch: %w", err)
+	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(batchID))
+	if err != nil {
+		return 0, fmt.Errorf("bus: publish ingest batch: %w", err)
 	}
-	return nil
+	return ack.Sequence, nil
 }
 
 // PublishDeadLetter stores a rejected device message under its device.
@@ -437,185 +442,110 @@ func (b *Bus) SubscribeTwinAnnouncements(fn func(tenant, id string, data []byte)
 	return func() { _ = sub.Unsubscribe() }, nil
 }
 
-// IngestHandler is what ConsumeIngest feeds.
-type IngestHandler struct {
-	// Store writes batches, in order. What it wrote need not be durable
-	// until Commit returns.
-	Store func(batches [][]byte) error
-	// Commit makes everything Store wrote durable (nil: Store's writes are
-	// durable when it returns). Batches are acknowledged only after it, so
-	// one commit, one fsync, serves all the batches stored since the last.
-	Commit func() error
-	// CommitEvery is how long stored batches may wait for their commit while
-	// more arrive (default DefaultCommitEvery): the consumer commits when it
-	// has nothing more to store right away only once this has passed since
-	// the first uncommitted batch.
-	CommitEvery time.Duration
-}
-
-// DefaultCommitEvery is IngestHandler.CommitEvery's default.
-const DefaultCommitEvery = 20 * time.Millisecond
-
-// ConsumeIngest hands every ingest batch not yet handled by the durable
-// consumer name to h.Store, in order, several at a time when they are
-// waiting, until ctx ends. Batches are acknowledged only after h.Commit
-// returns nil; on an error they are redelivered after a pause, so handlers
-// must be idempotent (they are: samples and rows are keyed by device,
-// property and time).
-func (b *Bus) ConsumeIngest(ctx context.Context, name string, h IngestHandler) error {
-	const maxBatches = 128
-	if h.CommitEvery <= 0 {
-		h.CommitEvery = DefaultCommitEvery
-	}
-	cfg := jetstream.ConsumerConfig{
-		Durable:       name,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
-		MaxAckPending: maxBatches,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	// After a crash, batches delivered to the previous process but not
-	// acknowledged would wait out AckWait before redelivery. This process is
-	// the consumer's only reader, so it restarts the consumer just after its
-	// acknowledgement floor: recovery is immediate, and handlers are idempotent.
-	if old, err := b.js.Consumer(ctx, ingestStream, name); err == nil {
-		info, err := old.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("bus: consumer %s: %w", name, err)
-		}
-		if info.NumAckPending > 0 {
-			if err := b.js.DeleteConsumer(ctx, ingestStream, name); err != nil {
-				return fmt.Errorf("bus: consumer %s: %w", name, err)
-			}
-			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-			cfg.OptStartSeq = info.AckFloor.Stream + 1
-		}
-	}
-	c, err := b.js.CreateOrUpdateConsumer(ctx, ingestStream, cfg)
+// IngestLastSeq reports the stream sequence of the last ingest batch (0
+// while the stream is empty).
+func (b *Bus) IngestLastSeq(ctx context.Context) (uint64, error) {
+	info, err := b.ingest.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("bus: consumer %s: %w", name, err)
+		return 0, fmt.Errorf("bus: stream %s: %w", ingestStream, err)
 	}
-	// Stored but not yet committed, and when the first of them was stored.
-	var stored []jetstream.Msg
-	var since time.Time
-	settle := func(msgs []jetstream.Msg, err error) {
-		if err != nil {
-			b.opts.Logger.Warn("ingest batches failed; will retry", "consumer", name, "batches", len(msgs), "err", err)
-			for _, m := range msgs {
-				_ = m.NakWithDelay(time.Second)
-			}
-			return
-		}
-		for _, m := range msgs {
-			if err := m.Ack(); err != nil && ctx.Err() == nil {
-				b.opts.Logger.Warn("ingest ack failed", "consumer", name, "err", err)
-			}
-		}
-	}
-	commit := func() error {
-		if len(stored) == 0 {
-			return nil
-		}
-		var err error
-		if h.Commit != nil {
-			err = h.Commit()
-		}
-		settle(stored, err)
-		clear(stored)
-		stored = stored[:0]
-		return err
-	}
-	// A clean stop commits what was stored, so nothing is stored twice.
-	defer func() { _ = commit() }()
-	var msgs []jetstream.Msg
-	var data [][]byte
-	for ctx.Err() == nil {
-		// Take what is waiting without delay; block for the next only when
-		// idle, and then no longer than the uncommitted batches may wait.
-		msgs = msgs[:0]
-		fetched, err := c.FetchNoWait(maxBatches - len(stored))
-		if err == nil {
-			for m := range fetched.Messages() {
-				msgs = append(msgs, m)
-			}
-		}
-		if err == nil && len(msgs) == 0 {
-			wait := time.Second
-			if len(stored) > 0 {
-				wait = h.CommitEvery - time.Since(since)
-				if wait < time.Millisecond {
-					_ = commit()
-					continue
-				}
-			}
-			fetched, err = c.Fetch(1, jetstream.FetchMaxWait(wait))
-			if err == nil {
-				for m := range fetched.Messages() {
-					msgs = append(msgs, m)
-				}
-			}
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			b.opts.Logger.Warn("ingest fetch failed", "consumer", name, "err", err)
-			_ = commit()
-			sleep(ctx, time.Second)
-			continue
-		}
-		if len(msgs) == 0 {
-			if len(stored) > 0 && time.Since(since) >= h.CommitEvery {
-				_ = commit()
-			}
-			continue
-		}
-		data = data[:0]
-		for _, m := range msgs {
-			data = append(data, m.Data())
-		}
-		if err := h.Store(data); err != nil {
-			// What was stored before stays good: commit it, then retry these.
-			_ = commit()
-			settle(msgs, err)
-			sleep(ctx, time.Second)
-			continue
-		}
-		clear(data)
-		if len(stored) == 0 {
-			since = time.Now()
-		}
-		stored = append(stored, msgs...)
-		clear(msgs)
-		if h.Commit == nil || len(stored) >= maxBatches/2 || time.Since(since) >= h.CommitEvery {
-			if commit() != nil {
-				sleep(ctx, time.Second)
-			}
-		}
-	}
-	return nil
+	return info.State.LastSeq, nil
 }
 
-// IngestPending reports how many ingest batches consumer name has not yet acknowledged.
-func (b *Bus) IngestPending(ctx context.Context, name string) (uint64, error) {
+// ReadIngest calls fn with the ingest batches from sequence from through to
+// (0: the last one stored when it was called), in order, and returns the
+// sequence it read through: to, or the last, when it read all there was
+// (batches the stream no longer holds, older than IngestMaxAge, are
+// skipped); from-1 when there was nothing to read; on an error, the last
+// batch fn accepted. The batch given to fn is valid only during the call.
+// The stores use it to catch up with batches they did not take from the
+// pipeline: after a restart, or when they fell behind.
+func (b *Bus) ReadIngest(ctx context.Context, from, to uint64, fn func(seq uint64, batch []byte) error) (uint64, error) {
+	from = max(from, 1)
+	reached := from - 1
+	info, err := b.ingest.Info(ctx)
+	if err != nil {
+		return reached, fmt.Errorf("bus: stream %s: %w", ingestStream, err)
+	}
+	last := info.State.LastSeq
+	if to != 0 && to < last {
+		last = to
+	}
+	if last < from {
+		return reached, nil
+	}
+	if from < info.State.FirstSeq {
+		if info.State.FirstSeq > last {
+			return last, nil // all expired
+		}
+		from = info.State.FirstSeq
+	}
+	c, err := b.ingest.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return reached, fmt.Errorf("bus: reading stream %s: %w", ingestStream, err)
+	}
+	for reached < last {
+		batch, err := c.Fetch(min(readIngestFetch, int(last-reached)), jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return reached, fmt.Errorf("bus: reading stream %s: %w", ingestStream, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				return reached, fmt.Errorf("bus: reading stream %s: %w", ingestStream, err)
+			}
+			seq := md.Sequence.Stream
+			if seq > last {
+				return last, nil // the ones between expired
+			}
+			if seq <= reached {
+				continue
+			}
+			if err := fn(seq, m.Data()); err != nil {
+				return reached, err
+			}
+			reached = seq
+			n++
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return reached, fmt.Errorf("bus: reading stream %s: %w", ingestStream, err)
+		}
+		if n == 0 {
+			if err := ctx.Err(); err != nil {
+				return reached, err
+			}
+			return reached, fmt.Errorf("bus: reading stream %s: nothing came after sequence %d, want up to %d", ingestStream, reached, last)
+		}
+	}
+	return reached, nil
+}
+
+// readIngestFetch is how many batches ReadIngest asks for at a time.
+const readIngestFetch = 256
+
+// DropIngestConsumer removes the durable ingest consumer name, which hubs
+// before the pipeline kept its own cursor used to feed the stores, and
+// reports its acknowledgement floor; ok is false when there was none.
+func (b *Bus) DropIngestConsumer(ctx context.Context, name string) (floor uint64, ok bool, err error) {
 	c, err := b.js.Consumer(ctx, ingestStream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, false, nil
+	}
 	if err != nil {
-		return 0, fmt.Errorf("bus: consumer %s: %w", name, err)
+		return 0, false, fmt.Errorf("bus: consumer %s: %w", name, err)
 	}
 	info, err := c.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("bus: consumer %s: %w", name, err)
+		return 0, false, fmt.Errorf("bus: consumer %s: %w", name, err)
 	}
-	return info.NumPending + uint64(info.NumAckPending), nil
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+	if err := b.js.DeleteConsumer(ctx, ingestStream, name); err != nil {
+		return 0, false, fmt.Errorf("bus: consumer %s: %w", name, err)
 	}
+	return info.AckFloor.Stream, true, nil
 }
 
 // subjectToken keeps an audit kind ("object.registered") one subject token.

@@ -2,142 +2,123 @@ package bus
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ingestRecorder is an IngestHandler whose Commit can be made to fail, and
-// which records what was stored and when commits ran.
-type ingestRecorder struct {
-	mu      sync.Mutex
-	stored  []string
-	commits int
-	// pendingAtCommit is IngestPending seen inside each Commit: batches must
-	// still be unacknowledged then.
-	pendingAtCommit []uint64
-	failCommits     int
-	b               *Bus
-	// firstStore and firstCommit are when Store and a successful Commit
-	// first ran.
-	firstStore, firstCommit time.Time
-}
-
-func (r *ingestRecorder) handler(every time.Duration) IngestHandler {
-	return IngestHandler{
-		Store: func(batches [][]byte) error {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			for _, b := range batches {
-				r.stored = append(r.stored, string(b))
-			}
-			if r.firstStore.IsZero() {
-				r.firstStore = time.Now()
-			}
-			return nil
-		},
-		Commit: func() error {
-			n, err := r.b.IngestPending(context.Background(), "test")
-			if err != nil {
-				return err
-			}
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			r.pendingAtCommit = append(r.pendingAtCommit, n)
-			if r.failCommits > 0 {
-				r.failCommits--
-				return errors.New("disk full")
-			}
-			r.commits++
-			if r.firstCommit.IsZero() {
-				r.firstCommit = time.Now()
-			}
-			return nil
-		},
-		CommitEvery: every,
-	}
-}
-
-func (r *ingestRecorder) snapshot() (stored []string, commits int, pending []uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.stored...), r.commits, append([]uint64(nil), r.pendingAtCommit...)
-}
-
-func waitDrained(t *testing.T, b *Bus) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n, err := b.IngestPending(context.Background(), "test")
-		if err == nil && n == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ingest consumer not drained: %d pending (%v)", n, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// TestConsumeIngestCommitsInGroups: batches stored within CommitEvery share
-// one commit, are acknowledged only after it, and a failed commit has them
-// delivered again.
-func TestConsumeIngestCommitsInGroups(t *testing.T) {
+// TestPublishIngestSequences: each batch gets the next stream sequence, and
+// a retry under the same batch id gets the first copy's, stored once.
+func TestPublishIngestSequences(t *testing.T) {
 	b := startBus(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	rec := &ingestRecorder{b: b, failCommits: 1}
-	done := make(chan error, 1)
-	// Publish before consuming, so that the batches wait together.
-	for i := range 10 {
-		if err := b.PublishIngest(ctx, fmt.Sprint("batch-", i), []byte(fmt.Sprint(i))); err != nil {
+	ctx := context.Background()
+	for i := range 3 {
+		seq, err := b.PublishIngest(ctx, fmt.Sprint("batch-", i), []byte(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq != uint64(i+1) {
+			t.Fatalf("batch %d stored at sequence %d, want %d", i, seq, i+1)
+		}
+	}
+	seq, err := b.PublishIngest(ctx, "batch-1", []byte("1"))
+	if err != nil || seq != 2 {
+		t.Fatalf("retried batch-1: sequence %d, %v; want 2", seq, err)
+	}
+	if last, err := b.IngestLastSeq(ctx); err != nil || last != 3 {
+		t.Fatalf("last sequence %d, %v; want 3 (the retry is not stored again)", last, err)
+	}
+}
+
+// TestReadIngest: reading from a sequence returns the batches from there
+// to the last one, in order, and says how far it got.
+func TestReadIngest(t *testing.T) {
+	b := startBus(t)
+	ctx := context.Background()
+	const n = 600 // more than one fetch
+	for i := range n {
+		if _, err := b.PublishIngest(ctx, fmt.Sprint("batch-", i), []byte(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	go func() { done <- b.ConsumeIngest(ctx, "test", rec.handler(200*time.Millisecond)) }()
-	waitDrained(t, b)
-	stored, commits, pending := rec.snapshot()
-	// The first commit failed: all ten were stored twice, committed once.
-	if len(stored) != 20 || commits != 1 {
-		t.Fatalf("stored %d batches with %d commits, want 20 and 1 (the first commit failed)", len(stored), commits)
-	}
-	for i, n := range pending {
-		if n != 10 {
-			t.Fatalf("commit %d saw %d batches unacknowledged, want all 10", i, n)
+	for _, tc := range []struct {
+		from, to, wantFirst, wantReached uint64
+		wantCount                        int
+	}{
+		{from: 0, wantFirst: 1, wantReached: n, wantCount: n},
+		{from: 1, wantFirst: 1, wantReached: n, wantCount: n},
+		{from: 400, wantFirst: 400, wantReached: n, wantCount: n - 399},
+		{from: n, wantFirst: n, wantReached: n, wantCount: 1},
+		{from: n + 1, wantReached: n, wantCount: 0},
+		{from: 3, to: 7, wantFirst: 3, wantReached: 7, wantCount: 5},
+		{from: 300, to: 299, wantReached: 299, wantCount: 0},
+		{from: 590, to: n + 10, wantFirst: 590, wantReached: n, wantCount: 11},
+	} {
+		var seqs []uint64
+		reached, err := b.ReadIngest(ctx, tc.from, tc.to, func(seq uint64, batch []byte) error {
+			if string(batch) != fmt.Sprint(seq-1) {
+				return fmt.Errorf("sequence %d holds %q", seq, batch)
+			}
+			seqs = append(seqs, seq)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("from %d to %d: %v", tc.from, tc.to, err)
+		}
+		if reached != tc.wantReached || len(seqs) != tc.wantCount {
+			t.Fatalf("from %d to %d: reached %d with %d batches, want %d with %d", tc.from, tc.to, reached, len(seqs), tc.wantReached, tc.wantCount)
+		}
+		if len(seqs) > 0 && (seqs[0] != tc.wantFirst || !slices.IsSorted(seqs)) {
+			t.Fatalf("from %d to %d: first %d, in order %v", tc.from, tc.to, seqs[0], slices.IsSorted(seqs))
 		}
 	}
-	// A lone batch is acknowledged once CommitEvery has passed, not before.
-	cancel()
-	if err := <-done; err != nil {
+	// An error from fn stops the reading where it was.
+	stop := fmt.Errorf("enough")
+	reached, err := b.ReadIngest(ctx, 10, 0, func(seq uint64, _ []byte) error {
+		if seq == 13 {
+			return stop
+		}
+		return nil
+	})
+	if err != stop || reached != 12 {
+		t.Fatalf("stopped reading: reached %d, %v; want 12 and the handler's error", reached, err)
+	}
+}
+
+// TestDropIngestConsumer: the durable consumer earlier hubs fed the stores
+// from is removed once, and its acknowledgement floor reported.
+func TestDropIngestConsumer(t *testing.T) {
+	b := startBus(t)
+	ctx := context.Background()
+	if _, ok, err := b.DropIngestConsumer(ctx, "stores"); err != nil || ok {
+		t.Fatalf("no consumer yet: ok %v, %v", ok, err)
+	}
+	for i := range 5 {
+		if _, err := b.PublishIngest(ctx, fmt.Sprint("batch-", i), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := b.js.CreateOrUpdateConsumer(ctx, ingestStream, jetstream.ConsumerConfig{Durable: "stores", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	rec2 := &ingestRecorder{b: b}
-	go func() { done <- b.ConsumeIngest(ctx, "test", rec2.handler(50*time.Millisecond)) }()
-	if err := b.PublishIngest(ctx, "batch-late", []byte("late")); err != nil {
+	msgs, err := c.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Wait for the commit itself: the consumer restarting on the same
-	// durable name can show nothing pending for a moment.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, n, _ := rec2.snapshot(); n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the lone batch was never committed")
+	for m := range msgs.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
 		}
 	}
-	waitDrained(t, b)
-	stored, commits, _ = rec2.snapshot()
-	rec2.mu.Lock()
-	waited := rec2.firstCommit.Sub(rec2.firstStore)
-	rec2.mu.Unlock()
-	if waited < 40*time.Millisecond {
-		t.Fatalf("a lone batch was committed %v after it was stored, before CommitEvery", waited)
+	floor, ok, err := b.DropIngestConsumer(ctx, "stores")
+	if err != nil || !ok || floor != 3 {
+		t.Fatalf("dropped consumer: floor %d, ok %v, %v; want 3, true", floor, ok, err)
 	}
-	if len(stored) != 1 || stored[0] != "late" || commits != 1 {
-		t.Fatalf("stored %q with %d commits", stored, commits)
+	if _, ok, err := b.DropIngestConsumer(ctx, "stores"); err != nil || ok {
+		t.Fatalf("dropped twice: ok %v, %v", ok, err)
 	}
 }

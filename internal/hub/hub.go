@@ -72,6 +72,8 @@ const (
 	natsDir        = "nats"
 	tsdbDir        = "tsdb"
 	eventsFile     = "events.db"
+	// ingestCursor says up to which ingest batch the stores are durable.
+	ingestCursor = "ingest.cursor"
 )
 
 // AuditOrigin is the checkpoint origin line of a deployment's audit log.
@@ -257,6 +259,7 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	})
 	if h.pipe, err = pipeline.New(pipeline.Options{
 		Bus: h.bus, TSDB: h.tsdb, Events: h.events, Logger: h.log, Metrics: h.metrics,
+		CursorFile: filepath.Join(cfg.DataDir, ingestCursor),
 	}); err != nil {
 		return err
 	}

@@ -4,11 +4,15 @@
 // Adapters Submit canonical messages (package ingest). A batcher groups the
 // messages that arrive while the previous batch is being written into one
 // JetStream message, so one fsync covers many devices (group commit), and
-// releases each submitter only when its batch is durable. A durable consumer
-// then writes the batches into the time-series store (numbers, booleans,
-// positions) and the event store (events, strings, data); both writes are
-// idempotent, so a batch redelivered after a crash changes nothing.
-// Rejected messages go to the dead-letter stream with their reason.
+// releases each submitter only when its batch is durable. The batcher then
+// hands the batch, still decoded, to the store loop, which writes it into the
+// time-series store (numbers, booleans, positions) and the event store
+// (events, strings, data). The stream is the stores' write-ahead log: a
+// cursor file says up to which batch the stores made their writes durable,
+// and after a restart, or when the store loop fell behind, the batches after
+// it are read back from the stream. Both writes are idempotent, so a batch
+// written twice changes nothing. Rejected messages go to the dead-letter
+// stream with their reason.
 package pipeline
 
 import (
@@ -72,15 +76,23 @@ type Options struct {
 	// devices, lingering the full 2 ms gave 44k requests/s, stopping at 32
 	// messages 56k.
 	LingerMessages int
-	// CommitEvery bounds how long the store consumer lets stored batches
-	// wait for the fsync that makes them durable and lets it acknowledge
-	// them (default bus.DefaultCommitEvery). Samples are queryable at once;
-	// a crash before the fsync only means the batches are stored again.
+	// CommitEvery is how often the store loop makes what it wrote durable
+	// (an fsync of the time-series store's log) and moves the cursor past
+	// it (default DefaultCommitEvery). Samples are queryable at once; the
+	// batches stay in the stream, so a crash before a commit only means the
+	// batches since the last one are written again after the restart.
 	CommitEvery time.Duration
+	// CursorFile keeps the stream sequence of the last batch the stores made
+	// durable, so that a restart reads back only the batches after it. ""
+	// keeps it in memory: every start reads back all the stream retains.
+	CursorFile string
 	// QueueLength bounds waiting submissions (default 65536); beyond it Submit
 	// waits and SubmitNoWait drops (QoS 0 only).
 	QueueLength int
 }
+
+// DefaultCommitEvery is Options.CommitEvery's default.
+const DefaultCommitEvery = time.Second
 
 type request struct {
 	msg  ingest.Message
@@ -120,16 +132,25 @@ func putRequest(r *request) {
 	requests.Put(r)
 }
 
-// Pipeline is the running batcher and store consumer.
+// Pipeline is the running batchers and store loop.
 type Pipeline struct {
 	opts   Options
 	log    *slog.Logger
 	reqs   chan *request
 	cancel context.CancelFunc
-	// batchers and consumer are waited for separately: on shutdown the
-	// batchers drain first, then the consumer gets to store what they wrote.
+	// batchers and storer are waited for separately: on shutdown the
+	// batchers drain first, then the store loop writes what they made durable.
 	batchers sync.WaitGroup
-	consumer sync.WaitGroup
+	storer   sync.WaitGroup
+
+	// durable carries the batches the bus acknowledged from the batchers to
+	// the store loop, and spare their message slices back for reuse.
+	durable chan durableBatch
+	spare   chan []ingest.Message
+	// published is the highest stream sequence a batcher was given,
+	// applied the highest one the stores hold (committed or not).
+	published atomic.Uint64
+	applied   atomic.Uint64
 
 	mu      sync.RWMutex
 	closed  bool
@@ -144,13 +165,17 @@ type Pipeline struct {
 	rateBase  int64
 	rateSince time.Time
 
-	// The store consumer's state, used by its one goroutine only: buffers
-	// reused from call to call, and the label sets of the series it saw.
+	// The store loop's state, used by its one goroutine only: buffers
+	// reused from call to call, the label sets of the series it saw, and
+	// the cursor.
 	reader    ingest.BatchReader
 	samples   []tsdb.PreparedSample
 	events    []eventstore.Event
 	values    []eventstore.Value
+	rejects   storeRejects
 	labelSets labelSets
+	cursor    *cursorFile
+	committed uint64 // the sequence the cursor holds
 }
 
 type metrics struct {
@@ -161,6 +186,7 @@ type metrics struct {
 	deadLetters *prometheus.CounterVec
 	stored      *prometheus.CounterVec
 	storeReject *prometheus.CounterVec
+	readBack    prometheus.Counter
 }
 
 // New checks options and builds a pipeline; Start runs it.
@@ -189,10 +215,17 @@ func New(o Options) (*Pipeline, error) {
 	if o.Linger == 0 {
 		o.Linger = DefaultLinger
 	}
-	p := &Pipeline{opts: o, log: o.Logger.With("component", "pipeline"), reqs: make(chan *request, o.QueueLength)}
+	if o.CommitEvery <= 0 {
+		o.CommitEvery = DefaultCommitEvery
+	}
+	p := &Pipeline{opts: o, log: o.Logger.With("component", "pipeline"), reqs: make(chan *request, o.QueueLength),
+		durable: make(chan durableBatch, storeQueue), spare: make(chan []ingest.Message, storeQueue+o.Flushers)}
 	p.m = newMetrics()
 	if o.Metrics != nil {
-		for _, c := range []prometheus.Collector{p.m.submitted, p.m.dropped, p.m.batchSize, p.m.flush, p.m.deadLetters, p.m.stored, p.m.storeReject} {
+		lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wanwu_store_lag_batches", Help: "Ingest batches made durable on the bus that the stores do not hold yet.",
+		}, func() float64 { return float64(p.published.Load() - min(p.applied.Load(), p.published.Load())) })
+		for _, c := range []prometheus.Collector{p.m.submitted, p.m.dropped, p.m.batchSize, p.m.flush, p.m.deadLetters, p.m.stored, p.m.storeReject, p.m.readBack, lag} {
 			if err := o.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("pipeline: metrics: %w", err)
 			}
@@ -221,20 +254,26 @@ func newMetrics() metrics {
 			Name: "wanwu_ingest_dead_letters_total", Help: "Rejected device messages stored in the dead-letter stream, by reason.",
 		}, []string{"reason"}),
 		stored: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wanwu_store_written_total", Help: "Values written by the ingest consumer, by store (tsdb, events, values).",
+			Name: "wanwu_store_written_total", Help: "Values written by the store loop, by store (tsdb, events, values).",
 		}, []string{"store"}),
 		storeReject: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wanwu_store_rejected_samples_total", Help: "Samples the time-series store refused (e.g. older than its out-of-order window).",
 		}, []string{"store"}),
+		readBack: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wanwu_store_read_back_batches_total", Help: "Ingest batches the stores read back from the stream (after a restart, or having fallen behind) rather than taking them from the batchers.",
+		}),
 	}
 }
 
-// Start runs the batchers and the store consumer.
+// Start reads the cursor and runs the batchers and the store loop.
 func (p *Pipeline) Start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.started {
 		return errors.New("pipeline: already started")
+	}
+	if err := p.openCursor(ctx); err != nil {
+		return err
 	}
 	p.started = true
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -246,18 +285,17 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			p.batchLoop()
 		}()
 	}
-	p.consumer.Add(1)
+	p.storer.Add(1)
 	go func() {
-		defer p.consumer.Done()
-		h := bus.IngestHandler{Store: p.storeBatches, Commit: p.opts.TSDB.Sync, CommitEvery: p.opts.CommitEvery}
-		if err := p.opts.Bus.ConsumeIngest(runCtx, "stores", h); err != nil {
-			p.log.Error("store consumer stopped", "err", err)
-		}
+		defer p.storer.Done()
+		p.storeLoop(runCtx)
 	}()
 	return nil
 }
 
 // Submit hands a message over and returns once it is durable on the bus.
+// The message is the pipeline's from then on: its records are reused once
+// the stores have it, so the caller must not read them again.
 func (p *Pipeline) Submit(ctx context.Context, msg ingest.Message) error {
 	r := syncRequests.Get().(*request)
 	r.msg = msg
@@ -284,9 +322,8 @@ func (p *Pipeline) Submit(ctx context.Context, msg ingest.Message) error {
 
 // SubmitAsync hands a message over and tells done once it is durable or
 // could not be made so (see Completion). Adapters use it to keep reading a
-// connection while earlier messages are being synced. The message's records
-// are the pipeline's from then on (they are reused once encoded): the
-// caller must not read them again.
+// connection while earlier messages are being synced. The message is the
+// pipeline's from then on, as with Submit.
 func (p *Pipeline) SubmitAsync(msg ingest.Message, done Completion) {
 	r := requests.Get().(*request)
 	r.msg, r.cb = msg, done
@@ -304,7 +341,7 @@ func (p *Pipeline) SubmitAsync(msg ingest.Message, done Completion) {
 
 // SubmitNoWait hands over a QoS 0 message; it is dropped (and counted) when
 // the queue is full, so a burst of best-effort data never blocks a device.
-// Once queued, the message's records are the pipeline's, as with SubmitAsync.
+// Once queued, the message is the pipeline's, as with Submit.
 func (p *Pipeline) SubmitNoWait(msg ingest.Message) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -393,7 +430,7 @@ func (p *Pipeline) batchLoop() {
 			}
 		}
 		p.arrivals.Add(int64(len(batch)))
-		err := p.flush(&f, batch)
+		durable, err := p.flush(&f, batch)
 		p.countAsync(&f, batch, err)
 		for i, r := range batch {
 			switch {
@@ -406,6 +443,9 @@ func (p *Pipeline) batchLoop() {
 				putRequest(r)
 			}
 			batch[i] = nil
+		}
+		if err == nil {
+			p.handOver(durable)
 		}
 	}
 }
@@ -443,7 +483,6 @@ const rateWindow = 100 * time.Millisecond
 
 // flusher is a batcher's buffers, reused from batch to batch.
 type flusher struct {
-	msgs  []ingest.Message
 	buf   []byte
 	tally []sourceCount
 }
@@ -493,27 +532,18 @@ func approxSize(m *ingest.Message) int {
 // maxKeptBuffer bounds the encoded batch a flusher keeps for the next one.
 const maxKeptBuffer = 4 << 20
 
-func (p *Pipeline) flush(f *flusher, batch []*request) error {
-	msgs := f.msgs[:0]
+// flush makes a batch durable on the bus and returns it, with its stream
+// sequence, for the store loop.
+func (p *Pipeline) flush(f *flusher, batch []*request) (durableBatch, error) {
+	msgs := p.messageSlice()
 	for _, r := range batch {
 		msgs = append(msgs, r.msg)
 	}
-	defer func() {
-		clear(msgs) // the messages' strings and slices may go
-		f.msgs = msgs[:0]
-	}()
 	data, err := ingest.AppendBatch(f.buf[:0], msgs)
-	for _, r := range batch {
-		if r.done == nil {
-			// Encoded: SubmitAsync's and SubmitNoWait's callers gave their
-			// messages up, so the records serve the next messages.
-			ingest.ReleaseRecords(r.msg.Records)
-			r.msg.Records = nil
-		}
-	}
 	if err != nil {
-		p.log.Error("encoding an ingest batch failed", "messages", len(msgs), "err", err)
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		p.recycle(msgs)
+		p.log.Error("encoding an ingest batch failed", "messages", len(batch), "err", err)
+		return durableBatch{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if cap(data) <= maxKeptBuffer {
 		// The bus copies the batch into its connection's buffer before
@@ -524,9 +554,10 @@ func (p *Pipeline) flush(f *flusher, batch []*request) error {
 	id := nuid.Next()
 	// Retries keep the batch id, so JetStream stores the batch once even if
 	// only the acknowledgement was lost.
+	var seq uint64
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = p.opts.Bus.PublishIngest(ctx, id, data)
+		seq, err = p.opts.Bus.PublishIngest(ctx, id, data)
 		cancel()
 		if err == nil || attempt == 2 {
 			break
@@ -534,85 +565,19 @@ func (p *Pipeline) flush(f *flusher, batch []*request) error {
 		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
 	}
 	if err != nil {
-		p.log.Error("storing an ingest batch failed", "messages", len(msgs), "err", err)
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		p.recycle(msgs)
+		p.log.Error("storing an ingest batch failed", "messages", len(batch), "err", err)
+		return durableBatch{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	for { // with several flushers, batches are acknowledged in any order
+		old := p.published.Load()
+		if seq <= old || p.published.CompareAndSwap(old, seq) {
+			break
+		}
 	}
 	p.m.flush.Observe(time.Since(start).Seconds())
-	p.m.batchSize.Observe(float64(len(msgs)))
-	return nil
-}
-
-// maxKeptRows bounds the rows the consumer keeps buffers for between calls.
-const maxKeptRows = 1 << 16
-
-// storeBatches writes batches into the stores; it runs in the bus consumer.
-func (p *Pipeline) storeBatches(batches [][]byte) error {
-	samples, events, values := p.samples[:0], p.events[:0], p.values[:0]
-	var st storeRejects
-	defer func() {
-		// Keep the buffers, not what they point to (the decoded batches).
-		p.samples, p.events, p.values = keep(samples), keep(events), keep(values)
-	}()
-	for _, b := range batches {
-		msgs, err := p.reader.Decode(b)
-		if err != nil {
-			// A batch this hub wrote and cannot read is a bug, not a reason to
-			// block the stream forever: log it loudly and move on.
-			p.log.Error("undecodable ingest batch skipped", "bytes", len(b), "err", err)
-			continue
-		}
-		for i := range msgs {
-			samples, events, values = p.appendStored(samples, events, values, &msgs[i], &st)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if len(samples) > 0 {
-		// Durable at the consumer's commit (Options.CommitEvery), before
-		// the batches are acknowledged.
-		n, rejects, err := p.opts.TSDB.AppendPreparedNoSync(ctx, samples)
-		if err != nil {
-			return fmt.Errorf("pipeline: tsdb: %w", err)
-		}
-		p.m.stored.WithLabelValues("tsdb").Add(float64(n))
-		if len(rejects) > 0 {
-			st.add(len(rejects), rejects[0].Reason)
-			p.keepRefused(ctx, samples, rejects)
-		}
-	}
-	if st.n > 0 {
-		p.m.storeReject.WithLabelValues("tsdb").Add(float64(st.n))
-		p.log.Warn("time-series store refused samples", "count", st.n, "first", st.first)
-	}
-	if err := p.opts.Events.Write(ctx, events, values); err != nil {
-		return fmt.Errorf("pipeline: events: %w", err)
-	}
-	p.m.stored.WithLabelValues("events").Add(float64(len(events)))
-	p.m.stored.WithLabelValues("values").Add(float64(len(values)))
-	return nil
-}
-
-// keep empties a buffer for reuse, or drops it when a rare large call grew it.
-func keep[T any](s []T) []T {
-	if cap(s) > maxKeptRows {
-		return nil
-	}
-	clear(s)
-	return s[:0]
-}
-
-// storeRejects counts the samples the time-series store refused, with the
-// first reason.
-type storeRejects struct {
-	n     int
-	first string
-}
-
-func (r *storeRejects) add(n int, reason string) {
-	if r.n == 0 {
-		r.first = reason
-	}
-	r.n += n
+	p.m.batchSize.Observe(float64(len(batch)))
+	return durableBatch{seq: seq, msgs: msgs}, nil
 }
 
 // appendStored maps one canonical message onto the stores' rows.
@@ -670,7 +635,7 @@ const (
 
 var partSuffix = [...]string{partValue: "", partLat: "_lat", partLon: "_lon", partAlt: "_alt"}
 
-// labelSets caches the prepared label set of each series the consumer
+// labelSets caches the prepared label set of each series the store loop
 // appends to, by device and then by property, so that a message costs one
 // lookup by device and one by property name per value.
 type labelSets struct {
@@ -816,7 +781,8 @@ func splitCode(c string) (string, string) {
 	return "", c
 }
 
-// Shutdown stops accepting messages, flushes what waits, and stops the consumer.
+// Shutdown stops accepting messages, flushes what waits, and lets the store
+// loop write and commit what was made durable.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed || !p.started {
@@ -830,18 +796,9 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		p.batchers.Wait()
-		// Let the consumer catch up with what was just flushed, briefly; what
-		// it does not reach is stored after the next start.
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			n, err := p.opts.Bus.IngestPending(context.Background(), "stores")
-			if err != nil || n == 0 {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		close(p.durable) // the store loop writes what is left, commits, and exits
+		p.storer.Wait()
 		p.cancel()
-		p.consumer.Wait()
 		close(done)
 	}()
 	select {

@@ -311,8 +311,8 @@ func (s *Store) AppendPrepared(ctx context.Context, samples []PreparedSample) (i
 
 // AppendPreparedNoSync is AppendPrepared without the fsync: the samples are
 // committed and queryable when it returns, durable only after a later Sync.
-// A consumer that acknowledges its source only after Sync makes one fsync
-// serve many appends.
+// A writer that records its progress only after Sync makes one fsync serve
+// many appends.
 func (s *Store) AppendPreparedNoSync(ctx context.Context, samples []PreparedSample) (int, []Reject, error) {
 	return s.appendPreparedChecked(ctx, samples, false)
 }
