@@ -90,7 +90,8 @@ func (p *Pipeline) handOver(b durableBatch) {
 // the batches it is handed, and commits every CommitEvery.
 func (p *Pipeline) storeLoop(ctx context.Context) {
 	defer p.closeCursor()
-	p.catchUp(ctx, 0)
+	// behind: the last read back failed, so the loop tries again when idle.
+	behind := !p.catchUp(ctx, 0)
 	commit := time.NewTimer(time.Hour)
 	commit.Stop()
 	defer commit.Stop()
@@ -133,8 +134,8 @@ func (p *Pipeline) storeLoop(ctx context.Context) {
 		case <-check.C:
 			// Batches published but never handed over (the queue was full,
 			// or the store failed) are read back once the loop is idle.
-			if applied := p.applied.Load(); applied == lastChecked && p.published.Load() > applied {
-				p.catchUp(ctx, 0)
+			if applied := p.applied.Load(); behind || applied == lastChecked && p.published.Load() > applied {
+				behind = !p.catchUp(ctx, 0)
 			}
 			lastChecked = p.applied.Load()
 		case <-ctx.Done():
@@ -195,8 +196,8 @@ func (p *Pipeline) apply(ctx context.Context, group []durableBatch) {
 }
 
 // catchUp reads back and writes the batches from the one after the stores'
-// through to (0: the stream's last).
-func (p *Pipeline) catchUp(ctx context.Context, to uint64) {
+// through to (0: the stream's last), and reports whether it got there.
+func (p *Pipeline) catchUp(ctx context.Context, to uint64) bool {
 	from := p.applied.Load() + 1
 	n := 0
 	reached, err := p.opts.Bus.ReadIngest(ctx, from, to, func(seq uint64, batch []byte) error {
@@ -217,13 +218,14 @@ func (p *Pipeline) catchUp(ctx context.Context, to uint64) {
 		if ctx.Err() == nil {
 			p.log.Warn("reading ingest batches back from the stream failed; will retry", "from", from, "err", err)
 		}
-		return
+		return false
 	}
 	p.applied.Store(max(reached, p.applied.Load()))
 	p.m.readBack.Add(float64(n))
 	if n > 0 {
 		p.log.Info("ingest batches read back from the stream into the stores", "batches", n, "from", from, "through", reached)
 	}
+	return true
 }
 
 // readBack adds the rows of batches from through to, read from the stream;
