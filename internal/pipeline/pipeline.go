@@ -219,7 +219,7 @@ func New(o Options) (*Pipeline, error) {
 		o.CommitEvery = DefaultCommitEvery
 	}
 	p := &Pipeline{opts: o, log: o.Logger.With("component", "pipeline"), reqs: make(chan *request, o.QueueLength),
-		durable: make(chan durableBatch, storeQueue), spare: make(chan []ingest.Message, storeQueue+o.Flushers)}
+		durable: make(chan durableBatch, storeQueue), spare: make(chan []ingest.Message, spareSlices)}
 	p.m = newMetrics()
 	if o.Metrics != nil {
 		lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{

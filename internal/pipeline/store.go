@@ -46,8 +46,12 @@ const catchUpCheck = time.Second
 // written by such a hub.
 const legacyConsumer = "stores"
 
-// maxKeptMessages bounds the message slices kept for reuse.
-const maxKeptMessages = 4096
+// maxKeptMessages bounds the message slices kept for reuse, and
+// spareSlices how many are kept: batches in the store queue hold their own.
+const (
+	maxKeptMessages = 4096
+	spareSlices     = 8
+)
 
 // messageSlice returns an empty slice for a batch's messages.
 func (p *Pipeline) messageSlice() []ingest.Message {
