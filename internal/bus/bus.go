@@ -487,6 +487,15 @@ func (b *Bus) ReadIngest(ctx context.Context, from, to uint64, fn func(seq uint6
 	if err != nil {
 		return reached, fmt.Errorf("bus: reading stream %s: %w", ingestStream, err)
 	}
+	defer func() {
+		// Each fetch replaced the consumer with a new one (and removed the
+		// one before); the last would linger until InactiveThreshold.
+		if info := c.CachedInfo(); info != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = b.js.DeleteConsumer(ctx, ingestStream, info.Name)
+			cancel()
+		}
+	}()
 	for reached < last {
 		batch, err := c.Fetch(min(readIngestFetch, int(last-reached)), jetstream.FetchMaxWait(time.Second))
 		if err != nil {

@@ -86,6 +86,19 @@ func TestReadIngest(t *testing.T) {
 	if err != stop || reached != 12 {
 		t.Fatalf("stopped reading: reached %d, %v; want 12 and the handler's error", reached, err)
 	}
+	// Reading leaves no consumer behind on the stream.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := b.ingest.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Consumers == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d consumers left on the stream after reading", info.State.Consumers)
+		}
+	}
 }
 
 // TestDropIngestConsumer: the durable consumer earlier hubs fed the stores
