@@ -63,7 +63,7 @@ func loadgenBatch(b *testing.B, round int, t0 int64) []byte {
 	return enc
 }
 
-// BenchmarkStoreBatch measures the store consumer's CPU for one bus batch
+// BenchmarkStoreBatch measures the store loop's CPU for one bus batch
 // of 2,048 two-sample messages: decode, map onto samples, append to the
 // TSDB (without its fsync, which costs wall time rather than CPU).
 func BenchmarkStoreBatch(b *testing.B) {

@@ -32,10 +32,16 @@ func publishOrphan(t *testing.T, b *bus.Bus, id string, msgs ...ingest.Message) 
 // waitSeqCount waits until device dev has want samples of "seq" from base on.
 func waitSeqCount(t *testing.T, e *env, dev string, base time.Time, want int) {
 	t.Helper()
+	waitSamples(t, e, []tsdb.Matcher{{Name: "__name__", Op: "=", Value: "seq"}, {Name: "device", Op: "=", Value: dev}}, base, want)
+}
+
+// waitSamples waits until the series matching ms hold want samples in the
+// minute from base.
+func waitSamples(t *testing.T, e *env, ms []tsdb.Matcher, base time.Time, want int) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		series, err := e.tsdb.Range(context.Background(), []tsdb.Matcher{{Name: "__name__", Op: "=", Value: "seq"}, {Name: "device", Op: "=", Value: dev}},
-			base, base.Add(time.Minute), time.Hour, tsdb.AggCount)
+		series, err := e.tsdb.Range(context.Background(), ms, base, base.Add(time.Minute), time.Hour, tsdb.AggCount)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +55,7 @@ func waitSeqCount(t *testing.T, e *env, dev string, base time.Time, want int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v samples stored, want %d", dev, got, want)
+			t.Fatalf("%v: %v samples stored, want %d", ms, got, want)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
