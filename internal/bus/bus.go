@@ -442,16 +442,6 @@ func (b *Bus) SubscribeTwinAnnouncements(fn func(tenant, id string, data []byte)
 	return func() { _ = sub.Unsubscribe() }, nil
 }
 
-// IngestLastSeq reports the stream sequence of the last ingest batch (0
-// while the stream is empty).
-func (b *Bus) IngestLastSeq(ctx context.Context) (uint64, error) {
-	info, err := b.ingest.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("bus: stream %s: %w", ingestStream, err)
-	}
-	return info.State.LastSeq, nil
-}
-
 // ReadIngest calls fn with the ingest batches from sequence from through to
 // (0: the last one stored when it was called), in order, and returns the
 // sequence it read through: to, or the last, when it read all there was

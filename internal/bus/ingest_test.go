@@ -28,8 +28,8 @@ func TestPublishIngestSequences(t *testing.T) {
 	if err != nil || seq != 2 {
 		t.Fatalf("retried batch-1: sequence %d, %v; want 2", seq, err)
 	}
-	if last, err := b.IngestLastSeq(ctx); err != nil || last != 3 {
-		t.Fatalf("last sequence %d, %v; want 3 (the retry is not stored again)", last, err)
+	if info, err := b.ingest.Info(ctx); err != nil || info.State.LastSeq != 3 {
+		t.Fatalf("stream info %+v, %v; want the last sequence 3 (the retry is not stored again)", info, err)
 	}
 }
 
