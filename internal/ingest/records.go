@@ -33,8 +33,8 @@ func newRecords(n int) []Record {
 
 // ReleaseRecords hands a message's records back for reuse. Only the
 // message's last owner may call it, when nothing reads the records any
-// more: the pipeline does, once it has encoded a batch of messages that
-// their submitters gave up (SubmitAsync, SubmitNoWait).
+// more: the pipeline does, once the stores have the batch its submitters
+// handed the messages over in.
 func ReleaseRecords(recs []Record) {
 	if cap(recs) == 0 || cap(recs) > maxPooledRecords {
 		return
