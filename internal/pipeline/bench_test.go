@@ -14,6 +14,15 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/tsdb"
 )
 
+// storeBatches writes encoded batches into the stores at once, as the
+// store loop does with batches it reads back.
+func (p *Pipeline) storeBatches(batches [][]byte) error {
+	for _, b := range batches {
+		p.addEncoded(b)
+	}
+	return p.writeRows(context.Background())
+}
+
 // storeOnly is a pipeline with only what storeBatches uses: the stores,
 // no bus and no goroutines.
 func storeOnly(b testing.TB) *Pipeline {

@@ -321,14 +321,6 @@ func (p *Pipeline) resetRows() {
 	p.rejects = storeRejects{}
 }
 
-// storeBatches writes encoded batches into the stores at once.
-func (p *Pipeline) storeBatches(batches [][]byte) error {
-	for _, b := range batches {
-		p.addEncoded(b)
-	}
-	return p.writeRows(context.Background())
-}
-
 // maxKeptRows bounds the rows the store loop keeps buffers for between calls.
 const maxKeptRows = 1 << 16
 
