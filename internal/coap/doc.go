@@ -49,10 +49,14 @@
 // # Messages
 //
 // CON and NON requests are both accepted; CON requests get piggybacked
-// answers. Deduplication (RFC 7252 §4.5): a retransmitted CON gets the cached
-// answer from go-coap's per-endpoint exchange cache without being processed
-// again; duplicate NON requests (same message id within NON_LIFETIME) are
-// silently dropped. Block-wise transfers (RFC 7959) are reassembled by
+// answers, NON requests NON answers (§5.2.3). No-Response (RFC 7967) is
+// honoured by class: a declined answer is not sent (a CON request still gets
+// its empty ACK), and the request is processed all the same.
+//
+// Deduplication (RFC 7252 §4.5): a retransmitted CON gets the cached answer
+// from go-coap's per-endpoint exchange cache without being processed again;
+// duplicate NON requests (same message id within NON_LIFETIME) are silently
+// dropped. Block-wise transfers (RFC 7959) are reassembled by
 // go-coap, capped at MaxPayload: a request whose Size1 announces more, or
 // whose Block1 would grow the body past it, is answered 4.13 with Size1 =
 // the limit and is not buffered.

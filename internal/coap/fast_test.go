@@ -70,20 +70,60 @@ func TestExchangeCache(t *testing.T) {
 	}
 }
 
-// TestNoResponseTakesTheFullPath: a request with an option the fast path
-// does not handle, here No-Response (RFC 7967) suppressing 2.xx, is served
-// by go-coap's connection: stored, and not answered.
-func TestNoResponseTakesTheFullPath(t *testing.T) {
+// TestNoResponse: RFC 7967 §2.1: a request's No-Response option names the
+// classes of answer the device is not interested in (2: 2.xx, 8: 4.xx, 16:
+// 5.xx); the hub sends none of those, any other, and processes the request
+// either way. A CON request whose answer is suppressed still gets an empty
+// ACK (§2), or it would be retransmitted. Such requests take go-coap's path,
+// not the fast one.
+func TestNoResponse(t *testing.T) {
 	e := newEnv(t, nil)
 	d := e.device("acme:pump-15", true)
 	r := dialRaw(t, e.srv.Addr(ListenerUDP))
-	base := time.Now().Add(-time.Minute).Truncate(time.Second)
-	o := withOpt(withOpt(opts("/t", "t="+d.token(t)), message.ContentFormat, uint32(message.AppJSON)), 258, 2)
-	req := encode(t, message.Message{Type: message.NonConfirmable, Code: codes.POST, MessageID: 0x6000, Token: []byte{6}, Options: o, Payload: []byte(`{"setpoint":55}`)})
-	if b := r.roundTrip(req, 500*time.Millisecond); b != nil {
-		t.Fatalf("answered %x despite No-Response 2", b)
+	const good, unknown = `{"setpoint":55}`, `{"pressure":1}`
+	const none = message.Type(-1)
+	cases := []struct {
+		name       string
+		typ        message.Type
+		noResponse uint32
+		body       string
+		wantType   message.Type // none: no answer at all
+		wantCode   codes.Code
+	}{
+		{"2.04 suppressed", message.NonConfirmable, 2, good, none, 0},
+		{"4.22 sent when 2.xx suppressed", message.NonConfirmable, 2, unknown, message.NonConfirmable, codes.Code(0x96)},
+		{"2.04 sent when 4.xx suppressed", message.NonConfirmable, 8, good, message.NonConfirmable, codes.Changed},
+		{"4.22 suppressed", message.NonConfirmable, 8, unknown, none, 0},
+		{"4.22 sent when 5.xx suppressed", message.NonConfirmable, 16, unknown, message.NonConfirmable, codes.Code(0x96)},
+		{"everything suppressed", message.NonConfirmable, 26, unknown, none, 0},
+		{"CON 2.04 suppressed: empty ACK", message.Confirmable, 2, good, message.Acknowledgement, codes.Empty},
+		{"CON 4.22 suppressed: empty ACK", message.Confirmable, 26, unknown, message.Acknowledgement, codes.Empty},
+		{"CON 4.22 sent when 2.xx suppressed", message.Confirmable, 2, unknown, message.Acknowledgement, codes.Code(0x96)},
 	}
-	if n := e.waitSamples(d.code, "setpoint", base, time.Now().Add(time.Minute), 1); n != 1 {
-		t.Fatalf("stored %d samples, want 1", n)
+	base := time.Now().Add(-time.Minute).Truncate(time.Second)
+	stored := 0
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := withOpt(withOpt(opts("/t", "t="+d.token(t)), message.ContentFormat, uint32(message.AppJSON)), message.NoResponse, c.noResponse)
+			req := encode(t, message.Message{Type: c.typ, Code: codes.POST, MessageID: int32(0x6000 + i), Token: []byte{6, byte(i)}, Options: o, Payload: []byte(c.body)})
+			b := r.roundTrip(req, 500*time.Millisecond)
+			if c.body == good {
+				stored++
+			}
+			switch {
+			case c.wantType == none && b != nil:
+				t.Fatalf("answered %v despite No-Response %d", decode(t, b).Code, c.noResponse)
+			case c.wantType == none:
+				return
+			case b == nil:
+				t.Fatalf("no answer, want %v %v", c.wantType, c.wantCode)
+			}
+			if m := decode(t, b); m.Type != c.wantType || m.Code != c.wantCode || m.MessageID != int32(0x6000+i) && c.typ == message.Confirmable {
+				t.Fatalf("answered %v %v (id %#x), want %v %v", m.Type, m.Code, m.MessageID, c.wantType, c.wantCode)
+			}
+		})
+	}
+	if n := e.waitSamples(d.code, "setpoint", base, time.Now().Add(time.Minute), stored); n != stored {
+		t.Fatalf("stored %d samples, want %d", n, stored)
 	}
 }

@@ -225,6 +225,45 @@ func TestDeduplication(t *testing.T) {
 	}
 }
 
+// TestNONAnsweredNON: RFC 7252 §5.2.3: the answer to a NON request is
+// itself NON, with the request's token, on the fast path (POST /t) and on
+// go-coap's (POST /tw/r, GET /tw/d). (go-coap v3.5.5 answered CON, which made
+// the device acknowledge an answer it had not asked to be confirmed.)
+func TestNONAnsweredNON(t *testing.T) {
+	e := newEnv(t, nil)
+	d := e.device("acme:pump-8", true)
+	r := dialRaw(t, e.srv.Addr(ListenerUDP))
+	cases := []struct {
+		name string
+		code codes.Code
+		path string
+		body string
+		want codes.Code
+	}{
+		{"telemetry", codes.POST, "/t", `{"setpoint":50}`, codes.Changed},
+		{"twin report", codes.POST, "/tw/r", `{"setpoint":50}`, codes.Changed},
+		{"twin report refused", codes.POST, "/tw/r", `{"setpoint":"hot"}`, codes.BadRequest},
+		{"desired state", codes.GET, "/tw/d", "", codes.Content},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := opts(c.path, "t="+d.token(t))
+			if c.body != "" {
+				o = withOpt(o, message.ContentFormat, uint32(message.AppJSON))
+			}
+			tok := []byte{5, byte(i)}
+			req := encode(t, message.Message{Type: message.NonConfirmable, Code: c.code, MessageID: int32(0x3000 + i), Token: tok, Options: o, Payload: []byte(c.body)})
+			b := r.roundTrip(req, 5*time.Second)
+			if b == nil {
+				t.Fatal("no answer")
+			}
+			if m := decode(t, b); m.Type != message.NonConfirmable || m.Code != c.want || !bytes.Equal(m.Token, tok) {
+				t.Fatalf("answered %v %v token %x, want NonConfirmable %v token %x", m.Type, m.Code, []byte(m.Token), c.want, tok)
+			}
+		})
+	}
+}
+
 // TestBlockwise: RFC 7959 §2.5 Block1 transfers are reassembled; a body
 // announced (Size1, §4) or grown beyond MaxPayload is refused with 4.13 and
 // Size1 = the limit (§2.9.3), without buffering more.

@@ -780,7 +780,10 @@ func (cc *Conn) processResponse(reqType message.Type, reqMessageID int32, w *res
 	}
 
 	// send piggybacked response
-	w.Message().SetType(message.Confirmable)
+	// wanwu patch: a NON request is answered NON (RFC 7252 §5.2.3); a CON
+	// answer made the device send an ACK for an answer it did not ask to be
+	// confirmed, and its retransmission was answered NON from the cache.
+	w.Message().SetType(message.NonConfirmable) // wanwu patch
 	w.Message().SetMessageID(cc.GetMessageID())
 	if reqType == message.Confirmable {
 		w.Message().SetType(message.Acknowledgement)
