@@ -53,6 +53,13 @@
 // honoured by class: a declined answer is not sent (a CON request still gets
 // its empty ACK), and the request is processed all the same.
 //
+// Refused before processing (RFC 7252): a request with a critical option
+// the hub does not act on (an unknown one, If-Match, If-None-Match; §5.4.1)
+// gets an empty 4.02 when CON and is ignored when NON; Proxy-Uri or
+// Proxy-Scheme 5.05 (§5.7.2); GET /tw/d or /c with an Accept other than
+// application/json 4.06 (§5.10.4); an Empty message with bytes after its
+// header, or a CON carrying a response, an RST (§4.1, §4.2).
+//
 // Deduplication (RFC 7252 §4.5): a retransmitted CON gets the cached answer
 // from go-coap's per-endpoint exchange cache without being processed again;
 // duplicate NON requests (same message id within NON_LIFETIME) are silently

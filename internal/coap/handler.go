@@ -177,8 +177,50 @@ func (s *Server) handle(w *responsewriter.ResponseWriter[*client.Conn], r *pool.
 	if st == nil {
 		return
 	}
-	s.serve(w, r, cc, st)
+	switch opts := r.Options(); {
+	case hasOption(opts, message.ProxyURI) || hasOption(opts, message.ProxyScheme):
+		// The hub is no proxy (RFC 7252 §5.7.2).
+		s.m.rejected.WithLabelValues("proxying_not_supported").Inc()
+		reply(w, codes.ProxyingNotSupported, "")
+	case unsupportedCritical(opts):
+		s.m.dropped.WithLabelValues("bad_option").Inc()
+		if r.Type() != message.Confirmable {
+			return // a NON request is rejected: silently ignored (§5.4.1, §4.3)
+		}
+		reply(w, codes.BadOption, "")
+	default:
+		s.serve(w, r, cc, st)
+	}
 	s.m.requests.WithLabelValues(listenerName(st), w.Message().Code().String()).Inc()
+}
+
+// unsupportedCritical reports whether a request carries a critical option
+// (an odd number, RFC 7252 §5.4.1) that the hub does not act on: one it does
+// not know, or a condition (If-Match, If-None-Match, §5.10.8) that it would
+// otherwise ignore. Such a CON request is answered 4.02 Bad Option; a NON
+// one is not processed.
+func unsupportedCritical(opts message.Options) bool {
+	for _, o := range opts {
+		if o.ID%2 == 0 {
+			continue
+		}
+		if o.ID == message.IfMatch || o.ID == message.IfNoneMatch {
+			return true
+		}
+		if _, known := message.CoapOptionDefs[o.ID]; !known {
+			return true
+		}
+	}
+	return false
+}
+
+func hasOption(opts message.Options, id message.OptionID) bool {
+	for _, o := range opts {
+		if o.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) serve(w *responsewriter.ResponseWriter[*client.Conn], r *pool.Message, cc *client.Conn, st *connState) {
@@ -226,11 +268,11 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*client.Conn], r *pool.M
 			s.twinReport(ctx, w, r, dev)
 		}
 	case len(segs) == 2 && segs[0] == "tw" && segs[1] == "d":
-		if s.method(w, r, codes.GET) {
+		if s.method(w, r, codes.GET) && acceptsJSON(w, r) {
 			s.twinDesired(ctx, w, r, cc, dev)
 		}
 	case len(segs) == 1 && segs[0] == "c":
-		if s.method(w, r, codes.GET) {
+		if s.method(w, r, codes.GET) && acceptsJSON(w, r) {
 			s.commandGet(ctx, w, r, cc, dev)
 		}
 	case len(segs) == 2 && segs[0] == "c":
@@ -260,6 +302,17 @@ func (s *Server) method(w *responsewriter.ResponseWriter[*client.Conn], r *pool.
 		return true
 	}
 	reply(w, codes.MethodNotAllowed, "use "+m.String())
+	return false
+}
+
+// acceptsJSON answers 4.06 Not Acceptable unless the request accepts JSON,
+// the one representation of /tw/d and /c (RFC 7252 §5.10.4).
+func acceptsJSON(w *responsewriter.ResponseWriter[*client.Conn], r *pool.Message) bool {
+	v, err := r.Options().GetUint32(message.Accept)
+	if err != nil || v == uint32(message.AppJSON) {
+		return true // no Accept option
+	}
+	reply(w, codes.NotAcceptable, "not_acceptable: the answer is application/json (50)")
 	return false
 }
 

@@ -264,6 +264,90 @@ func TestNONAnsweredNON(t *testing.T) {
 	}
 }
 
+// TestRejectedRequests: what RFC 7252 says a server must refuse rather than
+// process: a critical option it does not act on (§5.4.1: 4.02 for CON, a NON
+// ignored and not stored), a proxy request (§5.7.2: 5.05), an Accept it cannot
+// serve (§5.10.4: 4.06), an Empty message with bytes after its header (§4.1)
+// and a CON it lacks the context for (§4.2: RST).
+func TestRejectedRequests(t *testing.T) {
+	e := newEnv(t, nil)
+	d := e.device("acme:pump-9", true)
+	r := dialRaw(t, e.srv.Addr(ListenerUDP))
+	tok := d.token(t)
+	with := func(o message.Options, id message.OptionID, v []byte) message.Options {
+		o = withOpt(o, id, 0)
+		for i := range o {
+			if o[i].ID == id {
+				o[i].Value = v
+			}
+		}
+		return o
+	}
+	telemetry := func() message.Options {
+		return withOpt(opts("/t", "t="+tok), message.ContentFormat, uint32(message.AppJSON))
+	}
+	const body = `{"setpoint":52}`
+	const none = message.Type(-1)
+	cases := []struct {
+		name     string
+		req      []byte
+		wantType message.Type // none: no answer
+		wantCode codes.Code
+	}{
+		{"§5.4.1 CON with an unknown critical option", encode(t, message.Message{Type: message.Confirmable, Code: codes.POST, MessageID: 0x4001, Token: []byte{1}, Options: withOpt(telemetry(), 9, 1), Payload: []byte(body)}), message.Acknowledgement, codes.BadOption},
+		{"§5.4.1 NON with an unknown critical option", encode(t, message.Message{Type: message.NonConfirmable, Code: codes.POST, MessageID: 0x4002, Token: []byte{2}, Options: withOpt(telemetry(), 9, 1), Payload: []byte(body)}), none, 0},
+		{"§5.10.8 If-Match, which the hub does not evaluate", encode(t, message.Message{Type: message.Confirmable, Code: codes.POST, MessageID: 0x4003, Token: []byte{3}, Options: with(telemetry(), message.IfMatch, []byte{1}), Payload: []byte(body)}), message.Acknowledgement, codes.BadOption},
+		{"§5.4.1 NON with If-None-Match", encode(t, message.Message{Type: message.NonConfirmable, Code: codes.POST, MessageID: 0x4004, Token: []byte{4}, Options: with(telemetry(), message.IfNoneMatch, nil), Payload: []byte(body)}), none, 0},
+		{"§5.7.2 CON with Proxy-Uri", encode(t, message.Message{Type: message.Confirmable, Code: codes.GET, MessageID: 0x4005, Token: []byte{5}, Options: with(opts("/tw/d", "t="+tok), message.ProxyURI, []byte("coap://example.com/x"))}), message.Acknowledgement, codes.ProxyingNotSupported},
+		{"§5.7.2 NON with Proxy-Scheme", encode(t, message.Message{Type: message.NonConfirmable, Code: codes.GET, MessageID: 0x4006, Token: []byte{6}, Options: with(opts("/tw/d", "t="+tok), message.ProxyScheme, []byte("http"))}), message.NonConfirmable, codes.ProxyingNotSupported},
+		{"§5.10.4 Accept CBOR on /tw/d", encode(t, message.Message{Type: message.Confirmable, Code: codes.GET, MessageID: 0x4007, Token: []byte{7}, Options: withOpt(opts("/tw/d", "t="+tok), message.Accept, uint32(message.AppCBOR))}), message.Acknowledgement, codes.NotAcceptable},
+		{"§5.10.4 Accept CBOR on /c", encode(t, message.Message{Type: message.Confirmable, Code: codes.GET, MessageID: 0x4008, Token: []byte{8}, Options: withOpt(opts("/c", "t="+tok), message.Accept, uint32(message.AppCBOR))}), message.Acknowledgement, codes.NotAcceptable},
+		{"§5.10.4 Accept JSON on /tw/d", encode(t, message.Message{Type: message.Confirmable, Code: codes.GET, MessageID: 0x4009, Token: []byte{9}, Options: withOpt(opts("/tw/d", "t="+tok), message.Accept, uint32(message.AppJSON))}), message.Acknowledgement, codes.Content},
+		{"§4.1 Empty CON with a payload", []byte{0x40, 0x00, 0x40, 0x0a, 0xff, 0x01}, message.Reset, codes.Empty},
+		{"§4.2 CON carrying a response", []byte{0x41, byte(codes.Content), 0x40, 0x0b, 0x0b}, message.Reset, codes.Empty},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			timeout := 5 * time.Second
+			if c.wantType == none {
+				timeout = 300 * time.Millisecond
+			}
+			b := r.roundTrip(c.req, timeout)
+			switch {
+			case c.wantType == none && b != nil:
+				t.Fatalf("answered %v, want no answer", decode(t, b).Code)
+			case c.wantType == none:
+				return
+			case b == nil:
+				t.Fatalf("no answer, want %v %v", c.wantType, c.wantCode)
+			}
+			m := decode(t, b)
+			if m.Type != c.wantType || m.Code != c.wantCode {
+				t.Fatalf("answered %v %v, want %v %v", m.Type, m.Code, c.wantType, c.wantCode)
+			}
+			if m.Type != message.NonConfirmable && m.MessageID != int32(binary.BigEndian.Uint16(c.req[2:])) {
+				t.Fatalf("answer's message id %#x does not echo the request's", m.MessageID)
+			}
+		})
+	}
+	// None of the refused telemetry was stored: a good message after them
+	// is the only sample.
+	base := time.Now().Add(-time.Minute).Truncate(time.Second)
+	good := encode(t, message.Message{Type: message.Confirmable, Code: codes.POST, MessageID: 0x4100, Token: []byte{0x41}, Options: telemetry(), Payload: []byte(body)})
+	if m := decode(t, r.roundTrip(good, 5*time.Second)); m.Code != codes.Changed {
+		t.Fatalf("good telemetry answered %v", m.Code)
+	}
+	if n := e.waitSamples(d.code, "setpoint", base, time.Now().Add(time.Minute), 1); n != 1 {
+		t.Fatalf("stored %d samples, want 1", n)
+	}
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if n := e.countSamples(d.code, "setpoint", base, time.Now().Add(time.Minute)); n != 1 {
+			t.Fatalf("stored %d samples, want 1", n)
+		}
+	}
+}
+
 // TestBlockwise: RFC 7959 §2.5 Block1 transfers are reassembled; a body
 // announced (Size1, §4) or grown beyond MaxPayload is refused with 4.13 and
 // Size1 = the limit (§2.9.3), without buffering more.

@@ -15,7 +15,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
-	netclient "github.com/plgd-dev/go-coap/v3/net/client"
 	"github.com/plgd-dev/go-coap/v3/net/monitor/inactivity"
 	"github.com/plgd-dev/go-coap/v3/udp/client"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
@@ -379,9 +378,10 @@ type verdict struct {
 
 // screen looks at a datagram before go-coap does. It drops what cannot be
 // parsed (answering an unparsable CON with RST, RFC 7252 §4.2), datagrams
-// over the per-address rate, and answers a confirmable request with an
-// unrecognized critical option with an empty 4.02 Bad Option (RFC 7252
-// §5.4.1), where go-coap would add a diagnostic longer than the request.
+// over the per-address rate, and answers a confirmable request with a
+// critical option the hub does not act on (unsupportedCritical) with an
+// empty 4.02 Bad Option (RFC 7252 §5.4.1), where go-coap would add a
+// diagnostic longer than the request.
 // opts is a buffer for the decoded options, returned for reuse (grown, if a
 // datagram needed more).
 func (s *Server) screen(addr netip.Addr, data []byte, opts message.Options) (verdict, message.Options) {
@@ -413,8 +413,23 @@ func (s *Server) screen(addr netip.Addr, data []byte, opts message.Options) (ver
 		}
 		return verdict{}, opts
 	}
+	switch {
+	case m.Code == codes.Empty && len(data) > 4:
+		// An Empty message is its 4-byte header alone (RFC 7252 §4.1):
+		// anything more is a message format error.
+		s.m.dropped.WithLabelValues("malformed").Inc()
+		if typ == message.Confirmable {
+			return verdict{reply: emptyMessage(message.Reset, data)}, opts
+		}
+		return verdict{}, opts
+	case m.Type == message.Confirmable && m.Code != codes.Empty && m.Code>>5 != 0:
+		// A response or a reserved class (§4.2): the hub sends devices no
+		// requests, so it lacks the context and rejects it.
+		s.m.dropped.WithLabelValues("unexpected_response").Inc()
+		return verdict{reply: emptyMessage(message.Reset, data)}, opts
+	}
 	if m.Type == message.Confirmable && m.Code >= codes.GET && m.Code <= codes.DELETE {
-		if len(netclient.GetUnknownCriticalOptions(m.Options)) > 0 {
+		if unsupportedCritical(m.Options) {
 			s.m.dropped.WithLabelValues("bad_option").Inc()
 			return verdict{reply: badOption(data, m.Token)}, opts
 		}
