@@ -11,7 +11,10 @@
 // device (the same check as MQTT's TLS listener). The cipher suites are the
 // CCM_8 suites of RFC 7925 plus common GCM/CCM/CBC ones; pion answers
 // ClientHellos with a HelloVerifyRequest cookie, so the handshake does not
-// amplify either. Listen (plain UDP, default port 5683, off unless set) is for
+// amplify either. Sessions take RFC 9146 connection ids: a device that
+// offers the extension gets an 8-byte id, names its session with it, and
+// keeps the session when a NAT gives it a new address while it sleeps; the
+// hub answers and notifies at the address of its newest record. Listen (plain UDP, default port 5683, off unless set) is for
 // development: every request carries a device token (docs/PROTOCOL.md §4) in
 // Uri-Query "t=<token>" (a token longer than one option's 255 bytes may be
 // split over several "t=" options, joined in order). An address like

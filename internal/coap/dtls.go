@@ -30,6 +30,10 @@ func (f serverOption) DTLSServerApply(cfg *dtlsServer.Config) { f(cfg) }
 // DTLSHandshakeTimeout bounds a DTLS handshake.
 const DTLSHandshakeTimeout = 30 * time.Second
 
+// connectionIDLength is the length of the DTLS connection ids the hub
+// gives sessions (RFC 9146): the bytes each record of such a session carries.
+const connectionIDLength = 8
+
 // Cipher suites: RFC 7925 §4.2 and §4.4 mandate the CCM_8 suites for
 // constrained devices; the others are common in NB-IoT modem stacks.
 var (
@@ -50,6 +54,11 @@ var (
 func (s *Server) dtlsConfig() *dtls.Config {
 	cfg := &dtls.Config{
 		ExtendedMasterSecret: dtls.RequireExtendedMasterSecret,
+		// RFC 9146 connection ids: a device whose NAT mapping changed
+		// while it slept keeps its session, since its records name the
+		// session; a device that does not offer the extension is served as
+		// before. Eight random bytes keep ids of a million sessions apart.
+		ConnectionIDGenerator: dtls.RandomCIDGenerator(connectionIDLength),
 		VerifyConnection: func(st *dtls.State) error {
 			if len(st.PeerCertificates) == 0 && len(st.IdentityHint) == 0 {
 				return fmt.Errorf("coap: a DTLS client must present a PSK identity or a certificate")
