@@ -168,3 +168,27 @@ func (p *natProxy) rebind(t *testing.T) {
 		}
 	}()
 }
+
+// TestSessionIdle: a DTLS session with traffic stays; one idle for longer
+// than Options.Idle is closed, and the device's next request needs a new
+// handshake.
+func TestSessionIdle(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Idle = time.Second })
+	d := e.device("acme:pump-22", true)
+	cc, err := e.pskClient(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Add(-time.Minute).Truncate(time.Second)
+	for i := range 6 { // 3 s of requests every half second: never idle for 1 s
+		if r := post(t, cc, message.Confirmable, "/t", "", message.AppJSON, telemetryJSON(50, base.Add(time.Duration(i)*time.Second))); r.Code() != codes.Changed {
+			t.Fatalf("request %d of a busy session: %v", i, r.Code())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	select {
+	case <-cc.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a session idle for 5 s was not closed")
+	}
+}

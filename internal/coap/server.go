@@ -62,8 +62,8 @@ const (
 	// for its ACK (RFC 7252 §4.8.2 MAX_TRANSMIT_WAIT is 93 s; the command
 	// service redelivers after its own AckTimeout anyway).
 	DefaultNotifyTimeout = 45 * time.Second
-	// DefaultIdle is how long an endpoint without traffic keeps its
-	// per-endpoint state (deduplication cache, observations on plain UDP).
+	// DefaultIdle is how long a DTLS session, or a plain-UDP endpoint's
+	// state (deduplication cache, observations), is kept without traffic.
 	DefaultIdle = 5 * time.Minute
 )
 

@@ -86,6 +86,11 @@ type Hub struct {
 		// Listen is plain CoAP over UDP for development: every request
 		// carries a device token (?t=); "" = off.
 		Listen string `yaml:"listen"`
+		// SessionIdle is how long a DTLS session (and a plain-UDP
+		// endpoint's state) without traffic is kept: a device that wakes
+		// within it sends at once, later it shakes hands again. A kept
+		// DTLS session costs about 30 KiB.
+		SessionIdle Duration `yaml:"session_idle"`
 		// Limits are requests per second, with bursts.
 		Limits struct {
 			RequestPerDevice      float64 `yaml:"request_per_device"`
@@ -161,6 +166,7 @@ func DefaultHub() Hub {
 	l.PublishPerDevice, l.PublishPerDeviceBurst = 100, 200
 	c.CoAP.DTLSListen = "127.0.0.1:5684"
 	c.CoAP.Listen = ""
+	c.CoAP.SessionIdle = Duration(5 * time.Minute)
 	cl := &c.CoAP.Limits
 	cl.RequestPerDevice, cl.RequestPerDeviceBurst = 100, 200
 	cl.RequestPerAddr, cl.RequestPerAddrBurst = 1000, 2000
@@ -228,6 +234,9 @@ func (c *Hub) Validate() error {
 	if l := c.MQTT.Limits; l.ConnectPerDevice <= 0 || l.ConnectPerAddr <= 0 || l.PublishPerDevice <= 0 ||
 		l.ConnectPerDeviceBurst < 1 || l.ConnectPerAddrBurst < 1 || l.PublishPerDeviceBurst < 1 {
 		errs = append(errs, errors.New("mqtt.limits: rates must be positive and bursts at least 1"))
+	}
+	if c.CoAP.SessionIdle < Duration(time.Second) {
+		errs = append(errs, fmt.Errorf("coap.session_idle: %s: want at least 1s", time.Duration(c.CoAP.SessionIdle)))
 	}
 	if l := c.CoAP.Limits; l.RequestPerDevice <= 0 || l.RequestPerAddr <= 0 || l.RequestPerDeviceBurst < 1 || l.RequestPerAddrBurst < 1 {
 		errs = append(errs, errors.New("coap.limits: rates must be positive and bursts at least 1"))

@@ -131,6 +131,7 @@ func (h *Hub) startCoAP(ctx context.Context) error {
 		PSK:      h.devicePSK,
 		Registry: h.reg, Pipeline: h.pipe, Decoder: h.decoder, Twins: h.twins, Commands: h.commands,
 		Logger: h.log, Metrics: h.metrics, MaxPayload: cfg.Telemetry.MaxPayload,
+		Idle: time.Duration(cfg.CoAP.SessionIdle),
 		Limits: coap.Limits{
 			RequestsPerDevice: rate.Limit(cfg.CoAP.Limits.RequestPerDevice), RequestsPerDeviceBurst: cfg.CoAP.Limits.RequestPerDeviceBurst,
 			RequestsPerAddr: rate.Limit(cfg.CoAP.Limits.RequestPerAddr), RequestsPerAddrBurst: cfg.CoAP.Limits.RequestPerAddrBurst,
