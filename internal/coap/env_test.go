@@ -328,6 +328,22 @@ func (e *env) waitSamples(code, property string, from, to time.Time, want int) i
 	}
 }
 
+// expectSamples waits until the device has want samples of property since
+// from, then fails if another one arrives within 300 ms: for messages that
+// must be stored once, or not at all.
+func (e *env) expectSamples(code, property string, from time.Time, want int) {
+	e.t.Helper()
+	if n := e.waitSamples(code, property, from, time.Now().Add(time.Minute), want); n != want {
+		e.t.Fatalf("stored %d samples, want %d", n, want)
+	}
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if n := e.countSamples(code, property, from, time.Now().Add(time.Minute)); n != want {
+			e.t.Fatalf("stored %d samples, want %d", n, want)
+		}
+	}
+}
+
 func hasIPv6Loopback() bool {
 	c, err := net.ListenPacket("udp6", "[::1]:0")
 	if err != nil {
