@@ -169,7 +169,7 @@ func tokenOf(opts message.Options) []byte {
 // handle is the request handler of every connection, called by go-coap
 // after deduplication (RFC 7252 §4.5) and block-wise reassembly (RFC 7959).
 func (s *Server) handle(w *responsewriter.ResponseWriter[*client.Conn], r *pool.Message) {
-	if r.Code() < codes.GET || r.Code() > codes.DELETE {
+	if r.Code() == codes.Empty || r.Code()>>5 != 0 {
 		return // not a request (a CON gets its empty ACK from go-coap)
 	}
 	cc := w.Conn()

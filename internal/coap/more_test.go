@@ -258,8 +258,9 @@ func TestNONAnsweredNON(t *testing.T) {
 // TestRejectedRequests: what RFC 7252 says a server must refuse rather than
 // process: a critical option it does not act on (§5.4.1: 4.02 for CON, a NON
 // ignored and not stored), a proxy request (§5.7.2: 5.05), an Accept it cannot
-// serve (§5.10.4: 4.06), an Empty message with bytes after its header (§4.1)
-// and a CON it lacks the context for (§4.2: RST).
+// serve (§5.10.4: 4.06), a method no path takes (4.05), an Empty message
+// with bytes after its header (§4.1) and a CON it lacks the context for
+// (§4.2: RST).
 func TestRejectedRequests(t *testing.T) {
 	e := newEnv(t, nil)
 	d := e.device("acme:pump-9", true)
@@ -294,8 +295,9 @@ func TestRejectedRequests(t *testing.T) {
 		{"§5.10.4 Accept CBOR on /tw/d", encode(t, message.Message{Type: message.Confirmable, Code: codes.GET, MessageID: 0x4007, Token: []byte{7}, Options: withOpt(opts("/tw/d", "t="+tok), message.Accept, uint32(message.AppCBOR))}), message.Acknowledgement, codes.NotAcceptable},
 		{"§5.10.4 Accept CBOR on /c", encode(t, message.Message{Type: message.Confirmable, Code: codes.GET, MessageID: 0x4008, Token: []byte{8}, Options: withOpt(opts("/c", "t="+tok), message.Accept, uint32(message.AppCBOR))}), message.Acknowledgement, codes.NotAcceptable},
 		{"§5.10.4 Accept JSON on /tw/d", encode(t, message.Message{Type: message.Confirmable, Code: codes.GET, MessageID: 0x4009, Token: []byte{9}, Options: withOpt(opts("/tw/d", "t="+tok), message.Accept, uint32(message.AppJSON))}), message.Acknowledgement, codes.Content},
-		{"§4.1 Empty CON with a payload", []byte{0x40, 0x00, 0x40, 0x0a, 0xff, 0x01}, message.Reset, codes.Empty},
-		{"§4.2 CON carrying a response", []byte{0x41, byte(codes.Content), 0x40, 0x0b, 0x0b}, message.Reset, codes.Empty},
+		{"RFC 8132 FETCH, which no path takes", encode(t, message.Message{Type: message.Confirmable, Code: codes.Code(5), MessageID: 0x400a, Token: []byte{10}, Options: opts("/tw/d", "t="+tok)}), message.Acknowledgement, codes.MethodNotAllowed},
+		{"§4.1 Empty CON with a payload", []byte{0x40, 0x00, 0x40, 0x0b, 0xff, 0x01}, message.Reset, codes.Empty},
+		{"§4.2 CON carrying a response", []byte{0x41, byte(codes.Content), 0x40, 0x0c, 0x0c}, message.Reset, codes.Empty},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -428,7 +428,7 @@ func (s *Server) screen(addr netip.Addr, data []byte, opts message.Options) (ver
 		s.m.dropped.WithLabelValues("unexpected_response").Inc()
 		return verdict{reply: emptyMessage(message.Reset, data)}, opts
 	}
-	if m.Type == message.Confirmable && m.Code >= codes.GET && m.Code <= codes.DELETE {
+	if m.Type == message.Confirmable && m.Code != codes.Empty { // a request: responses are rejected above
 		if unsupportedCritical(m.Options) {
 			s.m.dropped.WithLabelValues("bad_option").Inc()
 			return verdict{reply: badOption(data, m.Token)}, opts
