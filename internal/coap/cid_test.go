@@ -12,6 +12,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestDTLSConnectionID: RFC 9146: a device whose NAT gave it a new outside
@@ -186,9 +187,20 @@ func TestSessionIdle(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	sessions := e.srv.m.sessions.WithLabelValues(ListenerDTLS)
+	if n := testutil.ToFloat64(sessions); n != 1 {
+		t.Fatalf("wanwu_coap_sessions{listener=dtls} = %v with one session open", n)
+	}
 	select {
 	case <-cc.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("a session idle for 5 s was not closed")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(sessions) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("wanwu_coap_sessions{listener=dtls} = %v after the session closed", testutil.ToFloat64(sessions))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -148,6 +148,7 @@ type metrics struct {
 	dropped       *prometheus.CounterVec
 	amplification prometheus.Counter
 	observers     prometheus.GaugeFunc
+	sessions      *prometheus.GaugeVec
 }
 
 // New checks the options and builds the endpoint; Start opens the listeners.
@@ -205,12 +206,15 @@ func New(o Options) (*Server, error) {
 		amplification: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wanwu_coap_amplification_suppressed_total", Help: "Answers to unauthenticated sources not sent because they exceeded 3x the request.",
 		}),
+		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wanwu_coap_sessions", Help: "Open DTLS sessions (dtls) and plain-UDP endpoints with state (udp); each closes after coap.session_idle without traffic.",
+		}, []string{"listener"}),
 	}
 	s.m.observers = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "wanwu_coap_observers", Help: "Active CoAP observations (RFC 7641) of /tw/d and /c.",
 	}, func() float64 { return float64(s.obs.count()) })
 	if reg := o.Metrics; reg != nil {
-		for _, c := range []prometheus.Collector{s.m.requests, s.m.rejected, s.m.accepted, s.m.dropped, s.m.amplification, s.m.observers} {
+		for _, c := range []prometheus.Collector{s.m.requests, s.m.rejected, s.m.accepted, s.m.dropped, s.m.amplification, s.m.observers, s.m.sessions} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("coap: metrics: %w", err)
 			}
@@ -362,9 +366,12 @@ func (s *Server) requestMonitor(cc *client.Conn, req *pool.Message) (bool, error
 func (s *Server) newConn(cc *client.Conn, sess *udpSession) {
 	st := &connState{udp: sess}
 	s.conns.Store(cc, st)
+	open := s.m.sessions.WithLabelValues(listenerName(st))
+	open.Inc()
 	cc.AddOnClose(func() {
 		s.conns.Delete(cc)
 		s.obs.dropConn(cc)
+		open.Dec()
 	})
 }
 
