@@ -887,3 +887,93 @@ func TestAttachedDeviceGetsCommandInTheIssuingCommit(t *testing.T) {
 	e.barrier()
 	k.empty(t)
 }
+
+// TestWritesShareACommit: writes that wait while another commits are
+// committed together, each in a savepoint of its own: one that fails after
+// writing (here an audit entry) leaves nothing behind, and the others
+// commit, with sequences and events in order.
+func TestWritesShareACommit(t *testing.T) {
+	e := newEnv(t, t.TempDir(), nil, nil)
+	errBoom := errors.New("boom")
+	// Hold a commit open so that the writes below queue up behind it.
+	held, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- e.svc.write(e.ctx, "test", func(*change) error { close(held); <-release; return nil })
+	}()
+	<-held
+	const n = 40
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%4 == 3 {
+				errs[i] = e.svc.write(e.ctx, "mallory", func(c *change) error {
+					if err := c.audit("test.rolled_back", "acme", "acme:pump-1", map[string]int{"i": i}); err != nil {
+						return err
+					}
+					return errBoom
+				})
+				return
+			}
+			_, _, errs[i] = e.svc.Issue(e.ctx, "alice", IssueRequest{ID: fmt.Sprintf("c-%02d", i), Code: "acme:pump-1", Action: "stop"})
+		}()
+	}
+	waitFor(t, "the writes queued", func() bool {
+		e.svc.wmu.Lock()
+		defer e.svc.wmu.Unlock()
+		return len(e.svc.writes) == n
+	})
+	close(release)
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	issued := 0
+	for i, err := range errs {
+		switch {
+		case i%4 == 3 && !errors.Is(err, errBoom):
+			t.Fatalf("failing write %d returned %v", i, err)
+		case i%4 != 3 && err != nil:
+			t.Fatalf("issue %d: %v", i, err)
+		case i%4 != 3:
+			issued++
+		}
+	}
+	kinds := e.auditKinds()
+	if len(kinds) != issued {
+		t.Fatalf("audit log has %d entries, want the %d issues: %v", len(kinds), issued, kinds)
+	}
+	for _, k := range kinds {
+		if !strings.HasPrefix(k, "command.issued ") {
+			t.Fatalf("audit entry %q of a rolled-back write", k)
+		}
+	}
+	list, err := e.svc.List(e.ctx, "acme:pump-1", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	for _, c := range list {
+		seqs = append(seqs, c.Seq)
+	}
+	slices.Sort(seqs)
+	for i, s := range seqs {
+		if s != int64(i+1) {
+			t.Fatalf("sequences %v, want 1..%d", seqs, issued)
+		}
+	}
+	if len(seqs) != issued {
+		t.Fatalf("%d commands, want %d", len(seqs), issued)
+	}
+	waitFor(t, "the events", func() bool { e.mu.Lock(); defer e.mu.Unlock(); return len(e.events) == issued })
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := 1; i < len(e.events); i++ {
+		if e.events[i].Seq <= e.events[i-1].Seq {
+			t.Fatalf("event %d has sequence %d after %d: not in commit order", i, e.events[i].Seq, e.events[i-1].Seq)
+		}
+	}
+}
