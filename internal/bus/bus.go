@@ -172,6 +172,32 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 	return b, nil
 }
 
+// derivedPersistMode is the persistence of the streams that copy what the
+// metadata database already holds durably (AUDIT, COMMANDS): JetStream writes
+// them without an fsync per message, which under a burst of commands was
+// four fsyncs per command, competing with the database's. A crash may lose
+// their newest messages: the audit forwarder republishes from the log, and
+// command events stay in the database (the API reads them there).
+const derivedPersistMode = jetstream.AsyncPersistMode
+
+// ensureStream creates a stream or updates its configuration. An existing
+// stream keeps its persist mode, which JetStream cannot change: a data
+// directory from before derivedPersistMode keeps fsyncing those streams.
+func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := b.js.Stream(ctx, cfg.Name)
+	switch {
+	case err == nil:
+		if old := s.CachedInfo().Config.PersistMode; old != cfg.PersistMode {
+			b.opts.Logger.Info("stream keeps its persist mode; a new data directory gets the other",
+				"stream", cfg.Name, "persist_mode", old, "new", cfg.PersistMode)
+			cfg.PersistMode = old
+		}
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil, err
+	}
+	return b.js.CreateOrUpdateStream(ctx, cfg)
+}
+
 func (b *Bus) ensureStreams(ctx context.Context) error {
 	if b.opts.IngestMaxAge <= 0 {
 		b.opts.IngestMaxAge = 72 * time.Hour
@@ -180,7 +206,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		b.opts.DeadLetterMaxAge = 30 * 24 * time.Hour
 	}
 	var err error
-	if b.ingest, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if b.ingest, err = b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        ingestStream,
 		Description: "accepted device messages, in batches",
 		Subjects:    []string{ingestSubject},
@@ -191,7 +217,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("bus: stream %s: %w", ingestStream, err)
 	}
-	if _, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:              deadStream,
 		Description:       "rejected device messages with their reasons",
 		Subjects:          []string{deadSubject + ".>"},
@@ -205,7 +231,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 	if b.opts.CommandEventMaxAge <= 0 {
 		b.opts.CommandEventMaxAge = 30 * 24 * time.Hour
 	}
-	if _, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        commandStream,
 		Description: "device command life-cycle events, per device",
 		Subjects:    []string{commandSubject + ".>"},
@@ -213,16 +239,18 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      b.opts.CommandEventMaxAge,
 		Duplicates:  time.Hour,
+		PersistMode: derivedPersistMode,
 	}); err != nil {
 		return fmt.Errorf("bus: stream %s: %w", commandStream, err)
 	}
-	_, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err = b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        auditStream,
 		Description: "audit log entries, in log order, for subscribers that react to identity changes",
 		Subjects:    []string{auditSubject + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  time.Hour,
+		PersistMode: derivedPersistMode,
 	})
 	if err != nil {
 		return fmt.Errorf("bus: stream %s: %w", auditStream, err)

@@ -2,8 +2,11 @@ package bus
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func startBus(t *testing.T) *Bus {
@@ -80,5 +83,60 @@ func TestCommandEventsFilterByTenantAndDeduplicate(t *testing.T) {
 	}
 	if info.State.Msgs != 3 {
 		t.Fatalf("stream holds %d events, want 3 (the repeated id dropped)", info.State.Msgs)
+	}
+}
+
+// TestStreamPersistModes: the streams that hold data only the bus has
+// (INGEST, DEADLETTER) are synced per message under the sync policy; those
+// copied from the metadata database (AUDIT, COMMANDS) are persisted
+// asynchronously, and a data directory whose streams predate that keeps
+// them as they are (JetStream cannot change a stream's persist mode).
+func TestStreamPersistModes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	modes := func(b *Bus) map[string]jetstream.PersistModeType {
+		t.Helper()
+		out := map[string]jetstream.PersistModeType{}
+		for _, name := range []string{ingestStream, deadStream, commandStream, auditStream} {
+			s, err := b.js.Stream(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[name] = s.CachedInfo().Config.PersistMode
+		}
+		return out
+	}
+	b, err := Start(ctx, Options{StoreDir: dir, ServerName: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]jetstream.PersistModeType{ingestStream: jetstream.DefaultPersistMode, deadStream: jetstream.DefaultPersistMode,
+		commandStream: jetstream.AsyncPersistMode, auditStream: jetstream.AsyncPersistMode}
+	if got := modes(b); !maps.Equal(got, want) {
+		t.Fatalf("persist modes %v, want %v", got, want)
+	}
+	// As a hub from before would have left it: COMMANDS synced per message.
+	if err := b.js.DeleteStream(ctx, commandStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: commandStream, Subjects: []string{commandSubject + ".>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	b.Shutdown(ctx)
+	b, err = Start(ctx, Options{StoreDir: dir, ServerName: "test"})
+	if err != nil {
+		t.Fatalf("restart on a data directory with a synced COMMANDS stream: %v", err)
+	}
+	defer b.Shutdown(ctx)
+	want[commandStream] = jetstream.DefaultPersistMode
+	if got := modes(b); !maps.Equal(got, want) {
+		t.Fatalf("after restart: persist modes %v, want %v", got, want)
+	}
+	s, err := b.js.Stream(ctx, commandStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.Duplicates; got != time.Hour {
+		t.Fatalf("the rest of COMMANDS' configuration was not applied: duplicates window %v", got)
 	}
 }
