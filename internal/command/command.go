@@ -229,11 +229,6 @@ type Service struct {
 	db   *store.DB
 	log  *slog.Logger
 
-	// wmu guards the writes waiting for a commit (write); one of them at a
-	// time leads a commit, so events leave in commit order.
-	wmu     sync.Mutex
-	writes  []*pendingWrite
-	writing bool // a commit is being led
 
 	emu      sync.Mutex // guards evq and draining
 	evq      []Event
@@ -771,31 +766,24 @@ type change struct {
 
 // write runs fn in a transaction; after the commit it hands the events to
 // OnEvent (in commit order), calls OnAudit and schedules deliveries.
-//
-// Concurrent writes share a commit, and so the fsync that makes it durable
-// (synchronous=FULL): the first to arrive leads, running the waiting writes'
-// functions one after the other in one transaction, each inside a savepoint
-// so that one that fails is rolled back alone. Writes that arrive meanwhile
-// wait for the next commit, led by the first of them. Under 50 devices' command
-// rounds one at a time was 1,500 commits a second, and commands waited in
-// line for them.
+// Concurrent writes share a commit (store.SharedTx): under 50 devices'
+// command rounds, one commit each was 1,500 fsyncs a second, and commands
+// waited in line for them.
 func (s *Service) write(ctx context.Context, actor string, fn func(c *change) error) error {
-	w := &pendingWrite{ctx: ctx, actor: actor, fn: fn, ready: make(chan struct{})}
-	s.wmu.Lock()
-	s.writes = append(s.writes, w)
-	if !s.writing {
-		s.writing, w.lead = true, true
-		close(w.ready)
+	var c *change
+	err := s.db.SharedTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		c = &change{s: s, ctx: ctx, tx: tx, actor: actor, now: s.now()}
+		return fn(c)
+	}, func() {
+		if len(c.events) > 0 {
+			s.emu.Lock()
+			s.evq = append(s.evq, c.events...)
+			s.emu.Unlock()
+		}
+	})
+	if err != nil {
+		return err
 	}
-	s.wmu.Unlock()
-	<-w.ready
-	if w.lead {
-		s.commitWrites()
-	}
-	if w.err != nil {
-		return w.err
-	}
-	c := w.c
 	if c.audited && s.opts.OnAudit != nil {
 		s.opts.OnAudit()
 	}
@@ -808,78 +796,6 @@ func (s *Service) write(ctx context.Context, actor string, fn func(c *change) er
 		s.wakeTimer()
 	}
 	return c.err
-}
-
-// pendingWrite is a write waiting for its commit.
-type pendingWrite struct {
-	ctx   context.Context
-	actor string
-	fn    func(c *change) error
-	// ready is closed when the write is committed or failed, or when it is
-	// to lead the next commit (lead set first).
-	ready chan struct{}
-	lead  bool
-	c     *change // once committed
-	err   error
-}
-
-// commitWrites commits the waiting writes in one transaction, then wakes
-// them and hands the lead to the first write that came meanwhile.
-func (s *Service) commitWrites() {
-	s.wmu.Lock()
-	batch := s.writes
-	s.writes = nil
-	s.wmu.Unlock()
-	// A caller that gives up must not interrupt a transaction that carries
-	// other callers' writes (SQLite rolls all of it back): its write runs
-	// to the end unless it was given up before it began.
-	err := s.db.Tx(context.Background(), func(tx *sql.Tx) error {
-		for _, w := range batch {
-			if err := w.ctx.Err(); err != nil {
-				w.err = err
-				continue
-			}
-			c := &change{s: s, ctx: context.WithoutCancel(w.ctx), tx: tx, actor: w.actor, now: s.now()}
-			if _, err := tx.Exec(`SAVEPOINT write`); err != nil {
-				return fmt.Errorf("command: savepoint: %w", err)
-			}
-			if w.err = w.fn(c); w.err != nil {
-				if _, err := tx.Exec(`ROLLBACK TO write`); err != nil {
-					return fmt.Errorf("command: roll back a write: %w", err)
-				}
-			} else {
-				w.c = c
-			}
-			if _, err := tx.Exec(`RELEASE write`); err != nil {
-				return fmt.Errorf("command: savepoint: %w", err)
-			}
-		}
-		return nil
-	})
-	for _, w := range batch {
-		switch {
-		case err != nil && w.err == nil:
-			w.err, w.c = err, nil
-		case w.err == nil && len(w.c.events) > 0:
-			s.emu.Lock()
-			s.evq = append(s.evq, w.c.events...)
-			s.emu.Unlock()
-		}
-	}
-	s.wmu.Lock()
-	for _, w := range batch {
-		if !w.lead {
-			close(w.ready)
-		}
-	}
-	if len(s.writes) > 0 {
-		next := s.writes[0]
-		next.lead = true
-		close(next.ready)
-	} else {
-		s.writing = false
-	}
-	s.wmu.Unlock()
 }
 
 // drain hands queued events to OnEvent; one caller at a time does it, so

@@ -921,11 +921,7 @@ func TestWritesShareACommit(t *testing.T) {
 			_, _, errs[i] = e.svc.Issue(e.ctx, "alice", IssueRequest{ID: fmt.Sprintf("c-%02d", i), Code: "acme:pump-1", Action: "stop"})
 		}()
 	}
-	waitFor(t, "the writes queued", func() bool {
-		e.svc.wmu.Lock()
-		defer e.svc.wmu.Unlock()
-		return len(e.svc.writes) == n
-	})
+	waitFor(t, "the writes queued", func() bool { return e.db.WritesWaiting() == n })
 	close(release)
 	wg.Wait()
 	if err := <-first; err != nil {

@@ -6,7 +6,8 @@
 // loss. Writes go through one connection (SQLite has one writer anyway, and a
 // single connection turns lock contention into queueing instead of
 // SQLITE_BUSY errors); reads use a small pool that WAL lets run beside the
-// writer.
+// writer. Since every commit is an fsync, concurrent writers can share one
+// (SharedTx, a group commit with a savepoint per write).
 package store
 
 import (
@@ -27,6 +28,8 @@ type DB struct {
 	// R serves reads concurrently with the writer.
 	R    *sql.DB
 	path string
+
+	shared sharedWrites // SharedTx
 }
 
 // Options tune how the database is opened.

@@ -399,7 +399,8 @@ func (s *Service) update(ctx context.Context, actor, c string, desired bool, pat
 		tw      *Twin
 		changed bool
 	)
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+	// Concurrent updates share a commit (store.SharedTx).
+	err = s.db.SharedTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		changed = false
 		var err error
 		if tw, err = load(ctx, tx, c, tenant); err != nil {
@@ -443,7 +444,7 @@ func (s *Service) update(ctx context.Context, actor, c string, desired bool, pat
 			return s.audit(ctx, tx, actor, tw, parsed, now)
 		}
 		return nil
-	})
+	}, nil)
 	if err != nil {
 		return nil, err
 	}
