@@ -229,7 +229,6 @@ type Service struct {
 	db   *store.DB
 	log  *slog.Logger
 
-
 	emu      sync.Mutex // guards evq and draining
 	evq      []Event
 	draining bool
