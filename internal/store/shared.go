@@ -44,7 +44,8 @@ type sharedWrite struct {
 // roll back all of it), so fn runs to its end unless ctx was done before it
 // began. committed, if not nil, runs after the commit of a write whose fn
 // succeeded, in the order the functions ran and before any of them returns:
-// for what must follow commit order.
+// for what must follow commit order. fn must not write through the database
+// itself (Tx or SharedTx): the transaction it runs in holds the writer.
 func (db *DB) SharedTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error, committed func()) error {
 	if db.W == nil {
 		return errors.New("store: database is open read-only")
