@@ -206,6 +206,9 @@ func (p *Pipeline) catchUp(ctx context.Context, to uint64) bool {
 	n := 0
 	reached, err := p.opts.Bus.ReadIngest(ctx, from, to, func(seq uint64, batch []byte) error {
 		p.addEncoded(batch)
+		// Counted before its rows are written, as readBack counts: whoever
+		// sees the rows sees the count.
+		p.m.readBack.Inc()
 		if n++; n%maxStoreGroup == 0 {
 			if err := p.writeRows(ctx); err != nil {
 				return err
@@ -225,7 +228,6 @@ func (p *Pipeline) catchUp(ctx context.Context, to uint64) bool {
 		return false
 	}
 	p.applied.Store(max(reached, p.applied.Load()))
-	p.m.readBack.Add(float64(n))
 	if n > 0 {
 		p.log.Info("ingest batches read back from the stream into the stores", "batches", n, "from", from, "through", reached)
 	}
