@@ -178,7 +178,7 @@ func (s *Server) handle(w *responsewriter.ResponseWriter[*client.Conn], r *pool.
 		return
 	}
 	switch opts := r.Options(); {
-	case hasOption(opts, message.ProxyURI) || hasOption(opts, message.ProxyScheme):
+	case opts.HasOption(message.ProxyURI) || opts.HasOption(message.ProxyScheme):
 		// The hub is no proxy (RFC 7252 §5.7.2).
 		s.m.rejected.WithLabelValues("proxying_not_supported").Inc()
 		reply(w, codes.ProxyingNotSupported, "")
@@ -208,15 +208,6 @@ func unsupportedCritical(opts message.Options) bool {
 			return true
 		}
 		if _, known := message.CoapOptionDefs[o.ID]; !known {
-			return true
-		}
-	}
-	return false
-}
-
-func hasOption(opts message.Options, id message.OptionID) bool {
-	for _, o := range opts {
-		if o.ID == id {
 			return true
 		}
 	}
