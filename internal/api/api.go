@@ -26,6 +26,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/ca"
 	"github.com/wanwu-iot/wanwu/internal/command"
+	"github.com/wanwu-iot/wanwu/internal/diskguard"
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
@@ -155,6 +156,8 @@ type Error struct {
 	Problems []thingmodel.Problem
 	// Current is the current version after a version conflict.
 	Current *int64
+	// RetryAfter, in seconds, is sent as Retry-After when positive.
+	RetryAfter int
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -196,6 +199,11 @@ func toAPIError(err error) *Error {
 		return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: err.Error()}
 	case errors.Is(err, audit.ErrBadProof):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_argument", Message: err.Error()}
+	case diskguard.IsNoSpace(err):
+		// The metadata database (or a store) met a full disk: say so,
+		// rather than "internal error", and when to try again.
+		return &Error{Status: http.StatusInsufficientStorage, Code: string(ingest.StorageFull),
+			Message: "the hub's disk is full; retry later", RetryAfter: ingest.StorageFull.RetryAfter()}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
 }
@@ -210,7 +218,8 @@ func (s *server) handle(h handlerFunc) http.HandlerFunc {
 			return
 		}
 		ae := toAPIError(err)
-		if ae.Status >= 500 {
+		if ae.Status >= 500 && ae.Status != http.StatusInsufficientStorage {
+			// A full disk is logged once, by the disk guard, not per request.
 			s.Logger.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		} else {
 			s.Logger.Debug("api request rejected", "method", r.Method, "path", r.URL.Path, "status", ae.Status, "err", err)
@@ -228,6 +237,9 @@ func (s *server) handle(h handlerFunc) http.HandlerFunc {
 		}
 		if ae.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wanwu"`)
+		}
+		if ae.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(ae.RetryAfter))
 		}
 		writeJSON(w, ae.Status, map[string]any{"error": body})
 	}

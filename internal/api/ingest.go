@@ -22,7 +22,7 @@ func (s *server) ingestRoutes(mux *http.ServeMux) {
 
 // ingestError answers in the protocol's reason vocabulary.
 func ingestError(rej *ingest.Rejection) *Error {
-	return &Error{Status: rej.Reason.HTTPStatus(), Code: string(rej.Reason), Message: rej.Message}
+	return &Error{Status: rej.Reason.HTTPStatus(), Code: string(rej.Reason), Message: rej.Message, RetryAfter: rej.Reason.RetryAfter()}
 }
 
 func (s *server) ingest(event bool) handlerFunc {
@@ -93,8 +93,11 @@ func (s *server) ingest(event bool) handlerFunc {
 			return ingestError(rej)
 		}
 		if err := s.Pipeline.Submit(ctx, msg); err != nil {
-			s.Logger.Warn("ingest not durable", "device", o.Code, "err", err)
-			return ingestError(&ingest.Rejection{Reason: ingest.Unavailable, Message: "the hub could not store the data; retry"})
+			rej := ingest.Durability(err)
+			if rej.Reason != ingest.StorageFull { // the disk guard logs that once
+				s.Logger.Warn("ingest not durable", "device", o.Code, "err", err)
+			}
+			return ingestError(rej)
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil

@@ -78,7 +78,18 @@ type Options struct {
 	DeadLetterMaxAge time.Duration
 	// CommandEventMaxAge is how long command events stay in their stream (default 30 days).
 	CommandEventMaxAge time.Duration
+	// OnNoSpace is told when a JetStream write failed for lack of disk
+	// space (optional; the hub's disk guard). It must not block.
+	OnNoSpace func(err error)
+	// SpaceAvailable says whether the disk has room again, so that
+	// JetStream, whose streams stop writing after such a failure, may be
+	// reopened (optional; nil: reopen at the next check).
+	SpaceAvailable func() bool
 }
+
+// ErrStoreFailed is returned by publishes while a JetStream stream is
+// failing its writes (a full disk), until the bus reopened JetStream.
+var ErrStoreFailed = errors.New("bus: JetStream failed a write (no space left on device); it is reopened once space returns")
 
 // ParseSync validates a sync policy; interval is 0 for "always".
 func ParseSync(s string) (interval time.Duration, err error) {
@@ -100,6 +111,20 @@ type Bus struct {
 	js   jetstream.JetStream
 	// ingest is the INGEST stream's handle, looked up once.
 	ingest jetstream.Stream
+	// jsConfig is JetStream's configuration as it started, for reopening.
+	jsConfig server.JetStreamConfig
+
+	// failCtx is cancelled when JetStream fails a write: publishes waiting
+	// for an acknowledgement that will not come give up at once. A new one
+	// replaces it once JetStream is reopened.
+	failMu     sync.Mutex
+	failCtx    context.Context
+	failCancel context.CancelFunc
+	failed     bool
+	failErr    string // the server's words, for Ready and the log
+	failWake   chan struct{}
+	cancel     context.CancelFunc
+	watcher    sync.WaitGroup
 
 	mu     sync.Mutex
 	closed bool
@@ -123,6 +148,10 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 		StoreDir:   filepath.Clean(opts.StoreDir),
 		NoSigs:     true,
 		DontListen: opts.Listen == "",
+		// Without a set limit JetStream caps its storage at the free space
+		// it finds at start, and refuses writes beyond it even after the
+		// disk was cleaned up: free space is the disk guard's to watch.
+		JetStreamMaxStore: server.JetStreamMaxStoreDefault,
 	}
 	if interval == 0 {
 		so.SyncAlways = true
@@ -147,7 +176,9 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: new server: %w", err)
 	}
-	ns.SetLoggerV2(&natsLogger{l: opts.Logger.With("component", "nats")}, false, false, false)
+	b := &Bus{opts: opts, ns: ns, failWake: make(chan struct{}, 1)}
+	b.failCtx, b.failCancel = context.WithCancel(context.Background())
+	ns.SetLoggerV2(&natsLogger{l: opts.Logger.With("component", "nats"), writeFailed: b.writeFailed}, false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
@@ -164,12 +195,152 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	b := &Bus{opts: opts, ns: ns, nc: nc, js: js}
-	if err := b.ensureStreams(ctx); err != nil {
+	b.nc, b.js = nc, js
+	if c := ns.JetStreamConfig(); c != nil {
+		b.jsConfig = *c
+	}
+	b.jsConfig.StoreDir = so.StoreDir
+	if b.ingest, err = b.ensureStreams(ctx); err != nil {
 		b.Shutdown(context.Background())
 		return nil, err
 	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	b.watcher.Add(1)
+	go func() {
+		defer b.watcher.Done()
+		b.watchWrites(runCtx)
+	}()
 	return b, nil
+}
+
+// writeFailed records that JetStream failed a write; the server's log line
+// (or a publish's error) says so. A stream that failed a write keeps failing
+// until it is reopened, and publishes to it get no answer: they are released
+// at once, and the watcher reopens JetStream once the disk has room.
+func (b *Bus) writeFailed(text string) {
+	b.failMu.Lock()
+	first := !b.failed
+	if first {
+		b.failed, b.failErr = true, text
+		b.failCancel()
+	}
+	b.failMu.Unlock()
+	if first {
+		b.opts.Logger.Error("JetStream failed a write; refusing publishes until it is reopened", "store", "jetstream", "err", text)
+		if b.opts.OnNoSpace != nil {
+			b.opts.OnNoSpace(fmt.Errorf("%w: %s", ErrStoreFailed, text))
+		}
+	}
+	select {
+	case b.failWake <- struct{}{}:
+	default:
+	}
+}
+
+// failure returns ErrStoreFailed while JetStream is failing its writes.
+func (b *Bus) failure() error {
+	b.failMu.Lock()
+	defer b.failMu.Unlock()
+	if b.failed {
+		return ErrStoreFailed
+	}
+	return nil
+}
+
+// onFailure calls fn (in a goroutine of its own) when JetStream fails a
+// write, unless stop was called first.
+func (b *Bus) onFailure(fn func()) (stop func() bool) {
+	b.failMu.Lock()
+	ctx := b.failCtx
+	b.failMu.Unlock()
+	return context.AfterFunc(ctx, fn)
+}
+
+// publishFailed looks at a failed publish: a refusal for lack of space, or
+// no answer at all, which is how a stream that failed a write answers; the
+// server's health report says which.
+func (b *Bus) publishFailed(err error) {
+	if b.failure() != nil {
+		return
+	}
+	if strings.Contains(err.Error(), "no space left") || strings.Contains(err.Error(), "insufficient") {
+		b.writeFailed(err.Error())
+		return
+	}
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		return
+	}
+	if h := b.ns.Healthz(&server.HealthzOptions{Details: true}); h != nil {
+		for _, e := range h.Errors {
+			if strings.Contains(e.Error, "write error") {
+				b.writeFailed(e.Error)
+				return
+			}
+		}
+	}
+}
+
+// watchWrites reopens JetStream after a failed write, once the disk has
+// room again: its streams are read back from their files, which hold
+// everything acknowledged before the failure.
+func (b *Bus) watchWrites(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-b.failWake:
+		}
+		if b.failure() == nil {
+			continue
+		}
+		if b.opts.SpaceAvailable != nil && !b.opts.SpaceAvailable() {
+			continue
+		}
+		if err := b.reopenJetStream(ctx); err != nil {
+			if ctx.Err() == nil {
+				b.opts.Logger.Warn("reopening JetStream failed; retrying", "err", err)
+			}
+			continue
+		}
+		b.failMu.Lock()
+		b.failed, b.failErr = false, ""
+		b.failCtx, b.failCancel = context.WithCancel(context.Background())
+		b.failMu.Unlock()
+		b.opts.Logger.Info("JetStream reopened after a failed write; publishes are accepted again", "store", "jetstream")
+	}
+}
+
+// reopenJetStream restarts JetStream inside the running server with the
+// configuration it started with, and checks that every stream is back and
+// writable.
+func (b *Bus) reopenJetStream(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("bus: shut down")
+	}
+	if b.ns.JetStreamEnabled() {
+		if err := b.ns.ShutdownJetStream(); err != nil {
+			return fmt.Errorf("bus: stopping JetStream: %w", err)
+		}
+	}
+	cfg := b.jsConfig
+	if err := b.ns.EnableJetStream(&cfg); err != nil {
+		return fmt.Errorf("bus: starting JetStream: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := b.ensureStreams(ctx); err != nil {
+		return err
+	}
+	if h := b.ns.Healthz(&server.HealthzOptions{Details: true}); h != nil && len(h.Errors) > 0 {
+		return fmt.Errorf("bus: JetStream unhealthy after reopening: %s", h.Errors[0].Error)
+	}
+	return nil
 }
 
 // derivedPersistMode is the persistence of the streams that copy what the
@@ -198,15 +369,15 @@ func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (jet
 	return b.js.CreateOrUpdateStream(ctx, cfg)
 }
 
-func (b *Bus) ensureStreams(ctx context.Context) error {
+// ensureStreams creates or updates every stream and returns INGEST's handle.
+func (b *Bus) ensureStreams(ctx context.Context) (jetstream.Stream, error) {
 	if b.opts.IngestMaxAge <= 0 {
 		b.opts.IngestMaxAge = 72 * time.Hour
 	}
 	if b.opts.DeadLetterMaxAge <= 0 {
 		b.opts.DeadLetterMaxAge = 30 * 24 * time.Hour
 	}
-	var err error
-	if b.ingest, err = b.ensureStream(ctx, jetstream.StreamConfig{
+	ingest, err := b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        ingestStream,
 		Description: "accepted device messages, in batches",
 		Subjects:    []string{ingestSubject},
@@ -214,8 +385,9 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      b.opts.IngestMaxAge,
 		Duplicates:  2 * time.Minute,
-	}); err != nil {
-		return fmt.Errorf("bus: stream %s: %w", ingestStream, err)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: stream %s: %w", ingestStream, err)
 	}
 	if _, err := b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:              deadStream,
@@ -226,7 +398,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		MaxAge:            b.opts.DeadLetterMaxAge,
 		MaxMsgsPerSubject: 1000,
 	}); err != nil {
-		return fmt.Errorf("bus: stream %s: %w", deadStream, err)
+		return nil, fmt.Errorf("bus: stream %s: %w", deadStream, err)
 	}
 	if b.opts.CommandEventMaxAge <= 0 {
 		b.opts.CommandEventMaxAge = 30 * 24 * time.Hour
@@ -241,7 +413,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		Duplicates:  time.Hour,
 		PersistMode: derivedPersistMode,
 	}); err != nil {
-		return fmt.Errorf("bus: stream %s: %w", commandStream, err)
+		return nil, fmt.Errorf("bus: stream %s: %w", commandStream, err)
 	}
 	_, err = b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        auditStream,
@@ -253,9 +425,9 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		PersistMode: derivedPersistMode,
 	})
 	if err != nil {
-		return fmt.Errorf("bus: stream %s: %w", auditStream, err)
+		return nil, fmt.Errorf("bus: stream %s: %w", auditStream, err)
 	}
-	return nil
+	return ingest, nil
 }
 
 // ClientURL is the address of the NATS listener, "" when none is open.
@@ -280,7 +452,37 @@ func (b *Bus) Ready() error {
 	if !b.nc.IsConnected() {
 		return errors.New("bus: internal connection down")
 	}
+	b.failMu.Lock()
+	defer b.failMu.Unlock()
+	if b.failed {
+		return fmt.Errorf("%w (%s)", ErrStoreFailed, b.failErr)
+	}
 	return nil
+}
+
+// publish publishes msg to JetStream and waits for its acknowledgement,
+// failing at once while JetStream is failing its writes (a stream that
+// failed a write does not answer at all).
+func (b *Bus) publish(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if err := b.failure(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := b.onFailure(func() { cancel(ErrStoreFailed) })
+	defer stop()
+	ack, err := b.js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrStoreFailed) {
+			return nil, ErrStoreFailed
+		}
+		b.publishFailed(err)
+		if b.failure() != nil {
+			return nil, fmt.Errorf("%w: %w", ErrStoreFailed, err)
+		}
+		return nil, err
+	}
+	return ack, nil
 }
 
 // PublishAudit publishes one audit entry (its JSON) under its kind and waits
@@ -291,7 +493,7 @@ func (b *Bus) PublishAudit(ctx context.Context, index uint64, kind string, entry
 	msg := nats.NewMsg(subj)
 	msg.Data = entry
 	msg.Header.Set(auditIndexHeader, strconv.FormatUint(index, 10))
-	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID("audit-"+strconv.FormatUint(index, 10))); err != nil {
+	if _, err := b.publish(ctx, msg, jetstream.WithMsgID("audit-"+strconv.FormatUint(index, 10))); err != nil {
 		return fmt.Errorf("bus: publish audit %d: %w", index, err)
 	}
 	return nil
@@ -336,7 +538,7 @@ func (b *Bus) SubscribeAudit(fn func(kind string, entry []byte)) (func(), error)
 func (b *Bus) PublishIngest(ctx context.Context, batchID string, batch []byte) (uint64, error) {
 	msg := nats.NewMsg(ingestSubject)
 	msg.Data = batch
-	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(batchID))
+	ack, err := b.publish(ctx, msg, jetstream.WithMsgID(batchID))
 	if err != nil {
 		return 0, fmt.Errorf("bus: publish ingest batch: %w", err)
 	}
@@ -345,7 +547,9 @@ func (b *Bus) PublishIngest(ctx context.Context, batchID string, batch []byte) (
 
 // PublishDeadLetter stores a rejected device message under its device.
 func (b *Bus) PublishDeadLetter(ctx context.Context, tenant, id string, record []byte) error {
-	if _, err := b.js.Publish(ctx, deadLetterSubject(tenant, id), record); err != nil {
+	msg := nats.NewMsg(deadLetterSubject(tenant, id))
+	msg.Data = record
+	if _, err := b.publish(ctx, msg); err != nil {
 		return fmt.Errorf("bus: publish dead letter: %w", err)
 	}
 	return nil
@@ -426,7 +630,9 @@ func (b *Bus) DeadLetters(ctx context.Context, tenant, id string, limit int) ([]
 // PublishCommandEvent stores one command event (its JSON) under the
 // device. eventID deduplicates a republish after a crash.
 func (b *Bus) PublishCommandEvent(ctx context.Context, tenant, id, eventID string, event []byte) error {
-	if _, err := b.js.Publish(ctx, deviceSubject(commandSubject, tenant, id), event, jetstream.WithMsgID(eventID)); err != nil {
+	msg := nats.NewMsg(deviceSubject(commandSubject, tenant, id))
+	msg.Data = event
+	if _, err := b.publish(ctx, msg, jetstream.WithMsgID(eventID)); err != nil {
 		return fmt.Errorf("bus: publish command event: %w", err)
 	}
 	return nil
@@ -587,6 +793,10 @@ func (b *Bus) Shutdown(ctx context.Context) error {
 	}
 	b.closed = true
 	b.mu.Unlock()
+	if b.cancel != nil {
+		b.cancel()
+		b.watcher.Wait()
+	}
 	if b.nc != nil {
 		_ = b.nc.Drain()
 		b.nc.Close()
@@ -605,12 +815,24 @@ func (b *Bus) Shutdown(ctx context.Context) error {
 	}
 }
 
-// natsLogger routes the server's log lines to slog.
-type natsLogger struct{ l *slog.Logger }
+// natsLogger routes the server's log lines to slog, and tells the bus of
+// failed writes, which the server reports only in its log (its health
+// report says so too, but is not pushed).
+type natsLogger struct {
+	l           *slog.Logger
+	writeFailed func(text string)
+}
 
 func (n *natsLogger) Noticef(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
 func (n *natsLogger) Warnf(f string, v ...any)   { n.l.Warn(fmt.Sprintf(f, v...)) }
 func (n *natsLogger) Fatalf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
-func (n *natsLogger) Errorf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
-func (n *natsLogger) Debugf(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }
-func (n *natsLogger) Tracef(f string, v ...any)  {}
+func (n *natsLogger) Errorf(f string, v ...any) {
+	text := fmt.Sprintf(f, v...)
+	n.l.Error(text)
+	if strings.Contains(text, "critical write error") || strings.Contains(text, "no space left") {
+		// Never synchronously: the server may hold its locks here.
+		n.writeFailed(text)
+	}
+}
+func (n *natsLogger) Debugf(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Tracef(f string, v ...any) {}

@@ -50,6 +50,11 @@ func hubFlags(cfg *config.Hub, configFile *string, printConfig *bool) *flag.Flag
 		cfg.Identity.RotationOverlap = config.Duration(d)
 		return err
 	})
+	fs.Func("storage.min-free", "refuse device data when the data directory's filesystem has less free space than this, e.g. 256MiB; 0 = off (default 256MiB)", func(s string) error {
+		v, err := config.ParseByteSize(s)
+		cfg.Storage.MinFree = v
+		return err
+	})
 	fs.StringVar(&cfg.Debug.PprofListen, "debug.pprof-listen", cfg.Debug.PprofListen, `serve /debug/pprof on this address, e.g. 127.0.0.1:6060 ("" = off)`)
 	fs.StringVar(&cfg.Log.Level, "log.level", cfg.Log.Level, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.Log.Format, "log.format", cfg.Log.Format, "log format: text or json")

@@ -122,8 +122,11 @@ func (s *Server) fastIngest(ep *udpEndpoint, cm *coapNet.ControlMessage, m *mess
 // Durable answers once the pipeline made the message durable, or could not.
 func (x *fastExchange) Durable(err error) {
 	if err != nil {
-		x.s.log.Warn("ingest not durable", "device", x.device, "err", err)
-		x.refuse(errUnavailable)
+		rej := ingest.Durability(err)
+		if rej.Reason != ingest.StorageFull { // the disk guard logs that once
+			x.s.log.Warn("ingest not durable", "device", x.device, "err", err)
+		}
+		x.refuse(rej)
 		return
 	}
 	x.s.m.accepted.WithLabelValues(x.kind).Inc()
@@ -144,10 +147,14 @@ type fastExchange struct {
 	// tokenBuf holds the token (at most 8 bytes, RFC 7252 §3) in the
 	// exchange's own allocation.
 	tokenBuf [8]byte
+	// retryAfter is the Max-Age, in seconds, of a refusal that asks the
+	// device to wait (5.03).
+	retryAfter int
 }
 
 func (x *fastExchange) refuse(rej *ingest.Rejection) {
 	x.s.m.rejected.WithLabelValues(string(rej.Reason)).Inc()
+	x.retryAfter = rej.Reason.RetryAfter()
 	x.answer(codes.Code(rej.Reason.CoAPCode()), rej.Error())
 }
 
@@ -165,6 +172,9 @@ func (x *fastExchange) answer(c codes.Code, diag string) {
 		}
 		// text/plain is Content-Format 0: an option of no bytes.
 		resp.Options = message.Options{{ID: message.ContentFormat, Value: []byte{}}}
+		if x.retryAfter > 0 {
+			resp.Options = append(resp.Options, maxAge(x.retryAfter))
+		}
 		resp.Payload = []byte(diag)
 	}
 	size, err := coder.DefaultCoder.Size(resp)

@@ -121,7 +121,23 @@ func replyJSON(w *responsewriter.ResponseWriter[*client.Conn], c codes.Code, bod
 // rejectReply answers with a reason of PROTOCOL.md §2.
 func (s *Server) rejectReply(w *responsewriter.ResponseWriter[*client.Conn], rej *ingest.Rejection) {
 	s.m.rejected.WithLabelValues(string(rej.Reason)).Inc()
-	reply(w, codes.Code(rej.Reason.CoAPCode()), rej.Error())
+	diag := rej.Error()
+	if len(diag) > maxDiagnostic {
+		diag = diag[:maxDiagnostic]
+	}
+	if sec := rej.Reason.RetryAfter(); sec > 0 {
+		_ = w.SetResponse(codes.Code(rej.Reason.CoAPCode()), cfText, strings.NewReader(diag), maxAge(sec))
+		return
+	}
+	_ = w.SetResponse(codes.Code(rej.Reason.CoAPCode()), cfText, strings.NewReader(diag))
+}
+
+// maxAge is the Max-Age option of a 5.03 answer: when to retry (RFC 7252
+// §5.9.3.4).
+func maxAge(sec int) message.Option {
+	var buf [4]byte
+	n, _ := message.EncodeUint32(buf[:], uint32(sec))
+	return message.Option{ID: message.MaxAge, Value: buf[:n]}
 }
 
 func listenerName(st *connState) string {
@@ -440,16 +456,16 @@ func (s *Server) ingest(ctx context.Context, w *responsewriter.ResponseWriter[*c
 		return
 	}
 	if err := s.opts.Pipeline.Submit(ctx, msg); err != nil {
-		s.log.Warn("ingest not durable", "device", dev.code, "err", err)
-		s.rejectReply(w, errUnavailable)
+		rej := ingest.Durability(err)
+		if rej.Reason != ingest.StorageFull { // the disk guard logs that once
+			s.log.Warn("ingest not durable", "device", dev.code, "err", err)
+		}
+		s.rejectReply(w, rej)
 		return
 	}
 	s.m.accepted.WithLabelValues(msg.Kind.String()).Inc()
 	reply(w, codes.Changed, "")
 }
-
-// errUnavailable answers a message the pipeline could not make durable.
-var errUnavailable = ingest.Reject(ingest.Unavailable, "the hub could not store the data; retry")
 
 // decodeMessage decodes and validates the body of POST /t (event "") or
 // POST /e/<event>.

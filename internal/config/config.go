@@ -14,6 +14,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -39,6 +41,53 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// ByteSize is a size in bytes written with an optional binary or decimal
+// unit: "256MiB", "1GiB", "500MB", "4096".
+type ByteSize uint64
+
+// MarshalYAML writes the size with the largest binary unit that divides it.
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
+
+// String writes the size as MarshalYAML does.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		name string
+		n    uint64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if b != 0 && uint64(b)%u.n == 0 {
+			return strconv.FormatUint(uint64(b)/u.n, 10) + u.name
+		}
+	}
+	return strconv.FormatUint(uint64(b), 10)
+}
+
+// UnmarshalYAML reads a size.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+// ParseByteSize reads "256MiB", "1GiB", "500MB", "10kB" or a plain number of bytes.
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.TrimSpace(s)
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
+		i--
+	}
+	num, unit := t[:i], strings.TrimSpace(t[i:])
+	mult, ok := map[string]uint64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+		"kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
+	v, err := strconv.ParseUint(num, 10, 64)
+	if !ok || err != nil || (mult > 1 && v > (1<<64-1)/mult) {
+		return 0, fmt.Errorf("size %q: want a number of bytes with an optional unit, like 256MiB or 1GB", s)
+	}
+	return ByteSize(v * mult), nil
 }
 
 // Hub is the configuration of the hub role.
@@ -130,6 +179,14 @@ type Hub struct {
 		// Sync is "always" (fsync before acknowledging) or an interval like "2s".
 		Sync string `yaml:"sync"`
 	} `yaml:"bus"`
+	Storage struct {
+		// MinFree is the free space the data directory's filesystem keeps:
+		// below it device data is refused (MQTT 0x97, CoAP 5.03, HTTP 507,
+		// each saying why) so that the hub can still write its own state;
+		// 0 turns the threshold off (a store that meets a full disk still
+		// stops device data until space returns).
+		MinFree ByteSize `yaml:"min_free"`
+	} `yaml:"storage"`
 	Identity struct {
 		// CertValidity is the lifetime of issued device certificates and credentials.
 		CertValidity Duration `yaml:"cert_validity"`
@@ -181,6 +238,7 @@ func DefaultHub() Hub {
 	c.Telemetry.FutureSkew = Duration(5 * time.Minute)
 	c.Bus.Listen = ""
 	c.Bus.Sync = bus.SyncAlways
+	c.Storage.MinFree = 256 << 20
 	c.Identity.CertValidity = Duration(365 * 24 * time.Hour)
 	c.Identity.RotationOverlap = Duration(7 * 24 * time.Hour)
 	c.Log.Level = "info"

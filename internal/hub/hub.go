@@ -49,6 +49,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/coap"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/diskguard"
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/keys"
@@ -94,6 +95,7 @@ type Hub struct {
 	log  *slog.Logger
 
 	lock     *os.File
+	disk     *diskguard.Guard
 	db       *store.DB
 	ca       *ca.CA
 	signer   ed25519.PrivateKey
@@ -165,6 +167,14 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	if h.lock, err = lockDir(dir); err != nil {
 		return err
 	}
+	h.metrics = prometheus.NewRegistry()
+	h.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if h.disk, err = diskguard.New(diskguard.Options{
+		Dir: dir, MinFree: uint64(cfg.Storage.MinFree), Logger: h.log, Metrics: h.metrics,
+	}); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	h.disk.Start()
 	if h.db, err = store.Open(ctx, filepath.Join(dir, DBFile), store.Options{}); err != nil {
 		return err
 	}
@@ -194,6 +204,8 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	if h.bus, err = bus.Start(ctx, bus.Options{
 		StoreDir: filepath.Join(dir, natsDir), Listen: cfg.Bus.Listen, Sync: cfg.Bus.Sync,
 		Logger: h.log, ServerName: "wanwu-hub-" + h.deployID[:8],
+		OnNoSpace:      func(err error) { h.disk.Report("jetstream", err) },
+		SpaceAvailable: h.disk.Available,
 	}); err != nil {
 		return err
 	}
@@ -209,8 +221,6 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	if err := h.ensureAdminToken(ctx); err != nil {
 		return err
 	}
-	h.metrics = prometheus.NewRegistry()
-	h.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := h.startTelemetry(ctx); err != nil {
 		return err
 	}
@@ -260,6 +270,8 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	if h.pipe, err = pipeline.New(pipeline.Options{
 		Bus: h.bus, TSDB: h.tsdb, Events: h.events, Logger: h.log, Metrics: h.metrics,
 		CursorFile: filepath.Join(cfg.DataDir, ingestCursor),
+		Admit:      h.disk.Admit,
+		OnNoSpace:  func(store string, err error) { h.disk.Report(store, err) },
 	}); err != nil {
 		return err
 	}
@@ -520,6 +532,9 @@ func (h *Hub) Ready() error {
 	if err := h.bus.Ready(); err != nil {
 		return err
 	}
+	if err := h.disk.Ready(); err != nil {
+		return fmt.Errorf("hub: data dir %s: %w", h.opts.Config.DataDir, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := h.db.R.PingContext(ctx); err != nil {
@@ -628,6 +643,9 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	}
 	if h.db != nil {
 		errs = append(errs, h.db.Close())
+	}
+	if h.disk != nil {
+		h.disk.Shutdown()
 	}
 	if h.lock != nil {
 		_ = os.Remove(filepath.Join(h.opts.Config.DataDir, URLFile))

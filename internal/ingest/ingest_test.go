@@ -60,6 +60,7 @@ func TestReasonCodes(t *testing.T) {
 		{NotAuthorized, 0x87, 0x83, 403},
 		{RateLimited, 0x97, 0x9d, 429},
 		{Unavailable, 0x80, 0xa3, 503},
+		{StorageFull, 0x97, 0xa3, 507},
 		{StoreRefused, 0x80, 0xa0, 500},
 		{Reason("bogus"), 0x80, 0xa0, 500},
 	}

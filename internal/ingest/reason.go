@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 )
@@ -25,6 +26,7 @@ const (
 	NotAuthorized     Reason = "not_authorized"     // topic or path outside the device's own
 	RateLimited       Reason = "rate_limited"       // over the publish rate
 	Unavailable       Reason = "unavailable"        // the hub could not make the data durable
+	StorageFull       Reason = "storage_full"       // the hub's disk is (nearly) full: retry later
 	// StoreRefused is never an answer to a device: the message was accepted
 	// and acknowledged, and the store refused one of its values later (a
 	// second, different value for a property at a millisecond that already
@@ -37,7 +39,7 @@ const (
 var AllReasons = []Reason{
 	Malformed, UnsupportedFormat, TooLarge, UnknownProperty, TypeMismatch,
 	OutOfRange, UnitMismatch, TimeInFuture, TimeTooOld, NoModel, MappingFailed,
-	NotAuthorized, RateLimited, Unavailable, StoreRefused,
+	NotAuthorized, RateLimited, Unavailable, StorageFull, StoreRefused,
 }
 
 // MQTT 5 reason codes (MQTT 5.0 §2.4) used for refused publishes.
@@ -59,7 +61,7 @@ func (r Reason) MQTTCode() byte {
 	case Malformed, UnsupportedFormat, UnknownProperty, TypeMismatch, OutOfRange,
 		UnitMismatch, TimeInFuture, TimeTooOld, NoModel, MappingFailed:
 		return mqttPayloadFormat
-	case TooLarge, RateLimited:
+	case TooLarge, RateLimited, StorageFull:
 		return mqttQuotaExceeded
 	case NotAuthorized:
 		return mqttNotAuthorized
@@ -84,7 +86,7 @@ func (r Reason) CoAPCode() uint8 {
 		return coap(4, 3)
 	case RateLimited:
 		return coap(4, 29) // RFC 8516 Too Many Requests
-	case Unavailable:
+	case Unavailable, StorageFull:
 		return coap(5, 3)
 	}
 	return coap(5, 0)
@@ -108,8 +110,33 @@ func (r Reason) HTTPStatus() int {
 		return http.StatusTooManyRequests
 	case Unavailable:
 		return http.StatusServiceUnavailable
+	case StorageFull:
+		return http.StatusInsufficientStorage
 	}
 	return http.StatusInternalServerError
+}
+
+// RetryAfter is how long a device should wait before sending again after
+// r, in seconds (the CoAP Max-Age of a 5.03, HTTP's Retry-After); 0 when
+// r does not ask for a wait.
+func (r Reason) RetryAfter() int {
+	switch r {
+	case Unavailable:
+		return 1
+	case StorageFull:
+		return 30
+	}
+	return 0
+}
+
+// Durability is the answer for a message the hub did not make durable:
+// the rejection err carries (storage_full), or unavailable.
+func Durability(err error) *Rejection {
+	var rej *Rejection
+	if errors.As(err, &rej) {
+		return rej
+	}
+	return &Rejection{Reason: Unavailable, Message: "the hub could not store the data; retry", Err: err}
 }
 
 // Valid reports whether r is one of AllReasons.

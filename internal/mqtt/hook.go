@@ -579,8 +579,11 @@ type pending struct {
 // stands, or the device is told the hub could not store it.
 func (a *pending) Durable(err error) {
 	if err != nil {
-		a.h.s.log.Warn("telemetry not durable; refusing", "device", a.s.code, "err", err)
-		a.done(a.h.reject(a.cl, a.s, a.pk, &ingest.Rejection{Reason: ingest.Unavailable, Message: "the hub could not store the data; retry"}, false))
+		rej := ingest.Durability(err)
+		if rej.Reason != ingest.StorageFull { // the disk guard logs that once
+			a.h.s.log.Warn("telemetry not durable; refusing", "device", a.s.code, "err", err)
+		}
+		a.done(a.h.reject(a.cl, a.s, a.pk, rej, false))
 		return
 	}
 	kind := KindTelemetry

@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wanwu-iot/wanwu/internal/bus"
+	"github.com/wanwu-iot/wanwu/internal/diskguard"
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/tsdb"
@@ -42,6 +43,40 @@ var ErrUnavailable = errors.New("pipeline: data could not be made durable")
 
 // ErrClosed is returned after Shutdown.
 var ErrClosed = errors.New("pipeline: closed")
+
+// refusal is the error for a message refused before it was taken (Admit)
+// or because the bus failed for lack of space: the storage_full rejection,
+// which adapters answer as such, wrapped in ErrUnavailable.
+func refusal(err error) error {
+	return fmt.Errorf("%w: %w", ErrUnavailable, &ingest.Rejection{
+		Reason: ingest.StorageFull, Message: storageFullMessage(err), Err: err,
+	})
+}
+
+// storageFullMessage is what a device is told: the guard's words when it
+// refused, a general one when a store failed.
+func storageFullMessage(err error) string {
+	var rej *ingest.Rejection
+	switch {
+	case errors.As(err, &rej):
+		return rej.Message
+	case errors.Is(err, diskguard.ErrFull):
+		return strings.TrimPrefix(err.Error(), diskguard.ErrFull.Error()+": ")
+	}
+	return "the hub's disk is full; retry later"
+}
+
+// admit returns the refusal of a message when Options.Admit refuses it.
+func (p *Pipeline) admit(source string) error {
+	if p.opts.Admit == nil {
+		return nil
+	}
+	if err := p.opts.Admit(); err != nil {
+		p.m.submitted.WithLabelValues(source, "refused").Inc()
+		return refusal(err)
+	}
+	return nil
+}
 
 // Options configure a Pipeline.
 type Options struct {
@@ -89,6 +124,13 @@ type Options struct {
 	// QueueLength bounds waiting submissions (default 65536); beyond it Submit
 	// waits and SubmitNoWait drops (QoS 0 only).
 	QueueLength int
+	// Admit is asked before a message is taken (optional): an error
+	// refuses the message at once with the storage_full reason and the
+	// error's text (the disk guard's, when the disk is nearly full).
+	Admit func() error
+	// OnNoSpace is told when a store's write failed for lack of disk space
+	// (optional; the disk guard), with the store's name.
+	OnNoSpace func(store string, err error)
 }
 
 // DefaultCommitEvery is Options.CommitEvery's default.
@@ -297,6 +339,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 // The message is the pipeline's from then on: its records are reused once
 // the stores have it, so the caller must not read them again.
 func (p *Pipeline) Submit(ctx context.Context, msg ingest.Message) error {
+	if err := p.admit(msg.Source); err != nil {
+		return err
+	}
 	r := syncRequests.Get().(*request)
 	r.msg = msg
 	if err := p.enqueue(ctx, r); err != nil {
@@ -325,6 +370,10 @@ func (p *Pipeline) Submit(ctx context.Context, msg ingest.Message) error {
 // connection while earlier messages are being synced. The message is the
 // pipeline's from then on, as with Submit.
 func (p *Pipeline) SubmitAsync(msg ingest.Message, done Completion) {
+	if err := p.admit(msg.Source); err != nil {
+		done.Durable(err)
+		return
+	}
 	r := requests.Get().(*request)
 	r.msg, r.cb = msg, done
 	p.mu.RLock()
@@ -343,6 +392,9 @@ func (p *Pipeline) SubmitAsync(msg ingest.Message, done Completion) {
 // the queue is full, so a burst of best-effort data never blocks a device.
 // Once queued, the message is the pipeline's, as with Submit.
 func (p *Pipeline) SubmitNoWait(msg ingest.Message) bool {
+	if p.admit(msg.Source) != nil {
+		return false
+	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
@@ -559,13 +611,17 @@ func (p *Pipeline) flush(f *flusher, batch []*request) (durableBatch, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		seq, err = p.opts.Bus.PublishIngest(ctx, id, data)
 		cancel()
-		if err == nil || attempt == 2 {
+		if err == nil || attempt == 2 || errors.Is(err, bus.ErrStoreFailed) {
 			break
 		}
 		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
 	}
 	if err != nil {
 		p.recycle(msgs)
+		if errors.Is(err, bus.ErrStoreFailed) || diskguard.IsNoSpace(err) {
+			// The bus told the disk guard; the devices are told why.
+			return durableBatch{}, refusal(err)
+		}
 		p.log.Error("storing an ingest batch failed", "messages", len(batch), "err", err)
 		return durableBatch{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/wanwu-iot/wanwu/internal/diskguard"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 )
 
@@ -256,6 +257,7 @@ func (p *Pipeline) commit() {
 	// Events and values are durable when written (the event store syncs
 	// each transaction); samples once the time-series store's log is.
 	if err := p.opts.TSDB.Sync(); err != nil {
+		p.noSpace("tsdb", err)
 		p.log.Warn("committing the time-series store failed; will retry", "err", err)
 		return
 	}
@@ -266,6 +268,15 @@ func (p *Pipeline) commit() {
 		}
 	}
 	p.committed = applied
+}
+
+// noSpace tells Options.OnNoSpace of a store's write that failed for lack
+// of disk space. The batches stay in the stream: the stores read them back
+// once they write again.
+func (p *Pipeline) noSpace(store string, err error) {
+	if p.opts.OnNoSpace != nil && diskguard.IsNoSpace(err) {
+		p.opts.OnNoSpace(store, err)
+	}
 }
 
 // addEncoded adds the rows of a batch read back from the stream.
@@ -297,6 +308,7 @@ func (p *Pipeline) writeRows(ctx context.Context) error {
 		// Durable at the next commit (Options.CommitEvery).
 		n, rejects, err := p.opts.TSDB.AppendPreparedNoSync(ctx, p.samples)
 		if err != nil {
+			p.noSpace("tsdb", err)
 			return fmt.Errorf("pipeline: tsdb: %w", err)
 		}
 		p.m.stored.WithLabelValues("tsdb").Add(float64(n))
@@ -310,6 +322,7 @@ func (p *Pipeline) writeRows(ctx context.Context) error {
 		p.log.Warn("time-series store refused samples", "count", st.n, "first", st.first)
 	}
 	if err := p.opts.Events.Write(ctx, p.events, p.values); err != nil {
+		p.noSpace("events", err)
 		return fmt.Errorf("pipeline: events: %w", err)
 	}
 	p.m.stored.WithLabelValues("events").Add(float64(len(p.events)))
