@@ -67,8 +67,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 	callers := map[string]string{
 		"none": "", "forged": "wwt_" + strings.Repeat("A", 43), "device token": ownTok,
-		"viewer": mcToken(t, h, "m-viewer", "viewer", ""),
-		"acme viewer": mcToken(t, h, "m-acme-viewer", "viewer", "acme"),
+		"viewer":        mcToken(t, h, "m-viewer", "viewer", ""),
+		"acme viewer":   mcToken(t, h, "m-acme-viewer", "viewer", "acme"),
 		"acme operator": mcToken(t, h, "m-acme-op", "operator", "acme"),
 	}
 	fill := func(route, code string) (method, path string) {
