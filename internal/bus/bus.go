@@ -12,6 +12,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -637,6 +638,72 @@ func (b *Bus) PublishCommandEvent(ctx context.Context, tenant, id, eventID strin
 	}
 	return nil
 }
+
+// CommandEventsPublished returns the Seq of the newest command event the
+// stream holds (0 when it holds none), read from the event's JSON: a
+// forwarder publishes the events after it, so that none committed before a
+// crash, or lost with the stream's newest unsynced writes, is missed.
+func (b *Bus) CommandEventsPublished(ctx context.Context) (uint64, error) {
+	s, err := b.js.Stream(ctx, commandStream)
+	if err != nil {
+		return 0, fmt.Errorf("bus: %w", err)
+	}
+	msg, err := s.GetLastMsgForSubject(ctx, commandSubject+".>")
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("bus: last command event: %w", err)
+	}
+	var e struct {
+		Seq uint64 `json:"seq"`
+	}
+	if err := json.Unmarshal(msg.Data, &e); err != nil {
+		return 0, fmt.Errorf("bus: last command event: %w", err)
+	}
+	return e.Seq, nil
+}
+
+// ReadCommandEvents calls fn with every command event the stream holds, in
+// order.
+func (b *Bus) ReadCommandEvents(ctx context.Context, fn func(event []byte) error) error {
+	s, err := b.js.Stream(ctx, commandStream)
+	if err != nil {
+		return fmt.Errorf("bus: %w", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.State.Msgs == 0 {
+		return err
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return fmt.Errorf("bus: command events: %w", err)
+	}
+	for seen := uint64(0); seen < info.State.Msgs; {
+		batch, err := c.Fetch(int(min(info.State.Msgs-seen, 500)), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return fmt.Errorf("bus: command events: %w", err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			seen++
+			if err := fn(m.Data()); err != nil {
+				return err
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("bus: command events: %w", err)
+		}
+		if got == 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// CommandEventMaxAge is how long the stream keeps command events.
+func (b *Bus) CommandEventMaxAge() time.Duration { return b.opts.CommandEventMaxAge }
 
 // SubscribeCommandEvents delivers command events published from now on, of
 // one tenant or (tenant "") of all.

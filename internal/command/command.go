@@ -498,16 +498,48 @@ func (s *Service) Events(ctx context.Context, id string) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.R.QueryContext(ctx, `SELECT seq, kind, time, status, attempts, reason, output,
-		delivered_at, done_at, data FROM command_events WHERE command_id = ? ORDER BY seq`, id)
+	rows, err := s.db.R.QueryContext(ctx, `SELECT `+eventColumns+` FROM command_events WHERE command_id = ? ORDER BY seq`, id)
 	if err != nil {
 		return nil, fmt.Errorf("command: events: %w", err)
 	}
+	return scanEvents(rows, func(string) (*row, error) { return base, nil })
+}
+
+// EventsAfter returns up to limit events of every command with a Seq above
+// after and a time not before since, in Seq order: what a forwarder that
+// published through after still has to publish.
+func (s *Service) EventsAfter(ctx context.Context, after uint64, since time.Time, limit int) ([]Event, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT `+eventColumns+` FROM command_events
+		WHERE seq > ? AND time >= ? ORDER BY seq LIMIT ?`, int64(after), ms(since), limit)
+	if err != nil {
+		return nil, fmt.Errorf("command: events: %w", err)
+	}
+	bases := map[string]*row{}
+	return scanEvents(rows, func(id string) (*row, error) {
+		if b, ok := bases[id]; ok {
+			return b, nil
+		}
+		b, err := getRow(ctx, s.db.R, id)
+		if err != nil {
+			return nil, err
+		}
+		bases[id] = b
+		return b, nil
+	})
+}
+
+// eventColumns are the command_events columns scanEvents reads.
+const eventColumns = `seq, command_id, kind, time, status, attempts, reason, output, delivered_at, done_at, data`
+
+// scanEvents reads events; base gives the command each belongs to, whose
+// state the event's own columns then overlay.
+func scanEvents(rows *sql.Rows, base func(id string) (*row, error)) ([]Event, error) {
 	defer rows.Close()
 	out := []Event{}
 	for rows.Next() {
 		var (
 			e                  Event
+			id                 string
 			t, delivered, done int64
 			status             string
 			output, data       []byte
@@ -515,11 +547,15 @@ func (s *Service) Events(ctx context.Context, id string) ([]Event, error) {
 			attempts           int
 			reason             string
 		)
-		if err := rows.Scan(&seq, &e.Kind, &t, &status, &attempts, &reason, &output, &delivered, &done, &data); err != nil {
+		if err := rows.Scan(&seq, &id, &e.Kind, &t, &status, &attempts, &reason, &output, &delivered, &done, &data); err != nil {
 			return nil, fmt.Errorf("command: events: %w", err)
 		}
+		b, err := base(id)
+		if err != nil {
+			return nil, err
+		}
 		e.Seq, e.Time = uint64(seq), fromMS(t)
-		e.Command = base.Command
+		e.Command = b.Command
 		e.Command.Status, e.Command.Attempts, e.Command.Reason = Status(status), attempts, reason
 		e.Command.Output = rawOrNil(output)
 		e.Command.DeliveredAt, e.Command.DoneAt = optTime(delivered), optTime(done)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wanwu-iot/wanwu/internal/coap"
 	"github.com/wanwu-iot/wanwu/internal/command"
@@ -59,22 +58,15 @@ func (h *Hub) startTwinsAndCommands(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("hub: twins: %w", err)
 	}
-	h.commandEvents = make(chan command.Event, 4096)
-	h.commandEventsDropped = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "wanwu_command_events_unpublished_total",
-		Help: "Command events not published to the COMMANDS stream because its queue was full (they stay in the database).",
-	})
-	h.metrics.MustRegister(h.commandEventsDropped)
 	if h.commands, err = command.Open(ctx, command.Options{
 		DB: h.db, Audit: h.audit, OnAudit: h.wakeAuditForwarder, Model: h.modelOf(command.ErrNotFound),
 		Now: h.opts.Now, Logger: h.log.With("component", "commands"),
 		DefaultTTL: time.Duration(cfg.Commands.DefaultTTL), AckTimeout: time.Duration(cfg.Commands.AckTimeout),
 		MaxAttempts: cfg.Commands.MaxAttempts,
-		OnEvent: func(e command.Event) {
+		OnEvent: func(command.Event) {
 			select {
-			case h.commandEvents <- e:
-			default:
-				h.commandEventsDropped.Inc()
+			case h.commandEventsPending <- struct{}{}:
+			default: // the forwarder is awake already; it reads from the database
 			}
 		},
 	}); err != nil {
@@ -83,24 +75,56 @@ func (h *Hub) startTwinsAndCommands(ctx context.Context) error {
 	return h.commands.Start(ctx)
 }
 
-// forwardCommandEvents publishes command events to the bus in order.
+// forwardCommandEvents publishes command events to the bus in order, as
+// forwardAudit does the audit log: from the newest event the stream holds
+// to the newest in the database, so that neither a burst, nor a crash, nor
+// a failed publish loses one (message ids make a repeat harmless).
 func (h *Hub) forwardCommandEvents(ctx context.Context) {
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
 	for {
+		if err := h.publishPendingCommandEvents(ctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("command event forwarding to the bus failed; retrying", "err", err)
+			retry.Reset(time.Second)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case e := <-h.commandEvents:
+		case <-h.commandEventsPending:
+		case <-retry.C:
+		}
+	}
+}
+
+func (h *Hub) publishPendingCommandEvents(ctx context.Context) error {
+	last, err := h.bus.CommandEventsPublished(ctx)
+	if err != nil {
+		return err
+	}
+	// Events older than the stream keeps would only expire again.
+	since := time.Now().Add(-h.bus.CommandEventMaxAge())
+	for {
+		events, err := h.commands.EventsAfter(ctx, last, since, 500)
+		if err != nil {
+			return err
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		for _, e := range events {
 			body, err := json.Marshal(e)
 			if err != nil {
-				continue
+				return fmt.Errorf("hub: command event %d: %w", e.Seq, err)
 			}
 			tenant, id := splitCode(e.Command.Code)
 			eventID := fmt.Sprintf("%s-%d", e.Command.ID, e.Seq)
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			if err := h.bus.PublishCommandEvent(pctx, tenant, id, eventID, body); err != nil && ctx.Err() == nil {
-				h.log.Warn("command event not published", "command", e.Command.ID, "err", err)
-			}
+			err = h.bus.PublishCommandEvent(pctx, tenant, id, eventID, body)
 			cancel()
+			if err != nil {
+				return err
+			}
+			last = e.Seq
 		}
 	}
 }

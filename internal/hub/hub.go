@@ -122,8 +122,7 @@ type Hub struct {
 	unsub    func()
 	unsubTwn func()
 
-	commandEvents        chan command.Event
-	commandEventsDropped prometheus.Counter
+	commandEventsPending chan struct{} // wakes the command-event forwarder
 
 	auditPending chan struct{} // wakes the audit forwarder
 	cancel       context.CancelFunc
@@ -139,7 +138,7 @@ func New(opts Options) *Hub {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Hub{opts: opts, log: opts.Logger, auditPending: make(chan struct{}, 1)}
+	return &Hub{opts: opts, log: opts.Logger, auditPending: make(chan struct{}, 1), commandEventsPending: make(chan struct{}, 1)}
 }
 
 // Start opens the data directory and starts every component. On error,
