@@ -865,8 +865,19 @@ func (b *Bus) Shutdown(ctx context.Context) error {
 		b.watcher.Wait()
 	}
 	if b.nc != nil {
-		_ = b.nc.Drain()
-		b.nc.Close()
+		// Drain lets subscriptions finish the messages they hold, and
+		// closes the connection when done; only when ctx ends first is it
+		// closed under them.
+		if err := b.nc.Drain(); err != nil {
+			b.nc.Close()
+		}
+		for !b.nc.IsClosed() {
+			select {
+			case <-ctx.Done():
+				b.nc.Close()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
 	}
 	done := make(chan struct{})
 	go func() {

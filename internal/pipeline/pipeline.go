@@ -861,7 +861,12 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		// Stop reading back and committing, and still wait: the stores
+		// are closed after this returns, and must not be written then.
+		// What was not committed stays in the stream and is read back at
+		// the next start.
 		p.cancel()
+		<-done
 		return fmt.Errorf("pipeline: shutdown: %w", ctx.Err())
 	}
 }
