@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-
 	"github.com/wanwu-iot/wanwu/internal/coap"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/psk"
