@@ -139,6 +139,9 @@ func New(o Options) (*Server, error) {
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = o.MaxPacket
 	caps.MaximumSessionExpiryInterval = 7 * 24 * 3600
+	// An acknowledgement carries its own properties (a reason string), never
+	// a copy of the publish's: paho-mqtt 1.6.1 fails on echoed ones.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	// The broker drops a QoS 0 delivery when this many packets wait to be
 	// written to the client (QoS 1/2 ones are bounded by the in-flight
 	// store instead); mochi's default.

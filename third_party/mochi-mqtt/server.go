@@ -1048,7 +1048,10 @@ func (s *Server) finishPublish(cl *Client, pk, pkx *packets.Packet, err error, q
 	if !quotaHeld {
 		cl.State.Inflight.DecreaseReceiveQuota()
 	}
-	ackType, reason := packets.Puback, packets.QosCodes[pk.FixedHeader.Qos] // [MQTT-4.3.2-4]
+	// wanwu patch: a PUBACK's success is 0x00 [MQTT-3.4.2-1]; mochi sent
+	// 0x01 (Granted QoS 1, a SUBACK code), which clients that check the code
+	// (paho-mqtt 1.6.1) reject. mochi-mqtt/server#474.
+	ackType, reason := packets.Puback, packets.CodeSuccess // [MQTT-4.3.2-4]
 	if pk.FixedHeader.Qos == 2 {
 		ackType, reason = packets.Pubrec, packets.CodeSuccess // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
 	}
