@@ -5,10 +5,28 @@ package hubtest
 // numbered as in mqtt_conformance_test.go.
 
 import (
+	"errors"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
+
+// expectDropped reads until the server closes the connection and fails if
+// anything arrives first: MQTT 3.1.1 defines DISCONNECT only from client to
+// server (§3.14), so a 3.1.1 connection the server ends is just closed.
+func (c *mcRaw) expectDropped(within time.Duration) {
+	c.t.Helper()
+	pk, err := c.read(within)
+	if err == nil {
+		c.t.Fatalf("got %s (reason 0x%02x) where the connection should close without a packet", packets.PacketNames[pk.FixedHeader.Type], pk.ReasonCode)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.t.Fatalf("connection still open after %v", within)
+	}
+}
 
 // TestMQTTAckProperties: a PUBACK carries its own reason code and none of
 // the PUBLISH's properties.
@@ -46,4 +64,28 @@ func TestMQTTAckProperties(t *testing.T) {
 			c.expect(packets.Pubcomp)
 		}
 	}
+}
+
+// TestMQTTSysPublish: a publish to a $SYS topic is refused like any topic
+// outside the client's own, with an answer.
+//
+//	§4.7.2 the server SHOULD prevent clients from using $ topics to exchange messages
+//	[MQTT-3.4.2-1] [MQTT-3.5.2-1] a refused QoS 1/2 publish gets PUBACK/PUBREC 0x87
+//	(3.1.1) no negative PUBACK: the connection is closed
+func TestMQTTSysPublish(t *testing.T) {
+	h := mcHub(t)
+	d := mcPump(t, h, "mc-sys")
+	c := mcRawDevice(t, h, d, 5, packets.ConnectParams{})
+	for _, tc := range []struct {
+		qos byte
+		ack byte
+	}{{1, packets.Puback}, {2, packets.Pubrec}} {
+		c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: tc.qos}, PacketID: 7, TopicName: "$SYS/x", Payload: []byte("x")})
+		if ack := c.expect(tc.ack); ack.PacketID != 7 || ack.ReasonCode != 0x87 {
+			t.Errorf("QoS %d to $SYS/x: %s id %d reason 0x%02x, want 0x87", tc.qos, packets.PacketNames[tc.ack], ack.PacketID, ack.ReasonCode)
+		}
+	}
+	c3 := mcRawDevice(t, h, d, 4, packets.ConnectParams{})
+	c3.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 7, TopicName: "$SYS/x", Payload: []byte("x")})
+	c3.expectDropped(mcWait)
 }

@@ -912,15 +912,16 @@ func (s *Server) InjectPacket(cl *Client, pk packets.Packet) error {
 
 // processPublish processes a Publish packet.
 func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
-	if !cl.Net.Inline && !IsValidFilter(pk.TopicName, true) {
-		return nil
-	}
-
 	if atomic.LoadInt32(&cl.State.Inflight.receiveQuota) == 0 {
 		return s.DisconnectClient(cl, packets.ErrReceiveMaximum) // ~[MQTT-3.3.4-7] ~[MQTT-3.3.4-8]
 	}
 
-	if !cl.Net.Inline && !s.hooks.OnACLCheck(cl, pk.TopicName, true) {
+	// wanwu patch: a topic clients may not publish to ($SYS, §4.7.2) is
+	// refused like one the ACL refuses: QoS 1/2 get PUBACK/PUBREC 0x87 (MQTT 5)
+	// or the connection closes (3.1.1). mochi dropped the publish without an
+	// answer, so a QoS 1 client waited for a PUBACK that never came. The ACL
+	// is asked first, so that the application sees (and counts) the refusal.
+	if !cl.Net.Inline && (!s.hooks.OnACLCheck(cl, pk.TopicName, true) || !IsValidFilter(pk.TopicName, true)) {
 		if pk.FixedHeader.Qos == 0 {
 			return nil
 		}
