@@ -89,3 +89,32 @@ func TestMQTTSysPublish(t *testing.T) {
 	c3.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 7, TopicName: "$SYS/x", Payload: []byte("x")})
 	c3.expectDropped(mcWait)
 }
+
+// TestMQTT311NoServerDisconnect: whatever ends a 3.1.1 connection, the
+// server sends no DISCONNECT, which 3.1.1 defines only from the client
+// (paho reports one as a protocol error).
+//
+//	(3.1.1) §3.14 DISCONNECT is sent from the client to the server
+//	(3.1.1) [MQTT-3.3.5-2] a refused publish: positive acknowledgement or close
+func TestMQTT311NoServerDisconnect(t *testing.T) {
+	h := mcHub(t)
+	d := mcPump(t, h, "mc-nodisc")
+	other := mcPump(t, h, "mc-nodisc-other")
+
+	t.Run("refused publish", func(t *testing.T) {
+		c := mcRawDevice(t, h, d, 4, packets.ConnectParams{})
+		c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 3, TopicName: other.topic("telemetry"), Payload: []byte(`{"temperature": 1}`)})
+		c.expectDropped(mcWait)
+	})
+	t.Run("quarantine", func(t *testing.T) {
+		q := mcPump(t, h, "mc-nodisc-q")
+		c := mcRawDevice(t, h, q, 4, packets.ConnectParams{})
+		h.MustWanwu("ctl", "object", "quarantine", q.Code, "--reason", "test")
+		c.expectDropped(mcWait)
+	})
+	t.Run("session taken over", func(t *testing.T) {
+		c := mcRawDevice(t, h, d, 4, packets.ConnectParams{})
+		mcRawDevice(t, h, d, 4, packets.ConnectParams{})
+		c.expectDropped(mcWait)
+	})
+}

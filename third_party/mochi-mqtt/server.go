@@ -1657,7 +1657,14 @@ func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
 
 	// We already have a code we are using to disconnect the client, so we are not
 	// interested if the write packet fails due to a closed connection (as we are closing it).
-	err := cl.WritePacket(out)
+	//
+	// wanwu patch: only MQTT 5 has a DISCONNECT from the server; in 3.1.1 it
+	// is a client's packet (§3.14), and a 3.1.1 connection the server ends is
+	// closed without one (paho takes one for a protocol error).
+	var err error
+	if cl.Properties.ProtocolVersion == 5 {
+		err = cl.WritePacket(out)
+	}
 	if !s.Options.Capabilities.Compatibilities.PassiveClientDisconnect {
 		cl.Stop(code)
 		if code.Code >= packets.ErrUnspecifiedError.Code {
