@@ -6,11 +6,16 @@ package hubtest
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/wanwu-iot/wanwu/internal/mqtt"
 )
 
 // expectDropped reads until the server closes the connection and fails if
@@ -26,6 +31,35 @@ func (c *mcRaw) expectDropped(within time.Duration) {
 	if errors.As(err, &ne) && ne.Timeout() {
 		c.t.Fatalf("connection still open after %v", within)
 	}
+}
+
+// mcMetric is the value of one series on /metrics ("name{labels}" exactly
+// as exposed, labels sorted), 0 when absent.
+func mcMetric(t *testing.T, h *Hub, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(string(h.Do("GET", "/metrics", "", nil).Body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// mcMetricRises waits until a series has risen by n from before: the hub
+// counts a connection's error when it has finished with the connection,
+// just after the client sees it close.
+func mcMetricRises(t *testing.T, h *Hub, series string, before, n float64) {
+	t.Helper()
+	eventually(t, series, func() error {
+		if got := mcMetric(t, h, series) - before; got != n {
+			return fmt.Errorf("%s rose by %v, want %v", series, got, n)
+		}
+		return nil
+	})
 }
 
 // TestMQTTAckProperties: a PUBACK carries its own reason code and none of
@@ -117,4 +151,32 @@ func TestMQTT311NoServerDisconnect(t *testing.T) {
 		mcRawDevice(t, h, d, 4, packets.ConnectParams{})
 		c.expectDropped(mcWait)
 	})
+}
+
+// TestMQTTGarbageCounted: connections that do not speak MQTT are counted by
+// cause on /metrics.
+func TestMQTTGarbageCounted(t *testing.T) {
+	h := mcHub(t)
+	addr := h.MQTT().Addr(mqtt.ListenerTCP)
+	for _, tc := range []struct {
+		name  string
+		bytes []byte
+		cause string
+	}{
+		{"HTTP request", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), "malformed"},
+		{"length out of range", []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0x7f, 'g'}, "malformed"},
+		{"PUBLISH before CONNECT", []byte{0x30, 0x05, 0x00, 0x01, 'a', 'x', 'y'}, "protocol_violation"},
+		{"CONNECT too large", append([]byte{0x10, 0xff, 0xff, 0x7f}, make([]byte, 64)...), "packet_too_large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			series := fmt.Sprintf(`wanwu_protocol_errors_total{cause=%q,protocol="mqtt"}`, tc.cause)
+			before := mcMetric(t, h, series)
+			c := mcDialRaw(t, addr, 4)
+			if _, err := c.conn.Write(tc.bytes); err != nil {
+				t.Fatal(err)
+			}
+			c.expectDropped(mcWait)
+			mcMetricRises(t, h, series, before, 1)
+		})
+	}
 }

@@ -267,6 +267,47 @@ func (h *hook) connect(cl *mochi.Client, pk packets.Packet) error {
 	return nil
 }
 
+// connectionEnded is the broker's connection error handler: a connection
+// that ended on malformed traffic or an oversized packet is counted by
+// cause and logged, rate-limited (package protoerr). Other ends (the
+// network, a refused CONNECT, counted in wanwu_mqtt_connects_total) are
+// not protocol errors.
+func (h *hook) connectionEnded(cl *mochi.Client, err error) {
+	cause, ok := protocolErrorCause(err)
+	if !ok {
+		h.s.log.Debug("mqtt connection ended", "client", cl.ID, "remote", cl.Net.Remote, "err", err)
+		return
+	}
+	h.s.opts.ProtocolErrors.Record("mqtt", cause, cl.Net.Remote, err)
+}
+
+// protocolErrorCause names the protocol error a connection ended with.
+func protocolErrorCause(err error) (string, bool) {
+	var rh tls.RecordHeaderError
+	if errors.As(err, &rh) {
+		return "malformed", true // not TLS at all (on the TLS listener)
+	}
+	var c packets.Code
+	if !errors.As(err, &c) {
+		return "", false
+	}
+	switch c.Code {
+	case packets.ErrMalformedPacket.Code:
+		return "malformed", true
+	case packets.ErrProtocolViolation.Code:
+		return "protocol_violation", true
+	case packets.ErrUnsupportedProtocolVersion.Code:
+		return "unsupported_protocol_version", true
+	case packets.ErrReceiveMaximum.Code:
+		return "receive_maximum_exceeded", true
+	case packets.ErrTopicAliasInvalid.Code:
+		return "topic_alias_invalid", true
+	case packets.ErrPacketTooLarge.Code:
+		return "packet_too_large", true
+	}
+	return "", false
+}
+
 // admitClient applies to integrations and anonymous clients what the code
 // check applies to devices: their client id cannot be a device code, so
 // they cannot take over (or squat on) a device's session; they cannot take

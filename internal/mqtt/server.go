@@ -36,6 +36,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
+	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/twin"
 )
@@ -90,6 +91,10 @@ type Options struct {
 	MaxQueued   int
 	Logger      *slog.Logger
 	Metrics     prometheus.Registerer
+	// ProtocolErrors counts and logs connections that end on malformed
+	// traffic or a packet over MaxPacket; nil: made here, registered with
+	// Metrics (a hub shares one among its protocol adapters).
+	ProtocolErrors *protoerr.Recorder
 }
 
 // Server is the running endpoint.
@@ -136,6 +141,12 @@ func New(o Options) (*Server, error) {
 		o.DevACL = []string{root + "dev/#"}
 	}
 	log := o.Logger.With("component", "mqtt")
+	if o.ProtocolErrors == nil {
+		var err error
+		if o.ProtocolErrors, err = protoerr.New(protoerr.Options{Metrics: o.Metrics, Logger: log}); err != nil {
+			return nil, fmt.Errorf("mqtt: protocol error metric: %w", err)
+		}
+	}
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = o.MaxPacket
 	caps.MaximumSessionExpiryInterval = 7 * 24 * 3600
@@ -167,6 +178,7 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("mqtt: hook: %w", err)
 	}
 	broker.SetAsyncPublisher(h)
+	broker.SetConnectionErrorHandler(h.connectionEnded)
 	return s, nil
 }
 

@@ -925,7 +925,8 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 	case packets.Auth:
 		err = pk.AuthDecode(p)
 	default:
-		err = fmt.Errorf("invalid packet type; %v", pk.FixedHeader.Type)
+		// wanwu patch: a malformed packet, as a code (was a bare error).
+		err = fmt.Errorf("%w: invalid packet type %v", packets.ErrMalformedPacket, pk.FixedHeader.Type)
 	}
 
 	if err != nil {

@@ -148,6 +148,8 @@ type Server struct {
 	inlineClient *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
 	// asyncPublisher finishes QoS 1/2 publishes asynchronously (wanwu patch).
 	asyncPublisher AsyncPublisher
+	// connectionError receives the error each connection ended with (wanwu patch).
+	connectionError func(cl *Client, err error)
 	// lastDropWarn is the Unix second of the last warnDropped line (wanwu patch).
 	lastDropWarn int64
 }
@@ -404,8 +406,24 @@ func (s *Server) eventLoop() {
 // EstablishConnection establishes a new client when a listener accepts a new connection.
 func (s *Server) EstablishConnection(listener string, c net.Conn) error {
 	cl := s.NewClient(c, listener, "", false)
-	return s.attachClient(cl, listener)
+	err := s.attachClient(cl, listener)
+	// wanwu patch: the error a connection ended with goes to the
+	// application, which counts and logs it; the listeners logged every
+	// one, the end of an ordinary connection (EOF) included, with an empty
+	// message.
+	if err != nil && s.connectionError != nil {
+		s.connectionError(cl, err)
+		return nil
+	}
+	return err
 }
+
+// SetConnectionErrorHandler (wanwu patch) installs f to receive the error
+// each client connection ended with (a malformed packet, a packet over
+// Maximum Packet Size, a refused CONNECT, the network), instead of the
+// listener logging it. f runs on the connection's goroutine once the
+// server is finished with the connection; the client's packets are gone.
+func (s *Server) SetConnectionErrorHandler(f func(cl *Client, err error)) { s.connectionError = f }
 
 // attachClient validates an incoming client connection and if viable, attaches the client
 // to the server, performs session housekeeping, and reads incoming packets.
@@ -562,7 +580,10 @@ func (s *Server) receivePacket(cl *Client, pk packets.Packet) error {
 			_ = s.DisconnectClient(cl, code)
 		}
 
-		s.Log.Warn("error processing packet", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "pk", pk)
+		// wanwu patch: never the packet itself (its payload is the
+		// device's data), and at Debug: the error also ends the
+		// connection, and the connection error handler reports it.
+		s.Log.Debug("error processing packet", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "type", packets.PacketNames[pk.FixedHeader.Type])
 
 		return err
 	}
@@ -746,7 +767,8 @@ func (s *Server) processPacket(cl *Client, pk packets.Packet) error {
 		}
 		err = s.processAuth(cl, pk)
 	default:
-		return fmt.Errorf("no valid packet available; %v", pk.FixedHeader.Type)
+		// wanwu patch: a packet only the server sends is a protocol error, as a code.
+		return fmt.Errorf("%w: no valid packet available; %v", packets.ErrProtocolViolation, pk.FixedHeader.Type)
 	}
 
 	if s.hooks.has(OnPacketProcessed) { // wanwu patch: see Hooks.provided
