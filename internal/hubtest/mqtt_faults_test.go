@@ -15,6 +15,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 )
 
@@ -31,6 +32,16 @@ func (c *mcRaw) expectDropped(within time.Duration) {
 	if errors.As(err, &ne) && ne.Timeout() {
 		c.t.Fatalf("connection still open after %v", within)
 	}
+}
+
+// expectDisconnect reads a DISCONNECT with the reason code, then the close.
+func (c *mcRaw) expectDisconnect(code byte) {
+	c.t.Helper()
+	pk := c.expect(packets.Disconnect)
+	if pk.ReasonCode != code {
+		c.t.Fatalf("DISCONNECT 0x%02x (%q), want 0x%02x", pk.ReasonCode, pk.Properties.ReasonString, code)
+	}
+	c.expectDropped(mcWait)
 }
 
 // mcMetric is the value of one series on /metrics ("name{labels}" exactly
@@ -151,6 +162,104 @@ func TestMQTT311NoServerDisconnect(t *testing.T) {
 		mcRawDevice(t, h, d, 4, packets.ConnectParams{})
 		c.expectDropped(mcWait)
 	})
+}
+
+// TestMQTTPingreqPayload: a PINGREQ has no payload; one with a payload is a
+// malformed packet, not a ping.
+//
+//	§3.12 PINGREQ has no variable header and no payload
+//	[MQTT-4.13.1-1] a malformed packet closes the connection (MQTT 5: DISCONNECT 0x81 first)
+func TestMQTTPingreqPayload(t *testing.T) {
+	h := mcHub(t)
+	d := mcPump(t, h, "mc-ping")
+	before := mcMetric(t, h, `wanwu_protocol_errors_total{cause="malformed",protocol="mqtt"}`)
+	for _, v := range []byte{4, 5} {
+		c := mcRawDevice(t, h, d, v, packets.ConnectParams{})
+		if _, err := c.conn.Write([]byte{0xc0, 0x01, 0x00}); err != nil {
+			t.Fatal(err)
+		}
+		if v == 5 {
+			c.expectDisconnect(0x81)
+		} else {
+			c.expectDropped(mcWait)
+		}
+	}
+	mcMetricRises(t, h, `wanwu_protocol_errors_total{cause="malformed",protocol="mqtt"}`, before, 2)
+}
+
+// TestMQTTTopicAliasMaximum: the CONNACK says how many topic aliases the
+// hub accepts, and an alias above it ends the connection.
+//
+//	[MQTT-3.2.2-17] the server sends Topic Alias Maximum in the CONNACK
+//	[MQTT-3.3.2-9] [MQTT-3.3.2-10] an alias above it is a protocol error: DISCONNECT 0x94
+func TestMQTTTopicAliasMaximum(t *testing.T) {
+	h := mcHub(t)
+	d := mcPump(t, h, "mc-tam")
+	c := mcDialRaw(t, h.MQTT().Addr(mqtt.ListenerTCP), 5)
+	ack := c.connect(packets.ConnectParams{ClientIdentifier: d.Code, Clean: true,
+		UsernameFlag: true, Username: []byte(d.Code), PasswordFlag: true, Password: []byte(d.token(t))})
+	if ack.ReasonCode != 0 || ack.Properties.TopicAliasMaximum != mqtt.TopicAliasMaximum {
+		t.Fatalf("CONNACK 0x%02x Topic Alias Maximum %d, want %d", ack.ReasonCode, ack.Properties.TopicAliasMaximum, mqtt.TopicAliasMaximum)
+	}
+	publish := func(alias uint16, id uint16) {
+		c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: id, TopicName: d.topic("telemetry"),
+			Payload: []byte(`{"temperature": 3}`), Properties: packets.Properties{TopicAlias: alias, TopicAliasFlag: true}})
+	}
+	publish(mqtt.TopicAliasMaximum, 1)
+	if pk := c.expect(packets.Puback); pk.ReasonCode != 0 {
+		t.Errorf("alias %d (the maximum): PUBACK 0x%02x", mqtt.TopicAliasMaximum, pk.ReasonCode)
+	}
+	publish(mqtt.TopicAliasMaximum+1, 2)
+	c.expectDisconnect(0x94)
+}
+
+// TestMQTTOversized: the CONNACK states the largest packet the hub takes;
+// a larger one ends the connection with a reason and a count, and a payload
+// within the packet limit but over telemetry.max_payload is refused and
+// kept as a dead letter.
+//
+//	[MQTT-3.2.2-15] [MQTT-3.1.2-24] Maximum Packet Size in the CONNACK; a larger packet is a protocol error
+//	[MQTT-4.13.1-1] MQTT 5: DISCONNECT 0x95 Packet too large before closing
+func TestMQTTOversized(t *testing.T) {
+	const maxPayload = 1024
+	h := mcHub(t, func(c *config.Hub) { c.Telemetry.MaxPayload = maxPayload })
+	d := mcPump(t, h, "mc-big")
+	tooLarge := `wanwu_protocol_errors_total{cause="packet_too_large",protocol="mqtt"}`
+	before := mcMetric(t, h, tooLarge)
+
+	c := mcDialRaw(t, h.MQTT().Addr(mqtt.ListenerTCP), 5)
+	ack := c.connect(packets.ConnectParams{ClientIdentifier: d.Code, Clean: true,
+		UsernameFlag: true, Username: []byte(d.Code), PasswordFlag: true, Password: []byte(d.token(t))})
+	limit := ack.Properties.MaximumPacketSize
+	if ack.ReasonCode != 0 || limit == 0 {
+		t.Fatalf("CONNACK 0x%02x Maximum Packet Size %d, want one", ack.ReasonCode, limit)
+	}
+	// Over max_payload, well within the packet limit: PUBACK 0x97, dead letter.
+	body := `{"label": "` + strings.Repeat("x", maxPayload) + `"}`
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 1, TopicName: d.topic("telemetry"), Payload: []byte(body)})
+	if pk := c.expect(packets.Puback); pk.ReasonCode != 0x97 {
+		t.Errorf("payload over max_payload: PUBACK 0x%02x, want 0x97", pk.ReasonCode)
+	}
+	var dl struct {
+		DeadLetters []struct{ Reason string } `json:"dead_letters"`
+	}
+	h.MustAdmin(200, "GET", "/api/v1/deadletters?device="+d.Code, nil).JSON(t, &dl)
+	if len(dl.DeadLetters) != 1 || dl.DeadLetters[0].Reason != "too_large" {
+		t.Errorf("dead letters %+v, want one too_large", dl.DeadLetters)
+	}
+	// A packet one byte over the advertised limit.
+	topic := d.topic("telemetry")
+	// type byte, two length bytes, topic, packet id, properties length
+	n := int(limit) + 1 - (1 + 2 + 2 + len(topic) + 2 + 1)
+	pub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 2, TopicName: topic, Payload: []byte(strings.Repeat("x", n))}
+	c.send(pub)
+	c.expectDisconnect(0x95)
+
+	c3 := mcRawDevice(t, h, d, 4, packets.ConnectParams{})
+	pub.Payload = append(pub.Payload, 'x') // no properties length in 3.1.1
+	c3.send(pub)
+	c3.expectDropped(mcWait)
+	mcMetricRises(t, h, tooLarge, before, 2)
 }
 
 // TestMQTTGarbageCounted: connections that do not speak MQTT are counted by

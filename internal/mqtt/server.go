@@ -41,6 +41,12 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/twin"
 )
 
+// TopicAliasMaximum is the highest topic alias a client may set up on a
+// connection, advertised in the CONNACK; a higher one ends the connection
+// with DISCONNECT 0x94 [MQTT-3.3.2-9]. A device publishes on a handful of
+// topics, and each alias holds its topic for the connection's life.
+const TopicAliasMaximum = 32
+
 // Limits are the per-device and per-address rate limits (PROTOCOL.md §5).
 type Limits struct {
 	ConnectPerDevice      rate.Limit
@@ -148,7 +154,10 @@ func New(o Options) (*Server, error) {
 		}
 	}
 	caps := mochi.NewDefaultServerCapabilities()
+	// Both are advertised in the CONNACK and enforced: a larger packet ends
+	// the connection with DISCONNECT 0x95, a higher alias with 0x94.
 	caps.MaximumPacketSize = o.MaxPacket
+	caps.TopicAliasMaximum = TopicAliasMaximum
 	caps.MaximumSessionExpiryInterval = 7 * 24 * 3600
 	// An acknowledgement carries its own properties (a reason string), never
 	// a copy of the publish's: paho-mqtt 1.6.1 fails on echoed ones.

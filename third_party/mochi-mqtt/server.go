@@ -447,6 +447,15 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 		return err
 	}
 	err = cl.Read(s.receivePacket)
+	// wanwu patch: a packet that could not be read (malformed, over Maximum
+	// Packet Size) ends an MQTT 5 connection with a DISCONNECT carrying the
+	// reason [MQTT-4.13.1-1], as receivePacket does for one that could not
+	// be processed; mochi closed the connection without a word.
+	var code packets.Code
+	if err != nil && errors.As(err, &code) && code.Code >= packets.ErrUnspecifiedError.Code &&
+		cl.Properties.ProtocolVersion == 5 && !cl.Closed() {
+		_ = s.DisconnectClient(cl, code)
+	}
 	return s.endSession(cl, listener, err)
 }
 
@@ -699,6 +708,13 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 		properties.MaximumQos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9]
 		properties.MaximumQosFlag = true
 	}
+
+	// wanwu patch: the CONNACK states the limits the server enforces. Without
+	// Maximum Packet Size a client may send packets of any size [MQTT-3.2.2-15]
+	// and without Topic Alias Maximum it may send no alias at all
+	// [MQTT-3.2.2-18]; mochi enforced both while advertising neither.
+	properties.MaximumPacketSize = s.Options.Capabilities.MaximumPacketSize // 0: none, not sent
+	properties.TopicAliasMaximum = s.Options.Capabilities.TopicAliasMaximum // [MQTT-3.2.2-17]; 0: not sent
 
 	if cl.Properties.Props.AssignedClientID != "" {
 		properties.AssignedClientID = cl.Properties.Props.AssignedClientID // [MQTT-3.1.3-7] [MQTT-3.2.2-16]
