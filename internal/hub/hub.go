@@ -292,6 +292,8 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 			ConnectPerDevice: rate.Limit(cfg.MQTT.Limits.ConnectPerDevice), ConnectPerDeviceBurst: cfg.MQTT.Limits.ConnectPerDeviceBurst,
 			ConnectPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr), ConnectPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst,
 			PublishPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), PublishPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
+			AuthFailuresPerAddr: rate.Limit(cfg.MQTT.Limits.AuthFailuresPerAddr), AuthFailuresPerAddrBurst: cfg.MQTT.Limits.AuthFailuresPerAddrBurst,
+			AuthFailuresPerDevice: rate.Limit(cfg.MQTT.Limits.AuthFailuresPerDevice), AuthFailuresPerDeviceBurst: cfg.MQTT.Limits.AuthFailuresPerDeviceBurst,
 		},
 	}); err != nil {
 		return err

@@ -5,6 +5,7 @@ package hubtest
 // numbered as in mqtt_conformance_test.go.
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +19,19 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 )
+
+// mcDialRawFrom is mcDialRaw from a chosen loopback source address, so a
+// test can play two hosts (Linux routes all of 127/8 to the loopback).
+func mcDialRawFrom(t *testing.T, addr, local string, v byte) *mcRaw {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: mcWait}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &mcRaw{t: t, conn: conn, r: bufio.NewReader(conn), v: v}
+}
 
 // expectDropped reads until the server closes the connection and fails if
 // anything arrives first: MQTT 3.1.1 defines DISCONNECT only from client to
@@ -287,5 +301,84 @@ func TestMQTTGarbageCounted(t *testing.T) {
 			c.expectDropped(mcWait)
 			mcMetricRises(t, h, series, before, 1)
 		})
+	}
+}
+
+// TestMQTTPreAuthLockout: wrong credentials naming a device, from another
+// address, do not keep the device out. Failed attempts are charged to the
+// address they come from and to the code's failure budget, which answers
+// failures only; successful connects are counted per device.
+func TestMQTTPreAuthLockout(t *testing.T) {
+	h := Start(t, func(c *config.Hub) { // default per-device limit: 1/s, burst 5
+		c.MQTT.Limits.AuthFailuresPerAddr, c.MQTT.Limits.AuthFailuresPerAddrBurst = 0.1, 10
+	})
+	setupAcme(t, h)
+	d := mcPump(t, h, "pump-0001")
+	addr := h.MQTT().Addr(mqtt.ListenerTCP)
+	connectFrom := func(local, pass string, v byte) (packets.Packet, error) {
+		c := mcDialRawFrom(t, addr, local, v)
+		c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, Connect: packets.ConnectParams{
+			ClientIdentifier: d.Code, Clean: true, Keepalive: 30,
+			UsernameFlag: true, Username: []byte(d.Code), PasswordFlag: true, Password: []byte(pass)}})
+		defer c.conn.Close()
+		return c.read(mcWait)
+	}
+	attacker := func(n int) (refused, limited int) {
+		for i := 0; i < n; i++ {
+			pk, err := connectFrom("127.0.0.2", "x.y.z", 5)
+			switch {
+			case err != nil:
+				t.Fatalf("attacker connect: %v", err)
+			case pk.ReasonCode == 0x87:
+				refused++
+			case pk.ReasonCode == 0x9F:
+				limited++
+			default:
+				t.Fatalf("attacker got CONNACK 0x%02x", pk.ReasonCode)
+			}
+		}
+		return refused, limited
+	}
+	// The attacker floods the device's code, interleaved with the device's
+	// own connects from its address: every one of the device's gets in.
+	for round := 0; round < 4; round++ {
+		attacker(5)
+		if pk, err := connectFrom("127.0.0.1", d.token(t), 5); err != nil || pk.ReasonCode != 0 {
+			t.Fatalf("round %d: the device was refused (0x%02x, %v) while another address failed with its code", round, pk.ReasonCode, err)
+		}
+	}
+	// By now the attacker's address has spent its failure budget: it is
+	// refused before authentication, and the device still connects.
+	if _, limited := attacker(3); limited != 3 {
+		t.Errorf("attacker past its address's failure budget: %d of 3 rate limited", limited)
+	}
+	if pk, err := connectFrom("127.0.0.1", d.token(t), 4); err != nil || pk.ReasonCode != 0 {
+		t.Errorf("the device (3.1.1) after the flood: 0x%02x, %v", pk.ReasonCode, err)
+	}
+	// Failures from many addresses spend the code's failure budget: they are
+	// then answered 0x9F, while the device's own credentials still pass.
+	limited := 0
+	for i := 0; i < 12; i++ {
+		pk, err := connectFrom(fmt.Sprintf("127.0.1.%d", i+1), "x.y.z", 5)
+		if err == nil && pk.ReasonCode == 0x9F {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Error("12 failures naming one code from 12 addresses: none rate limited")
+	}
+	time.Sleep(time.Second) // the device's own budget: 1 connect per second
+	if pk, err := connectFrom("127.0.0.3", d.token(t), 5); err != nil || pk.ReasonCode != 0 {
+		t.Errorf("the device from a new address with its code's failure budget spent: 0x%02x, %v", pk.ReasonCode, err)
+	}
+	// Successful connects are what the device's own limit counts.
+	refused := 0
+	for i := 0; i < 8; i++ {
+		if pk, err := connectFrom("127.0.0.1", d.token(t), 5); err == nil && pk.ReasonCode == 0x9F {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Error("8 rapid successful connects of one device: none rate limited")
 	}
 }

@@ -48,6 +48,15 @@ import (
 const TopicAliasMaximum = 32
 
 // Limits are the per-device and per-address rate limits (PROTOCOL.md §5).
+//
+// What is charged to whom: every CONNECT to its source address
+// (ConnectPerAddr); a successful authentication to the device
+// (ConnectPerDevice); a failed one to its source address (AuthFailuresPerAddr:
+// once spent, the address is refused before authentication) and to the
+// device code it named (AuthFailuresPerDevice: once spent, failures naming
+// the code are answered "connection rate exceeded", and valid credentials
+// still pass). So failures cannot spend a device's own connect budget: an
+// attacker who names a device's code keeps out no one but itself.
 type Limits struct {
 	ConnectPerDevice      rate.Limit
 	ConnectPerDeviceBurst int
@@ -55,6 +64,11 @@ type Limits struct {
 	ConnectPerAddrBurst   int
 	PublishPerDevice      rate.Limit
 	PublishPerDeviceBurst int
+
+	AuthFailuresPerAddr        rate.Limit
+	AuthFailuresPerAddrBurst   int
+	AuthFailuresPerDevice      rate.Limit
+	AuthFailuresPerDeviceBurst int
 }
 
 // DefaultLimits are the documented defaults.
@@ -63,6 +77,8 @@ func DefaultLimits() Limits {
 		ConnectPerDevice: 1, ConnectPerDeviceBurst: 5,
 		ConnectPerAddr: 50, ConnectPerAddrBurst: 200,
 		PublishPerDevice: 100, PublishPerDeviceBurst: 200,
+		AuthFailuresPerAddr: 1, AuthFailuresPerAddrBurst: 30,
+		AuthFailuresPerDevice: 1, AuthFailuresPerDeviceBurst: 10,
 	}
 }
 
@@ -136,6 +152,12 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Limits == (Limits{}) {
 		o.Limits = DefaultLimits()
+	}
+	if d := DefaultLimits(); o.Limits.AuthFailuresPerAddr == 0 {
+		o.Limits.AuthFailuresPerAddr, o.Limits.AuthFailuresPerAddrBurst = d.AuthFailuresPerAddr, d.AuthFailuresPerAddrBurst
+	}
+	if d := DefaultLimits(); o.Limits.AuthFailuresPerDevice == 0 {
+		o.Limits.AuthFailuresPerDevice, o.Limits.AuthFailuresPerDeviceBurst = d.AuthFailuresPerDevice, d.AuthFailuresPerDeviceBurst
 	}
 	if o.MaxPacket == 0 {
 		o.MaxPacket = 64<<10 + 1024
