@@ -4,7 +4,12 @@
 // admission, per-device topic ACLs, rate limits and ingest.
 //
 // The adapter is thin (DESIGN §3): authenticate, authorize, decode and
-// validate through package ingest, hand over to the pipeline, and answer. A
+// validate through package ingest, hand over to the pipeline, and answer.
+// Connect rate limits are charged so that nobody is kept out by others
+// naming it: failed authentications to their source address and the code
+// they named, successful ones to the device (Limits). A connection that
+// ends on malformed traffic or a packet over MaxPacket is counted by cause
+// and logged, rate-limited, through package protoerr. A
 // QoS 1/2 telemetry publish is acknowledged only after the pipeline says the
 // data is durable; a rejected one is answered with a reason (MQTT 5 PUBACK
 // reason code and string; MQTT 3.1.1 a message on the device's errors topic)
