@@ -399,7 +399,7 @@ func (cl *Client) WriteLoop() {
 		pk := it.pk
 		if err := cl.writePacket(pk); err != nil {
 			// TODO : Figure out what to do with error
-			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+			cl.ops.log.Debug("failed writing packet", "error", err, "client", cl.ID, "type", packets.PacketNames[pk.FixedHeader.Type]) // wanwu patch: never the payload
 		}
 		atomic.AddInt32(&cl.State.outboundQty, -1)
 		*pk = packets.Packet{} // wanwu patch: queuedPackets
