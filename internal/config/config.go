@@ -126,6 +126,14 @@ type Hub struct {
 			ConnectPerAddrBurst   int     `yaml:"connect_per_addr_burst"`
 			PublishPerDevice      float64 `yaml:"publish_per_device"`
 			PublishPerDeviceBurst int     `yaml:"publish_per_device_burst"`
+			// Failed authentications, charged to the source address (over
+			// its budget the address is refused before authentication) and
+			// to the code the client named (over its budget failures are
+			// answered "rate exceeded"; valid credentials still pass).
+			AuthFailuresPerAddr        float64 `yaml:"auth_failures_per_addr"`
+			AuthFailuresPerAddrBurst   int     `yaml:"auth_failures_per_addr_burst"`
+			AuthFailuresPerDevice      float64 `yaml:"auth_failures_per_device"`
+			AuthFailuresPerDeviceBurst int     `yaml:"auth_failures_per_device_burst"`
 		} `yaml:"limits"`
 	} `yaml:"mqtt"`
 	CoAP struct {
@@ -221,6 +229,8 @@ func DefaultHub() Hub {
 	l.ConnectPerDevice, l.ConnectPerDeviceBurst = 1, 5
 	l.ConnectPerAddr, l.ConnectPerAddrBurst = 50, 200
 	l.PublishPerDevice, l.PublishPerDeviceBurst = 100, 200
+	l.AuthFailuresPerAddr, l.AuthFailuresPerAddrBurst = 1, 30
+	l.AuthFailuresPerDevice, l.AuthFailuresPerDeviceBurst = 1, 10
 	c.CoAP.DTLSListen = "127.0.0.1:5684"
 	c.CoAP.Listen = ""
 	c.CoAP.SessionIdle = Duration(5 * time.Minute)
@@ -290,7 +300,9 @@ func (c *Hub) Validate() error {
 		errs = append(errs, fmt.Errorf("mqtt.max_queued: %d: must not be negative", c.MQTT.MaxQueued))
 	}
 	if l := c.MQTT.Limits; l.ConnectPerDevice <= 0 || l.ConnectPerAddr <= 0 || l.PublishPerDevice <= 0 ||
-		l.ConnectPerDeviceBurst < 1 || l.ConnectPerAddrBurst < 1 || l.PublishPerDeviceBurst < 1 {
+		l.AuthFailuresPerAddr <= 0 || l.AuthFailuresPerDevice <= 0 ||
+		l.ConnectPerDeviceBurst < 1 || l.ConnectPerAddrBurst < 1 || l.PublishPerDeviceBurst < 1 ||
+		l.AuthFailuresPerAddrBurst < 1 || l.AuthFailuresPerDeviceBurst < 1 {
 		errs = append(errs, errors.New("mqtt.limits: rates must be positive and bursts at least 1"))
 	}
 	if c.CoAP.SessionIdle < Duration(time.Second) {

@@ -55,6 +55,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
+	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/psk"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/store"
@@ -121,6 +122,10 @@ type Hub struct {
 	deployID string
 	unsub    func()
 	unsubTwn func()
+
+	// protoErrs counts malformed device traffic for every protocol
+	// adapter (wanwu_protocol_errors_total{protocol, cause}).
+	protoErrs *protoerr.Recorder
 
 	commandEventsPending chan struct{} // wakes the command-event forwarder
 
@@ -220,6 +225,9 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	if err := h.ensureAdminToken(ctx); err != nil {
 		return err
 	}
+	if h.protoErrs, err = protoerr.New(protoerr.Options{Metrics: h.metrics, Logger: h.log.With("component", "protocol")}); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
 	if err := h.startTelemetry(ctx); err != nil {
 		return err
 	}
@@ -289,12 +297,14 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 		Listen: cfg.MQTT.Listen, TLSListen: cfg.MQTT.TLSListen, TLS: h.tlsConf,
 		DevListen: cfg.MQTT.DevListen, DevACL: cfg.MQTT.DevACL,
 		Registry: h.reg, Pipeline: h.pipe, Decoder: h.decoder, Twins: h.twins, Commands: h.commands,
-		Logger: h.log, Metrics: h.metrics,
+		Logger: h.log, Metrics: h.metrics, ProtocolErrors: h.protoErrs,
 		MaxPacket: uint32(cfg.Telemetry.MaxPayload) + 1024, MaxInflight: uint16(cfg.MQTT.MaxInflight), MaxQueued: cfg.MQTT.MaxQueued,
 		Limits: mqtt.Limits{
 			ConnectPerDevice: rate.Limit(cfg.MQTT.Limits.ConnectPerDevice), ConnectPerDeviceBurst: cfg.MQTT.Limits.ConnectPerDeviceBurst,
 			ConnectPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr), ConnectPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst,
 			PublishPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), PublishPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
+			AuthFailuresPerAddr: rate.Limit(cfg.MQTT.Limits.AuthFailuresPerAddr), AuthFailuresPerAddrBurst: cfg.MQTT.Limits.AuthFailuresPerAddrBurst,
+			AuthFailuresPerDevice: rate.Limit(cfg.MQTT.Limits.AuthFailuresPerDevice), AuthFailuresPerDeviceBurst: cfg.MQTT.Limits.AuthFailuresPerDeviceBurst,
 		},
 	}); err != nil {
 		return err

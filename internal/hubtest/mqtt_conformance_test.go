@@ -1054,12 +1054,10 @@ func TestMQTTTopicAlias(t *testing.T) {
 	mustConnect5(t, h, conf).mustSub(t, "wanwu/v1/acme/+/telemetry", 1)
 
 	dev := mustConnect5(t, h, mcDevice(t, d))
-	// Deviation: the CONNACK carries no Topic Alias Maximum, which means 0
-	// ([MQTT-3.2.2-18]: a client then MUST NOT send aliases), yet the broker
-	// accepts aliases up to 65535. Clients that honour the CONNACK never use
-	// them; those that do (as here) work.
-	if p := dev.ack.Properties; p != nil && p.TopicAliasMaximum != nil {
-		t.Logf("CONNACK Topic Alias Maximum %d", *p.TopicAliasMaximum)
+	// [MQTT-3.2.2-17] the CONNACK says how many aliases the hub accepts
+	// (TestMQTTTopicAliasMaximum: one above it ends the connection).
+	if p := dev.ack.Properties; p == nil || p.TopicAliasMaximum == nil || *p.TopicAliasMaximum != mqtt.TopicAliasMaximum {
+		t.Fatalf("CONNACK properties %+v: want Topic Alias Maximum %d", p, mqtt.TopicAliasMaximum)
 	}
 	alias := func(c *mcClient, a uint16, topic, payload string) (*paho.PublishResponse, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), mcWait)
@@ -1080,8 +1078,8 @@ func TestMQTTTopicAlias(t *testing.T) {
 	}{
 		{1, d.topic("telemetry"), fmt.Sprintf(`{"temperature": 41, "ts": %d}`, ts)},
 		{1, "", fmt.Sprintf(`{"temperature": 42, "ts": %d}`, ts+1)},
-		{65535, d.topic("telemetry"), fmt.Sprintf(`{"temperature": 43, "ts": %d}`, ts+2)},
-		{65535, "", fmt.Sprintf(`{"temperature": 44, "ts": %d}`, ts+3)},
+		{mqtt.TopicAliasMaximum, d.topic("telemetry"), fmt.Sprintf(`{"temperature": 43, "ts": %d}`, ts+2)},
+		{mqtt.TopicAliasMaximum, "", fmt.Sprintf(`{"temperature": 44, "ts": %d}`, ts+3)},
 	} {
 		if pr, err := alias(dev, step.alias, step.topic, step.payload); err != nil || pr.ReasonCode != 0 {
 			t.Fatalf("[MQTT-3.3.2-12] step %d (alias %d, topic %q): %v %+v", i, step.alias, step.topic, err, pr)

@@ -133,9 +133,11 @@ func packetsOf(t *testing.T, b []byte, typ byte) [][]byte {
 
 // TestPubackWireForm: a stored publish is acknowledged with the shortest
 // PUBACK, its packet id alone [MQTT-3.4.2.1] (the broker queues it as four
-// bytes, not as a packet); an acknowledgement with something to say still
-// says it: the publish's user properties [mochi inherits them], a refusal's
-// reason code and string [MQTT-3.4.2-1].
+// bytes, not as a packet), also when the publish carried user properties,
+// which an acknowledgement does not repeat (mochi copied them, with reason
+// 0x01, which paho-mqtt 1.6.1 rejects; TestMQTTAckProperties); an
+// acknowledgement with something to say still says it: a refusal's reason
+// code and string [MQTT-3.4.2-1].
 func TestPubackWireForm(t *testing.T) {
 	c, conn, d := recordingPump(t, "acme:pump-ack")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -162,8 +164,8 @@ func TestPubackWireForm(t *testing.T) {
 	if len(acks[0]) != 2 {
 		t.Errorf("a plain success PUBACK is % x, want its packet id alone", acks[0])
 	}
-	if len(acks[1]) <= 3 || !bytes.Contains(acks[1], []byte("trace")) || !bytes.Contains(acks[1], []byte("t-1")) {
-		t.Errorf("the PUBACK of a publish with a user property is % x, want it with the property", acks[1])
+	if len(acks[1]) != 2 {
+		t.Errorf("the PUBACK of a publish with a user property is % x, want its packet id alone", acks[1])
 	}
 	if len(acks[2]) < 3 || acks[2][2] < 0x80 || !bytes.Contains(acks[2], []byte("temperature")) {
 		t.Errorf("a refusal's PUBACK is % x, want a reason code and string", acks[2])

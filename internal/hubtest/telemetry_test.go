@@ -380,7 +380,9 @@ func TestMQTTAdmission(t *testing.T) {
 	if _, err := publish5(t, gc, good.topic("telemetry"), "application/senml+json", []byte(`[{"n":"temperature","v":1}]`)); err != nil {
 		t.Errorf("good device after a malformed neighbour: %v", err)
 	}
-	// A connect flood for one code is rate limited; another device still connects.
+	// Failed connects naming one code are rate limited (the code's failure
+	// budget, PROTOCOL §1.1); another device still connects from the same
+	// address, whose own failure budget the flood has not spent.
 	flooded := 0
 	for i := 0; i < 20; i++ {
 		if _, ack, err := connect5(t, h, bad, false, nil); err != nil && ack != nil && ack.ReasonCode == 0x9F {

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -60,8 +61,10 @@ type hook struct {
 	s        *Server
 	sessions sync.Map // *mochi.Client → *session
 
-	connDevice *ratelimit.Keyed[string]
-	connAddr   *ratelimit.Keyed[string]
+	connDevice *ratelimit.Keyed[string] // successful authentications, by device code
+	connAddr   *ratelimit.Keyed[string] // CONNECTs, by source address
+	failAddr   *ratelimit.Keyed[string] // failed authentications, by source address
+	failCode   *ratelimit.Keyed[string] // failed authentications, by the code they named
 
 	connects  *prometheus.CounterVec
 	rejected  *prometheus.CounterVec
@@ -75,6 +78,8 @@ func newHook(s *Server) (*hook, error) {
 		s:          s,
 		connDevice: ratelimit.New[string](l.ConnectPerDevice, l.ConnectPerDeviceBurst),
 		connAddr:   ratelimit.New[string](l.ConnectPerAddr, l.ConnectPerAddrBurst),
+		failAddr:   ratelimit.New[string](l.AuthFailuresPerAddr, l.AuthFailuresPerAddrBurst),
+		failCode:   ratelimit.New[string](l.AuthFailuresPerDevice, l.AuthFailuresPerDeviceBurst),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wanwu_mqtt_connects_total", Help: "MQTT connect attempts by result (accepted, refused reason).",
 		}, []string{"result"}),
@@ -129,7 +134,11 @@ func (h *hook) session(cl *mochi.Client) *session {
 // refuse answers a CONNECT with a reason code and ends the connection.
 func (h *hook) refuse(cl *mochi.Client, c packets.Code, result string, args ...any) error {
 	h.connects.WithLabelValues(result).Inc()
-	h.s.log.Info("mqtt connect refused", append([]any{"reason", result, "client", cl.ID, "remote", cl.Net.Remote}, args...)...)
+	level := slog.LevelInfo
+	if c == packets.ErrConnectionRateExceeded {
+		level = slog.LevelDebug // a flood would flood the log; counted above
+	}
+	h.s.log.Log(context.Background(), level, "mqtt connect refused", append([]any{"reason", result, "client", cl.ID, "remote", cl.Net.Remote}, args...)...)
 	if cl.Properties.ProtocolVersion < 5 {
 		// MQTT 3.1.1 has six return codes (§3.2.2.3) and mochi passes most
 		// MQTT 5 codes through unchanged; where none applies (rate limits)
@@ -141,6 +150,24 @@ func (h *hook) refuse(cl *mochi.Client, c packets.Code, result string, args ...a
 	}
 	_ = h.s.broker.SendConnack(cl, c, false, nil)
 	return c
+}
+
+// failed refuses a CONNECT whose credentials did not authenticate (or
+// whose identity is not admitted) and charges the failure to its source
+// address and, when it named one, to the device code: once the code's
+// failure budget is spent, failures naming it are answered 0x9F, so a
+// guesser spread over many addresses gets no answer about its guesses more
+// often than the budget allows. The device's own connect budget is not
+// touched: valid credentials pass whatever others sent in its name.
+func (h *hook) failed(cl *mochi.Client, host, named string, now time.Time, c packets.Code, result string, args ...any) error {
+	h.failAddr.Allow(host, now)
+	if named != "" {
+		args = append(args, "device", named)
+		if !h.failCode.Allow(named, now) {
+			return h.refuse(cl, packets.ErrConnectionRateExceeded, "rate_limited_device_failures", args...)
+		}
+	}
+	return h.refuse(cl, c, result, args...)
 }
 
 // v3ReturnCodes maps the MQTT 5 CONNACK reason codes the hook uses to
@@ -173,6 +200,11 @@ func (h *hook) connect(cl *mochi.Client, pk packets.Packet) error {
 	if !h.connAddr.Allow(host, now) {
 		return h.refuse(cl, packets.ErrConnectionRateExceeded, "rate_limited_addr")
 	}
+	// An address that has spent its failed authentications is refused
+	// before any work is done for it; others are not affected.
+	if cl.Net.Listener != ListenerDev && h.failAddr.Blocked(host, now) {
+		return h.refuse(cl, packets.ErrConnectionRateExceeded, "rate_limited_addr_failures")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	v5 := cl.Properties.ProtocolVersion == 5
@@ -197,7 +229,7 @@ func (h *hook) connect(cl *mochi.Client, pk packets.Packet) error {
 	if cert == nil && strings.HasPrefix(password, auth.Prefix) {
 		p, err := h.s.opts.Registry.Authenticate(ctx, password)
 		if err != nil {
-			return h.refuse(cl, packets.ErrNotAuthorized, "bad_api_token")
+			return h.failed(cl, host, "", now, packets.ErrNotAuthorized, "bad_api_token")
 		}
 		sess := &session{kind: kindIntegration, principal: p, v5: v5}
 		if err := h.admitClient(cl, pk, sess); err != nil {
@@ -208,32 +240,34 @@ func (h *hook) connect(cl *mochi.Client, pk packets.Packet) error {
 		return nil
 	}
 	if cert == nil && password == "" {
-		return h.refuse(cl, packets.ErrNotAuthorized, "no_credentials")
+		return h.failed(cl, host, "", now, packets.ErrNotAuthorized, "no_credentials")
 	}
 	claimed := username
 	if cert != nil {
 		claimed = "" // the certificate names the device
 	} else if _, err := code.Parse(claimed); err != nil {
-		return h.refuse(cl, packets.ErrBadUsernameOrPassword, "bad_username")
-	}
-	if claimed != "" && !h.connDevice.Allow(claimed, now) {
-		return h.refuse(cl, packets.ErrConnectionRateExceeded, "rate_limited_device", "device", claimed)
+		return h.failed(cl, host, "", now, packets.ErrBadUsernameOrPassword, "bad_username")
 	}
 	adm, err := h.s.opts.Registry.AuthenticateDevice(ctx, cert, claimed, password)
 	if err != nil {
 		if errors.Is(err, registry.ErrDeviceAuth) {
-			return h.refuse(cl, packets.ErrNotAuthorized, "bad_credentials", "device", claimed, "err", err)
+			return h.failed(cl, host, claimed, now, packets.ErrNotAuthorized, "bad_credentials", "err", err)
 		}
 		return h.refuse(cl, packets.ErrServerUnavailable, "registry_unavailable", "err", err)
 	}
 	switch adm.Status {
 	case registry.StatusActive, registry.StatusQuarantined:
 	default:
-		return h.refuse(cl, packets.ErrNotAuthorized, "admission_"+adm.Status, "device", claimed, "why", adm.Reason)
+		named := claimed
+		if named == "" && adm.Object != nil {
+			named = adm.Object.Code
+		}
+		return h.failed(cl, host, named, now, packets.ErrNotAuthorized, "admission_"+adm.Status, "why", adm.Reason)
 	}
 	obj := adm.Object
 	deviceCode := obj.Code
-	if cert != nil && !h.connDevice.Allow(deviceCode, now) {
+	// Only a device that proved who it is spends its own connect budget.
+	if !h.connDevice.Allow(deviceCode, now) {
 		return h.refuse(cl, packets.ErrConnectionRateExceeded, "rate_limited_device", "device", deviceCode)
 	}
 	// The client id is the code, so no device can take over another's session.
@@ -265,6 +299,47 @@ func (h *hook) connect(cl *mochi.Client, pk packets.Packet) error {
 	h.sessions.Store(cl, sess)
 	h.connects.WithLabelValues("accepted_" + adm.Status).Inc()
 	return nil
+}
+
+// connectionEnded is the broker's connection error handler: a connection
+// that ended on malformed traffic or an oversized packet is counted by
+// cause and logged, rate-limited (package protoerr). Other ends (the
+// network, a refused CONNECT, counted in wanwu_mqtt_connects_total) are
+// not protocol errors.
+func (h *hook) connectionEnded(cl *mochi.Client, err error) {
+	cause, ok := protocolErrorCause(err)
+	if !ok {
+		h.s.log.Debug("mqtt connection ended", "client", cl.ID, "remote", cl.Net.Remote, "err", err)
+		return
+	}
+	h.s.opts.ProtocolErrors.Record("mqtt", cause, cl.Net.Remote, err)
+}
+
+// protocolErrorCause names the protocol error a connection ended with.
+func protocolErrorCause(err error) (string, bool) {
+	var rh tls.RecordHeaderError
+	if errors.As(err, &rh) {
+		return "malformed", true // not TLS at all (on the TLS listener)
+	}
+	var c packets.Code
+	if !errors.As(err, &c) {
+		return "", false
+	}
+	switch c.Code {
+	case packets.ErrMalformedPacket.Code:
+		return "malformed", true
+	case packets.ErrProtocolViolation.Code:
+		return "protocol_violation", true
+	case packets.ErrUnsupportedProtocolVersion.Code:
+		return "unsupported_protocol_version", true
+	case packets.ErrReceiveMaximum.Code:
+		return "receive_maximum_exceeded", true
+	case packets.ErrTopicAliasInvalid.Code:
+		return "topic_alias_invalid", true
+	case packets.ErrPacketTooLarge.Code:
+		return "packet_too_large", true
+	}
+	return "", false
 }
 
 // admitClient applies to integrations and anonymous clients what the code

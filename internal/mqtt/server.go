@@ -4,7 +4,12 @@
 // admission, per-device topic ACLs, rate limits and ingest.
 //
 // The adapter is thin (DESIGN §3): authenticate, authorize, decode and
-// validate through package ingest, hand over to the pipeline, and answer. A
+// validate through package ingest, hand over to the pipeline, and answer.
+// Connect rate limits are charged so that nobody is kept out by others
+// naming it: failed authentications to their source address and the code
+// they named, successful ones to the device (Limits). A connection that
+// ends on malformed traffic or a packet over MaxPacket is counted by cause
+// and logged, rate-limited, through package protoerr. A
 // QoS 1/2 telemetry publish is acknowledged only after the pipeline says the
 // data is durable; a rejected one is answered with a reason (MQTT 5 PUBACK
 // reason code and string; MQTT 3.1.1 a message on the device's errors topic)
@@ -36,11 +41,27 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
+	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/twin"
 )
 
+// TopicAliasMaximum is the highest topic alias a client may set up on a
+// connection, advertised in the CONNACK; a higher one ends the connection
+// with DISCONNECT 0x94 [MQTT-3.3.2-9]. A device publishes on a handful of
+// topics, and each alias holds its topic for the connection's life.
+const TopicAliasMaximum = 32
+
 // Limits are the per-device and per-address rate limits (PROTOCOL.md §5).
+//
+// What is charged to whom: every CONNECT to its source address
+// (ConnectPerAddr); a successful authentication to the device
+// (ConnectPerDevice); a failed one to its source address (AuthFailuresPerAddr:
+// once spent, the address is refused before authentication) and to the
+// device code it named (AuthFailuresPerDevice: once spent, failures naming
+// the code are answered "connection rate exceeded", and valid credentials
+// still pass). So failures cannot spend a device's own connect budget: an
+// attacker who names a device's code keeps out no one but itself.
 type Limits struct {
 	ConnectPerDevice      rate.Limit
 	ConnectPerDeviceBurst int
@@ -48,6 +69,11 @@ type Limits struct {
 	ConnectPerAddrBurst   int
 	PublishPerDevice      rate.Limit
 	PublishPerDeviceBurst int
+
+	AuthFailuresPerAddr        rate.Limit
+	AuthFailuresPerAddrBurst   int
+	AuthFailuresPerDevice      rate.Limit
+	AuthFailuresPerDeviceBurst int
 }
 
 // DefaultLimits are the documented defaults.
@@ -56,6 +82,8 @@ func DefaultLimits() Limits {
 		ConnectPerDevice: 1, ConnectPerDeviceBurst: 5,
 		ConnectPerAddr: 50, ConnectPerAddrBurst: 200,
 		PublishPerDevice: 100, PublishPerDeviceBurst: 200,
+		AuthFailuresPerAddr: 1, AuthFailuresPerAddrBurst: 30,
+		AuthFailuresPerDevice: 1, AuthFailuresPerDeviceBurst: 10,
 	}
 }
 
@@ -90,6 +118,10 @@ type Options struct {
 	MaxQueued   int
 	Logger      *slog.Logger
 	Metrics     prometheus.Registerer
+	// ProtocolErrors counts and logs connections that end on malformed
+	// traffic or a packet over MaxPacket; nil: made here, registered with
+	// Metrics (a hub shares one among its protocol adapters).
+	ProtocolErrors *protoerr.Recorder
 }
 
 // Server is the running endpoint.
@@ -126,6 +158,12 @@ func New(o Options) (*Server, error) {
 	if o.Limits == (Limits{}) {
 		o.Limits = DefaultLimits()
 	}
+	if d := DefaultLimits(); o.Limits.AuthFailuresPerAddr == 0 {
+		o.Limits.AuthFailuresPerAddr, o.Limits.AuthFailuresPerAddrBurst = d.AuthFailuresPerAddr, d.AuthFailuresPerAddrBurst
+	}
+	if d := DefaultLimits(); o.Limits.AuthFailuresPerDevice == 0 {
+		o.Limits.AuthFailuresPerDevice, o.Limits.AuthFailuresPerDeviceBurst = d.AuthFailuresPerDevice, d.AuthFailuresPerDeviceBurst
+	}
 	if o.MaxPacket == 0 {
 		o.MaxPacket = 64<<10 + 1024
 	}
@@ -136,9 +174,21 @@ func New(o Options) (*Server, error) {
 		o.DevACL = []string{root + "dev/#"}
 	}
 	log := o.Logger.With("component", "mqtt")
+	if o.ProtocolErrors == nil {
+		var err error
+		if o.ProtocolErrors, err = protoerr.New(protoerr.Options{Metrics: o.Metrics, Logger: log}); err != nil {
+			return nil, fmt.Errorf("mqtt: protocol error metric: %w", err)
+		}
+	}
 	caps := mochi.NewDefaultServerCapabilities()
+	// Both are advertised in the CONNACK and enforced: a larger packet ends
+	// the connection with DISCONNECT 0x95, a higher alias with 0x94.
 	caps.MaximumPacketSize = o.MaxPacket
+	caps.TopicAliasMaximum = TopicAliasMaximum
 	caps.MaximumSessionExpiryInterval = 7 * 24 * 3600
+	// An acknowledgement carries its own properties (a reason string), never
+	// a copy of the publish's: paho-mqtt 1.6.1 fails on echoed ones.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	// The broker drops a QoS 0 delivery when this many packets wait to be
 	// written to the client (QoS 1/2 ones are bounded by the in-flight
 	// store instead); mochi's default.
@@ -164,6 +214,7 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("mqtt: hook: %w", err)
 	}
 	broker.SetAsyncPublisher(h)
+	broker.SetConnectionErrorHandler(h.connectionEnded)
 	return s, nil
 }
 

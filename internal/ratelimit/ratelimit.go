@@ -57,6 +57,18 @@ func (k *Keyed[K]) Allow(key K, now time.Time) bool {
 	return e.lim.AllowN(now, 1)
 }
 
+// Blocked reports whether key has no event left at now, without spending
+// one. A key not tracked is not blocked, and Blocked does not start tracking
+// it: a check that precedes the work whose failure Allow charges (a failed
+// authentication, charged to its source address) cannot be made to refuse
+// the innocent by a flood of distinct keys filling the table.
+func (k *Keyed[K]) Blocked(key K, now time.Time) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	e, ok := k.m[key]
+	return ok && e.lim.TokensAt(now) < 1
+}
+
 // Sweep forgets keys idle for longer than idle.
 func (k *Keyed[K]) Sweep(idle time.Duration, now time.Time) {
 	k.mu.Lock()

@@ -399,7 +399,7 @@ func (cl *Client) WriteLoop() {
 		pk := it.pk
 		if err := cl.writePacket(pk); err != nil {
 			// TODO : Figure out what to do with error
-			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+			cl.ops.log.Debug("failed writing packet", "error", err, "client", cl.ID, "type", packets.PacketNames[pk.FixedHeader.Type]) // wanwu patch: never the payload
 		}
 		atomic.AddInt32(&cl.State.outboundQty, -1)
 		*pk = packets.Packet{} // wanwu patch: queuedPackets
@@ -868,12 +868,36 @@ func (cl *Client) ReadFixedHeader(fh *packets.FixedHeader) error {
 		return err
 	}
 
-	if cl.ops.options.Capabilities.MaximumPacketSize > 0 && uint32(fh.Remaining+1) > cl.ops.options.Capabilities.MaximumPacketSize {
+	// wanwu patch: the packet's size counts its length bytes (bu) too, as
+	// Maximum Packet Size does [MQTT-3.1.2-24] (§2.1.4: the total number of
+	// bytes in the packet); the rest of an oversized packet is read and
+	// discarded, so that the close that follows is not a reset that loses
+	// the DISCONNECT 0x95 on its way to the client.
+	if max := cl.ops.options.Capabilities.MaximumPacketSize; max > 0 && uint64(fh.Remaining)+1+uint64(bu) > uint64(max) {
+		cl.discard(fh.Remaining)
 		return packets.ErrPacketTooLarge // [MQTT-3.2.2-15]
 	}
 
 	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(bu+1))
 	return nil
+}
+
+// discardLimit and discardWait bound what discard reads (wanwu patch).
+const (
+	discardLimit = 1 << 20
+	discardWait  = time.Second
+)
+
+// discard reads and drops up to n bytes (at most discardLimit, for at most
+// discardWait) of a packet the server refuses (wanwu patch): closing a TCP
+// connection with unread data sends a reset, and a reset can destroy the
+// DISCONNECT written just before it in the client's receive buffer.
+func (cl *Client) discard(n int) {
+	if cl.Net.bconn == nil || cl.Net.Conn == nil {
+		return
+	}
+	_ = cl.Net.Conn.SetReadDeadline(time.Now().Add(discardWait))
+	_, _ = io.CopyN(io.Discard, cl.Net.bconn, int64(min(n, discardLimit)))
 }
 
 // ReadPacket reads the remaining buffer into an MQTT packet.
@@ -920,12 +944,17 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 		err = pk.UnsubscribeDecode(p)
 	case packets.Unsuback:
 		err = pk.UnsubackDecode(p)
-	case packets.Pingreq:
-	case packets.Pingresp:
+	case packets.Pingreq, packets.Pingresp:
+		// wanwu patch: these have no variable header and no payload (§3.12,
+		// §3.13); one with either is malformed, not a ping.
+		if len(p) > 0 {
+			err = packets.ErrMalformedPacket
+		}
 	case packets.Auth:
 		err = pk.AuthDecode(p)
 	default:
-		err = fmt.Errorf("invalid packet type; %v", pk.FixedHeader.Type)
+		// wanwu patch: a malformed packet, as a code (was a bare error).
+		err = fmt.Errorf("%w: invalid packet type %v", packets.ErrMalformedPacket, pk.FixedHeader.Type)
 	}
 
 	if err != nil {

@@ -285,7 +285,7 @@ func (h *Hooks) OnPacketRead(cl *Client, pk packets.Packet) (pkx packets.Packet,
 		if hook.Provides(OnPacketRead) {
 			npk, err := hook.OnPacketRead(cl, pkx)
 			if err != nil && errors.Is(err, packets.ErrRejectPacket) {
-				h.Log.Debug("packet rejected", "hook", hook.ID(), "packet", pkx)
+				h.Log.Debug("packet rejected", "hook", hook.ID(), "type", packets.PacketNames[pkx.FixedHeader.Type]) // wanwu patch: never the payload
 				return pk, err
 			} else if err != nil {
 				continue
@@ -416,7 +416,7 @@ func (h *Hooks) OnPublish(cl *Client, pk packets.Packet) (pkx packets.Packet, er
 					h.Log.Debug("publish packet rejected",
 						"error", err,
 						"hook", hook.ID(),
-						"packet", pkx)
+						"topic", pkx.TopicName) // wanwu patch: never the payload
 					return pk, err
 				} else if errors.Is(err, packets.CodeSuccessIgnore) {
 					return pk, err
@@ -424,7 +424,7 @@ func (h *Hooks) OnPublish(cl *Client, pk packets.Packet) (pkx packets.Packet, er
 				h.Log.Error("publish packet error",
 					"error", err,
 					"hook", hook.ID(),
-					"packet", pkx)
+					"topic", pkx.TopicName) // wanwu patch: never the payload
 				return pk, err
 			}
 			pkx = npk

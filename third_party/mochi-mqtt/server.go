@@ -148,6 +148,8 @@ type Server struct {
 	inlineClient *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
 	// asyncPublisher finishes QoS 1/2 publishes asynchronously (wanwu patch).
 	asyncPublisher AsyncPublisher
+	// connectionError receives the error each connection ended with (wanwu patch).
+	connectionError func(cl *Client, err error)
 	// lastDropWarn is the Unix second of the last warnDropped line (wanwu patch).
 	lastDropWarn int64
 }
@@ -404,8 +406,24 @@ func (s *Server) eventLoop() {
 // EstablishConnection establishes a new client when a listener accepts a new connection.
 func (s *Server) EstablishConnection(listener string, c net.Conn) error {
 	cl := s.NewClient(c, listener, "", false)
-	return s.attachClient(cl, listener)
+	err := s.attachClient(cl, listener)
+	// wanwu patch: the error a connection ended with goes to the
+	// application, which counts and logs it; the listeners logged every
+	// one, the end of an ordinary connection (EOF) included, with an empty
+	// message.
+	if err != nil && s.connectionError != nil {
+		s.connectionError(cl, err)
+		return nil
+	}
+	return err
 }
+
+// SetConnectionErrorHandler (wanwu patch) installs f to receive the error
+// each client connection ended with (a malformed packet, a packet over
+// Maximum Packet Size, a refused CONNECT, the network), instead of the
+// listener logging it. f runs on the connection's goroutine once the
+// server is finished with the connection; the client's packets are gone.
+func (s *Server) SetConnectionErrorHandler(f func(cl *Client, err error)) { s.connectionError = f }
 
 // attachClient validates an incoming client connection and if viable, attaches the client
 // to the server, performs session housekeeping, and reads incoming packets.
@@ -429,6 +447,15 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 		return err
 	}
 	err = cl.Read(s.receivePacket)
+	// wanwu patch: a packet that could not be read (malformed, over Maximum
+	// Packet Size) ends an MQTT 5 connection with a DISCONNECT carrying the
+	// reason [MQTT-4.13.1-1], as receivePacket does for one that could not
+	// be processed; mochi closed the connection without a word.
+	var code packets.Code
+	if err != nil && errors.As(err, &code) && code.Code >= packets.ErrUnspecifiedError.Code &&
+		cl.Properties.ProtocolVersion == 5 && !cl.Closed() {
+		_ = s.DisconnectClient(cl, code)
+	}
 	return s.endSession(cl, listener, err)
 }
 
@@ -562,7 +589,10 @@ func (s *Server) receivePacket(cl *Client, pk packets.Packet) error {
 			_ = s.DisconnectClient(cl, code)
 		}
 
-		s.Log.Warn("error processing packet", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "pk", pk)
+		// wanwu patch: never the packet itself (its payload is the
+		// device's data), and at Debug: the error also ends the
+		// connection, and the connection error handler reports it.
+		s.Log.Debug("error processing packet", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "type", packets.PacketNames[pk.FixedHeader.Type])
 
 		return err
 	}
@@ -679,6 +709,13 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 		properties.MaximumQosFlag = true
 	}
 
+	// wanwu patch: the CONNACK states the limits the server enforces. Without
+	// Maximum Packet Size a client may send packets of any size [MQTT-3.2.2-15]
+	// and without Topic Alias Maximum it may send no alias at all
+	// [MQTT-3.2.2-18]; mochi enforced both while advertising neither.
+	properties.MaximumPacketSize = s.Options.Capabilities.MaximumPacketSize // 0: none, not sent
+	properties.TopicAliasMaximum = s.Options.Capabilities.TopicAliasMaximum // [MQTT-3.2.2-17]; 0: not sent
+
 	if cl.Properties.Props.AssignedClientID != "" {
 		properties.AssignedClientID = cl.Properties.Props.AssignedClientID // [MQTT-3.1.3-7] [MQTT-3.2.2-16]
 	}
@@ -746,7 +783,8 @@ func (s *Server) processPacket(cl *Client, pk packets.Packet) error {
 		}
 		err = s.processAuth(cl, pk)
 	default:
-		return fmt.Errorf("no valid packet available; %v", pk.FixedHeader.Type)
+		// wanwu patch: a packet only the server sends is a protocol error, as a code.
+		return fmt.Errorf("%w: no valid packet available; %v", packets.ErrProtocolViolation, pk.FixedHeader.Type)
 	}
 
 	if s.hooks.has(OnPacketProcessed) { // wanwu patch: see Hooks.provided
@@ -912,15 +950,16 @@ func (s *Server) InjectPacket(cl *Client, pk packets.Packet) error {
 
 // processPublish processes a Publish packet.
 func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
-	if !cl.Net.Inline && !IsValidFilter(pk.TopicName, true) {
-		return nil
-	}
-
 	if atomic.LoadInt32(&cl.State.Inflight.receiveQuota) == 0 {
 		return s.DisconnectClient(cl, packets.ErrReceiveMaximum) // ~[MQTT-3.3.4-7] ~[MQTT-3.3.4-8]
 	}
 
-	if !cl.Net.Inline && !s.hooks.OnACLCheck(cl, pk.TopicName, true) {
+	// wanwu patch: a topic clients may not publish to ($SYS, §4.7.2) is
+	// refused like one the ACL refuses: QoS 1/2 get PUBACK/PUBREC 0x87 (MQTT 5)
+	// or the connection closes (3.1.1). mochi dropped the publish without an
+	// answer, so a QoS 1 client waited for a PUBACK that never came. The ACL
+	// is asked first, so that the application sees (and counts) the refusal.
+	if !cl.Net.Inline && (!s.hooks.OnACLCheck(cl, pk.TopicName, true) || !IsValidFilter(pk.TopicName, true)) {
 		if pk.FixedHeader.Qos == 0 {
 			return nil
 		}
@@ -1048,7 +1087,10 @@ func (s *Server) finishPublish(cl *Client, pk, pkx *packets.Packet, err error, q
 	if !quotaHeld {
 		cl.State.Inflight.DecreaseReceiveQuota()
 	}
-	ackType, reason := packets.Puback, packets.QosCodes[pk.FixedHeader.Qos] // [MQTT-4.3.2-4]
+	// wanwu patch: a PUBACK's success is 0x00 [MQTT-3.4.2-1]; mochi sent
+	// 0x01 (Granted QoS 1, a SUBACK code), which clients that check the code
+	// (paho-mqtt 1.6.1) reject. mochi-mqtt/server#474.
+	ackType, reason := packets.Puback, packets.CodeSuccess // [MQTT-4.3.2-4]
 	if pk.FixedHeader.Qos == 2 {
 		ackType, reason = packets.Pubrec, packets.CodeSuccess // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
 	}
@@ -1152,7 +1194,7 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 		if cl, ok := s.Clients.Get(id); ok {
 			_, err := s.publishToClient(cl, subs, pk)
 			if err != nil {
-				s.Log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+				s.Log.Debug("failed publishing packet", "error", err, "client", cl.ID, "topic", pk.TopicName) // wanwu patch: never the payload
 			}
 		}
 	}
@@ -1337,7 +1379,7 @@ func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, e
 	for _, pkv := range s.Topics.Messages(sub.Filter) { // [MQTT-3.8.4-4]
 		_, err := s.publishToClient(cl, sub, pkv)
 		if err != nil {
-			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "packet", pkv)
+			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "topic", pkv.TopicName) // wanwu patch: never the payload
 			continue
 		}
 		s.hooks.OnRetainPublished(cl, pkv)
@@ -1653,7 +1695,14 @@ func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
 
 	// We already have a code we are using to disconnect the client, so we are not
 	// interested if the write packet fails due to a closed connection (as we are closing it).
-	err := cl.WritePacket(out)
+	//
+	// wanwu patch: only MQTT 5 has a DISCONNECT from the server; in 3.1.1 it
+	// is a client's packet (§3.14), and a 3.1.1 connection the server ends is
+	// closed without one (paho takes one for a protocol error).
+	var err error
+	if cl.Properties.ProtocolVersion == 5 {
+		err = cl.WritePacket(out)
+	}
 	if !s.Options.Capabilities.Compatibilities.PassiveClientDisconnect {
 		cl.Stop(code)
 		if code.Code >= packets.ErrUnspecifiedError.Code {

@@ -67,7 +67,7 @@ func (l *Net) Serve(establish EstablishFn) {
 			go func() {
 				err = establish(l.id, conn)
 				if err != nil {
-					l.log.Warn("", "error", err)
+					l.log.Warn("client connection ended with an error", "error", err, "listener", l.id) // wanwu patch: a message
 				}
 			}()
 		}

@@ -100,7 +100,7 @@ func (l *Websocket) handler(w http.ResponseWriter, r *http.Request) {
 
 	err = l.establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c})
 	if err != nil {
-		l.log.Warn("", "error", err)
+		l.log.Warn("client connection ended with an error", "error", err, "listener", l.id) // wanwu patch: a message
 	}
 }
 
