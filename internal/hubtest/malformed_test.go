@@ -186,6 +186,20 @@ func TestMalformedTrafficDoesNotDisturbOthers(t *testing.T) {
 	if r := h.Do("GET", "/healthz", "", nil); r.Status != 200 {
 		t.Fatalf("/healthz after the corpus: %d", r.Status)
 	}
+	// The control device, whose code the failed CONNECTs named, connects
+	// again at once (issue 14: no pre-authentication lockout).
+	_ = c.Disconnect(&paho.Disconnect{})
+	conn2, err := net.Dial("tcp", h.MQTT().Addr(mqtt.ListenerTCP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := paho.NewClient(paho.ClientConfig{Conn: conn2, OnClientError: func(error) {}})
+	if ack, err := c2.Connect(context.Background(), &paho.Connect{ClientID: control.code, KeepAlive: 30,
+		Username: control.code, UsernameFlag: true, Password: []byte(control.token), PasswordFlag: true}); err != nil {
+		t.Errorf("the control device could not connect again after the flood: %v (%+v)", err, ack)
+	} else {
+		_ = c2.Disconnect(&paho.Disconnect{})
+	}
 	t.Logf("%d malformed probes; the control device had %d messages acknowledged", probes.Load(), len(acked))
 	if len(acked) < 10 {
 		t.Fatalf("the control device got only %d messages through", len(acked))
