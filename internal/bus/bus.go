@@ -73,8 +73,12 @@ type Options struct {
 	// ServerName names the node (hub or edge id).
 	ServerName string
 	// IngestMaxAge is how long accepted data stays in the INGEST stream
-	// (default 72h): the window for the stores to read it back, and for edges.
+	// (default 72h): the window for the pipeline's consumers to read it
+	// back, and for edges.
 	IngestMaxAge time.Duration
+	// IngestMaxBytes bounds the INGEST stream's size (0: no bound but the
+	// disk's); the oldest batches go first.
+	IngestMaxBytes int64
 	// DeadLetterMaxAge is how long rejected messages stay inspectable (default 30 days).
 	DeadLetterMaxAge time.Duration
 	// CommandEventMaxAge is how long command events stay in their stream (default 30 days).
@@ -370,6 +374,14 @@ func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (jet
 	return b.js.CreateOrUpdateStream(ctx, cfg)
 }
 
+// ingestMaxBytes is JetStream's form of IngestMaxBytes: -1 for no bound.
+func ingestMaxBytes(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
 // ensureStreams creates or updates every stream and returns INGEST's handle.
 func (b *Bus) ensureStreams(ctx context.Context) (jetstream.Stream, error) {
 	if b.opts.IngestMaxAge <= 0 {
@@ -385,6 +397,7 @@ func (b *Bus) ensureStreams(ctx context.Context) (jetstream.Stream, error) {
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      b.opts.IngestMaxAge,
+		MaxBytes:    ingestMaxBytes(b.opts.IngestMaxBytes),
 		Duplicates:  2 * time.Minute,
 	})
 	if err != nil {
@@ -745,13 +758,14 @@ func (b *Bus) SubscribeTwinAnnouncements(fn func(tenant, id string, data []byte)
 
 // ReadIngest calls fn with the ingest batches from sequence from through to
 // (0: the last one stored when it was called), in order, and returns the
-// sequence it read through: to, or the last, when it read all there was
-// (batches the stream no longer holds, older than IngestMaxAge, are
-// skipped); from-1 when there was nothing to read; on an error, the last
-// batch fn accepted. The batch given to fn is valid only during the call.
-// The stores use it to catch up with batches they did not take from the
-// pipeline: after a restart, or when they fell behind.
-func (b *Bus) ReadIngest(ctx context.Context, from, to uint64, fn func(seq uint64, batch []byte) error) (uint64, error) {
+// sequence it read through: to, or the last, when it read all there was;
+// from-1 when there was nothing to read; on an error, the last batch fn
+// accepted. Batches the stream no longer holds (expired under IngestMaxAge
+// or IngestMaxBytes) are reported to lost, a range at a time, before the
+// batches after them. The batch given to fn is valid only during the call.
+// The pipeline's consumers use it to catch up with batches they did not
+// take from the batchers: after a restart, or when they fell behind.
+func (b *Bus) ReadIngest(ctx context.Context, from, to uint64, lost func(from, to uint64), fn func(seq uint64, batch []byte) error) (uint64, error) {
 	from = max(from, 1)
 	reached := from - 1
 	info, err := b.ingest.Info(ctx)
@@ -767,9 +781,12 @@ func (b *Bus) ReadIngest(ctx context.Context, from, to uint64, fn func(seq uint6
 	}
 	if from < info.State.FirstSeq {
 		if info.State.FirstSeq > last {
-			return last, nil // all expired
+			lost(from, last) // all expired
+			return last, nil
 		}
+		lost(from, info.State.FirstSeq-1)
 		from = info.State.FirstSeq
+		reached = from - 1
 	}
 	c, err := b.ingest.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
@@ -800,10 +817,14 @@ func (b *Bus) ReadIngest(ctx context.Context, from, to uint64, fn func(seq uint6
 			}
 			seq := md.Sequence.Stream
 			if seq > last {
-				return last, nil // the ones between expired
+				lost(reached+1, last) // the ones between expired
+				return last, nil
 			}
 			if seq <= reached {
 				continue
+			}
+			if seq > reached+1 {
+				lost(reached+1, seq-1) // expired while being read
 			}
 			if err := fn(seq, m.Data()); err != nil {
 				return reached, err

@@ -58,7 +58,7 @@ func TestReadIngest(t *testing.T) {
 		{from: 590, to: n + 10, wantFirst: 590, wantReached: n, wantCount: 11},
 	} {
 		var seqs []uint64
-		reached, err := b.ReadIngest(ctx, tc.from, tc.to, func(seq uint64, batch []byte) error {
+		reached, err := b.ReadIngest(ctx, tc.from, tc.to, noneLost(t), func(seq uint64, batch []byte) error {
 			if string(batch) != fmt.Sprint(seq-1) {
 				return fmt.Errorf("sequence %d holds %q", seq, batch)
 			}
@@ -77,7 +77,7 @@ func TestReadIngest(t *testing.T) {
 	}
 	// An error from fn stops the reading where it was.
 	stop := fmt.Errorf("enough")
-	reached, err := b.ReadIngest(ctx, 10, 0, func(seq uint64, _ []byte) error {
+	reached, err := b.ReadIngest(ctx, 10, 0, noneLost(t), func(seq uint64, _ []byte) error {
 		if seq == 13 {
 			return stop
 		}
@@ -133,5 +133,44 @@ func TestDropIngestConsumer(t *testing.T) {
 	}
 	if _, ok, err := b.DropIngestConsumer(ctx, "stores"); err != nil || ok {
 		t.Fatalf("dropped twice: ok %v, %v", ok, err)
+	}
+}
+
+func noneLost(t *testing.T) func(from, to uint64) {
+	return func(from, to uint64) { t.Errorf("batches %d-%d reported lost", from, to) }
+}
+
+// TestReadIngestReportsExpired: batches the stream dropped under its byte
+// bound are reported as lost, exactly, before the ones still held.
+func TestReadIngestReportsExpired(t *testing.T) {
+	b, err := Start(context.Background(), Options{StoreDir: t.TempDir(), ServerName: "test", IngestMaxBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(context.Background())
+	ctx := context.Background()
+	batch := make([]byte, 4<<10)
+	for i := range 100 {
+		if _, err := b.PublishIngest(ctx, fmt.Sprint("batch-", i), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := b.ingest.Info(ctx)
+	if err != nil || info.State.FirstSeq <= 1 {
+		t.Fatalf("stream state %+v, %v: nothing expired", info.State, err)
+	}
+	var lost [][2]uint64
+	var first uint64
+	reached, err := b.ReadIngest(ctx, 1, 0, func(from, to uint64) { lost = append(lost, [2]uint64{from, to}) }, func(seq uint64, _ []byte) error {
+		if first == 0 {
+			first = seq
+		}
+		return nil
+	})
+	if err != nil || reached != 100 {
+		t.Fatalf("reached %d, %v", reached, err)
+	}
+	if len(lost) != 1 || lost[0] != [2]uint64{1, info.State.FirstSeq - 1} || first != info.State.FirstSeq {
+		t.Fatalf("lost %v, first read %d; want [1, %d] and then %d", lost, first, info.State.FirstSeq-1, info.State.FirstSeq)
 	}
 }

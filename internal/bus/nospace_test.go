@@ -100,7 +100,7 @@ func TestFullDiskFailsFastAndRecovers(t *testing.T) {
 		}
 	}
 	read := map[uint64]string{}
-	if _, err := b.ReadIngest(ctx, 1, 0, func(seq uint64, data []byte) error {
+	if _, err := b.ReadIngest(ctx, 1, 0, func(from, to uint64) { t.Errorf("batches %d-%d lost", from, to) }, func(seq uint64, data []byte) error {
 		read[seq] = string(data[:len("before-00")])
 		return nil
 	}); err != nil {

@@ -186,6 +186,14 @@ type Hub struct {
 		Listen string `yaml:"listen"`
 		// Sync is "always" (fsync before acknowledging) or an interval like "2s".
 		Sync string `yaml:"sync"`
+		// IngestMaxAge is how long the ingest log keeps accepted data: the
+		// window in which its consumers (the stores, later edge forwarders)
+		// can read it back after a restart or falling behind.
+		IngestMaxAge Duration `yaml:"ingest_max_age"`
+		// IngestMaxBytes bounds the ingest log's size, oldest data dropped
+		// first (0: bounded by ingest_max_age and the disk only). A consumer
+		// that falls behind the window is told the exact range it lost.
+		IngestMaxBytes ByteSize `yaml:"ingest_max_bytes"`
 	} `yaml:"bus"`
 	Storage struct {
 		// MinFree is the free space the data directory's filesystem keeps:
@@ -248,6 +256,7 @@ func DefaultHub() Hub {
 	c.Telemetry.FutureSkew = Duration(5 * time.Minute)
 	c.Bus.Listen = ""
 	c.Bus.Sync = bus.SyncAlways
+	c.Bus.IngestMaxAge = Duration(72 * time.Hour)
 	c.Storage.MinFree = 256 << 20
 	c.Identity.CertValidity = Duration(365 * 24 * time.Hour)
 	c.Identity.RotationOverlap = Duration(7 * 24 * time.Hour)
@@ -324,6 +333,12 @@ func (c *Hub) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Bus.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("bus.listen: %w", err))
 		}
+	}
+	if c.Bus.IngestMaxAge < Duration(time.Minute) {
+		errs = append(errs, fmt.Errorf("bus.ingest_max_age: %s: want at least 1m", time.Duration(c.Bus.IngestMaxAge)))
+	}
+	if c.Bus.IngestMaxBytes != 0 && c.Bus.IngestMaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("bus.ingest_max_bytes: %s: want 0 (no bound) or at least 1MiB", c.Bus.IngestMaxBytes))
 	}
 	if _, err := bus.ParseSync(c.Bus.Sync); err != nil {
 		errs = append(errs, fmt.Errorf("bus.sync: %w", err))

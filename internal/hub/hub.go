@@ -207,6 +207,7 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	}
 	if h.bus, err = bus.Start(ctx, bus.Options{
 		StoreDir: filepath.Join(dir, natsDir), Listen: cfg.Bus.Listen, Sync: cfg.Bus.Sync,
+		IngestMaxAge: time.Duration(cfg.Bus.IngestMaxAge), IngestMaxBytes: int64(cfg.Bus.IngestMaxBytes),
 		Logger: h.log, ServerName: "wanwu-hub-" + h.deployID[:8],
 		OnNoSpace:      func(err error) { h.disk.Report("jetstream", err) },
 		SpaceAvailable: h.disk.Available,

@@ -15,12 +15,13 @@ import (
 )
 
 // storeBatches writes encoded batches into the stores at once, as the
-// store loop does with batches it reads back.
+// stores' loop does with batches it reads back.
 func (p *Pipeline) storeBatches(batches [][]byte) error {
+	l := p.loops[0]
 	for _, b := range batches {
-		p.addEncoded(b)
+		l.addEncoded(b)
 	}
-	return p.writeRows(context.Background())
+	return l.c.Write(context.Background())
 }
 
 // storeOnly is a pipeline with only what storeBatches uses: the stores,
@@ -40,7 +41,10 @@ func storeOnly(b testing.TB) *Pipeline {
 	}
 	b.Cleanup(func() { ev.Close() })
 	p := &Pipeline{opts: Options{TSDB: ts, Events: ev}, log: log}
-	p.m = newMetrics()
+	p.m, p.cm = newMetrics(), newConsumerMetrics()
+	if err := p.AddConsumer(&stores{p: p}, ConsumerOptions{Name: storesName}); err != nil {
+		b.Fatal(err)
+	}
 	return p
 }
 

@@ -180,25 +180,25 @@ type Pipeline struct {
 	log    *slog.Logger
 	reqs   chan *request
 	cancel context.CancelFunc
-	// batchers and storer are waited for separately: on shutdown the
-	// batchers drain first, then the store loop writes what they made durable.
-	batchers sync.WaitGroup
-	storer   sync.WaitGroup
+	// batchers and consumers are waited for separately: on shutdown the
+	// batchers drain first, then the consumers' loops take what they made
+	// durable.
+	batchers  sync.WaitGroup
+	consumers sync.WaitGroup
 
-	// durable carries the batches the bus acknowledged from the batchers to
-	// the store loop, and spare their message slices back for reuse.
-	durable chan durableBatch
-	spare   chan []ingest.Message
-	// published is the highest stream sequence a batcher was given,
-	// applied the highest one the stores hold (committed or not).
+	// loops are the consumers of the ingest log, the stores first; spare
+	// carries batches' message slices back for reuse.
+	loops []*consumerLoop
+	spare chan []ingest.Message
+	// published is the highest stream sequence a batcher was given.
 	published atomic.Uint64
-	applied   atomic.Uint64
 
 	mu      sync.RWMutex
 	closed  bool
 	started bool
 
-	m metrics
+	m  metrics
+	cm consumerMetrics
 
 	// The flushers' estimate of the arrival rate (lingerFor).
 	arrivals  atomic.Int64 // messages taken into batches
@@ -207,17 +207,9 @@ type Pipeline struct {
 	rateBase  int64
 	rateSince time.Time
 
-	// The store loop's state, used by its one goroutine only: buffers
-	// reused from call to call, the label sets of the series it saw, and
-	// the cursor.
-	reader    ingest.BatchReader
-	samples   []tsdb.PreparedSample
-	events    []eventstore.Event
-	values    []eventstore.Value
-	rejects   storeRejects
+	// labelSets caches the label sets of the series the stores' consumer
+	// saw; only its loop's goroutine uses it.
 	labelSets labelSets
-	cursor    *cursorFile
-	committed uint64 // the sequence the cursor holds
 }
 
 type metrics struct {
@@ -228,7 +220,6 @@ type metrics struct {
 	deadLetters *prometheus.CounterVec
 	stored      *prometheus.CounterVec
 	storeReject *prometheus.CounterVec
-	readBack    prometheus.Counter
 }
 
 // New checks options and builds a pipeline; Start runs it.
@@ -261,17 +252,18 @@ func New(o Options) (*Pipeline, error) {
 		o.CommitEvery = DefaultCommitEvery
 	}
 	p := &Pipeline{opts: o, log: o.Logger.With("component", "pipeline"), reqs: make(chan *request, o.QueueLength),
-		durable: make(chan durableBatch, storeQueue), spare: make(chan []ingest.Message, spareSlices)}
-	p.m = newMetrics()
+		spare: make(chan []ingest.Message, spareSlices)}
+	p.m, p.cm = newMetrics(), newConsumerMetrics()
 	if o.Metrics != nil {
-		lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "wanwu_store_lag_batches", Help: "Ingest batches made durable on the bus that the stores do not hold yet.",
-		}, func() float64 { return float64(p.published.Load() - min(p.applied.Load(), p.published.Load())) })
-		for _, c := range []prometheus.Collector{p.m.submitted, p.m.dropped, p.m.batchSize, p.m.flush, p.m.deadLetters, p.m.stored, p.m.storeReject, p.m.readBack, lag} {
+		for _, c := range []prometheus.Collector{p.m.submitted, p.m.dropped, p.m.batchSize, p.m.flush, p.m.deadLetters, p.m.stored, p.m.storeReject,
+			p.cm.lag, p.cm.readBack, p.cm.lost} {
 			if err := o.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("pipeline: metrics: %w", err)
 			}
 		}
+	}
+	if err := p.AddConsumer(&stores{p: p}, ConsumerOptions{Name: storesName, CursorFile: o.CursorFile, legacyConsumer: legacyConsumer}); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -301,9 +293,6 @@ func newMetrics() metrics {
 		storeReject: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wanwu_store_rejected_samples_total", Help: "Samples the time-series store refused (e.g. older than its out-of-order window).",
 		}, []string{"store"}),
-		readBack: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "wanwu_store_read_back_batches_total", Help: "Ingest batches the stores read back from the stream (after a restart, or having fallen behind) rather than taking them from the batchers.",
-		}),
 	}
 }
 
@@ -314,8 +303,15 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	if p.started {
 		return errors.New("pipeline: already started")
 	}
-	if err := p.openCursor(ctx); err != nil {
-		return err
+	for i, l := range p.loops {
+		seq, err := l.openCursor(ctx)
+		if err != nil {
+			for _, o := range p.loops[:i] {
+				o.closeCursor()
+			}
+			return err
+		}
+		p.published.Store(max(p.published.Load(), seq))
 	}
 	p.started = true
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -327,11 +323,13 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			p.batchLoop()
 		}()
 	}
-	p.storer.Add(1)
-	go func() {
-		defer p.storer.Done()
-		p.storeLoop(runCtx)
-	}()
+	for _, l := range p.loops {
+		p.consumers.Add(1)
+		go func() {
+			defer p.consumers.Done()
+			l.run(runCtx)
+		}()
+	}
 	return nil
 }
 
@@ -586,7 +584,7 @@ const maxKeptBuffer = 4 << 20
 
 // flush makes a batch durable on the bus and returns it, with its stream
 // sequence, for the store loop.
-func (p *Pipeline) flush(f *flusher, batch []*request) (durableBatch, error) {
+func (p *Pipeline) flush(f *flusher, batch []*request) (*durableBatch, error) {
 	msgs := p.messageSlice()
 	for _, r := range batch {
 		msgs = append(msgs, r.msg)
@@ -595,7 +593,7 @@ func (p *Pipeline) flush(f *flusher, batch []*request) (durableBatch, error) {
 	if err != nil {
 		p.recycle(msgs)
 		p.log.Error("encoding an ingest batch failed", "messages", len(batch), "err", err)
-		return durableBatch{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if cap(data) <= maxKeptBuffer {
 		// The bus copies the batch into its connection's buffer before
@@ -620,10 +618,10 @@ func (p *Pipeline) flush(f *flusher, batch []*request) (durableBatch, error) {
 		p.recycle(msgs)
 		if errors.Is(err, bus.ErrStoreFailed) || diskguard.IsNoSpace(err) {
 			// The bus told the disk guard; the devices are told why.
-			return durableBatch{}, refusal(err)
+			return nil, refusal(err)
 		}
 		p.log.Error("storing an ingest batch failed", "messages", len(batch), "err", err)
-		return durableBatch{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	for { // with several flushers, batches are acknowledged in any order
 		old := p.published.Load()
@@ -633,7 +631,9 @@ func (p *Pipeline) flush(f *flusher, batch []*request) (durableBatch, error) {
 	}
 	p.m.flush.Observe(time.Since(start).Seconds())
 	p.m.batchSize.Observe(float64(len(batch)))
-	return durableBatch{seq: seq, msgs: msgs}, nil
+	d := batchPool.Get().(*durableBatch)
+	d.seq, d.msgs = seq, msgs
+	return d, nil
 }
 
 // appendStored maps one canonical message onto the stores' rows.
@@ -852,8 +852,10 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		p.batchers.Wait()
-		close(p.durable) // the store loop writes what is left, commits, and exits
-		p.storer.Wait()
+		for _, l := range p.loops {
+			close(l.queue) // each loop consumes what is left, commits, and exits
+		}
+		p.consumers.Wait()
 		p.cancel()
 		close(done)
 	}()

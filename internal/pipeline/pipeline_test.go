@@ -30,8 +30,9 @@ func start(tb testing.TB, dir, sync string) *env {
 	return startWith(tb, dir, sync, nil)
 }
 
-// startWith starts a pipeline whose options tune changes (nil: defaults).
-func startWith(tb testing.TB, dir, sync string, tune func(*Options)) *env {
+// startWith starts a pipeline whose options tune changes (nil: defaults);
+// before runs between New and Start (to add consumers).
+func startWith(tb testing.TB, dir, sync string, tune func(*Options), before ...func(*Pipeline)) *env {
 	tb.Helper()
 	ctx := context.Background()
 	b, err := bus.Start(ctx, bus.Options{StoreDir: filepath.Join(dir, "nats"), Sync: sync})
@@ -54,10 +55,13 @@ func startWith(tb testing.TB, dir, sync string, tune func(*Options)) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	for _, fn := range before {
+		fn(p)
+	}
 	if err := p.Start(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	e := &env{bus: b, tsdb: ts, events: ev, p: p}
+	e := &env{bus: o.Bus, tsdb: ts, events: ev, p: p}
 	tb.Cleanup(func() { e.stop(tb) })
 	return e
 }

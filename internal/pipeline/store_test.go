@@ -88,7 +88,7 @@ func TestStoresReadBackFromCursor(t *testing.T) {
 		publishOrphan(t, o.Bus, "orphan", message("acme:orphan", 1, base))
 	})
 	waitSeqCount(t, e, "acme:orphan", base, 1)
-	if got := testutil.ToFloat64(e.p.m.readBack); got != 1 {
+	if got := testutil.ToFloat64(e.p.loops[0].readBack); got != 1 {
 		t.Fatalf("read back %v batches, want only the one after the cursor", got)
 	}
 	waitSeqCount(t, e, "acme:d0", base, n)
@@ -98,9 +98,9 @@ func TestStoresReadBackFromCursor(t *testing.T) {
 		t.Fatal(err)
 	}
 	e = startWith(t, dir, bus.SyncAlways, withCursor)
-	for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(e.p.m.readBack) != n+1; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(e.p.loops[0].readBack) != n+1; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("with the cursor unreadable, read back %v batches, want all %d", testutil.ToFloat64(e.p.m.readBack), n+1)
+			t.Fatalf("with the cursor unreadable, read back %v batches, want all %d", testutil.ToFloat64(e.p.loops[0].readBack), n+1)
 		}
 	}
 	waitSeqCount(t, e, "acme:d0", base, n)
@@ -119,7 +119,7 @@ func TestStoresFillGaps(t *testing.T) {
 	}
 	waitSeqCount(t, e, "acme:d0", base, 1)
 	waitSeqCount(t, e, "acme:orphan", base, 1)
-	if got := testutil.ToFloat64(e.p.m.readBack); got != 1 {
+	if got := testutil.ToFloat64(e.p.loops[0].readBack); got != 1 {
 		t.Fatalf("read back %v batches, want the one before the handed-over batch", got)
 	}
 	// A batch its batcher published and could not hand over (the queue
@@ -127,7 +127,7 @@ func TestStoresFillGaps(t *testing.T) {
 	seq := publishOrphan(t, e.bus, "orphan-2", message("acme:orphan", 2, base.Add(time.Millisecond)))
 	e.p.published.Store(seq)
 	waitSeqCount(t, e, "acme:orphan", base, 2)
-	if got := testutil.ToFloat64(e.p.m.readBack); got != 2 {
+	if got := testutil.ToFloat64(e.p.loops[0].readBack); got != 2 {
 		t.Fatalf("read back %v batches, want 2", got)
 	}
 }
