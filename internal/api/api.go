@@ -95,6 +95,7 @@ type server struct {
 	ingestDevice, ingestAddr *ratelimit.Keyed[string]
 	requests                 *prometheus.CounterVec
 	rejected                 *prometheus.CounterVec
+	authFailures             *prometheus.CounterVec
 	latency                  *prometheus.HistogramVec
 }
 
@@ -111,13 +112,17 @@ func New(opts Options) (http.Handler, error) {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wanwu_api_rejected_total", Help: "API requests rejected, by reason.",
 		}, []string{"reason"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wanwu_api_device_auth_failed_total",
+			Help: "HTTP ingest requests whose device authentication failed, by reason (the caller is told only 'unauthenticated').",
+		}, []string{"reason"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "wanwu_api_request_duration_seconds", Help: "API request latency by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"route"}),
 	}
 	if opts.Metrics != nil {
-		for _, c := range []prometheus.Collector{s.requests, s.rejected, s.latency} {
+		for _, c := range []prometheus.Collector{s.requests, s.rejected, s.authFailures, s.latency} {
 			if err := opts.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("api: metrics: %w", err)
 			}
