@@ -26,6 +26,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/ca"
 	"github.com/wanwu-iot/wanwu/internal/command"
+	"github.com/wanwu-iot/wanwu/internal/csvimport"
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
@@ -82,6 +83,9 @@ type Options struct {
 	// IngestLimits are the HTTP ingest rate limits (per device, per source address).
 	IngestPerDevice, IngestPerAddr           rate.Limit
 	IngestPerDeviceBurst, IngestPerAddrBurst int
+	// ImportMaxRows is the row limit of one bulk CSV import (default
+	// csvimport.MaxRows).
+	ImportMaxRows int
 }
 
 // Body limits: models may be up to 1 MiB, bulk CSV up to 64 MiB.
@@ -133,6 +137,9 @@ func New(opts Options) (http.Handler, error) {
 	}
 	if opts.IngestPerDevice == 0 {
 		opts.IngestPerDevice, opts.IngestPerDeviceBurst = 100, 200
+	}
+	if opts.ImportMaxRows <= 0 {
+		opts.ImportMaxRows = csvimport.MaxRows
 	}
 	if opts.IngestPerAddr == 0 {
 		opts.IngestPerAddr, opts.IngestPerAddrBurst = 500, 1000
@@ -288,6 +295,10 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (Flush, full
+// duplex) through the recorder.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
