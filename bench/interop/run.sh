@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=bench/interop
+export PYTHONDONTWRITEBYTECODE=1 # keep the vendored tree clean
 
 if ! command -v python3 >/dev/null; then
   echo "interop: python3 not found; skipping the paho interoperability suites"
