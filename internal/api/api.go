@@ -26,6 +26,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/ca"
 	"github.com/wanwu-iot/wanwu/internal/command"
+	"github.com/wanwu-iot/wanwu/internal/csvimport"
 	"github.com/wanwu-iot/wanwu/internal/diskguard"
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
@@ -83,6 +84,9 @@ type Options struct {
 	// IngestLimits are the HTTP ingest rate limits (per device, per source address).
 	IngestPerDevice, IngestPerAddr           rate.Limit
 	IngestPerDeviceBurst, IngestPerAddrBurst int
+	// ImportMaxRows is the row limit of one bulk CSV import (default
+	// csvimport.MaxRows).
+	ImportMaxRows int
 }
 
 // Body limits: models may be up to 1 MiB, bulk CSV up to 64 MiB.
@@ -96,6 +100,7 @@ type server struct {
 	ingestDevice, ingestAddr *ratelimit.Keyed[string]
 	requests                 *prometheus.CounterVec
 	rejected                 *prometheus.CounterVec
+	authFailures             *prometheus.CounterVec
 	latency                  *prometheus.HistogramVec
 }
 
@@ -112,13 +117,17 @@ func New(opts Options) (http.Handler, error) {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wanwu_api_rejected_total", Help: "API requests rejected, by reason.",
 		}, []string{"reason"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wanwu_api_device_auth_failed_total",
+			Help: "HTTP ingest requests whose device authentication failed, by reason (the caller is told only 'unauthenticated').",
+		}, []string{"reason"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "wanwu_api_request_duration_seconds", Help: "API request latency by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"route"}),
 	}
 	if opts.Metrics != nil {
-		for _, c := range []prometheus.Collector{s.requests, s.rejected, s.latency} {
+		for _, c := range []prometheus.Collector{s.requests, s.rejected, s.authFailures, s.latency} {
 			if err := opts.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("api: metrics: %w", err)
 			}
@@ -129,6 +138,9 @@ func New(opts Options) (http.Handler, error) {
 	}
 	if opts.IngestPerDevice == 0 {
 		opts.IngestPerDevice, opts.IngestPerDeviceBurst = 100, 200
+	}
+	if opts.ImportMaxRows <= 0 {
+		opts.ImportMaxRows = csvimport.MaxRows
 	}
 	if opts.IngestPerAddr == 0 {
 		opts.IngestPerAddr, opts.IngestPerAddrBurst = 500, 1000
@@ -295,6 +307,10 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (Flush, full
+// duplex) through the recorder.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/wanwu-iot/wanwu/internal/devtoken"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/registry"
@@ -40,20 +41,24 @@ func (s *server) ingest(event bool) handlerFunc {
 		token, _ := bearer(r)
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
-		adm, err := s.Registry.AuthenticateDevice(ctx, cert, codeStr, token)
+		// Authenticate whoever the certificate or token names, not the code
+		// in the path: a device sending for another code is then told
+		// not_authorized, and the path never decides which keys are tried.
+		adm, err := s.Registry.AuthenticateDevice(ctx, cert, "", token)
 		if err != nil {
 			if errors.Is(err, registry.ErrDeviceAuth) {
-				s.rejected.WithLabelValues("not_authenticated").Inc()
-				return &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: err.Error()}
+				return s.deviceAuthFailed(r, authFailureReason(err), err.Error())
 			}
 			return err
 		}
 		switch adm.Status {
 		case registry.StatusActive:
 		case registry.StatusQuarantined:
-			return ingestError(&ingest.Rejection{Reason: ingest.NotAuthorized, Message: "device is quarantined: remediation only"})
+			if adm.Object.Code == codeStr {
+				return ingestError(&ingest.Rejection{Reason: ingest.NotAuthorized, Message: "device is quarantined: remediation only"})
+			}
 		default:
-			return &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "device " + adm.Status + ": " + adm.Reason}
+			return s.deviceAuthFailed(r, adm.Status, adm.Reason)
 		}
 		o := adm.Object
 		if o.Code != codeStr {
@@ -102,4 +107,36 @@ func (s *server) ingest(event bool) handlerFunc {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
+}
+
+// errDeviceAuth is the one answer to every failed device authentication:
+// whether the code exists, is revoked, or the signature is wrong is not the
+// caller's to learn (docs/PROTOCOL.md §6).
+var errDeviceAuth = &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "device authentication failed"}
+
+// deviceAuthFailed counts and logs why a device failed to authenticate and
+// returns the uniform answer.
+func (s *server) deviceAuthFailed(r *http.Request, reason, detail string) error {
+	s.authFailures.WithLabelValues(reason).Inc()
+	s.Logger.Info("http ingest: device authentication failed", "reason", reason, "detail", detail,
+		"code", r.PathValue("code"), "remote", r.RemoteAddr)
+	return errDeviceAuth
+}
+
+// authFailureReason names, for the log and the counter, why a certificate
+// or token was refused.
+func authFailureReason(err error) string {
+	switch {
+	case errors.Is(err, devtoken.ErrSignature):
+		return "bad_signature"
+	case errors.Is(err, devtoken.ErrExpired):
+		return "expired"
+	case errors.Is(err, devtoken.ErrMalformed):
+		return "malformed_token"
+	case errors.Is(err, devtoken.ErrUnknownDevice):
+		return "no_usable_key"
+	case errors.Is(err, registry.ErrNoCredentials):
+		return "no_credentials"
+	}
+	return "bad_credentials"
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/code"
+	"github.com/wanwu-iot/wanwu/internal/csvimport"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 )
@@ -355,18 +357,106 @@ func (s *server) listObjects(w http.ResponseWriter, r *http.Request, p auth.Prin
 	return nil
 }
 
+// maxJSONImportRows bounds an import answered as one JSON document, which
+// holds every row's result (with generated keys) until the end; longer files
+// stream as NDJSON.
+const maxJSONImportRows = 1000
+
+// importObjects registers the rows of a bulk CSV (docs/ARCHITECTURE.md,
+// "Bulk import"). A client that accepts application/x-ndjson gets each row's
+// result as a line the moment the row is done, and a summary line at the
+// end, in memory bounded by one row; others get one JSON document, for at
+// most maxJSONImportRows rows.
 func (s *server) importObjects(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
 	r.Body = http.MaxBytesReader(w, r.Body, maxCSVBody)
-	sum, err := s.Registry.Import(r.Context(), p.Name, r.Body, allow(p, auth.Operator))
-	if err != nil {
+	limit := s.ImportMaxRows
+	if strings.Contains(r.Header.Get("Accept"), ndjson) {
+		return s.importNDJSON(w, r, p, limit)
+	}
+	jsonLimit := min(limit, maxJSONImportRows)
+	sum, err := s.Registry.Import(r.Context(), p.Name, r.Body, registry.ImportOptions{MaxRows: jsonLimit, Allow: allow(p, auth.Operator)})
+	if sum == nil || err != nil && len(sum.Rows) == 0 {
 		return err
 	}
+	body := map[string]any{"created": sum.Created, "unchanged": sum.Unchanged, "errors": sum.Errors, "rows": sum.Rows}
 	status := http.StatusOK
-	if sum.Errors > 0 {
+	if sum.Errors > 0 || err != nil {
 		// Good rows are registered; the status tells scripts that some rows were not.
 		status = http.StatusMultiStatus
 	}
-	writeJSON(w, status, sum)
+	if err != nil {
+		// Rows before the failure are registered, and their results (keys
+		// included) must reach the caller: answer them with the reason the
+		// rest was not imported.
+		msg := err.Error()
+		if errors.Is(err, csvimport.ErrTooManyRows) && jsonLimit < limit {
+			msg = fmt.Sprintf("a JSON answer holds at most %d rows; the rest of the file was not imported: ask for %s (as 'wanwu ctl object import' does) to stream larger files", jsonLimit, ndjson)
+		}
+		body["stopped"] = msg
+	}
+	writeJSON(w, status, body)
+	return nil
+}
+
+const ndjson = "application/x-ndjson"
+
+// importLine is one line of an NDJSON import answer: a row's result
+// (type "row"), or the summary that ends a complete answer (type
+// "summary", with "stopped" when the rest of the file was not imported).
+type importLine struct {
+	Type string `json:"type"`
+	*registry.RowResult
+	Created   *int   `json:"created,omitempty"`
+	Unchanged *int   `json:"unchanged,omitempty"`
+	Errors    *int   `json:"errors,omitempty"`
+	Stopped   string `json:"stopped,omitempty"`
+}
+
+func (s *server) importNDJSON(w http.ResponseWriter, r *http.Request, p auth.Principal, limit int) error {
+	rc := http.NewResponseController(w)
+	// Answer rows while the body is still arriving: without this, an
+	// HTTP/1.1 server stops reading the request once the answer starts.
+	if err := rc.EnableFullDuplex(); err != nil {
+		s.Logger.Debug("csv import: full duplex unsupported", "err", err)
+	}
+	enc := json.NewEncoder(w)
+	started := false
+	start := func() {
+		if !started {
+			w.Header().Set("Content-Type", ndjson)
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+	}
+	sum, err := s.Registry.ImportStream(r.Context(), p.Name, r.Body, registry.ImportOptions{
+		MaxRows: limit, Allow: allow(p, auth.Operator),
+		Emit: func(res registry.RowResult) error {
+			start()
+			if err := enc.Encode(importLine{Type: "row", RowResult: &res}); err != nil {
+				return fmt.Errorf("api: import answer: %w", err)
+			}
+			// A row's generated key exists nowhere else: send it now.
+			if err := rc.Flush(); err != nil {
+				return fmt.Errorf("api: import answer: %w", err)
+			}
+			return nil
+		},
+	})
+	if !started && err != nil {
+		return err // the header was unusable: nothing imported
+	}
+	start()
+	line := importLine{Type: "summary", Created: &sum.Created, Unchanged: &sum.Unchanged, Errors: &sum.Errors}
+	if err != nil {
+		if r.Context().Err() != nil {
+			s.Logger.Info("csv import stopped: the client went away", "actor", p.Name, "created", sum.Created)
+			return nil
+		}
+		line.Stopped = err.Error()
+		s.Logger.Info("csv import stopped", "actor", p.Name, "created", sum.Created, "err", err)
+	}
+	_ = enc.Encode(line)
 	return nil
 }
 

@@ -380,6 +380,14 @@ func TestTamper(t *testing.T) {
 		{"extra leaf", `INSERT INTO audit_leaves SELECT 20, leaf FROM audit_leaves WHERE idx = 0`, ErrTampered},
 		{"head row root", `UPDATE audit_heads SET root = zeroblob(32) WHERE size = 10`, ErrTampered},
 		{"node hash", `UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 3 AND idx = 0`, ErrTampered},
+		// Nodes that no consistency proof between the heads reads: only
+		// checking every stored node against the leaves finds these, and
+		// 'ctl audit prove' would serve them in inclusion proofs.
+		{"leaf node hash", `UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 0 AND idx = 13`, ErrTampered},
+		{"interior node hash", `UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 6`, ErrTampered},
+		{"change one byte of a node", `UPDATE audit_nodes SET hash = substr(hash, 1, 31) || CASE WHEN substr(hash, 32) = x'00' THEN x'01' ELSE x'00' END WHERE level = 2 AND idx = 3`, ErrTampered},
+		{"missing node", `DELETE FROM audit_nodes WHERE level = 2 AND idx = 4`, ErrTampered},
+		{"extra node", `INSERT INTO audit_nodes SELECT 0, 40, hash FROM audit_nodes WHERE level = 0 AND idx = 0`, ErrTampered},
 		{"state", `UPDATE audit_state SET range = zeroblob(length(range))`, ErrTampered},
 		{"head signature", `UPDATE audit_heads SET note = CAST(replace(CAST(note AS TEXT), char(10) || '10' || char(10), char(10) || '11' || char(10)) AS BLOB) WHERE size = 10`, ErrBadSignature},
 	}

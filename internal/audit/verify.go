@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -33,14 +34,41 @@ func VerifyConsistency(old, new SignedHead, p [][]byte) error {
 	return nil
 }
 
-// treeBuilder recomputes a tree from its leaves in O(log n) memory.
-type treeBuilder struct{ r *compact.Range }
+// treeBuilder recomputes a tree from its leaves in O(log n) memory. With
+// record set it also keeps the perfect-subtree roots each add completes (the
+// nodes AppendTx stores), until the caller takes them.
+type treeBuilder struct {
+	r      *compact.Range
+	record bool
+	nodes  []node
+	total  uint64 // nodes completed so far, recorded or not
+}
+
+// node is one perfect-subtree root as audit_nodes stores it.
+type node struct {
+	id   compact.NodeID
+	hash []byte
+}
 
 func newTreeBuilder() *treeBuilder { return &treeBuilder{r: factory.NewEmptyRange(0)} }
 
 func (t *treeBuilder) add(leaf []byte) {
 	// Append fails only on a corrupted range, which this one cannot be.
-	_ = t.r.Append(hasher.HashLeaf(leaf), nil)
+	_ = t.r.Append(hasher.HashLeaf(leaf), t.visit)
+}
+
+func (t *treeBuilder) visit(id compact.NodeID, hash []byte) {
+	t.total++
+	if t.record {
+		t.nodes = append(t.nodes, node{id, hash})
+	}
+}
+
+// takeNodes returns the nodes recorded since the last call.
+func (t *treeBuilder) takeNodes() []node {
+	n := t.nodes
+	t.nodes = nil
+	return n
 }
 
 func (t *treeBuilder) size() uint64 { return t.r.End() }
@@ -79,7 +107,10 @@ type Report struct {
 // that each decodes as a canonical entry carrying its own index, recomputes
 // the tree, and checks every stored head: its signature with v, its root
 // against the recomputed tree at its size, and a consistency proof built from
-// the stored nodes between each pair of consecutive heads. It also checks the
+// the stored nodes between each pair of consecutive heads. It also checks
+// every stored node (audit_nodes, which inclusion and consistency proofs are
+// built from) against the tree the leaves give, so a changed, missing or extra
+// node is found even where no proof between the stored heads reads it, and the
 // stored tree state that future appends will build on. The first problem
 // found is returned, wrapping ErrTampered, ErrBadSignature or
 // ErrMalformedHead.
@@ -109,6 +140,12 @@ func VerifyDB(ctx context.Context, db *sql.DB, v note.Verifier, extra ...SignedH
 	slices.SortStableFunc(heads, func(a, b SignedHead) int { return cmp.Compare(a.Size, b.Size) })
 	var rep Report
 	t := newTreeBuilder()
+	t.record = true
+	nodeStmt, err := db.PrepareContext(ctx, `SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?`)
+	if err != nil {
+		return Report{}, fmt.Errorf("audit: read nodes: %w", err)
+	}
+	defer nodeStmt.Close()
 	next := 0 // next head to check
 	checkHeads := func() error {
 		for next < len(heads) && heads[next].Size == t.size() {
@@ -128,6 +165,9 @@ func VerifyDB(ctx context.Context, db *sql.DB, v note.Verifier, extra ...SignedH
 		if err != nil {
 			return Report{}, err
 		}
+		if err := checkNodes(ctx, nodeStmt, t.takeNodes()); err != nil {
+			return Report{}, err
+		}
 		if n < verifyBatchSize {
 			break
 		}
@@ -135,6 +175,14 @@ func VerifyDB(ctx context.Context, db *sql.DB, v note.Verifier, extra ...SignedH
 	rep.Entries = t.size()
 	if next < len(heads) {
 		return Report{}, fmt.Errorf("%w: a signed head has size %d, but only %d leaves are stored", ErrTampered, heads[next].Size, rep.Entries)
+	}
+
+	var nodes int64
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM audit_nodes`).Scan(&nodes); err != nil {
+		return Report{}, fmt.Errorf("audit: count nodes: %w", err)
+	}
+	if uint64(nodes) != t.total {
+		return Report{}, fmt.Errorf("%w: %d nodes stored, the %d leaves make %d", ErrTampered, nodes, rep.Entries, t.total)
 	}
 
 	state, err := readState(ctx, db)
@@ -208,6 +256,24 @@ func verifyBatch(ctx context.Context, db *sql.DB, t *treeBuilder, afterEach func
 		return n, fmt.Errorf("audit: read leaves: %w", err)
 	}
 	return n, nil
+}
+
+// checkNodes compares each recomputed node with the stored one.
+func checkNodes(ctx context.Context, stmt *sql.Stmt, nodes []node) error {
+	for _, n := range nodes {
+		var hash []byte
+		err := stmt.QueryRowContext(ctx, int64(n.id.Level), int64(n.id.Index)).Scan(&hash)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: node (%d, %d) missing", ErrTampered, n.id.Level, n.id.Index)
+		}
+		if err != nil {
+			return fmt.Errorf("audit: read node (%d, %d): %w", n.id.Level, n.id.Index, err)
+		}
+		if !bytes.Equal(hash, n.hash) {
+			return fmt.Errorf("%w: stored node (%d, %d) is %x, the leaves give %x", ErrTampered, n.id.Level, n.id.Index, hash, n.hash)
+		}
+	}
+	return nil
 }
 
 func mustConsistency(size1, size2 uint64) proof.Nodes {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/hub"
@@ -482,42 +484,62 @@ func ctlObjectImport(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) e
 			return err
 		}
 		defer f.Close()
-		raw, _, err := c.do("POST", "/api/v1/objects/import", f, "text/csv")
+		// The hub answers row by row (NDJSON) as it registers them; each
+		// result, with its generated key, is handled as it arrives, so
+		// neither side holds the whole file's results.
+		body, _, err := c.Stream(context.Background(), "POST", "/api/v1/objects/import", f, "text/csv", "application/x-ndjson")
 		if err != nil {
 			return err
 		}
-		var sum struct {
-			Created, Unchanged, Errors int
-			Rows                       []struct {
-				Line         int             `json:"line"`
-				Code         string          `json:"code"`
-				Result       string          `json:"result"`
-				Field        string          `json:"field"`
-				Reason       string          `json:"reason"`
-				Registration json.RawMessage `json:"registration"`
+		defer body.Close()
+		dec := json.NewDecoder(body)
+		rows, last := 0, time.Now()
+		for {
+			var l struct {
+				Type                       string          `json:"type"`
+				Line                       int             `json:"line"`
+				Code                       string          `json:"code"`
+				Result                     string          `json:"result"`
+				Field                      string          `json:"field"`
+				Reason                     string          `json:"reason"`
+				Registration               json.RawMessage `json:"registration"`
+				Created, Unchanged, Errors int
+				Stopped                    string `json:"stopped"`
 			}
-		}
-		if err := json.Unmarshal(raw, &sum); err != nil {
-			return fmt.Errorf("hub sent unexpected JSON: %w", err)
-		}
-		for _, r := range sum.Rows {
-			switch r.Result {
-			case "error":
-				fmt.Fprintf(e.stdout, "line %d: error: %s%s\n", r.Line, fieldPrefix(r.Field), r.Reason)
-			default:
-				fmt.Fprintf(e.stdout, "line %d: %s %s\n", r.Line, r.Result, r.Code)
-				if *out != "" && len(r.Registration) > 0 && string(r.Registration) != "null" {
-					if err := saveRegistration(&env{stdout: io.Discard, stderr: e.stderr}, filepath.Join(*out, strings.ReplaceAll(r.Code, ":", "_")), r.Registration, nil); err != nil {
-						return err
+			if err := dec.Decode(&l); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return fmt.Errorf("the hub's answer ended after %d rows without a summary (rows after them may or may not be registered; importing the file again is safe): %w", rows, err)
+			}
+			switch l.Type {
+			case "row":
+				rows++
+				if l.Result == "error" {
+					fmt.Fprintf(e.stdout, "line %d: error: %s%s\n", l.Line, fieldPrefix(l.Field), l.Reason)
+				} else {
+					fmt.Fprintf(e.stdout, "line %d: %s %s\n", l.Line, l.Result, l.Code)
+					if *out != "" && len(l.Registration) > 0 && string(l.Registration) != "null" {
+						if err := saveRegistration(&env{stdout: io.Discard, stderr: e.stderr}, filepath.Join(*out, strings.ReplaceAll(l.Code, ":", "_")), l.Registration, nil); err != nil {
+							return err
+						}
 					}
 				}
+				if time.Since(last) >= 2*time.Second {
+					fmt.Fprintf(e.stderr, "%d rows done\n", rows)
+					last = time.Now()
+				}
+			case "summary":
+				fmt.Fprintf(e.stdout, "%d created, %d unchanged, %d errors\n", l.Created, l.Unchanged, l.Errors)
+				switch {
+				case l.Stopped != "":
+					return fmt.Errorf("import stopped after %d rows: %s", rows, l.Stopped)
+				case l.Errors > 0:
+					return fmt.Errorf("%d rows were not registered", l.Errors)
+				}
+				return nil
 			}
 		}
-		fmt.Fprintf(e.stdout, "%d created, %d unchanged, %d errors\n", sum.Created, sum.Unchanged, sum.Errors)
-		if sum.Errors > 0 {
-			return fmt.Errorf("%d rows were not registered", sum.Errors)
-		}
-		return nil
 	}
 }
 

@@ -26,6 +26,7 @@ func init() {
 
 type verifyOpts struct {
 	dataDir, hubKey, at, head, export, origin string
+	allowUnsigned                             bool
 }
 
 func verifyCommonFlags(fs *flag.FlagSet, o *verifyOpts) {
@@ -43,12 +44,13 @@ func verifyLogFlags(fs *flag.FlagSet, o *verifyOpts) *flag.FlagSet {
 	verifyCommonFlags(fs, o)
 	fs.StringVar(&o.head, "head", "", "a tree head saved earlier ('wanwu ctl audit head --out'); the log must still contain it unchanged")
 	fs.StringVar(&o.export, "export", "", "verify an exported log ('wanwu ctl audit entries --out') against --head instead of a data directory")
+	fs.BoolVar(&o.allowUnsigned, "allow-unsigned", false, "accept a log that holds no signed checkpoint and is given no --head (only its internal consistency is then checked)")
 	return fs
 }
 
 func runVerify(e *env, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(e.stdout, "Usage:\n  wanwu verify credential FILE [--hub-key PEM | --data-dir DIR] [--at TIME]\n  wanwu verify log [--data-dir DIR] [--hub-key PEM] [--head FILE] [--export FILE]")
+		fmt.Fprintln(e.stdout, "Usage:\n  wanwu verify credential FILE [--hub-key PEM | --data-dir DIR] [--at TIME]\n  wanwu verify log [--data-dir DIR] [--hub-key PEM] [--head FILE] [--export FILE] [--allow-unsigned]")
 		if len(args) == 0 {
 			return usagef("credential or log?")
 		}
@@ -206,6 +208,16 @@ func verifyLog(e *env, o verifyOpts) error {
 	rep, err := audit.VerifyDB(ctx, db.R, v, extra...)
 	if err != nil {
 		return fmt.Errorf("TAMPERED: audit log in %s fails verification: %w", o.dataDir, err)
+	}
+	// A log whose leaves, nodes and state agree proves nothing by itself:
+	// whoever edits an entry can recompute the rest and delete the heads.
+	// Only a signature ties the tree to the hub's key.
+	if rep.Entries > 0 && rep.Heads == 0 && saved == nil {
+		if !o.allowUnsigned {
+			return fmt.Errorf("UNVERIFIED: the audit log in %s holds %d entries and no signed checkpoint, so a log rewritten after an edit would look the same; "+
+				"give a head saved earlier with --head FILE ('wanwu ctl audit head --out'), or --allow-unsigned to accept a check of internal consistency only", o.dataDir, rep.Entries)
+		}
+		fmt.Fprintf(e.stdout, "warning: no signed checkpoint and no --head: only the internal consistency of %d entries is checked, not that the hub wrote them\n", rep.Entries)
 	}
 	fmt.Fprintf(e.stdout, "ok: %d entries, %d signed heads verified", rep.Entries, rep.Heads)
 	if saved != nil {

@@ -208,6 +208,8 @@ type Hub struct {
 		CertValidity Duration `yaml:"cert_validity"`
 		// RotationOverlap is how long a rotated-out key keeps working.
 		RotationOverlap Duration `yaml:"rotation_overlap"`
+		// ImportMaxRows is the most rows one bulk CSV import may have.
+		ImportMaxRows int `yaml:"import_max_rows"`
 	} `yaml:"identity"`
 	Debug struct {
 		// PprofListen serves Go's /debug/pprof on this address (keep it on
@@ -260,6 +262,7 @@ func DefaultHub() Hub {
 	c.Storage.MinFree = 256 << 20
 	c.Identity.CertValidity = Duration(365 * 24 * time.Hour)
 	c.Identity.RotationOverlap = Duration(7 * 24 * time.Hour)
+	c.Identity.ImportMaxRows = 100000
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -348,6 +351,9 @@ func (c *Hub) Validate() error {
 	}
 	if c.Identity.RotationOverlap < 0 {
 		errs = append(errs, errors.New("identity.rotation_overlap: must not be negative"))
+	}
+	if c.Identity.ImportMaxRows <= 0 {
+		errs = append(errs, errors.New("identity.import_max_rows: must be positive"))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -18,7 +18,11 @@
 // so a bad row does not stop the parse: Parse reports every bad row with its
 // line number and the first reason found, and returns the good rows. Only a
 // file that cannot be interpreted at all (no usable header, unreadable, too
-// large) is an error for the whole file.
+// large, too many rows) is an error for the whole file.
+//
+// Reader reads the same file one record at a time, holding only the current
+// record and the codes seen so far (for duplicates), so that an import
+// streams in bounded memory; Parse collects what a Reader yields.
 package csvimport
 
 import (
@@ -34,8 +38,9 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/keys"
 )
 
-// Limits on one file. MaxBytes keeps an upload from exhausting memory;
-// MaxRows keeps one import to a size the registry can apply in one go.
+// Limits on one file. MaxBytes bounds an upload; MaxRows is the default
+// row limit (Options.MaxRows), which keeps one import to a size an operator
+// can follow and the duplicate check to a bounded set of codes.
 const (
 	MaxRows  = 100000
 	MaxBytes = 64 << 20
@@ -103,88 +108,27 @@ func (e RowError) Error() string {
 	return fmt.Sprintf("line %d: %s: %s", e.Line, e.Field, e.Reason)
 }
 
-// Parse reads a bulk provisioning CSV. It returns the good rows and one
-// RowError per bad row; a bad row contributes no Row. A code appearing a
-// second time is a RowError ("duplicate of line N"). err is non-nil only if
-// the file is unusable, and then wraps ErrHeader, ErrTooLarge,
-// ErrTooManyRows or the reader's error.
+// Parse reads a bulk provisioning CSV with the default limits. It returns
+// the good rows and one RowError per bad row; a bad row contributes no Row. A
+// code appearing a second time is a RowError ("duplicate of line N"). err is
+// non-nil only if the file is unusable, and then wraps ErrHeader,
+// ErrTooLarge, ErrTooManyRows or the reader's error.
 func Parse(r io.Reader) ([]Row, []RowError, error) {
-	lr := &limitReader{r: r, left: MaxBytes}
-	cr := csv.NewReader(lr)
-	// Rows are checked against the header's width by hand, to report the
-	// mismatch as a row error rather than lose the record.
-	cr.FieldsPerRecord = -1
-
-	header, err := cr.Read()
-	switch {
-	case lr.exceeded:
-		return nil, nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxBytes)
-	case errors.Is(err, io.EOF):
-		return nil, nil, fmt.Errorf("%w: empty file, want a header row naming the columns", ErrHeader)
-	case err != nil:
-		var pe *csv.ParseError
-		if errors.As(err, &pe) {
-			return nil, nil, fmt.Errorf("%w: %w", ErrHeader, err)
-		}
-		return nil, nil, fmt.Errorf("csvimport: read: %w", err)
-	}
-	cols, err := parseHeader(header)
+	rd, err := NewReader(r, Options{})
 	if err != nil {
 		return nil, nil, err
 	}
-
 	var (
-		rows    []Row
-		bad     []RowError
-		seen    = map[string]int{} // code -> line of first occurrence
-		records int
+		rows []Row
+		bad  []RowError
 	)
 	for {
-		rec, err := cr.Read()
-		if lr.exceeded {
-			return nil, nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxBytes)
-		}
+		row, rerr, err := rd.Next()
 		if errors.Is(err, io.EOF) {
-			break
-		}
-		records++
-		if records > MaxRows {
-			return nil, nil, fmt.Errorf("%w: more than %d", ErrTooManyRows, MaxRows)
+			return rows, bad, nil
 		}
 		if err != nil {
-			var pe *csv.ParseError
-			if !errors.As(err, &pe) {
-				return nil, nil, fmt.Errorf("csvimport: read: %w", err)
-			}
-			bad = append(bad, RowError{Line: pe.StartLine, Reason: pe.Err.Error()})
-			continue
-		}
-		line, _ := cr.FieldPos(0)
-		if len(rec) != len(cols) {
-			if blank(rec) {
-				continue
-			}
-			bad = append(bad, RowError{Line: line, Reason: fmt.Sprintf("%d fields, but the header has %d", len(rec), len(cols))})
-			continue
-		}
-		if blank(rec) {
-			// Spreadsheets export trailing empty rows as ",,,"; they are
-			// not records anyone meant to import.
-			continue
-		}
-		row, rerr := parseRow(cols, rec, line)
-		if rerr == nil && row.Code != "" {
-			if first, dup := seen[row.Code]; dup {
-				rerr = &RowError{Line: line, Field: ColCode, Reason: fmt.Sprintf("duplicate of line %d", first)}
-			}
-		}
-		// A code is claimed by its first line even if that line is bad
-		// otherwise: fixing the first line must not turn the second into
-		// a silent duplicate.
-		if c := codeOf(cols, rec); c != "" {
-			if _, dup := seen[c]; !dup {
-				seen[c] = line
-			}
+			return nil, nil, err
 		}
 		if rerr != nil {
 			bad = append(bad, *rerr)
@@ -192,7 +136,127 @@ func Parse(r io.Reader) ([]Row, []RowError, error) {
 		}
 		rows = append(rows, row)
 	}
-	return rows, bad, nil
+}
+
+// Options bound what a Reader accepts.
+type Options struct {
+	// MaxRows is the most records after the header (default MaxRows); the
+	// record after the last allowed one fails with ErrTooManyRows.
+	MaxRows int
+}
+
+// Reader yields the records of a bulk provisioning CSV one at a time.
+type Reader struct {
+	lr      *limitReader
+	cr      *csv.Reader
+	cols    []string
+	max     int
+	records int
+	seen    map[string]int // code -> line of first occurrence
+	err     error          // sticky: once the file fails, it stays failed
+}
+
+// NewReader reads and checks the header row. Its error wraps ErrHeader,
+// ErrTooLarge or the reader's error.
+func NewReader(r io.Reader, o Options) (*Reader, error) {
+	if o.MaxRows <= 0 {
+		o.MaxRows = MaxRows
+	}
+	lr := &limitReader{r: r, left: MaxBytes}
+	cr := csv.NewReader(lr)
+	// Rows are checked against the header's width by hand, to report the
+	// mismatch as a row error rather than lose the record.
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = true
+
+	header, err := cr.Read()
+	switch {
+	case lr.exceeded:
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxBytes)
+	case errors.Is(err, io.EOF):
+		return nil, fmt.Errorf("%w: empty file, want a header row naming the columns", ErrHeader)
+	case err != nil:
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%w: %w", ErrHeader, err)
+		}
+		return nil, fmt.Errorf("csvimport: read: %w", err)
+	}
+	cols, err := parseHeader(header)
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{lr: lr, cr: cr, cols: cols, max: o.MaxRows, seen: map[string]int{}}, nil
+}
+
+// Next returns the next record: a valid Row, or a RowError for a bad one.
+// Blank records are skipped. err is io.EOF at the end of the file; any other
+// err means the rest of the file is unusable (it wraps ErrTooLarge,
+// ErrTooManyRows or the reader's error) and every later call returns it
+// again.
+func (r *Reader) Next() (Row, *RowError, error) {
+	if r.err != nil {
+		return Row{}, nil, r.err
+	}
+	row, rerr, err := r.next()
+	if err != nil {
+		r.err = err
+	}
+	return row, rerr, err
+}
+
+// Records returns how many records (blank ones included) were read so far.
+func (r *Reader) Records() int { return r.records }
+
+func (r *Reader) next() (Row, *RowError, error) {
+	for {
+		rec, err := r.cr.Read()
+		if r.lr.exceeded {
+			return Row{}, nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxBytes)
+		}
+		if errors.Is(err, io.EOF) {
+			return Row{}, nil, io.EOF
+		}
+		r.records++
+		if r.records > r.max {
+			return Row{}, nil, fmt.Errorf("%w: more than %d (the import row limit)", ErrTooManyRows, r.max)
+		}
+		if err != nil {
+			var pe *csv.ParseError
+			if !errors.As(err, &pe) {
+				return Row{}, nil, fmt.Errorf("csvimport: read: %w", err)
+			}
+			return Row{}, &RowError{Line: pe.StartLine, Reason: pe.Err.Error()}, nil
+		}
+		line, _ := r.cr.FieldPos(0)
+		if blank(rec) {
+			// Spreadsheets export trailing empty rows as ",,,"; they are
+			// not records anyone meant to import.
+			continue
+		}
+		if len(rec) != len(r.cols) {
+			return Row{}, &RowError{Line: line, Reason: fmt.Sprintf("%d fields, but the header has %d", len(rec), len(r.cols))}, nil
+		}
+		row, rerr := parseRow(r.cols, rec, line)
+		if rerr == nil && row.Code != "" {
+			if first, dup := r.seen[row.Code]; dup {
+				rerr = &RowError{Line: line, Field: ColCode, Reason: fmt.Sprintf("duplicate of line %d", first)}
+			}
+		}
+		// A code is claimed by its first line even if that line is bad
+		// otherwise: fixing the first line must not turn the second into
+		// a silent duplicate.
+		if c := codeOf(r.cols, rec); c != "" {
+			if _, dup := r.seen[c]; !dup {
+				// Cloned: c shares memory with the whole record.
+				r.seen[strings.Clone(c)] = line
+			}
+		}
+		if rerr != nil {
+			return Row{}, rerr, nil
+		}
+		return row, nil, nil
+	}
 }
 
 func parseHeader(header []string) ([]string, error) {

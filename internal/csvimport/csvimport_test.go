@@ -363,3 +363,54 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestReaderRowLimit: a Reader yields records one at a time and stops with
+// ErrTooManyRows at the record after Options.MaxRows, having yielded the
+// ones before it, and keeps failing after that.
+func TestReaderRowLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		rows    int
+		max     int
+		wantErr error
+	}{
+		{"under the limit", 3, 5, nil},
+		{"at the limit", 5, 5, nil},
+		{"over the limit", 6, 5, ErrTooManyRows},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			b.WriteString("code\n")
+			for i := range tc.rows {
+				fmt.Fprintf(&b, "acme:r-%d\n", i)
+			}
+			r, err := NewReader(strings.NewReader(b.String()), Options{MaxRows: tc.max})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for {
+				row, rerr, err := r.Next()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					if !errors.Is(err, tc.wantErr) || tc.wantErr == nil {
+						t.Fatalf("after %d rows: %v, want %v", n, err, tc.wantErr)
+					}
+					if _, _, again := r.Next(); !errors.Is(again, tc.wantErr) {
+						t.Errorf("Next after the error: %v", again)
+					}
+					break
+				}
+				if rerr != nil || row.Code != fmt.Sprintf("acme:r-%d", n) {
+					t.Fatalf("row %d: %+v %v", n, row, rerr)
+				}
+				n++
+			}
+			if want := min(tc.rows, tc.max); n != want {
+				t.Errorf("yielded %d rows, want %d", n, want)
+			}
+		})
+	}
+}

@@ -355,6 +355,7 @@ func (h *Hub) startHTTP() error {
 		Twins: h.twins, Commands: h.commands, PSK: pskFunc,
 		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
 		IngestPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr * 10), IngestPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst * 10,
+		ImportMaxRows: cfg.Identity.ImportMaxRows,
 		Info: api.Info{
 			Version: h.opts.Version, DeploymentID: h.deployID, SigningDID: did, SigningKeyPEM: string(pubPEM),
 			AuditOrigin: AuditOrigin(h.deployID), AuditVerifierKey: h.audit.VerifierKey(),
@@ -466,23 +467,59 @@ func (h *Hub) wakeAuditForwarder() {
 	}
 }
 
+// auditCheckpointEvery bounds how often the hub signs a checkpoint of its
+// audit log while entries keep arriving.
+const auditCheckpointEvery = 10 * time.Second
+
 // forwardAudit publishes committed audit entries to the bus in log order.
 // It starts from what the stream already holds, so entries committed just
 // before a crash are published after the restart; message ids make a
 // repeated publish harmless.
+//
+// It also signs checkpoints of the log and stores them in audit_heads: at
+// start, at most every auditCheckpointEvery while the log grows, and at
+// shutdown. 'wanwu verify log' without a saved head relies on them; only the
+// entries after the last checkpoint (those of a crash) are left unsigned.
 func (h *Hub) forwardAudit(ctx context.Context) {
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	sign := time.NewTimer(time.Hour)
+	defer sign.Stop()
+	var signed uint64
+	var signedAt time.Time
+	checkpoint := func(ctx context.Context, now bool) {
+		size, err := h.audit.Size(ctx)
+		if err != nil || size == signed {
+			return
+		}
+		if wait := auditCheckpointEvery - time.Since(signedAt); wait > 0 && !now {
+			sign.Reset(wait)
+			return
+		}
+		head, err := h.audit.Head(ctx)
+		if err != nil {
+			h.log.Error("signing an audit checkpoint failed", "size", size, "err", err)
+			return
+		}
+		signed, signedAt = head.Size, time.Now()
+	}
 	for {
 		if err := h.publishPendingAudit(ctx); err != nil && ctx.Err() == nil {
 			h.log.Warn("audit forwarding to the bus failed; retrying", "err", err)
 			retry.Reset(time.Second)
 		}
+		checkpoint(ctx, false)
 		select {
 		case <-ctx.Done():
+			// The database closes after this returns: sign what the hub
+			// logged since the last checkpoint.
+			final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			checkpoint(final, true)
+			cancel()
 			return
 		case <-h.auditPending:
 		case <-retry.C:
+		case <-sign.C:
 		}
 	}
 }

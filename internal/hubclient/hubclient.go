@@ -56,6 +56,21 @@ type apiError struct {
 // Do sends a request and returns the body of a 2xx (or 207) answer; other
 // statuses become an *Error. The status is returned in both cases.
 func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, contentType string) ([]byte, int, error) {
+	rc, status, err := c.Stream(ctx, method, path, body, contentType, "")
+	if err != nil {
+		return nil, status, err
+	}
+	defer rc.Close()
+	out, err := io.ReadAll(io.LimitReader(rc, 256<<20))
+	if err != nil {
+		return nil, status, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	return out, status, nil
+}
+
+// Stream is Do for answers read as they arrive: on success (2xx) the caller
+// reads and closes the body; accept, if set, is the Accept header.
+func (c *Client) Stream(ctx context.Context, method, path string, body io.Reader, contentType, accept string) (io.ReadCloser, int, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
 	if err != nil {
 		return nil, 0, err
@@ -66,6 +81,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, co
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
@@ -74,12 +92,12 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, co
 	if err != nil {
 		return nil, 0, fmt.Errorf("cannot reach the hub at %s (is 'wanwu hub' running? --hub sets the address): %w", c.Base, err)
 	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return nil, resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
-	}
 	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusMultiStatus {
+		defer resp.Body.Close()
+		out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return nil, resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
+		}
 		e := &Error{Status: resp.StatusCode, Msg: string(bytes.TrimSpace(out))}
 		var ae apiError
 		if json.Unmarshal(out, &ae) == nil && ae.Error.Message != "" {
@@ -93,7 +111,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, co
 		}
 		return nil, resp.StatusCode, e
 	}
-	return out, resp.StatusCode, nil
+	return resp.Body, resp.StatusCode, nil
 }
 
 // JSON sends in (nil: no body) as JSON and decodes the answer into out (nil: ignored).

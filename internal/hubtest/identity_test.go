@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 	_ "modernc.org/sqlite"
 
 	"github.com/wanwu-iot/wanwu/internal/keys"
@@ -686,4 +688,99 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestAuditRewriteWithoutHeads: an entry edited offline, with the tree
+// recomputed from the edited leaves and the stored heads deleted, is
+// internally consistent. 'wanwu verify log' must not call it ok: only the
+// hub's signed checkpoints (which the hub stores itself) or a head saved
+// elsewhere tie the tree to the hub.
+func TestAuditRewriteWithoutHeads(t *testing.T) {
+	h := Start(t)
+	setupAcme(t, h)
+	h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": "acme:w1"})
+	h.Stop()
+
+	// The hub signed its own checkpoint; no head had to be fetched.
+	out := h.MustWanwu("verify", "log")
+	if !strings.Contains(out, "ok:") || strings.Contains(out, " 0 signed heads") {
+		t.Fatalf("verify log of an untouched log: %s", out)
+	}
+
+	db, err := sql.Open("sqlite", filepath.Join(h.Dir, "wanwu.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT leaf FROM audit_leaves ORDER BY idx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leaves [][]byte
+	for rows.Next() {
+		var leaf []byte
+		if err := rows.Scan(&leaf); err != nil {
+			t.Fatal(err)
+		}
+		leaves = append(leaves, leaf)
+	}
+	rows.Close()
+	edited := false
+	for i, leaf := range leaves {
+		if j := strings.Index(string(leaf), "acme:w1"); j >= 0 {
+			leaves[i][j] = 'A'
+			edited = true
+		}
+	}
+	if !edited {
+		t.Fatal("no leaf mentions acme:w1")
+	}
+	// Recompute every node and the state from the edited leaves, as
+	// audit.AppendTx would have stored them.
+	fact := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	r := fact.NewEmptyRange(0)
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DELETE FROM audit_nodes`, `DELETE FROM audit_heads`} {
+		if _, err := tx.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, leaf := range leaves {
+		if _, err := tx.Exec(`UPDATE audit_leaves SET leaf = ? WHERE idx = ?`, leaf, i); err != nil {
+			t.Fatal(err)
+		}
+		err := r.Append(rfc6962.DefaultHasher.HashLeaf(leaf), func(id compact.NodeID, hash []byte) {
+			if _, err := tx.Exec(`INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)`, id.Level, id.Index, hash); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var state []byte
+	for _, hash := range r.Hashes() {
+		state = append(state, hash...)
+	}
+	if _, err := tx.Exec(`UPDATE audit_state SET size = ?, range = ?`, len(leaves), state); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	out, errs, code := h.Wanwu("verify", "log")
+	if code == 0 {
+		t.Fatalf("verify log passed a rewritten log without heads: %s", out)
+	}
+	if !strings.Contains(errs, "no signed checkpoint") {
+		t.Errorf("verify log does not say why: %s", errs)
+	}
+	out, errs, code = h.Wanwu("verify", "log", "--allow-unsigned")
+	if code != 0 || !strings.Contains(out, "warning: no signed checkpoint") {
+		t.Errorf("verify log --allow-unsigned: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
 }

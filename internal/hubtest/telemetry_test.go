@@ -489,3 +489,74 @@ func TestHTTPIngest(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPIngestAuthNoOracle: a forged token earns the same answer whether
+// the code is unknown, revoked or known with another key, so an
+// unauthenticated caller cannot learn which devices exist; the reason goes
+// to the counter. A device sending for another device's code is told 403
+// not_authorized (docs/PROTOCOL.md §6).
+func TestHTTPIngestAuthNoOracle(t *testing.T) {
+	h := Start(t)
+	setupAcme(t, h)
+	known := register(t, h, "acme:o-1", "--model", "acme:pump@1.0.0")
+	other := register(t, h, "acme:o-2", "--model", "acme:pump@1.0.0")
+	revoked := register(t, h, "acme:o-3", "--model", "acme:pump@1.0.0")
+	h.MustWanwu("ctl", "object", "revoke", revoked.Code)
+
+	forge := func(codeStr string) string {
+		k, err := keys.Generate(keys.P256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := devtoken.Sign(k, codeStr, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	post := func(codeStr, token string) (int, string) {
+		req, _ := http.NewRequest("POST", h.URL+"/api/v1/ingest/"+codeStr+"/telemetry", strings.NewReader(`{"temperature": 1}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		buf := make([]byte, 4096)
+		n, _ := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		return resp.StatusCode, b.String()
+	}
+
+	var first string
+	for _, tc := range []struct{ name, code, token string }{
+		{"unknown code", "acme:o-404", forge("acme:o-404")},
+		{"revoked device", revoked.Code, forge(revoked.Code)},
+		{"revoked device, its own key", revoked.Code, revoked.token(t)},
+		{"known device, wrong key", known.Code, forge(known.Code)},
+	} {
+		st, body := post(tc.code, tc.token)
+		got := fmt.Sprintf("%d %s", st, body)
+		if st != http.StatusUnauthorized || !strings.Contains(body, `"unauthenticated"`) {
+			t.Errorf("%s: %s, want 401 unauthenticated", tc.name, got)
+		}
+		if first == "" {
+			first = got
+		} else if got != first {
+			t.Errorf("%s: answer %q differs from %q: it tells the caller something about the code", tc.name, got, first)
+		}
+	}
+	metrics := string(h.Do("GET", "/metrics", "", nil).Body)
+	for _, reason := range []string{"unknown", "revoked", "bad_signature"} {
+		if !strings.Contains(metrics, `wanwu_api_device_auth_failed_total{reason="`+reason+`"}`) {
+			t.Errorf("/metrics lacks wanwu_api_device_auth_failed_total{reason=%q}", reason)
+		}
+	}
+
+	// Authenticated, but for another device's code.
+	if st, body := post(known.Code, other.token(t)); st != http.StatusForbidden || !strings.Contains(body, `"not_authorized"`) {
+		t.Errorf("another device's code: %d %s, want 403 not_authorized", st, body)
+	}
+}

@@ -35,7 +35,8 @@ type ProvisionOptions struct {
 	// Model, when set, is the thing model (<id>@<version>) the devices
 	// are registered with.
 	Model string
-	// Batch is the number of rows per import request (default 1000).
+	// Batch is the number of rows per import request (default and at
+	// most 1000, the most the hub answers as one JSON document).
 	Batch int
 	// Client is the HTTP client (default: one with a 5-minute timeout).
 	Client   *http.Client
@@ -66,7 +67,7 @@ func Provision(ctx context.Context, o ProvisionOptions) ([]Device, error) {
 	if o.Tenant == "" {
 		o.Tenant = DefaultTenant
 	}
-	if o.Batch <= 0 {
+	if o.Batch <= 0 || o.Batch > 1000 {
 		o.Batch = 1000
 	}
 	if o.Client == nil {

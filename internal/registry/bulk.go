@@ -38,38 +38,85 @@ type ImportSummary struct {
 	Rows      []RowResult `json:"rows"`
 }
 
-// Import registers every good row of a bulk CSV (see package csvimport for
-// the columns) and reports every bad one with its line and reason. Each row
-// commits on its own, so one bad row never holds back the good ones. allow
-// checks each row's tenant.
-func (r *Registry) Import(ctx context.Context, actor string, in io.Reader, allow func(tenant string) error) (*ImportSummary, error) {
-	rows, rowErrs, err := csvimport.Parse(in)
+func (s *ImportSummary) count(res RowResult) {
+	switch res.Result {
+	case RowCreated:
+		s.Created++
+	case RowUnchanged:
+		s.Unchanged++
+	default:
+		s.Errors++
+	}
+}
+
+// ImportOptions tune ImportStream.
+type ImportOptions struct {
+	// MaxRows is the row limit (default csvimport.MaxRows).
+	MaxRows int
+	// Allow checks each row's tenant; nil allows every tenant.
+	Allow func(tenant string) error
+	// Emit receives each row's result in file order, as soon as the row is
+	// done; a created row's Registration may carry a generated private key,
+	// which exists nowhere else, so Emit must pass it on before returning.
+	// An error from Emit stops the import.
+	Emit func(RowResult) error
+}
+
+// ImportStream registers the rows of a bulk CSV (see package csvimport for
+// the columns) as it reads them, one at a time, and hands each result to
+// o.Emit: memory stays bounded by one row however long the file. Each row
+// commits on its own, so one bad row never holds back the good ones. The
+// returned summary has counts and no Rows. An unusable header is an error
+// before any row (a FieldError for "csv"); a file that turns out too large or
+// too long stops the import there, with the rows before it registered and
+// emitted, and returns the summary so far with the error.
+func (r *Registry) ImportStream(ctx context.Context, actor string, in io.Reader, o ImportOptions) (*ImportSummary, error) {
+	rd, err := csvimport.NewReader(in, csvimport.Options{MaxRows: o.MaxRows})
 	if err != nil {
 		return nil, invalidErr("csv", err)
 	}
-	results := make([]RowResult, 0, len(rows)+len(rowErrs))
-	for _, re := range rowErrs {
-		results = append(results, RowResult{Line: re.Line, Result: RowError, Field: re.Field, Reason: re.Reason})
-	}
-	for _, row := range rows {
+	s := &ImportSummary{}
+	for {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return s, err
 		}
-		results = append(results, r.importRow(ctx, actor, row, allow))
-	}
-	slices.SortFunc(results, func(a, b RowResult) int { return a.Line - b.Line })
-	s := &ImportSummary{Rows: results}
-	for _, res := range results {
-		switch res.Result {
-		case RowCreated:
-			s.Created++
-		case RowUnchanged:
-			s.Unchanged++
-		default:
-			s.Errors++
+		row, rerr, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return s, nil
+		}
+		if err != nil {
+			return s, invalidErr("csv", err)
+		}
+		var res RowResult
+		if rerr != nil {
+			res = RowResult{Line: rerr.Line, Result: RowError, Field: rerr.Field, Reason: rerr.Reason}
+		} else {
+			res = r.importRow(ctx, actor, row, o.Allow)
+		}
+		s.count(res)
+		if o.Emit != nil {
+			if err := o.Emit(res); err != nil {
+				return s, err
+			}
 		}
 	}
-	return s, nil
+}
+
+// Import is ImportStream with every row's result kept in the summary, all
+// in memory: for small files (o.Emit is not called). Like ImportStream it
+// returns the summary so far together with an error that stopped the import
+// midway, so that the generated keys of the rows before it are not lost.
+func (r *Registry) Import(ctx context.Context, actor string, in io.Reader, o ImportOptions) (*ImportSummary, error) {
+	rows := []RowResult{}
+	o.Emit = func(res RowResult) error {
+		rows = append(rows, res)
+		return nil
+	}
+	s, err := r.ImportStream(ctx, actor, in, o)
+	if s != nil {
+		s.Rows = rows
+	}
+	return s, err
 }
 
 func (r *Registry) importRow(ctx context.Context, actor string, row csvimport.Row, allow func(string) error) RowResult {

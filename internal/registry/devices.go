@@ -3,10 +3,15 @@ package registry
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/wanwu-iot/wanwu/internal/ca"
 	"github.com/wanwu-iot/wanwu/internal/code"
@@ -15,8 +20,13 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 )
 
-// ErrDeviceAuth: a device's certificate or token does not prove its identity.
-var ErrDeviceAuth = errors.New("device authentication failed")
+var (
+	// ErrDeviceAuth: a device's certificate or token does not prove its identity.
+	ErrDeviceAuth = errors.New("device authentication failed")
+	// ErrNoCredentials: neither a certificate nor a token was presented; it
+	// comes wrapped together with ErrDeviceAuth.
+	ErrNoCredentials = errors.New("no certificate and no device token")
+)
 
 // AuthenticateDevice is the one check every protocol adapter makes when a
 // device connects or sends: with a client certificate (already chain-verified
@@ -35,7 +45,7 @@ func (r *Registry) AuthenticateDevice(ctx context.Context, cert *x509.Certificat
 		return r.Admit(ctx, c, Presented{CertSerial: hex.EncodeToString(cert.SerialNumber.Bytes())})
 	}
 	if token == "" {
-		return Admission{}, fmt.Errorf("%w: no certificate and no device token", ErrDeviceAuth)
+		return Admission{}, fmt.Errorf("%w: %w", ErrDeviceAuth, ErrNoCredentials)
 	}
 	if claimed == "" {
 		sub, err := devtoken.Subject(token)
@@ -48,26 +58,39 @@ func (r *Registry) AuthenticateDevice(ctx context.Context, cert *x509.Certificat
 		return Admission{}, fmt.Errorf("%w: %w", ErrDeviceAuth, err)
 	}
 	o, err := r.Object(ctx, claimed)
-	if errors.Is(err, ErrNotFound) {
-		return Admission{Status: StatusUnknown, Reason: "no object with this code"}, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Admission{}, err
 	}
 	now := r.now()
 	var pubs []crypto.PublicKey
-	for _, k := range o.Keys {
-		if ok, _ := KeyUsable(k, now); ok {
-			if pub, err := keys.ParseDID(k.DID); err == nil {
-				pubs = append(pubs, pub)
+	if o != nil {
+		for _, k := range o.Keys {
+			if ok, _ := KeyUsable(k, now); ok {
+				if pub, err := keys.ParseDID(k.DID); err == nil {
+					pubs = append(pubs, pub)
+				}
 			}
 		}
 	}
-	sub, err := devtoken.Verify(token, func(string) ([]crypto.PublicKey, error) { return pubs, nil }, now)
-	if err != nil {
-		if errors.Is(err, devtoken.ErrUnknownDevice) && o.Status == StatusRevoked {
+	if len(pubs) == 0 {
+		// An unknown code, or a device without a usable key (revoked): check
+		// the token against a key nobody holds, so that the answer takes
+		// about as long as for a known device and a wrong signature, and
+		// timing does not tell a caller which codes exist.
+		_, verr := devtoken.Verify(token, func(string) ([]crypto.PublicKey, error) { return decoyKeys(), nil }, now)
+		if o == nil {
+			return Admission{Status: StatusUnknown, Reason: "no object with this code"}, nil
+		}
+		if errors.Is(verr, devtoken.ErrSignature) && o.Status == StatusRevoked {
 			return Admission{Status: StatusRevoked, Reason: "object revoked", Object: o}, nil
 		}
+		if verr == nil || errors.Is(verr, devtoken.ErrSignature) {
+			verr = fmt.Errorf("%w: %s", devtoken.ErrUnknownDevice, claimed)
+		}
+		return Admission{}, fmt.Errorf("%w: %w", ErrDeviceAuth, verr)
+	}
+	sub, err := devtoken.Verify(token, func(string) ([]crypto.PublicKey, error) { return pubs, nil }, now)
+	if err != nil {
 		return Admission{}, fmt.Errorf("%w: %w", ErrDeviceAuth, err)
 	}
 	if sub != claimed {
@@ -94,3 +117,18 @@ func (r *Registry) ModelOf(ctx context.Context, o *Object) (*thingmodel.Model, e
 	r.models.Store(key, m)
 	return m, nil
 }
+
+// decoyKeys returns one key of each token algorithm, made once and never
+// held by a device: AuthenticateDevice verifies against them where no real
+// key exists.
+var decoyKeys = sync.OnceValue(func() []crypto.PublicKey {
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(fmt.Sprintf("registry: decoy key: %v", err))
+	}
+	ed, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(fmt.Sprintf("registry: decoy key: %v", err))
+	}
+	return []crypto.PublicKey{&ec.PublicKey, ed}
+})

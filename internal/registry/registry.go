@@ -38,12 +38,19 @@ var (
 type FieldError struct {
 	Field  string
 	Reason string
+	cause  error // the other package's error, for errors.Is
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
-// Unwrap makes errors.Is(err, ErrInvalid) true.
-func (e *FieldError) Unwrap() error { return ErrInvalid }
+// Unwrap makes errors.Is(err, ErrInvalid) true, and errors.Is with the
+// cause from another package (csvimport.ErrTooManyRows, say).
+func (e *FieldError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{ErrInvalid, e.cause}
+	}
+	return []error{ErrInvalid}
+}
 
 func invalid(field, format string, args ...any) error {
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
@@ -51,7 +58,7 @@ func invalid(field, format string, args ...any) error {
 
 // invalidErr wraps a validation error from another package under a field name.
 func invalidErr(field string, err error) error {
-	return &FieldError{Field: field, Reason: err.Error()}
+	return &FieldError{Field: field, Reason: err.Error(), cause: err}
 }
 
 // Options configure a Registry.

@@ -944,7 +944,7 @@ func TestAuditGrowth(t *testing.T) {
 		{"revoke token of another tenant", func() error { _, err := r.RevokeToken(ctx, "admin", "ops", "beta"); return err }, 0},
 		{"revoke token", func() error { _, err := r.RevokeToken(ctx, "admin", "ops", ""); return err }, 1},
 		{"import", func() error {
-			s, err := r.Import(ctx, "admin", strings.NewReader("code,kind\nacme:i1,device\nacme:i2,asset\nAcme:bad,device\n"), nil)
+			s, err := r.Import(ctx, "admin", strings.NewReader("code,kind\nacme:i1,device\nacme:i2,asset\nAcme:bad,device\n"), ImportOptions{})
 			if err == nil && (s.Created != 2 || s.Errors != 1) {
 				err = fmt.Errorf("import summary %+v", s)
 			}
@@ -971,7 +971,7 @@ func TestAuditGrowth(t *testing.T) {
 	}
 	// Re-importing the same rows succeeds and appends nothing.
 	before := e.size()
-	sum, err := r.Import(ctx, "admin", strings.NewReader("code,kind\nacme:i1,device\nacme:i2,asset\n"), nil)
+	sum, err := r.Import(ctx, "admin", strings.NewReader("code,kind\nacme:i1,device\nacme:i2,asset\n"), ImportOptions{})
 	if err != nil || sum.Unchanged != 2 || sum.Created != 0 {
 		t.Errorf("re-import: %+v, %v", sum, err)
 	}
