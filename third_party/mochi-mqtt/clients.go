@@ -900,6 +900,20 @@ func (cl *Client) discard(n int) {
 	_, _ = io.CopyN(io.Discard, cl.Net.bconn, int64(min(n, discardLimit)))
 }
 
+// lingerClose flushes what is buffered for the client, shuts the write side
+// and reads and drops what the client still sends (at most discardLimit,
+// for at most discardWait), so that a close that follows is not a reset
+// (wanwu patch). Only the connection's reader may call it.
+func (cl *Client) lingerClose() {
+	cl.Lock()
+	_ = cl.flushOutbuf()
+	cl.Unlock()
+	if cw, ok := cl.Net.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	cl.discard(discardLimit)
+}
+
 // ReadPacket reads the remaining buffer into an MQTT packet.
 func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err error) {
 	atomic.AddInt64(&cl.ops.info.PacketsReceived, 1)

@@ -951,7 +951,9 @@ func (s *Server) InjectPacket(cl *Client, pk packets.Packet) error {
 // processPublish processes a Publish packet.
 func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	if atomic.LoadInt32(&cl.State.Inflight.receiveQuota) == 0 {
-		return s.DisconnectClient(cl, packets.ErrReceiveMaximum) // ~[MQTT-3.3.4-7] ~[MQTT-3.3.4-8]
+		// wanwu patch: the client is still sending; close so that the
+		// DISCONNECT reaches it (see lingerClose).
+		return s.disconnectLingering(cl, packets.ErrReceiveMaximum) // ~[MQTT-3.3.4-7] ~[MQTT-3.3.4-8]
 	}
 
 	// wanwu patch: a topic clients may not publish to ($SYS, §4.7.2) is
@@ -1680,6 +1682,27 @@ func (s *Server) processDisconnect(cl *Client, pk packets.Packet) error {
 }
 
 // DisconnectClient sends a Disconnect packet to a client and then closes the client connection.
+// disconnectLingering is DisconnectClient for the connection's own reader
+// (wanwu patch): the DISCONNECT is flushed, the write side shut, and what
+// the client still sends read and dropped for a while before the close, so
+// that the close is not a reset that destroys the DISCONNECT on its way
+// (the Eclipse paho.mqtt.testing test_flow_control2 saw the reset, not the
+// 0x93). MQTT 3.1.1 connections are closed as DisconnectClient closes them.
+func (s *Server) disconnectLingering(cl *Client, code packets.Code) error {
+	if cl.Properties.ProtocolVersion == 5 {
+		out := packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
+			ReasonCode:  code.Code,
+			Properties:  packets.Properties{ReasonString: code.Reason},
+		}
+		if err := cl.WritePacket(out); err == nil {
+			cl.lingerClose()
+		}
+	}
+	cl.Stop(code)
+	return code
+}
+
 func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
 	out := packets.Packet{
 		FixedHeader: packets.FixedHeader{
