@@ -67,9 +67,15 @@
 // from go-coap's per-endpoint exchange cache without being processed again;
 // duplicate NON requests (same message id within NON_LIFETIME) are silently
 // dropped. Block-wise transfers (RFC 7959) are reassembled by
-// go-coap, capped at MaxPayload: a request whose Size1 announces more, or
+// go-coap (patched, third_party/go-coap/PATCHES.md), by endpoint and request
+// identity (method and options but Block1/Block2/Size1/Size2), whatever the
+// tokens of the blocks (§2.3: libcoap sends each block with a new one); a
+// transfer that does not start at block 0 or misses a block is answered 4.08
+// (§2.9.2; wanwu_coap_rejected_total{reason="request_entity_incomplete"}).
+// Reassembly is capped at MaxPayload: a request whose Size1 announces more, or
 // whose Block1 would grow the body past it, is answered 4.13 with Size1 =
-// the limit and is not buffered.
+// the limit and is not buffered. A request with Block1 or Size1 never takes
+// the plain-UDP fast path.
 //
 // # Observe and queue mode (RFC 7641)
 //

@@ -241,12 +241,12 @@ func (d *dev) tlsCert(t testing.TB) tls.Certificate {
 }
 
 // udpClient dials the plain UDP listener.
-func (e *env) udpClient(addr string) *client.Conn {
+func (e *env) udpClient(addr string, opts ...udp.Option) *client.Conn {
 	e.t.Helper()
 	if addr == "" {
 		addr = e.srv.Addr(ListenerUDP)
 	}
-	cc, err := udp.Dial(addr)
+	cc, err := udp.Dial(addr, opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func (e *env) udpClient(addr string) *client.Conn {
 }
 
 // pskClient dials the DTLS listener with a device's PSK.
-func (e *env) pskClient(d *dev) (*client.Conn, error) {
+func (e *env) pskClient(d *dev, opts ...udp.Option) (*client.Conn, error) {
 	key, err := e.pskOf(e.ctx, d.code)
 	if err != nil {
 		return nil, err
@@ -264,7 +264,7 @@ func (e *env) pskClient(d *dev) (*client.Conn, error) {
 		PSK:             func([]byte) ([]byte, error) { return key, nil },
 		PSKIdentityHint: []byte(d.code),
 		CipherSuites:    []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
-	})
+	}, opts...)
 	if err == nil {
 		e.t.Cleanup(func() { _ = cc.Close() })
 	}

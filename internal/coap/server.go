@@ -327,6 +327,11 @@ func (s *Server) closeLocked() {
 func (s *Server) connConfig(cfg *client.Config) {
 	cfg.Handler = s.handle
 	cfg.Errors = func(err error) {
+		if errors.Is(err, blockwise.ErrRequestEntityIncomplete) {
+			// Answered 4.08 by go-coap's reassembly (RFC 7959 §2.9.2).
+			s.m.rejected.WithLabelValues("request_entity_incomplete").Inc()
+			return
+		}
 		if !coapNet.IsCancelOrCloseError(err) {
 			s.log.Debug("coap", "err", err)
 		}
