@@ -60,8 +60,20 @@
 // the hub does not act on (an unknown one, If-Match, If-None-Match; §5.4.1)
 // gets an empty 4.02 when CON and is ignored when NON; Proxy-Uri or
 // Proxy-Scheme 5.05 (§5.7.2); GET /tw/d or /c with an Accept other than
-// application/json 4.06 (§5.10.4); an Empty message with bytes after its
-// header, or a CON carrying a response, an RST (§4.1, §4.2).
+// application/json 4.06 (§5.10.4); a CON carrying a response an RST (§4.2).
+//
+// Message format errors (§3, §4.1: no CoAP header, a reserved token length,
+// an option or token past the end, a payload marker with an empty payload,
+// an Empty message with bytes after its header) are dropped before any
+// processing, on both listeners (malformed.go: DTLS records are screened
+// before go-coap, which ended the session at the first one): a CON gets an
+// RST, a NON nothing. They, and DTLS handshakes that do not complete (junk
+// that looks like a ClientHello, a wrong key, an unknown or revoked identity;
+// they run out after Options.HandshakeTimeout), are counted in
+// wanwu_coap_malformed_total{listener,cause} and logged as one line per
+// listener at most every 10 s, saying how many it stands for. Datagrams to
+// the DTLS listener that are no handshake record, from a source without a
+// session, pion drops unseen.
 //
 // Deduplication (RFC 7252 §4.5): a retransmitted CON gets the cached answer
 // from go-coap's per-endpoint exchange cache without being processed again;

@@ -27,7 +27,7 @@ type serverOption func(*dtlsServer.Config)
 
 func (f serverOption) DTLSServerApply(cfg *dtlsServer.Config) { f(cfg) }
 
-// DTLSHandshakeTimeout bounds a DTLS handshake.
+// DTLSHandshakeTimeout is the default of Options.HandshakeTimeout.
 const DTLSHandshakeTimeout = 30 * time.Second
 
 // connectionIDLength is the length of the DTLS connection ids the hub
@@ -106,7 +106,7 @@ func (s *Server) startDTLS() (*dtlsListener, error) {
 		cfg.ReceivedMessageQueueSize = cc.ReceivedMessageQueueSize
 		cfg.ProcessReceivedMessage = cc.ProcessReceivedMessage
 		cfg.MessagePool = cc.MessagePool
-		cfg.HandshakeTimeout = DTLSHandshakeTimeout
+		cfg.HandshakeTimeout = s.opts.HandshakeTimeout
 		cfg.RequestMonitor = s.requestMonitor
 		cfg.CreateInactivityMonitor = func() client.InactivityMonitor {
 			return inactivity.New(s.idle, func(cc *client.Conn) { _ = cc.Close() })
@@ -135,7 +135,7 @@ func (s *Server) startDTLS() (*dtlsListener, error) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		if err := srv.Serve(ln); err != nil {
+		if err := srv.Serve(screenedListener{DTLSListener: ln, s: s}); err != nil {
 			s.log.Error("coap dtls server stopped", "err", err)
 		}
 	}()
@@ -162,8 +162,8 @@ func (l *dtlsListener) closeDevice(s *Server, code string) {
 
 // pskIdentity is the PSK identity of a DTLS session, "" if none.
 func pskIdentity(cc *client.Conn) string {
-	dc, ok := cc.NetConn().(*dtls.Conn)
-	if !ok {
+	dc := dtlsConnOf(cc.NetConn())
+	if dc == nil {
 		return ""
 	}
 	st, ok := dc.ConnectionState()

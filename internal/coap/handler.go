@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	dtls "github.com/pion/dtls/v3"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
@@ -357,8 +356,8 @@ func (s *Server) authenticateToken(st *connState, tok []byte) (*device, codes.Co
 }
 
 func (s *Server) authenticateDTLS(ctx context.Context, cc *client.Conn) (*device, codes.Code, string) {
-	dc, ok := cc.NetConn().(*dtls.Conn)
-	if !ok {
+	dc := dtlsConnOf(cc.NetConn())
+	if dc == nil {
 		return nil, codes.Unauthorized, "no_credentials"
 	}
 	state, ok := dc.ConnectionState()

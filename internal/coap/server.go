@@ -108,6 +108,10 @@ type Options struct {
 	NotifyTimeout time.Duration
 	// Idle: see DefaultIdle.
 	Idle time.Duration
+	// HandshakeTimeout bounds a DTLS handshake; default
+	// DTLSHandshakeTimeout. A handshake that fails at the Finished check (a
+	// wrong key, an unknown or revoked identity) ends when it runs out.
+	HandshakeTimeout time.Duration
 }
 
 // Server is the CoAP endpoint.
@@ -133,6 +137,8 @@ type Server struct {
 	obs         observers
 	unconfirmed sync.Map // device code → id of a command handed over without confirmation
 
+	malformedLog logLimiter
+
 	mu      sync.Mutex
 	udp     *udpListener
 	dtls    *dtlsListener
@@ -146,6 +152,7 @@ type metrics struct {
 	rejected      *prometheus.CounterVec
 	accepted      *prometheus.CounterVec
 	dropped       *prometheus.CounterVec
+	malformed     *prometheus.CounterVec
 	amplification prometheus.Counter
 	observers     prometheus.GaugeFunc
 	sessions      *prometheus.GaugeVec
@@ -177,6 +184,9 @@ func New(o Options) (*Server, error) {
 	if o.Idle <= 0 {
 		o.Idle = DefaultIdle
 	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = DTLSHandshakeTimeout
+	}
 	s := &Server{
 		opts:         o,
 		log:          o.Logger.With("component", "coap"),
@@ -203,6 +213,9 @@ func New(o Options) (*Server, error) {
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wanwu_coap_dropped_total", Help: "CoAP datagrams dropped or answered before processing, by cause.",
 		}, []string{"cause"}),
+		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wanwu_coap_malformed_total", Help: "CoAP datagrams that are no CoAP message, and DTLS handshakes that did not complete, by listener and cause; dropped.",
+		}, []string{"listener", "cause"}),
 		amplification: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wanwu_coap_amplification_suppressed_total", Help: "Answers to unauthenticated sources not sent because they exceeded 3x the request.",
 		}),
@@ -214,7 +227,7 @@ func New(o Options) (*Server, error) {
 		Name: "wanwu_coap_observers", Help: "Active CoAP observations (RFC 7641) of /tw/d and /c.",
 	}, func() float64 { return float64(s.obs.count()) })
 	if reg := o.Metrics; reg != nil {
-		for _, c := range []prometheus.Collector{s.m.requests, s.m.rejected, s.m.accepted, s.m.dropped, s.m.amplification, s.m.observers, s.m.sessions} {
+		for _, c := range []prometheus.Collector{s.m.requests, s.m.rejected, s.m.accepted, s.m.dropped, s.m.malformed, s.m.amplification, s.m.observers, s.m.sessions} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("coap: metrics: %w", err)
 			}
