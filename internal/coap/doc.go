@@ -29,7 +29,14 @@
 // past its expiry) until DisconnectDevice forgets the device's tokens.
 // Active devices have every path; quarantined devices only GET /c and POST
 // /c/<id> (remediation; anything else 4.03); revoked and unknown devices and
-// bad credentials get 4.01 without a diagnostic.
+// bad credentials get 4.01 without a diagnostic, the same answer whatever the
+// reason (docs/PROTOCOL.md §7.1). Over DTLS-PSK the identity is checked in
+// the handshake (pskFor): an unknown identity, a device that may not connect
+// and a wrong key all fail at the Finished check, with no alert, since an
+// unknown or revoked identity gets a dummy key (an HMAC of the identity
+// under a secret of the process) rather than an error, which pion would
+// answer with a fatal alert at once. The reason is counted
+// (wanwu_coap_rejected_total) and logged, rate-limited, never told.
 //
 // # Paths (docs/PROTOCOL.md §7)
 //

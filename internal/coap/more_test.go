@@ -52,7 +52,8 @@ func TestDTLS(t *testing.T) {
 		}
 	}
 	// Quarantine: only GET /c (4.03 otherwise); revocation closes the
-	// session and refuses the next handshake's requests with 4.01.
+	// session, and the next handshake fails as a wrong key's does
+	// (TestFailedPSKAuthIsUniform).
 	if _, err := e.reg.Quarantine(e.ctx, "admin", d.code, "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -67,14 +68,24 @@ func TestDTLS(t *testing.T) {
 	if r, err := qc.Get(ctxT(t), "/c"); err != nil || r.Code() != codes.Content {
 		t.Fatalf("quarantined GET /c: %v %v", r, err)
 	}
+	oldKey, err := e.pskOf(e.ctx, d.code)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.reg.Revoke(e.ctx, "admin", d.code, "test"); err != nil {
 		t.Fatal(err)
 	}
 	e.srv.DisconnectDevice(d.code)
-	rc, err := e.pskClient(d)
-	if err == nil {
-		if r := post(t, rc, message.Confirmable, "/t", "", message.AppJSON, telemetryJSON(33, base)); r.Code() != codes.Unauthorized {
-			t.Fatalf("revoked: %v", r.Code())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := qc.Get(ctx, "/c"); err == nil {
+		t.Fatal("the revoked device's session still answers")
+	}
+	if rc, err := e.pskClientKey(d.code, oldKey); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if r, err := rc.Get(ctx, "/c"); err == nil {
+			t.Fatalf("revoked device answered %v", r.Code())
 		}
 	}
 }

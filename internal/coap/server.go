@@ -2,6 +2,7 @@ package coap
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -138,6 +139,8 @@ type Server struct {
 	unconfirmed sync.Map // device code → id of a command handed over without confirmation
 
 	malformedLog logLimiter
+	authLog      logLimiter // refused PSK identities, by reason
+	pskSecret    [32]byte   // dummyPSK's key
 
 	mu      sync.Mutex
 	udp     *udpListener
@@ -200,6 +203,9 @@ func New(o Options) (*Server, error) {
 		addrs:        map[string]net.Addr{},
 	}
 	s.obs.init()
+	if _, err := rand.Read(s.pskSecret[:]); err != nil {
+		return nil, fmt.Errorf("coap: %w", err)
+	}
 	s.m = metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wanwu_coap_requests_total", Help: "CoAP requests answered, by listener and response code.",
