@@ -260,3 +260,34 @@ func TestBlockwiseLibcoap(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockwiseBlocksAdmitted: docs/PROTOCOL.md §5: every block counts
+// against its device, and a block is buffered only for a device that
+// authenticated. go-coap answers the blocks before the last (2.31) without
+// calling the handler: they were neither authenticated nor counted, so a
+// source without credentials had the hub buffer bodies, and a device
+// could send blocks past its rate.
+func TestBlockwiseBlocksAdmitted(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Limits = Limits{RequestsPerDevice: 0.01, RequestsPerDeviceBurst: 3, RequestsPerAddr: 1000, RequestsPerAddrBurst: 2000}
+	})
+	d := e.device("acme:pump-bw-limits", true)
+	cc := e.udpClient("", options.WithBlockwise(false, blockwise.SZX1024, time.Second))
+	filler := bytes.Repeat([]byte(" "), 64)
+	if c, _ := sendBlock(t, cc, "/t", "x.y.z", message.AppJSON, blockwise.SZX64, block{0, true, filler}, 0); c != codes.Unauthorized {
+		t.Errorf("first block with a bad token answered %v, want 4.01", c)
+	}
+	if c, _ := sendBlock(t, cc, "/t", "", message.AppJSON, blockwise.SZX64, block{0, true, filler}, 0); c != codes.Unauthorized {
+		t.Errorf("first block without a token answered %v, want 4.01", c)
+	}
+	tok := d.token(t)
+	var got []codes.Code
+	for num := range int64(5) {
+		c, _ := sendBlock(t, cc, "/t", tok, message.AppJSON, blockwise.SZX64, block{num, true, filler}, 0)
+		got = append(got, c)
+	}
+	want := []codes.Code{codes.Continue, codes.Continue, codes.Continue, codes.TooManyRequests, codes.TooManyRequests}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("blocks over a burst of 3 answered %v, want %v", got, want)
+	}
+}

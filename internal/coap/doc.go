@@ -93,8 +93,11 @@
 // (§2.9.2; wanwu_coap_rejected_total{reason="request_entity_incomplete"}).
 // Reassembly is capped at MaxPayload: a request whose Size1 announces more, or
 // whose Block1 would grow the body past it, is answered 4.13 with Size1 =
-// the limit and is not buffered. A request with Block1 or Size1 never takes
-// the plain-UDP fast path.
+// the limit and is not buffered. go-coap answers the blocks before the last
+// itself (2.31), so processReceived authenticates each of them and counts it
+// against its device first: one that fails is answered 4.01 or 4.29 by the
+// handler and not buffered. A request with Block1 or Size1 never takes the
+// plain-UDP fast path.
 //
 // # Observe and queue mode (RFC 7641)
 //

@@ -218,6 +218,12 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*client.Conn], r *pool.M
 	// bounds its own waits, and a timer per datagram is measurable at tens
 	// of thousands per second. The rest, and a registry lookup, get one.
 	ctx := s.ctx
+	if rf, _ := r.Context().Value(refusedKey{}).(*refusal); rf != nil {
+		// A block refused before go-coap buffered it (processReceived).
+		s.m.rejected.WithLabelValues(rf.reason).Inc()
+		reply(w, rf.code, rf.diag)
+		return
+	}
 	dev, c, why := s.authenticate(cc, st, r)
 	if dev == nil {
 		s.m.rejected.WithLabelValues(why).Inc()

@@ -409,13 +409,21 @@ func (s *Server) state(cc *client.Conn) *connState {
 // processReceived wraps go-coap's processing of a request: a block-wise
 // request whose reassembled body would exceed MaxPayload is stripped of its
 // Block1 option and marked, so that go-coap does not buffer it and the
-// handler answers 4.13 (RFC 7959 §2.9.3) instead.
+// handler answers 4.13 (RFC 7959 §2.9.3) instead. A block that is not the
+// last is authenticated and counted against its device here, since go-coap
+// answers it (2.31) without calling the handler: one that fails is marked
+// and stripped likewise, and the handler answers 4.01 or 4.29 without
+// processing it.
 func (s *Server) processReceived(req *pool.Message, cc *client.Conn, handler config.HandlerFunc[*client.Conn]) {
 	h := &exchange{}
 	ctx := context.WithValue(req.Context(), exchangeKey{}, h)
 	if s.blockTooLarge(req) {
-		req.Remove(27) // Block1
+		req.Remove(message.Block1)
 		ctx = context.WithValue(ctx, tooLargeKey{}, true)
+	} else if rf := s.admitBlock(cc, req); rf != nil {
+		req.Remove(message.Block1)
+		req.Remove(message.Size1)
+		ctx = context.WithValue(ctx, refusedKey{}, rf)
 	}
 	req.SetContext(ctx)
 	cc.ProcessReceivedMessageWithHandler(req, handler)
@@ -427,6 +435,48 @@ func (s *Server) processReceived(req *pool.Message, cc *client.Conn, handler con
 }
 
 type tooLargeKey struct{}
+
+// refusedKey marks a request refused before go-coap handled it; its value
+// is a *refusal.
+type refusedKey struct{}
+
+// refusal is the answer to a refused block.
+type refusal struct {
+	code   codes.Code
+	reason string
+	diag   string // only for an authenticated device
+}
+
+// admitBlock authenticates a block of a block-wise request body that is not
+// the last (Block1 with M=1, RFC 7959 §2.3) and counts it against its
+// device, as the handler does for every other request: nil when it may be
+// buffered.
+func (s *Server) admitBlock(cc *client.Conn, req *pool.Message) *refusal {
+	if req.Code() != codes.POST && req.Code() != codes.PUT {
+		return nil
+	}
+	v, err := req.GetOptionUint32(message.Block1)
+	if err != nil {
+		return nil
+	}
+	if _, _, more, err := blockwise.DecodeBlockOption(v); err != nil || !more {
+		return nil // the last block reaches the handler, which does the same
+	}
+	st := s.state(cc)
+	if st == nil {
+		return nil
+	}
+	dev, c, why := s.authenticate(cc, st, req)
+	if dev == nil {
+		return &refusal{code: c, reason: why}
+	}
+	segs := pathSegments(req)
+	remediation := len(segs) == 2 && segs[0] == "c"
+	if rej := s.gate(dev, remediation, time.Now()); rej != nil {
+		return &refusal{code: codes.Code(rej.Reason.CoAPCode()), reason: string(rej.Reason), diag: rej.Error()}
+	}
+	return nil
+}
 
 // exchange collects what a request's handling must finish after its
 // response was sent.
