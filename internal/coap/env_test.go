@@ -269,19 +269,6 @@ func (e *env) pskClient(d *dev, opts ...udp.Option) (*client.Conn, error) {
 	return cc, err
 }
 
-// pskClientKey dials with an identity and a key.
-func (e *env) pskClientKey(identity string, key []byte) (*client.Conn, error) {
-	cc, err := dtls.Dial(e.srv.Addr(ListenerDTLS), &piondtls.Config{
-		PSK:             func([]byte) ([]byte, error) { return key, nil },
-		PSKIdentityHint: []byte(identity),
-		CipherSuites:    []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
-	})
-	if err == nil {
-		e.t.Cleanup(func() { _ = cc.Close() })
-	}
-	return cc, err
-}
-
 // certClient dials the DTLS listener with a device certificate.
 func (e *env) certClient(d *dev) (*client.Conn, error) {
 	roots := x509.NewCertPool()
