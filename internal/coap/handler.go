@@ -220,8 +220,12 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*client.Conn], r *pool.M
 	ctx := s.ctx
 	if rf, _ := r.Context().Value(refusedKey{}).(*refusal); rf != nil {
 		// A block refused before go-coap buffered it (processReceived).
+		if rf.rej != nil {
+			s.rejectReply(w, rf.rej)
+			return
+		}
 		s.m.rejected.WithLabelValues(rf.reason).Inc()
-		reply(w, rf.code, rf.diag)
+		reply(w, rf.code, "") // no diagnostic: the source may be spoofed
 		return
 	}
 	dev, c, why := s.authenticate(cc, st, r)

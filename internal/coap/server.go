@@ -440,11 +440,12 @@ type tooLargeKey struct{}
 // is a *refusal.
 type refusedKey struct{}
 
-// refusal is the answer to a refused block.
+// refusal is the answer to a refused block: a failed authentication's
+// code and reason, or a device's rejection.
 type refusal struct {
 	code   codes.Code
 	reason string
-	diag   string // only for an authenticated device
+	rej    *ingest.Rejection
 }
 
 // admitBlock authenticates a block of a block-wise request body that is not
@@ -473,7 +474,7 @@ func (s *Server) admitBlock(cc *client.Conn, req *pool.Message) *refusal {
 	segs := pathSegments(req)
 	remediation := len(segs) == 2 && segs[0] == "c"
 	if rej := s.gate(dev, remediation, time.Now()); rej != nil {
-		return &refusal{code: codes.Code(rej.Reason.CoAPCode()), reason: string(rej.Reason), diag: rej.Error()}
+		return &refusal{rej: rej}
 	}
 	return nil
 }
