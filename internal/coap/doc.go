@@ -29,7 +29,14 @@
 // past its expiry) until DisconnectDevice forgets the device's tokens.
 // Active devices have every path; quarantined devices only GET /c and POST
 // /c/<id> (remediation; anything else 4.03); revoked and unknown devices and
-// bad credentials get 4.01 without a diagnostic.
+// bad credentials get 4.01 without a diagnostic, the same answer whatever the
+// reason (docs/PROTOCOL.md §7.1). Over DTLS-PSK the identity is checked in
+// the handshake (pskFor): an unknown identity, a device that may not connect
+// and a wrong key all fail at the Finished check, with no alert, since an
+// unknown or revoked identity gets a dummy key (an HMAC of the identity
+// under a secret of the process) rather than an error, which pion would
+// answer with a fatal alert at once. The reason is counted
+// (wanwu_coap_rejected_total) and logged, rate-limited, never told.
 //
 // # Paths (docs/PROTOCOL.md §7)
 //
@@ -60,16 +67,37 @@
 // the hub does not act on (an unknown one, If-Match, If-None-Match; §5.4.1)
 // gets an empty 4.02 when CON and is ignored when NON; Proxy-Uri or
 // Proxy-Scheme 5.05 (§5.7.2); GET /tw/d or /c with an Accept other than
-// application/json 4.06 (§5.10.4); an Empty message with bytes after its
-// header, or a CON carrying a response, an RST (§4.1, §4.2).
+// application/json 4.06 (§5.10.4); a CON carrying a response an RST (§4.2).
+//
+// Message format errors (§3, §4.1: no CoAP header, a reserved token length,
+// an option or token past the end, a payload marker with an empty payload,
+// an Empty message with bytes after its header) are dropped before any
+// processing, on both listeners (malformed.go: DTLS records are screened
+// before go-coap, which ended the session at the first one): a CON gets an
+// RST, a NON nothing. They, and DTLS handshakes that do not complete (junk
+// that looks like a ClientHello, a wrong key, an unknown or revoked identity;
+// they run out after Options.HandshakeTimeout), are counted in
+// wanwu_coap_malformed_total{listener,cause} and logged as one line per
+// listener at most every 10 s, saying how many it stands for. Datagrams to
+// the DTLS listener that are no handshake record, from a source without a
+// session, pion drops unseen.
 //
 // Deduplication (RFC 7252 §4.5): a retransmitted CON gets the cached answer
 // from go-coap's per-endpoint exchange cache without being processed again;
 // duplicate NON requests (same message id within NON_LIFETIME) are silently
 // dropped. Block-wise transfers (RFC 7959) are reassembled by
-// go-coap, capped at MaxPayload: a request whose Size1 announces more, or
+// go-coap (patched, third_party/go-coap/PATCHES.md), by endpoint and request
+// identity (method and options but Block1/Block2/Size1/Size2), whatever the
+// tokens of the blocks (§2.3: libcoap sends each block with a new one); a
+// transfer that does not start at block 0 or misses a block is answered 4.08
+// (§2.9.2; wanwu_coap_rejected_total{reason="request_entity_incomplete"}).
+// Reassembly is capped at MaxPayload: a request whose Size1 announces more, or
 // whose Block1 would grow the body past it, is answered 4.13 with Size1 =
-// the limit and is not buffered.
+// the limit and is not buffered. go-coap answers the blocks before the last
+// itself (2.31), so processReceived authenticates each of them and counts it
+// against its device first: one that fails is answered 4.01 or 4.29 by the
+// handler and not buffered. A request with Block1 or Size1 never takes the
+// plain-UDP fast path.
 //
 // # Observe and queue mode (RFC 7641)
 //

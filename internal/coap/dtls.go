@@ -2,6 +2,8 @@ package coap
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -13,6 +15,9 @@ import (
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/net/monitor/inactivity"
 	"github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/wanwu-iot/wanwu/internal/code"
+	"github.com/wanwu-iot/wanwu/internal/registry"
 )
 
 // dtlsListener is go-coap's DTLS server on a pion/dtls listener.
@@ -27,7 +32,7 @@ type serverOption func(*dtlsServer.Config)
 
 func (f serverOption) DTLSServerApply(cfg *dtlsServer.Config) { f(cfg) }
 
-// DTLSHandshakeTimeout bounds a DTLS handshake.
+// DTLSHandshakeTimeout is the default of Options.HandshakeTimeout.
 const DTLSHandshakeTimeout = 30 * time.Second
 
 // connectionIDLength is the length of the DTLS connection ids the hub
@@ -68,16 +73,7 @@ func (s *Server) dtlsConfig() *dtls.Config {
 	}
 	if s.opts.PSK != nil {
 		cfg.CipherSuites = append(cfg.CipherSuites, pskSuites...)
-		cfg.PSK = func(identity []byte) ([]byte, error) {
-			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-			defer cancel()
-			key, err := s.opts.PSK(ctx, string(identity))
-			if err != nil {
-				s.m.rejected.WithLabelValues("bad_psk_identity").Inc()
-				return nil, err
-			}
-			return key, nil
-		}
+		cfg.PSK = s.pskFor
 	}
 	if s.opts.Certificate != nil {
 		cfg.CipherSuites = append(cfg.CipherSuites, certSuites...)
@@ -86,6 +82,70 @@ func (s *Server) dtlsConfig() *dtls.Config {
 		cfg.ClientAuth = dtls.VerifyClientCertIfGiven
 	}
 	return cfg
+}
+
+// pskFor is the PSK callback of the handshake. Every failed device
+// authentication must look the same to the caller (docs/PROTOCOL.md §7.1):
+// an identity that is unknown, or names a device that may not connect
+// (revoked) or has no key, gets a dummy key instead of an error, so that its
+// handshake fails at the Finished check exactly as a wrong key's does: no
+// alert, no answer, the client times out. An error here would make pion
+// send a fatal alert at once, telling the caller that the identity is not a
+// device. Both lookups run in every case, so that the time to fail says no
+// more than the answer. The reason goes to wanwu_coap_rejected_total and
+// the log, not to the caller.
+func (s *Server) pskFor(identity []byte) ([]byte, error) {
+	id := string(identity)
+	if _, err := code.Parse(id); err != nil || len(id) > maxIdentity {
+		return s.refusePSK(identity, "psk_unknown_identity", nil), nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+	defer cancel()
+	key, kerr := s.opts.PSK(ctx, id)
+	adm, aerr := s.opts.Registry.Admit(ctx, id, registry.Presented{})
+	switch {
+	case aerr != nil:
+		return s.refusePSK(identity, "registry_unavailable", aerr), nil
+	case adm.Status == registry.StatusUnknown:
+		return s.refusePSK(identity, "psk_unknown_identity", nil), nil
+	case adm.Status != registry.StatusActive && adm.Status != registry.StatusQuarantined:
+		return s.refusePSK(identity, "psk_not_admitted", nil), nil
+	case kerr != nil || len(key) == 0:
+		// Revoking a device revokes its keys: no active key is a device
+		// that may not connect, or whose key lookup failed.
+		return s.refusePSK(identity, "psk_no_key", kerr), nil
+	}
+	return key, nil
+}
+
+// maxIdentity bounds the PSK identity looked up (a device code is far
+// shorter).
+const maxIdentity = 256
+
+// refusePSK counts and logs a refused PSK identity and returns its dummy key.
+func (s *Server) refusePSK(identity []byte, reason string, err error) []byte {
+	s.m.rejected.WithLabelValues(reason).Inc()
+	if n, ok := s.authLog.allow(reason, time.Now()); ok {
+		attrs := []any{"reason", reason, "count", n}
+		if len(identity) <= maxIdentity {
+			attrs = append(attrs, "identity", string(identity)) // a device code: not a secret
+		}
+		if err != nil {
+			attrs = append(attrs, "err", err)
+		}
+		s.log.Warn("coap dtls: PSK identity refused; its handshake fails at Finished", attrs...)
+	}
+	return s.dummyPSK(identity)
+}
+
+// dummyPSK is the key a refused identity's handshake runs with: derived
+// from a secret of this process, so the same identity gets the same key
+// every time and no one can hold it.
+func (s *Server) dummyPSK(identity []byte) []byte {
+	h := hmac.New(sha256.New, s.pskSecret[:])
+	h.Write([]byte("wanwu-coap-dummy-psk\x00"))
+	h.Write(identity)
+	return h.Sum(nil)
 }
 
 func (s *Server) startDTLS() (*dtlsListener, error) {
@@ -106,7 +166,7 @@ func (s *Server) startDTLS() (*dtlsListener, error) {
 		cfg.ReceivedMessageQueueSize = cc.ReceivedMessageQueueSize
 		cfg.ProcessReceivedMessage = cc.ProcessReceivedMessage
 		cfg.MessagePool = cc.MessagePool
-		cfg.HandshakeTimeout = DTLSHandshakeTimeout
+		cfg.HandshakeTimeout = s.opts.HandshakeTimeout
 		cfg.RequestMonitor = s.requestMonitor
 		cfg.CreateInactivityMonitor = func() client.InactivityMonitor {
 			return inactivity.New(s.idle, func(cc *client.Conn) { _ = cc.Close() })
@@ -135,7 +195,7 @@ func (s *Server) startDTLS() (*dtlsListener, error) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		if err := srv.Serve(ln); err != nil {
+		if err := srv.Serve(screenedListener{DTLSListener: ln, s: s}); err != nil {
 			s.log.Error("coap dtls server stopped", "err", err)
 		}
 	}()
@@ -162,8 +222,8 @@ func (l *dtlsListener) closeDevice(s *Server, code string) {
 
 // pskIdentity is the PSK identity of a DTLS session, "" if none.
 func pskIdentity(cc *client.Conn) string {
-	dc, ok := cc.NetConn().(*dtls.Conn)
-	if !ok {
+	dc := dtlsConnOf(cc.NetConn())
+	if dc == nil {
 		return ""
 	}
 	st, ok := dc.ConnectionState()

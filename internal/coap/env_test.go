@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -171,18 +172,15 @@ func newEnv(t testing.TB, edit func(*Options)) *env {
 	return e
 }
 
-// pskOf is what the hub does: the PSK of the device's active key.
+// pskOf is what the hub does (internal/hub devicePSK): the PSK of the
+// device's active key, as the hex text devices are given; a revoked device
+// has none.
 func (e *env) pskOf(ctx context.Context, identity string) ([]byte, error) {
-	o, err := e.reg.Object(ctx, identity)
+	fp, err := e.reg.ActiveKeyFingerprint(ctx, identity)
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range o.Keys {
-		if k.DID == o.DID {
-			return e.psk.Derive(o.Code, k.Fingerprint), nil
-		}
-	}
-	return nil, fmt.Errorf("%s has no active key", identity)
+	return []byte(hex.EncodeToString(e.psk.Derive(identity, fp))), nil
 }
 
 func (e *env) serverCert() tls.Certificate {
@@ -241,12 +239,12 @@ func (d *dev) tlsCert(t testing.TB) tls.Certificate {
 }
 
 // udpClient dials the plain UDP listener.
-func (e *env) udpClient(addr string) *client.Conn {
+func (e *env) udpClient(addr string, opts ...udp.Option) *client.Conn {
 	e.t.Helper()
 	if addr == "" {
 		addr = e.srv.Addr(ListenerUDP)
 	}
-	cc, err := udp.Dial(addr)
+	cc, err := udp.Dial(addr, opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -255,7 +253,7 @@ func (e *env) udpClient(addr string) *client.Conn {
 }
 
 // pskClient dials the DTLS listener with a device's PSK.
-func (e *env) pskClient(d *dev) (*client.Conn, error) {
+func (e *env) pskClient(d *dev, opts ...udp.Option) (*client.Conn, error) {
 	key, err := e.pskOf(e.ctx, d.code)
 	if err != nil {
 		return nil, err
@@ -264,20 +262,7 @@ func (e *env) pskClient(d *dev) (*client.Conn, error) {
 		PSK:             func([]byte) ([]byte, error) { return key, nil },
 		PSKIdentityHint: []byte(d.code),
 		CipherSuites:    []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
-	})
-	if err == nil {
-		e.t.Cleanup(func() { _ = cc.Close() })
-	}
-	return cc, err
-}
-
-// pskClientKey dials with an identity and a key.
-func (e *env) pskClientKey(identity string, key []byte) (*client.Conn, error) {
-	cc, err := dtls.Dial(e.srv.Addr(ListenerDTLS), &piondtls.Config{
-		PSK:             func([]byte) ([]byte, error) { return key, nil },
-		PSKIdentityHint: []byte(identity),
-		CipherSuites:    []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
-	})
+	}, opts...)
 	if err == nil {
 		e.t.Cleanup(func() { _ = cc.Close() })
 	}

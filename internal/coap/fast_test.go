@@ -27,6 +27,11 @@ func TestFastRoute(t *testing.T) {
 		{"deeper path", post(message.Confirmable, opts("/e/a/b")), "", false},
 		{"GET", &message.Message{Type: message.Confirmable, Code: codes.GET, Options: opts("/t")}, "", false},
 		{"block-wise", post(message.Confirmable, withOpt(opts("/t"), message.Block1, 0x08)), "", false},
+		// The last block of a transfer, or a single block 0 with M=0,
+		// still goes to go-coap's reassembly (RFC 7959 §2.5).
+		{"last block", post(message.Confirmable, withOpt(opts("/t"), message.Block1, 0x22)), "", false},
+		{"single block", post(message.NonConfirmable, withOpt(opts("/e/overheat"), message.Block1, 0x06)), "", false},
+		{"Size1", post(message.Confirmable, withOpt(opts("/t"), message.Size1, 3000)), "", false},
 		{"No-Response", post(message.Confirmable, withOpt(opts("/t"), 258, 2)), "", false},
 		{"an ACK", &message.Message{Type: message.Acknowledgement, Code: codes.POST, Options: opts("/t")}, "", false},
 	} {

@@ -14,7 +14,8 @@ import (
 // reassembly, and the request handler (which refuses them: they carry no
 // valid token). Seeds in testdata/fuzz/FuzzCoAPMessage cover option delta
 // and length overflows (nibbles 13/14/15), truncated tokens, reserved token
-// lengths, payload markers without payload and Block1 bombs.
+// lengths, payload markers without payload, Block1 bombs, and Block1
+// transfers that do not start at block 0 or carry no token (RFC 7959).
 func FuzzCoAPMessage(f *testing.F) {
 	f.Add([]byte{0x40, 0x02, 0x00, 0x01, 0xb1, 't'})
 	e := newEnv(f, func(o *Options) { o.DTLSListen = "" })

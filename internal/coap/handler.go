@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	dtls "github.com/pion/dtls/v3"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
@@ -235,6 +234,16 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*client.Conn], r *pool.M
 	// bounds its own waits, and a timer per datagram is measurable at tens
 	// of thousands per second. The rest, and a registry lookup, get one.
 	ctx := s.ctx
+	if rf, _ := r.Context().Value(refusedKey{}).(*refusal); rf != nil {
+		// A block refused before go-coap buffered it (processReceived).
+		if rf.rej != nil {
+			s.rejectReply(w, rf.rej)
+			return
+		}
+		s.m.rejected.WithLabelValues(rf.reason).Inc()
+		reply(w, rf.code, "") // no diagnostic: the source may be spoofed
+		return
+	}
 	dev, c, why := s.authenticate(cc, st, r)
 	if dev == nil {
 		s.m.rejected.WithLabelValues(why).Inc()
@@ -373,8 +382,8 @@ func (s *Server) authenticateToken(st *connState, tok []byte) (*device, codes.Co
 }
 
 func (s *Server) authenticateDTLS(ctx context.Context, cc *client.Conn) (*device, codes.Code, string) {
-	dc, ok := cc.NetConn().(*dtls.Conn)
-	if !ok {
+	dc := dtlsConnOf(cc.NetConn())
+	if dc == nil {
 		return nil, codes.Unauthorized, "no_credentials"
 	}
 	state, ok := dc.ConnectionState()

@@ -2,6 +2,7 @@ package coap
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -108,6 +109,10 @@ type Options struct {
 	NotifyTimeout time.Duration
 	// Idle: see DefaultIdle.
 	Idle time.Duration
+	// HandshakeTimeout bounds a DTLS handshake; default
+	// DTLSHandshakeTimeout. A handshake that fails at the Finished check (a
+	// wrong key, an unknown or revoked identity) ends when it runs out.
+	HandshakeTimeout time.Duration
 }
 
 // Server is the CoAP endpoint.
@@ -133,6 +138,10 @@ type Server struct {
 	obs         observers
 	unconfirmed sync.Map // device code → id of a command handed over without confirmation
 
+	malformedLog logLimiter
+	authLog      logLimiter // refused PSK identities, by reason
+	pskSecret    [32]byte   // dummyPSK's key
+
 	mu      sync.Mutex
 	udp     *udpListener
 	dtls    *dtlsListener
@@ -146,6 +155,7 @@ type metrics struct {
 	rejected      *prometheus.CounterVec
 	accepted      *prometheus.CounterVec
 	dropped       *prometheus.CounterVec
+	malformed     *prometheus.CounterVec
 	amplification prometheus.Counter
 	observers     prometheus.GaugeFunc
 	sessions      *prometheus.GaugeVec
@@ -177,6 +187,9 @@ func New(o Options) (*Server, error) {
 	if o.Idle <= 0 {
 		o.Idle = DefaultIdle
 	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = DTLSHandshakeTimeout
+	}
 	s := &Server{
 		opts:         o,
 		log:          o.Logger.With("component", "coap"),
@@ -190,6 +203,9 @@ func New(o Options) (*Server, error) {
 		addrs:        map[string]net.Addr{},
 	}
 	s.obs.init()
+	if _, err := rand.Read(s.pskSecret[:]); err != nil {
+		return nil, fmt.Errorf("coap: %w", err)
+	}
 	s.m = metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wanwu_coap_requests_total", Help: "CoAP requests answered, by listener and response code.",
@@ -203,6 +219,9 @@ func New(o Options) (*Server, error) {
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wanwu_coap_dropped_total", Help: "CoAP datagrams dropped or answered before processing, by cause.",
 		}, []string{"cause"}),
+		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wanwu_coap_malformed_total", Help: "CoAP datagrams that are no CoAP message, and DTLS handshakes that did not complete, by listener and cause; dropped.",
+		}, []string{"listener", "cause"}),
 		amplification: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wanwu_coap_amplification_suppressed_total", Help: "Answers to unauthenticated sources not sent because they exceeded 3x the request.",
 		}),
@@ -214,7 +233,7 @@ func New(o Options) (*Server, error) {
 		Name: "wanwu_coap_observers", Help: "Active CoAP observations (RFC 7641) of /tw/d and /c.",
 	}, func() float64 { return float64(s.obs.count()) })
 	if reg := o.Metrics; reg != nil {
-		for _, c := range []prometheus.Collector{s.m.requests, s.m.rejected, s.m.accepted, s.m.dropped, s.m.amplification, s.m.observers, s.m.sessions} {
+		for _, c := range []prometheus.Collector{s.m.requests, s.m.rejected, s.m.accepted, s.m.dropped, s.m.malformed, s.m.amplification, s.m.observers, s.m.sessions} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("coap: metrics: %w", err)
 			}
@@ -327,6 +346,11 @@ func (s *Server) closeLocked() {
 func (s *Server) connConfig(cfg *client.Config) {
 	cfg.Handler = s.handle
 	cfg.Errors = func(err error) {
+		if errors.Is(err, blockwise.ErrRequestEntityIncomplete) {
+			// Answered 4.08 by go-coap's reassembly (RFC 7959 §2.9.2).
+			s.m.rejected.WithLabelValues("request_entity_incomplete").Inc()
+			return
+		}
 		if !coapNet.IsCancelOrCloseError(err) {
 			s.log.Debug("coap", "err", err)
 		}
@@ -385,13 +409,21 @@ func (s *Server) state(cc *client.Conn) *connState {
 // processReceived wraps go-coap's processing of a request: a block-wise
 // request whose reassembled body would exceed MaxPayload is stripped of its
 // Block1 option and marked, so that go-coap does not buffer it and the
-// handler answers 4.13 (RFC 7959 §2.9.3) instead.
+// handler answers 4.13 (RFC 7959 §2.9.3) instead. A block that is not the
+// last is authenticated and counted against its device here, since go-coap
+// answers it (2.31) without calling the handler: one that fails is marked
+// and stripped likewise, and the handler answers 4.01 or 4.29 without
+// processing it.
 func (s *Server) processReceived(req *pool.Message, cc *client.Conn, handler config.HandlerFunc[*client.Conn]) {
 	h := &exchange{}
 	ctx := context.WithValue(req.Context(), exchangeKey{}, h)
 	if s.blockTooLarge(req) {
-		req.Remove(27) // Block1
+		req.Remove(message.Block1)
 		ctx = context.WithValue(ctx, tooLargeKey{}, true)
+	} else if rf := s.admitBlock(cc, req); rf != nil {
+		req.Remove(message.Block1)
+		req.Remove(message.Size1)
+		ctx = context.WithValue(ctx, refusedKey{}, rf)
 	}
 	req.SetContext(ctx)
 	cc.ProcessReceivedMessageWithHandler(req, handler)
@@ -403,6 +435,49 @@ func (s *Server) processReceived(req *pool.Message, cc *client.Conn, handler con
 }
 
 type tooLargeKey struct{}
+
+// refusedKey marks a request refused before go-coap handled it; its value
+// is a *refusal.
+type refusedKey struct{}
+
+// refusal is the answer to a refused block: a failed authentication's
+// code and reason, or a device's rejection.
+type refusal struct {
+	code   codes.Code
+	reason string
+	rej    *ingest.Rejection
+}
+
+// admitBlock authenticates a block of a block-wise request body that is not
+// the last (Block1 with M=1, RFC 7959 §2.3) and counts it against its
+// device, as the handler does for every other request: nil when it may be
+// buffered.
+func (s *Server) admitBlock(cc *client.Conn, req *pool.Message) *refusal {
+	if req.Code() != codes.POST && req.Code() != codes.PUT {
+		return nil
+	}
+	v, err := req.GetOptionUint32(message.Block1)
+	if err != nil {
+		return nil
+	}
+	if _, _, more, err := blockwise.DecodeBlockOption(v); err != nil || !more {
+		return nil // the last block reaches the handler, which does the same
+	}
+	st := s.state(cc)
+	if st == nil {
+		return nil
+	}
+	dev, c, why := s.authenticate(cc, st, req)
+	if dev == nil {
+		return &refusal{code: c, reason: why}
+	}
+	segs := pathSegments(req)
+	remediation := len(segs) == 2 && segs[0] == "c"
+	if rej := s.gate(dev, remediation, time.Now()); rej != nil {
+		return &refusal{rej: rej}
+	}
+	return nil
+}
 
 // exchange collects what a request's handling must finish after its
 // response was sent.

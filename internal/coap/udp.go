@@ -386,7 +386,7 @@ type verdict struct {
 // datagram needed more).
 func (s *Server) screen(addr netip.Addr, data []byte, opts message.Options) (verdict, message.Options) {
 	if len(data) < 4 || data[0]>>6 != 1 {
-		s.m.dropped.WithLabelValues("malformed").Inc()
+		s.malformedUDP(causeNotCoAP, addr)
 		return verdict{}, opts // not CoAP: silently ignored (RFC 7252 §4.2, §4.3)
 	}
 	if !s.addrLimit.Allow(addr, time.Now()) {
@@ -394,35 +394,19 @@ func (s *Server) screen(addr netip.Addr, data []byte, opts message.Options) (ver
 		return verdict{}, opts
 	}
 	typ := message.Type(data[0] >> 4 & 0x3)
-	var m message.Message
-	m.Options = opts[:0]
-	var err error
-	for {
-		_, err = coder.DefaultCoder.Decode(data, &m)
-		if errors.Is(err, message.ErrOptionsTooSmall) && cap(m.Options) < 256 {
-			m.Options = make(message.Options, 0, max(16, cap(m.Options)*2))
-			continue
-		}
-		break
-	}
+	m := message.Message{Options: opts[:0]}
+	cause := decodeDatagram(data, &m)
 	opts = m.Options[:0]
-	if err != nil {
-		s.m.dropped.WithLabelValues("malformed").Inc()
+	if cause != "" {
+		// A message format error (§3, §4.1): a CON is rejected with an
+		// RST (§4.2), a NON silently ignored (§4.3).
+		s.malformedUDP(cause, addr)
 		if typ == message.Confirmable {
 			return verdict{reply: emptyMessage(message.Reset, data)}, opts
 		}
 		return verdict{}, opts
 	}
-	switch {
-	case m.Code == codes.Empty && len(data) > 4:
-		// An Empty message is its 4-byte header alone (RFC 7252 §4.1):
-		// anything more is a message format error.
-		s.m.dropped.WithLabelValues("malformed").Inc()
-		if typ == message.Confirmable {
-			return verdict{reply: emptyMessage(message.Reset, data)}, opts
-		}
-		return verdict{}, opts
-	case m.Type == message.Confirmable && m.Code != codes.Empty && m.Code>>5 != 0:
+	if m.Type == message.Confirmable && m.Code != codes.Empty && m.Code>>5 != 0 {
 		// A response or a reserved class (§4.2): the hub sends devices no
 		// requests, so it lacks the context and rejects it.
 		s.m.dropped.WithLabelValues("unexpected_response").Inc()
@@ -435,6 +419,15 @@ func (s *Server) screen(addr netip.Addr, data []byte, opts message.Options) (ver
 		}
 	}
 	return verdict{pass: true, msg: m}, opts
+}
+
+// malformedUDP is malformed for the plain UDP listener, which knows the
+// source as a netip.Addr (no net.Addr is made unless the line is logged).
+func (s *Server) malformedUDP(cause string, addr netip.Addr) {
+	s.m.malformed.WithLabelValues(ListenerUDP, cause).Inc()
+	if n, ok := s.malformedLog.allow(ListenerUDP, time.Now()); ok {
+		s.log.Warn("coap: malformed traffic dropped", "listener", ListenerUDP, "cause", cause, "remote", addr.String(), "count", n)
+	}
 }
 
 // emptyMessage is a 4-byte message of type typ echoing the request's

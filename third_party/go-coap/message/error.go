@@ -14,4 +14,7 @@ var (
 	ErrInvalidEncoding              = errors.New("invalid encoding")
 	ErrOptionNotFound               = errors.New("option not found")
 	ErrOptionDuplicate              = errors.New("duplicated option")
+	// ErrEmptyPayload: a payload marker with no payload after it, a message
+	// format error (RFC 7252 §3; wanwu patch).
+	ErrEmptyPayload = errors.New("payload marker followed by a zero-length payload")
 )

@@ -547,6 +547,12 @@ func (options *Options) Unmarshal(data []byte, optionDefs map[OptionID]OptionDef
 	processed := 0
 	for len(data) > 0 {
 		if data[0] == 0xff {
+			// wanwu patch: RFC 7252 §3: "The presence of a marker followed
+			// by a zero-length payload MUST be processed as a message format
+			// error."
+			if len(data) == 1 {
+				return -1, ErrEmptyPayload
+			}
 			processed++
 			break
 		}

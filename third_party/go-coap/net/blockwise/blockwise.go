@@ -136,6 +136,7 @@ type Client interface {
 
 type BlockWise[C Client] struct {
 	cc                        C
+	block1                    block1Transfers // wanwu patch: request bodies being received (block1.go)
 	receivingMessagesCache    *cache.Cache[uint64, *messageGuard]
 	sendingMessagesCache      *cache.Cache[uint64, *pool.Message]
 	errors                    func(error)
@@ -185,6 +186,7 @@ func bufferSize(szx SZX, maxMessageSize uint32) int64 {
 
 // CheckExpirations iterates over caches and remove expired items.
 func (b *BlockWise[C]) CheckExpirations(now time.Time) {
+	b.block1.checkExpirations(now) // wanwu patch
 	b.receivingMessagesCache.CheckExpirations(now)
 	b.sendingMessagesCache.CheckExpirations(now)
 }
@@ -402,7 +404,9 @@ func (b *BlockWise[C]) handleReceivedMessage(w *responsewriter.ResponseWriter[C]
 		}
 	case codes.POST, codes.PUT:
 		maxSZX = fitSZX(r, message.Block1, maxSZX)
-		errP := b.processReceivedMessage(w, r, maxSZX, next, message.Block1, message.Size1)
+		// wanwu patch: request bodies are reassembled by the request's
+		// identity, not by its token (RFC 7959 §2.3, §2.4; block1.go).
+		errP := b.processReceivedBlock1(w, r, maxSZX, next)
 		if errP != nil {
 			return errP
 		}
