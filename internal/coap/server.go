@@ -278,6 +278,24 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
+// Name is "coap" (adapter.Adapter).
+func (s *Server) Name() string { return "coap" }
+
+// Listeners returns the bound address of each open listener by its name
+// (ListenerUDP, ListenerDTLS).
+func (s *Server) Listeners() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]string, len(s.addrs))
+	for id, a := range s.addrs {
+		out[id] = a.String()
+	}
+	return out
+}
+
+// TwinChanged is NotifyTwin, for adapter.Adapter.
+func (s *Server) TwinChanged(code string) { s.NotifyTwin(code) }
+
 // Addr is the bound address of a listener (ListenerUDP, ListenerDTLS), "" if none.
 func (s *Server) Addr(listener string) string {
 	s.mu.Lock()

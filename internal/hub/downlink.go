@@ -139,8 +139,9 @@ func (h *Hub) devicePSK(ctx context.Context, code string) ([]byte, error) {
 	return []byte(hex.EncodeToString(h.psk.Derive(code, fp))), nil
 }
 
-// startCoAP opens the CoAP endpoint when a listener is configured.
-func (h *Hub) startCoAP(ctx context.Context) error {
+// newCoAP builds the CoAP endpoint when a listener is configured; the
+// hub starts it with the other adapters.
+func (h *Hub) newCoAP() error {
 	cfg := h.opts.Config
 	if cfg.CoAP.DTLSListen == "" && cfg.CoAP.Listen == "" {
 		return nil
@@ -169,10 +170,8 @@ func (h *Hub) startCoAP(ctx context.Context) error {
 		opts.Certificate = &h.tlsConf.Certificates[0]
 		opts.ClientCAs = h.ca.Pool()
 	}
-	if h.coap, err = coap.New(opts); err != nil {
-		return err
-	}
-	return h.coap.Start(ctx)
+	h.coap, err = coap.New(opts)
+	return err
 }
 
 // followTwinAnnouncements pushes a changed desired state to the device on
@@ -180,11 +179,8 @@ func (h *Hub) startCoAP(ctx context.Context) error {
 func (h *Hub) followTwinAnnouncements() (func(), error) {
 	return h.bus.SubscribeTwinAnnouncements(func(tenant, id string, _ []byte) {
 		code := tenant + ":" + id
-		if h.mqtt != nil {
-			h.mqtt.PushTwin(code)
-		}
-		if h.coap != nil {
-			h.coap.NotifyTwin(code)
+		for _, a := range h.adapters {
+			a.TwinChanged(code)
 		}
 	})
 }

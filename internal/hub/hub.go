@@ -41,6 +41,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/time/rate"
 
+	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/api"
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/auth"
@@ -109,6 +110,9 @@ type Hub struct {
 	pipe     *pipeline.Pipeline
 	decoder  *ingest.Decoder
 	mqtt     *mqtt.Server
+	// adapters are the protocol endpoints, MQTT first; the hub treats them
+	// alike (start, identity and twin changes, listeners, shutdown).
+	adapters []adapter.Adapter
 	twins    *twin.Service
 	commands *command.Service
 	coap     *coap.Server
@@ -310,11 +314,17 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := h.mqtt.Start(ctx); err != nil {
+	h.adapters = append(h.adapters, h.mqtt)
+	if err := h.newCoAP(); err != nil {
 		return err
 	}
-	if err := h.startCoAP(ctx); err != nil {
-		return err
+	if h.coap != nil {
+		h.adapters = append(h.adapters, h.coap)
+	}
+	for _, a := range h.adapters {
+		if err := a.Start(ctx); err != nil {
+			return fmt.Errorf("hub: %s: %w", a.Name(), err)
+		}
 	}
 	if h.unsubTwn, err = h.followTwinAnnouncements(); err != nil {
 		return err
@@ -326,9 +336,8 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 		switch kind {
 		case registry.KindObjectRevoked, registry.KindObjectQuarantined, registry.KindKeyRevoked, registry.KindKeyRotated:
 			if e, err := audit.DecodeLeaf(entry); err == nil {
-				h.mqtt.DisconnectDevice(e.Subject)
-				if h.coap != nil {
-					h.coap.DisconnectDevice(e.Subject)
+				for _, a := range h.adapters {
+					a.DisconnectDevice(e.Subject)
 				}
 			}
 		}
@@ -344,9 +353,11 @@ func (h *Hub) startHTTP() error {
 	if h.psk != nil {
 		pskFunc = h.devicePSK
 	}
-	coapAddr, coapDTLS := "", ""
-	if h.coap != nil {
-		coapAddr, coapDTLS = h.coap.Addr(coap.ListenerUDP), h.coap.Addr(coap.ListenerDTLS)
+	listeners := map[string]string{} // "<adapter>/<listener>"
+	for _, a := range h.adapters {
+		for name, addr := range a.Listeners() {
+			listeners[a.Name()+"/"+name] = addr
+		}
 	}
 	handler, err := api.New(api.Options{
 		Registry: h.reg, Audit: h.audit, CA: h.ca, Logger: h.log.With("component", "api"),
@@ -359,8 +370,8 @@ func (h *Hub) startHTTP() error {
 		Info: api.Info{
 			Version: h.opts.Version, DeploymentID: h.deployID, SigningDID: did, SigningKeyPEM: string(pubPEM),
 			AuditOrigin: AuditOrigin(h.deployID), AuditVerifierKey: h.audit.VerifierKey(),
-			MQTT: h.mqtt.Addr(mqtt.ListenerTCP), MQTTTLS: h.mqtt.Addr(mqtt.ListenerTLS), HTTPS: h.opts.Config.HTTP.TLSListen,
-			CoAP: coapAddr, CoAPDTLS: coapDTLS,
+			MQTT: listeners["mqtt/"+mqtt.ListenerTCP], MQTTTLS: listeners["mqtt/"+mqtt.ListenerTLS], HTTPS: h.opts.Config.HTTP.TLSListen,
+			CoAP: listeners["coap/"+coap.ListenerUDP], CoAPDTLS: listeners["coap/"+coap.ListenerDTLS],
 		},
 	})
 	if err != nil {
@@ -663,11 +674,8 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	}
 	// Devices first, so nothing new arrives; then the pipeline flushes what
 	// it holds and the stores close.
-	if h.mqtt != nil {
-		errs = append(errs, h.mqtt.Shutdown(ctx))
-	}
-	if h.coap != nil {
-		errs = append(errs, h.coap.Shutdown(ctx))
+	for _, a := range h.adapters {
+		errs = append(errs, a.Shutdown(ctx))
 	}
 	if h.commands != nil {
 		errs = append(errs, h.commands.Shutdown(ctx))
@@ -750,3 +758,9 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	return nil
 }
+
+// The protocol endpoints are adapters.
+var (
+	_ adapter.Adapter = (*mqtt.Server)(nil)
+	_ adapter.Adapter = (*coap.Server)(nil)
+)

@@ -131,6 +131,9 @@ type twinMessage struct {
 // subscribes again.
 func (s *Server) PushTwin(code string) { s.pushTwin(code) }
 
+// TwinChanged is PushTwin, for adapter.Adapter.
+func (s *Server) TwinChanged(code string) { s.pushTwin(code) }
+
 func (s *Server) pushTwin(code string) {
 	if s.opts.Twins == nil {
 		return

@@ -262,6 +262,21 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
+// Name is "mqtt" (adapter.Adapter).
+func (s *Server) Name() string { return "mqtt" }
+
+// Listeners returns the bound address of each open listener by its name
+// (ListenerTCP, ListenerTLS, ListenerDev).
+func (s *Server) Listeners() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]string, len(s.addrs))
+	for id, a := range s.addrs {
+		out[id] = a.String()
+	}
+	return out
+}
+
 // Addr is the bound address of a listener (ListenerTCP, ListenerTLS, ListenerDev), "" if closed.
 func (s *Server) Addr(id string) string {
 	s.mu.Lock()

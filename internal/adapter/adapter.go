@@ -1,0 +1,39 @@
+// Package adapter says what a protocol adapter is to the role that runs it.
+//
+// An adapter (MQTT, CoAP; at the edge the southbound drivers such as Modbus)
+// connects devices: it authenticates them, authorizes their topics or paths,
+// decodes what they send into canonical messages and submits those to the
+// pipeline, and carries what the platform sends them (twin changes,
+// commands) back down. A role (hub, edge) holds a list of adapters and
+// treats them alike through this interface: it starts them, tells them of
+// identity and twin changes, asks them for their listeners, and shuts them
+// down. Adding an adapter means writing one and adding it to the role's
+// list; nothing else in the role's wiring names it.
+//
+// Commands reach devices the other way round: an adapter attaches a sink
+// for a device that can take them (command.Service.Attach), and the command
+// service delivers through it.
+package adapter
+
+import "context"
+
+// Adapter is a running protocol endpoint.
+type Adapter interface {
+	// Name is the adapter's short name ("mqtt", "coap"), used in logs,
+	// metrics and Listeners' keys.
+	Name() string
+	// Start opens the adapter's listeners; Shutdown closes them and ends
+	// its sessions, waiting for its goroutines. Shutdown is idempotent.
+	Start(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+	// DisconnectDevice ends the device's sessions: its identity changed
+	// (revoked, quarantined, a key revoked or rotated), and it must pass
+	// admission again. It does not block on the device.
+	DisconnectDevice(code string)
+	// TwinChanged tells the adapter that the device's desired state
+	// changed, so that a device connected to it gets the new state now.
+	TwinChanged(code string)
+	// Listeners returns the bound address of each open listener by its
+	// name ("tcp", "tls", "udp", "dtls"); an empty map before Start.
+	Listeners() map[string]string
+}
