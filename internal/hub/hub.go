@@ -96,20 +96,20 @@ type Hub struct {
 	opts Options
 	log  *slog.Logger
 
-	lock     *os.File
-	disk     *diskguard.Guard
-	db       *store.DB
-	ca       *ca.CA
-	signer   ed25519.PrivateKey
-	audit    *audit.Log
-	bus      *bus.Bus
-	reg      *registry.Registry
-	metrics  *prometheus.Registry
-	tsdb     *tsdb.Store
-	events   *eventstore.Store
-	pipe     *pipeline.Pipeline
-	decoder  *ingest.Decoder
-	mqtt     *mqtt.Server
+	lock    *os.File
+	disk    *diskguard.Guard
+	db      *store.DB
+	ca      *ca.CA
+	signer  ed25519.PrivateKey
+	audit   *audit.Log
+	bus     *bus.Bus
+	reg     *registry.Registry
+	metrics *prometheus.Registry
+	tsdb    *tsdb.Store
+	events  *eventstore.Store
+	pipe    *pipeline.Pipeline
+	decoder *ingest.Decoder
+	mqtt    *mqtt.Server
 	// adapters are the protocol endpoints, MQTT first; the hub treats them
 	// alike (start, identity and twin changes, listeners, shutdown).
 	adapters []adapter.Adapter
