@@ -1,4 +1,6 @@
-// Package store opens the hub's SQLite metadata database and owns its schema.
+// Package store opens the hub's SQLite databases, owns the identity tables of
+// the metadata database, and versions every table owner's schema (Migrate:
+// ordered, forward-only steps per owner; see migrate.go).
 //
 // The embedded default is SQLite through modernc.org/sqlite (pure Go, no cgo, so
 // the edge binary cross-compiles). The database runs in WAL mode with
