@@ -14,6 +14,8 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/wanwu-iot/wanwu/internal/store"
 )
 
 // Errors. Callers test for them with errors.Is; an error may wrap more than
@@ -54,7 +56,7 @@ var (
 // to right, concatenated: one hash per set bit of size, so at most 64).
 // audit_nodes holds every perfect subtree root, leaves included (level 0),
 // which is all that proofs for any past size need.
-var schema = []string{
+var schemaV1 = []string{
 	`CREATE TABLE IF NOT EXISTS audit_leaves (
 		idx  INTEGER PRIMARY KEY,
 		leaf BLOB NOT NULL
@@ -79,6 +81,17 @@ var schema = []string{
 	`INSERT OR IGNORE INTO audit_state (id, size, range) VALUES (0, 0, x'')`,
 }
 
+// migrations are the log's schema steps, oldest first (store.MigrateDB);
+// append, never edit a released step.
+var migrations = []store.Migration{
+	{
+		// Releases before schema versions ran these statements at every open;
+		// being IF NOT EXISTS, they adopt such a database as it is.
+		Name:       "log tables",
+		Statements: schemaV1,
+	},
+}
+
 // Log is the transparency log. It keeps no tree state in memory: every
 // operation reads it from the database, so a rolled-back transaction can never
 // leave the Log disagreeing with what is stored.
@@ -90,7 +103,7 @@ type Log struct {
 	mu     sync.Mutex // serializes Append's own transactions; AppendTx relies on the caller's
 }
 
-// Open creates the log's tables if needed and checks the stored state. origin
+// Open brings the log's tables to their schema version and checks the stored state. origin
 // names the log in its checkpoints (e.g. "wanwu.hub/<deployment id>") and is
 // the signing key's name; key signs the heads.
 func Open(ctx context.Context, db *sql.DB, key ed25519.PrivateKey, origin string) (*Log, error) {
@@ -98,10 +111,8 @@ func Open(ctx context.Context, db *sql.DB, key ed25519.PrivateKey, origin string
 	if err != nil {
 		return nil, err
 	}
-	for _, q := range schema {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return nil, fmt.Errorf("audit: create tables: %w", err)
-		}
+	if err := store.MigrateDB(ctx, db, "audit", migrations); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	l := &Log{db: db, origin: origin, signer: s, vkey: vkey}
 	if _, err := readState(ctx, db); err != nil {

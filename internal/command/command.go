@@ -253,7 +253,18 @@ type attachment struct {
 	sentID string // the command handed to this sink last
 }
 
-var schema = []string{
+// migrations are the package's schema steps in the metadata database,
+// oldest first (store.Migrate); append, never edit a released step.
+var migrations = []store.Migration{
+	{
+		// Releases before schema versions ran these statements at every open;
+		// being IF NOT EXISTS, they adopt such a database as it is.
+		Name:       "commands and their events",
+		Statements: schemaV1,
+	},
+}
+
+var schemaV1 = []string{
 	`CREATE TABLE IF NOT EXISTS commands (
 		id                TEXT PRIMARY KEY,
 		code              TEXT NOT NULL,
@@ -294,7 +305,7 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS command_events_by_command ON command_events(command_id, seq)`,
 }
 
-// Open checks the options, creates the tables if needed and returns the
+// Open checks the options, brings the tables to their schema version and returns the
 // service; Start runs its delivery and timer goroutines.
 func Open(ctx context.Context, o Options) (*Service, error) {
 	if o.DB == nil || o.Audit == nil || o.Model == nil {
@@ -327,7 +338,7 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = DefaultMaxAttempts
 	}
-	if err := o.DB.Migrate(ctx, schema); err != nil {
+	if err := o.DB.Migrate(ctx, "command", migrations); err != nil {
 		return nil, fmt.Errorf("command: %w", err)
 	}
 	return &Service{

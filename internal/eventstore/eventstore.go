@@ -38,7 +38,18 @@ type Value struct {
 // Store is the events and values database.
 type Store struct{ db *store.DB }
 
-var schema = []string{
+// migrations are events.db's schema steps, oldest first (store.Migrate);
+// append, never edit a released step.
+var migrations = []store.Migration{
+	{
+		// Releases before schema versions ran these statements at every open;
+		// being IF NOT EXISTS, they adopt such a database as it is.
+		Name:       "events and text values",
+		Statements: schemaV1,
+	},
+}
+
+var schemaV1 = []string{
 	`CREATE TABLE IF NOT EXISTS events (
 		tenant   TEXT NOT NULL,
 		device   TEXT NOT NULL,
@@ -62,8 +73,12 @@ var schema = []string{
 
 // Open opens or creates the database at path.
 func Open(ctx context.Context, path string) (*Store, error) {
-	db, err := store.OpenFile(ctx, path, store.Options{}, schema)
+	db, err := store.OpenFile(ctx, path, store.Options{})
 	if err != nil {
+		return nil, fmt.Errorf("eventstore: %w", err)
+	}
+	if err := db.Migrate(ctx, "eventstore", migrations); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("eventstore: %w", err)
 	}
 	return &Store{db: db}, nil

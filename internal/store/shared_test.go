@@ -12,12 +12,15 @@ import (
 	"time"
 )
 
-var testSchema = []string{`CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)`}
+var testSchema = []Migration{{Name: "t", Statements: []string{`CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)`}}}
 
 func openTest(t testing.TB) *DB {
 	t.Helper()
-	db, err := OpenFile(context.Background(), filepath.Join(t.TempDir(), "t.db"), Options{}, testSchema)
+	db, err := OpenFile(context.Background(), filepath.Join(t.TempDir(), "t.db"), Options{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Migrate(context.Background(), "test", testSchema); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })

@@ -1,4 +1,6 @@
-// Package store opens the hub's SQLite metadata database and owns its schema.
+// Package store opens the hub's SQLite databases, owns the identity tables of
+// the metadata database, and versions every table owner's schema (Migrate:
+// ordered, forward-only steps per owner; see migrate.go).
 //
 // The embedded default is SQLite through modernc.org/sqlite (pure Go, no cgo, so
 // the edge binary cross-compiles). The database runs in WAL mode with
@@ -40,14 +42,31 @@ type Options struct {
 	Readers int
 }
 
-// Open opens (creating if needed) the metadata database at path and applies its schema.
+// Open opens (creating if needed) the metadata database at path and brings
+// the identity tables, which this package owns, to the current version
+// (migrations). Read-only, it only checks that the version is not newer.
 func Open(ctx context.Context, path string, opts Options) (*DB, error) {
-	return OpenFile(ctx, path, opts, schema)
+	db, err := OpenFile(ctx, path, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.ReadOnly {
+		err = db.CheckVersion(ctx, owner, migrations)
+	} else {
+		err = db.Migrate(ctx, owner, migrations)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
-// OpenFile opens (creating if needed) a database at path the same way and
-// applies the given schema statements (idempotent CREATE ... IF NOT EXISTS).
-func OpenFile(ctx context.Context, path string, opts Options, statements []string) (*DB, error) {
+// OpenFile opens (creating if needed) a database at path the same way, with
+// no tables: the owners of its tables bring them to their versions with
+// Migrate. It refuses a database whose layout (PRAGMA user_version) is newer
+// than this binary's.
+func OpenFile(ctx context.Context, path string, opts Options) (*DB, error) {
 	if opts.Readers <= 0 {
 		opts.Readers = 4
 	}
@@ -66,6 +85,10 @@ func OpenFile(ctx context.Context, path string, opts Options, statements []strin
 			r.Close()
 			return nil, fmt.Errorf("store: open %s: %w", abs, err)
 		}
+		if _, err := checkLayout(ctx, r, abs); err != nil {
+			r.Close()
+			return nil, err
+		}
 		db.R, db.W = r, nil
 		return db, nil
 	}
@@ -80,7 +103,7 @@ func OpenFile(ctx context.Context, path string, opts Options, statements []strin
 		w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", abs, err)
 	}
-	if err := migrate(ctx, w, statements); err != nil {
+	if _, err := checkLayout(ctx, w, abs); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -142,8 +165,21 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-// schema is the metadata database's, applied in order at every open.
-var schema = []string{
+// owner names this package's tables (identity) in schema_versions.
+const owner = "store"
+
+// migrations are the identity tables' schema steps, oldest first; Open
+// applies those a database lacks. Append, never edit a released step.
+var migrations = []Migration{
+	{
+		// Releases before schema versions ran these statements at every open;
+		// being IF NOT EXISTS, they adopt such a database as it is.
+		Name:       "identity tables",
+		Statements: identityV1,
+	},
+}
+
+var identityV1 = []string{
 	`CREATE TABLE IF NOT EXISTS meta (
 		key   TEXT PRIMARY KEY,
 		value TEXT NOT NULL
@@ -226,26 +262,6 @@ var schema = []string{
 		created_at    INTEGER NOT NULL,
 		revoked_at    INTEGER NOT NULL DEFAULT 0
 	)`,
-}
-
-// Migrate applies further schema statements (idempotent CREATE ... IF NOT
-// EXISTS) to an open database: packages that keep their own tables in the
-// metadata database (twins, commands) own those statements and apply them
-// when they open, so this package owns only the identity schema.
-func (db *DB) Migrate(ctx context.Context, statements []string) error {
-	if db.W == nil {
-		return errors.New("store: database is open read-only")
-	}
-	return migrate(ctx, db.W, statements)
-}
-
-func migrate(ctx context.Context, w *sql.DB, statements []string) error {
-	for i, stmt := range statements {
-		if _, err := w.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("store: schema step %d: %w", i, err)
-		}
-	}
-	return nil
 }
 
 // Meta reads a value from the meta table; ok is false when the key is absent.

@@ -136,10 +136,21 @@ type Service struct {
 	db   *store.DB
 }
 
-// schema holds the package's tables in the metadata database. desired and
-// reported are compact JSON objects (json_extract works on them); the meta
-// columns map dotted leaf paths to FieldMeta; updated_at is Unix ms.
-var schema = []string{
+// migrations are the package's schema steps in the metadata database,
+// oldest first (store.Migrate); append, never edit a released step.
+var migrations = []store.Migration{
+	{
+		// Releases before schema versions ran these statements at every open;
+		// being IF NOT EXISTS, they adopt such a database as it is.
+		Name:       "twins",
+		Statements: schemaV1,
+	},
+}
+
+// schemaV1 holds the package's tables. desired and reported are compact JSON
+// objects (json_extract works on them); the meta columns map dotted leaf
+// paths to FieldMeta; updated_at is Unix ms.
+var schemaV1 = []string{
 	`CREATE TABLE IF NOT EXISTS twins (
 		code             TEXT PRIMARY KEY,
 		tenant           TEXT NOT NULL,
@@ -154,7 +165,7 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS twins_by_tenant ON twins(tenant)`,
 }
 
-// Open checks the options, creates the twins table if needed and returns
+// Open checks the options, brings the twins table to its schema version and returns
 // the service.
 func Open(ctx context.Context, o Options) (*Service, error) {
 	if o.DB == nil || o.Audit == nil {
@@ -172,7 +183,7 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if err := o.DB.Migrate(ctx, schema); err != nil {
+	if err := o.DB.Migrate(ctx, "twin", migrations); err != nil {
 		return nil, fmt.Errorf("twin: %w", err)
 	}
 	return &Service{opts: o, db: o.DB}, nil
