@@ -22,29 +22,22 @@ package hub
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"golang.org/x/time/rate"
 
 	"github.com/wanwu-iot/wanwu/internal/adapter"
-	"github.com/wanwu-iot/wanwu/internal/api"
 	"github.com/wanwu-iot/wanwu/internal/audit"
-	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/bus"
 	"github.com/wanwu-iot/wanwu/internal/ca"
 	"github.com/wanwu-iot/wanwu/internal/coap"
@@ -262,324 +255,12 @@ func orNone(s string) string {
 	return s
 }
 
-// startTelemetry opens the stores and the pipeline and starts the MQTT endpoint.
-func (h *Hub) startTelemetry(ctx context.Context) error {
-	cfg := h.opts.Config
-	var err error
-	if h.tsdb, err = tsdb.Open(tsdb.Options{
-		Dir: filepath.Join(cfg.DataDir, tsdbDir), OutOfOrderWindow: time.Duration(cfg.Telemetry.OutOfOrderWindow),
-		Retention: time.Duration(cfg.Telemetry.Retention), Logger: h.log.With("component", "tsdb"), Registerer: h.metrics,
-	}); err != nil {
-		return fmt.Errorf("hub: tsdb: %w", err)
-	}
-	if h.events, err = eventstore.Open(ctx, filepath.Join(cfg.DataDir, eventsFile)); err != nil {
-		return err
-	}
-	h.decoder = ingest.NewDecoder(ingest.Options{
-		MaxPayload: cfg.Telemetry.MaxPayload, FutureSkew: time.Duration(cfg.Telemetry.FutureSkew),
-		MaxAge: time.Duration(cfg.Telemetry.OutOfOrderWindow), Now: h.opts.Now,
-	})
-	if h.pipe, err = pipeline.New(pipeline.Options{
-		Bus: h.bus, TSDB: h.tsdb, Events: h.events, Logger: h.log, Metrics: h.metrics,
-		CursorFile: filepath.Join(cfg.DataDir, ingestCursor),
-		Admit:      h.disk.Admit,
-		OnNoSpace:  func(store string, err error) { h.disk.Report(store, err) },
-	}); err != nil {
-		return err
-	}
-	if err := h.pipe.Start(ctx); err != nil {
-		return err
-	}
-	if err := h.startTwinsAndCommands(ctx); err != nil {
-		return err
-	}
-	if cfg.MQTT.TLSListen != "" || cfg.HTTP.TLSListen != "" {
-		if h.tlsConf, err = serverTLS(cfg.DataDir, h.ca, cfg.TLSHosts); err != nil {
-			return err
-		}
-	}
-	if h.mqtt, err = mqtt.New(mqtt.Options{
-		Listen: cfg.MQTT.Listen, TLSListen: cfg.MQTT.TLSListen, TLS: h.tlsConf,
-		DevListen: cfg.MQTT.DevListen, DevACL: cfg.MQTT.DevACL,
-		Registry: h.reg, Pipeline: h.pipe, Decoder: h.decoder, Twins: h.twins, Commands: h.commands,
-		Logger: h.log, Metrics: h.metrics, ProtocolErrors: h.protoErrs,
-		MaxPacket: uint32(cfg.Telemetry.MaxPayload) + 1024, MaxInflight: uint16(cfg.MQTT.MaxInflight), MaxQueued: cfg.MQTT.MaxQueued,
-		Limits: mqtt.Limits{
-			ConnectPerDevice: rate.Limit(cfg.MQTT.Limits.ConnectPerDevice), ConnectPerDeviceBurst: cfg.MQTT.Limits.ConnectPerDeviceBurst,
-			ConnectPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr), ConnectPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst,
-			PublishPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), PublishPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
-			AuthFailuresPerAddr: rate.Limit(cfg.MQTT.Limits.AuthFailuresPerAddr), AuthFailuresPerAddrBurst: cfg.MQTT.Limits.AuthFailuresPerAddrBurst,
-			AuthFailuresPerDevice: rate.Limit(cfg.MQTT.Limits.AuthFailuresPerDevice), AuthFailuresPerDeviceBurst: cfg.MQTT.Limits.AuthFailuresPerDeviceBurst,
-		},
-	}); err != nil {
-		return err
-	}
-	h.adapters = append(h.adapters, h.mqtt)
-	if err := h.newCoAP(); err != nil {
-		return err
-	}
-	if h.coap != nil {
-		h.adapters = append(h.adapters, h.coap)
-	}
-	for _, a := range h.adapters {
-		if err := a.Start(ctx); err != nil {
-			return fmt.Errorf("hub: %s: %w", a.Name(), err)
-		}
-	}
-	if h.unsubTwn, err = h.followTwinAnnouncements(); err != nil {
-		return err
-	}
-	// Identity changes reach connected devices: a revoked or quarantined
-	// device, or one whose key was revoked, is disconnected and must pass
-	// admission again.
-	h.unsub, err = h.bus.SubscribeAudit(func(kind string, entry []byte) {
-		switch kind {
-		case registry.KindObjectRevoked, registry.KindObjectQuarantined, registry.KindKeyRevoked, registry.KindKeyRotated:
-			if e, err := audit.DecodeLeaf(entry); err == nil {
-				for _, a := range h.adapters {
-					a.DisconnectDevice(e.Subject)
-				}
-			}
-		}
-	})
-	return err
-}
-
-func (h *Hub) startHTTP() error {
-	cfg := h.opts.Config
-	pubPEM, _ := keys.MarshalPublicKeyPEM(h.signer.Public())
-	did, _ := keys.DID(h.signer.Public())
-	var pskFunc func(context.Context, string) ([]byte, error)
-	if h.psk != nil {
-		pskFunc = h.devicePSK
-	}
-	listeners := map[string]string{} // "<adapter>/<listener>"
-	for _, a := range h.adapters {
-		for name, addr := range a.Listeners() {
-			listeners[a.Name()+"/"+name] = addr
-		}
-	}
-	handler, err := api.New(api.Options{
-		Registry: h.reg, Audit: h.audit, CA: h.ca, Logger: h.log.With("component", "api"),
-		Metrics: h.metrics, Gatherer: h.metrics, Ready: h.Ready,
-		TSDB: h.tsdb, Events: h.events, Pipeline: h.pipe, Decoder: h.decoder,
-		Twins: h.twins, Commands: h.commands, PSK: pskFunc,
-		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
-		IngestPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr * 10), IngestPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst * 10,
-		ImportMaxRows: cfg.Identity.ImportMaxRows,
-		Info: api.Info{
-			Version: h.opts.Version, DeploymentID: h.deployID, SigningDID: did, SigningKeyPEM: string(pubPEM),
-			AuditOrigin: AuditOrigin(h.deployID), AuditVerifierKey: h.audit.VerifierKey(),
-			MQTT: listeners["mqtt/"+mqtt.ListenerTCP], MQTTTLS: listeners["mqtt/"+mqtt.ListenerTLS], HTTPS: h.opts.Config.HTTP.TLSListen,
-			CoAP: listeners["coap/"+coap.ListenerUDP], CoAPDTLS: listeners["coap/"+coap.ListenerDTLS],
-		},
-	})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", h.opts.Config.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("hub: http listen: %w", err)
-	}
-	h.listener = ln
-	h.http = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
-	}
-	h.goTracked(func() {
-		if err := h.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			h.log.Error("http server stopped", "err", err)
-		}
-	})
-	if addr := h.opts.Config.HTTP.TLSListen; addr != "" {
-		tln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("hub: https listen: %w", err)
-		}
-		h.tlsLn = tln
-		h.https = &http.Server{
-			Handler: handler, TLSConfig: h.tlsConf, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
-			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: h.http.ErrorLog,
-		}
-		h.goTracked(func() {
-			if err := h.https.ServeTLS(tln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				h.log.Error("https server stopped", "err", err)
-			}
-		})
-	}
-	return nil
-}
-
-// startPprof serves Go's profiler on its own listener when configured, so
-// it never shares the API's address or authentication.
-func (h *Hub) startPprof() error {
-	addr := h.opts.Config.Debug.PprofListen
-	if addr == "" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("hub: pprof listen: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	h.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	h.log.Warn("serving /debug/pprof", "addr", ln.Addr().String())
-	h.goTracked(func() {
-		if err := h.pprof.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			h.log.Error("pprof server stopped", "err", err)
-		}
-	})
-	return nil
-}
-
-// ensureAdminToken creates the first admin token on a fresh data directory
-// and writes it, never logged, to a 0600 file.
-func (h *Hub) ensureAdminToken(ctx context.Context) error {
-	n, err := h.reg.TokenCount(ctx)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		return nil
-	}
-	_, secret, err := h.reg.CreateToken(ctx, "system", "admin", auth.Admin, "")
-	if err != nil {
-		return fmt.Errorf("hub: first admin token: %w", err)
-	}
-	path := filepath.Join(h.opts.Config.DataDir, AdminTokenFile)
-	if err := writeFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
-		return err
-	}
-	h.log.Info("created the first admin token", "file", path)
-	return nil
-}
-
 func (h *Hub) goTracked(fn func()) {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
 		fn()
 	}()
-}
-
-func (h *Hub) wakeAuditForwarder() {
-	select {
-	case h.auditPending <- struct{}{}:
-	default:
-	}
-}
-
-// auditCheckpointEvery bounds how often the hub signs a checkpoint of its
-// audit log while entries keep arriving.
-const auditCheckpointEvery = 10 * time.Second
-
-// forwardAudit publishes committed audit entries to the bus in log order.
-// It starts from what the stream already holds, so entries committed just
-// before a crash are published after the restart; message ids make a
-// repeated publish harmless.
-//
-// It also signs checkpoints of the log and stores them in audit_heads: at
-// start, at most every auditCheckpointEvery while the log grows, and at
-// shutdown. 'wanwu verify log' without a saved head relies on them; only the
-// entries after the last checkpoint (those of a crash) are left unsigned.
-func (h *Hub) forwardAudit(ctx context.Context) {
-	retry := time.NewTimer(time.Hour)
-	defer retry.Stop()
-	sign := time.NewTimer(time.Hour)
-	defer sign.Stop()
-	var signed uint64
-	var signedAt time.Time
-	checkpoint := func(ctx context.Context, now bool) {
-		size, err := h.audit.Size(ctx)
-		if err != nil || size == signed {
-			return
-		}
-		if wait := auditCheckpointEvery - time.Since(signedAt); wait > 0 && !now {
-			sign.Reset(wait)
-			return
-		}
-		head, err := h.audit.Head(ctx)
-		if err != nil {
-			h.log.Error("signing an audit checkpoint failed", "size", size, "err", err)
-			return
-		}
-		signed, signedAt = head.Size, time.Now()
-	}
-	for {
-		if err := h.publishPendingAudit(ctx); err != nil && ctx.Err() == nil {
-			h.log.Warn("audit forwarding to the bus failed; retrying", "err", err)
-			retry.Reset(time.Second)
-		}
-		checkpoint(ctx, false)
-		select {
-		case <-ctx.Done():
-			// The database closes after this returns: sign what the hub
-			// logged since the last checkpoint.
-			final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			checkpoint(final, true)
-			cancel()
-			return
-		case <-h.auditPending:
-		case <-retry.C:
-		case <-sign.C:
-		}
-	}
-}
-
-func (h *Hub) publishPendingAudit(ctx context.Context) error {
-	published, err := h.bus.AuditPublished(ctx)
-	if err != nil {
-		return err
-	}
-	size, err := h.audit.Size(ctx)
-	if err != nil {
-		return err
-	}
-	for published < size {
-		to := min(size, published+1000)
-		entries, err := h.audit.Entries(ctx, published, to)
-		if err != nil {
-			return err
-		}
-		leaves, err := h.audit.LeafBytes(ctx, published, to)
-		if err != nil {
-			return err
-		}
-		for i, e := range entries {
-			if err := h.bus.PublishAudit(ctx, e.Index, e.Kind, leaves[i]); err != nil {
-				return err
-			}
-		}
-		published = to
-	}
-	return nil
-}
-
-// retireKeys revokes rotated-out keys when their overlap ends.
-func (h *Hub) retireKeys(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		if n, err := h.reg.RetireDue(ctx); err != nil && ctx.Err() == nil {
-			h.log.Warn("retiring rotated keys failed", "err", err)
-		} else if n > 0 {
-			h.log.Info("revoked rotated-out keys", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // Ready reports whether the hub serves requests.
@@ -707,56 +388,6 @@ func (h *Hub) closeAll(ctx context.Context) error {
 		errs = append(errs, h.lock.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// lockDir takes an exclusive lock so two hubs never share a data directory.
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("hub: lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("hub: data dir %s is in use by another hub: %w", dir, err)
-	}
-	return f, nil
-}
-
-func randomID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("hub: crypto/rand failed: %v", err))
-	}
-	return hex.EncodeToString(b[:])
-}
-
-// writeFileAtomic writes through a temporary file and a rename, so a crash
-// leaves the old or the new content, never a torn file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("hub: write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("hub: write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("hub: write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("hub: write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("hub: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("hub: write %s: %w", path, err)
-	}
-	return nil
 }
 
 // The protocol endpoints are adapters.
