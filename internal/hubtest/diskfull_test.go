@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,8 +13,6 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/wanwu-iot/wanwu/internal/config"
-	"github.com/wanwu-iot/wanwu/internal/devtoken"
-	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 	"github.com/wanwu-iot/wanwu/internal/testfs"
 )
@@ -47,24 +44,9 @@ func TestDiskFull(t *testing.T) {
 				c.MQTT.Limits.PublishPerDevice, c.MQTT.Limits.PublishPerDeviceBurst = 1e6, 1e6
 			})
 			h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
-			var reg struct {
-				PrivateKey string `json:"private_key"`
-			}
-			h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": "acme:full-1"}).JSON(t, &reg)
-			key, err := keys.ParsePrivateKeyPEM([]byte(reg.PrivateKey))
-			if err != nil {
-				t.Fatal(err)
-			}
-			tok, _ := devtoken.Sign(key, "acme:full-1", time.Now(), time.Hour)
-			conn, err := net.Dial("tcp", h.MQTT().Addr(mqtt.ListenerTCP))
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := paho.NewClient(paho.ClientConfig{Conn: conn, OnClientError: func(error) {}})
-			if _, err := c.Connect(context.Background(), &paho.Connect{ClientID: "acme:full-1", KeepAlive: 30,
-				Username: "acme:full-1", UsernameFlag: true, Password: []byte(tok), PasswordFlag: true}); err != nil {
-				t.Fatal(err)
-			}
+			dev := newTokenDevice(t, h, "acme:full-1")
+			tok := dev.token
+			c := mustDialToken5(t, h.MQTT().Addr(mqtt.ListenerTCP), dev.code, tok)
 			defer c.Disconnect(&paho.Disconnect{})
 
 			base := time.Now().Add(-10 * time.Minute).Truncate(time.Second)

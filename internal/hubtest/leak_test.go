@@ -3,7 +3,6 @@ package hubtest
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"runtime"
 	"runtime/pprof"
@@ -41,15 +40,7 @@ func TestStartStopUnderLoadLeavesNoGoroutine(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			var load sync.WaitGroup
 			// MQTT: telemetry, and subscriptions to the twin and commands.
-			conn, err := net.Dial("tcp", h.MQTT().Addr(mqtt.ListenerTCP))
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := paho.NewClient(paho.ClientConfig{Conn: conn, OnClientError: func(error) {}, OnServerDisconnect: func(*paho.Disconnect) {}})
-			if _, err := c.Connect(ctx, &paho.Connect{ClientID: d.Code, KeepAlive: 30, CleanStart: true,
-				Username: d.Code, UsernameFlag: true, Password: []byte(tok), PasswordFlag: true}); err != nil {
-				t.Fatal(err)
-			}
+			c := mustDialToken5(t, h.MQTT().Addr(mqtt.ListenerTCP), d.Code, tok)
 			if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
 				{Topic: d.topic("commands/+"), QoS: 1}, {Topic: d.topic("twin/desired"), QoS: 1}}}); err != nil {
 				t.Fatal(err)
@@ -109,7 +100,7 @@ func TestStartStopUnderLoadLeavesNoGoroutine(t *testing.T) {
 			cancel()
 			load.Wait()
 			cc.Close()
-			conn.Close()
+			_ = c.Disconnect(&paho.Disconnect{}) // closes its connection
 			t.Logf("round %d: hub stopped under load", round)
 		}()
 	}
