@@ -19,8 +19,8 @@ import (
 // go-coap's connection would parse the datagram again, queue it to the
 // endpoint's goroutine, block that goroutine until the message is durable,
 // then marshal and cache the answer through its pools: a third of the hub's
-// CPU per request in a profile at 37k requests/s, and two goroutine hand-offs
-// of latency. Everything else (block-wise bodies, observe, twins, commands,
+// CPU per request in a profile (bench/RESULTS.md), and two goroutine
+// hand-offs of latency. Everything else (block-wise bodies, observe, twins, commands,
 // No-Response, any other option) still goes through go-coap, and DTLS
 // sessions always do.
 //

@@ -92,10 +92,9 @@ type Options struct {
 	// Flushers is how many batches may be in flight to the bus at once
 	// (default 1). JetStream writes and syncs a stream's messages one after
 	// the other, so a second flusher mostly splits what one batch would
-	// have carried into two syncs: with 100 CoAP devices in a closed loop,
-	// 1 flusher gave 59-64k requests/s at 15-17 CPU-s per million, 2 gave
-	// 57-58k at 17, 3 gave 50-54k at 18-20; with 1,000 MQTT devices at 5
-	// msg/s, 1 flusher cost 81-87 CPU-s per million messages and 2 cost 98.
+	// have carried into two syncs: more flushers gave fewer requests per
+	// second at more CPU (bench/RESULTS.md, "The store loop replaces the
+	// store consumer").
 	Flushers int
 	// Linger is how long a flusher may hold a batch open for more messages
 	// when they arrive often enough to fill it (default 2ms; negative: never).
@@ -107,9 +106,8 @@ type Options struct {
 	Linger time.Duration
 	// LingerMessages ends the linger once a batch holds this many messages
 	// (default 32): by then the batch's fixed cost is spread thin, and in a
-	// closed loop every further wait is the devices' wait. With 100 CoAP
-	// devices, lingering the full 2 ms gave 44k requests/s, stopping at 32
-	// messages 56k.
+	// closed loop every further wait is the devices' wait (bench/RESULTS.md
+	// has the measurements that chose 32).
 	LingerMessages int
 	// CommitEvery is how often the store loop makes what it wrote durable
 	// (an fsync of the time-series store's log) and moves the cursor past
