@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"crypto"
 	"errors"
 	"slices"
 	"testing"
@@ -10,15 +11,24 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/keys"
 )
 
-// TestAuthenticateDeviceTiming: a forged token for an unknown code or a
-// revoked device costs about as much as one for a known device with a wrong
-// key (a signature check each), so response time does not tell an
-// unauthenticated caller which codes exist. Medians of interleaved calls,
-// with a wide margin: without the decoy check an unknown code skipped the
-// signature check and answered in a fraction of the time.
-func TestAuthenticateDeviceTiming(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing")
+// TestFailedDeviceAuthDoesTheSameWork: a forged token for an unknown code
+// or a revoked device costs what one for a known device with a wrong key
+// costs, one signature check each, so response time does not tell an
+// unauthenticated caller which codes exist. Without the decoy check an
+// unknown code skipped the signature check. The test counts the checks
+// rather than timing them: a clock on a shared machine is noise.
+func TestFailedDeviceAuthDoesTheSameWork(t *testing.T) {
+	// Every case verifies one signature, whatever it ends as: that, not a
+	// clock on a shared machine, is what the test holds. The medians are
+	// logged for whoever looks.
+	verified := 0
+	defer func(v func(string, func(string) ([]crypto.PublicKey, error), time.Time) (string, error)) {
+		verifyToken = v
+	}(verifyToken)
+	inner := verifyToken
+	verifyToken = func(tok string, lookup func(string) ([]crypto.PublicKey, error), now time.Time) (string, error) {
+		verified++
+		return inner(tok, lookup, now)
 	}
 	e := newTestEnv(t, t.TempDir(), nil)
 	e.mustTenant("acme", "")
@@ -39,7 +49,7 @@ func TestAuthenticateDeviceTiming(t *testing.T) {
 		{"unknown code", "acme:nobody", StatusUnknown},
 		{"revoked device", "acme:gone", StatusRevoked},
 	}
-	const rounds = 300
+	const rounds = 50
 	took := make([][]time.Duration, len(cases))
 	for i := range rounds {
 		for j, tc := range cases {
@@ -47,9 +57,13 @@ func TestAuthenticateDeviceTiming(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			verified = 0
 			start := time.Now()
 			adm, err := e.reg.AuthenticateDevice(e.ctx, nil, "", tok)
 			took[j] = append(took[j], time.Since(start))
+			if verified != 1 {
+				t.Fatalf("%s: %d signature checks, want 1 as for every failed authentication", tc.name, verified)
+			}
 			if i == 0 {
 				if tc.status == "" && !errors.Is(err, ErrDeviceAuth) || tc.status != "" && (err != nil || adm.Status != tc.status) {
 					t.Fatalf("%s: %+v, %v; want status %q", tc.name, adm, err, tc.status)
@@ -61,9 +75,6 @@ func TestAuthenticateDeviceTiming(t *testing.T) {
 	ref := median(took[0])
 	for j, tc := range cases {
 		m := median(took[j])
-		t.Logf("%s: median %v", tc.name, m)
-		if j > 0 && m < ref/2 {
-			t.Errorf("%s answers in %v, a known device with a wrong key in %v: timing tells them apart", tc.name, m, ref)
-		}
+		t.Logf("%s: median %v (a known device with a wrong key: %v)", tc.name, m, ref)
 	}
 }
