@@ -72,7 +72,8 @@ func TestCommandLine(t *testing.T) {
 		{name: "planned sim", args: []string{"sim", "--devices", "10"}, code: 2, stderr: []string{"wanwu sim: not part of this build yet"}},
 		{name: "bench without a mode", args: []string{"bench"}, code: 2, stderr: []string{"wanwu bench: missing mode"}},
 		{name: "planned demo", args: []string{"demo"}, code: 2, stderr: []string{"wanwu demo: not part of this build yet"}},
-		{name: "version", args: []string{"version"}, code: 0, stdout: []string{"wanwu " + cli.Version}},
+		{name: "version", args: []string{"version"}, code: 0, stdout: []string{"wanwu ", "\ncommit  ", "\ngo      go1."}},
+		{name: "version with an argument", args: []string{"version", "now"}, code: 2, stderr: []string{"unexpected arguments"}},
 		{name: "version with an argument flag", args: []string{"version", "--hub", "x"}, code: 2,
 			stderr: []string{"flag --hub does not apply to 'wanwu version'", "'wanwu ctl'"}},
 
