@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,6 +39,10 @@ func hubFlags(cfg *config.Hub, configFile *string, printConfig *bool) *flag.Flag
 	fs.StringVar(&cfg.MQTT.DevListen, "mqtt.dev-listen", cfg.MQTT.DevListen, "ANONYMOUS development MQTT listener, limited to mqtt.dev_acl (default off)")
 	fs.StringVar(&cfg.CoAP.DTLSListen, "coap.dtls-listen", cfg.CoAP.DTLSListen, `CoAP over DTLS (UDP) address ("" = off)`)
 	fs.StringVar(&cfg.CoAP.Listen, "coap.listen", cfg.CoAP.Listen, `plain CoAP (UDP) address for development; requests carry a device token (default off)`)
+	fs.Func("tls-hosts", "comma-separated names and addresses in the hub's TLS server certificate, replacing the list (default localhost,127.0.0.1,::1)", func(s string) error {
+		cfg.TLSHosts = splitList(s)
+		return nil
+	})
 	fs.StringVar(&cfg.Bus.Listen, "bus.listen", cfg.Bus.Listen, "expose the embedded NATS server on host:port (default: in-process only)")
 	fs.StringVar(&cfg.Bus.Sync, "bus.sync", cfg.Bus.Sync, `JetStream fsync policy: "always" or an interval such as 2s (risks acknowledged data on power loss)`)
 	fs.Func("identity.cert-validity", "lifetime of issued device certificates (default 8760h)", func(s string) error {
@@ -54,6 +59,17 @@ func hubFlags(cfg *config.Hub, configFile *string, printConfig *bool) *flag.Flag
 	fs.StringVar(&cfg.Log.Level, "log.level", cfg.Log.Level, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.Log.Format, "log.format", cfg.Log.Format, "log format: text or json")
 	return fs
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // loadHubConfig applies defaults, then the file, then the flags that were set.
