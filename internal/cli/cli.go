@@ -11,13 +11,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"sort"
 	"strings"
 )
-
-// Version is set at build time with -ldflags "-X .../internal/cli.Version=v1.2.3".
-var Version = "dev"
 
 // env carries the process streams through the commands.
 type env struct {
@@ -36,7 +32,7 @@ func commands() []command {
 		{name: "hub", summary: "run the cloud hub (API, identity, audit log, embedded bus)", run: runHub},
 		{name: "ctl", summary: "administer a hub over its HTTP API", run: runCtl},
 		{name: "verify", summary: "verify credentials and the audit log offline", run: runVerify},
-		{name: "version", summary: "print the version", run: runVersion},
+		{name: "version", summary: "print the version, commit and Go version of this binary", run: runVersion},
 		{name: "edge", summary: "run an edge node beside machines", planned: true},
 		{name: "sim", summary: "simulate devices over real protocols", planned: true},
 		{name: "bench", summary: "load generator, side by side with peers", run: runBench},
@@ -103,19 +99,6 @@ func usage(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w, "\nRun 'wanwu <command> -h' for a command's flags.")
-}
-
-func runVersion(e *env, args []string) error {
-	fs := newFlagSet("version")
-	if err := parse(e, fs, args); err != nil {
-		return err
-	}
-	v := Version
-	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	fmt.Fprintf(e.stdout, "wanwu %s\n", v)
-	return nil
 }
 
 // flagHomes lists which commands define each flag, so that a flag given to

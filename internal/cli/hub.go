@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,6 +39,10 @@ func hubFlags(cfg *config.Hub, configFile *string, printConfig *bool) *flag.Flag
 	fs.StringVar(&cfg.MQTT.DevListen, "mqtt.dev-listen", cfg.MQTT.DevListen, "ANONYMOUS development MQTT listener, limited to mqtt.dev_acl (default off)")
 	fs.StringVar(&cfg.CoAP.DTLSListen, "coap.dtls-listen", cfg.CoAP.DTLSListen, `CoAP over DTLS (UDP) address ("" = off)`)
 	fs.StringVar(&cfg.CoAP.Listen, "coap.listen", cfg.CoAP.Listen, `plain CoAP (UDP) address for development; requests carry a device token (default off)`)
+	fs.Func("tls-hosts", "comma-separated names and addresses in the hub's TLS server certificate, replacing the list (default localhost,127.0.0.1,::1)", func(s string) error {
+		cfg.TLSHosts = splitList(s)
+		return nil
+	})
 	fs.StringVar(&cfg.Bus.Listen, "bus.listen", cfg.Bus.Listen, "expose the embedded NATS server on host:port (default: in-process only)")
 	fs.StringVar(&cfg.Bus.Sync, "bus.sync", cfg.Bus.Sync, `JetStream fsync policy: "always" or an interval such as 2s (risks acknowledged data on power loss)`)
 	fs.Func("identity.cert-validity", "lifetime of issued device certificates (default 8760h)", func(s string) error {
@@ -59,6 +64,17 @@ func hubFlags(cfg *config.Hub, configFile *string, printConfig *bool) *flag.Flag
 	fs.StringVar(&cfg.Log.Level, "log.level", cfg.Log.Level, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.Log.Format, "log.format", cfg.Log.Format, "log format: text or json")
 	return fs
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // loadHubConfig applies defaults, then the file, then the flags that were set.
@@ -116,7 +132,7 @@ func runHub(e *env, args []string) error {
 	log := newLogger(e, cfg.Log.Level, cfg.Log.Format)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	h := hub.New(hub.Options{Config: cfg, Logger: log, Version: Version})
+	h := hub.New(hub.Options{Config: cfg, Logger: log, Version: currentBuild().Version})
 	if err := h.Start(ctx); err != nil {
 		return err
 	}
@@ -136,30 +152,85 @@ func runHub(e *env, args []string) error {
 func printTour(e *env, h *hub.Hub, dataDir string) {
 	url := h.URL()
 	abs, _ := filepath.Abs(dataDir)
-	dd := ""
-	if filepath.Clean(dataDir) != filepath.Clean(config.DefaultHub().DataDir) {
-		dd = " --data-dir " + dataDir
+	finds := "'wanwu ctl' run in this directory finds it there"
+	if !isDefaultDataDir(dataDir) {
+		finds = "'wanwu ctl ... --data-dir " + shellQuote(dataDir) + "' finds it there"
 	}
 	fmt.Fprintf(e.stdout, `
 wanwu hub is running at %s (data in %s).
-The admin token is in %s; 'wanwu ctl' finds it there.
-MQTT: %[5]s (plain), %[6]s (TLS); CoAP: %[7]s (DTLS), %[8]s (plain UDP)
+The admin token is in %s; %s.
+MQTT: %s (plain), %s (TLS); CoAP: %s (DTLS), %s (plain UDP)
 Prometheus API for Grafana: %[1]s/prometheus
 
 Quick tour, in another terminal in this directory:
-  go run ./cmd/wanwu ctl%[4]s tenant create acme
-  go run ./cmd/wanwu ctl%[4]s model register examples/pump.model.json
-  go run ./cmd/wanwu ctl%[4]s object register acme:pump-0001 --model acme:pump@1.0.0 --path plant-1/line-3 --out pump-0001
-  go run ./cmd/wanwu ctl%[4]s resolve acme:pump-0001
-  go run ./cmd/wanwu verify%[4]s credential pump-0001/credential.jwt
-  go run ./cmd/wanwu ctl%[4]s audit head --out head.txt
-  go run ./cmd/wanwu verify%[4]s log --head head.txt
-
+`, url, abs, filepath.Join(abs, hub.AdminTokenFile), finds, orOff(h.MQTT().Addr(mqtt.ListenerTCP)), orOff(h.MQTT().Addr(mqtt.ListenerTLS)),
+		orOff(coapAddr(h, coap.ListenerDTLS)), orOff(coapAddr(h, coap.ListenerUDP)))
+	for _, l := range tourCommands(invocation(os.Args[0]), dataDir) {
+		fmt.Fprintf(e.stdout, "  %s\n", l)
+	}
+	if _, err := os.Stat(tourModel); err != nil {
+		fmt.Fprintf(e.stdout, "(%s is in the wanwu source repository.)\n", tourModel)
+	}
+	fmt.Fprint(e.stdout, `
 Then send telemetry as the device, set its twin and send it commands: see the
 README's quick tour.
 Stop with Ctrl-C.
-`, url, abs, filepath.Join(abs, hub.AdminTokenFile), dd, orOff(h.MQTT().Addr(mqtt.ListenerTCP)), orOff(h.MQTT().Addr(mqtt.ListenerTLS)),
-		orOff(coapAddr(h, coap.ListenerDTLS)), orOff(coapAddr(h, coap.ListenerUDP)))
+`)
+}
+
+// tourModel is the thing model the quick tour registers.
+const tourModel = "examples/pump.model.json"
+
+// tourCommands are the first steps of the quick tour, as prog (how this
+// binary was started) runs them against the hub on dataDir. ctl and verify
+// take their flags after the command words, so --data-dir goes last.
+func tourCommands(prog, dataDir string) []string {
+	dd := ""
+	if !isDefaultDataDir(dataDir) {
+		dd = " --data-dir " + shellQuote(dataDir)
+	}
+	return []string{
+		prog + " ctl tenant create acme" + dd,
+		prog + " ctl model register " + tourModel + dd,
+		prog + " ctl object register acme:pump-0001 --model acme:pump@1.0.0 --path plant-1/line-3 --out pump-0001" + dd,
+		prog + " ctl resolve acme:pump-0001" + dd,
+		prog + " verify credential pump-0001/credential.jwt" + dd,
+		prog + " ctl audit head --out head.txt" + dd,
+		prog + " verify log --head head.txt" + dd,
+	}
+}
+
+// isDefaultDataDir says whether ctl and verify find dir without --data-dir.
+func isDefaultDataDir(dir string) bool {
+	abs, _ := filepath.Abs(dir)
+	def, _ := filepath.Abs(config.DefaultHub().DataDir)
+	return abs == def
+}
+
+// invocation is how to run this binary again from the same directory:
+// "go run ./cmd/wanwu" when go run built it (into a go-build directory, in
+// the temporary directory or the build cache), else the path it was started
+// by (./wanwu, or wanwu found on $PATH).
+func invocation(arg0 string) string {
+	if arg0 == "" || strings.Contains(filepath.ToSlash(arg0), "/go-build") {
+		return "go run ./cmd/wanwu"
+	}
+	return shellQuote(arg0)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	safe := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:@%+=,", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func coapAddr(h *hub.Hub, listener string) string {
