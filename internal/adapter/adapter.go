@@ -15,7 +15,10 @@
 // service delivers through it.
 package adapter
 
-import "context"
+import (
+	"context"
+	"net"
+)
 
 // Adapter is a running protocol endpoint.
 type Adapter interface {
@@ -36,4 +39,13 @@ type Adapter interface {
 	// Listeners returns the bound address of each open listener by its
 	// name ("tcp", "tls", "udp", "dtls"); an empty map before Start.
 	Listeners() map[string]string
+}
+
+// Addrs writes bound listener addresses as Listeners returns them.
+func Addrs(addrs map[string]net.Addr) map[string]string {
+	out := make(map[string]string, len(addrs))
+	for name, a := range addrs {
+		out[name] = a.String()
+	}
+	return out
 }

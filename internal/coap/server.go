@@ -24,6 +24,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/options/config"
 	"github.com/plgd-dev/go-coap/v3/udp/client"
 
+	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
@@ -286,11 +287,7 @@ func (s *Server) Name() string { return "coap" }
 func (s *Server) Listeners() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]string, len(s.addrs))
-	for id, a := range s.addrs {
-		out[id] = a.String()
-	}
-	return out
+	return adapter.Addrs(s.addrs)
 }
 
 // TwinChanged is NotifyTwin, for adapter.Adapter.

@@ -131,16 +131,9 @@ func TestDiskFull(t *testing.T) {
 				t.Error("/metrics lacks wanwu_disk_low 1")
 			}
 			// HTTP ingest says the same, with when to come back.
-			req, _ := http.NewRequest("POST", h.URL+"/api/v1/ingest/acme:full-1/telemetry", strings.NewReader(`[{"n":"seq","v":-1}]`))
-			req.Header.Set("Authorization", "Bearer "+tok)
-			req.Header.Set("Content-Type", "application/senml+json")
-			if resp, err := http.DefaultClient.Do(req); err != nil {
-				t.Error(err)
-			} else {
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusInsufficientStorage || resp.Header.Get("Retry-After") == "" {
-					t.Errorf("HTTP ingest while full: %d, Retry-After %q; want 507 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
-				}
+			resp := postIngest(t, http.DefaultClient, h.URL+"/api/v1/ingest/acme:full-1/telemetry", tok, "application/senml+json", `[{"n":"seq","v":-1}]`)
+			if resp.StatusCode != http.StatusInsufficientStorage || resp.Header.Get("Retry-After") == "" {
+				t.Errorf("HTTP ingest while full: %d, Retry-After %q; want 507 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 			}
 			reg2 := h.Admin("POST", "/api/v1/objects", map[string]any{"code": "acme:while-full"})
 			if reg2.Status != tc.register || (reg2.Status >= 500 && !strings.Contains(string(reg2.Body), "storage_full")) {

@@ -150,14 +150,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	// A device's token on the ingest routes of its neighbour and of another tenant.
 	for _, code := range []string{other.Code, foreign.Code} {
 		for _, p := range []string{"/telemetry", "/events/alarm"} {
-			req, _ := http.NewRequest("POST", h.URL+"/api/v1/ingest/"+code+p, strings.NewReader(`{"temperature": 1}`))
-			req.Header.Set("Authorization", "Bearer "+ownTok)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			resp := postIngest(t, http.DefaultClient, h.URL+"/api/v1/ingest/"+code+p, ownTok, "application/json", `{"temperature": 1}`)
 			tries++
 			if resp.StatusCode < 300 {
 				t.Errorf("device %s posted to %s%s: %d", own.Code, code, p, resp.StatusCode)

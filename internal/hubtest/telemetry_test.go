@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -439,21 +440,8 @@ func TestHTTPIngest(t *testing.T) {
 	setupAcme(t, h)
 	d := register(t, h, "acme:h-1", "--model", "acme:pump@1.0.0")
 	post := func(client *http.Client, base, path, token, ct, body string) (int, string) {
-		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		req.Header.Set("Content-Type", ct)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var b strings.Builder
-		buf := make([]byte, 4096)
-		n, _ := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		return resp.StatusCode, b.String()
+		resp := postIngest(t, client, base+path, token, ct, body)
+		return resp.StatusCode, resp.body
 	}
 	if st, body := post(http.DefaultClient, h.URL, "/api/v1/ingest/acme:h-1/telemetry", d.token(t), "application/json", `{"temperature": 42}`); st != 204 {
 		t.Fatalf("token ingest: %d %s", st, body)
@@ -515,19 +503,8 @@ func TestHTTPIngestAuthNoOracle(t *testing.T) {
 		return tok
 	}
 	post := func(codeStr, token string) (int, string) {
-		req, _ := http.NewRequest("POST", h.URL+"/api/v1/ingest/"+codeStr+"/telemetry", strings.NewReader(`{"temperature": 1}`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var b strings.Builder
-		buf := make([]byte, 4096)
-		n, _ := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		return resp.StatusCode, b.String()
+		resp := postIngest(t, http.DefaultClient, h.URL+"/api/v1/ingest/"+codeStr+"/telemetry", token, "application/json", `{"temperature": 1}`)
+		return resp.StatusCode, resp.body
 	}
 
 	var first string
@@ -559,4 +536,27 @@ func TestHTTPIngestAuthNoOracle(t *testing.T) {
 	if st, body := post(known.Code, other.token(t)); st != http.StatusForbidden || !strings.Contains(body, `"not_authorized"`) {
 		t.Errorf("another device's code: %d %s, want 403 not_authorized", st, body)
 	}
+}
+
+// ingestAnswer is an HTTP ingest answer: its status, headers and body.
+type ingestAnswer struct {
+	*http.Response
+	body string
+}
+
+// postIngest posts body to an ingest URL with a bearer token ("" = none).
+func postIngest(t *testing.T, client *http.Client, url, token, contentType, body string) ingestAnswer {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return ingestAnswer{resp, string(b)}
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
@@ -270,11 +271,7 @@ func (s *Server) Name() string { return "mqtt" }
 func (s *Server) Listeners() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]string, len(s.addrs))
-	for id, a := range s.addrs {
-		out[id] = a.String()
-	}
-	return out
+	return adapter.Addrs(s.addrs)
 }
 
 // Addr is the bound address of a listener (ListenerTCP, ListenerTLS, ListenerDev), "" if closed.
