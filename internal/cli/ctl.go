@@ -23,14 +23,27 @@ import (
 // ctlConn is how ctl reaches the hub.
 type ctlConn struct {
 	*hubclient.Client
+	// noToken says why ctl has no API token, for a command the hub then
+	// refuses (offline commands need none, so it is not an error at once).
+	noToken string
 }
 
 func (c *ctlConn) do(method, path string, body io.Reader, contentType string) ([]byte, int, error) {
-	return c.Do(context.Background(), method, path, body, contentType)
+	b, status, err := c.Do(context.Background(), method, path, body, contentType)
+	return b, status, c.explain(status, err)
 }
 
 func (c *ctlConn) json(method, path string, in, out any) (int, error) {
-	return c.JSON(context.Background(), method, path, in, out)
+	status, err := c.JSON(context.Background(), method, path, in, out)
+	return status, c.explain(status, err)
+}
+
+// explain adds why ctl had no token to the hub's refusal.
+func (c *ctlConn) explain(status int, err error) error {
+	if err != nil && status == 401 && c.noToken != "" {
+		return fmt.Errorf("%w\n%s", err, c.noToken)
+	}
+	return err
 }
 
 type ctlGlobals struct {
@@ -61,6 +74,7 @@ func (g ctlGlobals) connect() (*ctlConn, error) {
 	if token == "" {
 		token = os.Getenv("WANWU_TOKEN")
 	}
+	noToken := ""
 	if token == "" {
 		file := g.tokenFile
 		if file == "" {
@@ -71,8 +85,12 @@ func (g ctlGlobals) connect() (*ctlConn, error) {
 			return nil, fmt.Errorf("token file: %w", err)
 		}
 		token = strings.TrimSpace(string(b))
+		if token == "" {
+			abs, _ := filepath.Abs(file)
+			noToken = fmt.Sprintf("ctl found no API token: no token file at %s. Run ctl where the hub runs, or give --data-dir, --token-file or --token (or set WANWU_TOKEN).", abs)
+		}
 	}
-	return &ctlConn{hubclient.New(base, token)}, nil
+	return &ctlConn{Client: hubclient.New(base, token), noToken: noToken}, nil
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -153,8 +171,15 @@ func runCtl(e *env, args []string) error {
 		}
 		return nil
 	}
+	// Global flags may come before the command words too:
+	// `ctl --data-dir X tenant create acme`.
+	args, lead := ctlLeadingGlobals(args)
+	if len(args) == 0 {
+		ctlUsage(e.stderr)
+		return usagef("a command is required after %s", strings.Join(lead, " "))
+	}
 	for _, c := range ctlCommands() {
-		rest := args[1:]
+		rest := append(args[1:len(args):len(args)], lead...)
 		if c.group != args[0] {
 			continue
 		}
@@ -178,8 +203,93 @@ func runCtl(e *env, args []string) error {
 		}
 		return run(e, conn, fs.Args())
 	}
-	ctlUsage(e.stderr)
-	return usagef("unknown ctl command %q", strings.Join(args[:min(2, len(args))], " "))
+	return ctlUnknown(args)
+}
+
+// ctlLeadingGlobals takes the global flags (--hub, --token, --token-file,
+// --data-dir, with their values) off the front of args.
+func ctlLeadingGlobals(args []string) (rest, lead []string) {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	var g ctlGlobals
+	ctlGlobalFlags(fs, &g)
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && len(args[0]) > 1 {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		if fs.Lookup(name) == nil {
+			break
+		}
+		lead = append(lead, args[0])
+		args = args[1:]
+		if !hasValue && len(args) > 0 {
+			lead = append(lead, args[0])
+			args = args[1:]
+		}
+	}
+	return args, lead
+}
+
+// ctlUnknown answers a command ctl does not have: the verbs of a group it
+// names, or the nearest group or verb, instead of the whole help.
+func ctlUnknown(args []string) error {
+	var groups, verbs []string
+	seen := map[string]bool{}
+	for _, c := range ctlCommands() {
+		if !seen[c.group] {
+			seen[c.group] = true
+			groups = append(groups, c.group)
+		}
+		if c.group == args[0] && c.verb != "" {
+			verbs = append(verbs, c.verb)
+		}
+	}
+	switch {
+	case len(verbs) > 0 && len(args) == 1:
+		return usagef("%s: which command? %s (ctl --help lists them all)", args[0], strings.Join(verbs, ", "))
+	case len(verbs) > 0:
+		if near := nearest(args[1], verbs); near != "" {
+			return usagef("unknown ctl command %q; did you mean %q?", args[0]+" "+args[1], args[0]+" "+near)
+		}
+		return usagef("unknown ctl command %q; ctl %s has: %s", args[0]+" "+args[1], args[0], strings.Join(verbs, ", "))
+	}
+	if near := nearest(args[0], groups); near != "" {
+		return usagef("unknown ctl command %q; did you mean %q?", args[0], near)
+	}
+	return usagef("unknown ctl command %q (ctl --help lists the commands)", args[0])
+}
+
+// nearest returns the word of words closest to w by edit distance, when it
+// is close enough to be a typo (at most a third of its letters), else "".
+func nearest(w string, words []string) string {
+	best, bestD := "", len(w)/3+1
+	for _, c := range words {
+		if d := editDistance(w, c); d < bestD || d == bestD && best == "" && d <= len(w)/3 {
+			best, bestD = c, d
+		}
+	}
+	if editDistance(w, best) > len(w)/3 {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // interleave moves positional arguments after the flags, so that
@@ -649,8 +759,10 @@ func ctlObjectAdmission(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string
 		if _, err := c.json("GET", "/api/v1/objects/"+url.PathEscape(args[0])+"/admission?"+q.Encode(), nil, &out); err != nil {
 			return err
 		}
-		if out.Reason != "" {
-			fmt.Fprintf(e.stdout, "%s (%s)\n", out.Status, out.Reason)
+		// "revoked (object revoked)" said it twice: the reason only when
+		// it says more than the status.
+		if out.Reason != "" && out.Reason != "object "+out.Status && out.Reason != out.Status {
+			fmt.Fprintf(e.stdout, "%s: %s\n", out.Status, out.Reason)
 		} else {
 			fmt.Fprintln(e.stdout, out.Status)
 		}
@@ -688,9 +800,16 @@ func ctlObjectRotate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) e
 func ctlObjectLifecycle(action string) func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
 	return func(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
 		reason := fs.String("reason", "", "why (recorded in the audit log)")
+		var yes *bool
+		if action == "revoke" {
+			yes = fs.Bool("yes", false, "confirm: revocation is final")
+		}
 		return func(e *env, c *ctlConn, args []string) error {
 			if err := needArgs(args, 1, "CODE"); err != nil {
 				return err
+			}
+			if yes != nil && !*yes {
+				return usagef("revoking %s is final: its keys, certificates and credential stop working for good and cannot be reinstated (quarantine can). Run again with --yes to revoke", args[0])
 			}
 			var out struct {
 				Code   string `json:"code"`

@@ -79,7 +79,7 @@ func ctlClaimUse(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error
 		csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
 		body, _ := json.Marshal(map[string]string{"csr": string(csrPEM), "id": *id})
 		// The claim token, not an API token, authenticates this request.
-		dev := ctlConn{hubclient.New(c.Base, secret)}
+		dev := ctlConn{Client: hubclient.New(c.Base, secret)}
 		raw, status, err := dev.do("POST", "/api/v1/claim", bytes.NewReader(body), "application/json")
 		if err != nil {
 			return err

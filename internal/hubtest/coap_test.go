@@ -168,7 +168,7 @@ func TestCoAPDeviceOfflineDownlink(t *testing.T) {
 	}
 
 	// Revocation ends the session: the next request fails or is refused.
-	h.MustWanwu("ctl", "object", "revoke", d.Code, "--reason", "stolen")
+	h.MustWanwu("ctl", "object", "revoke", d.Code, "--reason", "stolen", "--yes")
 	eventually(t, "revoked device refused", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -220,7 +220,7 @@ func TestCoAPPlainUDPToken(t *testing.T) {
 		}
 	}
 	// Revocation takes effect at once for a token verified before.
-	h.MustWanwu("ctl", "object", "revoke", d.Code, "--reason", "lost")
+	h.MustWanwu("ctl", "object", "revoke", d.Code, "--reason", "lost", "--yes")
 	eventually(t, "revoked token refused", func() error {
 		if c := post(); c != codes.Unauthorized {
 			return fmt.Errorf("answered %v", c)

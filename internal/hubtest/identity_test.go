@@ -400,7 +400,7 @@ func TestLifecycle(t *testing.T) {
 	if got := admission(""); got != "active" {
 		t.Errorf("reinstated admission: %s", got)
 	}
-	h.MustWanwu("ctl", "object", "revoke", "acme:m1", "--reason", "decommissioned")
+	h.MustWanwu("ctl", "object", "revoke", "acme:m1", "--reason", "decommissioned", "--yes")
 	if got := admission("did=" + rot.Object.DID); got != "revoked" {
 		t.Errorf("revoked admission: %s", got)
 	}

@@ -362,7 +362,7 @@ func TestMQTTAdmission(t *testing.T) {
 		t.Errorf("client id not the code: %v %+v", err, ack)
 	}
 	// Revoked device: refused.
-	h.MustWanwu("ctl", "object", "revoke", bad.Code)
+	h.MustWanwu("ctl", "object", "revoke", bad.Code, "--yes")
 	if _, ack, err := connect5(t, h, bad, true, nil); err == nil || ack == nil || ack.ReasonCode != 0x87 {
 		t.Errorf("revoked device: %v %+v", err, ack)
 	}
@@ -422,7 +422,7 @@ func TestRevocationDisconnects(t *testing.T) {
 	if _, err := c.Connect(context.Background(), &paho.Connect{ClientID: d.Code, KeepAlive: 30}); err != nil {
 		t.Fatal(err)
 	}
-	h.MustWanwu("ctl", "object", "revoke", d.Code)
+	h.MustWanwu("ctl", "object", "revoke", d.Code, "--yes")
 	eventually(t, "disconnect after revocation", func() error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -489,7 +489,7 @@ func TestHTTPIngestAuthNoOracle(t *testing.T) {
 	known := register(t, h, "acme:o-1", "--model", "acme:pump@1.0.0")
 	other := register(t, h, "acme:o-2", "--model", "acme:pump@1.0.0")
 	revoked := register(t, h, "acme:o-3", "--model", "acme:pump@1.0.0")
-	h.MustWanwu("ctl", "object", "revoke", revoked.Code)
+	h.MustWanwu("ctl", "object", "revoke", revoked.Code, "--yes")
 
 	forge := func(codeStr string) string {
 		k, err := keys.Generate(keys.P256)
