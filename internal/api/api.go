@@ -186,7 +186,13 @@ func toAPIError(err error) *Error {
 	}
 	var ve *thingmodel.ValidationError
 	if errors.As(err, &ve) {
-		return &Error{Status: http.StatusBadRequest, Code: "invalid_model", Field: "model", Message: err.Error(), Problems: ve.Problems}
+		// The problems travel as a list; the message only counts them, so
+		// that a client printing both does not say everything twice.
+		msg := fmt.Sprintf("the thing model has %d problems", len(ve.Problems))
+		if len(ve.Problems) == 1 {
+			msg = "the thing model has a problem"
+		}
+		return &Error{Status: http.StatusBadRequest, Code: "invalid_model", Field: "model", Message: msg, Problems: ve.Problems}
 	}
 	var fe *registry.FieldError
 	if errors.As(err, &fe) {

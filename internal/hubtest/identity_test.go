@@ -784,3 +784,23 @@ func TestAuditRewriteWithoutHeads(t *testing.T) {
 		t.Errorf("verify log --allow-unsigned: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
 	}
 }
+
+// TestModelFileErrors: ctl says where a model file stops being JSON, and
+// says each problem of an invalid model once.
+func TestModelFileErrors(t *testing.T) {
+	h := Start(t)
+	dir := t.TempDir()
+	broken := filepath.Join(dir, "broken.json")
+	os.WriteFile(broken, []byte("{\"id\": \"acme:x\",\n \"version\": \"1.0.0\",\n \"properties\": {\n"), 0o644)
+	_, stderr, code := h.Wanwu("ctl", "model", "register", broken)
+	if code == 0 || !strings.Contains(stderr, "line 4, column 1") {
+		t.Errorf("broken JSON: exit %d, %q; want the line and column", code, stderr)
+	}
+	h.MustWanwu("ctl", "tenant", "create", "acme")
+	invalid := filepath.Join(dir, "invalid.json")
+	os.WriteFile(invalid, []byte(`{"id":"acme:bad","version":"1.0.0","properties":{"t":{"type":"number","unit":"furlongs"}}}`), 0o644)
+	_, stderr, code = h.Wanwu("ctl", "model", "register", invalid)
+	if code == 0 || strings.Count(stderr, "furlongs") != 1 {
+		t.Errorf("invalid model: exit %d, %q; want the problem said once", code, stderr)
+	}
+}

@@ -421,3 +421,19 @@ func TestValidateArgs(t *testing.T) {
 		t.Errorf("json.Number above max: %v", err)
 	}
 }
+
+// TestSyntaxErrorsSayWhere: a model that is not JSON is refused with the
+// line and column of the problem.
+func TestSyntaxErrorsSayWhere(t *testing.T) {
+	cases := []struct{ doc, want string }{
+		{"{\"id\": \"acme:x\",\n \"version\": \"1.0.0\",\n \"properties\": {\n", "line 4, column 1: the document ends before its value does"},
+		{"{\"id\": \"acme:x\",\n \"version\": 1.0.0\n}", "line 2, column 16"},
+		{"{\"id\": \"acme:x\"} trailing", "line 1, column"},
+	}
+	for _, tc := range cases {
+		_, err := Parse([]byte(tc.doc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want an error with %q", tc.doc, err, tc.want)
+		}
+	}
+}

@@ -64,15 +64,39 @@ func parseTree(data []byte) (*node, error) {
 	dec.UseNumber()
 	n, err := readValue(dec, 0)
 	if err != nil {
-		return nil, err
+		return nil, positioned(data, dec.InputOffset(), err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		if err == nil {
-			return nil, errors.New("unexpected data after the top-level value")
+			err = errors.New("unexpected data after the top-level value")
 		}
-		return nil, err
+		return nil, positioned(data, dec.InputOffset(), err)
 	}
 	return n, nil
+}
+
+// positioned says where in data a syntax error is, as line and column (from
+// 1), so that an editor finds it: a SyntaxError's own offset, the end of
+// the document for one that ended early, else where the decoder stopped.
+func positioned(data []byte, at int64, err error) error {
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &se):
+		at = se.Offset
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		at = int64(len(data))
+		err = errors.New("the document ends before its value does")
+	}
+	at = min(max(at, 0), int64(len(data)))
+	line, col := 1, 1
+	for _, b := range data[:at] {
+		if b == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Errorf("line %d, column %d: %w", line, col, err)
 }
 
 func readValue(dec *json.Decoder, depth int) (*node, error) {
