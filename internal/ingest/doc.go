@@ -26,7 +26,8 @@
 //
 //   - A SenML base name must be the device code followed by ":" or "/", or
 //     any prefix ending in "/"; it is stripped and the rest must name a
-//     property. A unit inherited from "bu" is ignored for properties whose
+//     property. One that is another device's code is refused
+//     (not_authorized): it was stored under the sender before. A unit inherited from "bu" is ignored for properties whose
 //     model declares no unit (a pack may mix quantities); one sent in "u"
 //     is always checked.
 //   - A position property is sent in SenML as records <prop>/lat,

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	wcode "github.com/wanwu-iot/wanwu/internal/code"
 	"github.com/wanwu-iot/wanwu/internal/senml"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 )
@@ -44,6 +45,9 @@ func (d *Decoder) senml(dev Device, f format, payload []byte, now time.Time) ([]
 	for i := range pack {
 		r := &pack[i]
 		if r.BaseName != "" {
+			if other := otherDevice(dev.Code, r.BaseName); other != "" {
+				return nil, Reject(NotAuthorized, "record %d: base name %q names device %s; a device sends only its own data", i, r.BaseName, other)
+			}
 			if !baseNameOK(dev.Code, r.BaseName) {
 				return nil, Reject(Malformed, "record %d: base name %q must be the device code followed by \":\" or \"/\", or end in \"/\"", i, r.BaseName)
 			}
@@ -120,6 +124,20 @@ func baseNameOK(code, bn string) bool {
 		return true
 	}
 	return len(bn) == len(code)+1 && bn[len(code)] == ':' && bn[:len(code)] == code
+}
+
+// otherDevice returns the device code a base name ending in "/" or ":"
+// names when it is a code and not the sender's ("" otherwise): such data
+// was stored under the sender before, as if it were its own.
+func otherDevice(code, bn string) string {
+	stem := strings.TrimRight(bn, "/:")
+	if stem == code || stem == bn {
+		return ""
+	}
+	if c, err := wcode.Parse(stem); err == nil && c.String() != code {
+		return c.String()
+	}
+	return ""
 }
 
 // senmlLabel names the SenML field that carries a value of kind k.
