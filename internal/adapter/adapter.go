@@ -17,7 +17,10 @@ package adapter
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"syscall"
 )
 
 // Adapter is a running protocol endpoint.
@@ -40,6 +43,27 @@ type Adapter interface {
 	// name ("tcp", "tls", "udp", "dtls"); an empty map before Start.
 	Listeners() map[string]string
 }
+
+// ListenError says which configured listener could not open, by its
+// configuration key, once: the net package's "listen tcp ADDR:" is dropped,
+// and an address in use says what to do about it.
+func ListenError(key, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return inUse{fmt.Sprintf("%s %s is in use (is a hub or another program already listening there?); stop it or choose another address", key, addr)}
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+	}
+	return fmt.Errorf("%s %s: %w", key, addr, err)
+}
+
+// inUse is ListenError's answer for an address in use; it is EADDRINUSE
+// for errors.Is without saying so twice.
+type inUse struct{ msg string }
+
+func (e inUse) Error() string { return e.msg }
+func (e inUse) Unwrap() error { return syscall.EADDRINUSE }
 
 // Addrs writes bound listener addresses as Listeners returns them.
 func Addrs(addrs map[string]net.Addr) map[string]string {

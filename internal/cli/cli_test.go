@@ -112,8 +112,8 @@ func TestCommandLine(t *testing.T) {
 			stdout:    []string{"tls_hosts:\n  - hub.example.com\n  - 192.0.2.7\n  - 2001:db8::7\n"},
 			notStdout: []string{"localhost"}},
 		{name: "tls hosts flag empty", args: []string{"hub", "--tls-hosts", "", "--print-config"}, code: 1, stderr: []string{"tls_hosts"}},
-		{name: "unknown key", args: []string{"hub", "--config", unknownTop, "--print-config"}, code: 1, stderr: []string{"colour"}},
-		{name: "unknown nested key", args: []string{"hub", "--config", unknownNested, "--print-config"}, code: 1, stderr: []string{"listn"}},
+		{name: "unknown key", args: []string{"hub", "--config", unknownTop, "--print-config"}, code: 1, stderr: []string{`line 1: unknown key "colour"; at the top level the keys are: data_dir, http,`}},
+		{name: "unknown nested key", args: []string{"hub", "--config", unknownNested, "--print-config"}, code: 1, stderr: []string{`line 2: unknown key "http.listn"; under http the keys are: listen, tls_listen`}},
 		{name: "invalid bus.sync", args: []string{"hub", "--config", badSync, "--print-config"}, code: 1, stderr: []string{"bus.sync", "sometimes"}},
 		{name: "invalid log.level", args: []string{"hub", "--config", badLevel, "--print-config"}, code: 1, stderr: []string{"log.level", "loud"}},
 		{name: "invalid log.level flag", args: []string{"hub", "--log.level", "loud", "--print-config"}, code: 1, stderr: []string{"log.level", "loud"}},
@@ -203,5 +203,15 @@ func TestHelpFlags(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUnknownKeysNameNoGoTypes: an unknown configuration key is named with
+// its path and the keys allowed there, never with Go struct types.
+func TestUnknownKeysNameNoGoTypes(t *testing.T) {
+	path := writeConfig(t, "mqtt:\n  limits:\n    publish_per_devise: 5\n")
+	_, stderr, code := run("hub", "--config", path, "--print-config")
+	if code != 1 || strings.Contains(stderr, "struct") || !strings.Contains(stderr, `"mqtt.limits.publish_per_devise"; under mqtt.limits the keys are: connect_per_device`) {
+		t.Errorf("exit %d, %q", code, stderr)
 	}
 }

@@ -256,7 +256,7 @@ func (s *Server) Start(ctx context.Context) error {
 		conn, err := coapNet.NewListenUDP("udp", s.opts.Listen)
 		if err != nil {
 			s.closeLocked()
-			return fmt.Errorf("coap: listen udp %s: %w", s.opts.Listen, err)
+			return adapter.ListenError("coap.listen", s.opts.Listen, err)
 		}
 		s.udp = newUDPListener(s, conn)
 		s.addrs[ListenerUDP] = conn.LocalAddr()

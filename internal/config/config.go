@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -274,12 +275,56 @@ func (c *Hub) LoadFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	// Unknown keys are named with their path and the keys allowed there;
+	// the YAML decoder's own message names Go types instead.
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	if len(root.Content) > 0 {
+		if errs := unknownKeys(root.Content[0], reflect.TypeOf(*c), ""); len(errs) > 0 {
+			return fmt.Errorf("config: %s: %w", path, errors.Join(errs...))
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("config: %s: %w", path, err)
 	}
 	return nil
+}
+
+// unknownKeys walks a YAML mapping beside the struct type it decodes into
+// and reports each key the type does not have, with the keys it does.
+func unknownKeys(n *yaml.Node, t reflect.Type, prefix string) []error {
+	if n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct {
+		return nil
+	}
+	fields := map[string]reflect.Type{}
+	var names []string
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		fields[name] = t.Field(i).Type
+		names = append(names, name)
+	}
+	var errs []error
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		ft, ok := fields[k.Value]
+		if !ok {
+			where := "at the top level"
+			if prefix != "" {
+				where = "under " + strings.TrimSuffix(prefix, ".")
+			}
+			errs = append(errs, fmt.Errorf("line %d: unknown key %q; %s the keys are: %s", k.Line, prefix+k.Value, where, strings.Join(names, ", ")))
+			continue
+		}
+		errs = append(errs, unknownKeys(v, ft, prefix+k.Value+".")...)
+	}
+	return errs
 }
 
 // Validate checks values that flags and files cannot type-check.

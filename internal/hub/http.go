@@ -5,7 +5,6 @@ package hub
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/api"
 	"github.com/wanwu-iot/wanwu/internal/coap"
 	"github.com/wanwu-iot/wanwu/internal/keys"
@@ -54,7 +54,7 @@ func (h *Hub) startHTTP() error {
 	}
 	ln, err := net.Listen("tcp", h.opts.Config.HTTP.Listen)
 	if err != nil {
-		return fmt.Errorf("hub: http listen: %w", err)
+		return adapter.ListenError("http.listen", h.opts.Config.HTTP.Listen, err)
 	}
 	h.listener = ln
 	h.http = &http.Server{
@@ -73,7 +73,7 @@ func (h *Hub) startHTTP() error {
 	if addr := h.opts.Config.HTTP.TLSListen; addr != "" {
 		tln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return fmt.Errorf("hub: https listen: %w", err)
+			return adapter.ListenError("http.tls_listen", addr, err)
 		}
 		h.tlsLn = tln
 		h.https = &http.Server{
@@ -98,7 +98,7 @@ func (h *Hub) startPprof() error {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("hub: pprof listen: %w", err)
+		return adapter.ListenError("debug.pprof_listen", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

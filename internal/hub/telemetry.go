@@ -81,7 +81,7 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	}
 	for _, a := range h.adapters {
 		if err := a.Start(ctx); err != nil {
-			return fmt.Errorf("hub: %s: %w", a.Name(), err)
+			return err // an adapter's errors name it, or the listener's key
 		}
 	}
 	if h.unsubTwn, err = h.followTwinAnnouncements(); err != nil {

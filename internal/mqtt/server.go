@@ -233,7 +233,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return fmt.Errorf("mqtt: listen %s %s: %w", id, addr, err)
+			return adapter.ListenError(listenKeys[id], addr, err)
 		}
 		s.addrs[id] = ln.Addr()
 		if tlsConf != nil {
@@ -262,6 +262,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	return nil
 }
+
+// listenKeys are the configuration keys of the listeners, for errors.
+var listenKeys = map[string]string{ListenerTCP: "mqtt.listen", ListenerTLS: "mqtt.tls_listen", ListenerDev: "mqtt.dev_listen"}
 
 // Name is "mqtt" (adapter.Adapter).
 func (s *Server) Name() string { return "mqtt" }
