@@ -130,7 +130,7 @@ func ctlCommands() []ctlCommand {
 		{"twin", "get", "CODE", "print a device's twin: desired, reported, delta, versions, metadata", ctlOnePath("GET", "/api/v1/objects/", "/twin", "CODE")},
 		{"twin", "set", "CODE key=value...", "change desired state (merge patch; --version for optimistic concurrency)", ctlTwinSet},
 		{"twin", "list", "", "list twins (filters as for object list)", ctlListObjects("/api/v1/twins")},
-		{"command", "send", "CODE ACTION [ARGS]", "issue a thing-model action to a device (--id, --ttl, --wait)", ctlCommandSend},
+		{"command", "send", "CODE ACTION [key=value...|JSON]", "issue a thing-model action to a device (--id, --ttl, --wait)", ctlCommandSend},
 		{"command", "get", "ID", "print a command and its events", ctlOnePath("GET", "/api/v1/commands/", "", "ID")},
 		{"command", "list", "CODE", "list a device's commands (--status)", ctlCommandList},
 		{"command", "cancel", "ID", "cancel a command that has not finished", ctlOnePath("POST", "/api/v1/commands/", "/cancel", "ID")},

@@ -29,9 +29,10 @@ func ctlOnePath(method, prefix, suffix, what string) func(fs *flag.FlagSet) func
 	}
 }
 
-// desiredPatch builds a merge patch from either one JSON object argument or
-// key=value pairs (a value that parses as JSON is taken as such, otherwise
-// as a string; key=null deletes).
+// desiredPatch builds a JSON object (a twin's merge patch, a command's
+// arguments) from either one JSON object argument or key=value pairs (a
+// value that parses as JSON is taken as such, otherwise as a string; in a
+// merge patch key=null deletes).
 func desiredPatch(args []string) ([]byte, error) {
 	if len(args) == 1 && strings.HasPrefix(strings.TrimSpace(args[0]), "{") {
 		if !json.Valid([]byte(args[0])) {
@@ -86,15 +87,17 @@ func ctlCommandSend(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) er
 	resultTimeout := fs.Duration("result-timeout", 0, "how long after delivery the device has to answer (default 60s)")
 	wait := fs.Duration("wait", 0, "wait up to this long for the command to finish and print its final state")
 	return func(e *env, c *ctlConn, args []string) error {
-		if len(args) < 2 || len(args) > 3 {
-			return usagef("expected arguments: CODE ACTION ['{json arguments}']")
+		if len(args) < 2 {
+			return usagef("expected arguments: CODE ACTION [key=value... | '{json arguments}']")
 		}
 		body := map[string]any{"action": args[1]}
-		if len(args) == 3 {
-			if !json.Valid([]byte(args[2])) {
-				return usagef("the arguments are not valid JSON")
+		if len(args) > 2 {
+			// The same forms as twin set: key=value pairs or one JSON object.
+			a, err := desiredPatch(args[2:])
+			if err != nil {
+				return err
 			}
-			body["args"] = json.RawMessage(args[2])
+			body["args"] = json.RawMessage(a)
 		}
 		if *id != "" {
 			body["id"] = *id

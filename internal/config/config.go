@@ -209,6 +209,10 @@ type Hub struct {
 		CertValidity Duration `yaml:"cert_validity"`
 		// RotationOverlap is how long a rotated-out key keeps working.
 		RotationOverlap Duration `yaml:"rotation_overlap"`
+		// TokenSkew is the clock difference tolerated between a device and
+		// the hub: a device token is accepted from token_skew before its
+		// iat until token_skew after its exp.
+		TokenSkew Duration `yaml:"token_skew"`
 		// ImportMaxRows is the most rows one bulk CSV import may have.
 		ImportMaxRows int `yaml:"import_max_rows"`
 	} `yaml:"identity"`
@@ -263,6 +267,7 @@ func DefaultHub() Hub {
 	c.Storage.MinFree = 256 << 20
 	c.Identity.CertValidity = Duration(365 * 24 * time.Hour)
 	c.Identity.RotationOverlap = Duration(7 * 24 * time.Hour)
+	c.Identity.TokenSkew = Duration(5 * time.Minute)
 	c.Identity.ImportMaxRows = 100000
 	c.Log.Level = "info"
 	c.Log.Format = "text"
@@ -393,6 +398,9 @@ func (c *Hub) Validate() error {
 	}
 	if c.Identity.CertValidity <= 0 {
 		errs = append(errs, errors.New("identity.cert_validity: must be positive"))
+	}
+	if c.Identity.TokenSkew < 0 || c.Identity.TokenSkew > Duration(time.Hour) {
+		errs = append(errs, fmt.Errorf("identity.token_skew: %s: want 0 to 1h", time.Duration(c.Identity.TokenSkew)))
 	}
 	if c.Identity.RotationOverlap < 0 {
 		errs = append(errs, errors.New("identity.rotation_overlap: must not be negative"))

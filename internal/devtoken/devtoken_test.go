@@ -113,3 +113,32 @@ func TestExpiry(t *testing.T) {
 		t.Errorf("Expiry of garbage: %v, want ErrMalformed", err)
 	}
 }
+
+// TestVerifySkew: the tolerated clock difference decides a token just
+// past its exp or just before its iat.
+func TestVerifySkew(t *testing.T) {
+	key, err := keys.Generate(keys.P256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	lookup := func(string) ([]crypto.PublicKey, error) { return []crypto.PublicKey{key.Public()}, nil }
+	expired4m, _ := Sign(key, "acme:x", now.Add(-64*time.Minute), time.Hour) // exp 4 minutes ago
+	future4m, _ := Sign(key, "acme:x", now.Add(4*time.Minute), time.Hour)    // iat 4 minutes ahead
+	for _, tc := range []struct {
+		name  string
+		token string
+		skew  time.Duration
+		ok    bool
+	}{
+		{"expired within the default skew", expired4m, Skew, true},
+		{"expired beyond a 1m skew", expired4m, time.Minute, false},
+		{"issued ahead within the skew", future4m, Skew, true},
+		{"issued ahead beyond a 1m skew", future4m, time.Minute, false},
+	} {
+		_, err := VerifySkew(tc.token, lookup, now, tc.skew)
+		if (err == nil) != tc.ok || err != nil && !errors.Is(err, ErrExpired) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}

@@ -215,6 +215,7 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 		DB: h.db, CA: h.ca, Signer: h.signer, Audit: h.audit, DeploymentID: h.deployID,
 		CertValidity:    time.Duration(cfg.Identity.CertValidity),
 		RotationOverlap: time.Duration(cfg.Identity.RotationOverlap),
+		TokenSkew:       time.Duration(cfg.Identity.TokenSkew),
 		Now:             h.opts.Now,
 		OnCommit:        func([]audit.Entry) { h.wakeAuditForwarder() },
 	}); err != nil {

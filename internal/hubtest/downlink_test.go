@@ -392,3 +392,24 @@ func TestDevicePublishIsNotTheCommandsAck(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCtlCommandArgsForms: command send takes its arguments as key=value
+// pairs, like twin set, or as one JSON object; both issue the same command.
+func TestCtlCommandArgsForms(t *testing.T) {
+	h := Start(t)
+	setupAcme(t, h)
+	register(t, h, "acme:pump-args", "--model", "acme:pump@1.0.0")
+	for id, args := range map[string][]string{
+		"kv":   {"rpm=750"},
+		"json": {`{"rpm": 750}`},
+	} {
+		h.MustWanwu(append([]string{"ctl", "command", "send", "acme:pump-args", "setSpeed", "--id", "form-" + id}, args...)...)
+		r := h.MustAdmin(200, "GET", "/api/v1/commands/form-"+id, nil)
+		if !strings.Contains(string(r.Body), `"args": {`) || !strings.Contains(string(r.Body), `"rpm": 750`) {
+			t.Errorf("%s: %s", id, r.Body)
+		}
+	}
+	if _, stderr, code := h.Wanwu("ctl", "command", "send", "acme:pump-args", "setSpeed", "rpm"); code == 0 || !strings.Contains(stderr, "key=value") {
+		t.Errorf("a bare word: exit %d, %q", code, stderr)
+	}
+}

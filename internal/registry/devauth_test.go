@@ -22,13 +22,11 @@ func TestFailedDeviceAuthDoesTheSameWork(t *testing.T) {
 	// clock on a shared machine, is what the test holds. The medians are
 	// logged for whoever looks.
 	verified := 0
-	defer func(v func(string, func(string) ([]crypto.PublicKey, error), time.Time) (string, error)) {
-		verifyToken = v
-	}(verifyToken)
 	inner := verifyToken
-	verifyToken = func(tok string, lookup func(string) ([]crypto.PublicKey, error), now time.Time) (string, error) {
+	defer func() { verifyToken = inner }()
+	verifyToken = func(tok string, lookup func(string) ([]crypto.PublicKey, error), now time.Time, skew time.Duration) (string, error) {
 		verified++
-		return inner(tok, lookup, now)
+		return inner(tok, lookup, now, skew)
 	}
 	e := newTestEnv(t, t.TempDir(), nil)
 	e.mustTenant("acme", "")

@@ -77,7 +77,7 @@ func (r *Registry) AuthenticateDevice(ctx context.Context, cert *x509.Certificat
 		// the token against a key nobody holds, so that the answer takes
 		// about as long as for a known device and a wrong signature, and
 		// timing does not tell a caller which codes exist.
-		_, verr := verifyToken(token, func(string) ([]crypto.PublicKey, error) { return decoyKeys(), nil }, now)
+		_, verr := verifyToken(token, func(string) ([]crypto.PublicKey, error) { return decoyKeys(), nil }, now, r.opts.TokenSkew)
 		if o == nil {
 			return Admission{Status: StatusUnknown, Reason: "no object with this code"}, nil
 		}
@@ -89,7 +89,7 @@ func (r *Registry) AuthenticateDevice(ctx context.Context, cert *x509.Certificat
 		}
 		return Admission{}, fmt.Errorf("%w: %w", ErrDeviceAuth, verr)
 	}
-	sub, err := verifyToken(token, func(string) ([]crypto.PublicKey, error) { return pubs, nil }, now)
+	sub, err := verifyToken(token, func(string) ([]crypto.PublicKey, error) { return pubs, nil }, now, r.opts.TokenSkew)
 	if err != nil {
 		return Admission{}, fmt.Errorf("%w: %w", ErrDeviceAuth, err)
 	}
@@ -120,7 +120,7 @@ func (r *Registry) ModelOf(ctx context.Context, o *Object) (*thingmodel.Model, e
 
 // verifyToken checks a device token's signature; a variable so that a test
 // can count that every failed authentication does the same work.
-var verifyToken = devtoken.Verify
+var verifyToken = devtoken.VerifySkew
 
 // decoyKeys returns one key of each token algorithm, made once and never
 // held by a device: AuthenticateDevice verifies against them where no real

@@ -19,6 +19,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/ca"
+	"github.com/wanwu-iot/wanwu/internal/devtoken"
 	"github.com/wanwu-iot/wanwu/internal/store"
 )
 
@@ -72,6 +73,10 @@ type Options struct {
 	CertValidity time.Duration
 	// RotationOverlap is how long a rotated-out key stays valid by default.
 	RotationOverlap time.Duration
+	// TokenSkew is the clock difference tolerated between a device and the
+	// hub when checking a device token's iat and exp (default
+	// devtoken.Skew, 5 minutes).
+	TokenSkew time.Duration
 	// Now is the clock (tests move it).
 	Now func() time.Time
 	// OnCommit, when set, receives the audit entries of every committed change,
@@ -105,6 +110,12 @@ func New(opts Options) (*Registry, error) {
 	}
 	if opts.CertValidity <= 0 {
 		opts.CertValidity = DefaultCertValidity
+	}
+	if opts.TokenSkew < 0 {
+		return nil, errors.New("registry: TokenSkew must not be negative")
+	}
+	if opts.TokenSkew == 0 {
+		opts.TokenSkew = devtoken.Skew
 	}
 	if opts.RotationOverlap < 0 {
 		return nil, errors.New("registry: RotationOverlap must not be negative")
