@@ -584,7 +584,7 @@ func parseTags(tags []string) (map[string]string, error) {
 }
 
 func ctlObjectImport(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
-	out := fs.String("out", "", "write key material of created rows into DIR/<code>/ (needed for hub-generated keys)")
+	out := fs.String("out", "", "write key material of created rows into DIR/<code>/ (default for hub-generated keys: ./wanwu-keys-<time>/)")
 	return func(e *env, c *ctlConn, args []string) error {
 		if err := needArgs(args, 1, "FILE.csv"); err != nil {
 			return err
@@ -629,6 +629,11 @@ func ctlObjectImport(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) e
 					fmt.Fprintf(e.stdout, "line %d: error: %s%s\n", l.Line, fieldPrefix(l.Field), l.Reason)
 				} else {
 					fmt.Fprintf(e.stdout, "line %d: %s %s\n", l.Line, l.Result, l.Code)
+					if *out == "" && bytes.Contains(l.Registration, []byte(`"private_key"`)) {
+						// A key the hub generated is shown once: never drop it.
+						*out = "wanwu-keys-" + time.Now().UTC().Format("20060102-150405")
+						fmt.Fprintf(e.stderr, "writing the keys the hub generated to %s/ (--out chooses the directory)\n", *out)
+					}
 					if *out != "" && len(l.Registration) > 0 && string(l.Registration) != "null" {
 						if err := saveRegistration(&env{stdout: io.Discard, stderr: e.stderr}, filepath.Join(*out, strings.ReplaceAll(l.Code, ":", "_")), l.Registration, nil); err != nil {
 							return err

@@ -804,3 +804,21 @@ func TestModelFileErrors(t *testing.T) {
 		t.Errorf("invalid model: exit %d, %q; want the problem said once", code, stderr)
 	}
 }
+
+// TestImportKeepsGeneratedKeys: an import without --out still writes the
+// private keys the hub generated (they are shown once), to a directory it
+// names.
+func TestImportKeepsGeneratedKeys(t *testing.T) {
+	h := Start(t)
+	setupAcme(t, h)
+	t.Chdir(t.TempDir())
+	os.WriteFile("devices.csv", []byte("code\nacme:kept-1\n"), 0o644)
+	_, stderr, code := h.Wanwu("ctl", "object", "import", "devices.csv")
+	if code != 0 || !strings.Contains(stderr, "writing the keys the hub generated to wanwu-keys-") {
+		t.Fatalf("exit %d, %q", code, stderr)
+	}
+	keys, _ := filepath.Glob("wanwu-keys-*/acme_kept-1/key.pem")
+	if len(keys) != 1 {
+		t.Fatalf("no key file written: %v", keys)
+	}
+}
