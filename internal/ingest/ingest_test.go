@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"reflect"
@@ -661,5 +662,56 @@ func TestConcurrent(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestTDMatchesIngest: the WoT export and ingest describe one schema. A
+// position built from the names the TD gives is accepted; an object or an
+// event with only some of its declared members is accepted, as the TD (no
+// "required") says; a member the TD does not list is refused, as its
+// "additionalProperties": false says.
+func TestTDMatchesIngest(t *testing.T) {
+	dev := devices(t)["pump"]
+	raw, err := dev.Model.ThingDescription()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var td struct {
+		Properties map[string]struct {
+			Properties           map[string]any `json:"properties"`
+			Required             []string       `json:"required"`
+			AdditionalProperties *bool          `json:"additionalProperties"`
+		} `json:"properties"`
+		Events map[string]struct {
+			Data struct {
+				Properties map[string]any `json:"properties"`
+				Required   []string       `json:"required"`
+			} `json:"data"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(raw, &td); err != nil {
+		t.Fatal(err)
+	}
+	loc := td.Properties["location"]
+	pos := map[string]float64{}
+	for _, name := range loc.Required {
+		pos[name] = 10
+	}
+	if _, ok := loc.Properties["alt"]; ok {
+		pos["alt"] = 5
+	}
+	body, _ := json.Marshal(map[string]any{"location": pos})
+	d := newTestDecoder(Options{})
+	if _, rej := d.Telemetry(dev, ContentJSON, body, "test"); rej != nil || len(pos) != 3 {
+		t.Errorf("a position named as the TD names it (%s): %v", body, rej)
+	}
+	if ev := td.Events["overheat"].Data; len(ev.Required) != 0 || ev.Properties["temp"] == nil {
+		t.Errorf("overheat data in the TD: %+v", ev)
+	}
+	if _, rej := d.Event(dev, "overheat", ContentJSON, []byte(`{"temp": 80}`), "test"); rej != nil {
+		t.Errorf("an event with some of its members: %v", rej)
+	}
+	if _, rej := d.Event(dev, "overheat", ContentJSON, []byte(`{"temp": 80, "colour": "red"}`), "test"); rej == nil {
+		t.Error("an event member the TD does not list was accepted")
 	}
 }

@@ -111,22 +111,30 @@ func tdSchema(s *Schema) map[string]any {
 	}
 	switch s.Type {
 	case TypePosition:
-		// WoT has no position type; this is the object shape its geolocation
-		// examples use, with SenML units for the coordinates.
+		// WoT has no position type; this is the object ingest takes
+		// ({"lat","lon","alt"}, PROTOCOL.md §3.2), with SenML units for the
+		// coordinates: one schema for the export and the wire.
 		ds["type"] = "object"
 		ds["properties"] = map[string]any{
-			"latitude":  map[string]any{"type": "number", "unit": "lat", "minimum": -90, "maximum": 90},
-			"longitude": map[string]any{"type": "number", "unit": "lon", "minimum": -180, "maximum": 180},
-			"elevation": map[string]any{"type": "number", "unit": "m"},
+			"lat": map[string]any{"type": "number", "unit": "lat", "minimum": -90, "maximum": 90},
+			"lon": map[string]any{"type": "number", "unit": "lon", "minimum": -180, "maximum": 180},
+			"alt": map[string]any{"type": "number", "unit": "m"},
 		}
-		ds["required"] = []string{"latitude", "longitude"}
+		ds["required"] = []string{"lat", "lon"}
+		ds["additionalProperties"] = false
 		return ds
 	case TypeObject:
-		o := tdObject(s.Properties)
-		if s.Description != "" {
-			o["description"] = s.Description
+		// Data (a property's or an event's): ingest refuses members the
+		// model does not declare and takes any subset of those it does, so
+		// none is required. Action arguments are another matter (tdObject).
+		props := make(map[string]any, len(s.Properties))
+		for name, ps := range s.Properties {
+			props[name] = tdSchema(ps)
 		}
-		return o
+		ds["type"] = "object"
+		ds["properties"] = props
+		ds["additionalProperties"] = false
+		return ds
 	case TypeArray:
 		ds["items"] = tdSchema(s.Items)
 	}
