@@ -18,7 +18,7 @@ import (
 // claim, which carries its own claim token.
 var publicRoutes = map[string]bool{
 	"GET /healthz": true, "GET /readyz": true, "GET /metrics": true,
-	"GET /api/v1/info": true, "GET /api/v1/ca.pem": true, "GET /api/v1/ca/crl": true,
+	"GET /api/v1/info": true, "GET /api/v1/openapi.json": true, "GET /api/v1/ca.pem": true, "GET /api/v1/ca/crl": true,
 }
 
 // apiRoutes lists the routes the api package registers, read from its
