@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/code"
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 	"github.com/wanwu-iot/wanwu/internal/tsdb"
 )
 
@@ -49,13 +51,33 @@ func (s *server) latest(w http.ResponseWriter, r *http.Request, p auth.Principal
 	if err != nil {
 		return queryErr(err)
 	}
+	m, err := s.Registry.ModelOf(r.Context(), o)
+	if err != nil {
+		return err
+	}
 	values := map[string]Value{}
+	positions := map[string]map[string]float64{} // property → lat/lon/alt
+	posTime := map[string]time.Time{}
 	for _, se := range series {
 		if len(se.Points) == 0 {
 			continue
 		}
 		pt := se.Points[len(se.Points)-1]
-		values[se.Labels["__name__"]] = Value{Time: time.UnixMilli(pt.T).UTC(), Value: pt.V}
+		name, t := se.Labels["__name__"], time.UnixMilli(pt.T).UTC()
+		if prop, axis, ok := positionAxis(m, name); ok {
+			if positions[prop] == nil {
+				positions[prop] = map[string]float64{}
+			}
+			positions[prop][axis] = pt.V
+			if t.After(posTime[prop]) {
+				posTime[prop] = t
+			}
+			continue
+		}
+		values[name] = Value{Time: t, Value: typed(m, name, pt.V)}
+	}
+	for prop, pos := range positions {
+		values[prop] = Value{Time: posTime[prop], Value: pos}
 	}
 	texts, err := s.Events.Latest(r.Context(), o.Code)
 	if err != nil {
@@ -114,8 +136,22 @@ func window(r *http.Request) (start, end time.Time, step time.Duration, agg stri
 	return
 }
 
-// parseTime accepts RFC 3339 or Unix seconds (with fractions), as Prometheus does.
+// parseTime accepts RFC 3339 or Unix seconds (with fractions), as Prometheus
+// does, and times relative to now: "now", "-10m", "now-1h30m".
 func parseTime(field, v string) (time.Time, error) {
+	if rel, ok := strings.CutPrefix(v, "now"); ok || strings.HasPrefix(v, "-") {
+		if rel == "" && ok {
+			return time.Now().UTC(), nil
+		}
+		if !ok {
+			rel = v
+		}
+		d, err := time.ParseDuration(rel)
+		if err != nil || d > 0 {
+			return time.Time{}, badRequest(field, "%q: a relative time is now, or -DURATION like -10m", v)
+		}
+		return time.Now().Add(d).UTC(), nil
+	}
 	if f, err := strconv.ParseFloat(v, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
 		sec, frac := math.Modf(f)
 		return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
@@ -147,15 +183,38 @@ func (s *server) propertyRange(w http.ResponseWriter, r *http.Request, p auth.Pr
 	if !validPropertyName(prop) {
 		return badRequest("property", "%q is not a property name", prop)
 	}
+	m, err := s.Registry.ModelOf(r.Context(), o)
+	if err != nil {
+		return err
+	}
+	var schema *thingmodel.Property
+	if m != nil {
+		if schema = m.Properties[prop]; schema == nil {
+			return &Error{Status: http.StatusNotFound, Code: "not_found", Field: "property",
+				Message: fmt.Sprintf("%s has no property %q", m.Key(), prop)}
+		}
+	}
 	start, end, step, agg, err := window(r)
 	if err != nil {
 		return err
+	}
+	if schema != nil && schema.Type == thingmodel.TypePosition {
+		return s.positionRange(w, r.Context(), o, prop, start, end, step, agg)
 	}
 	series, err := s.TSDB.Range(r.Context(), append(deviceMatchers(o), tsdb.Matcher{Name: "__name__", Op: "=", Value: prop}), start, end, step, agg)
 	if err != nil {
 		return queryErr(err)
 	}
 	out := seriesOut(series)
+	if schema != nil && schema.Type == thingmodel.TypeBoolean && (agg == tsdb.AggLast || agg == tsdb.AggMin || agg == tsdb.AggMax) {
+		// A boolean stays a boolean where the aggregate is one of its
+		// values; an average or a count is a number of its own.
+		for i := range out {
+			for j := range out[i].Points {
+				out[i].Points[j].Value = out[i].Points[j].Value.(float64) != 0
+			}
+		}
+	}
 	if len(out) == 0 {
 		// Not numeric: strings and data come from the event store, unaggregated.
 		texts, err := s.Events.Range(r.Context(), o.Code, prop, start, end, 0)
@@ -172,6 +231,67 @@ func (s *server) propertyRange(w http.ResponseWriter, r *http.Request, p auth.Pr
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"series": nonNil(out), "step": step.String(), "agg": agg})
 	return nil
+}
+
+// positionRange answers a position property's range as positions
+// ({"lat","lon","alt"}), as ingest takes them, from its coordinate series.
+func (s *server) positionRange(w http.ResponseWriter, ctx context.Context, o *registry.Object, prop string, start, end time.Time, step time.Duration, agg string) error {
+	byTime := map[time.Time]map[string]float64{}
+	for _, axis := range []string{"lat", "lon", "alt"} {
+		series, err := s.TSDB.Range(ctx, append(deviceMatchers(o), tsdb.Matcher{Name: "__name__", Op: "=", Value: prop + "_" + axis}), start, end, step, agg)
+		if err != nil {
+			return queryErr(err)
+		}
+		for _, se := range series {
+			for _, pt := range se.Points {
+				t := time.UnixMilli(pt.T).UTC()
+				if byTime[t] == nil {
+					byTime[t] = map[string]float64{}
+				}
+				byTime[t][axis] = pt.V
+			}
+		}
+	}
+	so := SeriesOut{Device: o.Code, Property: prop, Points: make([]Value, 0, len(byTime))}
+	for t, pos := range byTime {
+		if _, ok := pos["lat"]; ok {
+			so.Points = append(so.Points, Value{Time: t, Value: pos})
+		}
+	}
+	sort.Slice(so.Points, func(i, j int) bool { return so.Points[i].Time.Before(so.Points[j].Time) })
+	out := []SeriesOut{}
+	if len(so.Points) > 0 {
+		out = append(out, so)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"series": out, "step": step.String(), "agg": agg})
+	return nil
+}
+
+// positionAxis says whether series name is a coordinate of one of the
+// model's position properties, and which.
+func positionAxis(m *thingmodel.Model, name string) (prop, axis string, ok bool) {
+	if m == nil {
+		return "", "", false
+	}
+	i := strings.LastIndexByte(name, '_')
+	if i < 0 {
+		return "", "", false
+	}
+	prop, axis = name[:i], name[i+1:]
+	if p := m.Properties[prop]; p == nil || p.Type != thingmodel.TypePosition || (axis != "lat" && axis != "lon" && axis != "alt") {
+		return "", "", false
+	}
+	return prop, axis, true
+}
+
+// typed gives a stored number its property's type: booleans as booleans.
+func typed(m *thingmodel.Model, name string, v float64) any {
+	if m != nil {
+		if p := m.Properties[name]; p != nil && p.Type == thingmodel.TypeBoolean {
+			return v != 0
+		}
+	}
+	return v
 }
 
 func seriesOut(series []tsdb.Series) []SeriesOut {

@@ -174,7 +174,7 @@ func TestTelemetryMQTT5TLS(t *testing.T) {
 	}
 	eventually(t, "latest values", func() error {
 		v := latest(t, h, d.Code)
-		if v["temperature"].Value != 71.5 || v["vibration"].Value != 3.25 || v["mode"].Value != "auto" || v["running"].Value != 1.0 {
+		if v["temperature"].Value != 71.5 || v["vibration"].Value != 3.25 || v["mode"].Value != "auto" || v["running"].Value != true {
 			return fmt.Errorf("latest = %+v", v)
 		}
 		return nil
@@ -559,4 +559,53 @@ func postIngest(t *testing.T, client *http.Client, url, token, contentType, body
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	return ingestAnswer{resp, string(b)}
+}
+
+// TestRangeKeepsTypes: the range and latest API answer a property in its
+// own type (booleans as booleans, positions as {"lat","lon","alt"}, the
+// shape ingest takes), accept relative times, and answer 404 for a
+// property the model does not have.
+func TestRangeKeepsTypes(t *testing.T) {
+	h := Start(t)
+	h.MustWanwu("ctl", "tenant", "create", "acme")
+	model := filepath.Join(t.TempDir(), "tracker.json")
+	os.WriteFile(model, []byte(`{"id":"acme:tracker","version":"1.0.0","properties":{
+		"moving":{"type":"boolean"},"where":{"type":"position"},"speed":{"type":"number"}}}`), 0o644)
+	h.MustWanwu("ctl", "model", "register", model)
+	d := register(t, h, "acme:tr-1", "--model", "acme:tracker@1.0.0")
+	resp := postIngest(t, http.DefaultClient, h.URL+"/api/v1/ingest/acme:tr-1/telemetry", d.token(t), "application/json",
+		`{"moving": true, "speed": 3.5, "where": {"lat": 31.2, "lon": 121.5, "alt": 4}}`)
+	if resp.StatusCode != 204 {
+		t.Fatalf("ingest: %d %s", resp.StatusCode, resp.body)
+	}
+	eventually(t, "typed latest values", func() error {
+		v := latest(t, h, d.Code)
+		pos, _ := v["where"].Value.(map[string]any)
+		if v["moving"].Value != true || v["speed"].Value != 3.5 || pos["lat"] != 31.2 || pos["lon"] != 121.5 || pos["alt"] != 4.0 {
+			return fmt.Errorf("latest = %+v", v)
+		}
+		return nil
+	})
+	var out struct {
+		Series []struct {
+			Points []struct{ Value any }
+		}
+	}
+	h.MustAdmin(200, "GET", "/api/v1/telemetry/acme:tr-1/moving?start=-10m&end=now&agg=last", nil).JSON(t, &out)
+	if len(out.Series) != 1 || out.Series[0].Points[len(out.Series[0].Points)-1].Value != true {
+		t.Errorf("moving, last: %+v", out)
+	}
+	h.MustAdmin(200, "GET", "/api/v1/telemetry/acme:tr-1/where?start=now-10m&agg=last", nil).JSON(t, &out)
+	if len(out.Series) != 1 {
+		t.Fatalf("where: %+v", out)
+	}
+	if pos, _ := out.Series[0].Points[len(out.Series[0].Points)-1].Value.(map[string]any); pos["lat"] != 31.2 || pos["lon"] != 121.5 {
+		t.Errorf("where, last: %+v", out)
+	}
+	if r := h.Admin("GET", "/api/v1/telemetry/acme:tr-1/colour", nil); r.Status != 404 || !strings.Contains(string(r.Body), "colour") {
+		t.Errorf("a property the model lacks: %d %s", r.Status, r.Body)
+	}
+	if r := h.Admin("GET", "/api/v1/telemetry/acme:tr-1/speed?start=+10m", nil); r.Status != 400 {
+		t.Errorf("a bad relative time: %d %s", r.Status, r.Body)
+	}
 }
