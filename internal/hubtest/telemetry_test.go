@@ -609,3 +609,49 @@ func TestRangeKeepsTypes(t *testing.T) {
 		t.Errorf("a bad relative time: %d %s", r.Status, r.Body)
 	}
 }
+
+// TestCtlData: ctl shows what devices sent as tables, and as the hub's JSON
+// with --json.
+func TestCtlData(t *testing.T) {
+	h := Start(t)
+	setupAcme(t, h)
+	d := register(t, h, "acme:ctl-1", "--model", "acme:pump@1.0.0")
+	tok := d.token(t)
+	base := h.URL + "/api/v1/ingest/acme:ctl-1/"
+	for _, p := range []struct{ path, body string }{
+		{"telemetry", `{"temperature": 21.5, "running": true}`},
+		{"events/overheat", `{"temperature": 130}`},
+		{"telemetry", `{"temperature": 999}`}, // refused: a dead letter
+	} {
+		postIngest(t, http.DefaultClient, base+p.path, tok, "application/json", p.body)
+	}
+	eventually(t, "stored", func() error {
+		if v := latest(t, h, d.Code); v["temperature"].Value != 21.5 {
+			return fmt.Errorf("latest = %+v", v)
+		}
+		if r := h.MustAdmin(200, "GET", "/api/v1/events?device="+d.Code, nil); !strings.Contains(string(r.Body), "overheat") {
+			return fmt.Errorf("events: %s", r.Body)
+		}
+		return nil
+	})
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"ctl", "telemetry", "latest", d.Code}, []string{"PROPERTY", "temperature", "21.5", "running", "true"}},
+		{[]string{"ctl", "telemetry", "range", d.Code, "temperature", "--since", "10m", "--agg", "max"}, []string{"TIME", "MAX", "21.5"}},
+		{[]string{"ctl", "events", "--device", d.Code}, []string{"EVENT", "overheat", `{"temperature":130}`}},
+		{[]string{"ctl", "deadletters", "--device", d.Code}, []string{"REASON", "out_of_range", "temperature=999"}},
+		{[]string{"ctl", "telemetry", "latest", d.Code, "--json"}, []string{`"values"`, `"temperature"`}},
+	} {
+		out := h.MustWanwu(tc.args...)
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: output lacks %q:\n%s", tc.args[1:], w, out)
+			}
+		}
+	}
+	if _, stderr, code := h.Wanwu("ctl", "telemetry", "range", d.Code, "temperature", "--since", "soon"); code == 0 || !strings.Contains(stderr, "--since") {
+		t.Errorf("bad --since: exit %d, %q", code, stderr)
+	}
+}
