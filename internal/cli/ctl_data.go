@@ -57,6 +57,20 @@ func valueText(v any) string {
 
 func timeText(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05.000") }
 
+// getData GETs path: with asJSON it prints the hub's answer and reports
+// done; otherwise it decodes the answer into out for a table.
+func getData(e *env, c *ctlConn, path string, asJSON bool, out any) (done bool, err error) {
+	raw, _, err := c.do("GET", path, nil, "")
+	if err != nil {
+		return false, err
+	}
+	if asJSON {
+		_, err := e.stdout.Write(raw)
+		return true, err
+	}
+	return false, json.Unmarshal(raw, out)
+}
+
 func ctlTelemetryLatest(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
 	asJSON := fs.Bool("json", false, "print the hub's JSON answer")
 	return func(e *env, c *ctlConn, args []string) error {
@@ -69,15 +83,7 @@ func ctlTelemetryLatest(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string
 				Value any       `json:"value"`
 			} `json:"values"`
 		}
-		raw, _, err := c.do("GET", "/api/v1/telemetry/"+url.PathEscape(args[0])+"/latest", nil, "")
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			_, err := e.stdout.Write(raw)
-			return err
-		}
-		if err := json.Unmarshal(raw, &out); err != nil {
+		if done, err := getData(e, c, "/api/v1/telemetry/"+url.PathEscape(args[0])+"/latest", *asJSON, &out); done || err != nil {
 			return err
 		}
 		names := make([]string, 0, len(out.Values))
@@ -108,14 +114,6 @@ func ctlTelemetryRange(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string)
 			return err
 		}
 		q := url.Values{"start": {start}, "end": {"now"}, "step": {*step}, "agg": {*agg}}
-		raw, _, err := c.do("GET", "/api/v1/telemetry/"+url.PathEscape(args[0])+"/"+url.PathEscape(args[1])+"?"+q.Encode(), nil, "")
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			_, err := e.stdout.Write(raw)
-			return err
-		}
 		var out struct {
 			Series []struct {
 				Points []struct {
@@ -124,7 +122,7 @@ func ctlTelemetryRange(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string)
 				} `json:"points"`
 			} `json:"series"`
 		}
-		if err := json.Unmarshal(raw, &out); err != nil {
+		if done, err := getData(e, c, "/api/v1/telemetry/"+url.PathEscape(args[0])+"/"+url.PathEscape(args[1])+"?"+q.Encode(), *asJSON, &out); done || err != nil {
 			return err
 		}
 		var rows [][]string
@@ -162,14 +160,6 @@ func ctlEvents(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
 				q.Set(k, v)
 			}
 		}
-		raw, _, err := c.do("GET", "/api/v1/events?"+q.Encode(), nil, "")
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			_, err := e.stdout.Write(raw)
-			return err
-		}
 		var out struct {
 			Events []struct {
 				Device string          `json:"device"`
@@ -178,7 +168,7 @@ func ctlEvents(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
 				Data   json.RawMessage `json:"data"`
 			} `json:"events"`
 		}
-		if err := json.Unmarshal(raw, &out); err != nil {
+		if done, err := getData(e, c, "/api/v1/events?"+q.Encode(), *asJSON, &out); done || err != nil {
 			return err
 		}
 		rows := make([][]string, 0, len(out.Events))
@@ -210,14 +200,6 @@ func ctlDeadLetters(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) er
 		if *tenant != "" {
 			q.Set("tenant", *tenant)
 		}
-		raw, _, err := c.do("GET", "/api/v1/deadletters?"+q.Encode(), nil, "")
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			_, err := e.stdout.Write(raw)
-			return err
-		}
 		var out struct {
 			DeadLetters []struct {
 				Time    time.Time `json:"time"`
@@ -227,7 +209,7 @@ func ctlDeadLetters(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) er
 				Message string    `json:"message"`
 			} `json:"dead_letters"`
 		}
-		if err := json.Unmarshal(raw, &out); err != nil {
+		if done, err := getData(e, c, "/api/v1/deadletters?"+q.Encode(), *asJSON, &out); done || err != nil {
 			return err
 		}
 		rows := make([][]string, 0, len(out.DeadLetters))
