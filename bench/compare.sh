@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/compare.sh — MQTT figures for wanwu side by side with mosquitto, in one
-# run on one machine, from one generator (`wanwu bench`), as DESIGN §7 and
-# /PEERS.md ask. Writes its section of bench/RESULTS.md between the markers
+# run on one machine, from one generator (`wanwu bench`), reported as ratios
+# (bench/RESULTS.md says why). Writes its section of bench/RESULTS.md between the markers
 # <!-- compare.sh:begin --> and <!-- compare.sh:end -->.
 #
 # For each target, on a fresh process:
@@ -49,7 +49,7 @@ SUBQOS=${SUBQOS:-$QOS}             # the counting subscription's QoS
 SIZE=${SIZE:-100}
 INFLIGHT=${INFLIGHT:-16}
 SRC=${SRC:-127.0.1.1-127.0.1.50}   # source addresses: 200 connections each at IDLE=10000
-MOSQ_PORT=${MOSQ_PORT:-18830}      # PEERS.md
+MOSQ_PORT=${MOSQ_PORT:-18830}      # the peer's port
 WANWU_MQTT=${WANWU_MQTT:-127.0.0.1:18831}
 WANWU_HTTP=${WANWU_HTTP:-127.0.0.1:18080}
 TIMEOUT=${TIMEOUT:-10s}            # a publish not acknowledged this long stalls its client
@@ -175,7 +175,7 @@ replace_section() {
 }
 
 if [ "$PART" != coap ]; then
-# ---- (1) mosquitto, configured exactly as PEERS.md says ----
+# ---- (1) mosquitto: no persistence, no queue or in-flight limits (the notes below say why) ----
 cat >"$tmp/mosquitto.conf" <<EOF
 listener $MOSQ_PORT 127.0.0.1
 allow_anonymous true
@@ -448,9 +448,9 @@ section="$tmp/section.md"
 	row "idle: the epoll prototype (bench/reactor), RSS per connection, KiB ($IDLE connections)" "" lower \
 		"$(fmt "$(val reactor idle '.rss_per_connection_bytes / 1024')" 2)" "$(fmt "$(val mosquitto idle '.rss_per_connection_bytes / 1024')" 2)"
 	echo
-	echo "Notes, as PEERS.md requires:"
+	echo "Notes on the peer (bench/compare.sh writes them with every run):"
 	echo
-	echo "- mosquitto runs with the PEERS.md configuration: \`persistence false\` (it does not persist per"
+	echo "- mosquitto runs with the configuration compare.sh writes for it: \`persistence false\` (it does not persist per"
 	echo "  message: its PUBACK means *received*, wanwu's means *durable*, fsync'd per the hub's \`bus.sync\`),"
 	echo "  \`max_queued_messages 0\` and \`max_inflight_messages 0\` (no queue limit that drops counted"
 	echo "  messages), \`max_connections -1\`, loopback only."

@@ -1,4 +1,4 @@
-// Package audit is wanwu's tamper-evident transparency log (DESIGN C10):
+// Package audit is wanwu's tamper-evident transparency log (capability C10):
 // every identity lifecycle event, release, privileged action and signed
 // report becomes an entry in an append-only Merkle tree (RFC 6962 hashing)
 // stored in the metadata database, and the hub signs checkpoints of the tree

@@ -1,4 +1,4 @@
-// Package command is the hub's durable per-device command queue (DESIGN C5):
+// Package command is the hub's durable per-device command queue (capability C5):
 // thing-model actions with validated arguments go to a device over whatever
 // transport it uses (MQTT, CoAP), in order, and come back with a result.
 //

@@ -1,5 +1,5 @@
 // Package ingest turns what a device sent into canonical records, or into a
-// rejection with a reason (DESIGN C3, PROTOCOL.md §2 and §3). Every protocol
+// rejection with a reason (capability C3, PROTOCOL.md §2 and §3). Every protocol
 // adapter (MQTT, HTTP, CoAP) calls it after authenticating the sender and
 // before publishing to the bus; it is the one place where payload formats,
 // thing-model validation and unit conversion live, so that a device gets the

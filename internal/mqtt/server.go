@@ -3,7 +3,7 @@
 // hub-issued certificates, device tokens, API tokens for integrations),
 // admission, per-device topic ACLs, rate limits and ingest.
 //
-// The adapter is thin (DESIGN §3): authenticate, authorize, decode and
+// The adapter is thin (docs/ARCHITECTURE.md, "Extension points"): authenticate, authorize, decode and
 // validate through package ingest, hand over to the pipeline, and answer.
 // Connect rate limits are charged so that nobody is kept out by others
 // naming it: failed authentications to their source address and the code

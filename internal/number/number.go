@@ -1,5 +1,5 @@
 // Package number derives an object's "number": the IPv6 address that, with
-// its code, identifies it (DESIGN.md §4).
+// its code, identifies it (docs/ARCHITECTURE.md, "Identity in numbers").
 //
 // An address is built from three parts, each a pure function of inputs that
 // the owner of the data already has, so that anyone can recompute a number

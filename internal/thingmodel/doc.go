@@ -1,4 +1,4 @@
-// Package thingmodel defines wanwu's versioned thing models (DESIGN C3): what
+// Package thingmodel defines wanwu's versioned thing models (capability C3): what
 // a kind of object reports (properties), announces (events) and accepts
 // (actions), with types, SenML units, ranges and a data classification per
 // affordance.

@@ -31,7 +31,7 @@ const (
 )
 
 // Data classifications, from least to most sensitive. Classification decides
-// what the edge may sync upward (DESIGN C6) and what the catalog lists (C10).
+// what the edge may sync upward (capability C6) and what the catalog lists (C10).
 const (
 	ClassPublic    = "public"
 	ClassInternal  = "internal"

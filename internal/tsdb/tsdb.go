@@ -24,7 +24,7 @@
 // does not fsync it. Unless [Options.NoSync] is set, Append fsyncs the WAL
 // (and the out-of-order WBL) before it returns, with concurrent callers
 // sharing one fsync, so that acknowledged samples survive a power loss, not
-// only a crash of the process (DESIGN §7).
+// only a crash of the process (docs/ARCHITECTURE.md, "Data flow of telemetry").
 //
 // # Reads
 //

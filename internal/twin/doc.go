@@ -1,4 +1,4 @@
-// Package twin keeps device twins (DESIGN C5): for every device, the state it
+// Package twin keeps device twins (capability C5): for every device, the state it
 // last reported and the state operators want it in, and the difference
 // between the two that the device still has to act on.
 //

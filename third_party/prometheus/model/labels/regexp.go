@@ -875,8 +875,11 @@ func (m *equalMultiStringSliceMatcher) add(s string) {
 	m.lengthsMask |= lengthMask(s)
 }
 
+// addPrefix is never called: newEqualMultiStringMatcher chooses this
+// matcher only when there are no prefixes (wanwu patch: the panic said "not
+// implemented"; it says which invariant broke).
 func (*equalMultiStringSliceMatcher) addPrefix(string, bool, StringMatcher) {
-	panic("not implemented")
+	panic("labels: addPrefix on the slice matcher, which newEqualMultiStringMatcher chooses only when there are no prefixes")
 }
 
 func (m *equalMultiStringSliceMatcher) setMatches() []string {

@@ -1,0 +1,4 @@
+// Package labels holds label sets, their builders, and the matchers (equal,
+// regexp and their optimised forms) selectors use (wanwu patch: package
+// comment).
+package labels
