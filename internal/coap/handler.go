@@ -102,15 +102,15 @@ const maxDiagnostic = 160
 
 // reply answers a request: code, and for authenticated requests a
 // diagnostic payload.
-func reply(w *responsewriter.ResponseWriter[*client.Conn], c codes.Code, diag string) {
+func reply(w *responsewriter.ResponseWriter[*client.Conn], c codes.Code, diag string, opts ...message.Option) {
 	if diag == "" {
-		_ = w.SetResponse(c, cfText, nil)
+		_ = w.SetResponse(c, cfText, nil, opts...)
 		return
 	}
 	if len(diag) > maxDiagnostic {
 		diag = diag[:maxDiagnostic]
 	}
-	_ = w.SetResponse(c, cfText, strings.NewReader(diag))
+	_ = w.SetResponse(c, cfText, strings.NewReader(diag), opts...)
 }
 
 func replyJSON(w *responsewriter.ResponseWriter[*client.Conn], c codes.Code, body []byte, opts ...message.Option) {
@@ -120,15 +120,11 @@ func replyJSON(w *responsewriter.ResponseWriter[*client.Conn], c codes.Code, bod
 // rejectReply answers with a reason of PROTOCOL.md §2.
 func (s *Server) rejectReply(w *responsewriter.ResponseWriter[*client.Conn], rej *ingest.Rejection) {
 	s.m.rejected.WithLabelValues(string(rej.Reason)).Inc()
-	diag := rej.Error()
-	if len(diag) > maxDiagnostic {
-		diag = diag[:maxDiagnostic]
-	}
 	if sec := rej.Reason.RetryAfter(); sec > 0 {
-		_ = w.SetResponse(codes.Code(rej.Reason.CoAPCode()), cfText, strings.NewReader(diag), maxAge(sec))
+		reply(w, codes.Code(rej.Reason.CoAPCode()), rej.Error(), maxAge(sec))
 		return
 	}
-	_ = w.SetResponse(codes.Code(rej.Reason.CoAPCode()), cfText, strings.NewReader(diag))
+	reply(w, codes.Code(rej.Reason.CoAPCode()), rej.Error())
 }
 
 // maxAge is the Max-Age option of a 5.03 answer: when to retry (RFC 7252

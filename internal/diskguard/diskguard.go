@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -60,13 +61,15 @@ type Guard struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	free    uint64
-	total   uint64
-	known   bool            // free was measured at least once
-	low     bool            // free < MinFree
-	stores  map[string]bool // stores that met a full disk, until space returns
-	refusal error           // what Admit returns; nil while data is admitted
+	mu     sync.Mutex
+	free   uint64
+	total  uint64
+	known  bool            // free was measured at least once
+	low    bool            // free < MinFree
+	stores map[string]bool // stores that met a full disk, until space returns
+	// refusal is what Admit returns (nil while data is admitted); written
+	// under mu, read without it: Admit is on every device message's path.
+	refusal atomic.Pointer[error]
 
 	freeGauge, lowGauge prometheus.Gauge
 	storeGauge          *prometheus.GaugeVec
@@ -156,9 +159,10 @@ func (g *Guard) Shutdown() {
 // Admit returns nil while device data may be accepted, and otherwise an
 // error wrapping ErrFull whose text says why (it goes back to devices).
 func (g *Guard) Admit() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.refusal
+	if p := g.refusal.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Ready is Admit for a readiness probe.
@@ -244,19 +248,20 @@ func (g *Guard) measure() {
 
 // updateLocked recomputes the refusal from the threshold and the stores.
 func (g *Guard) updateLocked() {
+	var refusal error
 	switch {
 	case g.low:
-		g.refusal = fmt.Errorf("%w: the hub's disk has %s free, below its threshold of %s; retry later", ErrFull, bytesText(g.free), bytesText(g.opts.MinFree))
+		refusal = fmt.Errorf("%w: the hub's disk has %s free, below its threshold of %s; retry later", ErrFull, bytesText(g.free), bytesText(g.opts.MinFree))
 	case len(g.stores) > 0:
-		g.refusal = fmt.Errorf("%w: the hub's disk is full; retry later", ErrFull)
-	default:
-		g.refusal = nil
+		refusal = fmt.Errorf("%w: the hub's disk is full; retry later", ErrFull)
 	}
-	if g.refusal != nil {
-		g.lowGauge.Set(1)
-	} else {
+	if refusal == nil {
+		g.refusal.Store(nil)
 		g.lowGauge.Set(0)
+		return
 	}
+	g.refusal.Store(&refusal)
+	g.lowGauge.Set(1)
 }
 
 // IsNoSpace reports whether err says a filesystem is full: ENOSPC or EDQUOT

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -45,15 +44,7 @@ func TestKillNineTelemetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok, _ := devtoken.Sign(key, "acme:crash-1", time.Now(), time.Hour)
-	conn, err := net.Dial("tcp", info.MQTT)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnClientError: func(error) {}})
-	if _, err := c.Connect(context.Background(), &paho.Connect{ClientID: "acme:crash-1", KeepAlive: 30,
-		Username: "acme:crash-1", UsernameFlag: true, Password: []byte(tok), PasswordFlag: true}); err != nil {
-		t.Fatal(err)
-	}
+	c := mustDialToken5(t, info.MQTT, "acme:crash-1", tok)
 	// One sample per millisecond, value = sequence number, so each message is one identifiable sample.
 	base := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
 	var mu sync.Mutex
@@ -96,7 +87,7 @@ func TestKillNineTelemetry(t *testing.T) {
 	t.Logf("killing the hub %v after the test began", time.Since(began))
 	p.signal(syscall.SIGKILL)
 	close(stop)
-	conn.Close() // the publisher's next publish fails at once
+	_ = c.Disconnect(&paho.Disconnect{}) // closes the connection: the publisher's next publish fails at once
 	wg.Wait()
 	t.Logf("publisher stopped %v after the test began", time.Since(began))
 	mu.Lock()
