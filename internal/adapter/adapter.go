@@ -10,6 +10,11 @@
 // down. Adding an adapter means writing one and adding it to the role's
 // list; nothing else in the role's wiring names it.
 //
+// Every adapter hands what devices send to the one accept path, Intake: it
+// decodes and validates, keeps a refusal as a dead letter, submits to the
+// pipeline and answers once; the adapter only turns the answer into its
+// protocol's.
+//
 // Commands reach devices the other way round: an adapter attaches a sink
 // for a device that can take them (command.Service.Attach), and the command
 // service delivers through it.

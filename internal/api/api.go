@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/ca"
@@ -74,8 +75,9 @@ type Options struct {
 	// Prometheus routes are not served.
 	TSDB     *tsdb.Store
 	Events   *eventstore.Store
-	Pipeline *pipeline.Pipeline
-	Decoder  *ingest.Decoder
+	Pipeline *pipeline.Pipeline // dead letters
+	// Intake accepts HTTP ingest, as it does every adapter's.
+	Intake *adapter.Intake
 	// Twins and Commands serve the twin and command routes when set.
 	Twins    *twin.Service
 	Commands *command.Service
@@ -133,8 +135,8 @@ func New(opts Options) (http.Handler, error) {
 			}
 		}
 	}
-	if opts.TSDB != nil && (opts.Events == nil || opts.Pipeline == nil || opts.Decoder == nil) {
-		return nil, errors.New("api: telemetry needs TSDB, Events, Pipeline and Decoder together")
+	if opts.TSDB != nil && (opts.Events == nil || opts.Pipeline == nil || opts.Intake == nil) {
+		return nil, errors.New("api: telemetry needs TSDB, Events, Pipeline and Intake together")
 	}
 	if opts.IngestPerDevice == 0 {
 		opts.IngestPerDevice, opts.IngestPerDeviceBurst = 100, 200

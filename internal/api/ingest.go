@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/devtoken"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
-	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 )
 
@@ -67,7 +67,7 @@ func (s *server) ingest(event bool) handlerFunc {
 		if !s.ingestDevice.Allow(o.Code, now) {
 			return ingestError(&ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"})
 		}
-		payload, err := readBody(w, r, int64(s.Decoder.MaxPayload())+1)
+		payload, err := readBody(w, r, int64(s.Intake.Decoder().MaxPayload())+1)
 		if err != nil {
 			var ae *Error
 			if errors.As(err, &ae) {
@@ -79,29 +79,14 @@ func (s *server) ingest(event bool) handlerFunc {
 		if err != nil {
 			return err
 		}
-		dev := ingest.Device{Code: o.Code, Tenant: o.Tenant, Model: m}
-		ct := r.Header.Get("Content-Type")
-		var msg ingest.Message
-		var rej *ingest.Rejection
+		up := adapter.Upload{
+			Device: ingest.Device{Code: o.Code, Tenant: o.Tenant, Model: m},
+			Source: "http", Topic: r.URL.Path, ContentType: r.Header.Get("Content-Type"), Payload: payload,
+		}
 		if event {
-			msg, rej = s.Decoder.Event(dev, r.PathValue("event"), ct, payload, "http")
-		} else {
-			msg, rej = s.Decoder.Telemetry(dev, ct, payload, "http")
+			up.Event = r.PathValue("event")
 		}
-		if rej != nil {
-			if err := s.Pipeline.Reject(ctx, pipeline.DeadLetter{
-				Tenant: o.Tenant, Device: o.Code, Source: "http", Topic: r.URL.Path, ContentType: ct,
-				Reason: rej.Reason, Message: rej.Message, Payload: payload,
-			}); err != nil {
-				s.Logger.Warn("dead letter not stored", "device", o.Code, "err", err)
-			}
-			return ingestError(rej)
-		}
-		if err := s.Pipeline.Submit(ctx, msg); err != nil {
-			rej := ingest.Durability(err)
-			if rej.Reason != ingest.StorageFull { // the disk guard logs that once
-				s.Logger.Warn("ingest not durable", "device", o.Code, "err", err)
-			}
+		if rej, _ := s.Intake.AcceptWait(ctx, &up); rej != nil {
 			return ingestError(rej)
 		}
 		w.WriteHeader(http.StatusNoContent)

@@ -48,8 +48,8 @@
 //	                     Observe: commands arrive as notifications
 //	POST /c/<id>         the command's result {"status","reason","output"}     2.04
 //
-// Telemetry and events go through ingest.Decoder and pipeline.Pipeline as
-// for HTTP and MQTT: a refused message is kept as a dead letter and answered
+// Telemetry and events go through the adapters' one accept path
+// (adapter.Intake) as for HTTP and MQTT: a refused message is kept as a dead letter and answered
 // with the CoAP code of its reason (PROTOCOL.md §2: 4.00, 4.13, 4.15, 4.22,
 // 4.03, 4.29, 5.03) and a short text/plain diagnostic payload
 // "<reason>: <message>" (at most 160 bytes). Unknown paths answer 4.04, wrong

@@ -173,9 +173,7 @@ func (s *Server) startDTLS() (*dtlsListener, error) {
 		}
 		cfg.OnNewConn = func(cc *client.Conn) { s.newConn(cc, nil) }
 		cfg.PeriodicRunner = func(f func(now time.Time) bool) {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
+			s.g.Go(func() {
 				t := time.NewTicker(time.Second)
 				defer t.Stop()
 				for {
@@ -188,7 +186,7 @@ func (s *Server) startDTLS() (*dtlsListener, error) {
 						}
 					}
 				}
-			}()
+			})
 		}
 	}))
 	l := &dtlsListener{ln: ln, srv: srv}

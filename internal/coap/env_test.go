@@ -21,6 +21,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp"
 	"github.com/plgd-dev/go-coap/v3/udp/client"
 
+	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/bus"
 	"github.com/wanwu-iot/wanwu/internal/ca"
@@ -51,6 +52,7 @@ type env struct {
 	events *eventstore.Store
 	pipe   *pipeline.Pipeline
 	dec    *ingest.Decoder
+	intake *adapter.Intake
 	psk    *psk.Deriver
 	twins  *twin.Service
 	cmds   *command.Service
@@ -137,6 +139,8 @@ func newEnv(t testing.TB, edit func(*Options)) *env {
 		t.Fatal(err)
 	}
 	e.dec = ingest.NewDecoder(ingest.Options{MaxPayload: 8 << 10})
+	e.intake = adapter.NewIntake(adapter.IntakeOptions{Decoder: e.dec, Pipeline: e.pipe, Logger: quiet})
+	e.intake.Start()
 	if e.psk, err = psk.LoadOrCreate(filepath.Join(dir, "psk.key")); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +149,7 @@ func newEnv(t testing.TB, edit func(*Options)) *env {
 		Listen: "127.0.0.1:0", DTLSListen: "127.0.0.1:0",
 		Certificate: &serverCert, ClientCAs: e.ca.Pool(),
 		PSK:      e.pskOf,
-		Registry: e.reg, Pipeline: e.pipe, Decoder: e.dec, Twins: e.twins, Commands: e.cmds,
+		Registry: e.reg, Intake: e.intake, Twins: e.twins, Commands: e.cmds,
 		Logger: quiet,
 	}
 	if edit != nil {
@@ -161,6 +165,9 @@ func newEnv(t testing.TB, edit func(*Options)) *env {
 		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
 		if err := e.srv.Shutdown(sctx); err != nil {
+			t.Error(err)
+		}
+		if err := e.intake.Shutdown(sctx); err != nil {
 			t.Error(err)
 		}
 		_ = e.cmds.Shutdown(sctx)

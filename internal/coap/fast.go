@@ -9,6 +9,7 @@ import (
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 
+	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 )
 
@@ -97,39 +98,32 @@ func (s *Server) fastIngest(ep *udpEndpoint, cm *coapNet.ControlMessage, m *mess
 		x.refuse(rej)
 		return
 	}
-	ct := contentTypeOf(m.Options)
-	msg, rej := s.decodeMessage(dev, event, ct, m.Payload)
-	if rej != nil {
-		payload := append([]byte(nil), m.Payload...)
-		path := "t"
-		if event != "" {
-			path = "e/" + event
-		}
-		// Keeping the dead letter waits for the bus; this loop reads for
-		// every device.
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.deadLetter(s.ctx, dev, path, ct, payload, rej)
-			x.refuse(rej)
-		}()
-		return
+	topic := "/t"
+	if event != "" {
+		topic = "/e/" + event
 	}
-	x.device, x.kind = dev.code, msg.Kind.String()
-	s.opts.Pipeline.SubmitAsync(msg, x)
+	x.device, x.event = dev.code, event != ""
+	// The intake copies what outlives this call (m shares the read
+	// buffer) and keeps a refusal as a dead letter off this loop, which
+	// reads for every device.
+	s.opts.Intake.Accept(&adapter.Upload{
+		Device: ingest.Device{Code: dev.code, Tenant: dev.tenant, Model: dev.model},
+		Source: "coap", Topic: topic, Event: event, ContentType: contentTypeOf(m.Options), Payload: m.Payload,
+	}, x)
 }
 
-// Durable answers once the pipeline made the message durable, or could not.
-func (x *fastExchange) Durable(err error) {
-	if err != nil {
-		rej := ingest.Durability(err)
-		if rej.Reason != ingest.StorageFull { // the disk guard logs that once
-			x.s.log.Warn("ingest not durable", "device", x.device, "err", err)
-		}
+// Answer answers once the intake kept a refusal, or the pipeline made the
+// message durable or could not.
+func (x *fastExchange) Answer(rej *ingest.Rejection, _ bool) {
+	if rej != nil {
 		x.refuse(rej)
 		return
 	}
-	x.s.m.accepted.WithLabelValues(x.kind).Inc()
+	kind := ingest.Telemetry
+	if x.event {
+		kind = ingest.Event
+	}
+	x.s.m.accepted.WithLabelValues(kind.String()).Inc()
 	x.answer(codes.Changed, "")
 }
 
@@ -141,8 +135,8 @@ type fastExchange struct {
 	cm     *coapNet.ControlMessage
 	con    bool
 	mid    uint16
-	device string // the device's code, for the log
-	kind   string // the message's kind, for the metric
+	device string // the device's code
+	event  bool   // an event rather than telemetry, for the metric
 	token  []byte
 	// tokenBuf holds the token (at most 8 bytes, RFC 7252 §3) in the
 	// exchange's own allocation.

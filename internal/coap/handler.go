@@ -16,9 +16,9 @@ import (
 	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
 	"github.com/plgd-dev/go-coap/v3/udp/client"
 
+	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/code"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
-	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 )
@@ -453,49 +453,20 @@ func (s *Server) ingest(ctx context.Context, w *responsewriter.ResponseWriter[*c
 		s.rejectReply(w, ingest.Reject(ingest.Malformed, "unreadable body"))
 		return
 	}
-	ct := contentType(r)
-	msg, rej := s.decodeMessage(dev, event, ct, payload)
+	rej, _ := s.opts.Intake.AcceptWait(ctx, &adapter.Upload{
+		Device: ingest.Device{Code: dev.code, Tenant: dev.tenant, Model: dev.model},
+		Source: "coap", Topic: "/" + path, Event: event, ContentType: contentType(r), Payload: payload,
+	})
 	if rej != nil {
-		s.deadLetter(ctx, dev, path, ct, payload, rej)
 		s.rejectReply(w, rej)
 		return
 	}
-	if err := s.opts.Pipeline.Submit(ctx, msg); err != nil {
-		rej := ingest.Durability(err)
-		if rej.Reason != ingest.StorageFull { // the disk guard logs that once
-			s.log.Warn("ingest not durable", "device", dev.code, "err", err)
-		}
-		s.rejectReply(w, rej)
-		return
-	}
-	s.m.accepted.WithLabelValues(msg.Kind.String()).Inc()
-	reply(w, codes.Changed, "")
-}
-
-// decodeMessage decodes and validates the body of POST /t (event "") or
-// POST /e/<event>.
-func (s *Server) decodeMessage(dev *device, event, ct string, payload []byte) (ingest.Message, *ingest.Rejection) {
-	if len(payload) > s.maxPayload {
-		return ingest.Message{}, ingest.Reject(ingest.TooLarge, "payload of %d bytes over the limit of %d", len(payload), s.maxPayload)
-	}
-	d := ingest.Device{Code: dev.code, Tenant: dev.tenant, Model: dev.model}
+	kind := ingest.Telemetry
 	if event != "" {
-		return s.opts.Decoder.Event(d, event, ct, payload, "coap")
+		kind = ingest.Event
 	}
-	return s.opts.Decoder.Telemetry(d, ct, payload, "coap")
-}
-
-// deadLetter keeps a refused message, so that nothing a device sent is lost.
-func (s *Server) deadLetter(ctx context.Context, dev *device, path, ct string, payload []byte, rej *ingest.Rejection) {
-	if len(payload) > s.maxPayload {
-		payload = payload[:s.maxPayload]
-	}
-	if err := s.opts.Pipeline.Reject(ctx, pipeline.DeadLetter{
-		Tenant: dev.tenant, Device: dev.code, Source: "coap", Topic: "/" + path, ContentType: ct,
-		Reason: rej.Reason, Message: rej.Message, Payload: payload,
-	}); err != nil {
-		s.log.Warn("dead letter not stored", "device", dev.code, "err", err)
-	}
+	s.m.accepted.WithLabelValues(kind.String()).Inc()
+	reply(w, codes.Changed, "")
 }
 
 // readBody is pool.Message.ReadBody without its 1 KiB minimum buffer: a

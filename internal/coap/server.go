@@ -27,7 +27,6 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
-	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/ratelimit"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/twin"
@@ -93,8 +92,8 @@ type Options struct {
 	PSK func(ctx context.Context, identity string) ([]byte, error)
 
 	Registry *registry.Registry
-	Pipeline *pipeline.Pipeline
-	Decoder  *ingest.Decoder
+	// Intake accepts what devices send (decode, dead letters, pipeline).
+	Intake *adapter.Intake
 	// Twins and Commands serve /tw/* and /c*; nil answers those paths with
 	// 5.01 Not Implemented.
 	Twins    *twin.Service
@@ -132,7 +131,9 @@ type Server struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// g owns the server's goroutines: listeners, periodic runners, twin
+	// notifications, command deliveries.
+	g adapter.Group
 
 	conns       sync.Map // *client.Conn → *connState
 	tokens      *tokenCache
@@ -164,8 +165,8 @@ type metrics struct {
 
 // New checks the options and builds the endpoint; Start opens the listeners.
 func New(o Options) (*Server, error) {
-	if o.Registry == nil || o.Pipeline == nil || o.Decoder == nil {
-		return nil, errors.New("coap: Registry, Pipeline and Decoder are required")
+	if o.Registry == nil || o.Intake == nil {
+		return nil, errors.New("coap: Registry and Intake are required")
 	}
 	if o.DTLSListen != "" && o.PSK == nil && o.Certificate == nil {
 		return nil, errors.New("coap: DTLSListen needs PSK or a Certificate")
@@ -180,7 +181,7 @@ func New(o Options) (*Server, error) {
 		o.Limits = DefaultLimits()
 	}
 	if o.MaxPayload <= 0 {
-		o.MaxPayload = o.Decoder.MaxPayload()
+		o.MaxPayload = o.Intake.Decoder().MaxPayload()
 	}
 	if o.NotifyTimeout <= 0 {
 		o.NotifyTimeout = DefaultNotifyTimeout
@@ -261,11 +262,9 @@ func (s *Server) Start(ctx context.Context) error {
 		s.udp = newUDPListener(s, conn)
 		s.addrs[ListenerUDP] = conn.LocalAddr()
 		s.log.Warn("CoAP plain UDP listener: device tokens travel unencrypted; use DTLS in production", "addr", conn.LocalAddr().String())
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
+		s.g.Go(func() {
 			s.udp.serve(s.ctx)
-		}()
+		})
 	}
 	if s.opts.DTLSListen != "" {
 		l, err := s.startDTLS()
@@ -332,17 +331,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopped = true
 	s.closeLocked()
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("coap: shutdown: %w", ctx.Err())
+	if err := s.g.Wait(ctx); err != nil {
+		return fmt.Errorf("coap: shutdown: %w", err)
 	}
+	return nil
 }
 
 func (s *Server) closeLocked() {

@@ -146,7 +146,7 @@ func (s *Server) NotifyTwin(code string) {
 	if len(obs) == 0 {
 		return
 	}
-	go func() {
+	s.g.Go(func() {
 		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 		defer cancel()
 		b, err := s.twinBody(ctx, code)
@@ -155,9 +155,9 @@ func (s *Server) NotifyTwin(code string) {
 			return
 		}
 		for _, ob := range obs {
-			go func() { _, _ = s.notify(ob, b) }()
+			s.g.Go(func() { _, _ = s.notify(ob, b) })
 		}
-	}()
+	})
 }
 
 // register starts an observation for the request's token.
@@ -245,9 +245,7 @@ func (k *commandSink) Deliver(c *command.Command) error {
 	if err != nil {
 		return err
 	}
-	k.s.wg.Add(1)
-	go func() {
-		defer k.s.wg.Done()
+	if !k.s.g.Go(func() {
 		ok, err := k.s.notify(k.ob, b)
 		if err != nil || !ok {
 			return // unconfirmed: the command service redelivers
@@ -257,9 +255,15 @@ func (k *commandSink) Deliver(c *command.Command) error {
 		} else {
 			k.s.sent(k.ob.code, c.ID)
 		}
-	}()
+	}) {
+		return errStopping
+	}
 	return nil
 }
+
+// errStopping is a delivery refused because the endpoint is shutting down;
+// the command service delivers again later.
+var errStopping = errors.New("coap: shutting down")
 
 // confirm records the transport's confirmation of a command.
 func (s *Server) confirm(code, id string) {
@@ -301,9 +305,7 @@ func (s *Server) commandGet(ctx context.Context, w *responsewriter.ResponseWrite
 		// The registration's response is empty; the commands follow as
 		// notifications once the sink is attached, after this response.
 		_ = w.SetResponse(codes.Content, message.AppJSON, nil, ob.observeOpt(ob.next()))
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
+		s.g.Go(func() {
 			detach := s.opts.Commands.Attach(dev.code, &commandSink{s: s, ob: ob})
 			ob.mu.Lock()
 			if ob.gone {
@@ -313,7 +315,7 @@ func (s *Server) commandGet(ctx context.Context, w *responsewriter.ResponseWrite
 			}
 			ob.detach = detach
 			ob.mu.Unlock()
-		}()
+		})
 		return
 	case 1:
 		s.obs.cancel(cc, r.Token())

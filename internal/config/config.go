@@ -94,139 +94,172 @@ func ParseByteSize(s string) (ByteSize, error) {
 // Hub is the configuration of the hub role.
 type Hub struct {
 	// DataDir holds the database, keys, CA, JetStream files and the admin token.
-	DataDir string `yaml:"data_dir"`
-	HTTP    struct {
-		// Listen is the API address; port 0 picks a free port.
-		Listen string `yaml:"listen"`
-		// TLSListen serves the same API over HTTPS with the hub's server
-		// certificate; devices may present client certificates there.
-		TLSListen string `yaml:"tls_listen"`
-	} `yaml:"http"`
-	MQTT struct {
-		// Listen is plain MQTT (device tokens or API tokens as password); "" = off.
-		Listen string `yaml:"listen"`
-		// TLSListen is MQTT over TLS (client certificates or tokens); "" = off.
-		TLSListen string `yaml:"tls_listen"`
-		// DevListen admits anonymous clients limited to DevACL: lab tools only; "" = off.
-		DevListen string   `yaml:"dev_listen"`
-		DevACL    []string `yaml:"dev_acl"`
-		// MaxInflight bounds the QoS 1/2 messages a subscriber may leave
-		// unacknowledged (1-65535, packet ids are 16 bits); further ones
-		// wait in its queue (MaxQueued). Both bound the hub's memory per
-		// slow integration.
-		MaxInflight int `yaml:"max_inflight"`
-		// MaxQueued bounds the QoS 1/2 messages that wait, per subscriber,
-		// for room among its MaxInflight (0: none wait); beyond it they are
-		// dropped and counted. About 1 KiB of memory each.
-		MaxQueued int `yaml:"max_queued"`
-		// Limits are per second, with bursts (docs/PROTOCOL.md §5).
-		Limits struct {
-			ConnectPerDevice      float64 `yaml:"connect_per_device"`
-			ConnectPerDeviceBurst int     `yaml:"connect_per_device_burst"`
-			ConnectPerAddr        float64 `yaml:"connect_per_addr"`
-			ConnectPerAddrBurst   int     `yaml:"connect_per_addr_burst"`
-			PublishPerDevice      float64 `yaml:"publish_per_device"`
-			PublishPerDeviceBurst int     `yaml:"publish_per_device_burst"`
-			// Failed authentications, charged to the source address (over
-			// its budget the address is refused before authentication) and
-			// to the code the client named (over its budget failures are
-			// answered "rate exceeded"; valid credentials still pass).
-			AuthFailuresPerAddr        float64 `yaml:"auth_failures_per_addr"`
-			AuthFailuresPerAddrBurst   int     `yaml:"auth_failures_per_addr_burst"`
-			AuthFailuresPerDevice      float64 `yaml:"auth_failures_per_device"`
-			AuthFailuresPerDeviceBurst int     `yaml:"auth_failures_per_device_burst"`
-		} `yaml:"limits"`
-	} `yaml:"mqtt"`
-	CoAP struct {
-		// DTLSListen is CoAP over DTLS (UDP): PSK per device or a client
-		// certificate from the hub CA; "" = off.
-		DTLSListen string `yaml:"dtls_listen"`
-		// Listen is plain CoAP over UDP for development: every request
-		// carries a device token (?t=); "" = off.
-		Listen string `yaml:"listen"`
-		// SessionIdle is how long a DTLS session (and a plain-UDP
-		// endpoint's state) without traffic is kept: a device that wakes
-		// within it sends at once, later it shakes hands again. A kept
-		// DTLS session costs about 50 KiB and five goroutines.
-		SessionIdle Duration `yaml:"session_idle"`
-		// Limits are requests per second, with bursts.
-		Limits struct {
-			RequestPerDevice      float64 `yaml:"request_per_device"`
-			RequestPerDeviceBurst int     `yaml:"request_per_device_burst"`
-			RequestPerAddr        float64 `yaml:"request_per_addr"`
-			RequestPerAddrBurst   int     `yaml:"request_per_addr_burst"`
-		} `yaml:"limits"`
-	} `yaml:"coap"`
-	Twins struct {
-		// MaxDocBytes bounds each of a twin's desired and reported documents (compact JSON).
-		MaxDocBytes int `yaml:"max_doc_bytes"`
-	} `yaml:"twins"`
-	Commands struct {
-		// DefaultTTL is how long a command waits for its device when the issuer sets none.
-		DefaultTTL Duration `yaml:"default_ttl"`
-		// AckTimeout is how long a delivery waits for the device's
-		// acknowledgement before it is retried (with backoff).
-		AckTimeout Duration `yaml:"ack_timeout"`
-		// MaxAttempts is how many deliveries are tried before the command fails.
-		MaxAttempts int `yaml:"max_attempts"`
-	} `yaml:"commands"`
+	DataDir  string   `yaml:"data_dir"`
+	HTTP     HTTP     `yaml:"http"`
+	MQTT     MQTT     `yaml:"mqtt"`
+	CoAP     CoAP     `yaml:"coap"`
+	Twins    Twins    `yaml:"twins"`
+	Commands Commands `yaml:"commands"`
 	// TLSHosts are the names and addresses in the hub's server certificate.
-	TLSHosts  []string `yaml:"tls_hosts"`
-	Telemetry struct {
-		// OutOfOrderWindow is how late a sample may arrive (edge backlogs).
-		OutOfOrderWindow Duration `yaml:"out_of_order_window"`
-		// Retention is how long samples are kept.
-		Retention Duration `yaml:"retention"`
-		// MaxPayload bounds one device message, in bytes.
-		MaxPayload int `yaml:"max_payload"`
-		// FutureSkew is how far ahead of the hub's clock a timestamp may be.
-		FutureSkew Duration `yaml:"future_skew"`
-	} `yaml:"telemetry"`
-	Bus struct {
-		// Listen exposes the embedded NATS server; "" keeps it in-process only.
-		Listen string `yaml:"listen"`
-		// Sync is "always" (fsync before acknowledging) or an interval like "2s".
-		Sync string `yaml:"sync"`
-		// IngestMaxAge is how long the ingest log keeps accepted data: the
-		// window in which its consumers (the stores, later edge forwarders)
-		// can read it back after a restart or falling behind.
-		IngestMaxAge Duration `yaml:"ingest_max_age"`
-		// IngestMaxBytes bounds the ingest log's size, oldest data dropped
-		// first (0: bounded by ingest_max_age and the disk only). A consumer
-		// that falls behind the window is told the exact range it lost.
-		IngestMaxBytes ByteSize `yaml:"ingest_max_bytes"`
-	} `yaml:"bus"`
-	Storage struct {
-		// MinFree is the free space the data directory's filesystem keeps:
-		// below it device data is refused (MQTT 0x97, CoAP 5.03, HTTP 507,
-		// each saying why) so that the hub can still write its own state;
-		// 0 turns the threshold off (a store that meets a full disk still
-		// stops device data until space returns).
-		MinFree ByteSize `yaml:"min_free"`
-	} `yaml:"storage"`
-	Identity struct {
-		// CertValidity is the lifetime of issued device certificates and credentials.
-		CertValidity Duration `yaml:"cert_validity"`
-		// RotationOverlap is how long a rotated-out key keeps working.
-		RotationOverlap Duration `yaml:"rotation_overlap"`
-		// TokenSkew is the clock difference tolerated between a device and
-		// the hub: a device token is accepted from token_skew before its
-		// iat until token_skew after its exp.
-		TokenSkew Duration `yaml:"token_skew"`
-		// ImportMaxRows is the most rows one bulk CSV import may have.
-		ImportMaxRows int `yaml:"import_max_rows"`
-	} `yaml:"identity"`
-	Debug struct {
-		// PprofListen serves Go's /debug/pprof on this address (keep it on
-		// loopback); "" = off.
-		PprofListen string `yaml:"pprof_listen"`
-	} `yaml:"debug"`
-	Log struct {
-		// Level is debug, info, warn or error.
-		Level string `yaml:"level"`
-		// Format is text or json.
-		Format string `yaml:"format"`
-	} `yaml:"log"`
+	TLSHosts  []string  `yaml:"tls_hosts"`
+	Telemetry Telemetry `yaml:"telemetry"`
+	Bus       Bus       `yaml:"bus"`
+	Storage   Storage   `yaml:"storage"`
+	Identity  Identity  `yaml:"identity"`
+	Debug     Debug     `yaml:"debug"`
+	Log       Log       `yaml:"log"`
+}
+
+// HTTP configures the HTTP API listeners.
+type HTTP struct {
+	// Listen is the API address; port 0 picks a free port.
+	Listen string `yaml:"listen"`
+	// TLSListen serves the same API over HTTPS with the hub's server
+	// certificate; devices may present client certificates there.
+	TLSListen string `yaml:"tls_listen"`
+}
+
+// MQTT configures the MQTT adapter.
+type MQTT struct {
+	// Listen is plain MQTT (device tokens or API tokens as password); "" = off.
+	Listen string `yaml:"listen"`
+	// TLSListen is MQTT over TLS (client certificates or tokens); "" = off.
+	TLSListen string `yaml:"tls_listen"`
+	// DevListen admits anonymous clients limited to DevACL: lab tools only; "" = off.
+	DevListen string   `yaml:"dev_listen"`
+	DevACL    []string `yaml:"dev_acl"`
+	// MaxInflight bounds the QoS 1/2 messages a subscriber may leave
+	// unacknowledged (1-65535, packet ids are 16 bits); further ones
+	// wait in its queue (MaxQueued). Both bound the hub's memory per
+	// slow integration.
+	MaxInflight int `yaml:"max_inflight"`
+	// MaxQueued bounds the QoS 1/2 messages that wait, per subscriber,
+	// for room among its MaxInflight (0: none wait); beyond it they are
+	// dropped and counted. About 1 KiB of memory each.
+	MaxQueued int `yaml:"max_queued"`
+	// Limits are per second, with bursts (docs/PROTOCOL.md §5).
+	Limits struct {
+		ConnectPerDevice      float64 `yaml:"connect_per_device"`
+		ConnectPerDeviceBurst int     `yaml:"connect_per_device_burst"`
+		ConnectPerAddr        float64 `yaml:"connect_per_addr"`
+		ConnectPerAddrBurst   int     `yaml:"connect_per_addr_burst"`
+		PublishPerDevice      float64 `yaml:"publish_per_device"`
+		PublishPerDeviceBurst int     `yaml:"publish_per_device_burst"`
+		// Failed authentications, charged to the source address (over
+		// its budget the address is refused before authentication) and
+		// to the code the client named (over its budget failures are
+		// answered "rate exceeded"; valid credentials still pass).
+		AuthFailuresPerAddr        float64 `yaml:"auth_failures_per_addr"`
+		AuthFailuresPerAddrBurst   int     `yaml:"auth_failures_per_addr_burst"`
+		AuthFailuresPerDevice      float64 `yaml:"auth_failures_per_device"`
+		AuthFailuresPerDeviceBurst int     `yaml:"auth_failures_per_device_burst"`
+	} `yaml:"limits"`
+}
+
+// CoAP configures the CoAP adapter.
+type CoAP struct {
+	// DTLSListen is CoAP over DTLS (UDP): PSK per device or a client
+	// certificate from the hub CA; "" = off.
+	DTLSListen string `yaml:"dtls_listen"`
+	// Listen is plain CoAP over UDP for development: every request
+	// carries a device token (?t=); "" = off.
+	Listen string `yaml:"listen"`
+	// SessionIdle is how long a DTLS session (and a plain-UDP
+	// endpoint's state) without traffic is kept: a device that wakes
+	// within it sends at once, later it shakes hands again. A kept
+	// DTLS session costs about 50 KiB and five goroutines.
+	SessionIdle Duration `yaml:"session_idle"`
+	// Limits are requests per second, with bursts.
+	Limits struct {
+		RequestPerDevice      float64 `yaml:"request_per_device"`
+		RequestPerDeviceBurst int     `yaml:"request_per_device_burst"`
+		RequestPerAddr        float64 `yaml:"request_per_addr"`
+		RequestPerAddrBurst   int     `yaml:"request_per_addr_burst"`
+	} `yaml:"limits"`
+}
+
+// Twins bounds the device twins.
+type Twins struct {
+	// MaxDocBytes bounds each of a twin's desired and reported documents (compact JSON).
+	MaxDocBytes int `yaml:"max_doc_bytes"`
+}
+
+// Commands configures command delivery.
+type Commands struct {
+	// DefaultTTL is how long a command waits for its device when the issuer sets none.
+	DefaultTTL Duration `yaml:"default_ttl"`
+	// AckTimeout is how long a delivery waits for the device's
+	// acknowledgement before it is retried (with backoff).
+	AckTimeout Duration `yaml:"ack_timeout"`
+	// MaxAttempts is how many deliveries are tried before the command fails.
+	MaxAttempts int `yaml:"max_attempts"`
+}
+
+// Telemetry configures ingest and the time-series store.
+type Telemetry struct {
+	// OutOfOrderWindow is how late a sample may arrive (edge backlogs).
+	OutOfOrderWindow Duration `yaml:"out_of_order_window"`
+	// Retention is how long samples are kept.
+	Retention Duration `yaml:"retention"`
+	// MaxPayload bounds one device message, in bytes.
+	MaxPayload int `yaml:"max_payload"`
+	// FutureSkew is how far ahead of the hub's clock a timestamp may be.
+	FutureSkew Duration `yaml:"future_skew"`
+}
+
+// Bus configures the embedded bus and the ingest log.
+type Bus struct {
+	// Listen exposes the embedded NATS server; "" keeps it in-process only.
+	Listen string `yaml:"listen"`
+	// Sync is "always" (fsync before acknowledging) or an interval like "2s".
+	Sync string `yaml:"sync"`
+	// IngestMaxAge is how long the ingest log keeps accepted data: the
+	// window in which its consumers (the stores, later edge forwarders)
+	// can read it back after a restart or falling behind.
+	IngestMaxAge Duration `yaml:"ingest_max_age"`
+	// IngestMaxBytes bounds the ingest log's size, oldest data dropped
+	// first (0: bounded by ingest_max_age and the disk only). A consumer
+	// that falls behind the window is told the exact range it lost.
+	IngestMaxBytes ByteSize `yaml:"ingest_max_bytes"`
+}
+
+// Storage configures the data directory's disk guard.
+type Storage struct {
+	// MinFree is the free space the data directory's filesystem keeps:
+	// below it device data is refused (MQTT 0x97, CoAP 5.03, HTTP 507,
+	// each saying why) so that the hub can still write its own state;
+	// 0 turns the threshold off (a store that meets a full disk still
+	// stops device data until space returns).
+	MinFree ByteSize `yaml:"min_free"`
+}
+
+// Identity configures certificates, keys and tokens.
+type Identity struct {
+	// CertValidity is the lifetime of issued device certificates and credentials.
+	CertValidity Duration `yaml:"cert_validity"`
+	// RotationOverlap is how long a rotated-out key keeps working.
+	RotationOverlap Duration `yaml:"rotation_overlap"`
+	// TokenSkew is the clock difference tolerated between a device and
+	// the hub: a device token is accepted from token_skew before its
+	// iat until token_skew after its exp.
+	TokenSkew Duration `yaml:"token_skew"`
+	// ImportMaxRows is the most rows one bulk CSV import may have.
+	ImportMaxRows int `yaml:"import_max_rows"`
+}
+
+// Debug configures diagnostics.
+type Debug struct {
+	// PprofListen serves Go's /debug/pprof on this address (keep it on
+	// loopback); "" = off.
+	PprofListen string `yaml:"pprof_listen"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
 }
 
 // DefaultHub returns the built-in defaults.

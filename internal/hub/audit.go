@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/auth"
+	"github.com/wanwu-iot/wanwu/internal/node"
 )
 
 // ensureAdminToken creates the first admin token on a fresh data directory
@@ -27,8 +28,8 @@ func (h *Hub) ensureAdminToken(ctx context.Context) error {
 		return fmt.Errorf("hub: first admin token: %w", err)
 	}
 	path := filepath.Join(h.opts.Config.DataDir, AdminTokenFile)
-	if err := writeFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
-		return err
+	if err := node.WriteFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("hub: %w", err)
 	}
 	h.log.Info("created the first admin token", "file", path)
 	return nil

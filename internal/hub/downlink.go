@@ -6,14 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
-	"golang.org/x/time/rate"
-
-	"github.com/wanwu-iot/wanwu/internal/coap"
 	"github.com/wanwu-iot/wanwu/internal/command"
-	"github.com/wanwu-iot/wanwu/internal/psk"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 	"github.com/wanwu-iot/wanwu/internal/twin"
@@ -138,52 +133,6 @@ func (h *Hub) devicePSK(ctx context.Context, code string) ([]byte, error) {
 		return nil, err
 	}
 	return []byte(hex.EncodeToString(h.psk.Derive(code, fp))), nil
-}
-
-// newCoAP builds the CoAP endpoint when a listener is configured; the
-// hub starts it with the other adapters.
-func (h *Hub) newCoAP() error {
-	cfg := h.opts.Config
-	if cfg.CoAP.DTLSListen == "" && cfg.CoAP.Listen == "" {
-		return nil
-	}
-	var err error
-	if h.psk, err = psk.LoadOrCreate(filepath.Join(cfg.DataDir, PSKFile)); err != nil {
-		return fmt.Errorf("hub: %w", err)
-	}
-	opts := coap.Options{
-		Listen: cfg.CoAP.Listen, DTLSListen: cfg.CoAP.DTLSListen,
-		PSK:      h.devicePSK,
-		Registry: h.reg, Pipeline: h.pipe, Decoder: h.decoder, Twins: h.twins, Commands: h.commands,
-		Logger: h.log, Metrics: h.metrics, MaxPayload: cfg.Telemetry.MaxPayload,
-		Idle: time.Duration(cfg.CoAP.SessionIdle),
-		Limits: coap.Limits{
-			RequestsPerDevice: rate.Limit(cfg.CoAP.Limits.RequestPerDevice), RequestsPerDeviceBurst: cfg.CoAP.Limits.RequestPerDeviceBurst,
-			RequestsPerAddr: rate.Limit(cfg.CoAP.Limits.RequestPerAddr), RequestsPerAddrBurst: cfg.CoAP.Limits.RequestPerAddrBurst,
-		},
-	}
-	if cfg.CoAP.DTLSListen != "" {
-		if h.tlsConf == nil {
-			if h.tlsConf, err = serverTLS(cfg.DataDir, h.ca, cfg.TLSHosts); err != nil {
-				return err
-			}
-		}
-		opts.Certificate = &h.tlsConf.Certificates[0]
-		opts.ClientCAs = h.ca.Pool()
-	}
-	h.coap, err = coap.New(opts)
-	return err
-}
-
-// followTwinAnnouncements pushes a changed desired state to the device on
-// whichever endpoint holds it.
-func (h *Hub) followTwinAnnouncements() (func(), error) {
-	return h.bus.SubscribeTwinAnnouncements(func(tenant, id string, _ []byte) {
-		code := tenant + ":" + id
-		for _, a := range h.adapters {
-			a.TwinChanged(code)
-		}
-	})
 }
 
 func splitCode(c string) (tenant, id string) {

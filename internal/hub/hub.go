@@ -1,6 +1,9 @@
-// Package hub assembles the hub role: the data directory, the metadata
-// database, the CA and signing key, the audit log, the embedded bus, the
-// identity registry and the HTTP API, started and shut down as one component.
+// Package hub assembles the hub role from the components every role shares
+// (internal/node: the data directory, the telemetry side, the adapters, the
+// HTTP servers) and the hub's own: the metadata database, the CA and
+// signing key, the audit log and its forwarder, the embedded bus, the
+// identity registry, the twin and command services and the HTTP API,
+// started and shut down as one component.
 //
 // The data directory holds everything the hub needs to restart where it
 // stopped:
@@ -26,8 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -36,24 +37,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/bus"
 	"github.com/wanwu-iot/wanwu/internal/ca"
 	"github.com/wanwu-iot/wanwu/internal/coap"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/config"
-	"github.com/wanwu-iot/wanwu/internal/diskguard"
-	"github.com/wanwu-iot/wanwu/internal/eventstore"
-	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
-	"github.com/wanwu-iot/wanwu/internal/pipeline"
+	"github.com/wanwu-iot/wanwu/internal/node"
 	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/psk"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/store"
-	"github.com/wanwu-iot/wanwu/internal/tsdb"
 	"github.com/wanwu-iot/wanwu/internal/twin"
 )
 
@@ -64,12 +60,7 @@ const (
 	SigningPubFile = "signing.pub"
 	AdminTokenFile = "admin.token"
 	URLFile        = "hub.url"
-	lockFile       = "LOCK"
 	natsDir        = "nats"
-	tsdbDir        = "tsdb"
-	eventsFile     = "events.db"
-	// ingestCursor says up to which ingest batch the stores are durable.
-	ingestCursor = "ingest.cursor"
 )
 
 // AuditOrigin is the checkpoint origin line of a deployment's audit log.
@@ -89,8 +80,7 @@ type Hub struct {
 	opts Options
 	log  *slog.Logger
 
-	lock    *os.File
-	disk    *diskguard.Guard
+	dir     *node.DataDir
 	db      *store.DB
 	ca      *ca.CA
 	signer  ed25519.PrivateKey
@@ -98,24 +88,15 @@ type Hub struct {
 	bus     *bus.Bus
 	reg     *registry.Registry
 	metrics *prometheus.Registry
-	tsdb    *tsdb.Store
-	events  *eventstore.Store
-	pipe    *pipeline.Pipeline
-	decoder *ingest.Decoder
-	mqtt    *mqtt.Server
-	// adapters are the protocol endpoints, MQTT first; the hub treats them
-	// alike (start, identity and twin changes, listeners, shutdown).
-	adapters []adapter.Adapter
+	tel     *node.Telemetry
+	// adapters are the protocol endpoints; the hub treats them alike
+	// (start, identity and twin changes, listeners, shutdown).
+	adapters *node.Adapters
 	twins    *twin.Service
 	commands *command.Service
-	coap     *coap.Server
 	psk      *psk.Deriver
 	tlsConf  *tls.Config
-	http     *http.Server
-	https    *http.Server
-	pprof    *http.Server
-	listener net.Listener
-	tlsLn    net.Listener
+	http     *node.HTTP
 	deployID string
 	unsub    func()
 	unsubTwn func()
@@ -162,24 +143,17 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 		}
 	}()
 	dir := cfg.DataDir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("hub: data dir: %w", err)
-	}
-	if h.lock, err = lockDir(dir); err != nil {
-		return err
-	}
 	h.metrics = prometheus.NewRegistry()
 	h.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if h.disk, err = diskguard.New(diskguard.Options{
-		Dir: dir, MinFree: uint64(cfg.Storage.MinFree), Logger: h.log, Metrics: h.metrics,
+	if h.dir, err = node.OpenDataDir(node.DataDirOptions{
+		Path: dir, Role: "hub", MinFree: uint64(cfg.Storage.MinFree), Logger: h.log, Metrics: h.metrics,
 	}); err != nil {
-		return fmt.Errorf("hub: %w", err)
+		return err
 	}
-	h.disk.Start()
 	if h.db, err = store.Open(ctx, filepath.Join(dir, DBFile), store.Options{}); err != nil {
 		return err
 	}
-	if h.deployID, err = h.db.EnsureMeta(ctx, "deployment_id", randomID); err != nil {
+	if h.deployID, err = h.db.EnsureMeta(ctx, "deployment_id", node.RandomID); err != nil {
 		return err
 	}
 	var created bool
@@ -196,8 +170,8 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("hub: signing key: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, SigningPubFile), pubPEM, 0o644); err != nil {
-		return err
+	if err := node.WriteFileAtomic(filepath.Join(dir, SigningPubFile), pubPEM, 0o644); err != nil {
+		return fmt.Errorf("hub: %w", err)
 	}
 	if h.audit, err = audit.Open(ctx, h.db.W, h.signer, AuditOrigin(h.deployID)); err != nil {
 		return fmt.Errorf("hub: audit log: %w", err)
@@ -206,8 +180,8 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 		StoreDir: filepath.Join(dir, natsDir), Listen: cfg.Bus.Listen, Sync: cfg.Bus.Sync,
 		IngestMaxAge: time.Duration(cfg.Bus.IngestMaxAge), IngestMaxBytes: int64(cfg.Bus.IngestMaxBytes),
 		Logger: h.log, ServerName: "wanwu-hub-" + h.deployID[:8],
-		OnNoSpace:      func(err error) { h.disk.Report("jetstream", err) },
-		SpaceAvailable: h.disk.Available,
+		OnNoSpace:      func(err error) { h.dir.Disk.Report("jetstream", err) },
+		SpaceAvailable: h.dir.Disk.Available,
 	}); err != nil {
 		return err
 	}
@@ -233,17 +207,14 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	if err := h.startHTTP(); err != nil {
 		return err
 	}
-	if err := h.startPprof(); err != nil {
-		return err
-	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.goTracked(func() { h.forwardAudit(runCtx) })
 	h.goTracked(func() { h.retireKeys(runCtx) })
 	h.goTracked(func() { h.forwardCommandEvents(runCtx) })
 	h.wakeAuditForwarder()
-	if err := writeFileAtomic(filepath.Join(dir, URLFile), []byte(h.URL()+"\n"), 0o644); err != nil {
-		return err
+	if err := node.WriteFileAtomic(filepath.Join(dir, URLFile), []byte(h.URL()+"\n"), 0o644); err != nil {
+		return fmt.Errorf("hub: %w", err)
 	}
 	h.log.Info("hub started", "api", h.URL(), "data_dir", dir, "deployment", h.deployID, "bus", orNone(h.bus.ClientURL()), "sync", cfg.Bus.Sync)
 	return nil
@@ -272,7 +243,7 @@ func (h *Hub) Ready() error {
 	if err := h.bus.Ready(); err != nil {
 		return err
 	}
-	if err := h.disk.Ready(); err != nil {
+	if err := h.dir.Disk.Ready(); err != nil {
 		return fmt.Errorf("hub: data dir %s: %w", h.opts.Config.DataDir, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -285,10 +256,10 @@ func (h *Hub) Ready() error {
 
 // URL is the API base URL.
 func (h *Hub) URL() string {
-	if h.listener == nil {
+	if h.http == nil {
 		return ""
 	}
-	return "http://" + h.listener.Addr().String()
+	return h.http.URL()
 }
 
 // Registry exposes the identity service to in-process callers (adapters, tests).
@@ -301,18 +272,24 @@ func (h *Hub) Audit() *audit.Log { return h.audit }
 func (h *Hub) Bus() *bus.Bus { return h.bus }
 
 // MQTT exposes the MQTT endpoint (for its listener addresses).
-func (h *Hub) MQTT() *mqtt.Server { return h.mqtt }
+func (h *Hub) MQTT() *mqtt.Server {
+	m, _ := h.adapters.Get("mqtt").(*mqtt.Server)
+	return m
+}
 
 // CoAP exposes the CoAP endpoint (for its listener addresses); nil when no
 // CoAP listener is configured.
-func (h *Hub) CoAP() *coap.Server { return h.coap }
+func (h *Hub) CoAP() *coap.Server {
+	c, _ := h.adapters.Get("coap").(*coap.Server)
+	return c
+}
 
 // HTTPSURL is the HTTPS API base URL, "" when not configured.
 func (h *Hub) HTTPSURL() string {
-	if h.tlsLn == nil {
+	if h.http == nil {
 		return ""
 	}
-	return "https://" + h.tlsLn.Addr().String()
+	return h.http.TLSURL()
 }
 
 // CA exposes the device CA.
@@ -337,16 +314,6 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	var errs []error
 	if h.http != nil {
 		errs = append(errs, h.http.Shutdown(ctx))
-	} else if h.listener != nil {
-		errs = append(errs, h.listener.Close())
-	}
-	if h.https != nil {
-		errs = append(errs, h.https.Shutdown(ctx))
-	} else if h.tlsLn != nil {
-		errs = append(errs, h.tlsLn.Close())
-	}
-	if h.pprof != nil {
-		errs = append(errs, h.pprof.Close())
 	}
 	if h.unsub != nil {
 		h.unsub()
@@ -356,20 +323,14 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	}
 	// Devices first, so nothing new arrives; then the pipeline flushes what
 	// it holds and the stores close.
-	for _, a := range h.adapters {
-		errs = append(errs, a.Shutdown(ctx))
+	if h.adapters != nil {
+		errs = append(errs, h.adapters.Shutdown(ctx))
 	}
 	if h.commands != nil {
 		errs = append(errs, h.commands.Shutdown(ctx))
 	}
-	if h.pipe != nil {
-		errs = append(errs, h.pipe.Shutdown(ctx))
-	}
-	if h.tsdb != nil {
-		errs = append(errs, h.tsdb.Close())
-	}
-	if h.events != nil {
-		errs = append(errs, h.events.Close())
+	if h.tel != nil {
+		errs = append(errs, h.tel.Shutdown(ctx))
 	}
 	if h.cancel != nil {
 		h.cancel()
@@ -381,18 +342,9 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	if h.db != nil {
 		errs = append(errs, h.db.Close())
 	}
-	if h.disk != nil {
-		h.disk.Shutdown()
-	}
-	if h.lock != nil {
+	if h.dir != nil {
 		_ = os.Remove(filepath.Join(h.opts.Config.DataDir, URLFile))
-		errs = append(errs, h.lock.Close())
+		errs = append(errs, h.dir.Close())
 	}
 	return errors.Join(errs...)
 }
-
-// The protocol endpoints are adapters.
-var (
-	_ adapter.Adapter = (*mqtt.Server)(nil)
-	_ adapter.Adapter = (*coap.Server)(nil)
-)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/ca"
 	"github.com/wanwu-iot/wanwu/internal/keys"
+	"github.com/wanwu-iot/wanwu/internal/node"
 )
 
 // Server certificate files in the data directory.
@@ -38,11 +39,11 @@ func serverTLS(dir string, c *ca.CA, hosts []string) (*tls.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("hub: server key: %w", err)
 		}
-		if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
-			return nil, err
+		if err := node.WriteFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+			return nil, fmt.Errorf("hub: %w", err)
 		}
-		if err := writeFileAtomic(certPath, ca.EncodeCertPEM(leaf), 0o644); err != nil {
-			return nil, err
+		if err := node.WriteFileAtomic(certPath, ca.EncodeCertPEM(leaf), 0o644); err != nil {
+			return nil, fmt.Errorf("hub: %w", err)
 		}
 		if cert, err = loadServerCert(keyPath, certPath, c, hosts); err != nil {
 			return nil, err

@@ -63,7 +63,7 @@ func (s *session) mayPublishRequest(r deviceRequest) bool {
 
 // serveRequest answers a device request; a nil rejection means accepted.
 func (h *hook) serveRequest(s *session, r deviceRequest, pk *packets.Packet) *ingest.Rejection {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(h.s.ctx, 10*time.Second)
 	defer cancel()
 	if len(pk.Payload) > maxRequestPayload {
 		return &ingest.Rejection{Reason: ingest.TooLarge, Message: "request payload over 64 KiB"}
@@ -80,7 +80,7 @@ func (h *hook) serveRequest(s *session, r deviceRequest, pk *packets.Packet) *in
 		if h.s.opts.Twins == nil {
 			return &ingest.Rejection{Reason: ingest.Unavailable, Message: "twins are not served by this hub"}
 		}
-		go h.s.pushTwin(s.code)
+		h.s.g.Go(func() { h.s.pushTwin(s.code) })
 	case resultSuffix:
 		if h.s.opts.Commands == nil {
 			return &ingest.Rejection{Reason: ingest.Unavailable, Message: "commands are not served by this hub"}
@@ -138,7 +138,7 @@ func (s *Server) pushTwin(code string) {
 	if s.opts.Twins == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	t, err := s.opts.Twins.Get(ctx, code)
 	if err != nil {
@@ -283,7 +283,7 @@ func (h *hook) followDownlink(cl *mochi.Client, s *session, subs []packets.Subsc
 		s.mu.Unlock()
 	}
 	if pushTwin && h.s.opts.Twins != nil && twinFilterCovered(s.prefix, subs) {
-		go h.s.pushTwin(s.code)
+		h.s.g.Go(func() { h.s.pushTwin(s.code) })
 	}
 }
 

@@ -19,10 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/code"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
-	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/ratelimit"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
@@ -516,10 +516,9 @@ func (h *hook) allowed(s *session, topic string, write bool) bool {
 // (msg), a request for the hub to answer (req), or neither, in which case
 // err is the answer for the broker (nil: relay the publish as it is).
 type verdict struct {
-	// msg is the message to store, when ok; held by value, as a pointer
-	// it moved every message to the heap only to be copied into the
-	// pipeline.
-	msg ingest.Message
+	// up is the upload to accept, when ok; held by value, as a pointer it
+	// moved every message to the heap.
+	up  adapter.Upload
 	ok  bool
 	req *deviceRequest
 	s   *session
@@ -568,19 +567,14 @@ func (h *hook) examine(cl *mochi.Client, pk *packets.Packet) verdict {
 	if !s.publish.Allow() {
 		return verdict{s: s, err: h.reject(cl, s, pk, &ingest.Rejection{Reason: ingest.RateLimited, Message: "over the per-device publish rate"}, false)}
 	}
-	dev := ingest.Device{Code: s.code, Tenant: s.tenant, Model: s.model}
-	ct := pk.Properties.ContentType
-	var m ingest.Message
-	var rej *ingest.Rejection
-	if t.Kind == KindTelemetry {
-		m, rej = h.s.opts.Decoder.Telemetry(dev, ct, pk.Payload, "mqtt")
-	} else {
-		m, rej = h.s.opts.Decoder.Event(dev, t.Rest, ct, pk.Payload, "mqtt")
+	v := verdict{ok: true, s: s, up: adapter.Upload{
+		Device: ingest.Device{Code: s.code, Tenant: s.tenant, Model: s.model},
+		Source: "mqtt", Topic: pk.TopicName, ContentType: pk.Properties.ContentType, Payload: pk.Payload,
+	}}
+	if t.Kind == KindEvent {
+		v.up.Event = t.Rest
 	}
-	if rej != nil {
-		return verdict{s: s, err: h.reject(cl, s, pk, rej, true)}
-	}
-	return verdict{msg: m, ok: true, s: s}
+	return v
 }
 
 // OnPublish handles what the asynchronous path (OnPublishAsync, installed
@@ -592,20 +586,27 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		// Nobody waits for an answer at QoS 0; a refusal still reaches an
 		// MQTT 3.1.1 device's errors topic and the dead letters.
 		req, r, s := pk, v.req, v.s // only this branch moves a copy to the heap
-		go func() {
+		serve := func() {
 			if rej := h.serveRequest(s, *r, &req); rej != nil {
 				_ = h.reject(cl, s, &req, rej, rej.Reason != ingest.Unavailable)
 			}
-		}()
+		}
+		if !h.s.g.Go(serve) {
+			serve() // stopping: its context is done, so it ends at once
+		}
 		return pk, nil
 	}
 	if !v.ok {
 		return pk, v.err
 	}
-	if !h.s.opts.Pipeline.SubmitNoWait(v.msg) {
+	rej, queued := h.s.opts.Intake.AcceptNoWait(&v.up)
+	switch {
+	case rej != nil:
+		return pk, h.answer(cl, v.s, &pk, rej, true)
+	case !queued:
 		h.rejected.WithLabelValues("qos0_dropped").Inc()
 	}
-	h.published.WithLabelValues(kindOf(&v.msg)).Inc()
+	h.published.WithLabelValues(kindOf(&v.up)).Inc()
 	return pk, nil
 }
 
@@ -621,26 +622,28 @@ func (h *hook) OnPublishAsync(cl *mochi.Client, pk *packets.Packet, done func(er
 		// database (durable before the acknowledgement) off the reading
 		// goroutine, like telemetry.
 		r, s := v.req, v.s
-		go func() {
+		serve := func() {
 			if rej := h.serveRequest(s, *r, pk); rej != nil {
 				done(h.reject(cl, s, pk, rej, rej.Reason != ingest.Unavailable))
 				return
 			}
 			h.published.WithLabelValues(r.kind).Inc()
 			done(nil)
-		}()
+		}
+		if !h.s.g.Go(serve) {
+			serve() // stopping: its context is done, so it ends at once
+		}
 		return
 	}
 	if !v.ok {
 		done(v.err)
 		return
 	}
-	a := &pending{h: h, cl: cl, s: v.s, pk: pk, done: done, event: v.msg.Kind == ingest.Event}
-	h.s.opts.Pipeline.SubmitAsync(v.msg, a)
+	h.s.opts.Intake.Accept(&v.up, &pending{h: h, cl: cl, s: v.s, pk: pk, done: done, event: v.up.Event != ""})
 }
 
-// pending is a publish waiting for the pipeline, and the pipeline's
-// Completion for it: one allocation per message.
+// pending is a publish waiting for the intake's answer: one allocation
+// per message.
 type pending struct {
 	h     *hook
 	cl    *mochi.Client
@@ -650,15 +653,11 @@ type pending struct {
 	event bool
 }
 
-// Durable turns the pipeline's answer into the broker's: the publish
-// stands, or the device is told the hub could not store it.
-func (a *pending) Durable(err error) {
-	if err != nil {
-		rej := ingest.Durability(err)
-		if rej.Reason != ingest.StorageFull { // the disk guard logs that once
-			a.h.s.log.Warn("telemetry not durable; refusing", "device", a.s.code, "err", err)
-		}
-		a.done(a.h.reject(a.cl, a.s, a.pk, rej, false))
+// Answer turns the intake's answer into the broker's: the publish stands,
+// or the device is told why not.
+func (a *pending) Answer(rej *ingest.Rejection, kept bool) {
+	if rej != nil {
+		a.done(a.h.answer(a.cl, a.s, a.pk, rej, kept))
 		return
 	}
 	kind := KindTelemetry
@@ -669,34 +668,36 @@ func (a *pending) Durable(err error) {
 	a.done(nil)
 }
 
-func kindOf(m *ingest.Message) string {
-	if m.Kind == ingest.Event {
+func kindOf(u *adapter.Upload) string {
+	if u.Event != "" {
 		return KindEvent
 	}
 	return KindTelemetry
 }
 
-// reject answers a refused publish: MQTT 5 gets a PUBACK reason code and
-// string; MQTT 3.1.1, which has no negative PUBACK, gets the reason on the
-// device's errors topic (and, when the hub itself failed, a disconnect so the
-// device resends later). Data rejections are kept as dead letters.
-func (h *hook) reject(cl *mochi.Client, s *session, pk *packets.Packet, rej *ingest.Rejection, deadLetter bool) error {
-	h.rejected.WithLabelValues(string(rej.Reason)).Inc()
-	if deadLetter {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := h.s.opts.Pipeline.Reject(ctx, pipeline.DeadLetter{
-			Tenant: s.tenant, Device: s.code, Source: "mqtt", Topic: pk.TopicName,
-			ContentType: pk.Properties.ContentType, Reason: rej.Reason, Message: rej.Message, Payload: pk.Payload,
-		})
-		cancel()
-		if err != nil {
-			h.s.log.Warn("dead letter not stored", "device", s.code, "err", err)
-		}
+// reject answers a publish the hook itself refused (a rate limit, a twin
+// report or command result the service refused), kept as a dead letter
+// when keep says so.
+func (h *hook) reject(cl *mochi.Client, s *session, pk *packets.Packet, rej *ingest.Rejection, keep bool) error {
+	if keep {
+		h.s.opts.Intake.Keep(&adapter.Upload{
+			Device: ingest.Device{Code: s.code, Tenant: s.tenant}, Source: "mqtt", Topic: pk.TopicName,
+			ContentType: pk.Properties.ContentType, Payload: pk.Payload,
+		}, rej)
 	}
+	return h.answer(cl, s, pk, rej, keep)
+}
+
+// answer answers a refused publish: MQTT 5 gets a PUBACK reason code and
+// string; MQTT 3.1.1, which has no negative PUBACK, gets the reason on the
+// device's errors topic (and, when the message was not kept, a disconnect
+// so the device resends later).
+func (h *hook) answer(cl *mochi.Client, s *session, pk *packets.Packet, rej *ingest.Rejection, kept bool) error {
+	h.rejected.WithLabelValues(string(rej.Reason)).Inc()
 	if !s.v5 {
 		body, _ := json.Marshal(map[string]any{"reason": rej.Reason, "message": rej.Message, "topic": pk.TopicName, "packet_id": pk.PacketID})
 		_ = h.s.broker.Publish(s.prefix+KindErrors, body, false, 0)
-		if !deadLetter {
+		if !kept {
 			// Not stored anywhere (hub unavailable, rate limit): withhold the
 			// PUBACK and close, so the device resends after reconnecting.
 			cl.Stop(errors.New(rej.Error()))

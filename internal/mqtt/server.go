@@ -40,8 +40,6 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/command"
-	"github.com/wanwu-iot/wanwu/internal/ingest"
-	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/twin"
@@ -102,8 +100,8 @@ type Options struct {
 	DevACL []string
 
 	Registry *registry.Registry
-	Pipeline *pipeline.Pipeline
-	Decoder  *ingest.Decoder
+	// Intake accepts what devices publish (decode, dead letters, pipeline).
+	Intake *adapter.Intake
 	// Twins and Commands serve the twin and command topics; nil refuses them.
 	Twins    *twin.Service
 	Commands *command.Service
@@ -132,6 +130,12 @@ type Server struct {
 	broker *mochi.Server
 	hook   *hook
 
+	// ctx ends when Shutdown begins; g owns the goroutines that serve
+	// device requests and push twins off the connections' goroutines.
+	ctx    context.Context
+	cancel context.CancelFunc
+	g      adapter.Group
+
 	mu      sync.Mutex
 	addrs   map[string]net.Addr
 	started bool
@@ -147,8 +151,8 @@ const (
 
 // New builds the endpoint.
 func New(o Options) (*Server, error) {
-	if o.Registry == nil || o.Pipeline == nil || o.Decoder == nil {
-		return nil, errors.New("mqtt: Registry, Pipeline and Decoder are required")
+	if o.Registry == nil || o.Intake == nil {
+		return nil, errors.New("mqtt: Registry and Intake are required")
 	}
 	if o.TLSListen != "" && o.TLS == nil {
 		return nil, errors.New("mqtt: TLSListen needs a TLS config")
@@ -206,6 +210,7 @@ func New(o Options) (*Server, error) {
 		ClientNetWriteBufferSize: 16 << 10,
 	})
 	s := &Server{opts: o, log: log, broker: broker, addrs: map[string]net.Addr{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	h, err := newHook(s)
 	if err != nil {
 		return nil, err
@@ -303,6 +308,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.stopped || !s.started {
 		s.stopped = true
 		s.mu.Unlock()
+		s.cancel()
 		return nil
 	}
 	s.stopped = true
@@ -314,6 +320,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case err = <-done:
 	case <-ctx.Done():
 		err = fmt.Errorf("mqtt: shutdown: %w", ctx.Err())
+	}
+	s.cancel()
+	if werr := s.g.Wait(ctx); werr != nil && err == nil {
+		err = fmt.Errorf("mqtt: shutdown: %w", werr)
 	}
 	return err
 }

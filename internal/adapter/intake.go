@@ -1,0 +1,242 @@
+package adapter
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/pipeline"
+)
+
+// Upload is one message as a device sent it, after its adapter
+// authenticated the device and authorized the topic or path.
+type Upload struct {
+	Device      ingest.Device
+	Source      string // the adapter's name: "mqtt", "coap", "http"
+	Topic       string // the topic or path it was sent to, for the dead letter
+	Event       string // the event's name; "" for telemetry
+	ContentType string
+	Payload     []byte // read only; Intake copies what outlives the call
+}
+
+// Answer is an adapter's pending reply to one upload. Intake calls Answer
+// exactly once: rej nil when the message is durable; otherwise the reason
+// it was refused, and kept when it was stored as a dead letter (the device
+// need not send it again) rather than refused for the hub's own trouble (a
+// full disk, an unavailable store: the device should send it again later).
+// It may run on any goroutine and must not block.
+type Answer interface {
+	Answer(rej *ingest.Rejection, kept bool)
+}
+
+// AnswerFunc lets a function be an Answer.
+type AnswerFunc func(rej *ingest.Rejection, kept bool)
+
+// Answer calls f.
+func (f AnswerFunc) Answer(rej *ingest.Rejection, kept bool) { f(rej, kept) }
+
+// IntakeOptions configure an Intake.
+type IntakeOptions struct {
+	Decoder  *ingest.Decoder
+	Pipeline *pipeline.Pipeline
+	Logger   *slog.Logger
+	// DeadLetterQueue bounds the refusals waiting to be stored as dead
+	// letters off the adapters' reading goroutines; when it is full,
+	// Accept stores the next one itself, which slows down only the
+	// connection sending them. Default 1024.
+	DeadLetterQueue int
+}
+
+// Intake is the one accept path of every adapter: it decodes and validates
+// what a device sent, keeps a refusal as a dead letter so that nothing a
+// device sent is lost, hands an accepted message to the pipeline, and turns
+// the pipeline's answer into the device's. One Intake serves every adapter
+// of a role. Start it before the adapters and shut it down after them.
+type Intake struct {
+	dec   *ingest.Decoder
+	pipe  *pipeline.Pipeline
+	log   *slog.Logger
+	queue chan refusal
+	wg    sync.WaitGroup
+
+	mu      sync.RWMutex
+	stopped bool
+}
+
+// refusal is a dead letter waiting to be stored, and who waits for it.
+type refusal struct {
+	dl  pipeline.DeadLetter
+	rej *ingest.Rejection
+	a   Answer
+}
+
+// deadLetterTimeout bounds the wait for the bus to store one dead letter.
+const deadLetterTimeout = 5 * time.Second
+
+// NewIntake returns an Intake that has not started.
+func NewIntake(o IntakeOptions) *Intake {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.DeadLetterQueue <= 0 {
+		o.DeadLetterQueue = 1024
+	}
+	return &Intake{dec: o.Decoder, pipe: o.Pipeline, log: o.Logger, queue: make(chan refusal, o.DeadLetterQueue)}
+}
+
+// Decoder is the decoder the Intake validates with (adapters read its
+// limits).
+func (in *Intake) Decoder() *ingest.Decoder { return in.dec }
+
+// Start starts the goroutine that stores dead letters for Accept.
+func (in *Intake) Start() {
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		for r := range in.queue {
+			in.keep(r.dl)
+			r.a.Answer(r.rej, true)
+		}
+	}()
+}
+
+// Shutdown stores the dead letters still queued, answers their uploads and
+// waits for the goroutine; call it once the adapters stopped.
+func (in *Intake) Shutdown(ctx context.Context) error {
+	in.mu.Lock()
+	if !in.stopped {
+		in.stopped = true
+		close(in.queue)
+	}
+	in.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		in.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Accept takes an upload whose device waits for the answer without
+// blocking the connection: a refusal is answered once it is kept as a dead
+// letter, an accepted message once the pipeline made it durable.
+func (in *Intake) Accept(u *Upload, a Answer) {
+	msg, rej := in.decode(u)
+	if rej != nil {
+		dl := in.deadLetter(u, rej)
+		in.mu.RLock()
+		if !in.stopped {
+			select {
+			case in.queue <- refusal{dl, rej, a}:
+				in.mu.RUnlock()
+				return
+			default: // full: store it on this goroutine
+			}
+		}
+		in.mu.RUnlock()
+		in.keep(dl)
+		a.Answer(rej, true)
+		return
+	}
+	in.pipe.SubmitAsync(msg, &submitted{in: in, a: a, device: u.Device.Code})
+}
+
+// AcceptWait is Accept for a caller that waits for the answer (an HTTP
+// request, a blockwise CoAP transfer).
+func (in *Intake) AcceptWait(ctx context.Context, u *Upload) (rej *ingest.Rejection, kept bool) {
+	msg, rej := in.decode(u)
+	if rej != nil {
+		in.keepCtx(ctx, in.deadLetter(u, rej))
+		return rej, true
+	}
+	if err := in.pipe.Submit(ctx, msg); err != nil {
+		return in.notDurable(u.Device.Code, err), false
+	}
+	return nil, false
+}
+
+// AcceptNoWait takes a best-effort (QoS 0) upload: a refusal is kept as a
+// dead letter before it returns; an accepted message is queued without
+// waiting, or dropped (queued false) when the pipeline is full.
+func (in *Intake) AcceptNoWait(u *Upload) (rej *ingest.Rejection, queued bool) {
+	msg, rej := in.decode(u)
+	if rej != nil {
+		in.keep(in.deadLetter(u, rej))
+		return rej, false
+	}
+	return nil, in.pipe.SubmitNoWait(msg)
+}
+
+// Keep stores, as a dead letter, an upload its adapter refused itself (a
+// twin report or command result the service refused), waiting for the bus.
+func (in *Intake) Keep(u *Upload, rej *ingest.Rejection) {
+	in.keep(in.deadLetter(u, rej))
+}
+
+func (in *Intake) decode(u *Upload) (ingest.Message, *ingest.Rejection) {
+	if max := in.dec.MaxPayload(); len(u.Payload) > max {
+		return ingest.Message{}, ingest.Reject(ingest.TooLarge, "payload of %d bytes over the limit of %d", len(u.Payload), max)
+	}
+	if u.Event != "" {
+		return in.dec.Event(u.Device, u.Event, u.ContentType, u.Payload, u.Source)
+	}
+	return in.dec.Telemetry(u.Device, u.ContentType, u.Payload, u.Source)
+}
+
+// deadLetter is the refused upload as the dead-letter stream keeps it, with
+// its own copy of the payload (at most the size limit).
+func (in *Intake) deadLetter(u *Upload, rej *ingest.Rejection) pipeline.DeadLetter {
+	p := u.Payload
+	if max := in.dec.MaxPayload(); len(p) > max {
+		p = p[:max]
+	}
+	return pipeline.DeadLetter{
+		Tenant: u.Device.Tenant, Device: u.Device.Code, Source: u.Source, Topic: u.Topic,
+		ContentType: u.ContentType, Reason: rej.Reason, Message: rej.Message,
+		Payload: append([]byte(nil), p...),
+	}
+}
+
+func (in *Intake) keep(dl pipeline.DeadLetter) {
+	ctx, cancel := context.WithTimeout(context.Background(), deadLetterTimeout)
+	defer cancel()
+	in.keepCtx(ctx, dl)
+}
+
+func (in *Intake) keepCtx(ctx context.Context, dl pipeline.DeadLetter) {
+	if err := in.pipe.Reject(ctx, dl); err != nil {
+		in.log.Warn("dead letter not stored", "device", dl.Device, "source", dl.Source, "err", err)
+	}
+}
+
+// notDurable is the device's answer when the pipeline could not make a
+// message durable.
+func (in *Intake) notDurable(device string, err error) *ingest.Rejection {
+	rej := ingest.Durability(err)
+	if rej.Reason != ingest.StorageFull { // the disk guard logs that once
+		in.log.Warn("ingest not durable; refusing", "device", device, "err", err)
+	}
+	return rej
+}
+
+// submitted is the pipeline's Completion for an accepted upload.
+type submitted struct {
+	in     *Intake
+	a      Answer
+	device string
+}
+
+func (s *submitted) Durable(err error) {
+	if err != nil {
+		s.a.Answer(s.in.notDurable(s.device, err), false)
+		return
+	}
+	s.a.Answer(nil, false)
+}
