@@ -49,6 +49,16 @@ type Adapter interface {
 	Listeners() map[string]string
 }
 
+// Presence hears of devices' sessions and traffic (presence.Service): an
+// adapter with connections reports each session a device opens and why it
+// ended; the intake reports every message it accepts. The calls must not
+// block.
+type Presence interface {
+	Connected(code, tenant, protocol, remote string)
+	Disconnected(code, tenant, protocol, reason string)
+	Seen(code, tenant, protocol string)
+}
+
 // ListenError says which configured listener could not open, by its
 // configuration key, once: the net package's "listen tcp ADDR:" is dropped,
 // and an address in use says what to do about it.

@@ -42,6 +42,8 @@ type IntakeOptions struct {
 	Decoder  *ingest.Decoder
 	Pipeline *pipeline.Pipeline
 	Logger   *slog.Logger
+	// Presence hears of every upload (its device was seen); nil: none.
+	Presence Presence
 	// DeadLetterQueue bounds the refusals waiting to be stored as dead
 	// letters off the adapters' reading goroutines; when it is full,
 	// Accept stores the next one itself, which slows down only the
@@ -58,6 +60,7 @@ type Intake struct {
 	dec   *ingest.Decoder
 	pipe  *pipeline.Pipeline
 	log   *slog.Logger
+	pres  Presence
 	queue chan refusal
 	wg    sync.WaitGroup
 
@@ -83,7 +86,7 @@ func NewIntake(o IntakeOptions) *Intake {
 	if o.DeadLetterQueue <= 0 {
 		o.DeadLetterQueue = 1024
 	}
-	return &Intake{dec: o.Decoder, pipe: o.Pipeline, log: o.Logger, queue: make(chan refusal, o.DeadLetterQueue)}
+	return &Intake{dec: o.Decoder, pipe: o.Pipeline, log: o.Logger, pres: o.Presence, queue: make(chan refusal, o.DeadLetterQueue)}
 }
 
 // Decoder is the decoder the Intake validates with (adapters read its
@@ -181,6 +184,9 @@ func (in *Intake) Keep(u *Upload, rej *ingest.Rejection) {
 }
 
 func (in *Intake) decode(u *Upload) (ingest.Message, *ingest.Rejection) {
+	if in.pres != nil {
+		in.pres.Seen(u.Device.Code, u.Device.Tenant, u.Source)
+	}
 	if max := in.dec.MaxPayload(); len(u.Payload) > max {
 		return ingest.Message{}, ingest.Reject(ingest.TooLarge, "payload of %d bytes over the limit of %d", len(u.Payload), max)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
+	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/ratelimit"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
@@ -78,6 +79,8 @@ type Options struct {
 	Pipeline *pipeline.Pipeline // dead letters
 	// Intake accepts HTTP ingest, as it does every adapter's.
 	Intake *adapter.Intake
+	// Presence serves devices' online state when set.
+	Presence *presence.Service
 	// Twins and Commands serve the twin and command routes when set.
 	Twins    *twin.Service
 	Commands *command.Service
@@ -157,6 +160,9 @@ func New(opts Options) (http.Handler, error) {
 		s.ingestRoutes(mux)
 	}
 	s.downlinkRoutes(mux)
+	if opts.Presence != nil {
+		s.presenceRoutes(mux)
+	}
 	return s.instrument(mux), nil
 }
 

@@ -47,6 +47,11 @@ const (
 	// follow them; the commands themselves live in the metadata database.
 	commandStream  = "COMMANDS"
 	commandSubject = "wanwu.command"
+	// presenceStream holds devices' session starts and ends (connected,
+	// disconnected with the reason), per device, for integrations; the
+	// states and events live in the metadata database.
+	presenceStream  = "PRESENCE"
+	presenceSubject = "wanwu.presence"
 	// twinSubject announces twin changes to the adapters holding the
 	// device's connection. Core NATS, not a stream: the twin is durable in
 	// the metadata database and a device that misses an announcement gets
@@ -83,6 +88,8 @@ type Options struct {
 	DeadLetterMaxAge time.Duration
 	// CommandEventMaxAge is how long command events stay in their stream (default 30 days).
 	CommandEventMaxAge time.Duration
+	// PresenceEventMaxAge is how long presence events stay in their stream (default 30 days).
+	PresenceEventMaxAge time.Duration
 	// OnNoSpace is told when a JetStream write failed for lack of disk
 	// space (optional; the hub's disk guard). It must not block.
 	OnNoSpace func(err error)
@@ -116,6 +123,8 @@ type Bus struct {
 	js   jetstream.JetStream
 	// ingest is the INGEST stream's handle, looked up once.
 	ingest jetstream.Stream
+	// The event streams that copy the metadata database's events.
+	commandEvents, presenceEvents *Events
 	// jsConfig is JetStream's configuration as it started, for reopening.
 	jsConfig server.JetStreamConfig
 
@@ -417,17 +426,30 @@ func (b *Bus) ensureStreams(ctx context.Context) (jetstream.Stream, error) {
 	if b.opts.CommandEventMaxAge <= 0 {
 		b.opts.CommandEventMaxAge = 30 * 24 * time.Hour
 	}
-	if _, err := b.ensureStream(ctx, jetstream.StreamConfig{
-		Name:        commandStream,
-		Description: "device command life-cycle events, per device",
-		Subjects:    []string{commandSubject + ".>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      b.opts.CommandEventMaxAge,
-		Duplicates:  time.Hour,
-		PersistMode: derivedPersistMode,
-	}); err != nil {
-		return nil, fmt.Errorf("bus: stream %s: %w", commandStream, err)
+	if b.opts.PresenceEventMaxAge <= 0 {
+		b.opts.PresenceEventMaxAge = 30 * 24 * time.Hour
+	}
+	b.commandEvents = &Events{b: b, stream: commandStream, subject: commandSubject, maxAge: b.opts.CommandEventMaxAge}
+	b.presenceEvents = &Events{b: b, stream: presenceStream, subject: presenceSubject, maxAge: b.opts.PresenceEventMaxAge}
+	for _, e := range []struct {
+		ev   *Events
+		desc string
+	}{
+		{b.commandEvents, "device command life-cycle events, per device"},
+		{b.presenceEvents, "device session starts and ends, per device"},
+	} {
+		if _, err := b.ensureStream(ctx, jetstream.StreamConfig{
+			Name:        e.ev.stream,
+			Description: e.desc,
+			Subjects:    []string{e.ev.subject + ".>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      e.ev.maxAge,
+			Duplicates:  time.Hour,
+			PersistMode: derivedPersistMode,
+		}); err != nil {
+			return nil, fmt.Errorf("bus: stream %s: %w", e.ev.stream, err)
+		}
 	}
 	_, err = b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        auditStream,
@@ -641,46 +663,61 @@ func (b *Bus) DeadLetters(ctx context.Context, tenant, id string, limit int) ([]
 	return out, nil
 }
 
-// PublishCommandEvent stores one command event (its JSON) under the
-// device. eventID deduplicates a republish after a crash.
-func (b *Bus) PublishCommandEvent(ctx context.Context, tenant, id, eventID string, event []byte) error {
-	msg := nats.NewMsg(deviceSubject(commandSubject, tenant, id))
+// Events is a stream of device life-cycle events that copies, for
+// integrations, what the metadata database holds durably: command events
+// and presence events. Each event is JSON with a "seq" member, the
+// database's sequence, which a forwarder resumes after.
+type Events struct {
+	b               *Bus
+	stream, subject string
+	maxAge          time.Duration
+}
+
+// CommandEvents is the stream of command life-cycle events.
+func (b *Bus) CommandEvents() *Events { return b.commandEvents }
+
+// PresenceEvents is the stream of device session starts and ends.
+func (b *Bus) PresenceEvents() *Events { return b.presenceEvents }
+
+// Publish stores one event (its JSON) under the device. eventID
+// deduplicates a republish after a crash.
+func (e *Events) Publish(ctx context.Context, tenant, id, eventID string, event []byte) error {
+	msg := nats.NewMsg(deviceSubject(e.subject, tenant, id))
 	msg.Data = event
-	if _, err := b.publish(ctx, msg, jetstream.WithMsgID(eventID)); err != nil {
-		return fmt.Errorf("bus: publish command event: %w", err)
+	if _, err := e.b.publish(ctx, msg, jetstream.WithMsgID(eventID)); err != nil {
+		return fmt.Errorf("bus: publish to %s: %w", e.stream, err)
 	}
 	return nil
 }
 
-// CommandEventsPublished returns the Seq of the newest command event the
-// stream holds (0 when it holds none), read from the event's JSON: a
-// forwarder publishes the events after it, so that none committed before a
-// crash, or lost with the stream's newest unsynced writes, is missed.
-func (b *Bus) CommandEventsPublished(ctx context.Context) (uint64, error) {
-	s, err := b.js.Stream(ctx, commandStream)
+// LastSeq returns the "seq" of the newest event the stream holds (0 when
+// it holds none): a forwarder publishes the events after it, so that none
+// committed before a crash, or lost with the stream's newest unsynced
+// writes, is missed.
+func (e *Events) LastSeq(ctx context.Context) (uint64, error) {
+	s, err := e.b.js.Stream(ctx, e.stream)
 	if err != nil {
 		return 0, fmt.Errorf("bus: %w", err)
 	}
-	msg, err := s.GetLastMsgForSubject(ctx, commandSubject+".>")
+	msg, err := s.GetLastMsgForSubject(ctx, e.subject+".>")
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("bus: last command event: %w", err)
+		return 0, fmt.Errorf("bus: last event of %s: %w", e.stream, err)
 	}
-	var e struct {
+	var ev struct {
 		Seq uint64 `json:"seq"`
 	}
-	if err := json.Unmarshal(msg.Data, &e); err != nil {
-		return 0, fmt.Errorf("bus: last command event: %w", err)
+	if err := json.Unmarshal(msg.Data, &ev); err != nil {
+		return 0, fmt.Errorf("bus: last event of %s: %w", e.stream, err)
 	}
-	return e.Seq, nil
+	return ev.Seq, nil
 }
 
-// ReadCommandEvents calls fn with every command event the stream holds, in
-// order.
-func (b *Bus) ReadCommandEvents(ctx context.Context, fn func(event []byte) error) error {
-	s, err := b.js.Stream(ctx, commandStream)
+// ReadAll calls fn with every event the stream holds, in order.
+func (e *Events) ReadAll(ctx context.Context, fn func(event []byte) error) error {
+	s, err := e.b.js.Stream(ctx, e.stream)
 	if err != nil {
 		return fmt.Errorf("bus: %w", err)
 	}
@@ -690,12 +727,12 @@ func (b *Bus) ReadCommandEvents(ctx context.Context, fn func(event []byte) error
 	}
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
 	if err != nil {
-		return fmt.Errorf("bus: command events: %w", err)
+		return fmt.Errorf("bus: %s: %w", e.stream, err)
 	}
 	for seen := uint64(0); seen < info.State.Msgs; {
 		batch, err := c.Fetch(int(min(info.State.Msgs-seen, 500)), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return fmt.Errorf("bus: command events: %w", err)
+			return fmt.Errorf("bus: %s: %w", e.stream, err)
 		}
 		got := 0
 		for m := range batch.Messages() {
@@ -706,7 +743,7 @@ func (b *Bus) ReadCommandEvents(ctx context.Context, fn func(event []byte) error
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("bus: command events: %w", err)
+			return fmt.Errorf("bus: %s: %w", e.stream, err)
 		}
 		if got == 0 {
 			break
@@ -715,17 +752,17 @@ func (b *Bus) ReadCommandEvents(ctx context.Context, fn func(event []byte) error
 	return nil
 }
 
-// CommandEventMaxAge is how long the stream keeps command events.
-func (b *Bus) CommandEventMaxAge() time.Duration { return b.opts.CommandEventMaxAge }
+// MaxAge is how long the stream keeps events.
+func (e *Events) MaxAge() time.Duration { return e.maxAge }
 
-// SubscribeCommandEvents delivers command events published from now on, of
-// one tenant or (tenant "") of all.
-func (b *Bus) SubscribeCommandEvents(tenant string, fn func(event []byte)) (func(), error) {
-	filter := commandSubject + ".>"
+// Subscribe delivers events published from now on, of one tenant or
+// (tenant "") of all.
+func (e *Events) Subscribe(tenant string, fn func(event []byte)) (func(), error) {
+	filter := e.subject + ".>"
 	if tenant != "" {
-		filter = commandSubject + "." + tenant + ".*"
+		filter = e.subject + "." + tenant + ".*"
 	}
-	sub, err := b.nc.Subscribe(filter, func(m *nats.Msg) { fn(m.Data) })
+	sub, err := e.b.nc.Subscribe(filter, func(m *nats.Msg) { fn(m.Data) })
 	if err != nil {
 		return nil, fmt.Errorf("bus: subscribe: %w", err)
 	}

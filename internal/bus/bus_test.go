@@ -45,7 +45,7 @@ func TestCommandEventsFilterByTenantAndDeduplicate(t *testing.T) {
 	b := startBus(t)
 	ctx := context.Background()
 	ch := make(chan string, 8)
-	unsub, err := b.SubscribeCommandEvents("acme", func(e []byte) { ch <- string(e) })
+	unsub, err := b.CommandEvents().Subscribe("acme", func(e []byte) { ch <- string(e) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestCommandEventsFilterByTenantAndDeduplicate(t *testing.T) {
 		{"acme", "pump-1", "e1", "first again"},
 		{"acme", "pump-2", "e2", "second"},
 	} {
-		if err := b.PublishCommandEvent(ctx, p.tenant, p.id, p.eid, []byte(p.data)); err != nil {
+		if err := b.CommandEvents().Publish(ctx, p.tenant, p.id, p.eid, []byte(p.data)); err != nil {
 			t.Fatal(err)
 		}
 	}

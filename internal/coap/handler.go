@@ -274,6 +274,9 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*client.Conn], r *pool.M
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
+	if s.opts.Presence != nil { // telemetry and events tell it through the intake
+		s.opts.Presence.Seen(dev.code, dev.tenant, "coap")
+	}
 	switch {
 	case len(segs) == 2 && segs[0] == "tw" && segs[1] == "r":
 		if s.method(w, r, codes.POST) {

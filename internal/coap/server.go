@@ -94,6 +94,9 @@ type Options struct {
 	Registry *registry.Registry
 	// Intake accepts what devices send (decode, dead letters, pipeline).
 	Intake *adapter.Intake
+	// Presence hears of twin and command requests (CoAP has no sessions:
+	// its devices are present while they send); nil: none.
+	Presence adapter.Presence
 	// Twins and Commands serve /tw/* and /c*; nil answers those paths with
 	// 5.01 Not Implemented.
 	Twins    *twin.Service

@@ -539,6 +539,15 @@ func (s *Service) EventsAfter(ctx context.Context, after uint64, since time.Time
 	})
 }
 
+// LastEventSeq is the sequence of the newest command event (0: none).
+func (s *Service) LastEventSeq(ctx context.Context) (uint64, error) {
+	var seq sql.NullInt64
+	if err := s.db.R.QueryRowContext(ctx, `SELECT max(seq) FROM command_events`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("command: events: %w", err)
+	}
+	return uint64(seq.Int64), nil
+}
+
 // eventColumns are the command_events columns scanEvents reads.
 const eventColumns = `seq, command_id, kind, time, status, attempts, reason, output, delivered_at, done_at, data`
 

@@ -58,70 +58,11 @@ func (h *Hub) startTwinsAndCommands(ctx context.Context) error {
 		Now: h.opts.Now, Logger: h.log.With("component", "commands"),
 		DefaultTTL: time.Duration(cfg.Commands.DefaultTTL), AckTimeout: time.Duration(cfg.Commands.AckTimeout),
 		MaxAttempts: cfg.Commands.MaxAttempts,
-		OnEvent: func(command.Event) {
-			select {
-			case h.commandEventsPending <- struct{}{}:
-			default: // the forwarder is awake already; it reads from the database
-			}
-		},
+		OnEvent:     func(command.Event) { h.commandEvents.Wake() },
 	}); err != nil {
 		return fmt.Errorf("hub: commands: %w", err)
 	}
 	return h.commands.Start(ctx)
-}
-
-// forwardCommandEvents publishes command events to the bus in order, as
-// forwardAudit does the audit log: from the newest event the stream holds
-// to the newest in the database, so that neither a burst, nor a crash, nor
-// a failed publish loses one (message ids make a repeat harmless).
-func (h *Hub) forwardCommandEvents(ctx context.Context) {
-	retry := time.NewTimer(time.Hour)
-	defer retry.Stop()
-	for {
-		if err := h.publishPendingCommandEvents(ctx); err != nil && ctx.Err() == nil {
-			h.log.Warn("command event forwarding to the bus failed; retrying", "err", err)
-			retry.Reset(time.Second)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-h.commandEventsPending:
-		case <-retry.C:
-		}
-	}
-}
-
-func (h *Hub) publishPendingCommandEvents(ctx context.Context) error {
-	last, err := h.bus.CommandEventsPublished(ctx)
-	if err != nil {
-		return err
-	}
-	// Events older than the stream keeps would only expire again.
-	since := time.Now().Add(-h.bus.CommandEventMaxAge())
-	for {
-		events, err := h.commands.EventsAfter(ctx, last, since, 500)
-		if err != nil {
-			return err
-		}
-		if len(events) == 0 {
-			return nil
-		}
-		for _, e := range events {
-			body, err := json.Marshal(e)
-			if err != nil {
-				return fmt.Errorf("hub: command event %d: %w", e.Seq, err)
-			}
-			tenant, id := splitCode(e.Command.Code)
-			eventID := fmt.Sprintf("%s-%d", e.Command.ID, e.Seq)
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err = h.bus.PublishCommandEvent(pctx, tenant, id, eventID, body)
-			cancel()
-			if err != nil {
-				return err
-			}
-			last = e.Seq
-		}
-	}
 }
 
 // devicePSK is the CoAP/DTLS pre-shared key of a device: derived from the

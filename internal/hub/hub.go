@@ -46,6 +46,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 	"github.com/wanwu-iot/wanwu/internal/node"
+	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/psk"
 	"github.com/wanwu-iot/wanwu/internal/registry"
@@ -105,7 +106,9 @@ type Hub struct {
 	// adapter (wanwu_protocol_errors_total{protocol, cause}).
 	protoErrs *protoerr.Recorder
 
-	commandEventsPending chan struct{} // wakes the command-event forwarder
+	presence *presence.Service
+	// The forwarders of the database's device events to their streams.
+	commandEvents, presenceEvents *eventForwarder
 
 	auditPending chan struct{} // wakes the audit forwarder
 	cancel       context.CancelFunc
@@ -121,7 +124,7 @@ func New(opts Options) *Hub {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Hub{opts: opts, log: opts.Logger, auditPending: make(chan struct{}, 1), commandEventsPending: make(chan struct{}, 1)}
+	return &Hub{opts: opts, log: opts.Logger, auditPending: make(chan struct{}, 1)}
 }
 
 // Start opens the data directory and starts every component. On error,
@@ -201,6 +204,11 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	if h.protoErrs, err = protoerr.New(protoerr.Options{Metrics: h.metrics, Logger: h.log.With("component", "protocol")}); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
+	h.commandEvents = newEventForwarder("command", h.bus.CommandEvents(), h.commandEventsAfter)
+	h.presenceEvents = newEventForwarder("presence", h.bus.PresenceEvents(), h.presenceEventsAfter)
+	if err := h.openPresence(ctx); err != nil {
+		return err
+	}
 	if err := h.startTelemetry(ctx); err != nil {
 		return err
 	}
@@ -211,7 +219,8 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	h.cancel = cancel
 	h.goTracked(func() { h.forwardAudit(runCtx) })
 	h.goTracked(func() { h.retireKeys(runCtx) })
-	h.goTracked(func() { h.forwardCommandEvents(runCtx) })
+	h.goTracked(func() { h.forward(runCtx, h.commandEvents) })
+	h.goTracked(func() { h.forward(runCtx, h.presenceEvents) })
 	h.wakeAuditForwarder()
 	if err := node.WriteFileAtomic(filepath.Join(dir, URLFile), []byte(h.URL()+"\n"), 0o644); err != nil {
 		return fmt.Errorf("hub: %w", err)
@@ -331,6 +340,9 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	}
 	if h.tel != nil {
 		errs = append(errs, h.tel.Shutdown(ctx))
+	}
+	if h.presence != nil { // after the adapters: their sessions' ends are written
+		errs = append(errs, h.presence.Shutdown(ctx))
 	}
 	if h.cancel != nil {
 		h.cancel()

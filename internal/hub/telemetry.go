@@ -21,7 +21,7 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	var err error
 	if h.tel, err = node.StartTelemetry(ctx, node.TelemetryOptions{
 		Dir: cfg.DataDir, Config: cfg.Telemetry, Bus: h.bus, Disk: h.dir.Disk,
-		Logger: h.log, Metrics: h.metrics, Now: h.opts.Now,
+		Logger: h.log, Metrics: h.metrics, Now: h.opts.Now, Presence: h.presence,
 	}); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
@@ -34,7 +34,7 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 		}
 	}
 	deps := node.AdapterDeps{
-		Registry: h.reg, Intake: h.tel.Intake, Twins: h.twins, Commands: h.commands,
+		Registry: h.reg, Intake: h.tel.Intake, Twins: h.twins, Commands: h.commands, Presence: h.presence,
 		Logger: h.log, Metrics: h.metrics, ProtocolErrors: h.protoErrs,
 		TLS: h.tlsConf, ClientCAs: h.ca.Pool(),
 	}

@@ -48,7 +48,7 @@ func streamHolds(t *testing.T, h *Hub, n int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var seqs []uint64
-	if err := h.Bus().ReadCommandEvents(ctx, func(b []byte) error {
+	if err := h.Bus().CommandEvents().ReadAll(ctx, func(b []byte) error {
 		var e struct{ Seq uint64 }
 		if err := json.Unmarshal(b, &e); err != nil {
 			return err

@@ -65,6 +65,9 @@ func (s *session) mayPublishRequest(r deviceRequest) bool {
 func (h *hook) serveRequest(s *session, r deviceRequest, pk *packets.Packet) *ingest.Rejection {
 	ctx, cancel := context.WithTimeout(h.s.ctx, 10*time.Second)
 	defer cancel()
+	if h.s.opts.Presence != nil {
+		h.s.opts.Presence.Seen(s.code, s.tenant, "mqtt")
+	}
 	if len(pk.Payload) > maxRequestPayload {
 		return &ingest.Rejection{Reason: ingest.TooLarge, Message: "request payload over 64 KiB"}
 	}
@@ -332,7 +335,12 @@ func (h *hook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 // OnSessionEstablished is where a resumed session's subscriptions already
 // exist: follow them (and push the twin, "delta on connect").
 func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
-	h.followDownlink(cl, h.session(cl), currentSubscriptions(cl), true)
+	s := h.session(cl)
+	if s != nil && s.kind == kindDevice && h.s.opts.Presence != nil {
+		s.established.Store(true)
+		h.s.opts.Presence.Connected(s.code, s.tenant, "mqtt", cl.Net.Remote)
+	}
+	h.followDownlink(cl, s, currentSubscriptions(cl), true)
 }
 
 func currentSubscriptions(cl *mochi.Client) []packets.Subscription {

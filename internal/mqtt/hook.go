@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,12 +24,18 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/code"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/ratelimit"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 )
 
 var errNotAuthorized = packets.ErrNotAuthorized
+
+// errIdentityChanged ends the session of a device whose identity changed
+// (revoked, quarantined, a key revoked or rotated): "not authorized", with
+// a reason string that tells presence why.
+var errIdentityChanged = packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: "identity changed"}
 
 type sessionKind uint8
 
@@ -49,6 +56,9 @@ type session struct {
 	principal   auth.Principal // integrations
 	publish     *rate.Limiter
 	v5          bool
+	// established: the session started (CONNACK sent), so that presence
+	// hears of its end.
+	established atomic.Bool
 
 	mu       sync.Mutex
 	commands *commandSink // while a subscription covers the commands topic
@@ -405,7 +415,17 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 // one replaces (resumed or discarded, the old connection is gone).
 func (h *hook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	if existing, ok := h.s.broker.Clients.Get(cl.ID); ok && existing != cl {
+		if old := h.session(existing); old != nil {
+			h.sessionEnded(old, presence.ReasonTakenOver)
+		}
 		h.sessions.Delete(existing)
+	}
+}
+
+// sessionEnded tells presence, once, that a device's session ended.
+func (h *hook) sessionEnded(s *session, reason string) {
+	if s.kind == kindDevice && h.s.opts.Presence != nil && s.established.CompareAndSwap(true, false) {
+		h.s.opts.Presence.Disconnected(s.code, s.tenant, "mqtt", reason)
 	}
 }
 
@@ -417,10 +437,55 @@ func (h *hook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 func (h *hook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
 	if s := h.session(cl); s != nil {
 		s.stopCommands()
+		h.sessionEnded(s, endReason(cl, err))
 	}
 	if expire || cl.IsTakenOver() {
 		h.sessions.Delete(cl)
 	}
+}
+
+// endReason names, for presence, why a device's connection ended: the
+// first cause its client was stopped with, else the error its connection
+// ended on.
+func endReason(cl *mochi.Client, err error) string {
+	if cl.IsTakenOver() {
+		return presence.ReasonTakenOver
+	}
+	if c := cl.StopCause(); c != nil {
+		err = c
+	}
+	var code packets.Code
+	var rej *ingest.Rejection
+	switch {
+	case err == nil:
+		return presence.ReasonClean
+	case errors.As(err, &code):
+		switch {
+		case code == errIdentityChanged:
+			return presence.ReasonRevoked
+		case code.Code == packets.CodeDisconnect.Code || code.Code == packets.CodeDisconnectWillMessage.Code:
+			return presence.ReasonClean
+		case code.Code == packets.ErrServerShuttingDown.Code:
+			return presence.ReasonShutdown
+		case code.Code == packets.ErrConnectionRateExceeded.Code || code.Code == packets.ErrQuotaExceeded.Code:
+			return presence.ReasonRateLimited
+		}
+		if _, ok := protocolErrorCause(err); ok {
+			return presence.ReasonProtocolError
+		}
+		return presence.ReasonNetwork
+	case errors.As(err, &rej):
+		if rej.Reason == ingest.RateLimited {
+			return presence.ReasonRateLimited
+		}
+		return presence.ReasonRefused
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return presence.ReasonKeepAlive
+	}
+	if _, ok := protocolErrorCause(err); ok {
+		return presence.ReasonProtocolError
+	}
+	return presence.ReasonNetwork
 }
 
 // OnClientExpired forgets a session whose expiry interval has passed.

@@ -102,6 +102,8 @@ type Options struct {
 	Registry *registry.Registry
 	// Intake accepts what devices publish (decode, dead letters, pipeline).
 	Intake *adapter.Intake
+	// Presence hears of device sessions and requests; nil: none.
+	Presence adapter.Presence
 	// Twins and Commands serve the twin and command topics; nil refuses them.
 	Twins    *twin.Service
 	Commands *command.Service
@@ -297,7 +299,7 @@ func (s *Server) Addr(id string) string {
 func (s *Server) DisconnectDevice(code string) {
 	if cl, ok := s.broker.Clients.Get(code); ok {
 		s.log.Info("disconnecting device after an identity change", "device", code)
-		_ = s.broker.DisconnectClient(cl, errNotAuthorized)
+		_ = s.broker.DisconnectClient(cl, errIdentityChanged)
 	}
 }
 

@@ -37,6 +37,7 @@ type AdapterDeps struct {
 	Intake   *adapter.Intake
 	Twins    *twin.Service
 	Commands *command.Service
+	Presence adapter.Presence // nil: none
 	Logger   *slog.Logger
 	Metrics  prometheus.Registerer
 	// ProtocolErrors counts malformed traffic for every adapter.
@@ -61,7 +62,7 @@ func buildMQTT(c AdapterConfig, d AdapterDeps) (adapter.Adapter, error) {
 	return mqtt.New(mqtt.Options{
 		Listen: m.Listen, TLSListen: m.TLSListen, TLS: d.TLS,
 		DevListen: m.DevListen, DevACL: m.DevACL,
-		Registry: d.Registry, Intake: d.Intake, Twins: d.Twins, Commands: d.Commands,
+		Registry: d.Registry, Intake: d.Intake, Twins: d.Twins, Commands: d.Commands, Presence: d.Presence,
 		Logger: d.Logger, Metrics: d.Metrics, ProtocolErrors: d.ProtocolErrors,
 		MaxPacket: uint32(c.MaxPayload) + 1024, MaxInflight: uint16(m.MaxInflight), MaxQueued: m.MaxQueued,
 		Limits: mqtt.Limits{
@@ -81,7 +82,7 @@ func buildCoAP(c AdapterConfig, d AdapterDeps) (adapter.Adapter, error) {
 	}
 	opts := coap.Options{
 		Listen: cc.Listen, DTLSListen: cc.DTLSListen, PSK: d.PSK,
-		Registry: d.Registry, Intake: d.Intake, Twins: d.Twins, Commands: d.Commands,
+		Registry: d.Registry, Intake: d.Intake, Twins: d.Twins, Commands: d.Commands, Presence: d.Presence,
 		Logger: d.Logger, Metrics: d.Metrics, MaxPayload: c.MaxPayload,
 		Idle: time.Duration(cc.SessionIdle),
 		Limits: coap.Limits{

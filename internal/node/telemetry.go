@@ -40,6 +40,8 @@ type TelemetryOptions struct {
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
 	Now     func() time.Time // the decoder's clock (tests move it)
+	// Presence hears of every upload the intake takes; nil: none.
+	Presence adapter.Presence
 }
 
 // Telemetry is the running telemetry side. Its parts are exported for the
@@ -92,7 +94,9 @@ func StartTelemetry(ctx context.Context, o TelemetryOptions) (t *Telemetry, err 
 	if err := t.Pipeline.Start(ctx); err != nil {
 		return nil, err
 	}
-	t.Intake = adapter.NewIntake(adapter.IntakeOptions{Decoder: t.Decoder, Pipeline: t.Pipeline, Logger: o.Logger.With("component", "intake")})
+	t.Intake = adapter.NewIntake(adapter.IntakeOptions{
+		Decoder: t.Decoder, Pipeline: t.Pipeline, Presence: o.Presence, Logger: o.Logger.With("component", "intake"),
+	})
 	t.Intake.Start()
 	return t, nil
 }

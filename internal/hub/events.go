@@ -1,0 +1,147 @@
+package hub
+
+// Presence, and the forwarders that copy the database's device events
+// (command life cycles, presence) to their bus streams for integrations.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/bus"
+	"github.com/wanwu-iot/wanwu/internal/presence"
+)
+
+// forwarded is one event as a forwarder publishes it.
+type forwarded struct {
+	seq         uint64
+	tenant, id  string // the device
+	eventID     string // deduplicates a republish
+	body        []byte // JSON with the "seq" member
+	description string // for errors
+}
+
+// eventForwarder publishes a table's events to a bus stream in order: from
+// the newest event the stream holds to the newest in the database, so that
+// neither a burst, nor a crash, nor a failed publish loses one (event ids
+// make a repeat harmless).
+type eventForwarder struct {
+	name   string
+	stream *bus.Events
+	wake   chan struct{}
+	// after returns up to limit events after seq, none older than since.
+	after func(ctx context.Context, seq uint64, since time.Time, limit int) ([]forwarded, error)
+}
+
+func newEventForwarder(name string, stream *bus.Events, after func(context.Context, uint64, time.Time, int) ([]forwarded, error)) *eventForwarder {
+	return &eventForwarder{name: name, stream: stream, wake: make(chan struct{}, 1), after: after}
+}
+
+// Wake tells the forwarder that events were committed; it never blocks.
+func (f *eventForwarder) Wake() {
+	if f == nil {
+		return
+	}
+	select {
+	case f.wake <- struct{}{}:
+	default: // awake already; it reads from the database
+	}
+}
+
+func (h *Hub) forward(ctx context.Context, f *eventForwarder) {
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		if err := f.publishPending(ctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("event forwarding to the bus failed; retrying", "events", f.name, "err", err)
+			retry.Reset(time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.wake:
+		case <-retry.C:
+		}
+	}
+}
+
+func (f *eventForwarder) publishPending(ctx context.Context) error {
+	last, err := f.stream.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	// Events older than the stream keeps would only expire again.
+	since := time.Now().Add(-f.stream.MaxAge())
+	for {
+		events, err := f.after(ctx, last, since, 500)
+		if err != nil {
+			return err
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		for _, e := range events {
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = f.stream.Publish(pctx, e.tenant, e.id, e.eventID, e.body)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("%s: %w", e.description, err)
+			}
+			last = e.seq
+		}
+	}
+}
+
+// commandEventsAfter reads command events for their forwarder.
+func (h *Hub) commandEventsAfter(ctx context.Context, seq uint64, since time.Time, limit int) ([]forwarded, error) {
+	events, err := h.commands.EventsAfter(ctx, seq, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]forwarded, 0, len(events))
+	for _, e := range events {
+		body, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("hub: command event %d: %w", e.Seq, err)
+		}
+		tenant, id := splitCode(e.Command.Code)
+		out = append(out, forwarded{seq: e.Seq, tenant: tenant, id: id, eventID: fmt.Sprintf("%s-%d", e.Command.ID, e.Seq), body: body,
+			description: fmt.Sprintf("command event %d", e.Seq)})
+	}
+	return out, nil
+}
+
+// presenceEventsAfter reads presence events for their forwarder.
+func (h *Hub) presenceEventsAfter(ctx context.Context, seq uint64, since time.Time, limit int) ([]forwarded, error) {
+	events, err := h.presence.EventsAfter(ctx, seq, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]forwarded, 0, len(events))
+	for _, e := range events {
+		body, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("hub: presence event %d: %w", e.Seq, err)
+		}
+		tenant, id := splitCode(e.Code)
+		out = append(out, forwarded{seq: e.Seq, tenant: tenant, id: id, eventID: fmt.Sprintf("presence-%s-%d", h.deployID, e.Seq), body: body,
+			description: fmt.Sprintf("presence event %d", e.Seq)})
+	}
+	return out, nil
+}
+
+// openPresence opens the presence service; the adapters and the intake
+// report to it.
+func (h *Hub) openPresence(ctx context.Context) error {
+	var err error
+	if h.presence, err = presence.Open(ctx, presence.Options{
+		DB: h.db, Now: h.opts.Now, Logger: h.log, Metrics: h.metrics,
+		Idle:    time.Duration(h.opts.Config.CoAP.SessionIdle),
+		OnEvent: h.presenceEvents.Wake,
+	}); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	h.presence.Start()
+	return nil
+}
