@@ -39,6 +39,10 @@ type Claim struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	Template  ClaimSpec `json:"template"`
 	Revoked   bool      `json:"revoked,omitempty"`
+	// State says whether devices can claim with the token now: "active",
+	// "expired", "used_up" or "revoked" (the first that applies, in the
+	// order UseClaim checks them: revoked, expired, used up).
+	State string `json:"state"`
 	// LastUsedAt is when a device last claimed with the token (zero: never).
 	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 	// RevokedReason is what the operator said when revoking it.
@@ -101,7 +105,7 @@ func (r *Registry) CreateClaim(ctx context.Context, actor, tenant string, spec C
 	}
 	spec.Kind = probe.Kind
 	secret := auth.NewSecret(ClaimPrefix)
-	cl := &Claim{ID: auth.NewSecret("clm_")[:16], Tenant: tenant, Name: spec.Name, MaxUses: spec.MaxUses, Template: spec}
+	cl := &Claim{ID: auth.NewSecret("clm_")[:16], Tenant: tenant, Name: spec.Name, MaxUses: spec.MaxUses, Template: spec, State: "active"}
 	err := r.write(ctx, actor, func(c *change) error {
 		if _, err := getTenant(ctx, c.tx, tenant); err != nil {
 			return err
@@ -226,6 +230,7 @@ func (r *Registry) claims(ctx context.Context, h *sql.DB, where string, args ...
 		return nil, fmt.Errorf("registry: claims: %w", err)
 	}
 	defer rows.Close()
+	now := r.now()
 	var out []Claim
 	for rows.Next() {
 		var cl Claim
@@ -237,6 +242,16 @@ func (r *Registry) claims(ctx context.Context, h *sql.DB, where string, args ...
 		cl.ExpiresAt, cl.Revoked = time.UnixMilli(expires).UTC(), revoked != 0
 		if used != 0 {
 			cl.LastUsedAt = time.UnixMilli(used).UTC()
+		}
+		switch {
+		case cl.Revoked:
+			cl.State = "revoked"
+		case !now.Before(cl.ExpiresAt):
+			cl.State = "expired"
+		case cl.Uses >= cl.MaxUses:
+			cl.State = "used_up"
+		default:
+			cl.State = "active"
 		}
 		_ = json.Unmarshal([]byte(tmpl), &cl.Template)
 		out = append(out, cl)

@@ -1121,4 +1121,9 @@ func TestClaimRefusals(t *testing.T) {
 	if c := claims[1]; c.Uses != 0 || !c.LastUsedAt.IsZero() {
 		t.Errorf("unused claim %+v", c)
 	}
+	for i, want := range []string{"used_up", "expired", "revoked"} {
+		if claims[i].State != want {
+			t.Errorf("claim %d: state %q, want %q", i, claims[i].State, want)
+		}
+	}
 }
