@@ -269,15 +269,14 @@ func (c *Client) sendLoop() {
 		var refused *RefusedError
 		switch {
 		case err == nil || errors.As(err, &refused):
-			if refused != nil {
-				// Nobody may be waiting (published before a restart):
-				// say it, without the payload.
-				c.log.Warn("message refused by the hub", "seq", p.seq, "reason", refused.Reason, "message", refused.Message)
-			}
 			if ferr := c.buf.finish(p.seq); ferr != nil {
 				c.log.Error("buffer", "err", ferr)
 			}
-			c.answer(p.seq, err)
+			if !c.answer(p.seq, err) && refused != nil {
+				// Nobody waits (published before a restart, or its
+				// Publish gave up waiting): say it, without the payload.
+				c.log.Warn("message refused by the hub", "seq", p.seq, "reason", refused.Reason, "message", refused.Message)
+			}
 			backoff = 0
 		case c.ctx.Err() != nil:
 			return
@@ -293,8 +292,9 @@ func (c *Client) sendLoop() {
 	}
 }
 
-// answer hands the hub's answer to the Publish waiting for seq, if any.
-func (c *Client) answer(seq uint64, err error) {
+// answer hands the hub's answer to the Publish waiting for seq, and
+// reports whether one was waiting.
+func (c *Client) answer(seq uint64, err error) bool {
 	c.mu.Lock()
 	ch := c.waiters[seq]
 	delete(c.waiters, seq)
@@ -302,6 +302,7 @@ func (c *Client) answer(seq uint64, err error) {
 	if ch != nil {
 		ch <- err
 	}
+	return ch != nil
 }
 
 // ReportState sends the device's reported state, a JSON merge patch (RFC

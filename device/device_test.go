@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,8 +35,8 @@ func startHub(t *testing.T, mutate ...func(*config.Hub)) *hubtest.Hub {
 	return h
 }
 
-// claimToken creates a claim token for acme (ctl claim create flags).
-func claimToken(t *testing.T, h *hubtest.Hub, flags ...string) string {
+// newClaimToken creates a claim token for acme (ctl claim create flags).
+func newClaimToken(t *testing.T, h *hubtest.Hub, flags ...string) string {
 	t.Helper()
 	out := h.MustWanwu(append([]string{"ctl", "claim", "create", "--tenant", "acme", "--json"}, flags...)...)
 	var v struct{ Token string }
@@ -52,7 +53,7 @@ func claim(t *testing.T, h *hubtest.Hub, id string, flags ...string) *device.Ide
 	if err != nil {
 		t.Fatal(err)
 	}
-	ident, err := device.Claim(ctx(t), h.URL, claimToken(t, h, flags...), key, device.ClaimOptions{ID: id})
+	ident, err := device.Claim(ctx(t), h.URL, newClaimToken(t, h, flags...), key, device.ClaimOptions{ID: id})
 	if err != nil {
 		t.Fatalf("claim: %v", err)
 	}
@@ -353,7 +354,11 @@ func TestClaimConnectPublish(t *testing.T) {
 func TestNothingLostAcrossCutsAndRestarts(t *testing.T) {
 	h := startHub(t)
 	id := claim(t, h, "meter-1")
-	p := newProxy(t, func() string { return h.MQTT().Addr(mqtt.ListenerTCP) })
+	// The proxy reads the hub's address from here, set after each start:
+	// while the hub is down, the old address refuses connections.
+	var target atomic.Value
+	target.Store(h.MQTT().Addr(mqtt.ListenerTCP))
+	p := newProxy(t, func() string { return target.Load().(string) })
 	opts := device.Options{Identity: id, Broker: "mqtt://" + p.addr(), BufferDir: t.TempDir(), Logger: testLogger(t)}
 	c, err := device.Connect(context.Background(), opts)
 	if err != nil {
@@ -377,6 +382,7 @@ func TestNothingLostAcrossCutsAndRestarts(t *testing.T) {
 	p.cut()
 	publish(c, 200, 300)
 	h.Restart() // the hub goes away mid-stream and comes back on another port
+	target.Store(h.MQTT().Addr(mqtt.ListenerTCP))
 	publish(c, 300, 400)
 	// The device goes down with records buffered while the hub is away.
 	h.Stop()
@@ -388,6 +394,7 @@ func TestNothingLostAcrossCutsAndRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Restart()
+	target.Store(h.MQTT().Addr(mqtt.ListenerTCP))
 	c = connect(t, opts)
 	publish(c, 500, n)
 	eventually(t, "the buffer drained", func() error {
