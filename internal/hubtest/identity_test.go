@@ -177,6 +177,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	setupAcme(t, h)
 	before := auditSize(t, h)
 	badModel := `{"id":"acme:bad","version":"1.0","properties":{"t":{"type":"number","unit":"furlongs","minimum":5,"maximum":1}}}`
+	csr, _ := makeCSR(t, keys.P256)
 	cases := []struct {
 		name, method, path string
 		body               any
@@ -209,8 +210,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"bad resolve key", "GET", "/api/v1/resolve/not a code", nil, 400, "code"},
 		{"bad number", "GET", "/api/v1/resolve/fd00::zz", nil, 400, "number"},
 		{"rotate unknown", "POST", "/api/v1/objects/acme:ghost/rotate", map[string]any{}, 404, ""},
-		{"claim without token", "POST", "/api/v1/claim", map[string]any{"csr": "x"}, 401, ""},
-		{"claim bad token", "POST", "/api/v1/claim", map[string]any{"csr": "x"}, 401, ""},
+		{"claim without token", "POST", "/api/v1/claim", map[string]any{"csr": string(csr)}, 401, ""},
+		{"claim bad token", "POST", "/api/v1/claim", map[string]any{"csr": string(csr)}, 401, ""},
+		// A malformed request is refused before the token is looked at.
+		{"claim with a bad csr", "POST", "/api/v1/claim", map[string]any{"csr": "x"}, 400, "csr"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -218,7 +221,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			if tc.name == "claim without token" {
 				r = h.Do(tc.method, tc.path, "", tc.body)
 			}
-			if tc.name == "claim bad token" {
+			if tc.name == "claim bad token" || tc.name == "claim with a bad csr" {
 				r = h.Do(tc.method, tc.path, "wwc_nope", tc.body)
 			}
 			if r.Status != tc.status {
