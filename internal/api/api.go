@@ -92,6 +92,11 @@ type Options struct {
 	// ImportMaxRows is the row limit of one bulk CSV import (default
 	// csvimport.MaxRows).
 	ImportMaxRows int
+	// Claim limits, per source address: claim requests (default 5 per
+	// second, burst 50) and refused claims (default one per 10 s, burst 10),
+	// over which the address is answered 429 until its budget refills.
+	ClaimPerAddr, ClaimFailuresPerAddr           rate.Limit
+	ClaimPerAddrBurst, ClaimFailuresPerAddrBurst int
 }
 
 // Body limits: models may be up to 1 MiB, bulk CSV up to 64 MiB.
@@ -103,6 +108,8 @@ const (
 type server struct {
 	Options
 	ingestDevice, ingestAddr *ratelimit.Keyed[string]
+	claimAddr, claimFailures *ratelimit.Keyed[string]
+	claimsRefused            *prometheus.CounterVec
 	requests                 *prometheus.CounterVec
 	rejected                 *prometheus.CounterVec
 	authFailures             *prometheus.CounterVec
@@ -126,13 +133,17 @@ func New(opts Options) (http.Handler, error) {
 			Name: "wanwu_api_device_auth_failed_total",
 			Help: "HTTP ingest requests whose device authentication failed, by reason (the caller is told only 'unauthenticated').",
 		}, []string{"reason"}),
+		claimsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wanwu_api_claims_refused_total",
+			Help: "Device claims (POST /api/v1/claim) refused, by reason (the caller is told only 'claim refused', or 429 when rate limited).",
+		}, []string{"reason"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "wanwu_api_request_duration_seconds", Help: "API request latency by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"route"}),
 	}
 	if opts.Metrics != nil {
-		for _, c := range []prometheus.Collector{s.requests, s.rejected, s.authFailures, s.latency} {
+		for _, c := range []prometheus.Collector{s.requests, s.rejected, s.authFailures, s.claimsRefused, s.latency} {
 			if err := opts.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("api: metrics: %w", err)
 			}
@@ -150,7 +161,15 @@ func New(opts Options) (http.Handler, error) {
 	if opts.IngestPerAddr == 0 {
 		opts.IngestPerAddr, opts.IngestPerAddrBurst = 500, 1000
 	}
+	if opts.ClaimPerAddr == 0 {
+		opts.ClaimPerAddr, opts.ClaimPerAddrBurst = 5, 50
+	}
+	if opts.ClaimFailuresPerAddr == 0 {
+		opts.ClaimFailuresPerAddr, opts.ClaimFailuresPerAddrBurst = 0.1, 10
+	}
 	s.Options = opts
+	s.claimAddr = ratelimit.New[string](opts.ClaimPerAddr, opts.ClaimPerAddrBurst)
+	s.claimFailures = ratelimit.New[string](opts.ClaimFailuresPerAddr, opts.ClaimFailuresPerAddrBurst)
 	s.ingestDevice = ratelimit.New[string](opts.IngestPerDevice, opts.IngestPerDeviceBurst)
 	s.ingestAddr = ratelimit.New[string](opts.IngestPerAddr, opts.IngestPerAddrBurst)
 	mux := http.NewServeMux()
@@ -218,7 +237,7 @@ func toAPIError(err error) *Error {
 	case errors.Is(err, registry.ErrConflict), errors.Is(err, auth.ErrExists):
 		return &Error{Status: http.StatusConflict, Code: "conflict", Message: err.Error()}
 	case errors.Is(err, registry.ErrClaim):
-		return &Error{Status: http.StatusUnauthorized, Code: "claim_refused", Message: err.Error()}
+		return errClaimRefused // which refusal it was is not the caller's to learn
 	case errors.Is(err, auth.ErrUnauthenticated):
 		return &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: err.Error()}
 	case errors.Is(err, auth.ErrForbidden):

@@ -43,7 +43,7 @@ func TestErrorMapping(t *testing.T) {
 		{"token not found", auth.ErrNotFound, 404, "not_found", "", false},
 		{"conflict", registry.ErrConflict, 409, "conflict", "", false},
 		{"token exists", auth.ErrExists, 409, "conflict", "", false},
-		{"claim refused", registry.ErrClaim, 401, "claim_refused", "", false},
+		{"claim refused", registry.ErrClaimExpired, 401, "claim_refused", "", false},
 		{"unauthenticated", auth.ErrUnauthenticated, 401, "unauthenticated", "", false},
 		{"forbidden", auth.ErrForbidden, 403, "forbidden", "", false},
 		{"bad proof", audit.ErrBadProof, 400, "invalid_argument", "", false},

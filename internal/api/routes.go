@@ -71,6 +71,7 @@ func (s *server) routes(mux *http.ServeMux) {
 
 	mux.HandleFunc("POST /api/v1/claims", s.authed(auth.Operator, s.createClaim))
 	mux.HandleFunc("GET /api/v1/claims", s.authed(auth.Viewer, s.listClaims))
+	mux.HandleFunc("POST /api/v1/claims/{id}/revoke", s.authed(auth.Operator, s.revokeClaim))
 	// Devices claim with their claim token, not an API token.
 	mux.HandleFunc("POST /api/v1/claim", s.handle(s.useClaim))
 
@@ -601,81 +602,6 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request, p auth.Principa
 		return fmt.Errorf("%w: %s", registry.ErrNotFound, r.PathValue("key"))
 	}
 	writeJSON(w, http.StatusOK, o)
-	return nil
-}
-
-type claimBody struct {
-	Tenant  string             `json:"tenant"`
-	Name    string             `json:"name,omitempty"`
-	MaxUses int                `json:"max_uses,omitempty"`
-	TTL     string             `json:"ttl,omitempty"`
-	Kind    string             `json:"kind,omitempty"`
-	Model   *registry.ModelRef `json:"model,omitempty"`
-	Path    string             `json:"path,omitempty"`
-	Tags    map[string]string  `json:"tags,omitempty"`
-	Edge    string             `json:"edge,omitempty"`
-}
-
-func (s *server) createClaim(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	var b claimBody
-	if err := decodeJSON(w, r, &b); err != nil {
-		return err
-	}
-	if b.Tenant == "" {
-		b.Tenant = p.Tenant
-	}
-	if b.Tenant == "" {
-		return badRequest("tenant", "which tenant the claimed devices join is required")
-	}
-	if err := p.Allows(auth.Operator, b.Tenant); err != nil {
-		return err
-	}
-	spec := registry.ClaimSpec{Name: b.Name, MaxUses: b.MaxUses, Kind: b.Kind, Model: b.Model, Tags: b.Tags, Edge: b.Edge}
-	var err error
-	if spec.TTL, err = parseDuration("ttl", b.TTL); err != nil {
-		return err
-	}
-	if b.Path != "" {
-		if spec.Path, err = code.ParsePath(b.Path); err != nil {
-			return badRequest("path", "%v", err)
-		}
-	}
-	cl, secret, err := s.Registry.CreateClaim(r.Context(), p.Name, b.Tenant, spec)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"claim": cl, "token": secret})
-	return nil
-}
-
-func (s *server) listClaims(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	cls, err := s.Registry.Claims(r.Context(), p.Tenant)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"claims": nonNil(cls)})
-	return nil
-}
-
-type useClaimBody struct {
-	CSR string `json:"csr"`
-	ID  string `json:"id,omitempty"`
-}
-
-func (s *server) useClaim(w http.ResponseWriter, r *http.Request) error {
-	secret, ok := bearer(r)
-	if !ok {
-		return &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "missing claim token (Authorization: Bearer wwc_...)"}
-	}
-	var b useClaimBody
-	if err := decodeJSON(w, r, &b); err != nil {
-		return err
-	}
-	reg, err := s.Registry.UseClaim(r.Context(), secret, registry.ClaimRequest{CSR: []byte(b.CSR), Local: b.ID})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, reg)
 	return nil
 }
 

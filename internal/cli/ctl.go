@@ -135,7 +135,8 @@ func ctlCommands() []ctlCommand {
 		{"command", "list", "CODE", "list a device's commands (--status)", ctlCommandList},
 		{"command", "cancel", "ID", "cancel a command that has not finished", ctlOnePath("POST", "/api/v1/commands/", "/cancel", "ID")},
 		{"claim", "create", "", "create a zero-touch claim token for devices", ctlClaimCreate},
-		{"claim", "list", "", "list claim tokens", ctlSimpleGet("/api/v1/claims")},
+		{"claim", "list", "", "list claim tokens: uses, expiry, state (--json)", ctlClaimList},
+		{"claim", "revoke", "ID", "revoke a claim token (devices already claimed keep their identities)", ctlClaimRevoke},
 		{"telemetry", "latest", "CODE", "a device's latest values (--json)", ctlTelemetryLatest},
 		{"telemetry", "range", "CODE PROPERTY", "a property's values (--since 1h, --step, --agg, --json)", ctlTelemetryRange},
 		{"events", "", "", "device events, newest last (--device, --tenant, --name, --since 24h, --json)", ctlEvents},
@@ -847,6 +848,7 @@ func ctlClaimCreate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) er
 	edge := fs.String("edge", "", "edge serving the claimed objects")
 	var tags stringList
 	fs.Var(&tags, "tag", "tag key=value for the claimed objects (repeatable)")
+	asJSON := fs.Bool("json", false, "print the hub's JSON answer")
 	return func(e *env, c *ctlConn, args []string) error {
 		if err := needArgs(args, 0, "no arguments"); err != nil {
 			return err
@@ -863,11 +865,26 @@ func ctlClaimCreate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) er
 			}
 			body["tags"] = t
 		}
-		var out any
-		if _, err := c.json("POST", "/api/v1/claims", body, &out); err != nil {
+		b, _ := json.Marshal(body)
+		raw, _, err := c.do("POST", "/api/v1/claims", bytes.NewReader(b), "application/json")
+		if err != nil {
 			return err
 		}
-		return printJSON(e.stdout, out)
+		if *asJSON {
+			_, err := e.stdout.Write(raw)
+			return err
+		}
+		var out struct {
+			Claim claimRow `json:"claim"`
+			Token string   `json:"token"`
+		}
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("hub sent unexpected JSON: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "claim %s for tenant %s: %d uses, expires %s\n", out.Claim.ID, out.Claim.Tenant, out.Claim.MaxUses, timeText(out.Claim.ExpiresAt))
+		fmt.Fprintf(e.stdout, "token %s\n", out.Token)
+		fmt.Fprintln(e.stderr, "the token is shown only now (the hub keeps its hash): give it to the devices, e.g. WANWU_CLAIM=<token>")
+		return nil
 	}
 }
 

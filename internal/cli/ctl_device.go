@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -261,5 +262,58 @@ func ctlDeviceToken(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) er
 		}
 		_, err = fmt.Fprintln(e.stdout, tok)
 		return err
+	}
+}
+
+// claimRow is what ctl shows of a claim token (the API's registry.Claim).
+type claimRow struct {
+	ID            string    `json:"id"`
+	Tenant        string    `json:"tenant"`
+	Name          string    `json:"name"`
+	MaxUses       int       `json:"max_uses"`
+	Uses          int       `json:"uses"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	LastUsedAt    time.Time `json:"last_used_at"`
+	State         string    `json:"state"` // active, expired, used_up, revoked: by the hub's clock
+	RevokedReason string    `json:"revoked_reason"`
+}
+
+func ctlClaimList(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	asJSON := fs.Bool("json", false, "print the hub's JSON answer")
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 0, "no arguments"); err != nil {
+			return err
+		}
+		var out struct {
+			Claims []claimRow `json:"claims"`
+		}
+		if done, err := getData(e, c, "/api/v1/claims", *asJSON, &out); done || err != nil {
+			return err
+		}
+		rows := make([][]string, 0, len(out.Claims))
+		for _, cl := range out.Claims {
+			last := "never"
+			if !cl.LastUsedAt.IsZero() {
+				last = timeText(cl.LastUsedAt)
+			}
+			rows = append(rows, []string{cl.ID, cl.Tenant, cl.Name, fmt.Sprintf("%d/%d", cl.Uses, cl.MaxUses),
+				timeText(cl.ExpiresAt), last, strings.ReplaceAll(cl.State, "_", " ")})
+		}
+		return table(e.stdout, []string{"ID", "TENANT", "NAME", "USES", "EXPIRES", "LAST USED", "STATE"}, rows)
+	}
+}
+
+func ctlClaimRevoke(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	reason := fs.String("reason", "", "why (recorded in the audit log)")
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 1, "ID"); err != nil {
+			return err
+		}
+		var out claimRow
+		if _, err := c.json("POST", "/api/v1/claims/"+url.PathEscape(args[0])+"/revoke", map[string]string{"reason": *reason}, &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "claim %s revoked (%d of %d uses made)\n", out.ID, out.Uses, out.MaxUses)
+		return nil
 	}
 }

@@ -1,10 +1,12 @@
 package hubtest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"database/sql"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -175,6 +177,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	setupAcme(t, h)
 	before := auditSize(t, h)
 	badModel := `{"id":"acme:bad","version":"1.0","properties":{"t":{"type":"number","unit":"furlongs","minimum":5,"maximum":1}}}`
+	csr, _ := makeCSR(t, keys.P256)
 	cases := []struct {
 		name, method, path string
 		body               any
@@ -207,8 +210,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"bad resolve key", "GET", "/api/v1/resolve/not a code", nil, 400, "code"},
 		{"bad number", "GET", "/api/v1/resolve/fd00::zz", nil, 400, "number"},
 		{"rotate unknown", "POST", "/api/v1/objects/acme:ghost/rotate", map[string]any{}, 404, ""},
-		{"claim without token", "POST", "/api/v1/claim", map[string]any{"csr": "x"}, 401, ""},
-		{"claim bad token", "POST", "/api/v1/claim", map[string]any{"csr": "x"}, 401, ""},
+		{"claim without token", "POST", "/api/v1/claim", map[string]any{"csr": string(csr)}, 401, ""},
+		{"claim bad token", "POST", "/api/v1/claim", map[string]any{"csr": string(csr)}, 401, ""},
+		// A malformed request is refused before the token is looked at.
+		{"claim with a bad csr", "POST", "/api/v1/claim", map[string]any{"csr": "x"}, 400, "csr"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -216,7 +221,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			if tc.name == "claim without token" {
 				r = h.Do(tc.method, tc.path, "", tc.body)
 			}
-			if tc.name == "claim bad token" {
+			if tc.name == "claim bad token" || tc.name == "claim with a bad csr" {
 				r = h.Do(tc.method, tc.path, "wwc_nope", tc.body)
 			}
 			if r.Status != tc.status {
@@ -541,21 +546,16 @@ func makeCSR(t *testing.T, alg keys.Alg) ([]byte, []byte) {
 }
 
 // TestZeroTouchClaim: a device with a claim token and its own key pair gets
-// its identity once; the token's use count and expiry hold.
+// its identity once; the token's use count, expiry and revocation hold, and
+// every refusal is the same answer, counted by reason.
 func TestZeroTouchClaim(t *testing.T) {
 	clock := &fakeClock{t: time.Now()}
 	h := StartClock(t, clock.Now)
 	setupAcme(t, h)
-	out := h.MustWanwu("ctl", "claim", "create", "--tenant", "acme", "--max-uses", "2", "--ttl", "1h",
-		"--model", "acme:pump@1.0.0", "--path", "plant-7", "--tag", "batch=b42")
-	i := strings.Index(out, `"token": "wwc_`)
-	if i < 0 {
-		t.Fatalf("claim create: %s", out)
-	}
-	token := strings.Split(out[i+len(`"token": "`):], `"`)[0]
+	token := claimToken(t, h, "--max-uses", "2", "--ttl", "1h", "--model", "acme:pump@1.0.0", "--path", "plant-7", "--tag", "batch=b42")
 
 	dir := t.TempDir()
-	out = h.MustWanwu("ctl", "claim", "use", "--claim", token, "--id", "sensor-a", "--out", filepath.Join(dir, "a"))
+	out := h.MustWanwu("ctl", "claim", "use", "--claim", token, "--id", "sensor-a", "--out", filepath.Join(dir, "a"))
 	if !strings.Contains(out, "acme:sensor-a") {
 		t.Fatalf("claim use: %s", out)
 	}
@@ -570,29 +570,100 @@ func TestZeroTouchClaim(t *testing.T) {
 	if code == 0 || !strings.Contains(errs, "409") {
 		t.Errorf("second claim with the same key: exit %d %s", code, errs)
 	}
-	// Second device, derived id.
-	csr, _ := makeCSR(t, keys.Ed25519)
-	r := h.Do("POST", "/api/v1/claim", token, map[string]any{"csr": string(csr)})
+	// Second device, derived id, its public key instead of a CSR.
+	k, err := keys.Generate(keys.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	did, _ := keys.DID(k.Public())
+	r := h.Do("POST", "/api/v1/claim", token, map[string]any{"public_key": did})
 	if r.Status != 201 {
 		t.Fatalf("second device: %d %s", r.Status, r.Body)
 	}
-	// Used up.
-	csr3, _ := makeCSR(t, keys.P256)
-	if r := h.Do("POST", "/api/v1/claim", token, map[string]any{"csr": string(csr3)}); r.Status != 401 || !strings.Contains(string(r.Body), "used up") {
-		t.Errorf("third device: %d %s", r.Status, r.Body)
+	var reg struct {
+		Object                  struct{ Code, Number, DID string }
+		Certificate, Credential string
 	}
-	// Expired.
-	out = h.MustWanwu("ctl", "claim", "create", "--tenant", "acme", "--ttl", "1m")
-	i = strings.Index(out, `"token": "wwc_`)
-	token2 := strings.Split(out[i+len(`"token": "`):], `"`)[0]
+	r.JSON(t, &reg)
+	if reg.Object.DID != did || !strings.HasPrefix(reg.Object.Code, "acme:d-") || reg.Object.Number == "" || reg.Certificate == "" || reg.Credential == "" {
+		t.Errorf("claimed by public key: %+v", reg)
+	}
+
+	// Refusals: used up, expired, revoked, unknown, none: one answer.
+	csr3, _ := makeCSR(t, keys.P256)
+	body := map[string]any{"csr": string(csr3)}
+	expired := claimToken(t, h, "--ttl", "1m")
+	revoked := claimToken(t, h, "--max-uses", "5")
+	var list struct {
+		Claims []struct{ ID string }
+	}
+	h.MustAdmin(200, "GET", "/api/v1/claims", nil).JSON(t, &list)
+	revokedID := list.Claims[len(list.Claims)-1].ID
+	if out := h.MustWanwu("ctl", "claim", "revoke", revokedID, "--reason", "batch recalled"); !strings.Contains(out, revokedID+" revoked") {
+		t.Errorf("claim revoke: %s", out)
+	}
 	clock.Advance(2 * time.Minute)
-	if r := h.Do("POST", "/api/v1/claim", token2, map[string]any{"csr": string(csr3)}); r.Status != 401 || !strings.Contains(string(r.Body), "expired") {
-		t.Errorf("expired token: %d %s", r.Status, r.Body)
+	want := h.Do("POST", "/api/v1/claim", token, body) // used up
+	if want.Status != 401 || !strings.Contains(string(want.Body), `"claim_refused"`) {
+		t.Fatalf("used-up token: %d %s", want.Status, want.Body)
+	}
+	for name, tok := range map[string]string{"expired": expired, "revoked": revoked, "unknown": "wwc_" + strings.Repeat("x", 43), "none": ""} {
+		if r := h.Do("POST", "/api/v1/claim", tok, body); r.Status != want.Status || !bytes.Equal(r.Body, want.Body) {
+			t.Errorf("%s token: %d %s, want the same answer as a used-up one: %s", name, r.Status, r.Body, want.Body)
+		}
+	}
+	metrics := string(h.Do("GET", "/metrics", "", nil).Body)
+	for _, reason := range []string{"used_up", "expired", "revoked", "unknown", "no_token"} {
+		if !strings.Contains(metrics, `wanwu_api_claims_refused_total{reason="`+reason+`"} 1`) {
+			t.Errorf("metrics lack one refusal for %s", reason)
+		}
+	}
+
+	table := h.MustWanwu("ctl", "claim", "list")
+	for _, w := range []string{"USES", "2/2", "used up", "expired", "revoked"} {
+		if !strings.Contains(table, w) {
+			t.Errorf("claim list lacks %q:\n%s", w, table)
+		}
 	}
 	entries := string(h.Admin("GET", "/api/v1/audit/entries", nil).Body)
-	if strings.Count(entries, `"kind":"claim.used"`) != 2 {
-		t.Errorf("want 2 claim.used entries")
+	for kind, n := range map[string]int{"claim.created": 3, "claim.used": 2, "claim.revoked": 1} {
+		if got := strings.Count(entries, `"kind":"`+kind+`"`); got != n {
+			t.Errorf("%d %s entries, want %d", got, kind, n)
+		}
 	}
+}
+
+// TestClaimRateLimit: refused claims are charged to their source address,
+// which is refused with 429 once over its budget, valid token or not.
+func TestClaimRateLimit(t *testing.T) {
+	h := Start(t)
+	setupAcme(t, h)
+	token := claimToken(t, h)
+	csr, _ := makeCSR(t, keys.P256)
+	body := map[string]any{"csr": string(csr)}
+	for i := range 10 {
+		if r := h.Do("POST", "/api/v1/claim", "wwc_guess"+fmt.Sprint(i), body); r.Status != 401 {
+			t.Fatalf("guess %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	r := h.Do("POST", "/api/v1/claim", token, body)
+	if r.Status != 429 || !strings.Contains(string(r.Body), "rate_limited") {
+		t.Errorf("after 10 refusals: %d %s, want 429", r.Status, r.Body)
+	}
+	if !strings.Contains(string(h.Do("GET", "/metrics", "", nil).Body), `wanwu_api_claims_refused_total{reason="rate_limited"} 1`) {
+		t.Error("the rate-limited claim is not counted")
+	}
+}
+
+// claimToken creates a claim token for acme with ctl and returns its secret.
+func claimToken(t *testing.T, h *Hub, flags ...string) string {
+	t.Helper()
+	out := h.MustWanwu(append([]string{"ctl", "claim", "create", "--tenant", "acme", "--json"}, flags...)...)
+	var v struct{ Token string }
+	if err := json.Unmarshal([]byte(out), &v); err != nil || !strings.HasPrefix(v.Token, "wwc_") {
+		t.Fatalf("claim create: %v: %s", err, out)
+	}
+	return v.Token
 }
 
 // TestRestart: everything registered before a restart still resolves and

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"crypto"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -38,6 +39,42 @@ type Claim struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	Template  ClaimSpec `json:"template"`
 	Revoked   bool      `json:"revoked,omitempty"`
+	// State says whether devices can claim with the token now: "active",
+	// "expired", "used_up" or "revoked" (the first that applies, in the
+	// order UseClaim checks them: revoked, expired, used up).
+	State string `json:"state"`
+	// LastUsedAt is when a device last claimed with the token (zero: never).
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	// RevokedReason is what the operator said when revoking it.
+	RevokedReason string `json:"revoked_reason,omitempty"`
+}
+
+// Why a claim was refused. Each wraps ErrClaim; the API answers them all
+// alike (a failed claim tells the caller nothing about which tokens exist)
+// and only counts and logs which one it was (ClaimRefusal).
+var (
+	ErrClaimUnknown = fmt.Errorf("%w: unknown claim token", ErrClaim)
+	ErrClaimExpired = fmt.Errorf("%w: claim token expired", ErrClaim)
+	ErrClaimUsedUp  = fmt.Errorf("%w: claim token used up", ErrClaim)
+	ErrClaimRevoked = fmt.Errorf("%w: claim token revoked", ErrClaim)
+)
+
+// ClaimRefusal names why err refused a claim, for metrics and logs:
+// "unknown", "expired", "used_up", "revoked"; "" when err is not a refusal.
+func ClaimRefusal(err error) string {
+	switch {
+	case errors.Is(err, ErrClaimUnknown):
+		return "unknown"
+	case errors.Is(err, ErrClaimExpired):
+		return "expired"
+	case errors.Is(err, ErrClaimUsedUp):
+		return "used_up"
+	case errors.Is(err, ErrClaimRevoked):
+		return "revoked"
+	case errors.Is(err, ErrClaim):
+		return "refused"
+	}
+	return ""
 }
 
 // CreateClaim issues a claim token for tenant. The secret is returned once.
@@ -68,7 +105,7 @@ func (r *Registry) CreateClaim(ctx context.Context, actor, tenant string, spec C
 	}
 	spec.Kind = probe.Kind
 	secret := auth.NewSecret(ClaimPrefix)
-	cl := &Claim{ID: auth.NewSecret("clm_")[:16], Tenant: tenant, Name: spec.Name, MaxUses: spec.MaxUses, Template: spec}
+	cl := &Claim{ID: auth.NewSecret("clm_")[:16], Tenant: tenant, Name: spec.Name, MaxUses: spec.MaxUses, Template: spec, State: "active"}
 	err := r.write(ctx, actor, func(c *change) error {
 		if _, err := getTenant(ctx, c.tx, tenant); err != nil {
 			return err
@@ -92,33 +129,33 @@ func (r *Registry) CreateClaim(ctx context.Context, actor, tenant string, spec C
 	return cl, secret, nil
 }
 
-// ClaimRequest is what a device sends with its claim token.
+// ClaimRequest is what a device sends with its claim token: its key as a
+// CSR (which proves that the device holds the private key) or as a public
+// key (the forms registration accepts), not both.
 type ClaimRequest struct {
-	CSR []byte
+	CSR       []byte
+	PublicKey crypto.PublicKey
 	// Local is the local part of the code the device asks for; empty derives
 	// one from its key ("d-" and 20 hex digits of the key fingerprint).
 	Local string
 }
 
-// UseClaim registers a device that presents a valid claim token and a CSR.
-// The same key cannot be claimed twice; a used-up, expired or revoked token is
-// refused with ErrClaim.
+// UseClaim registers a device that presents a valid claim token and its key,
+// as Register does (the same checks, number derivation, certificate,
+// credential and audit entries), plus a claim.used entry. The same key
+// cannot be claimed twice; an unknown, expired, used-up or revoked token is
+// refused with an error wrapping ErrClaim (ClaimRefusal says which).
+//
+// The request is checked before the token is looked at, so that a malformed
+// request is answered the same whether or not the token exists.
 func (r *Registry) UseClaim(ctx context.Context, secret string, req ClaimRequest) (*Registration, error) {
-	if !strings.HasPrefix(secret, ClaimPrefix) || len(secret) > 128 {
-		return nil, fmt.Errorf("%w: not a claim token", ErrClaim)
+	switch {
+	case len(req.CSR) > 0 && req.PublicKey != nil:
+		return nil, invalid("public_key", "give a csr or a public_key, not both")
+	case len(req.CSR) == 0 && req.PublicKey == nil:
+		return nil, invalid("csr", "the device's key is required: a csr or a public_key")
 	}
-	var claimID string
-	err := r.rd.QueryRowContext(ctx, `SELECT id FROM claims WHERE hash = ?`, auth.Hash(secret)).Scan(&claimID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: unknown claim token", ErrClaim)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("registry: claim: %w", err)
-	}
-	if len(req.CSR) == 0 {
-		return nil, invalid("csr", "a certificate signing request is required")
-	}
-	rk, err := resolveKey(KeySource{CSR: req.CSR})
+	rk, err := resolveKey(KeySource{CSR: req.CSR, PublicKey: req.PublicKey})
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +163,17 @@ func (r *Registry) UseClaim(ctx context.Context, secret string, req ClaimRequest
 		req.Local = "d-" + fingerprint(rk.spki)[:20]
 	} else if err := code.ValidLocal(req.Local); err != nil {
 		return nil, invalidErr("id", err)
+	}
+	if !strings.HasPrefix(secret, ClaimPrefix) || len(secret) > 128 {
+		return nil, ErrClaimUnknown
+	}
+	var claimID string
+	err = r.rd.QueryRowContext(ctx, `SELECT id FROM claims WHERE hash = ?`, auth.Hash(secret)).Scan(&claimID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrClaimUnknown
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registry: claim: %w", err)
 	}
 	// Expiry and the use count are checked inside the write transaction, so
 	// two devices racing for the last use cannot both win.
@@ -141,11 +189,11 @@ func (r *Registry) UseClaim(ctx context.Context, secret string, req ClaimRequest
 		}
 		switch {
 		case revoked != 0:
-			return fmt.Errorf("%w: claim token revoked", ErrClaim)
+			return ErrClaimRevoked
 		case !c.now.Before(time.UnixMilli(expires)):
-			return fmt.Errorf("%w: claim token expired", ErrClaim)
+			return ErrClaimExpired
 		case cl.Uses >= cl.MaxUses:
-			return fmt.Errorf("%w: claim token used up (%d of %d)", ErrClaim, cl.Uses, cl.MaxUses)
+			return fmt.Errorf("%w (%d of %d)", ErrClaimUsedUp, cl.Uses, cl.MaxUses)
 		}
 		var spec ClaimSpec
 		if err := json.Unmarshal([]byte(tmpl), &spec); err != nil {
@@ -155,7 +203,7 @@ func (r *Registry) UseClaim(ctx context.Context, secret string, req ClaimRequest
 		if reg, err = c.register(rr, rk); err != nil {
 			return err
 		}
-		if _, err := c.tx.ExecContext(ctx, `UPDATE claims SET uses = uses + 1 WHERE id = ?`, cl.ID); err != nil {
+		if _, err := c.tx.ExecContext(ctx, `UPDATE claims SET uses = uses + 1, last_used_at = ? WHERE id = ?`, c.now.UnixMilli(), cl.ID); err != nil {
 			return fmt.Errorf("registry: claim: %w", err)
 		}
 		return c.log(KindClaimUsed, cl.Tenant, reg.Object.Code, map[string]any{"claim": cl.ID, "use": cl.Uses + 1, "max_uses": cl.MaxUses, "did": rk.did})
@@ -168,28 +216,85 @@ func (r *Registry) UseClaim(ctx context.Context, secret string, req ClaimRequest
 
 // Claims lists claim tokens of tenant ("" = all).
 func (r *Registry) Claims(ctx context.Context, tenant string) ([]Claim, error) {
-	q := `SELECT id, tenant, name, max_uses, uses, expires_at, template, revoked_at FROM claims`
-	var args []any
-	if tenant != "" {
-		q += ` WHERE tenant = ?`
-		args = append(args, tenant)
+	if tenant == "" {
+		return r.claims(ctx, r.db.R, "")
 	}
-	rows, err := r.db.R.QueryContext(ctx, q+` ORDER BY created_at`, args...)
+	return r.claims(ctx, r.db.R, ` WHERE tenant = ?`, tenant)
+}
+
+// claims reads the claims a WHERE clause selects, oldest first.
+func (r *Registry) claims(ctx context.Context, h *sql.DB, where string, args ...any) ([]Claim, error) {
+	rows, err := h.QueryContext(ctx, `SELECT id, tenant, name, max_uses, uses, expires_at, template, revoked_at, last_used_at, revoked_reason
+		FROM claims`+where+` ORDER BY created_at`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("registry: claims: %w", err)
 	}
 	defer rows.Close()
+	now := r.now()
 	var out []Claim
 	for rows.Next() {
 		var cl Claim
 		var tmpl string
-		var expires, revoked int64
-		if err := rows.Scan(&cl.ID, &cl.Tenant, &cl.Name, &cl.MaxUses, &cl.Uses, &expires, &tmpl, &revoked); err != nil {
-			return nil, err
+		var expires, revoked, used int64
+		if err := rows.Scan(&cl.ID, &cl.Tenant, &cl.Name, &cl.MaxUses, &cl.Uses, &expires, &tmpl, &revoked, &used, &cl.RevokedReason); err != nil {
+			return nil, fmt.Errorf("registry: claims: %w", err)
 		}
 		cl.ExpiresAt, cl.Revoked = time.UnixMilli(expires).UTC(), revoked != 0
+		if used != 0 {
+			cl.LastUsedAt = time.UnixMilli(used).UTC()
+		}
+		switch {
+		case cl.Revoked:
+			cl.State = "revoked"
+		case !now.Before(cl.ExpiresAt):
+			cl.State = "expired"
+		case cl.Uses >= cl.MaxUses:
+			cl.State = "used_up"
+		default:
+			cl.State = "active"
+		}
 		_ = json.Unmarshal([]byte(tmpl), &cl.Template)
 		out = append(out, cl)
 	}
 	return out, rows.Err()
+}
+
+// RevokeClaim ends a claim token before its expiry: devices that have not
+// claimed with it yet are refused from now on; those that did keep their
+// identities. scope limits it to one tenant ("" = any), as the caller's
+// token does; a claim outside the scope is ErrNotFound. Revoking a revoked
+// claim changes nothing and is not an error.
+func (r *Registry) RevokeClaim(ctx context.Context, actor, scope, id, reason string) (*Claim, error) {
+	if len(reason) > 500 {
+		return nil, invalid("reason", "at most 500 characters")
+	}
+	err := r.write(ctx, actor, func(c *change) error {
+		var tenant string
+		var revoked int64
+		err := c.tx.QueryRowContext(ctx, `SELECT tenant, revoked_at FROM claims WHERE id = ?`, id).Scan(&tenant, &revoked)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && scope != "" && tenant != scope {
+			return fmt.Errorf("%w: claim %q", ErrNotFound, id)
+		}
+		if err != nil {
+			return fmt.Errorf("registry: claim: %w", err)
+		}
+		if revoked != 0 {
+			return nil
+		}
+		if _, err := c.tx.ExecContext(ctx, `UPDATE claims SET revoked_at = ?, revoked_reason = ? WHERE id = ?`, c.now.UnixMilli(), reason, id); err != nil {
+			return fmt.Errorf("registry: revoke claim: %w", err)
+		}
+		return c.log(KindClaimRevoked, tenant, id, map[string]any{"reason": reason})
+	})
+	if err != nil {
+		return nil, err
+	}
+	cls, err := r.claims(ctx, r.db.W, ` WHERE id = ?`, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(cls) != 1 {
+		return nil, fmt.Errorf("%w: claim %q", ErrNotFound, id)
+	}
+	return &cls[0], nil
 }

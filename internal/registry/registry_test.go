@@ -875,7 +875,7 @@ func TestAuditGrowth(t *testing.T) {
 	e := newTestEnv(t, t.TempDir(), nil)
 	ctx := e.ctx
 	r := e.reg
-	var secret string
+	var secret, claimID string
 	taken := newKey(t, keys.Ed25519)
 	steps := []struct {
 		name   string
@@ -922,8 +922,10 @@ func TestAuditGrowth(t *testing.T) {
 		{"reinstate", func() error { _, err := r.Reinstate(ctx, "admin", "acme:d1", ""); return err }, 1},
 		{"reinstate active", func() error { _, err := r.Reinstate(ctx, "admin", "acme:d1", ""); return err }, 0},
 		{"claim", func() error {
-			var err error
-			_, secret, err = r.CreateClaim(ctx, "admin", "acme", ClaimSpec{MaxUses: 1})
+			cl, sec, err := r.CreateClaim(ctx, "admin", "acme", ClaimSpec{MaxUses: 1})
+			if err == nil {
+				secret, claimID = sec, cl.ID
+			}
 			return err
 		}, 1},
 		{"claim for unknown tenant", func() error { _, _, err := r.CreateClaim(ctx, "admin", "nobody", ClaimSpec{}); return err }, 0},
@@ -939,6 +941,9 @@ func TestAuditGrowth(t *testing.T) {
 			_, err := r.UseClaim(ctx, "wwc_nope", ClaimRequest{CSR: makeCSR(t, newKey(t, keys.P256))})
 			return err
 		}, 0},
+		{"revoke claim of another tenant", func() error { _, err := r.RevokeClaim(ctx, "admin", "beta", claimID, ""); return err }, 0},
+		{"revoke claim", func() error { _, err := r.RevokeClaim(ctx, "admin", "", claimID, "batch recalled"); return err }, 1},
+
 		{"token", func() error { _, _, err := r.CreateToken(ctx, "admin", "ops", "operator", "acme"); return err }, 1},
 		{"token again", func() error { _, _, err := r.CreateToken(ctx, "admin", "ops", "operator", "acme"); return err }, 0},
 		{"revoke token of another tenant", func() error { _, err := r.RevokeToken(ctx, "admin", "ops", "beta"); return err }, 0},
@@ -1040,5 +1045,85 @@ func TestResolveRefused(t *testing.T) {
 				wantFieldError(t, err, tc.field)
 			}
 		})
+	}
+}
+
+// TestClaimRefusals: every way a claim is refused wraps ErrClaim and is
+// named by ClaimRefusal; nothing is registered or logged for any of them,
+// and a malformed request is refused before the token is looked at.
+func TestClaimRefusals(t *testing.T) {
+	e := newTestEnv(t, t.TempDir(), nil)
+	e.mustTenant("acme", "")
+	e.mustTenant("beta", "")
+	mk := func(spec ClaimSpec) (string, string) {
+		cl, secret, err := e.reg.CreateClaim(e.ctx, "admin", "acme", spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cl.ID, secret
+	}
+	_, usedUp := mk(ClaimSpec{MaxUses: 1})
+	if _, err := e.reg.UseClaim(e.ctx, usedUp, ClaimRequest{PublicKey: newKey(t, keys.Ed25519).Public()}); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	_, expired := mk(ClaimSpec{TTL: time.Minute})
+	revokedID, revoked := mk(ClaimSpec{MaxUses: 5})
+	if _, err := e.reg.RevokeClaim(e.ctx, "admin", "beta", revokedID, ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("revoke from another tenant: %v, want ErrNotFound", err)
+	}
+	cl, err := e.reg.RevokeClaim(e.ctx, "admin", "acme", revokedID, "batch recalled")
+	if err != nil || !cl.Revoked || cl.RevokedReason != "batch recalled" {
+		t.Fatalf("revoke: %+v, %v", cl, err)
+	}
+	before := e.size()
+	if cl, err := e.reg.RevokeClaim(e.ctx, "admin", "", revokedID, "again"); err != nil || cl.RevokedReason != "batch recalled" || e.size() != before {
+		t.Errorf("second revocation: %+v, %v; want no change", cl, err)
+	}
+	e.clock.Advance(2 * time.Minute)
+
+	csr := makeCSR(t, newKey(t, keys.P256))
+	for _, tc := range []struct {
+		name, secret string
+		req          ClaimRequest
+		reason       string // "" = not a refusal: invalid
+	}{
+		{"unknown", ClaimPrefix + "nope", ClaimRequest{CSR: csr}, "unknown"},
+		{"not a claim token", "wwt_x", ClaimRequest{CSR: csr}, "unknown"},
+		{"expired", expired, ClaimRequest{CSR: csr}, "expired"},
+		{"used up", usedUp, ClaimRequest{CSR: csr}, "used_up"},
+		{"revoked", revoked, ClaimRequest{CSR: csr}, "revoked"},
+		{"no key, unknown token", ClaimPrefix + "nope", ClaimRequest{}, ""},
+		{"no key, expired token", expired, ClaimRequest{}, ""},
+		{"both key forms", revoked, ClaimRequest{CSR: csr, PublicKey: newKey(t, keys.P256).Public()}, ""},
+		{"bad id", usedUp, ClaimRequest{CSR: csr, Local: "Not Valid"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.size()
+			_, err := e.reg.UseClaim(e.ctx, tc.secret, tc.req)
+			if got := ClaimRefusal(err); got != tc.reason {
+				t.Errorf("refusal %q (%v), want %q", got, err, tc.reason)
+			}
+			if tc.reason == "" && !errors.Is(err, ErrInvalid) {
+				t.Errorf("err %v, want ErrInvalid", err)
+			}
+			if e.size() != before {
+				t.Errorf("a refused claim wrote to the audit log")
+			}
+		})
+	}
+	claims, err := e.reg.Claims(e.ctx, "acme")
+	if err != nil || len(claims) != 3 {
+		t.Fatalf("claims %+v, %v", claims, err)
+	}
+	if c := claims[0]; c.Uses != 1 || c.LastUsedAt.IsZero() {
+		t.Errorf("used claim %+v: want 1 use and a last use time", c)
+	}
+	if c := claims[1]; c.Uses != 0 || !c.LastUsedAt.IsZero() {
+		t.Errorf("unused claim %+v", c)
+	}
+	for i, want := range []string{"used_up", "expired", "revoked"} {
+		if claims[i].State != want {
+			t.Errorf("claim %d: state %q, want %q", i, claims[i].State, want)
+		}
 	}
 }

@@ -26,6 +26,7 @@ const (
 	KindObjectReinstated  = "object.reinstated"
 	KindClaimCreated      = "claim.created"
 	KindClaimUsed         = "claim.used"
+	KindClaimRevoked      = "claim.revoked"
 	KindTokenCreated      = "token.created"
 	KindTokenRevoked      = "token.revoked"
 )

@@ -177,6 +177,15 @@ var migrations = []Migration{
 		Name:       "identity tables",
 		Statements: identityV1,
 	},
+	{
+		// ctl claim list shows when a claim token was last used, and a
+		// revocation keeps the operator's reason (issue 16).
+		Name: "claims: last use and revocation reason",
+		Statements: []string{
+			`ALTER TABLE claims ADD COLUMN last_used_at INTEGER NOT NULL DEFAULT 0`,
+			`ALTER TABLE claims ADD COLUMN revoked_reason TEXT NOT NULL DEFAULT ''`,
+		},
+	},
 }
 
 var identityV1 = []string{

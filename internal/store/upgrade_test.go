@@ -83,10 +83,14 @@ func TestOpenUnversionedDataDir(t *testing.T) {
 	restore(t, "unversioned-events.sql", filepath.Join(dir, "events.db"))
 
 	db := openAll(t, dir)
-	for _, o := range []string{"store", "audit", "twin", "command"} {
-		if v, err := db.SchemaVersion(ctx, o); err != nil || v != 1 {
-			t.Errorf("%s: version %d, %v; want 1", o, v, err)
+	for o, want := range map[string]int{"store": 2, "audit": 1, "twin": 1, "command": 1} {
+		if v, err := db.SchemaVersion(ctx, o); err != nil || v != want {
+			t.Errorf("%s: version %d, %v; want %d", o, v, err, want)
 		}
+	}
+	// Step 2 of the identity tables gave the old claims table its new columns.
+	if _, err := db.R.Exec(`SELECT last_used_at, revoked_reason FROM claims`); err != nil {
+		t.Errorf("claims after migration: %v", err)
 	}
 	var n int
 	if err := db.R.QueryRow(`SELECT (SELECT count(*) FROM objects) + (SELECT count(*) FROM commands) + (SELECT count(*) FROM command_events)`).Scan(&n); err != nil || n != 3 {
