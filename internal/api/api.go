@@ -38,6 +38,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 	"github.com/wanwu-iot/wanwu/internal/tsdb"
 	"github.com/wanwu-iot/wanwu/internal/twin"
+	"github.com/wanwu-iot/wanwu/internal/webhook"
 	"golang.org/x/time/rate"
 )
 
@@ -81,6 +82,8 @@ type Options struct {
 	Intake *adapter.Intake
 	// Presence serves devices' online state when set.
 	Presence *presence.Service
+	// Webhooks serves the webhook routes when set.
+	Webhooks *webhook.Service
 	// Twins and Commands serve the twin and command routes when set.
 	Twins    *twin.Service
 	Commands *command.Service
@@ -182,6 +185,9 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Presence != nil {
 		s.presenceRoutes(mux)
 	}
+	if opts.Webhooks != nil {
+		s.webhookRoutes(mux)
+	}
 	return s.instrument(mux), nil
 }
 
@@ -230,9 +236,9 @@ func toAPIError(err error) *Error {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("request body over %d bytes", mbe.Limit)}
 	}
 	switch {
-	case errors.Is(err, registry.ErrInvalid), errors.Is(err, auth.ErrInvalid), errors.Is(err, thingmodel.ErrInvalid):
+	case errors.Is(err, registry.ErrInvalid), errors.Is(err, auth.ErrInvalid), errors.Is(err, thingmodel.ErrInvalid), errors.Is(err, webhook.ErrInvalid):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_argument", Message: err.Error()}
-	case errors.Is(err, registry.ErrNotFound), errors.Is(err, auth.ErrNotFound):
+	case errors.Is(err, registry.ErrNotFound), errors.Is(err, auth.ErrNotFound), errors.Is(err, webhook.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: err.Error()}
 	case errors.Is(err, registry.ErrConflict), errors.Is(err, auth.ErrExists):
 		return &Error{Status: http.StatusConflict, Code: "conflict", Message: err.Error()}

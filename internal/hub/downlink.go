@@ -33,8 +33,8 @@ func (h *Hub) modelOf(notFound error) func(ctx context.Context, code string) (*t
 }
 
 // startTwinsAndCommands opens the twin and command services (tables in the
-// metadata database) and starts command delivery.
-func (h *Hub) startTwinsAndCommands(ctx context.Context) error {
+// metadata database); startTelemetry starts command delivery.
+func (h *Hub) openTwinsAndCommands(ctx context.Context) error {
 	cfg := h.opts.Config
 	var err error
 	if h.twins, err = twin.Open(ctx, twin.Options{
@@ -58,11 +58,14 @@ func (h *Hub) startTwinsAndCommands(ctx context.Context) error {
 		Now: h.opts.Now, Logger: h.log.With("component", "commands"),
 		DefaultTTL: time.Duration(cfg.Commands.DefaultTTL), AckTimeout: time.Duration(cfg.Commands.AckTimeout),
 		MaxAttempts: cfg.Commands.MaxAttempts,
-		OnEvent:     func(command.Event) { h.commandEvents.Wake() },
+		OnEvent: func(command.Event) {
+			h.commandEvents.Wake()
+			h.webhooks.Wake()
+		},
 	}); err != nil {
 		return fmt.Errorf("hub: commands: %w", err)
 	}
-	return h.commands.Start(ctx)
+	return nil
 }
 
 // devicePSK is the CoAP/DTLS pre-shared key of a device: derived from the

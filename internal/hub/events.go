@@ -11,6 +11,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/bus"
 	"github.com/wanwu-iot/wanwu/internal/presence"
+	"github.com/wanwu-iot/wanwu/internal/webhook"
 )
 
 // forwarded is one event as a forwarder publishes it.
@@ -131,17 +132,32 @@ func (h *Hub) presenceEventsAfter(ctx context.Context, seq uint64, since time.Ti
 	return out, nil
 }
 
-// openPresence opens the presence service; the adapters and the intake
-// report to it.
+// openPresence opens the presence service, which the adapters and the
+// intake report to; startTelemetry starts it.
 func (h *Hub) openPresence(ctx context.Context) error {
 	var err error
 	if h.presence, err = presence.Open(ctx, presence.Options{
 		DB: h.db, Now: h.opts.Now, Logger: h.log, Metrics: h.metrics,
-		Idle:    time.Duration(h.opts.Config.CoAP.SessionIdle),
-		OnEvent: h.presenceEvents.Wake,
+		Idle: time.Duration(h.opts.Config.CoAP.SessionIdle),
+		OnEvent: func() {
+			h.presenceEvents.Wake()
+			h.webhooks.Wake()
+		},
 	}); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
-	h.presence.Start()
+	return nil
+}
+
+// openWebhooks opens the webhook service over the command and presence
+// events; its ingest-log consumer joins the pipeline's.
+func (h *Hub) openWebhooks(ctx context.Context) error {
+	var err error
+	if h.webhooks, err = webhook.Open(ctx, webhook.Options{
+		DB: h.db, Audit: h.audit, OnAudit: h.wakeAuditForwarder, Commands: h.commands, Presence: h.presence,
+		Logger: h.log, Metrics: h.metrics, Now: h.opts.Now,
+	}); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
 	return nil
 }

@@ -52,6 +52,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/store"
 	"github.com/wanwu-iot/wanwu/internal/twin"
+	"github.com/wanwu-iot/wanwu/internal/webhook"
 )
 
 // File names inside the data directory.
@@ -107,6 +108,7 @@ type Hub struct {
 	protoErrs *protoerr.Recorder
 
 	presence *presence.Service
+	webhooks *webhook.Service
 	// The forwarders of the database's device events to their streams.
 	commandEvents, presenceEvents *eventForwarder
 
@@ -206,9 +208,6 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	}
 	h.commandEvents = newEventForwarder("command", h.bus.CommandEvents(), h.commandEventsAfter)
 	h.presenceEvents = newEventForwarder("presence", h.bus.PresenceEvents(), h.presenceEventsAfter)
-	if err := h.openPresence(ctx); err != nil {
-		return err
-	}
 	if err := h.startTelemetry(ctx); err != nil {
 		return err
 	}
@@ -343,6 +342,9 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	}
 	if h.presence != nil { // after the adapters: their sessions' ends are written
 		errs = append(errs, h.presence.Shutdown(ctx))
+	}
+	if h.webhooks != nil {
+		errs = append(errs, h.webhooks.Shutdown(ctx))
 	}
 	if h.cancel != nil {
 		h.cancel()

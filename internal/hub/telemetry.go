@@ -14,20 +14,37 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/registry"
 )
 
-// startTelemetry opens the stores and the pipeline, the twin and command
-// services, and starts the protocol adapters.
+// webhooksCursor is the webhooks' cursor in the ingest log.
+const webhooksCursor = "webhooks.cursor"
+
+// startTelemetry opens presence, the twin, command and webhook services,
+// the stores and the pipeline, and starts the protocol adapters.
 func (h *Hub) startTelemetry(ctx context.Context) error {
 	cfg := h.opts.Config
+	// Open before anything starts: each service's callbacks reach the
+	// others (command and presence events wake the webhooks).
+	if err := h.openPresence(ctx); err != nil {
+		return err
+	}
+	if err := h.openTwinsAndCommands(ctx); err != nil {
+		return err
+	}
+	if err := h.openWebhooks(ctx); err != nil {
+		return err
+	}
+	h.presence.Start()
+	if err := h.commands.Start(ctx); err != nil {
+		return err
+	}
 	var err error
 	if h.tel, err = node.StartTelemetry(ctx, node.TelemetryOptions{
 		Dir: cfg.DataDir, Config: cfg.Telemetry, Bus: h.bus, Disk: h.dir.Disk,
 		Logger: h.log, Metrics: h.metrics, Now: h.opts.Now, Presence: h.presence,
+		Consumers: []node.Consumer{{Consumer: h.webhooks.Consumer(), Name: "webhooks", CursorFile: webhooksCursor}},
 	}); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
-	if err := h.startTwinsAndCommands(ctx); err != nil {
-		return err
-	}
+	h.webhooks.Start()
 	if cfg.MQTT.TLSListen != "" || cfg.HTTP.TLSListen != "" || cfg.CoAP.DTLSListen != "" {
 		if h.tlsConf, err = serverTLS(cfg.DataDir, h.ca, cfg.TLSHosts); err != nil {
 			return err

@@ -42,6 +42,17 @@ type TelemetryOptions struct {
 	Now     func() time.Time // the decoder's clock (tests move it)
 	// Presence hears of every upload the intake takes; nil: none.
 	Presence adapter.Presence
+	// Consumers of the ingest log besides the stores (webhooks; at the
+	// edge, the forwarder to the hub).
+	Consumers []Consumer
+}
+
+// Consumer is a consumer of the ingest log, with its name and its cursor
+// file in the data directory.
+type Consumer struct {
+	pipeline.Consumer
+	Name       string
+	CursorFile string // relative to the data directory
 }
 
 // Telemetry is the running telemetry side. Its parts are exported for the
@@ -90,6 +101,11 @@ func StartTelemetry(ctx context.Context, o TelemetryOptions) (t *Telemetry, err 
 	}
 	if t.Pipeline, err = pipeline.New(po); err != nil {
 		return nil, err
+	}
+	for _, c := range o.Consumers {
+		if err := t.Pipeline.AddConsumer(c.Consumer, pipeline.ConsumerOptions{Name: c.Name, CursorFile: filepath.Join(o.Dir, c.CursorFile)}); err != nil {
+			return nil, err
+		}
 	}
 	if err := t.Pipeline.Start(ctx); err != nil {
 		return nil, err
