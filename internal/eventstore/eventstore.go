@@ -23,6 +23,9 @@ type Event struct {
 	Time     int64  `json:"time"` // ms since epoch
 	Data     []byte `json:"data,omitempty"`
 	Received int64  `json:"received"`
+	// Seq is the event's row in the store, increasing as events are
+	// written (EventsAfter); 0 from Events.
+	Seq int64 `json:"-"`
 }
 
 // Value is one non-numeric property value.
@@ -182,6 +185,38 @@ func (s *Store) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// EventsAfter returns up to limit events written after the one with
+// sequence after, in the order they were written: a reader that follows
+// the store (webhooks) keeps the last Seq it took. The sequence is the
+// row id, so it starts again at 1 only when retention emptied the table;
+// LastSeq tells a reader that its cursor is ahead of the store.
+func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]Event, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT rowid, tenant, device, name, time, data, received FROM events
+		WHERE rowid > ? ORDER BY rowid LIMIT ?`, after, min(max(limit, 1), 10000))
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		if err := rows.Scan(&e.Seq, &e.Tenant, &e.Device, &e.Name, &e.Time, &e.Data, &e.Received); err != nil {
+			return nil, fmt.Errorf("eventstore: events: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// LastSeq is the sequence of the newest event written (0: none).
+func (s *Store) LastSeq(ctx context.Context) (int64, error) {
+	var seq sql.NullInt64
+	if err := s.db.R.QueryRowContext(ctx, `SELECT max(rowid) FROM events`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("eventstore: %w", err)
+	}
+	return seq.Int64, nil
 }
 
 // Latest returns the newest value of each non-numeric property of a device.

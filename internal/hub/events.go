@@ -149,12 +149,12 @@ func (h *Hub) openPresence(ctx context.Context) error {
 	return nil
 }
 
-// openWebhooks opens the webhook service over the command and presence
-// events; its ingest-log consumer joins the pipeline's.
+// openWebhooks opens the webhook service over the stored device events and
+// the command and presence events.
 func (h *Hub) openWebhooks(ctx context.Context) error {
 	var err error
 	if h.webhooks, err = webhook.Open(ctx, webhook.Options{
-		DB: h.db, Audit: h.audit, OnAudit: h.wakeAuditForwarder, Commands: h.commands, Presence: h.presence,
+		DB: h.db, Audit: h.audit, OnAudit: h.wakeAuditForwarder, Commands: h.commands, Presence: h.presence, Events: h.tel.Events,
 		Logger: h.log, Metrics: h.metrics, Now: h.opts.Now,
 	}); err != nil {
 		return fmt.Errorf("hub: %w", err)

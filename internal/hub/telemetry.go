@@ -14,9 +14,6 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/registry"
 )
 
-// webhooksCursor is the webhooks' cursor in the ingest log.
-const webhooksCursor = "webhooks.cursor"
-
 // startTelemetry opens presence, the twin, command and webhook services,
 // the stores and the pipeline, and starts the protocol adapters.
 func (h *Hub) startTelemetry(ctx context.Context) error {
@@ -29,20 +26,19 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	if err := h.openTwinsAndCommands(ctx); err != nil {
 		return err
 	}
+	var err error
+	if h.tel, err = node.StartTelemetry(ctx, node.TelemetryOptions{
+		Dir: cfg.DataDir, Config: cfg.Telemetry, Bus: h.bus, Disk: h.dir.Disk,
+		Logger: h.log, Metrics: h.metrics, Now: h.opts.Now, Presence: h.presence,
+	}); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
 	if err := h.openWebhooks(ctx); err != nil {
 		return err
 	}
 	h.presence.Start()
 	if err := h.commands.Start(ctx); err != nil {
 		return err
-	}
-	var err error
-	if h.tel, err = node.StartTelemetry(ctx, node.TelemetryOptions{
-		Dir: cfg.DataDir, Config: cfg.Telemetry, Bus: h.bus, Disk: h.dir.Disk,
-		Logger: h.log, Metrics: h.metrics, Now: h.opts.Now, Presence: h.presence,
-		Consumers: []node.Consumer{{Consumer: h.webhooks.Consumer(), Name: "webhooks", CursorFile: webhooksCursor}},
-	}); err != nil {
-		return fmt.Errorf("hub: %w", err)
 	}
 	h.webhooks.Start()
 	if cfg.MQTT.TLSListen != "" || cfg.HTTP.TLSListen != "" || cfg.CoAP.DTLSListen != "" {

@@ -4,10 +4,12 @@
 //
 // Nothing is delivered straight from where it happens. Each source first
 // puts one row per matching webhook into an outbox table (webhook_outbox in
-// wanwu.db), in the transaction that also moves that source's cursor:
-// device events through a named consumer of the ingest log (Consumer), and
-// command and presence events by reading their tables after a cursor kept
-// in webhook_cursors. Deliverers then POST the outbox rows, delete those a
+// wanwu.db), in the transaction that also moves that source's cursor: the
+// event store's events (what the stores took from the ingest log), and the
+// command and presence event tables, each read after a cursor kept in
+// webhook_cursors. Reading the stores rather than adding a consumer of the
+// ingest log keeps the log's hand-offs (per batch, for every consumer) off
+// the ingest path. Deliverers then POST the outbox rows, delete those a
 // receiver accepted (2xx), and retry the others with exponential backoff;
 // after Options.MaxAttempts a row stays in the outbox as failed, listed by
 // the API and ctl and retried on request. A hub killed at any point loses
@@ -47,7 +49,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/command"
-	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/store"
 )
@@ -102,6 +104,7 @@ type Options struct {
 	OnAudit  func() // told after an audited change committed
 	Commands *command.Service
 	Presence *presence.Service
+	Events   *eventstore.Store
 	Logger   *slog.Logger
 	Metrics  prometheus.Registerer
 	Now      func() time.Time
@@ -230,7 +233,7 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
-	for _, src := range []string{TypeCommand, TypePresence} {
+	for _, src := range Types {
 		if err := s.initCursor(ctx, src); err != nil {
 			return nil, err
 		}
@@ -249,18 +252,27 @@ func (s *Service) initCursor(ctx context.Context, source string) error {
 	if !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("webhook: cursor %s: %w", source, err)
 	}
-	var newest uint64
-	err = nil
-	if source == TypeCommand && s.o.Commands != nil {
-		newest, err = s.o.Commands.LastEventSeq(ctx)
-	} else if source == TypePresence && s.o.Presence != nil {
-		newest, err = s.o.Presence.LastEventSeq(ctx)
-	}
+	newest, err := s.newest(ctx, source)
 	if err != nil {
 		return fmt.Errorf("webhook: cursor %s: %w", source, err)
 	}
 	_, err = s.db.W.ExecContext(ctx, `INSERT INTO webhook_cursors (source, seq) VALUES (?, ?) ON CONFLICT (source) DO NOTHING`, source, int64(newest))
 	return err
+}
+
+// newest is the sequence of a source's newest event (0: none, or no such
+// source in this process).
+func (s *Service) newest(ctx context.Context, source string) (uint64, error) {
+	switch {
+	case source == TypeCommand && s.o.Commands != nil:
+		return s.o.Commands.LastEventSeq(ctx)
+	case source == TypePresence && s.o.Presence != nil:
+		return s.o.Presence.LastEventSeq(ctx)
+	case source == TypeEvent && s.o.Events != nil:
+		n, err := s.o.Events.LastSeq(ctx)
+		return uint64(n), err
+	}
+	return 0, nil
 }
 
 func (s *Service) load(ctx context.Context) error {
@@ -550,12 +562,12 @@ func (s *Service) enqueue(ctx context.Context, tx *sql.Tx, items []item) (int, e
 	return n, nil
 }
 
-// readSources moves command and presence events into the outbox.
+// readSources moves device, command and presence events into the outbox.
 func (s *Service) readSources(ctx context.Context) {
 	t := time.NewTicker(s.o.Poll)
 	defer t.Stop()
 	for {
-		for _, src := range []string{TypeCommand, TypePresence} {
+		for _, src := range Types {
 			if err := s.readSource(ctx, src); err != nil && ctx.Err() == nil {
 				s.log.Warn("webhook source not read; retrying", "source", src, "err", err)
 			}
@@ -576,8 +588,16 @@ func (s *Service) readSource(ctx context.Context, source string) error {
 			return err
 		}
 		items, last, err := s.after(ctx, source, uint64(cursor))
-		if err != nil || len(items) == 0 && last == uint64(cursor) {
+		if err != nil {
 			return err
+		}
+		if len(items) == 0 && last == uint64(cursor) {
+			// A store emptied by retention numbers its events from 1
+			// again: a cursor past its newest event follows it back.
+			if newest, err := s.newest(ctx, source); err != nil || newest >= last {
+				return err
+			}
+			last = 0
 		}
 		var n int
 		err = s.db.Tx(ctx, func(tx *sql.Tx) error {
@@ -603,6 +623,33 @@ func (s *Service) after(ctx context.Context, source string, cursor uint64) ([]it
 	last := cursor
 	var items []item
 	switch source {
+	case TypeEvent:
+		if s.o.Events == nil {
+			return nil, last, nil
+		}
+		evs, err := s.o.Events.EventsAfter(ctx, int64(cursor), 500)
+		if err != nil {
+			return nil, last, err
+		}
+		for _, e := range evs {
+			t := time.UnixMilli(e.Time).UTC()
+			data := map[string]any{"name": e.Name, "time": t, "received": time.UnixMilli(e.Received).UTC()}
+			if len(e.Data) > 0 {
+				data["data"] = json.RawMessage(e.Data)
+			}
+			b, err := json.Marshal(data)
+			if err != nil {
+				return nil, last, err
+			}
+			// The id is the event's identity in the store (device, name,
+			// time, data): the same event has the same id, always.
+			h := sha256.New()
+			fmt.Fprintf(h, "%s\x00%s\x00%d\x00", e.Device, e.Name, e.Time)
+			h.Write(e.Data)
+			items = append(items, item{id: "event-" + hex.EncodeToString(h.Sum(nil)[:16]), typ: TypeEvent,
+				tenant: e.Tenant, device: e.Device, time: t, data: b})
+			last = uint64(e.Seq)
+		}
 	case TypeCommand:
 		if s.o.Commands == nil {
 			return nil, last, nil
@@ -812,74 +859,3 @@ func randomHex(n int) string {
 	}
 	return hex.EncodeToString(b)
 }
-
-// Consumer is the webhooks' consumer of the ingest log: it puts device
-// events into the outbox. Register it with pipeline.AddConsumer under the
-// name "webhooks" with a cursor file.
-func (s *Service) Consumer() *Consumer { return &Consumer{s: s} }
-
-// Consumer takes device events from the ingest log (pipeline.Consumer).
-type Consumer struct {
-	s     *Service
-	items []item
-}
-
-// Add copies the batch's events for webhooks of their tenants.
-func (c *Consumer) Add(msgs []ingest.Message) {
-	c.s.mu.RLock()
-	none := len(c.s.hooks) == 0
-	c.s.mu.RUnlock()
-	if none {
-		return
-	}
-	for i := range msgs {
-		m := &msgs[i]
-		if m.Kind != ingest.Event {
-			continue
-		}
-		t := time.UnixMilli(m.Received).UTC()
-		if len(m.Records) > 0 {
-			t = time.UnixMilli(m.Records[0].Time).UTC()
-		}
-		data := map[string]any{"name": m.Event, "time": t, "received": time.UnixMilli(m.Received).UTC()}
-		if len(m.EventData) > 0 {
-			data["data"] = json.RawMessage(append([]byte(nil), m.EventData...))
-		}
-		b, err := json.Marshal(data)
-		if err != nil {
-			continue
-		}
-		// The id is the event's content: a batch read again gives the
-		// same ids, and the outbox takes each once.
-		h := sha256.New()
-		fmt.Fprintf(h, "%s\x00%s\x00%d\x00%d\x00", m.Device, m.Event, m.Received, t.UnixMilli())
-		h.Write(m.EventData)
-		c.items = append(c.items, item{id: "event-" + hex.EncodeToString(h.Sum(nil)[:16]), typ: TypeEvent,
-			tenant: m.Tenant, device: m.Device, time: t, data: b})
-	}
-}
-
-// Write puts what Add took into the outbox.
-func (c *Consumer) Write(ctx context.Context) error {
-	items := c.items
-	c.items = nil
-	if len(items) == 0 {
-		return nil
-	}
-	var n int
-	err := c.s.db.Tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		n, err = c.s.enqueue(ctx, tx, items)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("webhook: outbox: %w", err)
-	}
-	if n > 0 {
-		c.s.wakeDeliverers()
-	}
-	return nil
-}
-
-// Commit has nothing to do: Write committed its transaction.
-func (c *Consumer) Commit(context.Context) error { return nil }

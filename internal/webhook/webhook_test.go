@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"database/sql"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/audit"
+	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/store"
 )
@@ -130,6 +132,9 @@ func (r *receiver) count() int {
 	return len(r.got)
 }
 
+// eventsPath is where open puts a test's event store.
+func eventsPath(t *testing.T) string { return filepath.Join(t.TempDir(), "..", "events.db") }
+
 func open(t *testing.T, o Options) (*Service, *presence.Service) {
 	t.Helper()
 	ctx := context.Background()
@@ -146,7 +151,12 @@ func open(t *testing.T, o Options) (*Service, *presence.Service) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.DB, o.Audit, o.Presence = db, al, pres
+	ev, err := eventstore.Open(ctx, eventsPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ev.Close() })
+	o.DB, o.Audit, o.Presence, o.Events = db, al, pres, ev
 	if o.Poll == 0 {
 		o.Poll = 20 * time.Millisecond
 	}
@@ -241,4 +251,49 @@ func TestCreateRefuses(t *testing.T) {
 			t.Errorf("%+v: %v", w, err)
 		}
 	}
+}
+
+// TestStoredEvents: device events come from the event store, each once,
+// also when the store numbers its events from 1 again (retention emptied
+// it) while the webhook's cursor is further on.
+func TestStoredEvents(t *testing.T) {
+	rc := &receiver{}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	s, _ := open(t, Options{})
+	hook, err := s.Create(context.Background(), "test", Webhook{Tenant: "acme", URL: srv.URL, Types: []string{TypeEvent}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.secret = hook.Secret
+	now := time.Now().UnixMilli()
+	write := func(n int) {
+		var evs []eventstore.Event
+		for i := range n {
+			evs = append(evs, eventstore.Event{Tenant: "acme", Device: "acme:d", Name: "overheat", Time: now + int64(i), Data: []byte(`{"t":1}`), Received: now})
+		}
+		if err := s.o.Events.Write(context.Background(), evs, nil); err != nil {
+			t.Fatal(err)
+		}
+		s.Wake()
+	}
+	write(3)
+	write(3) // the same events again (a batch read back): nothing new
+	waitFor(t, "three deliveries", func() bool { return rc.count() == 3 })
+	time.Sleep(100 * time.Millisecond)
+	if rc.count() != 3 || len(rc.bad) > 0 {
+		t.Fatalf("%d deliveries, bad %v", rc.count(), rc.bad)
+	}
+	// Retention empties the table; the next events are numbered from 1.
+	raw, err := sql.Open("sqlite", eventsPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(`DELETE FROM events`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	now += 1000
+	write(2)
+	waitFor(t, "the events after the store started again", func() bool { return rc.count() == 5 })
 }
