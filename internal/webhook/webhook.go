@@ -10,7 +10,9 @@
 // webhook_cursors. Reading the stores rather than adding a consumer of the
 // ingest log keeps the log's hand-offs (per batch, for every consumer) off
 // the ingest path. Deliverers then POST the outbox rows, delete those a
-// receiver accepted (2xx), and retry the others with exponential backoff;
+// receiver accepted (2xx), and retry the others with exponential backoff
+// (an attempt leases its row for a minute, so that no two run at once and
+// one cut short by a crash is made again);
 // after Options.MaxAttempts a row stays in the outbox as failed, listed by
 // the API and ctl and retried on request. A hub killed at any point loses
 // nothing: a row not yet delivered is delivered after the restart, and a
@@ -691,7 +693,6 @@ func (s *Service) after(ctx context.Context, source string, cursor uint64) ([]it
 // deliverLoop delivers what is due, at most Workers at a time.
 func (s *Service) deliverLoop(ctx context.Context) {
 	sem := make(chan struct{}, s.o.Workers)
-	var inflight sync.Map // outbox id → true
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	t := time.NewTicker(s.o.Poll)
@@ -702,18 +703,21 @@ func (s *Service) deliverLoop(ctx context.Context) {
 			s.log.Warn("webhook outbox not read; retrying", "err", err)
 		}
 		for _, d := range due {
-			if _, busy := inflight.LoadOrStore(d.ID, true); busy {
-				continue
-			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
+			// The list may be older than an attempt that just ended:
+			// only a row still due is taken, and taking it leases it.
+			if !s.lease(ctx, d.ID) {
+				<-sem
+				continue
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-sem; inflight.Delete(d.ID) }()
+				defer func() { <-sem }()
 				s.attempt(ctx, d)
 				s.wakeDeliverers()
 			}()
@@ -725,6 +729,22 @@ func (s *Service) deliverLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// leaseTime is how long a delivery being attempted is not due again: an
+// attempt the process did not finish (a crash) is made again after it.
+const leaseTime = time.Minute
+
+// lease takes a delivery that is still due for one attempt.
+func (s *Service) lease(ctx context.Context, id int64) bool {
+	now := s.o.Now()
+	res, err := s.db.W.ExecContext(ctx, `UPDATE webhook_outbox SET next_at = ? WHERE id = ? AND status = 'pending' AND next_at <= ?`,
+		now.Add(leaseTime).UnixMilli(), id, now.UnixMilli())
+	if err != nil {
+		return false
+	}
+	n, _ := res.RowsAffected()
+	return n == 1
 }
 
 // due lists pending deliveries whose time has come.

@@ -2,8 +2,8 @@ package webhook
 
 import (
 	"context"
-	"database/sql"
 	"crypto/ed25519"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"io"
