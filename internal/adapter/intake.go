@@ -31,11 +31,43 @@ type Answer interface {
 	Answer(rej *ingest.Rejection, kept bool)
 }
 
-// AnswerFunc lets a function be an Answer.
-type AnswerFunc func(rej *ingest.Rejection, kept bool)
+// Exchange is an adapter's per-message record for Accept: an Answer that
+// embeds Pending, so that handing the message to the pipeline allocates
+// nothing more than the record itself.
+type Exchange interface {
+	Answer
+	pending() *Pending
+}
 
-// Answer calls f.
-func (f AnswerFunc) Answer(rej *ingest.Rejection, kept bool) { f(rej, kept) }
+// Pending is what Accept keeps of an upload while the pipeline makes it
+// durable; embed it in the adapter's per-message record.
+type Pending struct {
+	in     *Intake
+	a      Answer
+	device string
+}
+
+func (p *Pending) pending() *Pending { return p }
+
+// Durable is the pipeline's answer (pipeline.Completion).
+func (p *Pending) Durable(err error) {
+	if err != nil {
+		p.a.Answer(p.in.notDurable(p.device, err), false)
+		return
+	}
+	p.a.Answer(nil, false)
+}
+
+// answerFunc is an Exchange made of a function (AnswerFunc).
+type answerFunc struct {
+	Pending
+	f func(rej *ingest.Rejection, kept bool)
+}
+
+func (a *answerFunc) Answer(rej *ingest.Rejection, kept bool) { a.f(rej, kept) }
+
+// AnswerFunc lets a function be an Answer, and an Exchange.
+func AnswerFunc(f func(rej *ingest.Rejection, kept bool)) Exchange { return &answerFunc{f: f} }
 
 // IntakeOptions configure an Intake.
 type IntakeOptions struct {
@@ -130,7 +162,7 @@ func (in *Intake) Shutdown(ctx context.Context) error {
 // Accept takes an upload whose device waits for the answer without
 // blocking the connection: a refusal is answered once it is kept as a dead
 // letter, an accepted message once the pipeline made it durable.
-func (in *Intake) Accept(u *Upload, a Answer) {
+func (in *Intake) Accept(u *Upload, a Exchange) {
 	msg, rej := in.decode(u)
 	if rej != nil {
 		dl := in.deadLetter(u, rej)
@@ -148,7 +180,9 @@ func (in *Intake) Accept(u *Upload, a Answer) {
 		a.Answer(rej, true)
 		return
 	}
-	in.pipe.SubmitAsync(msg, &submitted{in: in, a: a, device: u.Device.Code})
+	p := a.pending()
+	p.in, p.a, p.device = in, a, u.Device.Code
+	in.pipe.SubmitAsync(msg, p)
 }
 
 // AcceptWait is Accept for a caller that waits for the answer (an HTTP
@@ -230,19 +264,4 @@ func (in *Intake) notDurable(device string, err error) *ingest.Rejection {
 		in.log.Warn("ingest not durable; refusing", "device", device, "err", err)
 	}
 	return rej
-}
-
-// submitted is the pipeline's Completion for an accepted upload.
-type submitted struct {
-	in     *Intake
-	a      Answer
-	device string
-}
-
-func (s *submitted) Durable(err error) {
-	if err != nil {
-		s.a.Answer(s.in.notDurable(s.device, err), false)
-		return
-	}
-	s.a.Answer(nil, false)
 }

@@ -130,6 +130,7 @@ func (x *fastExchange) Answer(rej *ingest.Rejection, _ bool) {
 // fastExchange is what a fast-path answer needs of its request; it is the
 // pipeline's Completion for the request's message.
 type fastExchange struct {
+	adapter.Pending
 	s      *Server
 	ep     *udpEndpoint
 	cm     *coapNet.ControlMessage

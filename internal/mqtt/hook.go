@@ -710,6 +710,7 @@ func (h *hook) OnPublishAsync(cl *mochi.Client, pk *packets.Packet, done func(er
 // pending is a publish waiting for the intake's answer: one allocation
 // per message.
 type pending struct {
+	adapter.Pending
 	h     *hook
 	cl    *mochi.Client
 	s     *session
