@@ -194,7 +194,7 @@ var migrations = []Migration{
 		// never deleted); an object whose code was released on
 		// decommissioning, or that was deleted, keeps its row (its keys stay
 		// in the CRL) under an archive code and remembers the code it had.
-		Name: "lifecycle: deprecated and shared models, released codes",
+		Name: "lifecycle: deprecated and shared models, released codes, replaced certificates",
 		Statements: []string{
 			`CREATE TABLE models_v3 (
 				id                TEXT NOT NULL,
@@ -210,6 +210,14 @@ var migrations = []Migration{
 			`DROP TABLE models`,
 			`ALTER TABLE models_v3 RENAME TO models`,
 			`ALTER TABLE objects ADD COLUMN released_code TEXT NOT NULL DEFAULT ''`,
+			// A certificate replaced while its key stays (an edge change
+			// moves the object's number, which the certificate names) is
+			// revoked here, so the CRL still lists it.
+			`CREATE TABLE replaced_certificates (
+				serial     TEXT PRIMARY KEY,
+				code       TEXT NOT NULL,
+				revoked_at INTEGER NOT NULL
+			)`,
 		},
 	},
 }
