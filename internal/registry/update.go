@@ -231,6 +231,21 @@ func (r *Registry) Update(ctx context.Context, actor, codeStr string, u UpdateRe
 	return getObject(ctx, r.db.W, codeStr)
 }
 
+// UpdateNeedsReconnect reports whether an object.updated entry's data
+// changed what a device session holds (the model it validates against, the
+// number it was admitted with), so that the device must connect again.
+func UpdateNeedsReconnect(data []byte) bool {
+	var d struct {
+		Changes map[string]json.RawMessage `json:"changes"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return true
+	}
+	_, model := d.Changes["model"]
+	_, edge := d.Changes["edge"]
+	return model || edge
+}
+
 // checkEdge checks that edge may serve o ("" = no edge).
 func (c *change) checkEdge(o *Object, edge string) error {
 	if edge == "" {
