@@ -95,6 +95,9 @@ type Options struct {
 	// ImportMaxRows is the row limit of one bulk CSV import (default
 	// csvimport.MaxRows).
 	ImportMaxRows int
+	// DecommissionReleaseCodes is the default of a decommission's
+	// release_code (config identity.decommission_release_codes).
+	DecommissionReleaseCodes bool
 	// Claim limits, per source address: claim requests (default 5 per
 	// second, burst 50) and refused claims (default one per 10 s, burst 10),
 	// over which the address is answered 429 until its budget refills.

@@ -55,11 +55,15 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/models/{id}", s.authed(auth.Viewer, s.getModel))
 	mux.HandleFunc("GET /api/v1/models/{id}/versions/{version}", s.authed(auth.Viewer, s.getModel))
 	mux.HandleFunc("GET /api/v1/models/{id}/versions/{version}/td", s.authed(auth.Viewer, s.modelTD))
+	mux.HandleFunc("POST /api/v1/models/{id}/versions/{version}/deprecate", s.authed(auth.Operator, s.deprecateModel))
 
 	mux.HandleFunc("POST /api/v1/objects", s.authed(auth.Operator, s.registerObject))
 	mux.HandleFunc("GET /api/v1/objects", s.authed(auth.Viewer, s.listObjects))
 	mux.HandleFunc("POST /api/v1/objects/import", s.authed(auth.Operator, s.importObjects))
+	mux.HandleFunc("POST /api/v1/objects/delete", s.authed(auth.Operator, s.deleteObjects))
 	mux.HandleFunc("GET /api/v1/objects/{code}", s.authed(auth.Viewer, s.getObject))
+	mux.HandleFunc("PATCH /api/v1/objects/{code}", s.authed(auth.Operator, s.updateObject))
+	mux.HandleFunc("POST /api/v1/objects/{code}/decommission", s.authed(auth.Operator, s.decommission))
 	mux.HandleFunc("GET /api/v1/objects/{code}/credential", s.authed(auth.Viewer, s.getCredential))
 	mux.HandleFunc("GET /api/v1/objects/{code}/certificate", s.authed(auth.Viewer, s.getCertificate))
 	mux.HandleFunc("GET /api/v1/objects/{code}/admission", s.authed(auth.Viewer, s.admission))
@@ -89,9 +93,16 @@ func (s *server) routes(mux *http.ServeMux) {
 	}))
 }
 
-// allow returns a tenant check for principal p needing role min.
+// allow returns a tenant check for principal p needing role min. The
+// shared model namespace belongs to the deployment: only an admin of no
+// single tenant writes there.
 func allow(p auth.Principal, min auth.Role) func(string) error {
-	return func(tenant string) error { return p.Allows(min, tenant) }
+	return func(tenant string) error {
+		if tenant == registry.SharedNamespace {
+			return p.Allows(auth.Admin, "")
+		}
+		return p.Allows(min, tenant)
+	}
 }
 
 // visible loads an object and hides it from tokens of other tenants (404, so
@@ -220,7 +231,7 @@ func (s *server) modelFor(r *http.Request, p auth.Principal) (string, string, er
 	if err != nil {
 		return "", "", badRequest("id", "%v", err)
 	}
-	if !p.Sees(c.Namespace) {
+	if !p.Sees(c.Namespace) && c.Namespace != registry.SharedNamespace {
 		return "", "", fmt.Errorf("%w: model %s", registry.ErrNotFound, id)
 	}
 	version := r.PathValue("version")

@@ -245,6 +245,10 @@ type Identity struct {
 	TokenSkew Duration `yaml:"token_skew"`
 	// ImportMaxRows is the most rows one bulk CSV import may have.
 	ImportMaxRows int `yaml:"import_max_rows"`
+	// DecommissionReleaseCodes is what a decommission does with the code
+	// when the request does not say: release it for a new object (true)
+	// or keep it reserved for good (false, the default).
+	DecommissionReleaseCodes bool `yaml:"decommission_release_codes"`
 }
 
 // Debug configures diagnostics.

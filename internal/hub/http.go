@@ -31,7 +31,7 @@ func (h *Hub) startHTTP() error {
 		Twins: h.twins, Commands: h.commands, Presence: h.presence, Webhooks: h.webhooks, PSK: pskFunc,
 		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
 		IngestPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr * 10), IngestPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst * 10,
-		ImportMaxRows: cfg.Identity.ImportMaxRows,
+		ImportMaxRows: cfg.Identity.ImportMaxRows, DecommissionReleaseCodes: cfg.Identity.DecommissionReleaseCodes,
 		Info: api.Info{
 			Version: h.opts.Version, DeploymentID: h.deployID, SigningDID: did, SigningKeyPEM: string(pubPEM),
 			AuditOrigin: AuditOrigin(h.deployID), AuditVerifierKey: h.audit.VerifierKey(),

@@ -72,13 +72,21 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	// Identity changes reach connected devices: a revoked or quarantined
-	// device, or one whose key was revoked, is disconnected and must pass
-	// admission again.
+	// Identity changes reach connected devices: a revoked, quarantined,
+	// decommissioned, deleted or updated device (a new model or number is
+	// read at connect time), or one whose key was revoked, is disconnected
+	// and must pass admission again.
 	h.unsub, err = h.bus.SubscribeAudit(func(kind string, entry []byte) {
 		switch kind {
-		case registry.KindObjectRevoked, registry.KindObjectQuarantined, registry.KindKeyRevoked, registry.KindKeyRotated:
+		case registry.KindObjectRevoked, registry.KindObjectQuarantined, registry.KindKeyRevoked, registry.KindKeyRotated,
+			registry.KindObjectDecommissioned, registry.KindObjectDeleted:
 			if e, err := audit.DecodeLeaf(entry); err == nil {
+				h.adapters.DisconnectDevice(e.Subject)
+			}
+		case registry.KindObjectUpdated:
+			// A new path or tags change nothing for a session; a new model
+			// or number (edge) does.
+			if e, err := audit.DecodeLeaf(entry); err == nil && registry.UpdateNeedsReconnect(e.Data) {
 				h.adapters.DisconnectDevice(e.Subject)
 			}
 		}

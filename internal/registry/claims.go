@@ -111,8 +111,11 @@ func (r *Registry) CreateClaim(ctx context.Context, actor, tenant string, spec C
 			return err
 		}
 		if spec.Model != nil {
-			if _, err := getModel(ctx, c.tx, spec.Model.ID, spec.Model.Version); err != nil {
-				return fmt.Errorf("model: %w", err)
+			// Checked now so that a bad template fails here, not at every
+			// device's claim; the claim checks again (a version may be
+			// deprecated in between).
+			if _, err := usableModel(ctx, c.tx, *spec.Model, tenant); err != nil {
+				return err
 			}
 		}
 		cl.ExpiresAt = c.now.Add(spec.TTL)

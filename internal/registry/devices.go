@@ -81,8 +81,8 @@ func (r *Registry) AuthenticateDevice(ctx context.Context, cert *x509.Certificat
 		if o == nil {
 			return Admission{Status: StatusUnknown, Reason: "no object with this code"}, nil
 		}
-		if errors.Is(verr, devtoken.ErrSignature) && o.Status == StatusRevoked {
-			return Admission{Status: StatusRevoked, Reason: "object revoked", Object: o}, nil
+		if errors.Is(verr, devtoken.ErrSignature) && ended(o.Status) {
+			return Admission{Status: StatusRevoked, Reason: "object " + o.Status, Object: o}, nil
 		}
 		if verr == nil || errors.Is(verr, devtoken.ErrSignature) {
 			verr = fmt.Errorf("%w: %s", devtoken.ErrUnknownDevice, claimed)

@@ -28,8 +28,8 @@ func (r *Registry) Rotate(ctx context.Context, actor, codeStr string, ks KeySour
 		if err != nil {
 			return err
 		}
-		if o.Status == StatusRevoked {
-			return fmt.Errorf("%w: object %s is revoked; register it anew", ErrConflict, codeStr)
+		if ended(o.Status) {
+			return fmt.Errorf("%w: object %s is %s; register it anew", ErrConflict, codeStr, o.Status)
 		}
 		if owner, err := keyOwner(ctx, c.tx, rk.did); err != nil {
 			return err
@@ -143,8 +143,8 @@ func (r *Registry) setStatus(ctx context.Context, actor, codeStr, status, reason
 		}
 		kind := ""
 		switch {
-		case o.Status == StatusRevoked:
-			return fmt.Errorf("%w: object %s is revoked", ErrConflict, codeStr)
+		case ended(o.Status):
+			return fmt.Errorf("%w: object %s is %s", ErrConflict, codeStr, o.Status)
 		case status == StatusRevoked:
 			kind = KindObjectRevoked
 			if _, err := c.tx.ExecContext(ctx, `UPDATE object_keys SET status = 'revoked', revoked_at = ? WHERE code = ? AND status != 'revoked'`,
@@ -198,8 +198,10 @@ func (r *Registry) Admit(ctx context.Context, codeStr string, p Presented) (Admi
 		return Admission{}, err
 	}
 	a := Admission{Object: o}
-	if o.Status == StatusRevoked {
-		a.Status, a.Reason = StatusRevoked, "object revoked"
+	if ended(o.Status) {
+		// Decommissioned and deleted objects are refused like revoked ones;
+		// the reason tells them apart.
+		a.Status, a.Reason = StatusRevoked, "object "+o.Status
 		if o.StatusReason != "" {
 			a.Reason += ": " + o.StatusReason
 		}

@@ -77,10 +77,14 @@ type Object struct {
 	Edge         string            `json:"edge,omitempty"`
 	Model        *ModelRef         `json:"model,omitempty"`
 	Number       string            `json:"number"`
-	DID          string            `json:"did,omitempty"` // the active key's DID
-	Keys         []Key             `json:"keys,omitempty"`
-	CreatedAt    time.Time         `json:"created_at"`
-	UpdatedAt    time.Time         `json:"updated_at"`
+	// ReleasedCode is set on the archived row of an object whose code was
+	// released (decommissioned with release_code, or deleted): Code is then
+	// "<ReleasedCode>~<n>", and ReleasedCode may name a newer object.
+	ReleasedCode string    `json:"released_code,omitempty"`
+	DID          string    `json:"did,omitempty"` // the active key's DID
+	Keys         []Key     `json:"keys,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // Registration is what a newly registered (or re-keyed) object receives.
@@ -279,17 +283,13 @@ func (c *change) register(req RegisterRequest, rk *resolvedKey) (*Registration, 
 		}
 	}
 	if req.Model != nil {
-		version, err := modelVersion(c.ctx, c.tx, req.Model.ID, req.Model.Version)
-		if err != nil {
-			return nil, fmt.Errorf("model: %w", err)
-		}
-		mc, _ := code.Parse(req.Model.ID)
-		if mc.Namespace != cd.Namespace {
-			return nil, invalid("model", "model %s belongs to another tenant", req.Model.ID)
-		}
 		// Pin the version "latest" resolved to: the object, its credential
 		// and its data refer to one immutable model version.
-		req.Model = &ModelRef{ID: req.Model.ID, Version: version}
+		ref, err := usableModel(c.ctx, c.tx, *req.Model, cd.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		req.Model = &ref
 	}
 	subnetKey := "site:"
 	if req.Edge != "" {
@@ -468,14 +468,14 @@ func (r *Registry) Object(ctx context.Context, codeStr string) (*Object, error) 
 	return getObject(ctx, r.rd, codeStr)
 }
 
-const objectColumns = `code, tenant, kind, status, status_reason, path, tags, edge, model_id, model_version, number, created_at, updated_at`
+const objectColumns = `code, tenant, kind, status, status_reason, path, tags, edge, model_id, model_version, number, released_code, created_at, updated_at`
 
 func scanObject(sc interface{ Scan(...any) error }) (*Object, error) {
 	o := &Object{}
 	var path, tags, modelID, modelVersion string
 	var created, updated int64
 	if err := sc.Scan(&o.Code, &o.Tenant, &o.Kind, &o.Status, &o.StatusReason, &path, &tags, &o.Edge,
-		&modelID, &modelVersion, &o.Number, &created, &updated); err != nil {
+		&modelID, &modelVersion, &o.Number, &o.ReleasedCode, &created, &updated); err != nil {
 		return nil, err
 	}
 	if path != "" {
@@ -595,7 +595,14 @@ type ListFilter struct {
 
 // List returns objects in code order, with their active key's DID; next is
 // the code to pass as After for the following page ("" at the end).
+//
+// Deleted objects (status deleted, kept under archive codes) are listed only
+// when Status asks for them.
 func (r *Registry) List(ctx context.Context, f ListFilter) ([]*Object, string, error) {
+	return listObjects(ctx, r.db.R, f)
+}
+
+func listObjects(ctx context.Context, qr queryer, f ListFilter) ([]*Object, string, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
@@ -626,6 +633,8 @@ func (r *Registry) List(ctx context.Context, f ListFilter) ([]*Object, string, e
 	}
 	if f.Status != "" {
 		add(`o.status = ?`, f.Status)
+	} else {
+		add(`o.status != ?`, StatusDeleted)
 	}
 	if f.Edge != "" {
 		add(`o.edge = ?`, f.Edge)
@@ -633,14 +642,14 @@ func (r *Registry) List(ctx context.Context, f ListFilter) ([]*Object, string, e
 	if f.After != "" {
 		add(`o.code > ?`, f.After)
 	}
-	q := `SELECT o.code, o.tenant, o.kind, o.status, o.status_reason, o.path, o.tags, o.edge, o.model_id, o.model_version, o.number, o.created_at, o.updated_at,
+	q := `SELECT o.code, o.tenant, o.kind, o.status, o.status_reason, o.path, o.tags, o.edge, o.model_id, o.model_version, o.number, o.released_code, o.created_at, o.updated_at,
 		COALESCE((SELECT k.did FROM object_keys k WHERE k.code = o.code AND k.status = 'active'), '') FROM objects o`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
 	q += ` ORDER BY o.code LIMIT ?`
 	args = append(args, f.Limit+1)
-	rows, err := r.db.R.QueryContext(ctx, q, args...)
+	rows, err := qr.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("registry: list: %w", err)
 	}
@@ -715,7 +724,10 @@ func (r *Registry) activeKeyMaterial(ctx context.Context, codeStr string) (strin
 
 // RevokedCertificates lists revoked certificate serials for the CRL.
 func (r *Registry) RevokedCertificates(ctx context.Context) ([]ca.Revoked, error) {
-	rows, err := r.db.R.QueryContext(ctx, `SELECT cert_serial, revoked_at FROM object_keys WHERE status = 'revoked' ORDER BY id`)
+	// Revoked keys' certificates, and those replaced while their key stayed.
+	rows, err := r.db.R.QueryContext(ctx, `SELECT cert_serial, revoked_at FROM (
+		SELECT cert_serial, revoked_at, 0 AS src, id FROM object_keys WHERE status = 'revoked'
+		UNION ALL SELECT serial, revoked_at, 1, revoked_at FROM replaced_certificates) ORDER BY src, id`)
 	if err != nil {
 		return nil, fmt.Errorf("registry: revoked: %w", err)
 	}

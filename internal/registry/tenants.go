@@ -17,6 +17,7 @@ import (
 const (
 	KindTenantCreated     = "tenant.created"
 	KindModelRegistered   = "model.registered"
+	KindModelDeprecated   = "model.deprecated"
 	KindObjectRegistered  = "object.registered"
 	KindCredentialIssued  = "credential.issued"
 	KindKeyRotated        = "key.rotated"
@@ -24,11 +25,17 @@ const (
 	KindObjectRevoked     = "object.revoked"
 	KindObjectQuarantined = "object.quarantined"
 	KindObjectReinstated  = "object.reinstated"
-	KindClaimCreated      = "claim.created"
-	KindClaimUsed         = "claim.used"
-	KindClaimRevoked      = "claim.revoked"
-	KindTokenCreated      = "token.created"
-	KindTokenRevoked      = "token.revoked"
+	KindObjectUpdated     = "object.updated"
+	// KindObjectDecommissioned: identity revoked for good, status
+	// decommissioned; the data stays until retention removes it.
+	KindObjectDecommissioned = "object.decommissioned"
+	// KindObjectDeleted: a test object revoked and removed (ctl object delete).
+	KindObjectDeleted = "object.deleted"
+	KindClaimCreated  = "claim.created"
+	KindClaimUsed     = "claim.used"
+	KindClaimRevoked  = "claim.revoked"
+	KindTokenCreated  = "token.created"
+	KindTokenRevoked  = "token.revoked"
 )
 
 // Tenant is a namespace of codes with its own IPv6 /48.
@@ -46,6 +53,9 @@ type Tenant struct {
 func (r *Registry) CreateTenant(ctx context.Context, actor, name, title, prefix string) (*Tenant, error) {
 	if err := code.ValidNamespace(name); err != nil {
 		return nil, invalidErr("name", err)
+	}
+	if name == SharedNamespace {
+		return nil, invalid("name", "%q is reserved for the deployment's shared models", name)
 	}
 	if len(title) > 200 {
 		return nil, invalid("title", "at most 200 characters")

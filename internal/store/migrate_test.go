@@ -280,3 +280,37 @@ func TestMigrateOwnersIndependent(t *testing.T) {
 		t.Errorf("unknown owner's version = %d", got)
 	}
 }
+
+// TestMigrateModelsKeepRows: step 3 rebuilds the models table (deprecation,
+// shared models without a tenant row) and keeps every version registered
+// before it, not deprecated.
+func TestMigrateModelsKeepRows(t *testing.T) {
+	ctx := context.Background()
+	db := openFile(t, filepath.Join(t.TempDir(), "wanwu.db"))
+	if err := db.Migrate(ctx, owner, migrations[:2]); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO tenants(name, prefix, created_at) VALUES ('acme', 'fd00:1:2::/48', 1)`,
+		`INSERT INTO models(id, version, tenant, doc, created_at) VALUES ('acme:pump', '1.0.0', 'acme', X'7b7d', 5)`,
+	} {
+		if _, err := db.W.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Migrate(ctx, owner, migrations); err != nil {
+		t.Fatal(err)
+	}
+	var id, tenant string
+	var created, deprecated int64
+	if err := db.R.QueryRow(`SELECT id, tenant, created_at, deprecated_at FROM models`).Scan(&id, &tenant, &created, &deprecated); err != nil {
+		t.Fatal(err)
+	}
+	if id != "acme:pump" || tenant != "acme" || created != 5 || deprecated != 0 {
+		t.Errorf("model after migration: %s %s %d %d", id, tenant, created, deprecated)
+	}
+	// A shared model needs no tenant row.
+	if _, err := db.W.Exec(`INSERT INTO models(id, version, tenant, doc, created_at) VALUES ('std:pump', '1.0.0', 'std', X'7b7d', 5)`); err != nil {
+		t.Errorf("shared model: %v", err)
+	}
+}

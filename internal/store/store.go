@@ -186,6 +186,40 @@ var migrations = []Migration{
 			`ALTER TABLE claims ADD COLUMN revoked_reason TEXT NOT NULL DEFAULT ''`,
 		},
 	},
+	{
+		// Lifecycle to the end (issue 16): a model version can be deprecated;
+		// models in the shared namespace "std" belong to no tenant, so the
+		// table is rebuilt without the foreign key to tenants (the registry
+		// checks a tenant model's tenant when it registers it; tenants are
+		// never deleted); an object whose code was released on
+		// decommissioning, or that was deleted, keeps its row (its keys stay
+		// in the CRL) under an archive code and remembers the code it had.
+		Name: "lifecycle: deprecated and shared models, released codes, replaced certificates",
+		Statements: []string{
+			`CREATE TABLE models_v3 (
+				id                TEXT NOT NULL,
+				version           TEXT NOT NULL,
+				tenant            TEXT NOT NULL,
+				doc               BLOB NOT NULL,
+				created_at        INTEGER NOT NULL,
+				deprecated_at     INTEGER NOT NULL DEFAULT 0,
+				deprecated_reason TEXT NOT NULL DEFAULT '',
+				PRIMARY KEY (id, version)
+			)`,
+			`INSERT INTO models_v3 (id, version, tenant, doc, created_at) SELECT id, version, tenant, doc, created_at FROM models`,
+			`DROP TABLE models`,
+			`ALTER TABLE models_v3 RENAME TO models`,
+			`ALTER TABLE objects ADD COLUMN released_code TEXT NOT NULL DEFAULT ''`,
+			// A certificate replaced while its key stays (an edge change
+			// moves the object's number, which the certificate names) is
+			// revoked here, so the CRL still lists it.
+			`CREATE TABLE replaced_certificates (
+				serial     TEXT PRIMARY KEY,
+				code       TEXT NOT NULL,
+				revoked_at INTEGER NOT NULL
+			)`,
+		},
+	},
 }
 
 var identityV1 = []string{

@@ -83,7 +83,7 @@ func TestOpenUnversionedDataDir(t *testing.T) {
 	restore(t, "unversioned-events.sql", filepath.Join(dir, "events.db"))
 
 	db := openAll(t, dir)
-	for o, want := range map[string]int{"store": 2, "audit": 1, "twin": 1, "command": 1} {
+	for o, want := range map[string]int{"store": 3, "audit": 1, "twin": 1, "command": 1} {
 		if v, err := db.SchemaVersion(ctx, o); err != nil || v != want {
 			t.Errorf("%s: version %d, %v; want %d", o, v, err, want)
 		}
@@ -91,6 +91,10 @@ func TestOpenUnversionedDataDir(t *testing.T) {
 	// Step 2 of the identity tables gave the old claims table its new columns.
 	if _, err := db.R.Exec(`SELECT last_used_at, revoked_reason FROM claims`); err != nil {
 		t.Errorf("claims after migration: %v", err)
+	}
+	// Step 3 gave objects the code a released row had.
+	if _, err := db.R.Exec(`SELECT released_code FROM objects`); err != nil {
+		t.Errorf("objects after migration: %v", err)
 	}
 	var n int
 	if err := db.R.QueryRow(`SELECT (SELECT count(*) FROM objects) + (SELECT count(*) FROM commands) + (SELECT count(*) FROM command_events)`).Scan(&n); err != nil || n != 3 {
