@@ -623,6 +623,34 @@ func (s *Service) Cancel(ctx context.Context, actor, id string) (*Command, error
 	return out, nil
 }
 
+// CancelAll cancels every command of a device that has not finished (its
+// identity ended: decommissioned or deleted), each with its event and
+// audit entry, and says how many.
+func (s *Service) CancelAll(ctx context.Context, actor, dev string) (int, error) {
+	n := 0
+	for _, st := range []Status{Queued, Delivered} {
+		for {
+			cmds, err := s.List(ctx, dev, st, 500)
+			if err != nil {
+				return n, err
+			}
+			canceled := 0
+			for _, c := range cmds {
+				if _, err := s.Cancel(ctx, actor, c.ID); err != nil && !errors.Is(err, ErrFinished) {
+					return n, err
+				} else if err == nil {
+					canceled++
+				}
+			}
+			n += canceled
+			if len(cmds) < 500 || canceled == 0 {
+				break
+			}
+		}
+	}
+	return n, nil
+}
+
 // ValidID checks a client-chosen command id.
 func ValidID(id string) error {
 	if id == "" || len(id) > MaxIDLen {

@@ -5,8 +5,10 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/node"
@@ -78,10 +80,14 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	// and must pass admission again.
 	h.unsub, err = h.bus.SubscribeAudit(func(kind string, entry []byte) {
 		switch kind {
-		case registry.KindObjectRevoked, registry.KindObjectQuarantined, registry.KindKeyRevoked, registry.KindKeyRotated,
-			registry.KindObjectDecommissioned, registry.KindObjectDeleted:
+		case registry.KindObjectRevoked, registry.KindObjectQuarantined, registry.KindKeyRevoked, registry.KindKeyRotated:
 			if e, err := audit.DecodeLeaf(entry); err == nil {
 				h.adapters.DisconnectDevice(e.Subject)
+			}
+		case registry.KindObjectDecommissioned, registry.KindObjectDeleted:
+			if e, err := audit.DecodeLeaf(entry); err == nil {
+				h.adapters.DisconnectDevice(e.Subject)
+				h.goTracked(func() { h.endDevice(kind, e) })
 			}
 		case registry.KindObjectUpdated:
 			// A new path or tags change nothing for a session; a new model
@@ -92,4 +98,25 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 		}
 	})
 	return err
+}
+
+// endDevice cancels the commands of a device whose identity ended and, when
+// its code was released (deleted, or decommissioned with release), forgets
+// its twin, so that an object registered under the code later inherits
+// neither.
+func (h *Hub) endDevice(kind string, e audit.Entry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := h.commands.CancelAll(ctx, "system", e.Subject); err != nil {
+		h.log.Warn("commands of an ended device not canceled", "device", e.Subject, "err", err)
+	}
+	var data struct {
+		ReleaseCode bool `json:"release_code"`
+	}
+	_ = json.Unmarshal(e.Data, &data)
+	if kind == registry.KindObjectDeleted || data.ReleaseCode {
+		if err := h.twins.Forget(ctx, e.Subject); err != nil {
+			h.log.Warn("twin of a released code not forgotten", "device", e.Subject, "err", err)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package hubtest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,12 +119,38 @@ func TestObjectLifecycleEnd(t *testing.T) {
 	if r := h.Admin("POST", "/api/v1/objects", map[string]any{"code": "acme:p1"}); r.Status != 409 {
 		t.Errorf("re-registering a reserved code: %d", r.Status)
 	}
-	h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": "acme:p2"})
+	h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": "acme:p2", "model": map[string]string{"id": "acme:pump", "version": "2.0.0"}})
+	// A desired state and a queued command: a released code passes on neither.
+	if r := h.Do("PATCH", "/api/v1/objects/acme:p2/twin/desired", h.AdminToken, map[string]any{"speed": 900}); r.Status != 200 {
+		t.Fatalf("desired: %d %s", r.Status, r.Body)
+	}
+	h.MustAdmin(201, "POST", "/api/v1/objects/acme:p2/commands", map[string]any{"id": "p2-stop", "action": "stop"})
 	out = h.MustWanwu("ctl", "object", "decommission", "acme:p2", "--release-code", "--yes")
 	if !strings.Contains(out, "history kept as acme:p2~1") {
 		t.Errorf("released decommission said %q", out)
 	}
+	eventually(t, "the command canceled and the twin forgotten", func() error {
+		var c struct {
+			Command struct{ Status string } `json:"command"`
+		}
+		h.MustAdmin(200, "GET", "/api/v1/commands/p2-stop", nil).JSON(t, &c)
+		if c.Command.Status != "canceled" {
+			return fmt.Errorf("command %s", c.Command.Status)
+		}
+		if r := h.Admin("GET", "/api/v1/objects/acme:p2/twin", nil); r.Status != 404 {
+			return fmt.Errorf("twin of the released code: %d %s", r.Status, r.Body)
+		}
+		return nil
+	})
 	h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": "acme:p2"})
+	var tw struct {
+		Desired map[string]any `json:"desired"`
+		Version int64          `json:"version"`
+	}
+	h.MustAdmin(200, "GET", "/api/v1/objects/acme:p2/twin", nil).JSON(t, &tw)
+	if len(tw.Desired) != 0 || tw.Version != 0 {
+		t.Errorf("the new acme:p2 inherited a twin: %+v", tw)
+	}
 	if r := h.MustAdmin(200, "GET", "/api/v1/objects/acme:p2~1", nil).Map(t); r["released_code"] != "acme:p2" || r["status"] != "decommissioned" {
 		t.Errorf("archived row %v", r)
 	}

@@ -507,6 +507,16 @@ func (s *Service) store(ctx context.Context, tx *sql.Tx, tw *Twin, desired bool,
 	return nil
 }
 
+// Forget deletes a device's twin: its code was released (decommissioned
+// with release, or deleted), and an object registered under it later
+// starts with none.
+func (s *Service) Forget(ctx context.Context, code string) error {
+	if _, err := s.opts.DB.W.ExecContext(ctx, `DELETE FROM twins WHERE code = ?`, code); err != nil {
+		return fmt.Errorf("twin: forget %s: %w", code, err)
+	}
+	return nil
+}
+
 // audit appends the "twin.desired" entry in the change's transaction.
 func (s *Service) audit(ctx context.Context, tx *sql.Tx, actor string, tw *Twin, patch map[string]any, now time.Time) error {
 	canon, err := compact(patch)
