@@ -413,3 +413,46 @@ func TestCtlCommandArgsForms(t *testing.T) {
 		t.Errorf("a bare word: exit %d, %q", code, stderr)
 	}
 }
+
+// TestLateResultSaysSo: a command result that arrives after the command
+// ended (its result timeout passed) is recorded as a late result, and the
+// MQTT 5 PUBACK says so: success, with a reason string naming it.
+func TestLateResultSaysSo(t *testing.T) {
+	h := Start(t)
+	setupAcme(t, h)
+	d := register(t, h, "acme:pump-late", "--model", "acme:pump@1.0.0")
+	c, _, err := connect5(t, h, d, false, func(paho.PublishReceived) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(&paho.Disconnect{})
+	h.MustAdmin(201, "POST", "/api/v1/objects/acme:pump-late/commands", map[string]any{
+		"id": "late-1", "action": "stop", "result_timeout": "1s",
+	})
+	subscribe5(t, c, 1, d.topic("commands/+"))
+	eventually(t, "the command timed out", func() error {
+		var got struct{ Command struct{ Status string } }
+		h.MustAdmin(200, "GET", "/api/v1/commands/late-1", nil).JSON(t, &got)
+		if got.Command.Status != "timed_out" {
+			return fmt.Errorf("status %s", got.Command.Status)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Publish(ctx, &paho.Publish{Topic: d.topic("commands/late-1/result"), QoS: 1, Payload: []byte(`{"status":"succeeded"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ReasonCode != 0 || resp.Properties == nil || !strings.HasPrefix(resp.Properties.ReasonString, "late_result: ") ||
+		!strings.Contains(resp.Properties.ReasonString, "timed_out") {
+		t.Fatalf("PUBACK %d %+v", resp.ReasonCode, resp.Properties)
+	}
+	var got struct {
+		Events []struct{ Kind string } `json:"events"`
+	}
+	h.MustAdmin(200, "GET", "/api/v1/commands/late-1", nil).JSON(t, &got)
+	if k := got.Events[len(got.Events)-1].Kind; k != "late_result" {
+		t.Errorf("last event %q", k)
+	}
+}

@@ -61,50 +61,56 @@ func (s *session) mayPublishRequest(r deviceRequest) bool {
 	return !s.quarantined || r.kind == resultSuffix
 }
 
-// serveRequest answers a device request; a nil rejection means accepted.
-func (h *hook) serveRequest(s *session, r deviceRequest, pk *packets.Packet) *ingest.Rejection {
+// serveRequest answers a device request; a nil rejection means accepted,
+// with what the acknowledgement should say when the request is accepted
+// but not as the device meant it (a late command result).
+func (h *hook) serveRequest(s *session, r deviceRequest, pk *packets.Packet) (note string, rej *ingest.Rejection) {
 	ctx, cancel := context.WithTimeout(h.s.ctx, 10*time.Second)
 	defer cancel()
 	if h.s.opts.Presence != nil {
 		h.s.opts.Presence.Seen(s.code, s.tenant, "mqtt")
 	}
 	if len(pk.Payload) > maxRequestPayload {
-		return &ingest.Rejection{Reason: ingest.TooLarge, Message: "request payload over 64 KiB"}
+		return "", &ingest.Rejection{Reason: ingest.TooLarge, Message: "request payload over 64 KiB"}
 	}
 	switch r.kind {
 	case twinReported:
 		if h.s.opts.Twins == nil {
-			return &ingest.Rejection{Reason: ingest.Unavailable, Message: "twins are not served by this hub"}
+			return "", &ingest.Rejection{Reason: ingest.Unavailable, Message: "twins are not served by this hub"}
 		}
 		if _, err := h.s.opts.Twins.Report(ctx, s.code, pk.Payload); err != nil {
-			return twinRejection(err)
+			return "", twinRejection(err)
 		}
 	case twinGet:
 		if h.s.opts.Twins == nil {
-			return &ingest.Rejection{Reason: ingest.Unavailable, Message: "twins are not served by this hub"}
+			return "", &ingest.Rejection{Reason: ingest.Unavailable, Message: "twins are not served by this hub"}
 		}
 		h.s.g.Go(func() { h.s.pushTwin(s.code) })
 	case resultSuffix:
 		if h.s.opts.Commands == nil {
-			return &ingest.Rejection{Reason: ingest.Unavailable, Message: "commands are not served by this hub"}
+			return "", &ingest.Rejection{Reason: ingest.Unavailable, Message: "commands are not served by this hub"}
 		}
 		res, err := command.DecodeResult(pk.Payload)
 		if err != nil {
-			return &ingest.Rejection{Reason: ingest.Malformed, Message: err.Error()}
+			return "", &ingest.Rejection{Reason: ingest.Malformed, Message: err.Error()}
 		}
-		if _, err := h.s.opts.Commands.Result(ctx, s.code, r.id, res); err != nil && !errors.Is(err, command.ErrFinished) {
-			// ErrFinished: a late result, recorded; resending would not help.
+		c, err := h.s.opts.Commands.Result(ctx, s.code, r.id, res)
+		if errors.Is(err, command.ErrFinished) && c != nil {
+			// A late result, recorded; resending would not help.
+			return "late_result: recorded; command " + r.id + " had already ended as " + string(c.Status), nil
+		}
+		if err != nil {
 			if errors.Is(err, command.ErrNotFound) {
-				return &ingest.Rejection{Reason: ingest.NotAuthorized, Message: "no command " + r.id + " for this device"}
+				return "", &ingest.Rejection{Reason: ingest.NotAuthorized, Message: "no command " + r.id + " for this device"}
 			}
 			if errors.Is(err, command.ErrInvalid) {
-				return &ingest.Rejection{Reason: ingest.Malformed, Message: err.Error()}
+				return "", &ingest.Rejection{Reason: ingest.Malformed, Message: err.Error()}
 			}
 			h.s.log.Warn("command result not stored", "device", s.code, "command", r.id, "err", err)
-			return &ingest.Rejection{Reason: ingest.Unavailable, Message: "the hub could not store the result; retry"}
+			return "", &ingest.Rejection{Reason: ingest.Unavailable, Message: "the hub could not store the result; retry"}
 		}
 	}
-	return nil
+	return "", nil
 }
 
 // twinRejection maps a twin error to the protocol's reasons.

@@ -652,7 +652,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		// MQTT 3.1.1 device's errors topic and the dead letters.
 		req, r, s := pk, v.req, v.s // only this branch moves a copy to the heap
 		serve := func() {
-			if rej := h.serveRequest(s, *r, &req); rej != nil {
+			if _, rej := h.serveRequest(s, *r, &req); rej != nil {
 				_ = h.reject(cl, s, &req, rej, rej.Reason != ingest.Unavailable)
 			}
 		}
@@ -688,11 +688,16 @@ func (h *hook) OnPublishAsync(cl *mochi.Client, pk *packets.Packet, done func(er
 		// goroutine, like telemetry.
 		r, s := v.req, v.s
 		serve := func() {
-			if rej := h.serveRequest(s, *r, pk); rej != nil {
+			note, rej := h.serveRequest(s, *r, pk)
+			if rej != nil {
 				done(h.reject(cl, s, pk, rej, rej.Reason != ingest.Unavailable))
 				return
 			}
 			h.published.WithLabelValues(r.kind).Inc()
+			if note != "" {
+				done(mochi.SuccessNote(note)) // PUBACK 0x00 with the note as its reason string
+				return
+			}
 			done(nil)
 		}
 		if !h.s.g.Go(serve) {

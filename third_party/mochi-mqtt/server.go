@@ -826,6 +826,20 @@ func (s *Server) processPingreq(cl *Client, _ packets.Packet) error {
 	})
 }
 
+// SuccessNote accepts a publish and says something about it (wanwu patch):
+// a publish hook returns it as its error (or passes it to an
+// AsyncPublisher's done), and the PUBACK or PUBREC carries success, 0x00,
+// with the note as its Reason String. MQTT 3.1.1 acknowledgements have no
+// room for one; they are plain successes.
+type SuccessNote string
+
+func (n SuccessNote) Error() string { return string(n) }
+
+// isNote reports whether a success code carries a SuccessNote.
+func isNote(c packets.Code) bool {
+	return c.Code == packets.CodeSuccess.Code && c.Reason != "" && c.Reason != packets.CodeSuccess.Reason
+}
+
 // AsyncPublisher is an optional hook (wanwu patch) that takes over QoS 1/2
 // publishes and reports its verdict later by calling done exactly once with
 // the error OnPublish would have returned. pk is the broker's copy of the
@@ -1048,6 +1062,10 @@ var queuedPackets = sync.Pool{New: func() any { return new(packets.Packet) }}
 // wanwu patch: pk and pkx by pointer, which finishPublish may change (the
 // asynchronous path handed two 800-byte copies of one pooled packet).
 func (s *Server) finishPublish(cl *Client, pk, pkx *packets.Packet, err error, quotaHeld bool) error {
+	var note SuccessNote
+	if errors.As(err, &note) {
+		err = nil
+	}
 	release := func() {
 		if quotaHeld {
 			cl.State.Inflight.IncreaseReceiveQuota()
@@ -1095,6 +1113,9 @@ func (s *Server) finishPublish(cl *Client, pk, pkx *packets.Packet, err error, q
 	ackType, reason := packets.Puback, packets.CodeSuccess // [MQTT-4.3.2-4]
 	if pk.FixedHeader.Qos == 2 {
 		ackType, reason = packets.Pubrec, packets.CodeSuccess // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
+	}
+	if note != "" && cl.Properties.ProtocolVersion == 5 {
+		reason = packets.Code{Code: packets.CodeSuccess.Code, Reason: string(note)}
 	}
 
 	// wanwu patch: a QoS 2 exchange the client started is kept apart from
@@ -1396,7 +1417,7 @@ func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, e
 // PUBACK or PUBREC carries only those), no hook that sees packets encoded or
 // sent, and a client that reads its packets.
 func (s *Server) plainAck(cl *Client, pk *packets.Packet, reason packets.Code) bool {
-	return reason.Code < packets.ErrUnspecifiedError.Code &&
+	return reason.Code < packets.ErrUnspecifiedError.Code && !isNote(reason) &&
 		(len(pk.Properties.User) == 0 || s.Options.Capabilities.Compatibilities.NoInheritedPropertiesOnAck) &&
 		!s.hooks.has(OnPacketEncode) && !s.hooks.has(OnPacketSent) && cl.Net.Conn != nil
 }
@@ -1406,7 +1427,7 @@ func (s *Server) buildAck(packetID uint16, pkt, qos byte, properties packets.Pro
 	if s.Options.Capabilities.Compatibilities.NoInheritedPropertiesOnAck {
 		properties = packets.Properties{}
 	}
-	if reason.Code >= packets.ErrUnspecifiedError.Code {
+	if reason.Code >= packets.ErrUnspecifiedError.Code || isNote(reason) {
 		properties.ReasonString = reason.Reason
 	}
 
