@@ -87,8 +87,10 @@ type Options struct {
 	// Twins and Commands serve the twin and command routes when set.
 	Twins    *twin.Service
 	Commands *command.Service
-	// PSK returns a device's CoAP/DTLS pre-shared key; nil = no PSK route.
-	PSK func(ctx context.Context, code string) ([]byte, error)
+	// PSK returns the CoAP/DTLS pre-shared key a PSK identity names, and
+	// PSKIdentity the identity of a device's active key; nil = no PSK route.
+	PSK         func(ctx context.Context, identity string) ([]byte, error)
+	PSKIdentity func(ctx context.Context, code string) (string, error)
 	// IngestLimits are the HTTP ingest rate limits (per device, per source address).
 	IngestPerDevice, IngestPerAddr           rate.Limit
 	IngestPerDeviceBurst, IngestPerAddrBurst int

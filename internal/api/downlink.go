@@ -259,11 +259,15 @@ func (s *server) devicePSK(w http.ResponseWriter, r *http.Request, p auth.Princi
 	if err != nil {
 		return err
 	}
-	key, err := s.PSK(r.Context(), o.Code)
+	id, err := s.PSKIdentity(r.Context(), o.Code)
+	if err != nil {
+		return err
+	}
+	key, err := s.PSK(r.Context(), id)
 	if err != nil {
 		return err
 	}
 	s.Logger.Info("device PSK read", "device", o.Code, "by", p.Name, "at", time.Now().UTC())
-	writeJSON(w, http.StatusOK, PSKOut{Identity: o.Code, Key: string(key)})
+	writeJSON(w, http.StatusOK, PSKOut{Identity: id, Key: string(key)})
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/wanwu-iot/wanwu/internal/code"
+	"github.com/wanwu-iot/wanwu/internal/psk"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 )
 
@@ -96,13 +97,14 @@ func (s *Server) dtlsConfig() *dtls.Config {
 // the log, not to the caller.
 func (s *Server) pskFor(identity []byte) ([]byte, error) {
 	id := string(identity)
-	if _, err := code.Parse(id); err != nil || len(id) > maxIdentity {
+	dev, _ := psk.ParseIdentity(id)
+	if _, err := code.Parse(dev); err != nil || len(id) > maxIdentity {
 		return s.refusePSK(identity, "psk_unknown_identity", nil), nil
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
 	defer cancel()
 	key, kerr := s.opts.PSK(ctx, id)
-	adm, aerr := s.opts.Registry.Admit(ctx, id, registry.Presented{})
+	adm, aerr := s.opts.Registry.Admit(ctx, dev, registry.Presented{})
 	switch {
 	case aerr != nil:
 		return s.refusePSK(identity, "registry_unavailable", aerr), nil
@@ -211,7 +213,7 @@ func (l *dtlsListener) close() {
 func (l *dtlsListener) closeDevice(s *Server, code string) {
 	s.conns.Range(func(k, v any) bool {
 		cc, st := k.(*client.Conn), v.(*connState)
-		if st.udp == nil && (st.code() == code || pskIdentity(cc) == code) {
+		if dev, _ := psk.ParseIdentity(pskIdentity(cc)); st.udp == nil && (st.code() == code || dev == code) {
 			_ = cc.Close()
 		}
 		return true

@@ -19,6 +19,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/code"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/psk"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 )
@@ -399,7 +400,7 @@ func (s *Server) authenticateDTLS(ctx context.Context, cc *client.Conn) (*device
 		}
 		adm, err = s.opts.Registry.AuthenticateDevice(ctx, cert, "", "")
 	case len(state.IdentityHint) > 0:
-		id := string(state.IdentityHint)
+		id, _ := psk.ParseIdentity(string(state.IdentityHint))
 		if _, perr := code.Parse(id); perr != nil {
 			return nil, codes.Unauthorized, "bad_identity"
 		}

@@ -79,6 +79,17 @@ func (s *Server) malformed(listener, cause string, remote net.Addr) {
 	}
 }
 
+// handshakeFailed counts a failed DTLS handshake with the malformed
+// traffic and logs it, rate-limited, with what most often causes it.
+func (s *Server) handshakeFailed(cause string, remote net.Addr) {
+	s.m.malformed.WithLabelValues(ListenerDTLS, cause).Inc()
+	if n, ok := s.malformedLog.allow(ListenerDTLS+"/"+cause, time.Now()); ok {
+		s.log.Warn("coap dtls: handshake failed; a PSK that is not the one its identity names ends this way "+
+			"(after a key rotation a bare code names the old key until the overlap ends: use the identity 'ctl device psk' prints)",
+			"cause", cause, "remote", remote.String(), "count", n)
+	}
+}
+
 // logLimiter lets a line through once per malformedLogEvery and key, and
 // counts what it held back.
 type logLimiter struct {
@@ -140,7 +151,7 @@ func (c *screenedConn) HandshakeContext(ctx context.Context) error {
 			cause = causeHandshakeTimeout
 		}
 		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			c.s.malformed(ListenerDTLS, cause, c.RemoteAddr())
+			c.s.handshakeFailed(cause, c.RemoteAddr())
 		}
 	}
 	return err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/command"
+	"github.com/wanwu-iot/wanwu/internal/psk"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 	"github.com/wanwu-iot/wanwu/internal/twin"
@@ -68,15 +69,32 @@ func (h *Hub) openTwinsAndCommands(ctx context.Context) error {
 	return nil
 }
 
-// devicePSK is the CoAP/DTLS pre-shared key of a device: derived from the
-// hub's PSK secret and the device's active key, as text (hex) so that tools
-// taking keys as strings use it unchanged.
-func (h *Hub) devicePSK(ctx context.Context, code string) ([]byte, error) {
-	fp, err := h.reg.ActiveKeyFingerprint(ctx, code)
+// devicePSK is the CoAP/DTLS pre-shared key a PSK identity names: a bare
+// code names the device's oldest valid key (during a rotation's overlap the
+// retiring one, so that a device not yet given its new key goes on
+// working), "<code>~<key id>" one key by its fingerprint. The key is
+// derived from the hub's PSK secret and the key's fingerprint, as text
+// (hex) so that tools taking keys as strings use it unchanged.
+func (h *Hub) devicePSK(ctx context.Context, identity string) ([]byte, error) {
+	code, keyID := psk.ParseIdentity(identity)
+	fps, err := h.reg.ValidKeyFingerprints(ctx, code)
 	if err != nil {
 		return nil, err
 	}
+	fp, ok := psk.Select(fps, keyID)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s names no valid key of %s", registry.ErrNotFound, identity, code)
+	}
 	return []byte(hex.EncodeToString(h.psk.Derive(code, fp))), nil
+}
+
+// keyPSKIdentity is the PSK identity of a device's active key.
+func (h *Hub) keyPSKIdentity(ctx context.Context, code string) (string, error) {
+	fp, err := h.reg.ActiveKeyFingerprint(ctx, code)
+	if err != nil {
+		return "", err
+	}
+	return psk.Identity(code, fp), nil
 }
 
 func splitCode(c string) (tenant, id string) {

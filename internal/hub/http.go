@@ -20,15 +20,16 @@ func (h *Hub) startHTTP() error {
 	pubPEM, _ := keys.MarshalPublicKeyPEM(h.signer.Public())
 	did, _ := keys.DID(h.signer.Public())
 	var pskFunc func(context.Context, string) ([]byte, error)
+	var pskIdentity func(context.Context, string) (string, error)
 	if h.psk != nil {
-		pskFunc = h.devicePSK
+		pskFunc, pskIdentity = h.devicePSK, h.keyPSKIdentity
 	}
 	listeners := h.adapters.Listeners()
 	handler, err := api.New(api.Options{
 		Registry: h.reg, Audit: h.audit, CA: h.ca, Logger: h.log.With("component", "api"),
 		Metrics: h.metrics, Gatherer: h.metrics, Ready: h.Ready,
 		TSDB: h.tel.TSDB, Events: h.tel.Events, Pipeline: h.tel.Pipeline, Intake: h.tel.Intake,
-		Twins: h.twins, Commands: h.commands, Presence: h.presence, Webhooks: h.webhooks, PSK: pskFunc,
+		Twins: h.twins, Commands: h.commands, Presence: h.presence, Webhooks: h.webhooks, PSK: pskFunc, PSKIdentity: pskIdentity,
 		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
 		IngestPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr * 10), IngestPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst * 10,
 		ImportMaxRows: cfg.Identity.ImportMaxRows, DecommissionReleaseCodes: cfg.Identity.DecommissionReleaseCodes,

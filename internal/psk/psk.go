@@ -96,3 +96,47 @@ func (d *Deriver) Derive(code, keyFingerprint string) []byte {
 	m.Write([]byte(keyFingerprint))
 	return m.Sum(nil)[:PSKSize]
 }
+
+// KeySeparator separates a device code from a key id in a PSK identity.
+// It cannot occur in a code.
+const KeySeparator = "~"
+
+// KeyIDLen is how many hex digits of a key's fingerprint name it in a PSK
+// identity.
+const KeyIDLen = 16
+
+// Identity is the PSK identity that names one key of a device:
+// "<code>~<first 16 hex digits of the key's fingerprint>". It stays valid
+// for as long as that key does, across rotations of other keys.
+func Identity(code, keyFingerprint string) string {
+	return code + KeySeparator + keyFingerprint[:min(KeyIDLen, len(keyFingerprint))]
+}
+
+// ParseIdentity splits a PSK identity into the device code and the key id
+// ("" for a bare code, which names the device's oldest valid key: during a
+// rotation's overlap, the retiring one).
+func ParseIdentity(identity string) (code, keyID string) {
+	code, keyID, _ = strings.Cut(identity, KeySeparator)
+	return code, keyID
+}
+
+// Select picks the fingerprint a key id names among a device's valid keys,
+// oldest first: the oldest for "", else the one whose fingerprint starts
+// with the id (at least 8 hex digits). ok is false when none does.
+func Select(fingerprints []string, keyID string) (fp string, ok bool) {
+	if len(fingerprints) == 0 {
+		return "", false
+	}
+	if keyID == "" {
+		return fingerprints[0], true
+	}
+	if len(keyID) < 8 {
+		return "", false
+	}
+	for _, f := range fingerprints {
+		if strings.HasPrefix(f, strings.ToLower(keyID)) {
+			return f, true
+		}
+	}
+	return "", false
+}

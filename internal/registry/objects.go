@@ -710,6 +710,34 @@ func (r *Registry) ActiveKeyFingerprint(ctx context.Context, codeStr string) (st
 	return fp, nil
 }
 
+// ValidKeyFingerprints returns the fingerprints of a device's keys that
+// authenticate now, oldest first: during a rotation's overlap the retiring
+// key, then the active one.
+func (r *Registry) ValidKeyFingerprints(ctx context.Context, codeStr string) ([]string, error) {
+	rows, err := r.rd.QueryContext(ctx, `SELECT fingerprint FROM object_keys
+		WHERE code = ? AND (status = 'active' OR (status = 'retiring' AND retire_at > ?)) ORDER BY created_at, rowid`,
+		codeStr, r.now().UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("registry: key fingerprints: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var fp string
+		if err := rows.Scan(&fp); err != nil {
+			return nil, fmt.Errorf("registry: key fingerprints: %w", err)
+		}
+		out = append(out, fp)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("registry: key fingerprints: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: object %q has no valid key", ErrNotFound, codeStr)
+	}
+	return out, nil
+}
+
 func (r *Registry) activeKeyMaterial(ctx context.Context, codeStr string) (string, string, error) {
 	var certPEM, cred string
 	err := r.rd.QueryRowContext(ctx, `SELECT cert_pem, credential FROM object_keys WHERE code = ? AND status = 'active'`, codeStr).Scan(&certPEM, &cred)
