@@ -110,8 +110,20 @@ const (
 	DefaultKeepEvents = 30 * 24 * time.Hour
 )
 
-// connectionless protocols have no sessions: traffic is presence.
-var connectionless = map[string]bool{"http": true, "coap": true}
+// connectionless protocols have no sessions: traffic is presence. An
+// entry keeps the last traffic of each in a slot of its own.
+var connectionless = [...]string{"http", "coap"}
+
+// slot is a connectionless protocol's index in entry.traffic, -1 for one
+// with sessions.
+func slot(protocol string) int {
+	for i, p := range connectionless {
+		if p == protocol {
+			return i
+		}
+	}
+	return -1
+}
 
 // Service is the presence of every device.
 type Service struct {
@@ -119,12 +131,14 @@ type Service struct {
 	db  *store.DB
 	log *slog.Logger
 
-	// mu guards the map, each entry's sessions, the keys of its traffic
-	// and its other fields but the atomics, which Seen updates under the
-	// read lock so that accepting a message never waits for a writer.
+	// mu guards the map and each entry's fields but the atomics; fast
+	// holds the same entries for Seen, which looks a device up and stores
+	// its times without a lock: accepting a message touches only its
+	// device's entry, never a line every core shares.
 	mu      sync.RWMutex
 	devices map[string]*entry
-	pending []Event // not yet written
+	fast    sync.Map // code → *entry
+	pending []Event  // not yet written
 	dirty   map[string]bool
 
 	online *prometheus.GaugeVec   // devices online, by tenant and protocol
@@ -137,15 +151,18 @@ type Service struct {
 // entry is a device's state in memory.
 type entry struct {
 	tenant   string
-	sessions map[string]int           // open sessions by protocol
-	traffic  map[string]*atomic.Int64 // last connectionless traffic by protocol, ms
-	seen     atomic.Int64             // last seen, ms
-	written  int64                    // seen as last written
-	since    time.Time
-	reason   string
-	remote   string
-	online   bool
-	counted  []string // the protocols the online gauges count it under
+	sessions map[string]int // open sessions by protocol
+	// traffic is the last connectionless traffic by slot, ms; 0: none
+	// within Idle. Seen moves a time on with a compare-and-swap, so that
+	// an expiry in between sends it to the locked path.
+	traffic [len(connectionless)]atomic.Int64
+	seen    atomic.Int64 // last seen, ms
+	written int64        // seen as last written
+	since   time.Time
+	reason  string
+	remote  string
+	online  bool
+	counted []string // the protocols the online gauges count it under
 }
 
 func (e *entry) protocols() []string {
@@ -155,8 +172,8 @@ func (e *entry) protocols() []string {
 			out = append(out, p)
 		}
 	}
-	for p := range e.traffic {
-		if !slices.Contains(out, p) {
+	for i, p := range connectionless {
+		if e.traffic[i].Load() != 0 && !slices.Contains(out, p) {
 			out = append(out, p)
 		}
 	}
@@ -344,42 +361,36 @@ func (s *Service) Disconnected(code, tenant, protocol, reason string) {
 }
 
 // Seen records traffic a device sent over protocol (a message accepted):
-// its last-seen time and, for connectionless protocols, its presence. A
-// device already known over protocol costs an atomic store under the read
-// lock.
+// its last-seen time and, for connectionless protocols, its presence. For
+// a device already present it takes no lock.
 func (s *Service) Seen(code, tenant, protocol string) {
 	now := s.o.Now()
 	t := now.UnixMilli()
-	s.mu.RLock()
-	if e := s.devices[code]; e != nil && e.sessions != nil {
-		if !connectionless[protocol] {
+	i := slot(protocol)
+	if v, ok := s.fast.Load(code); ok {
+		e := v.(*entry)
+		if i < 0 {
 			e.seen.Store(t)
-			s.mu.RUnlock()
 			return
 		}
-		if last := e.traffic[protocol]; last != nil {
-			last.Store(t)
+		if last := e.traffic[i].Load(); last != 0 && e.traffic[i].CompareAndSwap(last, t) {
 			e.seen.Store(t)
-			s.mu.RUnlock()
 			return
 		}
 	}
-	s.mu.RUnlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entry(code, tenant)
 	e.seen.Store(t)
 	s.dirty[code] = true
-	if !connectionless[protocol] {
+	if i < 0 {
 		return
 	}
-	if last := e.traffic[protocol]; last != nil {
-		last.Store(t)
+	if e.traffic[i].Load() != 0 {
+		e.traffic[i].Store(t)
 		return
 	}
-	last := new(atomic.Int64)
-	last.Store(t)
-	e.traffic[protocol] = last
+	e.traffic[i].Store(t)
 	s.pending = append(s.pending, Event{Time: now, Code: code, Tenant: tenant, Kind: Connected, Protocol: protocol, Online: true})
 	s.changed(code, e, now)
 }
@@ -390,11 +401,11 @@ func (s *Service) expireIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for code, e := range s.devices {
-		for p, last := range e.traffic {
-			if now.Sub(time.UnixMilli(last.Load())) < s.o.Idle {
-				continue
+		for i, p := range connectionless {
+			last := e.traffic[i].Load()
+			if last == 0 || now.Sub(time.UnixMilli(last)) < s.o.Idle || !e.traffic[i].CompareAndSwap(last, 0) {
+				continue // present, recent, or just seen again
 			}
-			delete(e.traffic, p)
 			e.reason = ReasonIdle
 			s.ended.WithLabelValues(p, ReasonIdle).Inc()
 			s.changed(code, e, now)
@@ -410,7 +421,8 @@ func (s *Service) entry(code, tenant string) *entry {
 		s.devices[code] = e
 	}
 	if e.sessions == nil {
-		e.sessions, e.traffic = map[string]int{}, map[string]*atomic.Int64{}
+		e.sessions = map[string]int{}
+		s.fast.Store(code, e)
 	}
 	return e
 }
@@ -424,7 +436,10 @@ func (s *Service) changed(code string, e *entry, now time.Time) {
 			delete(e.sessions, p)
 		}
 	}
-	online := len(e.sessions) > 0 || len(e.traffic) > 0
+	online := len(e.sessions) > 0
+	for i := range e.traffic {
+		online = online || e.traffic[i].Load() != 0
+	}
 	if online != e.online {
 		e.online, e.since = online, now
 	}
