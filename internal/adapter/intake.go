@@ -94,7 +94,7 @@ type Intake struct {
 	log   *slog.Logger
 	pres  Presence
 	queue chan refusal
-	wg    sync.WaitGroup
+	g     Group // the dead-letter goroutine
 
 	mu      sync.RWMutex
 	stopped bool
@@ -127,14 +127,12 @@ func (in *Intake) Decoder() *ingest.Decoder { return in.dec }
 
 // Start starts the goroutine that stores dead letters for Accept.
 func (in *Intake) Start() {
-	in.wg.Add(1)
-	go func() {
-		defer in.wg.Done()
+	in.g.Go(func() {
 		for r := range in.queue {
 			in.keep(r.dl)
 			r.a.Answer(r.rej, true)
 		}
-	}()
+	})
 }
 
 // Shutdown stores the dead letters still queued, answers their uploads and
@@ -146,17 +144,7 @@ func (in *Intake) Shutdown(ctx context.Context) error {
 		close(in.queue)
 	}
 	in.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		in.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return in.g.Wait(ctx)
 }
 
 // Accept takes an upload whose device waits for the answer without

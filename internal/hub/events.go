@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/bus"
+	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/webhook"
 )
@@ -100,17 +101,9 @@ func (h *Hub) commandEventsAfter(ctx context.Context, seq uint64, since time.Tim
 	if err != nil {
 		return nil, err
 	}
-	out := make([]forwarded, 0, len(events))
-	for _, e := range events {
-		body, err := json.Marshal(e)
-		if err != nil {
-			return nil, fmt.Errorf("hub: command event %d: %w", e.Seq, err)
-		}
-		tenant, id := splitCode(e.Command.Code)
-		out = append(out, forwarded{seq: e.Seq, tenant: tenant, id: id, eventID: fmt.Sprintf("%s-%d", e.Command.ID, e.Seq), body: body,
-			description: fmt.Sprintf("command event %d", e.Seq)})
-	}
-	return out, nil
+	return forwardedOf(events, func(e command.Event) (uint64, string, string) {
+		return e.Seq, e.Command.Code, fmt.Sprintf("%s-%d", e.Command.ID, e.Seq)
+	}, "command event")
 }
 
 // presenceEventsAfter reads presence events for their forwarder.
@@ -119,15 +112,24 @@ func (h *Hub) presenceEventsAfter(ctx context.Context, seq uint64, since time.Ti
 	if err != nil {
 		return nil, err
 	}
+	return forwardedOf(events, func(e presence.Event) (uint64, string, string) {
+		return e.Seq, e.Code, fmt.Sprintf("presence-%s-%d", h.deployID, e.Seq)
+	}, "presence event")
+}
+
+// forwardedOf turns a table's events into what a forwarder publishes, their
+// JSON as the body; describe names each (sequence, device code, event id).
+func forwardedOf[E any](events []E, describe func(E) (seq uint64, code, eventID string), what string) ([]forwarded, error) {
 	out := make([]forwarded, 0, len(events))
 	for _, e := range events {
+		seq, code, eventID := describe(e)
 		body, err := json.Marshal(e)
 		if err != nil {
-			return nil, fmt.Errorf("hub: presence event %d: %w", e.Seq, err)
+			return nil, fmt.Errorf("hub: %s %d: %w", what, seq, err)
 		}
-		tenant, id := splitCode(e.Code)
-		out = append(out, forwarded{seq: e.Seq, tenant: tenant, id: id, eventID: fmt.Sprintf("presence-%s-%d", h.deployID, e.Seq), body: body,
-			description: fmt.Sprintf("presence event %d", e.Seq)})
+		tenant, id := splitCode(code)
+		out = append(out, forwarded{seq: seq, tenant: tenant, id: id, eventID: eventID, body: body,
+			description: fmt.Sprintf("%s %d", what, seq)})
 	}
 	return out, nil
 }

@@ -660,15 +660,9 @@ func (s *Service) after(ctx context.Context, source string, cursor uint64) ([]it
 		if err != nil {
 			return nil, last, err
 		}
-		for _, e := range evs {
-			data, err := json.Marshal(e)
-			if err != nil {
-				return nil, last, err
-			}
-			items = append(items, item{id: fmt.Sprintf("command-%s-%d", e.Command.ID, e.Seq), typ: TypeCommand,
-				tenant: e.Command.Tenant, device: e.Command.Code, time: e.Time, data: data})
-			last = e.Seq
-		}
+		return itemsOf(evs, last, TypeCommand, func(e command.Event) (string, string, string, time.Time, uint64) {
+			return fmt.Sprintf("command-%s-%d", e.Command.ID, e.Seq), e.Command.Tenant, e.Command.Code, e.Time, e.Seq
+		})
 	case TypePresence:
 		if s.o.Presence == nil {
 			return nil, last, nil
@@ -677,17 +671,27 @@ func (s *Service) after(ctx context.Context, source string, cursor uint64) ([]it
 		if err != nil {
 			return nil, last, err
 		}
-		for _, e := range evs {
-			data, err := json.Marshal(e)
-			if err != nil {
-				return nil, last, err
-			}
-			items = append(items, item{id: fmt.Sprintf("presence-%d", e.Seq), typ: TypePresence,
-				tenant: e.Tenant, device: e.Code, time: e.Time, data: data})
-			last = e.Seq
-		}
+		return itemsOf(evs, last, TypePresence, func(e presence.Event) (string, string, string, time.Time, uint64) {
+			return fmt.Sprintf("presence-%d", e.Seq), e.Tenant, e.Code, e.Time, e.Seq
+		})
 	}
 	return items, last, nil
+}
+
+// itemsOf turns a table's events into outbox items, their JSON as the
+// data; describe names each event (id, tenant, device, time, sequence).
+func itemsOf[E any](evs []E, last uint64, typ string, describe func(E) (id, tenant, device string, t time.Time, seq uint64)) ([]item, uint64, error) {
+	out := make([]item, 0, len(evs))
+	for _, e := range evs {
+		data, err := json.Marshal(e)
+		if err != nil {
+			return nil, last, err
+		}
+		id, tenant, device, t, seq := describe(e)
+		out = append(out, item{id: id, typ: typ, tenant: tenant, device: device, time: t, data: data})
+		last = seq
+	}
+	return out, last, nil
 }
 
 // deliverLoop delivers what is due, at most Workers at a time.
