@@ -302,6 +302,18 @@ func (t *mqttTransport) send(ctx context.Context, kind msgKind, payload []byte) 
 	if err != nil {
 		return err
 	}
+	// A publish in flight when its connection ends (a cut, or a renewal)
+	// is given up, and sent again on the next connection; paho would wait
+	// for its PUBACK for as long as ctx lasts.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-pc.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	pr, err := pc.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload, Properties: &paho.PublishProperties{ContentType: ct}})
 	if pr == nil {
 		if err == nil {
