@@ -117,6 +117,7 @@ func ctlCommands() []ctlCommand {
 		{"object", "register", "CODE", "register an object; issues its certificate and credential", ctlObjectRegister},
 		{"object", "import", "FILE.csv", "register objects from a CSV file (per-row results)", ctlObjectImport},
 		{"object", "get", "CODE", "print an object", ctlObjectGet("")},
+		{"object", "show", "CODE", "an object with its presence: online or offline, since, last seen, newest sessions", ctlObjectShow},
 		{"object", "list", "", "list objects (filters: --tenant --under --tag --kind --status)", ctlListObjects("/api/v1/objects")},
 		{"object", "credential", "CODE", "print the object's signed credential", ctlObjectGet("/credential")},
 		{"object", "certificate", "CODE", "print the object's certificate (PEM)", ctlObjectGet("/certificate")},

@@ -157,3 +157,41 @@ func ctlPresenceEvents(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string)
 		return table(e.stdout, eventHeader, eventRows(out.Events))
 	}
 }
+
+// ctlObjectShow prints an object, then its presence as ctl presence get
+// does; --json prints both answers as one document.
+func ctlObjectShow(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
+	asJSON := fs.Bool("json", false, "print the hub's answers as one JSON document")
+	return func(e *env, c *ctlConn, args []string) error {
+		if err := needArgs(args, 1, "CODE"); err != nil {
+			return err
+		}
+		path := "/api/v1/objects/" + url.PathEscape(args[0])
+		var obj map[string]any
+		if _, err := c.json("GET", path, nil, &obj); err != nil {
+			return err
+		}
+		var pres struct {
+			Presence presenceState   `json:"presence"`
+			Events   []presenceEvent `json:"events"`
+		}
+		if _, err := c.json("GET", path+"/presence", nil, &pres); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, map[string]any{"object": obj, "presence": pres.Presence, "sessions": pres.Events})
+		}
+		if err := printJSON(e.stdout, obj); err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout)
+		if err := table(e.stdout, presenceHeader, presenceRows([]presenceState{pres.Presence})); err != nil {
+			return err
+		}
+		if len(pres.Events) > 0 {
+			fmt.Fprintln(e.stdout)
+			return table(e.stdout, eventHeader, eventRows(pres.Events))
+		}
+		return nil
+	}
+}

@@ -137,6 +137,9 @@ func TestPresence(t *testing.T) {
 	}
 
 	// ctl shows the same, for people and for scripts.
+	if text := h.MustWanwu("ctl", "object", "show", d.code); !strings.Contains(text, `"code": "acme:pr-1"`) || !strings.Contains(text, "disconnected (revoked)") {
+		t.Errorf("ctl object show:\n%s", text)
+	}
 	text := h.MustWanwu("ctl", "presence", "get", d.code)
 	if !strings.Contains(text, "online") || !strings.Contains(text, "disconnected (revoked)") {
 		t.Errorf("ctl presence get:\n%s", text)
