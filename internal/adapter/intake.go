@@ -58,17 +58,6 @@ func (p *Pending) Durable(err error) {
 	p.a.Answer(nil, false)
 }
 
-// answerFunc is an Exchange made of a function (AnswerFunc).
-type answerFunc struct {
-	Pending
-	f func(rej *ingest.Rejection, kept bool)
-}
-
-func (a *answerFunc) Answer(rej *ingest.Rejection, kept bool) { a.f(rej, kept) }
-
-// AnswerFunc lets a function be an Answer, and an Exchange.
-func AnswerFunc(f func(rej *ingest.Rejection, kept bool)) Exchange { return &answerFunc{f: f} }
-
 // IntakeOptions configure an Intake.
 type IntakeOptions struct {
 	Decoder  *ingest.Decoder

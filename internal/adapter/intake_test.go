@@ -213,3 +213,14 @@ func TestIntakeAfterShutdown(t *testing.T) {
 		t.Fatalf("dead letters %+v", dls)
 	}
 }
+
+// answerFunc is an Exchange made of a function (AnswerFunc).
+type answerFunc struct {
+	Pending
+	f func(rej *ingest.Rejection, kept bool)
+}
+
+func (a *answerFunc) Answer(rej *ingest.Rejection, kept bool) { a.f(rej, kept) }
+
+// AnswerFunc lets a function be an Answer, and an Exchange.
+func AnswerFunc(f func(rej *ingest.Rejection, kept bool)) Exchange { return &answerFunc{f: f} }

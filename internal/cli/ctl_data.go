@@ -55,6 +55,16 @@ func valueText(v any) string {
 	return string(b)
 }
 
+// addFilters sets in q the query parameters whose values are not empty.
+func addFilters(q url.Values, filters map[string]string) url.Values {
+	for k, v := range filters {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
+}
+
 func timeText(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05.000") }
 
 // getData GETs path: with asJSON it prints the hub's answer and reports
@@ -154,12 +164,8 @@ func ctlEvents(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
 		if err != nil {
 			return err
 		}
-		q := url.Values{"start": {start}, "limit": {fmt.Sprint(*limit)}}
-		for k, v := range map[string]string{"device": *device, "tenant": *tenant, "name": *name} {
-			if v != "" {
-				q.Set(k, v)
-			}
-		}
+		q := addFilters(url.Values{"start": {start}, "limit": {fmt.Sprint(*limit)}},
+			map[string]string{"device": *device, "tenant": *tenant, "name": *name})
 		var out struct {
 			Events []struct {
 				Device string          `json:"device"`
@@ -193,13 +199,7 @@ func ctlDeadLetters(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) er
 		if err := needArgs(args, 0, "no arguments (filters are flags)"); err != nil {
 			return err
 		}
-		q := url.Values{"limit": {fmt.Sprint(*limit)}}
-		if *device != "" {
-			q.Set("device", *device)
-		}
-		if *tenant != "" {
-			q.Set("tenant", *tenant)
-		}
+		q := addFilters(url.Values{"limit": {fmt.Sprint(*limit)}}, map[string]string{"device": *device, "tenant": *tenant})
 		var out struct {
 			DeadLetters []struct {
 				Time    time.Time `json:"time"`

@@ -110,10 +110,7 @@ func ctlPresenceList(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) e
 		if *online && *offline {
 			return usagef("--online and --offline exclude each other")
 		}
-		q := url.Values{"limit": {fmt.Sprint(*limit)}}
-		if *tenant != "" {
-			q.Set("tenant", *tenant)
-		}
+		q := addFilters(url.Values{"limit": {fmt.Sprint(*limit)}}, map[string]string{"tenant": *tenant})
 		if *online || *offline {
 			q.Set("online", fmt.Sprint(*online))
 		}
@@ -141,13 +138,7 @@ func ctlPresenceEvents(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string)
 		if err != nil {
 			return err
 		}
-		q := url.Values{"since": {start}, "limit": {fmt.Sprint(*limit)}}
-		if *device != "" {
-			q.Set("device", *device)
-		}
-		if *tenant != "" {
-			q.Set("tenant", *tenant)
-		}
+		q := addFilters(url.Values{"since": {start}, "limit": {fmt.Sprint(*limit)}}, map[string]string{"device": *device, "tenant": *tenant})
 		var out struct {
 			Events []presenceEvent `json:"events"`
 		}

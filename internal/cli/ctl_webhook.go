@@ -70,10 +70,7 @@ func ctlWebhookList(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) er
 		if err := needArgs(args, 0, "no arguments"); err != nil {
 			return err
 		}
-		q := url.Values{}
-		if *tenant != "" {
-			q.Set("tenant", *tenant)
-		}
+		q := addFilters(url.Values{}, map[string]string{"tenant": *tenant})
 		var out struct {
 			Webhooks []webhookRow `json:"webhooks"`
 		}

@@ -24,7 +24,7 @@ type Event struct {
 	Data     []byte `json:"data,omitempty"`
 	Received int64  `json:"received"`
 	// Seq is the event's row in the store, increasing as events are
-	// written (EventsAfter); 0 from Events.
+	// written (EventsAfter follows it).
 	Seq int64 `json:"-"`
 }
 
@@ -164,37 +164,19 @@ func (s *Store) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 	if !f.End.IsZero() {
 		where, args = append(where, "time <= ?"), append(args, f.End.UnixMilli())
 	}
-	q := `SELECT tenant, device, name, time, data, received FROM events`
+	q := `SELECT rowid, tenant, device, name, time, data, received FROM events`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	// The newest Limit rows, returned oldest first.
 	q = `SELECT * FROM (` + q + ` ORDER BY time DESC LIMIT ?) ORDER BY time`
 	args = append(args, f.Limit)
-	rows, err := s.db.R.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: events: %w", err)
-	}
-	defer rows.Close()
-	var out []Event
-	for rows.Next() {
-		var e Event
-		if err := rows.Scan(&e.Tenant, &e.Device, &e.Name, &e.Time, &e.Data, &e.Received); err != nil {
-			return nil, fmt.Errorf("eventstore: events: %w", err)
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return s.queryEvents(ctx, q, args...)
 }
 
-// EventsAfter returns up to limit events written after the one with
-// sequence after, in the order they were written: a reader that follows
-// the store (webhooks) keeps the last Seq it took. The sequence is the
-// row id, so it starts again at 1 only when retention emptied the table;
-// LastSeq tells a reader that its cursor is ahead of the store.
-func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]Event, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT rowid, tenant, device, name, time, data, received FROM events
-		WHERE rowid > ? ORDER BY rowid LIMIT ?`, after, min(max(limit, 1), 10000))
+// queryEvents runs a query of events' rowid and columns.
+func (s *Store) queryEvents(ctx context.Context, q string, args ...any) ([]Event, error) {
+	rows, err := s.db.R.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: events: %w", err)
 	}
@@ -208,6 +190,16 @@ func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]Even
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// EventsAfter returns up to limit events written after the one with
+// sequence after, in the order they were written: a reader that follows
+// the store (webhooks) keeps the last Seq it took. The sequence is the
+// row id, so it starts again at 1 only when retention emptied the table;
+// LastSeq tells a reader that its cursor is ahead of the store.
+func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]Event, error) {
+	return s.queryEvents(ctx, `SELECT rowid, tenant, device, name, time, data, received FROM events
+		WHERE rowid > ? ORDER BY rowid LIMIT ?`, after, min(max(limit, 1), 10000))
 }
 
 // LastSeq is the sequence of the newest event written (0: none).

@@ -30,8 +30,6 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 )
 
-var errNotAuthorized = packets.ErrNotAuthorized
-
 // errIdentityChanged ends the session of a device whose identity changed
 // (revoked, quarantined, a key revoked or rotated): "not authorized", with
 // a reason string that tells presence why.

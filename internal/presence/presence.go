@@ -530,26 +530,46 @@ func (s *Service) prune(ctx context.Context) error {
 // Get returns a device's presence; a device never seen is offline, with
 // zero times.
 func (s *Service) Get(ctx context.Context, code string) (State, error) {
-	var st State
-	var online bool
-	var protocols string
-	var since, seen int64
-	err := s.db.R.QueryRowContext(ctx, `SELECT code, tenant, online, protocols, since, last_seen, last_reason, remote FROM presence WHERE code = ?`, code).
-		Scan(&st.Code, &st.Tenant, &online, &protocols, &since, &seen, &st.LastReason, &st.Remote)
-	if errors.Is(err, sql.ErrNoRows) {
-		st = State{Code: code}
-		s.fresh(code, &st)
-		return st, nil
-	}
+	states, err := s.queryStates(ctx, `SELECT `+stateColumns+` FROM presence WHERE code = ?`, code)
 	if err != nil {
-		return State{}, fmt.Errorf("presence: %w", err)
+		return State{}, err
 	}
-	st.Online, st.Since, st.LastSeen = online, fromMS(since), fromMS(seen)
-	if protocols != "" {
-		st.Protocols = strings.Split(protocols, ",")
+	st := State{Code: code}
+	if len(states) == 1 {
+		st = states[0]
 	}
 	s.fresh(code, &st)
 	return st, nil
+}
+
+// stateColumns are the presence columns queryStates reads.
+const stateColumns = `code, tenant, online, protocols, since, last_seen, last_reason, remote`
+
+// queryStates runs a query of stateColumns.
+func (s *Service) queryStates(ctx context.Context, q string, args ...any) ([]State, error) {
+	rows, err := s.db.R.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
+	}
+	defer rows.Close()
+	var out []State
+	for rows.Next() {
+		var st State
+		var protocols string
+		var since, seen int64
+		if err := rows.Scan(&st.Code, &st.Tenant, &st.Online, &protocols, &since, &seen, &st.LastReason, &st.Remote); err != nil {
+			return nil, fmt.Errorf("presence: %w", err)
+		}
+		st.Since, st.LastSeen = fromMS(since), fromMS(seen)
+		if protocols != "" {
+			st.Protocols = strings.Split(protocols, ",")
+		}
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
+	}
+	return out, nil
 }
 
 // fresh overlays what memory holds that the last flush did not write yet.
@@ -582,7 +602,7 @@ func (f Filter) limit() int {
 
 // List returns device states, by code.
 func (s *Service) List(ctx context.Context, f Filter) ([]State, error) {
-	q := `SELECT code FROM presence WHERE 1 = 1`
+	q := `SELECT ` + stateColumns + ` FROM presence WHERE 1 = 1`
 	var args []any
 	if f.Tenant != "" {
 		q += ` AND tenant = ?`
@@ -594,26 +614,13 @@ func (s *Service) List(ctx context.Context, f Filter) ([]State, error) {
 	}
 	q += ` ORDER BY code LIMIT ?`
 	args = append(args, f.limit())
-	rows, err := s.db.R.QueryContext(ctx, q, args...)
+	states, err := s.queryStates(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("presence: %w", err)
+		return nil, err
 	}
-	var codes []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("presence: %w", err)
-		}
-		codes = append(codes, c)
-	}
-	rows.Close()
 	out := []State{}
-	for _, c := range codes {
-		st, err := s.Get(ctx, c)
-		if err != nil {
-			return nil, err
-		}
+	for _, st := range states {
+		s.fresh(st.Code, &st)
 		if f.Online != nil && st.Online != *f.Online {
 			continue // changed since the last flush
 		}
