@@ -99,8 +99,8 @@ var builtin = []Profile{
 		DownlinkBPS: 25_000,
 		Loss:        Loss{Good: 0.01, Bad: 0.9, GoodToBad: 0.005, BadToGood: 0.2},
 		MTU:         1280, MaxPayload: 512,
-		Sleep:       Sleep{PSM: true, ActiveTimer: 10 * time.Second, PeriodicUpdate: 24 * time.Hour},
-		PricePerMB:  1.0, DailyBudget: 16 << 10,
+		Sleep:      Sleep{PSM: true, ActiveTimer: 10 * time.Second, PeriodicUpdate: 24 * time.Hour},
+		PricePerMB: 1.0, DailyBudget: 16 << 10,
 	},
 	{
 		Name: LTECat1, Title: "LTE Cat-1 (Cat-1 bis)", Protocol: "mqtt",
@@ -109,7 +109,7 @@ var builtin = []Profile{
 		DownlinkBPS: 10_000_000,
 		Loss:        Loss{Good: 0.001, Bad: 0.5, GoodToBad: 0.001, BadToGood: 0.3},
 		MTU:         1500, MaxPayload: 64 << 10,
-		PricePerMB:  0.3, DailyBudget: 20 << 20,
+		PricePerMB: 0.3, DailyBudget: 20 << 20,
 	},
 	{
 		Name: RedCap, Title: "5G NR RedCap", Protocol: "mqtt",
@@ -118,7 +118,7 @@ var builtin = []Profile{
 		DownlinkBPS: 150_000_000,
 		Loss:        Loss{Good: 0.0001, Bad: 0.3, GoodToBad: 0.0005, BadToGood: 0.5},
 		MTU:         1500, MaxPayload: 256 << 10,
-		PricePerMB:  0.1, DailyBudget: 500 << 20,
+		PricePerMB: 0.1, DailyBudget: 500 << 20,
 	},
 	{
 		Name: WLAN, Title: "WLAN (IEEE 802.11)", Protocol: "mqtt",
