@@ -116,6 +116,8 @@ type buffer struct {
 	queue   []pending
 	nextSeq uint64
 	max     int64 // bound on live bytes; 0 = none
+	mem     bool  // no file: the queue lives in memory only
+	closed  bool
 }
 
 // ErrBufferFull is returned by Publish when the buffer holds
@@ -139,6 +141,12 @@ func openBuffer(dir string, max int64, noSync bool) (*buffer, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// memoryBuffer is a buffer without a file, for devices that may lose what
+// they did not send when they stop (simulated ones).
+func memoryBuffer(max int64) *buffer {
+	return &buffer{mem: true, max: max, nextSeq: 1}
 }
 
 // load reads the file, keeps the pending messages in order, and cuts off a
@@ -206,7 +214,7 @@ func decodeAll(data []byte) (entries []entry, good int) {
 func (b *buffer) append(payload []byte) (uint64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.f == nil {
+	if b.closed {
 		return 0, ErrClosed
 	}
 	n := int64(entryHeaderSize + 8 + len(payload))
@@ -226,6 +234,9 @@ func (b *buffer) append(payload []byte) (uint64, error) {
 // writeLocked appends bytes to the file. A failed write is cut off again, so
 // that the next entry does not follow a torn one.
 func (b *buffer) writeLocked(p []byte, sync bool) error {
+	if b.mem {
+		return nil
+	}
 	if _, err := b.f.Write(p); err != nil {
 		_ = b.f.Truncate(b.size)
 		_, _ = b.f.Seek(b.size, io.SeekStart)
@@ -254,7 +265,7 @@ func (b *buffer) oldest() (pending, bool) {
 func (b *buffer) finish(seq uint64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.f == nil {
+	if b.closed {
 		return ErrClosed
 	}
 	i := 0
@@ -284,6 +295,8 @@ func (b *buffer) len() int {
 func (b *buffer) compactLocked() error {
 	const minCompact = 1 << 20
 	switch {
+	case b.mem:
+		return nil
 	case len(b.queue) == 0 && b.size > int64(len(bufferMagic)):
 		return b.reset(nil)
 	case b.size > minCompact && b.live < b.size/4:
@@ -329,12 +342,12 @@ func (b *buffer) reset(queue []pending) error {
 func (b *buffer) close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.f == nil {
+	if b.closed || b.mem {
+		b.closed = true
 		return nil
 	}
-	err := b.f.Close()
-	b.f = nil
-	return err
+	b.closed = true
+	return b.f.Close()
 }
 
 // syncDir makes a rename in dir durable (best effort: not every system

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"sync"
 	"time"
@@ -18,16 +19,33 @@ type Options struct {
 	Identity *Identity
 	// Broker is the hub's MQTT endpoint: mqtt://host:port (or tcp://) with
 	// device tokens, mqtts://host:port (or tls://, ssl://) with the
-	// identity's client certificate. Twins and commands need MQTT.
+	// identity's client certificate. The hub pushes twin deltas and
+	// commands over it.
 	Broker string
-	// CoAP is the hub's CoAP endpoint, for telemetry and reported state:
-	// coap://host:port (plain UDP, device token in each request) or
-	// coaps://host:port (DTLS with the identity's certificate).
+	// CoAP is the hub's CoAP endpoint: coap://host:port (plain UDP, device
+	// token in each request) or coaps://host:port (DTLS with the identity's
+	// certificate). The client asks for twin deltas and commands after each
+	// message it sends (queue mode, for devices that sleep between
+	// reports), and on Poll.
 	CoAP string
+	// Dial opens the TCP connection to the broker (default: a net.Dialer);
+	// TLS, if any, runs over it. A link emulator or a proxy goes here.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ListenPacket opens the datagram socket for CoAP over DTLS (default: a
+	// UDP socket of its own); plain coap:// always uses its own.
+	ListenPacket func(ctx context.Context) (net.PacketConn, error)
+	// CoAPSessionIdle: a CoAP connection idle for longer shakes hands
+	// again before its next request, since the hub ends DTLS sessions idle
+	// for its coap.session_idle (default 4 minutes, under the hub's 5).
+	CoAPSessionIdle time.Duration
 	// BufferDir holds the durable buffer of messages the hub has not
 	// acknowledged yet (one file, buffer.wwb). A Client started on the same
 	// directory after a restart sends what was left in it, first.
 	BufferDir string
+	// MemoryBuffer keeps the buffer in memory instead (BufferDir must be
+	// empty): what the hub has not acknowledged is lost when the process
+	// ends. For simulated devices and tests.
+	MemoryBuffer bool
 	// MaxBuffer bounds the bytes of unacknowledged messages; over it Publish
 	// returns ErrBufferFull (default 64 MiB; negative: no bound).
 	MaxBuffer int64
@@ -59,8 +77,6 @@ var (
 	// before the hub acknowledged the records: they stay in the buffer and
 	// are sent on, in order; do not publish them again.
 	ErrPending = errors.New("device: not acknowledged yet; kept in the buffer and sent on")
-	// ErrNoDownlink: twins and commands need an MQTT connection (Broker).
-	ErrNoDownlink = errors.New("device: twins and commands need MQTT (Options.Broker)")
 )
 
 // RefusedError is the hub's refusal of a message (docs/PROTOCOL.md §2): the
@@ -84,6 +100,12 @@ type transport interface {
 	send(ctx context.Context, kind msgKind, payload []byte) error
 	// run keeps the connection until ctx ends (MQTT); it may return at once.
 	run(ctx context.Context)
+	// subscribe says that the application set a handler for "desired" or
+	// "command" (MQTT subscribes to its topic).
+	subscribe(what string)
+	// poll asks the hub for the twin's delta and the next command (CoAP's
+	// queue mode); over MQTT the hub sends them by itself.
+	poll(ctx context.Context) error
 }
 
 // msgKind is what a message is: telemetry, reported state, a command result.
@@ -101,6 +123,7 @@ type Client struct {
 	buf  *buffer
 	tr   transport
 	mqtt *mqttTransport // nil over CoAP
+	down *downlink
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -124,8 +147,8 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	if err := opts.Identity.check(); err != nil {
 		return nil, fmt.Errorf("device: %w", err)
 	}
-	if opts.BufferDir == "" {
-		return nil, errors.New("device: Options.BufferDir is required")
+	if (opts.BufferDir == "") == !opts.MemoryBuffer {
+		return nil, errors.New("device: give one of Options.BufferDir and Options.MemoryBuffer")
 	}
 	if (opts.Broker == "") == (opts.CoAP == "") {
 		return nil, errors.New("device: give one of Options.Broker and Options.CoAP")
@@ -135,6 +158,9 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	}
 	if opts.TokenTTL < 0 || opts.TokenTTL > 24*time.Hour {
 		return nil, fmt.Errorf("device: TokenTTL %v must be in (0, 24h]", opts.TokenTTL)
+	}
+	if opts.CoAPSessionIdle <= 0 {
+		opts.CoAPSessionIdle = 4 * time.Minute
 	}
 	if opts.KeepAlive == 0 {
 		opts.KeepAlive = 30 * time.Second
@@ -149,6 +175,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		opts.Now = time.Now
 	}
 	c := &Client{opts: opts, log: opts.Logger.With("device", opts.Identity.Code), wake: make(chan struct{}, 1), waiters: map[uint64]chan error{}}
+	c.down = newDownlink(c)
 	var err error
 	if opts.Broker != "" {
 		var u *url.URL
@@ -169,13 +196,16 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	if max < 0 {
 		max = 0
 	}
-	if c.buf, err = openBuffer(opts.BufferDir, max, opts.NoSync); err != nil {
+	if opts.MemoryBuffer {
+		c.buf = memoryBuffer(max)
+	} else if c.buf, err = openBuffer(opts.BufferDir, max, opts.NoSync); err != nil {
 		return nil, err
 	}
 	// The client lives until Close: ctx's values carry over, its end does not.
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go func() { defer c.wg.Done(); c.tr.run(c.ctx) }()
+	go func() { defer c.wg.Done(); c.down.run(c.ctx) }()
 	go func() { defer c.wg.Done(); c.sendLoop() }()
 	c.signal()
 	return c, nil
@@ -278,6 +308,13 @@ func (c *Client) sendLoop() {
 				c.log.Warn("message refused by the hub", "seq", p.seq, "reason", refused.Reason, "message", refused.Message)
 			}
 			backoff = 0
+			if _, more := c.buf.oldest(); !more {
+				// Awake and nothing left to send: ask for what waits
+				// (CoAP; MQTT has it pushed).
+				if perr := c.tr.poll(c.ctx); perr != nil {
+					c.log.Debug("asking the hub for what waits failed", "err", perr)
+				}
+			}
 		case c.ctx.Err() != nil:
 			return
 		default:
@@ -333,10 +370,8 @@ type Delta struct {
 // difference. Empty deltas are not handed over. The device acts on the
 // delta and reports the state it reached with ReportState.
 func (c *Client) OnDesired(f func(ctx context.Context, d Delta)) error {
-	if c.mqtt == nil {
-		return ErrNoDownlink
-	}
-	c.mqtt.setDesired(f)
+	c.down.setDesired(f)
+	c.tr.subscribe("desired")
 	return nil
 }
 
@@ -370,12 +405,17 @@ func Failed(reason string) Result { return Result{Status: "failed", Reason: reas
 // command the hub delivers again (its acknowledgement was lost) is not
 // carried out twice: its first result is sent again.
 func (c *Client) OnCommand(f func(ctx context.Context, cmd Command) Result) error {
-	if c.mqtt == nil {
-		return ErrNoDownlink
-	}
-	c.mqtt.setCommand(f)
+	c.down.setCommand(f)
+	c.tr.subscribe("command")
 	return nil
 }
+
+// Poll asks the hub for the twin's delta and the next command, for the
+// functions set with OnDesired and OnCommand, and hands them over. Over
+// CoAP a device that wakes without anything to send calls it; the client
+// polls by itself after sending. Over MQTT it does nothing: the hub sends
+// them as they come.
+func (c *Client) Poll(ctx context.Context) error { return c.tr.poll(ctx) }
 
 // WaitConnected waits until the client has a connection to the hub, or ctx
 // ends. Over CoAP (connectionless) it returns at once.

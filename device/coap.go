@@ -3,6 +3,7 @@ package device
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -14,6 +15,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
@@ -23,8 +26,9 @@ import (
 // coapTransport sends telemetry, reported state and command results as
 // confirmable CoAP POSTs (docs/PROTOCOL.md §7): over plain UDP with a device
 // token in each request's "t=" query, or over DTLS with the identity's
-// certificate. Twins and commands are delivered over MQTT only in this
-// version of the SDK.
+// certificate. It fetches the twin's delta and commands in queue mode: with
+// GET /tw/d and GET /c after each telemetry message and each command result
+// (poll), as a device that sleeps between its reports does.
 type coapTransport struct {
 	c    *Client
 	addr string
@@ -32,6 +36,7 @@ type coapTransport struct {
 
 	mu    sync.Mutex
 	conn  *udpclient.Conn
+	used  time.Time // the latest exchange on conn
 	token string
 	renew time.Time // sign a new token from then on
 }
@@ -83,23 +88,63 @@ func (t *coapTransport) run(ctx context.Context) {
 	}
 }
 
-// connLocked returns the connection, dialing one if there is none.
-func (t *coapTransport) connLocked() (*udpclient.Conn, error) {
+// connLocked returns the connection, dialing one if there is none, or
+// when the one there was idle for longer than the hub keeps a session (the
+// hub would no longer know its DTLS session: shake hands again rather than
+// send into it and wait for the retransmissions to time out).
+func (t *coapTransport) connLocked(ctx context.Context) (*udpclient.Conn, error) {
+	now := time.Now()
+	if t.conn != nil && now.Sub(t.used) > t.c.opts.CoAPSessionIdle {
+		_ = t.conn.Close()
+		<-t.conn.Done()
+		t.conn = nil
+	}
 	if t.conn != nil {
+		t.used = now
 		return t.conn, nil
 	}
 	var cc *udpclient.Conn
 	var err error
-	if t.dtls != nil {
+	switch {
+	case t.dtls != nil && t.c.opts.ListenPacket != nil:
+		cc, err = t.dialDTLS(ctx)
+	case t.dtls != nil:
 		cc, err = dtls.Dial(t.addr, t.dtls)
-	} else {
+	default:
 		cc, err = udp.Dial(t.addr)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("coap: dial %s: %w", t.addr, err)
 	}
-	t.conn = cc
+	t.conn, t.used = cc, now
 	return cc, nil
+}
+
+// dialDTLS shakes hands over the datagram socket Options.ListenPacket
+// opens (a link emulator's, say).
+func (t *coapTransport) dialDTLS(ctx context.Context) (*udpclient.Conn, error) {
+	raddr, err := net.ResolveUDPAddr("udp", t.addr)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := t.c.opts.ListenPacket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := piondtls.Client(pc, raddr, t.dtls)
+	if err == nil {
+		hctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = dc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			_ = dc.Close()
+		}
+	}
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	return dtls.Client(dc, options.WithCloseSocket()), nil
 }
 
 // drop closes a connection that failed, so the next request dials anew.
@@ -137,21 +182,56 @@ func (t *coapTransport) send(ctx context.Context, kind msgKind, payload []byte) 
 	case "result":
 		path, cf = "/c/"+kind.id, message.AppJSON
 	}
+	code, diag, err := t.request(ctx, codes.POST, path, cf, payload)
+	if err != nil {
+		return err
+	}
+	if code == codes.Changed || code == codes.Created {
+		return nil
+	}
+	return answerError("POST "+path, code, diag)
+}
+
+// answerError is the error of an answer other than success: a
+// *RefusedError for a refusal that holds, a plain error otherwise.
+func answerError(what string, code codes.Code, diag []byte) error {
+	switch code {
+	case codes.Unauthorized, codes.TooManyRequests, codes.ServiceUnavailable, codes.InternalServerError, codes.GatewayTimeout:
+		return fmt.Errorf("coap: %s: %v %s", what, code, diag)
+	}
+	reason, msg, ok := strings.Cut(string(diag), ": ")
+	if !ok {
+		reason, msg = code.String(), string(diag)
+	}
+	return &RefusedError{Reason: reason, Message: msg}
+}
+
+// request sends one confirmable request and returns the answer's code and
+// body.
+func (t *coapTransport) request(ctx context.Context, method codes.Code, path string, cf message.MediaType, payload []byte) (codes.Code, []byte, error) {
 	t.mu.Lock()
-	cc, err := t.connLocked()
+	cc, err := t.connLocked(ctx)
 	var tok string
 	if err == nil && t.dtls == nil {
 		tok, err = t.tokenLocked()
 	}
 	t.mu.Unlock()
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	req, err := cc.NewPostRequest(rctx, path, cf, bytes.NewReader(payload))
+	var req *pool.Message
+	if method == codes.GET {
+		req, err = cc.NewGetRequest(rctx, path)
+		if err == nil {
+			req.SetAccept(message.AppJSON)
+		}
+	} else {
+		req, err = cc.NewPostRequest(rctx, path, cf, bytes.NewReader(payload))
+	}
 	if err != nil {
-		return fmt.Errorf("coap: %w", err)
+		return 0, nil, fmt.Errorf("coap: %w", err)
 	}
 	defer cc.ReleaseMessage(req)
 	// An option value holds at most 255 bytes: a longer token goes in
@@ -164,31 +244,64 @@ func (t *coapTransport) send(ctx context.Context, kind msgKind, payload []byte) 
 	resp, err := cc.Do(req)
 	if err != nil {
 		t.drop(cc)
-		return fmt.Errorf("coap: POST %s: %w", path, err)
+		return 0, nil, fmt.Errorf("coap: %v %s: %w", method, path, err)
 	}
 	defer cc.ReleaseMessage(resp)
-	code := resp.Code()
-	if code == codes.Changed || code == codes.Created {
-		return nil
-	}
-	var diag []byte
+	var body []byte
 	if resp.Body() != nil {
-		diag, _ = resp.ReadBody()
+		body, _ = resp.ReadBody()
 	}
-	switch code {
-	case codes.Unauthorized:
+	if resp.Code() == codes.Unauthorized {
 		// A token the hub no longer takes (clocks apart, a key rotated):
 		// sign a new one for the next try.
 		t.mu.Lock()
 		t.token = ""
 		t.mu.Unlock()
-		return fmt.Errorf("coap: POST %s: %v", path, code)
-	case codes.TooManyRequests, codes.ServiceUnavailable, codes.InternalServerError, codes.GatewayTimeout:
-		return fmt.Errorf("coap: POST %s: %v %s", path, code, diag)
 	}
-	reason, msg, ok := strings.Cut(string(diag), ": ")
-	if !ok {
-		reason, msg = code.String(), string(diag)
+	return resp.Code(), body, nil
+}
+
+// subscribe does nothing: the next poll asks for what the handler takes.
+func (t *coapTransport) subscribe(string) {}
+
+// poll asks the hub for the twin's delta (GET /tw/d) and the next command
+// (GET /c), for the functions the application set, and queues what it
+// gets. Commands come one at a time: runCommands polls again after each
+// result.
+func (t *coapTransport) poll(ctx context.Context) error {
+	desired, command := t.c.down.handlers()
+	if desired {
+		code, body, err := t.request(ctx, codes.GET, "/tw/d", 0, nil)
+		if err != nil {
+			return err
+		}
+		if code != codes.Content {
+			return answerError("GET /tw/d", code, body)
+		}
+		var d Delta
+		if err := json.Unmarshal(body, &d); err != nil {
+			return fmt.Errorf("coap: GET /tw/d: %w", err)
+		}
+		if len(d.State) > 0 {
+			t.c.down.twin.set(d)
+		}
 	}
-	return &RefusedError{Reason: reason, Message: msg}
+	if command {
+		code, body, err := t.request(ctx, codes.GET, "/c", 0, nil)
+		if err != nil {
+			return err
+		}
+		if code != codes.Content {
+			return answerError("GET /c", code, body)
+		}
+		if len(bytes.TrimSpace(body)) == 0 {
+			return nil
+		}
+		var cmd Command
+		if err := json.Unmarshal(body, &cmd); err != nil || cmd.ID == "" {
+			return fmt.Errorf("coap: GET /c: a command not understood: %v", err)
+		}
+		t.c.down.pushCommand(cmd)
+	}
+	return nil
 }

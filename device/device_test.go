@@ -447,13 +447,23 @@ func TestTokenRenewal(t *testing.T) {
 }
 
 // TestCoAP: telemetry and reported state over plain CoAP with tokens and
-// over DTLS with the claimed certificate; twins and commands need MQTT.
+// over DTLS with the claimed certificate; twins and commands in queue mode:
+// what the hub holds reaches the device when it next sends or polls.
 func TestCoAP(t *testing.T) {
 	h := startHub(t)
 	id := claim(t, h, "nb-1", "--model", "acme:pump@1.0.0")
 	base := time.Now().Add(-time.Minute).Truncate(time.Second)
 	for i, ep := range []string{"coap://" + h.CoAP().Addr(coap.ListenerUDP), "coaps://" + h.CoAP().Addr(coap.ListenerDTLS)} {
-		c := connect(t, device.Options{Identity: id, CoAP: ep, BufferDir: t.TempDir(), ServerName: "localhost"})
+		opts := device.Options{Identity: id, CoAP: ep, ServerName: "localhost", MemoryBuffer: true}
+		var sockets atomic.Int32
+		if i == 1 {
+			// DTLS over a socket the caller opens (a link emulator's).
+			opts.ListenPacket = func(context.Context) (net.PacketConn, error) {
+				sockets.Add(1)
+				return net.ListenPacket("udp", "127.0.0.1:0")
+			}
+		}
+		c := connect(t, opts)
 		if err := c.Publish(ctx(t), device.Record{Name: "speed", Time: base.Add(time.Duration(i) * time.Millisecond), Value: i}); err != nil {
 			t.Fatalf("%s: publish: %v", ep, err)
 		}
@@ -464,8 +474,53 @@ func TestCoAP(t *testing.T) {
 		if err := c.ReportState(ctx(t), map[string]any{"mode": "auto"}); err != nil {
 			t.Errorf("%s: report: %v", ep, err)
 		}
-		if err := c.OnCommand(func(context.Context, device.Command) device.Result { return device.Succeeded(nil) }); !errors.Is(err, device.ErrNoDownlink) {
-			t.Errorf("%s: OnCommand: %v, want ErrNoDownlink", ep, err)
+
+		// Queue mode: a command and a desired change wait at the hub
+		// until the device asks.
+		cmds := make(chan device.Command, 4)
+		deltas := make(chan device.Delta, 4)
+		if err := c.OnCommand(func(_ context.Context, cmd device.Command) device.Result {
+			cmds <- cmd
+			return device.Succeeded(nil)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.OnDesired(func(_ context.Context, d device.Delta) { deltas <- d }); err != nil {
+			t.Fatal(err)
+		}
+		cid := fmt.Sprintf("q-%d", i)
+		h.MustWanwu("ctl", "command", "send", id.Code, "setSpeed", "rpm=900", "--id", cid)
+		h.MustWanwu("ctl", "command", "send", id.Code, "stop", "--id", cid+"b")
+		h.MustWanwu("ctl", "twin", "set", id.Code, fmt.Sprintf("speed=%d", 1000+i))
+		if err := c.Poll(ctx(t)); err != nil {
+			t.Fatalf("%s: poll: %v", ep, err)
+		}
+		for _, want := range []string{cid, cid + "b"} {
+			select {
+			case cmd := <-cmds:
+				if cmd.ID != want {
+					t.Errorf("%s: command %s, want %s", ep, cmd.ID, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: command %s not carried out", ep, want)
+			}
+		}
+		select {
+		case d := <-deltas:
+			if d.State["speed"] != float64(1000+i) {
+				t.Errorf("%s: delta %+v", ep, d)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no delta", ep)
+		}
+		eventually(t, "the results", func() error {
+			if out := h.MustWanwu("ctl", "command", "get", cid+"b"); !strings.Contains(out, `"status": "succeeded"`) {
+				return fmt.Errorf("%s", out)
+			}
+			return nil
+		})
+		if i == 1 && sockets.Load() == 0 {
+			t.Errorf("%s: Options.ListenPacket not used", ep)
 		}
 	}
 	exactlyOnce(t, h, id.Code, "speed", base, 2)

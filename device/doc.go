@@ -14,9 +14,14 @@
 //     acknowledged them (MQTT PUBACK, CoAP 2.04), so that nothing is lost
 //     across reconnects, hub restarts or the device's own restarts; they are
 //     sent again in order, each with its time, so the hub stores each once.
-//   - Twins and commands (MQTT): OnDesired receives the twin's delta,
+//   - Twins and commands: OnDesired receives the twin's delta,
 //     ReportState reports state, OnCommand carries out commands and sends
-//     their results.
+//     their results. Over MQTT the hub pushes them; over CoAP the client
+//     asks for them after each message it sends and on Poll (queue mode,
+//     for devices that sleep between reports).
+//   - Links: Options.Dial and Options.ListenPacket open the client's
+//     sockets, so a link emulator or a proxy can carry its traffic;
+//     Options.MemoryBuffer keeps the buffer in memory (simulated devices).
 //
 // The protocol itself is in the repository's docs/PROTOCOL.md;
 // docs/DEVICES.md shows it byte by byte for devices that cannot run Go.

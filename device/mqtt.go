@@ -28,23 +28,13 @@ type mqttTransport struct {
 	tls    *tls.Config // nil: plain TCP with device tokens
 	prefix string      // wanwu/v1/<tenant>/<id>/
 
-	mu      sync.Mutex
-	cur     *paho.Client  // nil while disconnected
-	up      chan struct{} // closed while cur is set
-	desired func(context.Context, Delta)
-	command func(context.Context, Command) Result
-
-	twin  *latest[Delta]
-	cmds  *queue[Command]
-	done  map[string]Result // results of the commands carried out, by id
-	order []string          // done's ids, oldest first
+	mu  sync.Mutex
+	cur *paho.Client  // nil while disconnected
+	up  chan struct{} // closed while cur is set
 }
 
-// maxRemembered is how many command results are kept for redeliveries.
-const maxRemembered = 64
-
 func newMQTT(c *Client, u *url.URL) (*mqttTransport, error) {
-	t := &mqttTransport{c: c, up: make(chan struct{}), twin: newLatest[Delta](), cmds: newQueue[Command](), done: map[string]Result{}}
+	t := &mqttTransport{c: c, up: make(chan struct{})}
 	port := "1883"
 	switch u.Scheme {
 	case "mqtt", "tcp":
@@ -73,15 +63,9 @@ func newMQTT(c *Client, u *url.URL) (*mqttTransport, error) {
 	return t, nil
 }
 
-// run connects, holds the connection until it ends, and connects again;
-// it also runs the goroutines that hand deltas and commands to the
-// application, and returns when ctx ends and they have.
+// run connects, holds the connection until it ends, and connects again,
+// until ctx ends.
 func (t *mqttTransport) run(ctx context.Context) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); t.deliverDeltas(ctx) }()
-	go func() { defer wg.Done(); t.runCommands(ctx) }()
-	defer wg.Wait()
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
 		renewed, err := t.session(ctx)
@@ -112,15 +96,21 @@ func (t *mqttTransport) session(ctx context.Context) (renewed bool, err error) {
 	id := t.c.opts.Identity
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var conn net.Conn
-	d := &net.Dialer{}
-	if t.tls != nil {
-		conn, err = (&tls.Dialer{NetDialer: d, Config: t.tls}).DialContext(dctx, "tcp", t.addr)
-	} else {
-		conn, err = d.DialContext(dctx, "tcp", t.addr)
+	dial := t.c.opts.Dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
 	}
+	conn, err := dial(dctx, "tcp", t.addr)
 	if err != nil {
 		return false, fmt.Errorf("dial: %w", err)
+	}
+	if t.tls != nil {
+		tc := tls.Client(conn, t.tls)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			conn.Close()
+			return false, fmt.Errorf("dial: TLS: %w", err)
+		}
+		conn = tc
 	}
 	pc := paho.NewClient(paho.ClientConfig{
 		ClientID:          id.Code,
@@ -165,7 +155,7 @@ func (t *mqttTransport) session(ctx context.Context) (renewed bool, err error) {
 		return false, fmt.Errorf("connect: %w", err)
 	}
 	defer func() { <-pc.Done() }() // its goroutines are gone before the next session
-	if err := t.subscribe(ctx, pc); err != nil {
+	if err := t.subscribeAll(ctx, pc); err != nil {
 		_ = pc.Disconnect(&paho.Disconnect{ReasonCode: 0})
 		return false, err
 	}
@@ -200,18 +190,18 @@ func reasonString(ca *paho.Connack) string {
 	return ""
 }
 
-// subscribe subscribes pc to the twin delta and the commands the client has
-// handlers for; the hub then sends the current delta and waiting commands.
-func (t *mqttTransport) subscribe(ctx context.Context, pc *paho.Client) error {
-	t.mu.Lock()
+// subscribeAll subscribes pc to the twin delta and the commands the client
+// has handlers for; the hub then sends the current delta and waiting
+// commands.
+func (t *mqttTransport) subscribeAll(ctx context.Context, pc *paho.Client) error {
 	var subs []paho.SubscribeOptions
-	if t.desired != nil {
+	desired, command := t.c.down.handlers()
+	if desired {
 		subs = append(subs, paho.SubscribeOptions{Topic: t.prefix + "twin/delta", QoS: 1})
 	}
-	if t.command != nil {
+	if command {
 		subs = append(subs, paho.SubscribeOptions{Topic: t.prefix + "commands/+", QoS: 1})
 	}
-	t.mu.Unlock()
 	if len(subs) == 0 {
 		return nil
 	}
@@ -257,26 +247,22 @@ func (t *mqttTransport) current(ctx context.Context) (*paho.Client, error) {
 	}
 }
 
-// setDesired and setCommand install a handler and, when connected,
-// subscribe the current connection (a failure there is repaired by the next
-// connection, which subscribes to every handler's topic).
-func (t *mqttTransport) setDesired(f func(context.Context, Delta)) {
+// subscribe subscribes the current connection to what the application
+// just set a handler for (a failure is repaired by the next connection,
+// which subscribes to every handler's topic).
+func (t *mqttTransport) subscribe(what string) {
 	t.mu.Lock()
-	t.desired = f
 	pc := t.cur
 	t.mu.Unlock()
-	t.twin.poke()
-	t.resubscribe(pc, t.prefix+"twin/delta")
+	topic := t.prefix + "commands/+"
+	if what == "desired" {
+		topic = t.prefix + "twin/delta"
+	}
+	t.resubscribe(pc, topic)
 }
 
-func (t *mqttTransport) setCommand(f func(context.Context, Command) Result) {
-	t.mu.Lock()
-	t.command = f
-	pc := t.cur
-	t.mu.Unlock()
-	t.cmds.poke()
-	t.resubscribe(pc, t.prefix+"commands/+")
-}
+// poll does nothing: over MQTT the hub sends what waits on its own.
+func (t *mqttTransport) poll(context.Context) error { return nil }
 
 func (t *mqttTransport) resubscribe(pc *paho.Client, topic string) {
 	if pc == nil {
@@ -366,94 +352,18 @@ func (t *mqttTransport) received(p paho.PublishReceived) (bool, error) {
 			t.c.log.Warn("mqtt: twin delta not understood", "err", err)
 			return true, nil
 		}
-		t.twin.set(d)
+		t.c.down.twin.set(d)
 	case strings.HasPrefix(rest, "commands/") && !strings.Contains(rest[len("commands/"):], "/"):
 		var cmd Command
 		if err := json.Unmarshal(p.Packet.Payload, &cmd); err != nil || cmd.ID == "" {
 			t.c.log.Warn("mqtt: command not understood", "topic", p.Packet.Topic, "err", err)
 			return true, nil
 		}
-		t.cmds.push(cmd)
+		t.c.down.pushCommand(cmd)
 	default:
 		return false, nil
 	}
 	return true, nil
-}
-
-// deliverDeltas hands the newest delta to the application's function.
-func (t *mqttTransport) deliverDeltas(ctx context.Context) {
-	for {
-		t.mu.Lock()
-		f := t.desired
-		t.mu.Unlock()
-		var d Delta
-		var ok bool
-		if f != nil {
-			d, ok = t.twin.take()
-		}
-		if ok && len(d.State) > 0 {
-			f(ctx, d)
-			continue
-		}
-		select {
-		case <-t.twin.ready:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// runCommands carries out commands one at a time and sends their results.
-func (t *mqttTransport) runCommands(ctx context.Context) {
-	for {
-		t.mu.Lock()
-		f := t.command
-		t.mu.Unlock()
-		var cmd Command
-		var ok bool
-		if f != nil {
-			cmd, ok = t.cmds.pop()
-		}
-		if !ok {
-			select {
-			case <-t.cmds.ready:
-				continue
-			case <-ctx.Done():
-				return
-			}
-		}
-		res, again := t.done[cmd.ID]
-		if !again {
-			res = f(ctx, cmd)
-			if ctx.Err() != nil {
-				return // closing: the hub delivers the command again later
-			}
-			t.done[cmd.ID] = res
-			t.order = append(t.order, cmd.ID)
-			if len(t.order) > maxRemembered {
-				delete(t.done, t.order[0])
-				t.order = t.order[1:]
-			}
-		}
-		b, err := json.Marshal(res)
-		if err != nil {
-			b, _ = json.Marshal(Failed("the device could not encode its result: " + err.Error()))
-		}
-		for ctx.Err() == nil {
-			err := t.send(ctx, msgKind{what: "result", id: cmd.ID}, b)
-			var refused *RefusedError
-			if err == nil || errors.As(err, &refused) {
-				if refused != nil {
-					t.c.log.Warn("mqtt: command result refused", "command", cmd.ID, "reason", refused.Reason, "message", refused.Message)
-				}
-				break
-			}
-			select {
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-			}
-		}
-	}
 }
 
 // latest holds the newest value of something, replacing older ones.
