@@ -67,6 +67,13 @@ type Options struct {
 	// Now is the clock (default time.Now), for the records' times and the
 	// tokens.
 	Now func() time.Time
+	// OnConnect, if set, is called each time the client gets a connection
+	// to the hub (an MQTT session, a CoAP/DTLS handshake).
+	OnConnect func()
+	// OnError, if set, is called with each failure the client retries by
+	// itself: a connection refused or lost, a send that failed. Refusals
+	// of messages are not among them: Publish returns those.
+	OnError func(error)
 }
 
 // Errors of a Client.
@@ -320,12 +327,26 @@ func (c *Client) sendLoop() {
 		default:
 			backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
 			c.log.Debug("send failed; trying again", "seq", p.seq, "in", backoff, "err", err)
+			c.failed(err)
 			select {
 			case <-time.After(backoff):
 			case <-c.ctx.Done():
 				return
 			}
 		}
+	}
+}
+
+// connected and failed call the application's hooks.
+func (c *Client) connected() {
+	if c.opts.OnConnect != nil {
+		c.opts.OnConnect()
+	}
+}
+
+func (c *Client) failed(err error) {
+	if c.opts.OnError != nil {
+		c.opts.OnError(err)
 	}
 }
 

@@ -117,6 +117,7 @@ func (t *coapTransport) connLocked(ctx context.Context) (*udpclient.Conn, error)
 		return nil, fmt.Errorf("coap: dial %s: %w", t.addr, err)
 	}
 	t.conn, t.used = cc, now
+	t.c.connected()
 	return cc, nil
 }
 

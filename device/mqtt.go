@@ -78,9 +78,11 @@ func (t *mqttTransport) run(ctx context.Context) {
 		case err != nil:
 			backoff = min(max(2*backoff, 500*time.Millisecond), time.Minute)
 			t.c.log.Warn("mqtt: connection failed", "broker", t.addr, "err", err, "retry_in", backoff)
+			t.c.failed(err)
 		default:
 			backoff = 500 * time.Millisecond
 			t.c.log.Info("mqtt: connection lost", "broker", t.addr, "retry_in", backoff)
+			t.c.failed(errConnectionLost)
 		}
 		select {
 		case <-time.After(backoff):
@@ -162,6 +164,7 @@ func (t *mqttTransport) session(ctx context.Context) (renewed bool, err error) {
 	t.setCurrent(pc)
 	defer t.setCurrent(nil)
 	t.c.log.Info("mqtt: connected", "broker", t.addr)
+	t.c.connected()
 	t.c.signal()
 
 	var renew <-chan time.Time
@@ -182,6 +185,9 @@ func (t *mqttTransport) session(ctx context.Context) (renewed bool, err error) {
 		return false, nil
 	}
 }
+
+// errConnectionLost is what OnError hears when a connection ends.
+var errConnectionLost = errors.New("mqtt: connection lost")
 
 func reasonString(ca *paho.Connack) string {
 	if ca.Properties != nil {
