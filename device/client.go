@@ -28,6 +28,9 @@ type Options struct {
 	// message it sends (queue mode, for devices that sleep between
 	// reports), and on Poll.
 	CoAP string
+	// SenMLJSON sends telemetry over CoAP as SenML JSON instead of SenML
+	// CBOR (MQTT always sends JSON).
+	SenMLJSON bool
 	// Dial opens the TCP connection to the broker (default: a net.Dialer);
 	// TLS, if any, runs over it. A link emulator or a proxy goes here.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -242,14 +245,19 @@ func (c *Client) Close() error {
 }
 
 // Publish sends records as one SenML message on the telemetry topic (MQTT
-// QoS 1) or path (CoAP, confirmable). It writes the message to the buffer
+// QoS 1, SenML JSON) or path (CoAP, confirmable, SenML CBOR unless
+// Options.SenMLJSON). It writes the message to the buffer
 // first and returns nil once the hub acknowledged it (it is durable there),
 // a *RefusedError when the hub refused it (it is dropped from the buffer:
 // the hub keeps it as a dead letter), or, when ctx ends first, an error
 // wrapping ErrPending: the message stays in the buffer and is sent on.
 // Messages reach the hub in the order Publish buffered them.
 func (c *Client) Publish(ctx context.Context, records ...Record) error {
-	payload, err := EncodeSenML(c.opts.Identity.Code, c.opts.Now(), records...)
+	encode := EncodeSenML
+	if c.mqtt == nil && !c.opts.SenMLJSON {
+		encode = EncodeSenMLCBOR
+	}
+	payload, err := encode(c.opts.Identity.Code, c.opts.Now(), records...)
 	if err != nil {
 		return err
 	}

@@ -177,6 +177,9 @@ func (t *coapTransport) tokenLocked() (string, error) {
 // send POSTs payload and reads the answer.
 func (t *coapTransport) send(ctx context.Context, kind msgKind, payload []byte) error {
 	path, cf := "/t", message.AppSenmlJSON
+	if len(payload) > 0 && payload[0] != '[' {
+		cf = message.AppSenmlCbor // a CBOR array's first byte is 0x8_ or 0x98/0x99
+	}
 	switch kind.what {
 	case "reported":
 		path, cf = "/tw/r", message.AppJSON

@@ -76,32 +76,7 @@ func EncodeSenML(code string, now time.Time, records ...Record) ([]byte, error) 
 }
 
 func appendValue(b []byte, v any) ([]byte, error) {
-	var f float64
 	switch x := v.(type) {
-	case float64:
-		f = x
-	case float32:
-		f = float64(x)
-	case int:
-		f = float64(x)
-	case int8:
-		f = float64(x)
-	case int16:
-		f = float64(x)
-	case int32:
-		f = float64(x)
-	case int64:
-		f = float64(x)
-	case uint:
-		f = float64(x)
-	case uint8:
-		f = float64(x)
-	case uint16:
-		f = float64(x)
-	case uint32:
-		f = float64(x)
-	case uint64:
-		f = float64(x)
 	case bool:
 		return strconv.AppendBool(append(b, `,"vb":`...), x), nil
 	case string:
@@ -113,7 +88,9 @@ func appendValue(b []byte, v any) ([]byte, error) {
 		return appendString(append(b, `,"vd":`...), base64.RawURLEncoding.EncodeToString(x)), nil
 	case nil:
 		return nil, errors.New("no value")
-	default:
+	}
+	f, ok := number(v)
+	if !ok {
 		return nil, fmt.Errorf("value of type %T (want a number, bool, string or []byte)", v)
 	}
 	if math.IsNaN(f) || math.IsInf(f, 0) {
