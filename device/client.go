@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -118,10 +119,11 @@ type transport interface {
 	poll(ctx context.Context) error
 }
 
-// msgKind is what a message is: telemetry, reported state, a command result.
+// msgKind is what a message is: telemetry, reported state, a command
+// result, an event.
 type msgKind struct {
-	what string // "telemetry", "reported", "result"
-	id   string // the command id of a result
+	what string // "telemetry", "reported", "result", "event"
+	id   string // the command id of a result, the name of an event
 }
 
 var kindTelemetry = msgKind{what: "telemetry"}
@@ -381,6 +383,21 @@ func (c *Client) ReportState(ctx context.Context, patch any) error {
 		return fmt.Errorf("device: report state: %w", err)
 	}
 	return c.tr.send(ctx, msgKind{what: "reported"}, b)
+}
+
+// Event sends an event of the device's thing model with its data (a value
+// that marshals to what the event's schema declares; nil for none) and
+// waits for the hub's answer: nil once it is durable, a *RefusedError for a
+// refusal. Events are not buffered: send one again if it failed otherwise.
+func (c *Client) Event(ctx context.Context, name string, data any) error {
+	if name == "" || strings.ContainsAny(name, "/+#") {
+		return fmt.Errorf("device: event name %q", name)
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("device: event %s: %w", name, err)
+	}
+	return c.tr.send(ctx, msgKind{what: "event", id: name}, b)
 }
 
 // Delta is the difference between a twin's desired and reported state: the

@@ -185,6 +185,8 @@ func (t *coapTransport) send(ctx context.Context, kind msgKind, payload []byte) 
 		path, cf = "/tw/r", message.AppJSON
 	case "result":
 		path, cf = "/c/"+kind.id, message.AppJSON
+	case "event":
+		path, cf = "/e/"+kind.id, message.AppJSON
 	}
 	code, diag, err := t.request(ctx, codes.POST, path, cf, payload)
 	if err != nil {

@@ -289,6 +289,8 @@ func (t *mqttTransport) send(ctx context.Context, kind msgKind, payload []byte) 
 		topic, ct = t.prefix+"twin/reported", "application/json"
 	case "result":
 		topic, ct = t.prefix+"commands/"+kind.id+"/result", "application/json"
+	case "event":
+		topic, ct = t.prefix+"events/"+kind.id, "application/json"
 	}
 	pc, err := t.current(ctx)
 	if err != nil {
