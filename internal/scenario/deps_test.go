@@ -18,7 +18,7 @@ func TestDependencies(t *testing.T) {
 	}
 	const mod = "github.com/wanwu-iot/wanwu/"
 	allowed := []string{
-		"device", "internal/devtoken", "internal/keys", // the SDK and what it links
+		"device", "internal/devtoken", "internal/keys", "internal/senml", "internal/jsontext", // the SDK and what it links
 		"internal/scenario", "internal/thingmodel", "internal/code", "internal/netprofile", "examples/models",
 	}
 	for _, d := range strings.Fields(string(out)) {

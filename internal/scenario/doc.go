@@ -41,9 +41,9 @@
 //
 //	kind         model                   network   interval (range)     faults
 //	cnc          demo:cnc-spindle@1.0.0  ethernet  5s (1s-1h)           chatter, imbalance, overheat
-//	gas-meter    demo:gas-meter@1.0.0    nb-iot    1h (1m-24h)          leak
-//	water-meter  demo:water-meter@1.0.0  nb-iot    1h (1m-24h)          leak
-//	flood        demo:flood-sensor@1.0.0 nb-iot    30m (1m-24h)         storm
+//	gas-meter    demo:gas-meter@1.0.0    nb-iot    1h (1s-24h)          leak
+//	water-meter  demo:water-meter@1.0.0  nb-iot    1h (1s-24h)          leak
+//	flood        demo:flood-sensor@1.0.0 nb-iot    30m (1s-24h)         storm
 //	chiller      demo:chiller@1.0.0      ethernet  30s (1s-1h)          overheat
 //
 // cnc (cnc.go): a milling spindle's vibration synthesised as a 2048-sample

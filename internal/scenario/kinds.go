@@ -110,21 +110,21 @@ var kinds = []*kind{
 	},
 	{
 		name: KindGasMeter, model: "gas-meter", network: netprofile.NBIoT,
-		interval: time.Hour, minIvl: time.Minute, maxIvl: 24 * time.Hour,
+		interval: time.Hour, minIvl: time.Second, maxIvl: 24 * time.Hour,
 		params: meterParams(1.2, 0.15, 0.01),
 		faults: []string{FaultLeak},
 		build:  newGasMeter,
 	},
 	{
 		name: KindWaterMeter, model: "water-meter", network: netprofile.NBIoT,
-		interval: time.Hour, minIvl: time.Minute, maxIvl: 24 * time.Hour,
+		interval: time.Hour, minIvl: time.Second, maxIvl: 24 * time.Hour,
 		params: meterParams(0.35, 0.02, 0.005),
 		faults: []string{FaultLeak},
 		build:  newWaterMeter,
 	},
 	{
 		name: KindFlood, model: "flood-sensor", network: netprofile.NBIoT,
-		interval: 30 * time.Minute, minIvl: time.Minute, maxIvl: 24 * time.Hour,
+		interval: 30 * time.Minute, minIvl: time.Second, maxIvl: 24 * time.Hour,
 		params: append(append([]param{
 			{"storms_per_day", 0.3, 0, 50},
 			{"peak_mmh", 15, 0.1, 300},
