@@ -37,8 +37,10 @@ type Profile struct {
 	Protocol string `json:"protocol" yaml:"protocol"`
 	// Latency is the one-way delay: Base plus a random jitter.
 	Latency Latency `json:"latency" yaml:"latency"`
-	// UplinkBPS and DownlinkBPS are the rates in bit/s the device sees in
-	// practice (not the category's peak).
+	// UplinkBPS and DownlinkBPS are the rates in bit/s of IP packets,
+	// headers included: what a device sees in practice where we have a
+	// figure (NB-IoT), else the category's peak (docs/NETWORKS.md says
+	// which).
 	UplinkBPS   int64 `json:"uplink_bps" yaml:"uplink_bps"`
 	DownlinkBPS int64 `json:"downlink_bps" yaml:"downlink_bps"`
 	// Loss is the packet loss model.
@@ -58,7 +60,10 @@ type Profile struct {
 }
 
 // Latency is a one-way delay: Base plus a jitter drawn from a log-normal
-// distribution with median JitterMedian, never above JitterMax.
+// distribution with median JitterMedian, never above JitterMax. JitterMax is
+// also about the 99.9th percentile: the distribution's σ is
+// ln(JitterMax/JitterMedian)/3.09, so that a cap set far above the median
+// gives a long tail rather than a pile of draws at the cap.
 type Latency struct {
 	Base         time.Duration `json:"base" yaml:"base"`
 	JitterMedian time.Duration `json:"jitter_median" yaml:"jitter_median"`
@@ -73,6 +78,19 @@ type Loss struct {
 	Bad       float64 `json:"bad" yaml:"bad"`                 // loss probability in the bad state
 	GoodToBad float64 `json:"good_to_bad" yaml:"good_to_bad"` // P(good → bad) per packet
 	BadToGood float64 `json:"bad_to_good" yaml:"bad_to_good"` // P(bad → good) per packet
+}
+
+// Rate is the long-run share of packets lost: the loss probabilities of
+// the two states weighted by the chain's stationary distribution, in which
+// the link is bad a share GoodToBad/(GoodToBad+BadToGood) of the time. The
+// chain starts in the good state, so a link that never leaves it
+// (GoodToBad 0) loses Good.
+func (l Loss) Rate() float64 {
+	if l.GoodToBad == 0 {
+		return l.Good
+	}
+	bad := l.GoodToBad / (l.GoodToBad + l.BadToGood)
+	return (1-bad)*l.Good + bad*l.Bad
 }
 
 // Sleep is a device's power saving. With PSM the device is reachable for
@@ -94,9 +112,9 @@ func (s Sleep) Sleeps() bool { return s.PSM || s.EDRXCycle > 0 }
 var builtin = []Profile{
 	{
 		Name: NBIoT, Title: "NB-IoT (LTE Cat-NB1/NB2)", Protocol: "coap",
-		Latency:     Latency{Base: 1500 * time.Millisecond, JitterMedian: 500 * time.Millisecond, JitterMax: 8 * time.Second},
+		Latency:     Latency{Base: time.Second, JitterMedian: 500 * time.Millisecond, JitterMax: 8 * time.Second},
 		UplinkBPS:   40_000,
-		DownlinkBPS: 25_000,
+		DownlinkBPS: 20_000,
 		Loss:        Loss{Good: 0.01, Bad: 0.9, GoodToBad: 0.005, BadToGood: 0.2},
 		MTU:         1280, MaxPayload: 512,
 		Sleep:      Sleep{PSM: true, ActiveTimer: 10 * time.Second, PeriodicUpdate: 24 * time.Hour},
@@ -122,9 +140,9 @@ var builtin = []Profile{
 	},
 	{
 		Name: WLAN, Title: "WLAN (IEEE 802.11)", Protocol: "mqtt",
-		Latency:     Latency{Base: 2 * time.Millisecond, JitterMedian: 1 * time.Millisecond, JitterMax: 30 * time.Millisecond},
-		UplinkBPS:   50_000_000,
-		DownlinkBPS: 50_000_000,
+		Latency:     Latency{Base: 2 * time.Millisecond, JitterMedian: time.Millisecond, JitterMax: 30 * time.Millisecond},
+		UplinkBPS:   20_000_000,
+		DownlinkBPS: 20_000_000,
 		Loss:        Loss{Good: 0.001, Bad: 0.3, GoodToBad: 0.002, BadToGood: 0.1},
 		MTU:         1500, MaxPayload: 256 << 10,
 	},
