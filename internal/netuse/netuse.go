@@ -534,6 +534,9 @@ func networkLabel(n string) string {
 	return n
 }
 
+// Today is the current UTC day.
+func (a *Accountant) Today() string { return Day(a.o.Now()) }
+
 // lastFlush is when the last flush was.
 func (a *Accountant) lastFlush() time.Time {
 	a.mu.Lock()
