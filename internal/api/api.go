@@ -31,6 +31,8 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/diskguard"
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/netprofile"
+	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/ratelimit"
@@ -84,6 +86,11 @@ type Options struct {
 	Presence *presence.Service
 	// Webhooks serves the webhook routes when set.
 	Webhooks *webhook.Service
+	// Usage serves devices' bytes per day and the network routes when
+	// set; Profile is a network profile with the deployment's overrides
+	// (default netprofile.Lookup).
+	Usage   *netuse.Accountant
+	Profile func(name string) (netprofile.Profile, bool)
 	// Twins and Commands serve the twin and command routes when set.
 	Twins    *twin.Service
 	Commands *command.Service
@@ -192,6 +199,9 @@ func New(opts Options) (http.Handler, error) {
 	}
 	if opts.Webhooks != nil {
 		s.webhookRoutes(mux)
+	}
+	if opts.Usage != nil {
+		s.networkRoutes(mux)
 	}
 	return s.instrument(mux), nil
 }

@@ -27,6 +27,7 @@ type claimBody struct {
 	Path    string             `json:"path,omitempty"`
 	Tags    map[string]string  `json:"tags,omitempty"`
 	Edge    string             `json:"edge,omitempty"`
+	Network string             `json:"network,omitempty"`
 }
 
 func (s *server) createClaim(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
@@ -43,7 +44,7 @@ func (s *server) createClaim(w http.ResponseWriter, r *http.Request, p auth.Prin
 	if err := p.Allows(auth.Operator, b.Tenant); err != nil {
 		return err
 	}
-	spec := registry.ClaimSpec{Name: b.Name, MaxUses: b.MaxUses, Kind: b.Kind, Model: b.Model, Tags: b.Tags, Edge: b.Edge}
+	spec := registry.ClaimSpec{Name: b.Name, MaxUses: b.MaxUses, Kind: b.Kind, Model: b.Model, Tags: b.Tags, Edge: b.Edge, Network: b.Network}
 	var err error
 	if spec.TTL, err = parseDuration("ttl", b.TTL); err != nil {
 		return err

@@ -11,8 +11,8 @@ import (
 // updateBody is PATCH /api/v1/objects/{code}: each field present is changed.
 // tags replaces every tag; tags_merge sets some and tags_remove drops some
 // (not together with tags). path "" takes the object out of the hierarchy,
-// edge "" from its edge; model is {"id", "version"} (version "latest" = the
-// newest not deprecated).
+// edge "" from its edge, network "" clears its network profile; model is
+// {"id", "version"} (version "latest" = the newest not deprecated).
 type updateBody struct {
 	Path       *string            `json:"path"`
 	Tags       map[string]string  `json:"tags"`
@@ -20,6 +20,7 @@ type updateBody struct {
 	TagsRemove []string           `json:"tags_remove"`
 	Model      *registry.ModelRef `json:"model"`
 	Edge       *string            `json:"edge"`
+	Network    *string            `json:"network"`
 }
 
 func (s *server) updateObject(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
@@ -31,7 +32,7 @@ func (s *server) updateObject(w http.ResponseWriter, r *http.Request, p auth.Pri
 	if err != nil {
 		return err
 	}
-	u := registry.UpdateRequest{Tags: b.Tags, TagsMerge: b.TagsMerge, TagsRemove: b.TagsRemove, Model: b.Model, Edge: b.Edge}
+	u := registry.UpdateRequest{Tags: b.Tags, TagsMerge: b.TagsMerge, TagsRemove: b.TagsRemove, Model: b.Model, Edge: b.Edge, Network: b.Network}
 	if b.Path != nil {
 		path := []string{}
 		if *b.Path != "" {

@@ -316,6 +316,7 @@ type objectBody struct {
 	Path     string             `json:"path,omitempty"`
 	Tags     map[string]string  `json:"tags,omitempty"`
 	Edge     string             `json:"edge,omitempty"`
+	Network  string             `json:"network,omitempty"`
 	Validity string             `json:"validity,omitempty"`
 	keyBody
 }
@@ -332,7 +333,7 @@ func (s *server) registerObject(w http.ResponseWriter, r *http.Request, p auth.P
 	if err := p.Allows(auth.Operator, c.Namespace); err != nil {
 		return err
 	}
-	req := registry.RegisterRequest{Code: b.Code, Kind: b.Kind, Model: b.Model, Tags: b.Tags, Edge: b.Edge}
+	req := registry.RegisterRequest{Code: b.Code, Kind: b.Kind, Model: b.Model, Tags: b.Tags, Edge: b.Edge, Network: b.Network}
 	if b.Path != "" {
 		if req.Path, err = code.ParsePath(b.Path); err != nil {
 			return badRequest("path", "%v", err)
@@ -684,10 +685,11 @@ func scopeTenant(p auth.Principal, requested string) (string, error) {
 }
 
 // objectFilter reads the registry selection shared by object listings and
-// fleet queries: tenant, kind, edge, hierarchy (under) and tags (tag=k=v, repeatable).
+// fleet queries: tenant, kind, edge, network ("-" = none), hierarchy (under)
+// and tags (tag=k=v, repeatable).
 func objectFilter(r *http.Request, p auth.Principal) (registry.ListFilter, error) {
 	q := r.URL.Query()
-	f := registry.ListFilter{Kind: q.Get("kind"), Edge: q.Get("edge")}
+	f := registry.ListFilter{Kind: q.Get("kind"), Edge: q.Get("edge"), Network: q.Get("network")}
 	var err error
 	if f.Tenant, err = scopeTenant(p, q.Get("tenant")); err != nil {
 		return f, err

@@ -18,6 +18,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/hub"
 	"github.com/wanwu-iot/wanwu/internal/hubclient"
+	"github.com/wanwu-iot/wanwu/internal/netprofile"
 )
 
 // ctlConn is how ctl reaches the hub.
@@ -118,7 +119,8 @@ func ctlCommands() []ctlCommand {
 		{"object", "import", "FILE.csv", "register objects from a CSV file (per-row results)", ctlObjectImport},
 		{"object", "get", "CODE", "print an object", ctlObjectGet("")},
 		{"object", "show", "CODE", "an object with its presence: online or offline, since, last seen, newest sessions", ctlObjectShow},
-		{"object", "list", "", "list objects (filters: --tenant --under --tag --kind --status)", ctlListObjects("/api/v1/objects")},
+		{"object", "list", "", "list objects (filters: --tenant --under --tag --kind --status --network)", ctlListObjects("/api/v1/objects")},
+		{"object", "bytes", "CODE", "bytes the device exchanged with the hub per UTC day: up, down, budget, share used, cost (--days, --json)", ctlObjectBytes},
 		{"object", "credential", "CODE", "print the object's signed credential", ctlObjectGet("/credential")},
 		{"object", "certificate", "CODE", "print the object's certificate (PEM)", ctlObjectGet("/certificate")},
 		{"object", "admission", "CODE", "ask whether the object may connect (--did, --cert-serial)", ctlObjectAdmission},
@@ -126,9 +128,11 @@ func ctlCommands() []ctlCommand {
 		{"object", "revoke", "CODE", "revoke the object and all its keys", ctlObjectLifecycle("revoke")},
 		{"object", "quarantine", "CODE", "limit the object to remediation", ctlObjectLifecycle("quarantine")},
 		{"object", "reinstate", "CODE", "end a quarantine", ctlObjectLifecycle("reinstate")},
-		{"object", "update", "CODE", "change path, tags, model version or edge (--path --tag k=v --untag k --tags --model ID@VER --edge)", ctlObjectUpdate},
+		{"object", "update", "CODE", "change path, tags, model version, edge or network (--path --tag k=v --untag k --tags --model ID@VER --edge --network)", ctlObjectUpdate},
 		{"object", "decommission", "CODE", "take the object out of service for good: revoked, data kept (--reason, --release-code, --yes)", ctlObjectDecommission},
 		{"object", "delete", "", "delete a tenant's test objects (--tenant, --tag env=test, --dry-run, --yes)", ctlObjectDelete},
+		{"network", "list", "", "the network profiles as this hub applies them: budget, price, sleep (--json)", ctlNetworkList},
+		{"network", "usage", "", "today's bytes per network profile: objects, active devices, bytes, over budget, cost (--tenant, --json)", ctlNetworkUsage},
 		{"resolve", "", "CODE|NUMBER|DID", "resolve an object by code, IPv6 number or DID", ctlOnePath("GET", "/api/v1/resolve/", "", "CODE, NUMBER or DID")},
 		{"device", "token", "CODE", "sign a device token with the device's key (MQTT password, HTTP bearer); offline", ctlDeviceToken},
 		{"device", "psk", "CODE", "print the device's CoAP/DTLS pre-shared key (identity = code)", ctlDevicePSK},
@@ -552,6 +556,7 @@ func ctlObjectRegister(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string)
 	model := fs.String("model", "", "thing model as ID@VERSION")
 	path := fs.String("path", "", "place in the asset hierarchy, e.g. plant-1/area-a/line-3")
 	edge := fs.String("edge", "", "code of the edge node or gateway that serves this object")
+	network := fs.String("network", "", "the profile of the object's link: "+strings.Join(netprofile.Names(), ", "))
 	var tags stringList
 	fs.Var(&tags, "tag", "tag as key=value (repeatable)")
 	kf := addKeyFlags(fs)
@@ -569,6 +574,9 @@ func ctlObjectRegister(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string)
 		}
 		if *edge != "" {
 			body["edge"] = *edge
+		}
+		if *network != "" {
+			body["network"] = *network
 		}
 		if len(tags) > 0 {
 			t, err := parseTags(tags)
@@ -725,13 +733,14 @@ func objectFilterFlags(fs *flag.FlagSet) func() url.Values {
 	kind := fs.String("kind", "", "only this kind")
 	status := fs.String("status", "", "only this status (active, quarantined, revoked)")
 	edge := fs.String("edge", "", "only objects served by this edge")
+	network := fs.String("network", "", `only objects on this network profile ("-" = those without one)`)
 	limit := fs.Int("limit", 100, "page size (at most 1000)")
 	after := fs.String("after", "", "continue after this code")
 	var tags stringList
 	fs.Var(&tags, "tag", "only objects with tag key=value (repeatable)")
 	return func() url.Values {
 		q := url.Values{}
-		for k, v := range map[string]string{"tenant": *tenant, "under": *under, "kind": *kind, "status": *status, "edge": *edge, "after": *after} {
+		for k, v := range map[string]string{"tenant": *tenant, "under": *under, "kind": *kind, "status": *status, "edge": *edge, "network": *network, "after": *after} {
 			if v != "" {
 				q.Set(k, v)
 			}
@@ -856,6 +865,7 @@ func ctlClaimCreate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) er
 	model := fs.String("model", "", "thing model of the claimed objects, ID@VERSION")
 	path := fs.String("path", "", "hierarchy path of the claimed objects")
 	edge := fs.String("edge", "", "edge serving the claimed objects")
+	network := fs.String("network", "", "network profile of the claimed objects: "+strings.Join(netprofile.Names(), ", "))
 	var tags stringList
 	fs.Var(&tags, "tag", "tag key=value for the claimed objects (repeatable)")
 	asJSON := fs.Bool("json", false, "print the hub's JSON answer")
@@ -863,7 +873,7 @@ func ctlClaimCreate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) er
 		if err := needArgs(args, 0, "no arguments"); err != nil {
 			return err
 		}
-		body := map[string]any{"tenant": *tenant, "name": *name, "max_uses": *uses, "ttl": *ttl, "kind": *kind, "path": *path, "edge": *edge}
+		body := map[string]any{"tenant": *tenant, "name": *name, "max_uses": *uses, "ttl": *ttl, "kind": *kind, "path": *path, "edge": *edge, "network": *network}
 		if *model != "" {
 			id, version := splitModelRef(*model)
 			body["model"] = map[string]string{"id": id, "version": version}

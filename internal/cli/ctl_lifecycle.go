@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/wanwu-iot/wanwu/internal/netprofile"
 )
 
 func ctlObjectUpdate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error {
 	path := fs.String("path", "", `new place in the asset hierarchy ("-" = none)`)
 	model := fs.String("model", "", "move to this model version, ID@VERSION (VERSION may be latest)")
 	edge := fs.String("edge", "", `new edge or gateway ("-" = none); moves the number to the edge's /64`)
+	network := fs.String("network", "", `new network profile ("-" = none): `+strings.Join(netprofile.Names(), ", "))
 	var tags, untag, setTags stringList
 	fs.Var(&tags, "tag", "set tag key=value, keeping the others (repeatable)")
 	fs.Var(&untag, "untag", "remove tag key (repeatable)")
@@ -33,6 +36,9 @@ func ctlObjectUpdate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) e
 		}
 		if set["edge"] {
 			body["edge"] = strings.TrimPrefix(*edge, "-")
+		}
+		if set["network"] {
+			body["network"] = strings.TrimPrefix(*network, "-")
 		}
 		if *model != "" {
 			id, version := splitModelRef(*model)
@@ -62,7 +68,7 @@ func ctlObjectUpdate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) e
 			body["tags"] = t
 		}
 		if len(body) == 0 {
-			return usagef("nothing to update: give --path, --tag, --untag, --tags, --model or --edge")
+			return usagef("nothing to update: give --path, --tag, --untag, --tags, --model, --edge or --network")
 		}
 		var out map[string]any
 		if _, err := c.json("PATCH", "/api/v1/objects/"+url.PathEscape(args[0]), body, &out); err != nil {
@@ -75,7 +81,11 @@ func ctlObjectUpdate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) e
 		if m, ok := out["model"].(map[string]any); ok {
 			model = fmt.Sprintf("%v@%v", m["id"], m["version"])
 		}
-		fmt.Fprintf(e.stdout, "%v updated: number %v, model %s\n", out["code"], out["number"], model)
+		network := "none"
+		if n, ok := out["network"].(string); ok && n != "" {
+			network = n
+		}
+		fmt.Fprintf(e.stdout, "%v updated: number %v, model %s, network %s\n", out["code"], out["number"], model, network)
 		return nil
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/code"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/psk"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
@@ -34,6 +35,18 @@ type connState struct {
 
 	nonMu   sync.Mutex
 	nonSeen map[int32]time.Time // message ids of recent NON requests
+}
+
+// meter is what counts the bytes of the connection: the plain-UDP
+// endpoint's, or the DTLS session's.
+func (c *connState) meter(cc *client.Conn) *netuse.Meter {
+	if c.udp != nil {
+		return &c.udp.meter
+	}
+	if sc, ok := cc.NetConn().(*screenedConn); ok {
+		return &sc.meter
+	}
+	return nil
 }
 
 // nonLifetime is NON_LIFETIME (RFC 7252 §4.8.2).
@@ -347,6 +360,7 @@ func (s *Server) authenticate(cc *client.Conn, st *connState, r *pool.Message) (
 		dev, c, why := s.authenticateDTLS(ctx, cc)
 		if dev != nil {
 			st.dev = dev
+			s.opts.Usage.Attribute(st.meter(cc), dev.code, dev.tenant)
 		}
 		return dev, c, why
 	}
@@ -375,8 +389,14 @@ func (s *Server) authenticateToken(st *connState, tok []byte) (*device, codes.Co
 	if dev != nil {
 		st.udp.authed.Store(true)
 		st.mu.Lock()
+		changed := st.dev == nil || st.dev.code != dev.code
 		st.dev = dev
 		st.mu.Unlock()
+		if changed {
+			// The endpoint's datagrams are this device's from now on
+			// (and those before, which led up to this request).
+			s.opts.Usage.Attribute(&st.udp.meter, dev.code, dev.tenant)
+		}
 	}
 	return dev, c, why
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dtls "github.com/pion/dtls/v3"
@@ -12,6 +13,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
+
+	"github.com/wanwu-iot/wanwu/internal/netuse"
 )
 
 // Malformed traffic is dropped where it is found, counted by listener and
@@ -137,14 +140,26 @@ func (l screenedListener) AcceptWithContext(ctx context.Context) (net.Conn, erro
 // handshake is counted, and a record that is no CoAP message is dropped
 // (an RST answers a confirmable one, RFC 7252 §4.2) instead of reaching
 // go-coap, whose session ends at the first message it cannot parse.
+//
+// It also counts the session's bytes: each message read or written with
+// the overhead its DTLS record adds (recordOverhead). The handshake's
+// flights are below what pion lets the hub see, and not counted.
 type screenedConn struct {
 	*dtls.Conn
 	s    *Server
 	opts message.Options // decode buffer: a session is read by one goroutine
+
+	meter    netuse.Meter
+	overhead atomic.Int64 // bytes a record adds to a message, once the handshake is done
 }
 
 func (c *screenedConn) HandshakeContext(ctx context.Context) error {
 	err := c.Conn.HandshakeContext(ctx)
+	if err == nil {
+		if st, ok := c.Conn.ConnectionState(); ok {
+			c.overhead.Store(int64(recordOverhead(st.CipherSuiteID)))
+		}
+	}
 	if err != nil {
 		cause := causeHandshakeError
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -163,6 +178,7 @@ func (c *screenedConn) Read(p []byte) (int, error) {
 		if err != nil {
 			return n, err
 		}
+		c.meter.Up(n + int(c.overhead.Load()))
 		m := message.Message{Options: c.opts[:0]}
 		cause := decodeDatagram(p[:n], &m)
 		c.opts = m.Options[:0]
@@ -171,9 +187,35 @@ func (c *screenedConn) Read(p []byte) (int, error) {
 		}
 		c.s.malformed(ListenerDTLS, cause, c.RemoteAddr())
 		if cause != causeNotCoAP && message.Type(p[0]>>4&0x3) == message.Confirmable {
-			_, _ = c.Conn.Write(emptyMessage(message.Reset, p[:n]))
+			_, _ = c.Write(emptyMessage(message.Reset, p[:n]))
 		}
 	}
+}
+
+func (c *screenedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.meter.Down(n + int(c.overhead.Load()))
+	}
+	return n, err
+}
+
+// recordOverhead is what a DTLS 1.2 record of the suite adds to the
+// message it carries: the 13-byte header (RFC 6347 §4.1) and the
+// cipher's explicit nonce and tag (AES-CCM_8: 8 + 8, RFC 6655; AES-CCM
+// and AES-GCM: 8 + 16, RFC 5288), for CBC the IV, an HMAC-SHA256 and
+// padding to the block (at most 16). A session with connection ids
+// (RFC 9146) carries up to 8 more bytes and a content type byte per
+// record, not counted.
+func recordOverhead(id dtls.CipherSuiteID) int {
+	const header = 13
+	switch id {
+	case dtls.TLS_PSK_WITH_AES_128_CCM_8, dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8:
+		return header + 8 + 8
+	case dtls.TLS_PSK_WITH_AES_128_CBC_SHA256:
+		return header + 16 + 32 + 16
+	}
+	return header + 8 + 16
 }
 
 // dtlsConnOf is the DTLS connection of a go-coap connection, nil if it has

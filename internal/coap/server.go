@@ -27,6 +27,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/ratelimit"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/twin"
@@ -101,6 +102,10 @@ type Options struct {
 	// 5.01 Not Implemented.
 	Twins    *twin.Service
 	Commands *command.Service
+	// Usage, when set, counts each device's bytes: the datagrams of a
+	// plain-UDP endpoint, the records of a DTLS session (an atomic add
+	// each), attributed to the device that authenticated there.
+	Usage *netuse.Accountant
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
@@ -406,6 +411,7 @@ func (s *Server) newConn(cc *client.Conn, sess *udpSession) {
 		s.conns.Delete(cc)
 		s.obs.dropConn(cc)
 		open.Dec()
+		s.opts.Usage.Release(st.meter(cc))
 	})
 }
 

@@ -18,6 +18,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/net/monitor/inactivity"
 	"github.com/plgd-dev/go-coap/v3/udp/client"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
+
+	"github.com/wanwu-iot/wanwu/internal/netuse"
 )
 
 // The plain UDP listener runs its own read loop over go-coap's connection
@@ -46,6 +48,7 @@ type udpSession struct {
 
 	authed  atomic.Bool  // a request from this endpoint authenticated
 	lastReq atomic.Int64 // size of the last datagram received
+	meter   netuse.Meter // datagrams' bytes, both ways
 
 	mu      sync.Mutex
 	onClose []func()
@@ -120,9 +123,14 @@ func (s *udpSession) write(data []byte, cm *coapNet.ControlMessage) error {
 		if _, err := s.direct.WriteToUDPAddrPort(data, s.raddrPort); err != nil {
 			return fmt.Errorf("coap: write: %w", err)
 		}
+		s.meter.Down(len(data))
 		return nil
 	}
-	return s.conn.WriteWithOptions(data, coapNet.WithRemoteAddr(s.raddr), coapNet.WithControlMessage(cm))
+	if err := s.conn.WriteWithOptions(data, coapNet.WithRemoteAddr(s.raddr), coapNet.WithControlMessage(cm)); err != nil {
+		return err
+	}
+	s.meter.Down(len(data))
+	return nil
 }
 
 func (s *udpSession) WriteMulticastMessage(*pool.Message, *net.UDPAddr, ...coapNet.MulticastOption) error {
@@ -257,6 +265,7 @@ func (l *udpListener) datagram(raddr netip.AddrPort, cm *coapNet.ControlMessage,
 		return
 	}
 	ep.sess.lastReq.Store(int64(len(data)))
+	ep.sess.meter.Up(len(data))
 	if event, ok := fastRoute(&v.msg); ok {
 		ep.idle.Notify()
 		l.s.fastIngest(ep, cm, &v.msg, event)

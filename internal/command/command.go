@@ -128,6 +128,11 @@ type Command struct {
 	// arrived), DoneAt once the status is final.
 	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
 	DoneAt      *time.Time `json:"done_at,omitempty"`
+	// ExpectedDeliveryAt is set on a queued command whose device sleeps
+	// now (Options.Reach): when the device is expected to be reachable
+	// again, its next uplink. Get, List and Issue fill it in; it is not
+	// stored.
+	ExpectedDeliveryAt *time.Time `json:"expected_delivery_at,omitempty"`
 	// ResultTimeout is how long after delivery a result may take; JSON
 	// carries it as result_timeout_s (seconds).
 	ResultTimeout time.Duration `json:"-"`
@@ -221,6 +226,12 @@ type Options struct {
 	// After wakes the timer goroutine; default time.After. Tests pass a fake
 	// clock's; state always follows Now.
 	After func(d time.Duration) <-chan time.Time
+	// Reach, when set, says whether a device can be reached now (asleep
+	// false) or when it is expected to be (next; zero: not known). A
+	// device that is asleep gets no delivery attempt: its commands stay
+	// queued, no attempt counts, none fails as undeliverable for it, and
+	// Wake sends them when it is back. An error counts as reachable.
+	Reach func(ctx context.Context, code string) (asleep bool, next time.Time, err error)
 }
 
 // Service is the durable command queue.
@@ -233,8 +244,9 @@ type Service struct {
 	evq      []Event
 	draining bool
 
-	mu      sync.Mutex // guards sinks, kicks, started, closed
+	mu      sync.Mutex // guards sinks, held, kicks, started, closed
 	sinks   map[string]*attachment
+	held    map[string]bool // devices whose commands wait while they sleep
 	kicks   []string
 	kickSet map[string]bool
 	started bool
@@ -346,6 +358,7 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		db:      o.DB,
 		log:     o.Logger.With("component", "command"),
 		sinks:   make(map[string]*attachment),
+		held:    make(map[string]bool),
 		kickSet: make(map[string]bool),
 		kickc:   make(chan struct{}, 1),
 		wake:    make(chan struct{}, 1),
@@ -444,6 +457,7 @@ func (s *Service) Issue(ctx context.Context, actor string, r IssueRequest) (*Com
 	if err != nil {
 		return nil, false, err
 	}
+	s.expect(ctx, []*Command{out})
 	return out, created, nil
 }
 
@@ -453,7 +467,35 @@ func (s *Service) Get(ctx context.Context, id string) (*Command, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.expect(ctx, []*Command{&r.Command})
 	return &r.Command, nil
+}
+
+// expect sets ExpectedDeliveryAt on the queued commands whose devices
+// sleep now, asking Reach once per device.
+func (s *Service) expect(ctx context.Context, cmds []*Command) {
+	if s.opts.Reach == nil {
+		return
+	}
+	next := map[string]*time.Time{}
+	for _, c := range cmds {
+		if c.Status != Queued {
+			continue
+		}
+		t, ok := next[c.Code]
+		if !ok {
+			asleep, at, err := s.opts.Reach(ctx, c.Code)
+			if err != nil {
+				s.log.Warn("device reachability not known", "device", c.Code, "err", err)
+			}
+			if err == nil && asleep && !at.IsZero() {
+				at = at.UTC().Truncate(time.Millisecond)
+				t = &at
+			}
+			next[c.Code] = t
+		}
+		c.ExpectedDeliveryAt = t
+	}
 }
 
 // List returns a device's commands, newest first, optionally only those in
@@ -500,6 +542,7 @@ func (s *Service) List(ctx context.Context, dev string, status Status, limit int
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("command: list: %w", err)
 	}
+	s.expect(ctx, out)
 	return out, nil
 }
 

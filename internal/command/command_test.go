@@ -973,3 +973,85 @@ func TestWritesShareACommit(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldWhileAsleep: a device that Reach says is asleep gets no
+// delivery attempt while attached: its commands stay queued with no
+// attempts and their expected delivery time, a redelivery due while it
+// sleeps waits too, nothing fails as undeliverable for it, and Wake
+// sends what waited once it is reachable again.
+func TestHeldWhileAsleep(t *testing.T) {
+	var mu sync.Mutex
+	asleep := true
+	var next time.Time
+	e := newEnv(t, t.TempDir(), nil, func(o *Options) {
+		o.AckTimeout, o.RetryBackoff, o.MaxBackoff, o.MaxAttempts = 10*time.Second, time.Second, time.Second, 2
+		o.Reach = func(_ context.Context, code string) (bool, time.Time, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if code != "acme:pump-psm" {
+				return false, time.Time{}, nil
+			}
+			return asleep, next, nil
+		}
+	})
+	setAsleep := func(a bool, at time.Time) {
+		mu.Lock()
+		asleep, next = a, at
+		mu.Unlock()
+	}
+	next = e.clock.Now().Add(time.Hour)
+	k := newSink(nil)
+	defer e.svc.Attach("acme:pump-psm", k)()
+	c := e.issue(IssueRequest{Code: "acme:pump-psm", Action: "stop"})
+	if c.Status != Queued || c.Attempts != 0 || c.ExpectedDeliveryAt == nil || !c.ExpectedDeliveryAt.Equal(next) {
+		t.Fatalf("issued to a sleeping device: %+v", c)
+	}
+	e.barrier()
+	k.empty(t)
+	list, err := e.svc.List(e.ctx, "acme:pump-psm", "", 0)
+	if err != nil || len(list) != 1 || list[0].ExpectedDeliveryAt == nil {
+		t.Fatalf("list %+v %v", list, err)
+	}
+	// Time passes beyond every ack timeout: still queued, no attempts.
+	e.advance(time.Minute)
+	if got := e.get(c.ID); got.Status != Queued || got.Attempts != 0 {
+		t.Fatalf("while asleep: %+v", got)
+	}
+	// It wakes: the command goes out, without an expected time.
+	setAsleep(false, time.Time{})
+	e.svc.Wake("acme:pump-psm")
+	if got := k.next(t); got.ID != c.ID || got.Attempts != 1 {
+		t.Fatalf("after waking: %s attempt %d", got.ID, got.Attempts)
+	}
+	if got := e.get(c.ID); got.ExpectedDeliveryAt != nil {
+		t.Errorf("awake, yet expected at %v", got.ExpectedDeliveryAt)
+	}
+	// It falls asleep before confirming: the redelivery waits for it,
+	// past its last attempt's deadline, and does not count.
+	setAsleep(true, e.clock.Now().Add(time.Hour))
+	e.advance(11 * time.Second)
+	e.advance(time.Minute)
+	e.barrier()
+	k.empty(t)
+	if got := e.get(c.ID); got.Status != Queued || got.Attempts != 1 {
+		t.Fatalf("redelivery while asleep: %+v", got)
+	}
+	// A device that is awake is not kicked by Wake, nor held.
+	e.svc.Wake("acme:pump-other")
+	setAsleep(false, time.Time{})
+	e.svc.Wake("acme:pump-psm")
+	got := k.next(t)
+	if got.ID != c.ID || got.Attempts != 2 {
+		t.Fatalf("second wake: %s attempt %d", got.ID, got.Attempts)
+	}
+	if err := e.svc.Delivered(e.ctx, "acme:pump-psm", c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.get(c.ID); got.Status != Delivered {
+		t.Errorf("after confirmation: %+v", got)
+	}
+	want := []string{EventIssued, EventSent, EventRetry, EventDelivered}
+	if kinds := e.kinds(c.ID); !slices.Equal(kinds, want) {
+		t.Errorf("events %v, want %v", kinds, want)
+	}
+}

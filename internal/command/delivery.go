@@ -124,6 +124,38 @@ func (s *Service) Delivered(ctx context.Context, code, id string) error {
 	})
 }
 
+// Wake tells the service that a device sent an uplink after a sleep:
+// commands held while it slept are offered now. It costs a map lookup for
+// a device with none held.
+func (s *Service) Wake(code string) {
+	s.mu.Lock()
+	held := s.held[code]
+	delete(s.held, code)
+	s.mu.Unlock()
+	if held {
+		s.kick(code)
+	}
+}
+
+// asleep asks Reach whether the device sleeps; one that does is held,
+// so that Wake offers its commands when it is back.
+func (s *Service) asleep(ctx context.Context, code string) bool {
+	if s.opts.Reach == nil {
+		return false
+	}
+	asleep, _, err := s.opts.Reach(ctx, code)
+	if err != nil {
+		s.log.Warn("device reachability not known; delivering", "device", code, "err", err)
+		return false
+	}
+	if asleep {
+		s.mu.Lock()
+		s.held[code] = true
+		s.mu.Unlock()
+	}
+	return asleep
+}
+
 // Pending returns the command a polling or observing device should get
 // next (the oldest queued one), or nil. It does not count as an attempt;
 // the adapter calls Delivered once the device has it.
@@ -218,6 +250,9 @@ func (c *change) offer(code string) error {
 	s.mu.Unlock()
 	if same && r.nextAt > 0 {
 		return nil // waiting for the confirmation
+	}
+	if s.asleep(c.ctx, code) {
+		return nil // no attempt while it sleeps: Wake offers it again
 	}
 	r.Attempts++
 	r.nextAt = ms(c.now.Add(s.opts.AckTimeout))

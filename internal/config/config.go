@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/wanwu-iot/wanwu/internal/bus"
+	"github.com/wanwu-iot/wanwu/internal/netprofile"
 )
 
 // Duration is a time.Duration written as a Go duration string ("720h").
@@ -106,6 +109,7 @@ type Hub struct {
 	Bus       Bus       `yaml:"bus"`
 	Storage   Storage   `yaml:"storage"`
 	Identity  Identity  `yaml:"identity"`
+	Networks  Networks  `yaml:"networks"`
 	Debug     Debug     `yaml:"debug"`
 	Log       Log       `yaml:"log"`
 }
@@ -251,6 +255,57 @@ type Identity struct {
 	DecommissionReleaseCodes bool `yaml:"decommission_release_codes"`
 }
 
+// Networks configures how the hub applies each device's network profile
+// (package netprofile, docs/NETWORKS.md): its daily byte budget, and when a
+// device whose link sleeps (PSM) can be reached.
+type Networks struct {
+	// FlushEvery is how often the bytes counted per device are written
+	// to the database (table device_bytes) and added to the metrics; a
+	// shutdown writes what is left. The byte figures the API serves are
+	// those of the last flush.
+	FlushEvery Duration `yaml:"flush_every"`
+	// Profiles overrides figures of the built-in profiles for this
+	// deployment, by profile name (nb-iot, lte-cat1, 5g-redcap, wlan,
+	// ethernet): what a carrier's contract or network actually gives.
+	Profiles map[string]ProfileOverride `yaml:"profiles"`
+}
+
+// ProfileOverride replaces the figures it sets of one built-in profile.
+type ProfileOverride struct {
+	// DailyBudget is a device's byte budget per UTC day, up and down
+	// together (0: none).
+	DailyBudget *ByteSize `yaml:"daily_budget,omitempty"`
+	// ActiveTimer (T3324) is how long a PSM device stays reachable
+	// after an uplink; PeriodicUpdate (T3412) the longest it sleeps.
+	ActiveTimer    *Duration `yaml:"active_timer,omitempty"`
+	PeriodicUpdate *Duration `yaml:"periodic_update,omitempty"`
+	// EDRXCycle is how often a device with eDRX (and no PSM) listens.
+	EDRXCycle *Duration `yaml:"edrx_cycle,omitempty"`
+}
+
+// Profile returns the built-in profile of that name with this
+// deployment's overrides applied.
+func (n Networks) Profile(name string) (netprofile.Profile, bool) {
+	p, ok := netprofile.Lookup(name)
+	if !ok {
+		return p, false
+	}
+	o := n.Profiles[name]
+	if o.DailyBudget != nil {
+		p.DailyBudget = int64(*o.DailyBudget)
+	}
+	if o.ActiveTimer != nil {
+		p.Sleep.ActiveTimer = time.Duration(*o.ActiveTimer)
+	}
+	if o.PeriodicUpdate != nil {
+		p.Sleep.PeriodicUpdate = time.Duration(*o.PeriodicUpdate)
+	}
+	if o.EDRXCycle != nil {
+		p.Sleep.EDRXCycle = time.Duration(*o.EDRXCycle)
+	}
+	return p, true
+}
+
 // Debug configures diagnostics.
 type Debug struct {
 	// PprofListen serves Go's /debug/pprof on this address (keep it on
@@ -306,6 +361,7 @@ func DefaultHub() Hub {
 	c.Identity.RotationOverlap = Duration(7 * 24 * time.Hour)
 	c.Identity.TokenSkew = Duration(5 * time.Minute)
 	c.Identity.ImportMaxRows = 100000
+	c.Networks.FlushEvery = Duration(10 * time.Second)
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -444,6 +500,27 @@ func (c *Hub) Validate() error {
 	}
 	if c.Identity.ImportMaxRows <= 0 {
 		errs = append(errs, errors.New("identity.import_max_rows: must be positive"))
+	}
+	if c.Networks.FlushEvery < Duration(100*time.Millisecond) || c.Networks.FlushEvery > Duration(10*time.Minute) {
+		errs = append(errs, fmt.Errorf("networks.flush_every: %s: want 100ms to 10m", time.Duration(c.Networks.FlushEvery)))
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Networks.Profiles)) {
+		o := c.Networks.Profiles[name]
+		if _, ok := netprofile.Lookup(name); !ok {
+			errs = append(errs, fmt.Errorf("networks.profiles: %q is not a network profile; want one of %s", name, strings.Join(netprofile.Names(), ", ")))
+			continue
+		}
+		for _, f := range []struct {
+			key string
+			d   *Duration
+		}{{"active_timer", o.ActiveTimer}, {"periodic_update", o.PeriodicUpdate}, {"edrx_cycle", o.EDRXCycle}} {
+			if f.d != nil && *f.d < 0 {
+				errs = append(errs, fmt.Errorf("networks.profiles.%s.%s: %s: must not be negative", name, f.key, time.Duration(*f.d)))
+			}
+		}
+		if p, _ := c.Networks.Profile(name); p.Sleep.PSM && p.Sleep.ActiveTimer <= 0 {
+			errs = append(errs, fmt.Errorf("networks.profiles.%s.active_timer: a PSM profile needs a positive active timer", name))
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

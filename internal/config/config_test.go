@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseByteSize(t *testing.T) {
@@ -56,5 +57,54 @@ func TestStorageMinFreeFromFile(t *testing.T) {
 	out, err := c.YAML()
 	if err != nil || !strings.Contains(string(out), "min_free: 1GiB") {
 		t.Fatalf("YAML() = %s, %v", out, err)
+	}
+}
+
+// TestNetworks: profile overrides from a file change only the figures
+// they set, print back, and are checked: an unknown profile, an unknown
+// key, a negative timer or a PSM profile without an active timer.
+func TestNetworks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hub.yaml")
+	load := func(yaml string) (Hub, error) {
+		c := DefaultHub()
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.LoadFile(path); err != nil {
+			return c, err
+		}
+		return c, c.Validate()
+	}
+	c, err := load("networks:\n  flush_every: 2s\n  profiles:\n    nb-iot:\n      daily_budget: 32KiB\n      active_timer: 500ms\n    wlan:\n      daily_budget: 1GB\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb, ok := c.Networks.Profile("nb-iot")
+	if !ok || nb.DailyBudget != 32<<10 || nb.Sleep.ActiveTimer != 500*time.Millisecond || !nb.Sleep.PSM || nb.Sleep.PeriodicUpdate != 24*time.Hour {
+		t.Errorf("nb-iot %+v", nb)
+	}
+	if w, _ := c.Networks.Profile("wlan"); w.DailyBudget != 1e9 {
+		t.Errorf("wlan budget %d", w.DailyBudget)
+	}
+	if cat1, _ := c.Networks.Profile("lte-cat1"); cat1.DailyBudget != 20<<20 {
+		t.Errorf("lte-cat1 budget %d, want the built-in one", cat1.DailyBudget)
+	}
+	if _, ok := c.Networks.Profile("lora"); ok {
+		t.Error("an unknown profile")
+	}
+	out, err := c.YAML()
+	if err != nil || !strings.Contains(string(out), "daily_budget: 32KiB") || !strings.Contains(string(out), "active_timer: 500ms") {
+		t.Errorf("YAML() = %s, %v", out, err)
+	}
+	for _, tt := range []struct{ yaml, want string }{
+		{"networks:\n  profiles:\n    lora:\n      daily_budget: 1KiB\n", `"lora" is not a network profile; want one of nb-iot`},
+		{"networks:\n  profiles:\n    nb-iot:\n      budget: 1KiB\n", "budget"},
+		{"networks:\n  profiles:\n    nb-iot:\n      active_timer: -1s\n", "networks.profiles.nb-iot.active_timer: -1s: must not be negative"},
+		{"networks:\n  profiles:\n    nb-iot:\n      active_timer: 0s\n", "a PSM profile needs a positive active timer"},
+		{"networks:\n  flush_every: 1ms\n", "networks.flush_every"},
+	} {
+		if _, err := load(tt.yaml); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want an error with %q", tt.yaml, err, tt.want)
+		}
 	}
 }

@@ -13,7 +13,10 @@
 //	edge        optional   code of the edge node serving the object
 //	public_key  optional   did:key, PEM or base64 SPKI; empty = hub generates
 //	key_alg     optional   p256 | ed25519, for a generated key
+//	network     optional   the link's profile: nb-iot | lte-cat1 | 5g-redcap | wlan | ethernet
 //
+// Files written before a column existed still import: a column left out is
+// empty in every row.
 // A bulk import is usually a spreadsheet export with a handful of mistakes,
 // so a bad row does not stop the parse: Parse reports every bad row with its
 // line number and the first reason found, and returns the good rows. Only a
@@ -36,6 +39,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/code"
 	"github.com/wanwu-iot/wanwu/internal/keys"
+	"github.com/wanwu-iot/wanwu/internal/netprofile"
 )
 
 // Limits on one file. MaxBytes bounds an upload; MaxRows is the default
@@ -74,9 +78,10 @@ const (
 	ColEdge      = "edge"
 	ColPublicKey = "public_key"
 	ColKeyAlg    = "key_alg"
+	ColNetwork   = "network"
 )
 
-var columns = []string{ColCode, ColKind, ColModel, ColPath, ColTags, ColEdge, ColPublicKey, ColKeyAlg}
+var columns = []string{ColCode, ColKind, ColModel, ColPath, ColTags, ColEdge, ColPublicKey, ColKeyAlg, ColNetwork}
 
 // Row is one valid record.
 type Row struct {
@@ -87,6 +92,7 @@ type Row struct {
 	Path                  []string
 	Tags                  map[string]string
 	Edge                  string
+	Network               string           // a netprofile name, "" = not set
 	PublicKey             crypto.PublicKey // nil = generate (never for assets, which have no key)
 	// KeyAlg is the algorithm of PublicKey when one is given, otherwise of
 	// the key to generate (P256 unless the file says otherwise). It is empty
@@ -380,6 +386,13 @@ func parseRow(cols, rec []string, line int) (Row, *RowError) {
 			return fail(ColEdge, "an object cannot be its own edge")
 		}
 		row.Edge = e
+	}
+
+	if n := strings.ToLower(v[ColNetwork]); n != "" {
+		if _, ok := netprofile.Lookup(n); !ok {
+			return fail(ColNetwork, "%q is not a network profile; want one of %s", short(v[ColNetwork]), strings.Join(netprofile.Names(), ", "))
+		}
+		row.Network = n
 	}
 
 	pk, alg := v[ColPublicKey], v[ColKeyAlg]

@@ -81,6 +81,44 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
+// TestParseNetwork: the network column names a link profile, in any case;
+// an unknown one is refused with the valid names; files without the column
+// (written before it existed) still import, with no network.
+func TestParseNetwork(t *testing.T) {
+	tests := []struct {
+		name, file string
+		want       []string // networks of the good rows
+		bad        string   // reason of the one bad row, "" for none
+	}{
+		{"no column", "code,kind\nacme:a,device\n", []string{""}, ""},
+		{"empty", "code,network\nacme:a,\n", []string{""}, ""},
+		{"each profile", "code,network\nacme:a,nb-iot\nacme:b,LTE-Cat1\nacme:c,5g-redcap\nacme:d,wlan\nacme:e, ethernet \n",
+			[]string{"nb-iot", "lte-cat1", "5g-redcap", "wlan", "ethernet"}, ""},
+		{"unknown", "code,network\nacme:a,lora\nacme:b,wlan\n", []string{"wlan"}, `"lora" is not a network profile; want one of nb-iot, lte-cat1, 5g-redcap, wlan, ethernet`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rows, bad, err := Parse(strings.NewReader(tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range rows {
+				got = append(got, r.Network)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("networks %q, want %q", got, tt.want)
+			}
+			switch {
+			case tt.bad == "" && len(bad) != 0:
+				t.Errorf("row errors %v", bad)
+			case tt.bad != "" && (len(bad) != 1 || bad[0].Field != ColNetwork || bad[0].Reason != tt.bad):
+				t.Errorf("row errors %+v, want one for %q: %s", bad, ColNetwork, tt.bad)
+			}
+		})
+	}
+}
+
 func TestParseRowErrors(t *testing.T) {
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	p384DER, _ := x509.MarshalPKIXPublicKey(p384.Public())

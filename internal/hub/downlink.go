@@ -54,11 +54,13 @@ func (h *Hub) openTwinsAndCommands(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("hub: twins: %w", err)
 	}
+	h.openReach()
 	if h.commands, err = command.Open(ctx, command.Options{
 		DB: h.db, Audit: h.audit, OnAudit: h.wakeAuditForwarder, Model: h.modelOf(command.ErrNotFound),
 		Now: h.opts.Now, Logger: h.log.With("component", "commands"),
 		DefaultTTL: time.Duration(cfg.Commands.DefaultTTL), AckTimeout: time.Duration(cfg.Commands.AckTimeout),
 		MaxAttempts: cfg.Commands.MaxAttempts,
+		Reach:       h.reachOf,
 		OnEvent: func(command.Event) {
 			h.commandEvents.Wake()
 			h.webhooks.Wake()

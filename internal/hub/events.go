@@ -11,6 +11,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/bus"
 	"github.com/wanwu-iot/wanwu/internal/command"
+	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/webhook"
 )
@@ -141,6 +142,8 @@ func (h *Hub) openPresence(ctx context.Context) error {
 	if h.presence, err = presence.Open(ctx, presence.Options{
 		DB: h.db, Now: h.opts.Now, Logger: h.log, Metrics: h.metrics,
 		Idle: time.Duration(h.opts.Config.CoAP.SessionIdle),
+		// A PSM device's uplink after a sleep sends what waited for it.
+		WakeGap: netuse.WakeGap(h.opts.Config.Networks.Profile), OnWake: h.deviceWoke,
 		OnEvent: func() {
 			h.presenceEvents.Wake()
 			h.webhooks.Wake()

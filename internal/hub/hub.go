@@ -19,6 +19,10 @@
 //	events.db       events and non-numeric values
 //	server.key/.crt the TLS server certificate of the MQTT, HTTPS and DTLS listeners
 //	psk.key         the secret device PSKs (CoAP over DTLS) derive from (0600)
+//
+// wanwu.db also holds device_bytes, the bytes every device exchanged with
+// the hub per UTC day (package netuse).
+//
 //	LOCK            held while a hub runs on the directory
 package hub
 
@@ -45,6 +49,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
+	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/node"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/protoerr"
@@ -109,6 +114,10 @@ type Hub struct {
 
 	presence *presence.Service
 	webhooks *webhook.Service
+	// usage counts devices' bytes per day; reach says whether a PSM
+	// device is awake (networks.go).
+	usage *netuse.Accountant
+	reach *netuse.Reachability
 	// The forwarders of the database's device events to their streams.
 	commandEvents, presenceEvents *eventForwarder
 
@@ -336,6 +345,9 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	}
 	if h.commands != nil {
 		errs = append(errs, h.commands.Shutdown(ctx))
+	}
+	if h.usage != nil { // after the adapters (their last bytes), before the event store
+		errs = append(errs, h.usage.Shutdown(ctx))
 	}
 	if h.tel != nil {
 		errs = append(errs, h.tel.Shutdown(ctx))

@@ -38,6 +38,9 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	if err := h.openWebhooks(ctx); err != nil {
 		return err
 	}
+	if err := h.openUsage(ctx); err != nil {
+		return err
+	}
 	h.presence.Start()
 	if err := h.commands.Start(ctx); err != nil {
 		return err
@@ -49,7 +52,7 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 		}
 	}
 	deps := node.AdapterDeps{
-		Registry: h.reg, Intake: h.tel.Intake, Twins: h.twins, Commands: h.commands, Presence: h.presence,
+		Registry: h.reg, Intake: h.tel.Intake, Twins: h.twins, Commands: h.commands, Presence: h.presence, Usage: h.usage,
 		Logger: h.log, Metrics: h.metrics, ProtocolErrors: h.protoErrs,
 		TLS: h.tlsConf, ClientCAs: h.ca.Pool(),
 	}
@@ -87,13 +90,18 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 		case registry.KindObjectDecommissioned, registry.KindObjectDeleted:
 			if e, err := audit.DecodeLeaf(entry); err == nil {
 				h.adapters.DisconnectDevice(e.Subject)
+				h.networkChanged(kind, e.Subject, e.Data)
 				h.goTracked(func() { h.endDevice(kind, e) })
 			}
 		case registry.KindObjectUpdated:
 			// A new path or tags change nothing for a session; a new model
-			// or number (edge) does.
-			if e, err := audit.DecodeLeaf(entry); err == nil && registry.UpdateNeedsReconnect(e.Data) {
-				h.adapters.DisconnectDevice(e.Subject)
+			// or number (edge) does. A new network profile changes how its
+			// bytes are counted and when downlink goes to it.
+			if e, err := audit.DecodeLeaf(entry); err == nil {
+				if registry.UpdateNeedsReconnect(e.Data) {
+					h.adapters.DisconnectDevice(e.Subject)
+				}
+				h.networkChanged(kind, e.Subject, e.Data)
 			}
 		}
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/twin"
 )
 
@@ -345,6 +346,9 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	if s != nil && s.kind == kindDevice && h.s.opts.Presence != nil {
 		s.established.Store(true)
 		h.s.opts.Presence.Connected(s.code, s.tenant, "mqtt", cl.Net.Remote)
+	}
+	if s != nil && s.kind == kindDevice {
+		h.s.opts.Usage.Attribute(netuse.MeterOf(cl.Net.Conn), s.code, s.tenant)
 	}
 	h.followDownlink(cl, s, currentSubscriptions(cl), true)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/code"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/ratelimit"
 	"github.com/wanwu-iot/wanwu/internal/registry"
@@ -433,6 +434,7 @@ func (h *hook) sessionEnded(s *session, reason string) {
 // subscriptions are queued while it is away ([MQTT-3.1.2-23], [MQTT-3.1.2-5]
 // (3.1.1)); the broker checks every delivery against it.
 func (h *hook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
+	h.s.opts.Usage.Release(netuse.MeterOf(cl.Net.Conn))
 	if s := h.session(cl); s != nil {
 		s.stopCommands()
 		h.sessionEnded(s, endReason(cl, err))

@@ -40,6 +40,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/command"
+	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/twin"
@@ -119,6 +120,10 @@ type Options struct {
 	MaxQueued   int
 	Logger      *slog.Logger
 	Metrics     prometheus.Registerer
+	// Usage, when set, counts each device's bytes: every connection is
+	// metered (an atomic add per read and write) and attributed to its
+	// device once its session starts.
+	Usage *netuse.Accountant
 	// ProtocolErrors counts and logs connections that end on malformed
 	// traffic or a packet over MaxPacket; nil: made here, registered with
 	// Metrics (a hub shares one among its protocol adapters).
@@ -243,6 +248,10 @@ func (s *Server) Start(ctx context.Context) error {
 			return adapter.ListenError(listenKeys[id], addr, err)
 		}
 		s.addrs[id] = ln.Addr()
+		if s.opts.Usage != nil {
+			// Under TLS, so that records and handshakes count as sent.
+			ln = netuse.Listener(ln)
+		}
 		if tlsConf != nil {
 			ln = tls.NewListener(ln, tlsConf)
 		}

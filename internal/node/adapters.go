@@ -19,6 +19,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
+	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/twin"
@@ -38,8 +39,10 @@ type AdapterDeps struct {
 	Twins    *twin.Service
 	Commands *command.Service
 	Presence adapter.Presence // nil: none
-	Logger   *slog.Logger
-	Metrics  prometheus.Registerer
+	// Usage counts each device's bytes per day; nil: not counted.
+	Usage   *netuse.Accountant
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
 	// ProtocolErrors counts malformed traffic for every adapter.
 	ProtocolErrors *protoerr.Recorder
 	// TLS is the server side of MQTT over TLS and, by its certificate,
@@ -62,7 +65,7 @@ func buildMQTT(c AdapterConfig, d AdapterDeps) (adapter.Adapter, error) {
 	return mqtt.New(mqtt.Options{
 		Listen: m.Listen, TLSListen: m.TLSListen, TLS: d.TLS,
 		DevListen: m.DevListen, DevACL: m.DevACL,
-		Registry: d.Registry, Intake: d.Intake, Twins: d.Twins, Commands: d.Commands, Presence: d.Presence,
+		Registry: d.Registry, Intake: d.Intake, Twins: d.Twins, Commands: d.Commands, Presence: d.Presence, Usage: d.Usage,
 		Logger: d.Logger, Metrics: d.Metrics, ProtocolErrors: d.ProtocolErrors,
 		MaxPacket: uint32(c.MaxPayload) + 1024, MaxInflight: uint16(m.MaxInflight), MaxQueued: m.MaxQueued,
 		Limits: mqtt.Limits{
@@ -82,7 +85,7 @@ func buildCoAP(c AdapterConfig, d AdapterDeps) (adapter.Adapter, error) {
 	}
 	opts := coap.Options{
 		Listen: cc.Listen, DTLSListen: cc.DTLSListen, PSK: d.PSK,
-		Registry: d.Registry, Intake: d.Intake, Twins: d.Twins, Commands: d.Commands, Presence: d.Presence,
+		Registry: d.Registry, Intake: d.Intake, Twins: d.Twins, Commands: d.Commands, Presence: d.Presence, Usage: d.Usage,
 		Logger: d.Logger, Metrics: d.Metrics, MaxPayload: c.MaxPayload,
 		Idle: time.Duration(cc.SessionIdle),
 		Limits: coap.Limits{

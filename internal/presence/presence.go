@@ -13,6 +13,13 @@
 // events (in order, by their sequence) for integrations. A process that
 // stops, cleanly or not, leaves devices it saw online; the next start ends
 // those sessions with reason "restart", since no session outlives its hub.
+//
+// Every session start and accepted message is an uplink. For devices whose
+// link sleeps between uplinks (PSM), an uplink that comes more than
+// Options.WakeGap after the one before it is a wake: Uplinks tells the
+// latest uplink and the one before the latest wake (their distance is the
+// device's reporting interval), and Options.OnWake hears of every wake, so
+// that what waited for the device goes out while it is awake.
 package presence
 
 import (
@@ -101,6 +108,11 @@ type Options struct {
 	KeepEvents time.Duration
 	// OnEvent is told, without blocking, that events were committed.
 	OnEvent func()
+	// WakeGap: an uplink more than this after the device's previous one
+	// is a wake (0: wakes are not tracked). OnWake, when set, is told of
+	// each, on the adapter's goroutine and under no lock: it must not block.
+	WakeGap time.Duration
+	OnWake  func(code string)
 }
 
 // Defaults for Options.
@@ -157,6 +169,7 @@ type entry struct {
 	// an expiry in between sends it to the locked path.
 	traffic [len(connectionless)]atomic.Int64
 	seen    atomic.Int64 // last seen, ms
+	prev    atomic.Int64 // the uplink before the latest wake, ms; 0: none known
 	written int64        // seen as last written
 	since   time.Time
 	reason  string
@@ -335,13 +348,31 @@ func (s *Service) Shutdown(ctx context.Context) error {
 func (s *Service) Connected(code, tenant, protocol, remote string) {
 	now := s.o.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e := s.entry(code, tenant)
 	e.sessions[protocol]++
-	e.seen.Store(now.UnixMilli())
+	woke := s.touch(e, now.UnixMilli())
 	e.remote = remote
 	s.pending = append(s.pending, Event{Time: now, Code: code, Tenant: tenant, Kind: Connected, Protocol: protocol, Remote: remote, Online: true})
 	s.changed(code, e, now)
+	s.mu.Unlock()
+	s.woke(code, woke)
+}
+
+// touch records an uplink at t (ms) and reports whether it is a wake.
+func (s *Service) touch(e *entry, t int64) bool {
+	old := e.seen.Swap(t)
+	if s.o.WakeGap <= 0 || t-old <= s.o.WakeGap.Milliseconds() {
+		return false
+	}
+	e.prev.Store(old)
+	return true
+}
+
+// woke tells OnWake of a wake.
+func (s *Service) woke(code string, woke bool) {
+	if woke && s.o.OnWake != nil {
+		s.o.OnWake(code)
+	}
 }
 
 // Disconnected records the end of a session Connected recorded, and why.
@@ -370,29 +401,49 @@ func (s *Service) Seen(code, tenant, protocol string) {
 	if v, ok := s.fast.Load(code); ok {
 		e := v.(*entry)
 		if i < 0 {
-			e.seen.Store(t)
+			s.woke(code, s.touch(e, t))
 			return
 		}
 		if last := e.traffic[i].Load(); last != 0 && e.traffic[i].CompareAndSwap(last, t) {
-			e.seen.Store(t)
+			s.woke(code, s.touch(e, t))
 			return
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e := s.entry(code, tenant)
-	e.seen.Store(t)
+	woke := s.touch(e, t)
 	s.dirty[code] = true
-	if i < 0 {
-		return
-	}
-	if e.traffic[i].Load() != 0 {
+	switch {
+	case i < 0:
+	case e.traffic[i].Load() != 0:
 		e.traffic[i].Store(t)
-		return
+	default:
+		e.traffic[i].Store(t)
+		s.pending = append(s.pending, Event{Time: now, Code: code, Tenant: tenant, Kind: Connected, Protocol: protocol, Online: true})
+		s.changed(code, e, now)
 	}
-	e.traffic[i].Store(t)
-	s.pending = append(s.pending, Event{Time: now, Code: code, Tenant: tenant, Kind: Connected, Protocol: protocol, Online: true})
-	s.changed(code, e, now)
+	s.mu.Unlock()
+	s.woke(code, woke)
+}
+
+// Uplinks returns when a device's latest uplink came and when the uplink
+// before its latest wake came (zero when not known: wakes are tracked
+// from the hub's start). A device this run has not heard from has its
+// last-seen time from the database.
+func (s *Service) Uplinks(ctx context.Context, code string) (last, prev time.Time, err error) {
+	if v, ok := s.fast.Load(code); ok {
+		e := v.(*entry)
+		return fromMS(e.seen.Load()), fromMS(e.prev.Load()), nil
+	}
+	var seen int64
+	err = s.db.R.QueryRowContext(ctx, `SELECT last_seen FROM presence WHERE code = ?`, code).Scan(&seen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("presence: %w", err)
+	}
+	return fromMS(seen), time.Time{}, nil
 }
 
 // expireIdle ends connectionless presence without traffic for Idle.

@@ -237,3 +237,79 @@ func TestSeenConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestWakes: an uplink more than WakeGap after the previous one is a wake;
+// OnWake hears of it, and Uplinks gives the latest uplink and the one
+// before the latest wake, over any protocol; a device known only from the
+// database has its last-seen time and no interval.
+func TestWakes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	db, err := store.Open(ctx, filepath.Join(dir, "wanwu.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mu sync.Mutex
+	var woke []string
+	s, err := Open(ctx, Options{DB: db, Now: clk.now, WakeGap: 10 * time.Second, OnWake: func(code string) {
+		mu.Lock()
+		woke = append(woke, code)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := clk.now()
+	steps := []struct {
+		after    time.Duration
+		do       func()
+		woke     bool
+		last     time.Duration // since t0
+		prev     time.Duration // since t0, -1: none
+		protocol string
+	}{
+		{0, func() { s.Seen("acme:m", "acme", "coap") }, true, 0, -1, "first uplink"},
+		{2 * time.Second, func() { s.Seen("acme:m", "acme", "coap") }, false, 2 * time.Second, -1, "same wake"},
+		{time.Hour, func() { s.Seen("acme:m", "acme", "coap") }, true, time.Hour + 2*time.Second, 2 * time.Second, "next wake"},
+		{time.Second, func() { s.Seen("acme:m", "acme", "mqtt") }, false, time.Hour + 3*time.Second, 2 * time.Second, "another protocol, same wake"},
+		{time.Hour, func() { s.Connected("acme:m", "acme", "mqtt", "192.0.2.1:1") }, true, 2*time.Hour + 3*time.Second, time.Hour + 3*time.Second, "a session start"},
+	}
+	for _, st := range steps {
+		clk.add(st.after)
+		mu.Lock()
+		woke = nil
+		mu.Unlock()
+		st.do()
+		last, prev, err := s.Uplinks(ctx, "acme:m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		gotWoke := len(woke) == 1 && woke[0] == "acme:m"
+		mu.Unlock()
+		wantPrev := time.Time{}
+		if st.prev >= 0 {
+			wantPrev = t0.Add(st.prev)
+		}
+		if gotWoke != st.woke || !last.Equal(t0.Add(st.last)) || !prev.Equal(wantPrev) {
+			t.Errorf("%s: woke %v last %v prev %v; want %v %v %v", st.protocol, gotWoke, last, prev, st.woke, t0.Add(st.last), wantPrev)
+		}
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A new run knows the device from the database only.
+	s, err = Open(ctx, Options{DB: db, Now: clk.now, WakeGap: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(ctx)
+	if last, prev, err := s.Uplinks(ctx, "acme:m"); err != nil || !last.Equal(t0.Add(2*time.Hour+3*time.Second)) || !prev.IsZero() {
+		t.Errorf("after a restart: %v %v %v", last, prev, err)
+	}
+	if last, prev, err := s.Uplinks(ctx, "acme:never"); err != nil || !last.IsZero() || !prev.IsZero() {
+		t.Errorf("a device never seen: %v %v %v", last, prev, err)
+	}
+}

@@ -139,7 +139,7 @@ func (r *Registry) importRow(ctx context.Context, actor string, row csvimport.Ro
 		}
 	}
 	req := RegisterRequest{
-		Code: row.Code, Kind: row.Kind, Path: row.Path, Tags: row.Tags, Edge: row.Edge,
+		Code: row.Code, Kind: row.Kind, Path: row.Path, Tags: row.Tags, Edge: row.Edge, Network: row.Network,
 		Key: KeySource{PublicKey: row.PublicKey, Alg: row.KeyAlg},
 	}
 	if row.ModelID != "" {
@@ -181,6 +181,8 @@ func sameAttributes(o *Object, req RegisterRequest) string {
 		return "edge"
 	case (o.Model == nil) != (req.Model == nil) || (o.Model != nil && *o.Model != *req.Model):
 		return "model"
+	case o.Network != req.Network:
+		return "network"
 	}
 	if req.Key.PublicKey != nil {
 		did, err := keys.DID(req.Key.PublicKey)

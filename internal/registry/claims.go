@@ -27,6 +27,7 @@ type ClaimSpec struct {
 	Path    []string          `json:"path,omitempty"`
 	Tags    map[string]string `json:"tags,omitempty"`
 	Edge    string            `json:"edge,omitempty"`
+	Network string            `json:"network,omitempty"`
 }
 
 // Claim is a stored claim token without its secret.
@@ -95,7 +96,7 @@ func (r *Registry) CreateClaim(ctx context.Context, actor, tenant string, spec C
 		return nil, "", invalid("name", "at most 64 characters")
 	}
 	// Validate the template as a registration of a placeholder code in the tenant.
-	probe := RegisterRequest{Code: tenant + ":x", Kind: spec.Kind, Model: spec.Model, Path: spec.Path, Tags: spec.Tags, Edge: spec.Edge}
+	probe := RegisterRequest{Code: tenant + ":x", Kind: spec.Kind, Model: spec.Model, Path: spec.Path, Tags: spec.Tags, Edge: spec.Edge, Network: spec.Network}
 	if _, err := validateRequest(&probe); err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) && fe.Field == "code" {
@@ -202,7 +203,7 @@ func (r *Registry) UseClaim(ctx context.Context, secret string, req ClaimRequest
 		if err := json.Unmarshal([]byte(tmpl), &spec); err != nil {
 			return fmt.Errorf("registry: claim template: %w", err)
 		}
-		rr := RegisterRequest{Code: cl.Tenant + ":" + req.Local, Kind: spec.Kind, Model: spec.Model, Path: spec.Path, Tags: spec.Tags, Edge: spec.Edge}
+		rr := RegisterRequest{Code: cl.Tenant + ":" + req.Local, Kind: spec.Kind, Model: spec.Model, Path: spec.Path, Tags: spec.Tags, Edge: spec.Edge, Network: spec.Network}
 		if reg, err = c.register(rr, rk); err != nil {
 			return err
 		}

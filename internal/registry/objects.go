@@ -76,7 +76,12 @@ type Object struct {
 	Tags         map[string]string `json:"tags,omitempty"`
 	Edge         string            `json:"edge,omitempty"`
 	Model        *ModelRef         `json:"model,omitempty"`
-	Number       string            `json:"number"`
+	// Network names the profile of the object's link (package netprofile:
+	// nb-iot, lte-cat1, 5g-redcap, wlan, ethernet); "" when not set. The
+	// hub holds downlink for a device whose link sleeps and counts its
+	// bytes against the profile's daily budget.
+	Network string `json:"network,omitempty"`
+	Number  string `json:"number"`
 	// ReleasedCode is set on the archived row of an object whose code was
 	// released (decommissioned with release_code, or deleted): Code is then
 	// "<ReleasedCode>~<n>", and ReleasedCode may name a newer object.
@@ -114,6 +119,7 @@ type RegisterRequest struct {
 	Path     []string
 	Tags     map[string]string
 	Edge     string
+	Network  string // a netprofile name, "" = not set
 	Key      KeySource
 	Validity time.Duration // 0 = the registry default
 }
@@ -244,6 +250,9 @@ func validateRequest(req *RegisterRequest) (code.Code, error) {
 	if req.Model != nil && (req.Model.ID == "" || req.Model.Version == "") {
 		return code.Code{}, invalid("model", "needs both id and version")
 	}
+	if err := ValidNetwork(req.Network); err != nil {
+		return code.Code{}, err
+	}
 	if req.Validity < 0 || req.Validity > maxValidity {
 		return code.Code{}, invalid("validity", "must be between 0 and 20 years")
 	}
@@ -327,7 +336,7 @@ func (c *change) register(req RegisterRequest, rk *resolvedKey) (*Registration, 
 	now := c.now
 	o := &Object{
 		Code: req.Code, Tenant: cd.Namespace, Kind: req.Kind, Status: StatusActive,
-		Path: req.Path, Tags: req.Tags, Edge: req.Edge, Model: req.Model,
+		Path: req.Path, Tags: req.Tags, Edge: req.Edge, Model: req.Model, Network: req.Network,
 		Number: addr.String(), CreatedAt: now, UpdatedAt: now,
 	}
 	tags, _ := json.Marshal(nonNilTags(req.Tags))
@@ -335,14 +344,17 @@ func (c *change) register(req RegisterRequest, rk *resolvedKey) (*Registration, 
 	if req.Model != nil {
 		modelID, modelVersion = req.Model.ID, req.Model.Version
 	}
-	if _, err := c.tx.ExecContext(c.ctx, `INSERT INTO objects(code, tenant, kind, status, path, tags, edge, model_id, model_version, number, subnet_key, iid_attempt, created_at, updated_at)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		o.Code, o.Tenant, o.Kind, o.Status, strings.Join(o.Path, "/"), string(tags), o.Edge, modelID, modelVersion,
+	if _, err := c.tx.ExecContext(c.ctx, `INSERT INTO objects(code, tenant, kind, status, path, tags, edge, model_id, model_version, network, number, subnet_key, iid_attempt, created_at, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		o.Code, o.Tenant, o.Kind, o.Status, strings.Join(o.Path, "/"), string(tags), o.Edge, modelID, modelVersion, o.Network,
 		o.Number, subnetKey, attempt, now.UnixMilli(), now.UnixMilli()); err != nil {
 		return nil, fmt.Errorf("registry: insert object: %w", err)
 	}
 	details := map[string]any{
 		"kind": o.Kind, "number": o.Number, "path": strings.Join(o.Path, "/"), "tags": o.Tags, "edge": o.Edge, "model": o.Model,
+	}
+	if o.Network != "" {
+		details["network"] = o.Network
 	}
 	if rk == nil {
 		if err := c.log(KindObjectRegistered, o.Tenant, o.Code, details); err != nil {
@@ -468,14 +480,14 @@ func (r *Registry) Object(ctx context.Context, codeStr string) (*Object, error) 
 	return getObject(ctx, r.rd, codeStr)
 }
 
-const objectColumns = `code, tenant, kind, status, status_reason, path, tags, edge, model_id, model_version, number, released_code, created_at, updated_at`
+const objectColumns = `code, tenant, kind, status, status_reason, path, tags, edge, model_id, model_version, network, number, released_code, created_at, updated_at`
 
 func scanObject(sc interface{ Scan(...any) error }) (*Object, error) {
 	o := &Object{}
 	var path, tags, modelID, modelVersion string
 	var created, updated int64
 	if err := sc.Scan(&o.Code, &o.Tenant, &o.Kind, &o.Status, &o.StatusReason, &path, &tags, &o.Edge,
-		&modelID, &modelVersion, &o.Number, &o.ReleasedCode, &created, &updated); err != nil {
+		&modelID, &modelVersion, &o.Network, &o.Number, &o.ReleasedCode, &created, &updated); err != nil {
 		return nil, err
 	}
 	if path != "" {
@@ -589,8 +601,11 @@ type ListFilter struct {
 	Kind   string
 	Status string
 	Edge   string
-	After  string // code to continue after (pagination)
-	Limit  int    // default 100, at most 1000
+	// Network selects objects on one network profile; "-" selects those
+	// with none set.
+	Network string
+	After   string // code to continue after (pagination)
+	Limit   int    // default 100, at most 1000
 }
 
 // List returns objects in code order, with their active key's DID; next is
@@ -639,10 +654,20 @@ func listObjects(ctx context.Context, qr queryer, f ListFilter) ([]*Object, stri
 	if f.Edge != "" {
 		add(`o.edge = ?`, f.Edge)
 	}
+	switch f.Network {
+	case "":
+	case "-":
+		add(`o.network = ''`)
+	default:
+		if err := ValidNetwork(f.Network); err != nil {
+			return nil, "", err
+		}
+		add(`o.network = ?`, f.Network)
+	}
 	if f.After != "" {
 		add(`o.code > ?`, f.After)
 	}
-	q := `SELECT o.code, o.tenant, o.kind, o.status, o.status_reason, o.path, o.tags, o.edge, o.model_id, o.model_version, o.number, o.released_code, o.created_at, o.updated_at,
+	q := `SELECT o.code, o.tenant, o.kind, o.status, o.status_reason, o.path, o.tags, o.edge, o.model_id, o.model_version, o.network, o.number, o.released_code, o.created_at, o.updated_at,
 		COALESCE((SELECT k.did FROM object_keys k WHERE k.code = o.code AND k.status = 'active'), '') FROM objects o`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)

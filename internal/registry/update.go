@@ -52,10 +52,12 @@ type UpdateRequest struct {
 	// rollback), or any usable model when the object has none.
 	Model *ModelRef
 	Edge  *string // nil: unchanged; "": no edge
+	// Network: nil unchanged; "" none; otherwise a netprofile name.
+	Network *string
 }
 
 func (u UpdateRequest) empty() bool {
-	return u.Path == nil && u.Tags == nil && u.TagsMerge == nil && u.TagsRemove == nil && u.Model == nil && u.Edge == nil
+	return u.Path == nil && u.Tags == nil && u.TagsMerge == nil && u.TagsRemove == nil && u.Model == nil && u.Edge == nil && u.Network == nil
 }
 
 // change of one field, for the audit entry.
@@ -64,7 +66,7 @@ type fieldChange struct {
 	New any `json:"new"`
 }
 
-// Update changes an object's path, tags, model or edge in one transaction,
+// Update changes an object's path, tags, model, edge or network in one transaction,
 // with one audit entry object.updated naming each changed field with its
 // old and new value. The number keeps its interface id; it changes only
 // when the object's /64 does, which is when its edge changes (a path
@@ -75,7 +77,7 @@ type fieldChange struct {
 // when every given field already has its value.
 func (r *Registry) Update(ctx context.Context, actor, codeStr string, u UpdateRequest) (*Object, error) {
 	if u.empty() {
-		return nil, invalid("body", "nothing to update: give path, tags, tags_merge, tags_remove, model or edge")
+		return nil, invalid("body", "nothing to update: give path, tags, tags_merge, tags_remove, model, edge or network")
 	}
 	if u.Tags != nil && (u.TagsMerge != nil || u.TagsRemove != nil) {
 		return nil, invalid("tags", "replace the tags (tags) or edit them (tags_merge, tags_remove), not both")
@@ -102,6 +104,11 @@ func (r *Registry) Update(ctx context.Context, actor, codeStr string, u UpdateRe
 	}
 	if u.Model != nil && u.Model.ID == "" {
 		return nil, invalid("model", "needs an id (and a version, or latest)")
+	}
+	if u.Network != nil {
+		if err := ValidNetwork(*u.Network); err != nil {
+			return nil, err
+		}
 	}
 	err := r.write(ctx, actor, func(c *change) error {
 		o, err := getObject(ctx, c.tx, codeStr)
@@ -151,6 +158,10 @@ func (r *Registry) Update(ctx context.Context, actor, codeStr string, u UpdateRe
 				}
 				changes["model"] = fieldChange{old, ref.ID + "@" + ref.Version}
 			}
+		}
+		if u.Network != nil && *u.Network != o.Network {
+			next.Network = *u.Network
+			changes["network"] = fieldChange{o.Network, next.Network}
 		}
 		subnetKey := ""
 		if u.Edge != nil && *u.Edge != o.Edge {
@@ -203,8 +214,8 @@ func (r *Registry) Update(ctx context.Context, actor, codeStr string, u UpdateRe
 		if next.Model != nil {
 			modelID, modelVersion = next.Model.ID, next.Model.Version
 		}
-		q := `UPDATE objects SET path = ?, tags = ?, edge = ?, model_id = ?, model_version = ?, number = ?, updated_at = ?`
-		args := []any{strings.Join(next.Path, "/"), string(tagJSON), next.Edge, modelID, modelVersion, next.Number, c.now.UnixMilli()}
+		q := `UPDATE objects SET path = ?, tags = ?, edge = ?, model_id = ?, model_version = ?, network = ?, number = ?, updated_at = ?`
+		args := []any{strings.Join(next.Path, "/"), string(tagJSON), next.Edge, modelID, modelVersion, next.Network, next.Number, c.now.UnixMilli()}
 		if subnetKey != "" {
 			q += `, subnet_key = ?`
 			args = append(args, subnetKey)

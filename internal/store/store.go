@@ -220,6 +220,15 @@ var migrations = []Migration{
 			)`,
 		},
 	},
+	{
+		// The platform applies each device's network profile (issue 17):
+		// an object names its link's profile (package netprofile), ""
+		// when not set.
+		Name: "objects: network profile",
+		Statements: []string{
+			`ALTER TABLE objects ADD COLUMN network TEXT NOT NULL DEFAULT ''`,
+		},
+	},
 }
 
 var identityV1 = []string{

@@ -83,7 +83,7 @@ func TestOpenUnversionedDataDir(t *testing.T) {
 	restore(t, "unversioned-events.sql", filepath.Join(dir, "events.db"))
 
 	db := openAll(t, dir)
-	for o, want := range map[string]int{"store": 3, "audit": 1, "twin": 1, "command": 1} {
+	for o, want := range map[string]int{"store": 4, "audit": 1, "twin": 1, "command": 1} {
 		if v, err := db.SchemaVersion(ctx, o); err != nil || v != want {
 			t.Errorf("%s: version %d, %v; want %d", o, v, err, want)
 		}
@@ -92,8 +92,8 @@ func TestOpenUnversionedDataDir(t *testing.T) {
 	if _, err := db.R.Exec(`SELECT last_used_at, revoked_reason FROM claims`); err != nil {
 		t.Errorf("claims after migration: %v", err)
 	}
-	// Step 3 gave objects the code a released row had.
-	if _, err := db.R.Exec(`SELECT released_code FROM objects`); err != nil {
+	// Step 3 gave objects the code a released row had, step 4 their network.
+	if _, err := db.R.Exec(`SELECT released_code, network FROM objects`); err != nil {
 		t.Errorf("objects after migration: %v", err)
 	}
 	var n int
