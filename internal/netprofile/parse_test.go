@@ -153,11 +153,19 @@ profiles:
 }
 
 // TestParseExample reads the example in testdata, which docs/NETWORKS.md
-// shows.
+// shows (checked here, so that the document cannot drift from it).
 func TestParseExample(t *testing.T) {
 	data, err := os.ReadFile("testdata/profiles.yaml")
 	if err != nil {
 		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../docs/NETWORKS.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, example, _ := strings.Cut(string(data), "\n") // less its first comment line
+	if !strings.Contains(string(doc), "```yaml\n"+example+"```") {
+		t.Error("docs/NETWORKS.md does not show testdata/profiles.yaml as it is")
 	}
 	ps, err := Parse(data)
 	if err != nil {
