@@ -1,5 +1,5 @@
 // Package cli implements the wanwu command line: the roles (hub now; edge
-// later) and the tools (ctl, verify, version; sim, bench and demo later).
+// later) and the tools (demo, sim, ctl, verify, bench, version).
 //
 // Each subcommand has its own flag set. A flag that belongs to another
 // subcommand is refused with a message naming where it applies, the way
@@ -34,9 +34,9 @@ func commands() []command {
 		{name: "verify", summary: "verify credentials and the audit log offline", run: runVerify},
 		{name: "version", summary: "print the version, commit and Go version of this binary", run: runVersion},
 		{name: "edge", summary: "run an edge node beside machines", planned: true},
-		{name: "sim", summary: "simulate devices over real protocols", planned: true},
+		{name: "sim", summary: "a fleet of simulated devices on real protocols, through link profiles, against a hub", run: runSim},
 		{name: "bench", summary: "load generator, side by side with peers", run: runBench},
-		{name: "demo", summary: "hub, edge and simulated devices in one process", planned: true},
+		{name: "demo", summary: "the main job in one command: a hub and a living plant and city of simulated devices", run: runDemo},
 	}
 }
 

@@ -79,21 +79,27 @@ func splitList(s string) []string {
 
 // loadHubConfig applies defaults, then the file, then the flags that were set.
 func loadHubConfig(e *env, args []string) (config.Hub, bool, error) {
+	return loadConfig(e, args, config.DefaultHub, hubFlags)
+}
+
+// loadConfig is loadHubConfig for a command with its own defaults and flag
+// set (the demo's: the hub's flags and more).
+func loadConfig(e *env, args []string, defaults func() config.Hub, flags func(*config.Hub, *string, *bool) *flag.FlagSet) (config.Hub, bool, error) {
 	var configFile string
 	var printConfig bool
 	// First pass: find --config without letting defaults override the file.
-	probe := config.DefaultHub()
-	if err := parse(e, hubFlags(&probe, &configFile, &printConfig), args); err != nil {
+	probe := defaults()
+	if err := parse(e, flags(&probe, &configFile, &printConfig), args); err != nil {
 		return config.Hub{}, false, err
 	}
-	cfg := config.DefaultHub()
+	cfg := defaults()
 	if configFile != "" {
 		if err := cfg.LoadFile(configFile); err != nil {
 			return config.Hub{}, false, err
 		}
 	}
 	// Second pass on top of the file: only flags given on the command line change it.
-	fs := hubFlags(&cfg, new(string), new(bool))
+	fs := flags(&cfg, new(string), new(bool))
 	if err := parse(e, fs, args); err != nil {
 		return config.Hub{}, false, err
 	}

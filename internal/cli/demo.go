@@ -1,0 +1,289 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/coap"
+	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/hub"
+	"github.com/wanwu-iot/wanwu/internal/hubclient"
+	"github.com/wanwu-iot/wanwu/internal/mqtt"
+	"github.com/wanwu-iot/wanwu/internal/scenario"
+	"github.com/wanwu-iot/wanwu/internal/sim"
+)
+
+// DemoDataDir is where `wanwu demo` keeps its hub's data unless told
+// otherwise; a second run reuses it.
+const DemoDataDir = "wanwu-demo"
+
+// demoFlags are the hub's flags plus the fleet's.
+func demoFlags(f *simFlags) func(cfg *config.Hub, configFile *string, printConfig *bool) *flag.FlagSet {
+	return func(cfg *config.Hub, configFile *string, printConfig *bool) *flag.FlagSet {
+		fs := hubFlags(cfg, configFile, printConfig)
+		f.bind(fs)
+		return fs
+	}
+}
+
+func demoDefaults() config.Hub {
+	c := config.DefaultHub()
+	c.DataDir = DemoDataDir
+	c.Log.Level = "info"
+	return c
+}
+
+func init() {
+	register("demo", demoFlags(&simFlags{})(new(config.Hub), new(string), new(bool)))
+}
+
+// runDemo is the main job in one command: a hub on embedded defaults, the
+// scenario's models and devices registered, a mixed fleet on every network
+// profile, a live status, and the commands to explore further.
+func runDemo(e *env, args []string) error {
+	var f simFlags
+	cfg, printConfig, err := loadConfig(e, args, demoDefaults, demoFlags(&f))
+	if err != nil {
+		return err
+	}
+	if printConfig {
+		out, err := cfg.YAML()
+		if err != nil {
+			return err
+		}
+		_, err = e.stdout.Write(out)
+		return err
+	}
+	sc, err := f.load()
+	if err != nil {
+		return err
+	}
+	sources, err := f.sourceList()
+	if err != nil {
+		return usagef("--source-addrs: %v", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	// The hub's log goes to a file: the terminal shows the fleet.
+	logPath := filepath.Join(cfg.DataDir, "demo.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	log := newLogger(&env{stdout: logFile, stderr: logFile}, cfg.Log.Level, cfg.Log.Format)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fmt.Fprintf(e.stdout, "wanwu demo: starting a hub in %s (log: %s) …\n", cfg.DataDir, logPath)
+	h := hub.New(hub.Options{Config: cfg, Logger: log, Version: currentBuild().Version})
+	if err := h.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := h.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintf(e.stderr, "wanwu demo: hub shutdown: %v\n", err)
+		}
+	}()
+	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, hub.AdminTokenFile))
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	token := strings.TrimSpace(string(tok))
+	mqttAddr, coapAddr := h.MQTT().Addr(mqtt.ListenerTLS), coapAddr(h, coap.ListenerDTLS)
+	if mqttAddr == "" || coapAddr == "" {
+		return usagef("the demo needs MQTT over TLS and CoAP over DTLS (--mqtt.tls-listen, --coap.dtls-listen)")
+	}
+	s, err := sim.New(sim.Options{Hub: h.URL(), Token: token, MQTT: "mqtts://" + mqttAddr, CoAP: "coaps://" + coapAddr,
+		Scenario: sc, Seed: f.seed, StateFile: filepath.Join(cfg.DataDir, "sim-identities.json"),
+		NoEmulation: f.noEmulation, Sources: sources, Logger: log.With("component", "sim"),
+		Progress: func(line string) { fmt.Fprintln(e.stdout, "  "+line) }})
+	if err != nil {
+		return err
+	}
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	printDemoTour(e, h, cfg.DataDir, sc)
+	hc := hubclient.New(h.URL(), token)
+	octx, ocancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); operate(octx, hc, sc, log) }()
+	err = watch(ctx, e, s, &f, func(ctx context.Context) any { return hubView(ctx, hc, sc) })
+	ocancel()
+	wg.Wait()
+	return err
+}
+
+// printDemoTour says what runs and how to look at it.
+func printDemoTour(e *env, h *hub.Hub, dataDir string, sc *scenario.Scenario) {
+	dd := ""
+	if dataDir != config.DefaultHub().DataDir {
+		dd = " --data-dir " + shellQuote(dataDir)
+	}
+	prog := invocation(os.Args[0])
+	first := func(kind string) string {
+		for _, c := range sc.Classes {
+			if c.Kind == kind {
+				return sc.Tenant + ":" + c.DeviceID(0)
+			}
+		}
+		return sc.Tenant + ":" + sc.Classes[0].DeviceID(0)
+	}
+	cnc := first("cnc")
+	fmt.Fprintf(e.stdout, `
+The hub runs at %s; Prometheus API for Grafana: %[1]s/prometheus
+MQTT (TLS) %s, CoAP (DTLS) %s. Explore in another terminal, in this directory:
+  %[4]s ctl presence list --tenant %[5]s%[6]s
+  %[4]s ctl object show %[7]s%[6]s
+  %[4]s ctl telemetry latest %[7]s%[6]s
+  %[4]s ctl command list %[7]s%[6]s
+  curl -s -H "Authorization: Bearer $(cat %[8]s)" '%[1]s/prometheus/api/v1/query?query=count+by+(__name__)({tenant="%[5]s"})'
+Stop with Ctrl-C; running the demo again reuses %[9]s.
+
+`, h.URL(), h.MQTT().Addr(mqtt.ListenerTLS), coapAddr(h, coap.ListenerDTLS), prog, sc.Tenant, dd, cnc,
+		filepath.Join(dataDir, hub.AdminTokenFile), dataDir)
+}
+
+// hubView is what the hub itself says at the end of a demo, per class:
+// its devices online (presence) and those whose data is queryable (series
+// in the TSDB, through the Prometheus API a dashboard would use).
+func hubView(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario) any {
+	type classView struct {
+		Network   string `json:"network"`
+		Devices   int    `json:"devices"`
+		Online    int    `json:"online"`
+		Queryable int    `json:"queryable"`
+	}
+	out := map[string]*classView{}
+	for _, c := range sc.Classes {
+		out[c.Name] = &classView{Network: c.Network, Devices: c.Count}
+	}
+	var pres struct {
+		Presence []struct {
+			Code   string `json:"code"`
+			Online bool   `json:"online"`
+		} `json:"presence"`
+	}
+	if b, _, err := hc.Do(ctx, "GET", "/api/v1/presence?online=true&limit=1000&tenant="+url.QueryEscape(sc.Tenant), nil, ""); err == nil {
+		_ = json.Unmarshal(b, &pres)
+	}
+	for _, p := range pres.Presence {
+		_, local, _ := strings.Cut(p.Code, ":")
+		if i := strings.LastIndex(local, "-"); i > 0 && p.Online {
+			if v := out[local[:i]]; v != nil {
+				v.Online++
+			}
+		}
+	}
+	for _, c := range sc.Classes {
+		q := fmt.Sprintf(`count(count by (device) (last_over_time({tenant=%q, device=~%q}[1h])))`, sc.Tenant, regexp.QuoteMeta(sc.Tenant+":"+c.Name+"-")+"[0-9]+")
+		var res struct {
+			Data struct {
+				Result []struct {
+					Value [2]any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if b, _, err := hc.Do(ctx, "GET", "/prometheus/api/v1/query?query="+url.QueryEscape(q), nil, ""); err == nil {
+			_ = json.Unmarshal(b, &res)
+		}
+		if len(res.Data.Result) == 1 {
+			if v, ok := res.Data.Result[0].Value[1].(string); ok {
+				fmt.Sscan(v, &out[c.Name].Queryable)
+			}
+		}
+	}
+	return map[string]any{"classes": out}
+}
+
+// operate plays the operator: a few minutes into the demo it changes what
+// the fleet does, through the hub's API, so that commands and twins show
+// (lower a chattering spindle's feed, move a chiller's setpoint, close a
+// leaking meter's valve: the meter asleep, the command waits for it).
+func operate(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario, log *slog.Logger) {
+	steps := operatorSteps(sc)
+	for _, st := range steps {
+		select {
+		case <-time.After(time.Until(st.at)):
+		case <-ctx.Done():
+			return
+		}
+		if _, _, err := hc.Do(ctx, st.method, st.path, strings.NewReader(st.body), "application/json"); err != nil && ctx.Err() == nil {
+			log.Warn("demo operator step failed", "step", st.what, "err", err)
+		}
+	}
+}
+
+type operatorStep struct {
+	at                 time.Time
+	what               string
+	method, path, body string
+}
+
+// operatorSteps are the demo operator's actions, by the kinds the scenario
+// has: a chiller setpoint (desired state), a lower feed on each CNC line's
+// first spindle (a command, which lowers chatter), a water meter's valve
+// (a command that waits for the sleeping meter), a raw vibration capture;
+// then, every half minute, one more feed change and setpoint change.
+func operatorSteps(sc *scenario.Scenario) []operatorStep {
+	start := time.Now()
+	var steps []operatorStep
+	add := func(after time.Duration, what, method, code, path, body string) {
+		steps = append(steps, operatorStep{at: start.Add(after), what: what, method: method,
+			path: "/api/v1/objects/" + url.PathEscape(code) + path, body: body})
+	}
+	command := func(after time.Duration, code, action, args string) {
+		add(after, action+" "+code, "POST", code, "/commands", fmt.Sprintf(`{"action":%q,"args":%s}`, action, args))
+	}
+	byKind := map[string][]*scenario.Class{}
+	for i := range sc.Classes {
+		c := &sc.Classes[i]
+		byKind[c.Kind] = append(byKind[c.Kind], c)
+	}
+	code := func(c *scenario.Class, i int) string { return sc.Tenant + ":" + c.DeviceID(i%c.Count) }
+	for _, c := range byKind[scenario.KindChiller] {
+		add(15*time.Second, "setpoint "+code(c, 0), "PATCH", code(c, 0), "/twin/desired", `{"setpoint":5.5}`)
+	}
+	for _, c := range byKind[scenario.KindCNC] {
+		command(20*time.Second, code(c, 0), "setFeedRate", `{"feedRate":70}`)
+	}
+	for _, c := range byKind[scenario.KindWaterMeter] {
+		command(25*time.Second, code(c, 0), "closeValve", `{}`)
+		break
+	}
+	for _, c := range byKind[scenario.KindCNC] {
+		command(40*time.Second, code(c, 1), "captureRaw", `{}`)
+		break
+	}
+	cncs, chillers := byKind[scenario.KindCNC], byKind[scenario.KindChiller]
+	for i := 1; i <= 120; i++ { // an hour of it
+		at := 40*time.Second + time.Duration(i)*30*time.Second
+		if len(cncs) > 0 {
+			c := cncs[i%len(cncs)]
+			command(at, code(c, i), "setFeedRate", fmt.Sprintf(`{"feedRate":%d}`, 60+(i*17)%50))
+		}
+		if len(chillers) > 0 {
+			c := chillers[i%len(chillers)]
+			add(at, "setpoint "+code(c, i), "PATCH", code(c, i), "/twin/desired", fmt.Sprintf(`{"setpoint":%.1f}`, 5+float64(i%6)*0.5))
+		}
+	}
+	return steps
+}

@@ -1,0 +1,211 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/device"
+	"github.com/wanwu-iot/wanwu/internal/hubclient"
+	"github.com/wanwu-iot/wanwu/internal/keys"
+)
+
+// member is one simulated device as the hub registered it.
+type member struct {
+	Code    string
+	Model   string
+	Network string
+	Class   string
+}
+
+// savedIdentity is an identity in the state file: the SDK's identity
+// document and the private key, PEM.
+type savedIdentity struct {
+	Identity *device.Identity `json:"identity"`
+	Key      string           `json:"key"`
+}
+
+// state is the state file: the identities the hub issued, for the hub whose
+// device CA it names.
+type state struct {
+	CA         string                   `json:"ca_sha256"`
+	Identities map[string]savedIdentity `json:"identities"`
+	Modified   time.Time                `json:"modified"`
+}
+
+// provision makes sure the hub has the scenario's tenant, thing models and
+// devices, and returns each device's identity. Identities are cached in
+// stateFile; a device the hub has but whose identity is not cached gets a
+// new hub-generated key (rotation), and a device it lacks is registered
+// through the bulk import (one request per 1,000 devices).
+func provision(ctx context.Context, h *hubclient.Client, tenant string, models map[string][]byte, members []member, stateFile string, progress func(string)) (map[string]*device.Identity, error) {
+	caPEM, _, err := h.Do(ctx, "GET", "/api/v1/ca.pem", nil, "")
+	if err != nil {
+		return nil, fmt.Errorf("sim: provision: %w", err)
+	}
+	sum := sha256.Sum256(caPEM)
+	st := state{CA: hex.EncodeToString(sum[:]), Identities: map[string]savedIdentity{}}
+	if stateFile != "" {
+		if b, err := os.ReadFile(stateFile); err == nil {
+			var old state
+			if err := json.Unmarshal(b, &old); err != nil {
+				return nil, fmt.Errorf("sim: state file %s: %w", stateFile, err)
+			}
+			if old.CA == st.CA && old.Identities != nil {
+				st.Identities = old.Identities
+			} else {
+				progress(fmt.Sprintf("state file %s is for another hub; provisioning anew", stateFile))
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("sim: state file: %w", err)
+		}
+	}
+
+	body, _ := json.Marshal(map[string]string{"name": tenant, "title": "simulated devices"})
+	if _, status, err := h.Do(ctx, "POST", "/api/v1/tenants", bytes.NewReader(body), "application/json"); err != nil && status != http.StatusConflict {
+		return nil, fmt.Errorf("sim: provision: create tenant %s: %w", tenant, err)
+	}
+	for name, doc := range models {
+		if _, _, err := h.Do(ctx, "POST", "/api/v1/models", bytes.NewReader(doc), "application/json"); err != nil {
+			return nil, fmt.Errorf("sim: provision: model %s: %w", name, err)
+		}
+	}
+
+	var missing []member
+	for _, m := range members {
+		if _, ok := st.Identities[m.Code]; !ok {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) > 0 {
+		progress(fmt.Sprintf("registering %d devices in tenant %s", len(missing), tenant))
+	}
+	const batch = 1000
+	for start := 0; start < len(missing); start += batch {
+		rows := missing[start:min(start+batch, len(missing))]
+		var csv strings.Builder
+		csv.WriteString("code,kind,key_alg,model,network,tags\n")
+		for _, m := range rows {
+			fmt.Fprintf(&csv, "%s,device,p256,%s,%s,class=%s\n", m.Code, m.Model, m.Network, m.Class)
+		}
+		out, _, err := h.Do(ctx, "POST", "/api/v1/objects/import", strings.NewReader(csv.String()), "text/csv")
+		if err != nil {
+			return nil, fmt.Errorf("sim: provision: import: %w", err)
+		}
+		var res struct {
+			Rows []struct {
+				Code         string           `json:"code"`
+				Result       string           `json:"result"`
+				Reason       string           `json:"reason"`
+				Registration *json.RawMessage `json:"registration"`
+			} `json:"rows"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil {
+			return nil, fmt.Errorf("sim: provision: import answer: %w", err)
+		}
+		for _, r := range res.Rows {
+			reg := r.Registration
+			if reg == nil && r.Result == "unchanged" {
+				// Registered earlier, identity not cached: a new key.
+				raw, _, err := h.Do(ctx, "POST", "/api/v1/objects/"+url.PathEscape(r.Code)+"/rotate",
+					strings.NewReader(`{"revoke_old_now":true,"key_alg":"p256"}`), "application/json")
+				if err != nil {
+					return nil, fmt.Errorf("sim: provision: %s exists and its identity is not in the state file; rotating its key: %w", r.Code, err)
+				}
+				m := json.RawMessage(raw)
+				reg = &m
+			}
+			if reg == nil {
+				return nil, fmt.Errorf("sim: provision: %s: %s %s", r.Code, r.Result, r.Reason)
+			}
+			saved, err := identityOf(*reg, r.Code, string(caPEM))
+			if err != nil {
+				return nil, fmt.Errorf("sim: provision: %s: %w", r.Code, err)
+			}
+			st.Identities[r.Code] = saved
+		}
+		if err := saveState(stateFile, &st); err != nil {
+			return nil, err
+		}
+		progress(fmt.Sprintf("registered %d/%d", min(start+batch, len(missing)), len(missing)))
+	}
+
+	ids := make(map[string]*device.Identity, len(members))
+	for _, m := range members {
+		s := st.Identities[m.Code]
+		k, err := keys.ParsePrivateKeyPEM([]byte(s.Key))
+		if err != nil || s.Identity == nil {
+			return nil, fmt.Errorf("sim: state file: identity of %s: %v", m.Code, err)
+		}
+		id := *s.Identity
+		id.Key = k
+		ids[m.Code] = &id
+	}
+	return ids, nil
+}
+
+// identityOf reads a registration (import row or rotation answer).
+func identityOf(raw json.RawMessage, code, caPEM string) (savedIdentity, error) {
+	var reg struct {
+		Object struct {
+			Code   string `json:"code"`
+			Number string `json:"number"`
+			DID    string `json:"did"`
+		} `json:"object"`
+		Certificate   string `json:"certificate"`
+		CACertificate string `json:"ca_certificate"`
+		Credential    string `json:"credential"`
+		PrivateKey    string `json:"private_key"`
+	}
+	if err := json.Unmarshal(raw, &reg); err != nil {
+		return savedIdentity{}, err
+	}
+	if reg.PrivateKey == "" || reg.Certificate == "" {
+		return savedIdentity{}, errors.New("the hub returned no key or certificate")
+	}
+	if reg.CACertificate == "" {
+		reg.CACertificate = caPEM
+	}
+	if reg.Object.Code == "" {
+		reg.Object.Code = code
+	}
+	return savedIdentity{
+		Identity: &device.Identity{Code: reg.Object.Code, Number: reg.Object.Number, DID: reg.Object.DID,
+			Certificate: reg.Certificate, CACertificate: reg.CACertificate, Credential: reg.Credential},
+		Key: reg.PrivateKey,
+	}, nil
+}
+
+// saveState writes the state file (mode 0600: it holds private keys)
+// through a temporary file and a rename.
+func saveState(path string, st *state) error {
+	if path == "" {
+		return nil
+	}
+	st.Modified = time.Now().UTC()
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("sim: state file: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("sim: state file: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("sim: state file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("sim: state file: %w", err)
+	}
+	return nil
+}

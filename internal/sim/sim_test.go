@@ -1,0 +1,207 @@
+package sim_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/coap"
+	"github.com/wanwu-iot/wanwu/internal/hubtest"
+	"github.com/wanwu-iot/wanwu/internal/mqtt"
+	"github.com/wanwu-iot/wanwu/internal/netprofile"
+	"github.com/wanwu-iot/wanwu/internal/scenario"
+	"github.com/wanwu-iot/wanwu/internal/sim"
+)
+
+// start runs a fleet of the scenario against h, stopped with the test.
+func start(t *testing.T, h *hubtest.Hub, yaml string, mutate ...func(*sim.Options)) *sim.Sim {
+	t.Helper()
+	sc, err := scenario.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := sim.Options{Hub: h.URL, Token: h.AdminToken, Scenario: sc,
+		MQTT: "mqtts://" + h.MQTT().Addr(mqtt.ListenerTLS), CoAP: "coaps://" + h.CoAP().Addr(coap.ListenerDTLS),
+		StateFile: t.TempDir() + "/ids.json", Ramp: 200 * time.Millisecond}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	s, err := sim.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+func eventually(t *testing.T, within time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func class(st sim.Stats, name string) sim.ClassStats {
+	for _, c := range st.Classes {
+		if c.Class == name {
+			return c
+		}
+	}
+	return sim.ClassStats{}
+}
+
+// fleetYAML has one class on every network profile.
+const fleetYAML = `
+name: every-network
+seed: 7
+classes:
+  - {name: meter, kind: water-meter, count: 2, network: nb-iot, interval: 5s}
+  - {name: flood, kind: flood, count: 2, network: lte-cat1, interval: 2s}
+  - {name: cam, kind: cnc, count: 1, network: 5g-redcap, interval: 2s}
+  - {name: chiller, kind: chiller, count: 2, network: wlan, interval: 2s}
+  - {name: cnc, kind: cnc, count: 2, network: ethernet, interval: 2s}
+`
+
+// TestFleetOnEveryNetwork: devices of every link profile come online
+// through their emulated links, over MQTT/TLS and CoAP/DTLS, their data
+// becomes queryable at the hub, and each network's bytes on the air are
+// counted.
+func TestFleetOnEveryNetwork(t *testing.T) {
+	h := hubtest.Start(t)
+	s := start(t, h, fleetYAML)
+	eventually(t, 90*time.Second, "every class online and reporting", func() error {
+		st := s.Stats()
+		for _, c := range st.Classes {
+			if c.Online < int64(c.Devices) || c.Messages < int64(c.Devices) {
+				return fmt.Errorf("%s (%s): %d/%d online, %d messages, reasons %v, last error %q", c.Class, c.Network, c.Online, c.Devices, c.Messages, c.Reasons, c.LastErr)
+			}
+		}
+		return nil
+	})
+	st := s.Stats()
+	if len(st.Networks) != len(netprofile.Names()) {
+		t.Errorf("networks %+v, want all of %v", st.Networks, netprofile.Names())
+	}
+	for _, n := range st.Networks {
+		if n.BytesUp == 0 || n.BytesDown == 0 {
+			t.Errorf("%s: %d bytes up, %d down on the air", n.Network, n.BytesUp, n.BytesDown)
+		}
+	}
+	for _, c := range st.Classes {
+		code := "demo:" + c.Class + "-000"
+		var latest struct{ Values map[string]any }
+		eventually(t, 10*time.Second, code+" queryable", func() error {
+			h.MustAdmin(200, "GET", "/api/v1/telemetry/"+code+"/latest", nil).JSON(t, &latest)
+			if len(latest.Values) == 0 {
+				return fmt.Errorf("no values")
+			}
+			return nil
+		})
+		var obj struct{ Network string }
+		h.MustAdmin(200, "GET", "/api/v1/objects/"+code, nil).JSON(t, &obj)
+		if obj.Network != c.Network {
+			t.Errorf("%s registered with network %q, want %q", code, obj.Network, c.Network)
+		}
+	}
+	if st.Refused != 0 {
+		t.Errorf("%d messages refused: %+v", st.Refused, st.Classes)
+	}
+}
+
+// TestRefusedClassGoesOn: when the hub refuses one class's devices (here:
+// revoked), the fleet says why for that class and the others go on.
+func TestRefusedClassGoesOn(t *testing.T) {
+	h := hubtest.Start(t)
+	s := start(t, h, `
+name: two
+classes:
+  - {name: good, kind: chiller, count: 2, network: ethernet, interval: 1s}
+  - {name: bad, kind: chiller, count: 2, network: ethernet, interval: 1s}
+`)
+	eventually(t, 60*time.Second, "both online", func() error {
+		if st := s.Stats(); st.Online < 4 {
+			return fmt.Errorf("%d online", st.Online)
+		}
+		return nil
+	})
+	for _, code := range []string{"demo:bad-000", "demo:bad-001"} {
+		h.MustWanwu("ctl", "object", "revoke", code, "--reason", "test")
+	}
+	eventually(t, 60*time.Second, "the bad class refused, with a reason", func() error {
+		bad := class(s.Stats(), "bad")
+		if bad.Online != 0 || len(bad.Reasons) == 0 || bad.LastErr == "" {
+			return fmt.Errorf("bad: %+v", bad)
+		}
+		return nil
+	})
+	before := class(s.Stats(), "good").Messages
+	eventually(t, 30*time.Second, "the good class goes on", func() error {
+		if good := class(s.Stats(), "good"); good.Messages < before+4 || good.Online != 2 {
+			return fmt.Errorf("good: %+v (had %d messages)", good, before)
+		}
+		return nil
+	})
+}
+
+// TestPSMCommandWaitsForWake: a command for a sleeping NB-IoT meter stays
+// queued at the hub, with its expected delivery, and reaches the meter only
+// after it wakes for its next report.
+func TestPSMCommandWaitsForWake(t *testing.T) {
+	h := hubtest.Start(t, func(c *config.Hub) {})
+	s := start(t, h, `
+name: psm
+classes:
+  - {name: meter, kind: water-meter, count: 1, network: nb-iot, interval: 20s}
+`)
+	eventually(t, 60*time.Second, "the meter's first report", func() error {
+		if m := class(s.Stats(), "meter"); m.Messages < 1 {
+			return fmt.Errorf("%+v", m)
+		}
+		return nil
+	})
+	first := time.Now()
+	// The meter stays reachable for the active timer after its report,
+	// then sleeps until the next one.
+	p, _ := netprofile.Lookup(netprofile.NBIoT)
+	time.Sleep(p.Sleep.ActiveTimer + 2*time.Second)
+	out := h.MustWanwu("ctl", "command", "send", "demo:meter-000", "closeValve", "--id", "psm-1")
+	if !strings.Contains(out, "queued") {
+		t.Fatalf("command: %s", out)
+	}
+	got := h.MustWanwu("ctl", "command", "get", "psm-1")
+	if !strings.Contains(got, `"status": "queued"`) || !strings.Contains(got, "expected_delivery_at") || !strings.Contains(got, `"attempts": 0`) {
+		t.Errorf("while the meter sleeps: %s", got)
+	}
+	eventually(t, 60*time.Second, "the command carried out after the meter woke", func() error {
+		got := h.MustWanwu("ctl", "command", "get", "psm-1")
+		if !strings.Contains(got, `"status": "succeeded"`) {
+			return fmt.Errorf("%s", got)
+		}
+		return nil
+	})
+	if m := class(s.Stats(), "meter"); m.Messages < 2 || time.Since(first) < 15*time.Second {
+		t.Errorf("carried out before the meter's next report: %+v after %v", m, time.Since(first))
+	}
+}
