@@ -117,6 +117,8 @@ type transport interface {
 	// poll asks the hub for the twin's delta and the next command (CoAP's
 	// queue mode); over MQTT the hub sends them by itself.
 	poll(ctx context.Context) error
+	// lastExchange is when the hub last answered (CoAP; zero over MQTT).
+	lastExchange() time.Time
 }
 
 // msgKind is what a message is: telemetry, reported state, a command
@@ -462,6 +464,11 @@ func (c *Client) OnCommand(f func(ctx context.Context, cmd Command) Result) erro
 // polls by itself after sending. Over MQTT it does nothing: the hub sends
 // them as they come.
 func (c *Client) Poll(ctx context.Context) error { return c.tr.poll(ctx) }
+
+// LastExchange is when the hub last answered a request of this client over
+// CoAP: a device that sleeps (PSM) stays reachable for its active timer
+// after it, and then may sleep. Zero over MQTT, whose connection stays open.
+func (c *Client) LastExchange() time.Time { return c.tr.lastExchange() }
 
 // WaitConnected waits until the client has a connection to the hub, or ctx
 // ends. Over CoAP (connectionless) it returns at once.

@@ -253,6 +253,9 @@ func (t *coapTransport) request(ctx context.Context, method codes.Code, path str
 		return 0, nil, fmt.Errorf("coap: %v %s: %w", method, path, err)
 	}
 	defer cc.ReleaseMessage(resp)
+	t.mu.Lock()
+	t.used = time.Now()
+	t.mu.Unlock()
 	var body []byte
 	if resp.Body() != nil {
 		body, _ = resp.ReadBody()
@@ -265,6 +268,13 @@ func (t *coapTransport) request(ctx context.Context, method codes.Code, path str
 		t.mu.Unlock()
 	}
 	return resp.Code(), body, nil
+}
+
+// lastExchange is when the latest answer came.
+func (t *coapTransport) lastExchange() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.used
 }
 
 // subscribe does nothing: the next poll asks for what the handler takes.

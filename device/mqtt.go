@@ -267,6 +267,9 @@ func (t *mqttTransport) subscribe(what string) {
 	t.resubscribe(pc, topic)
 }
 
+// lastExchange is not kept: an MQTT connection is always open.
+func (t *mqttTransport) lastExchange() time.Time { return time.Time{} }
+
 // poll does nothing: over MQTT the hub sends what waits on its own.
 func (t *mqttTransport) poll(context.Context) error { return nil }
 

@@ -391,7 +391,7 @@ func (s *Sim) run(d *simDevice, delay time.Duration) {
 			d.class.note(failureReason(err), err)
 		}
 		cancel()
-		if psm && !s.awake(d) {
+		if psm && !s.awake(d, c) {
 			return
 		}
 	}
@@ -404,7 +404,7 @@ func (s *Sim) run(d *simDevice, delay time.Duration) {
 				s.publish(d, c, recs)
 			}
 			s.sendEvents(s.ctx, d, c, events)
-			if psm && !s.awake(d) {
+			if psm && !s.awake(d, c) {
 				return
 			}
 		}
@@ -428,11 +428,19 @@ func (s *Sim) run(d *simDevice, delay time.Duration) {
 // awake keeps a PSM device reachable for its profile's active timer after
 // its uplink (the SDK asks for what waits meanwhile), then puts it to sleep
 // unless its next report is due; false when the fleet stops.
-func (s *Sim) awake(d *simDevice) bool {
-	select {
-	case <-time.After(d.profile.Sleep.ActiveTimer):
-	case <-s.ctx.Done():
-		return false
+func (s *Sim) awake(d *simDevice, c *device.Client) bool {
+	// T3324 runs from the device's latest exchange with the network: the
+	// SDK asks for what waits after its report, and carries out commands.
+	for {
+		wait := time.Until(c.LastExchange().Add(d.profile.Sleep.ActiveTimer))
+		if wait <= 0 {
+			break
+		}
+		select {
+		case <-time.After(wait):
+		case <-s.ctx.Done():
+			return false
+		}
 	}
 	d.mu.Lock()
 	next := d.phys.Next()
