@@ -109,9 +109,9 @@ func (t *coapTransport) connLocked(ctx context.Context) (*udpclient.Conn, error)
 	case t.dtls != nil && t.c.opts.ListenPacket != nil:
 		cc, err = t.dialDTLS(ctx)
 	case t.dtls != nil:
-		cc, err = dtls.Dial(t.addr, t.dtls)
+		cc, err = dtls.Dial(t.addr, t.dtls, t.errors())
 	default:
-		cc, err = udp.Dial(t.addr)
+		cc, err = udp.Dial(t.addr, t.errors())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("coap: dial %s: %w", t.addr, err)
@@ -119,6 +119,12 @@ func (t *coapTransport) connLocked(ctx context.Context) (*udpclient.Conn, error)
 	t.conn, t.used = cc, now
 	t.c.connected()
 	return cc, nil
+}
+
+// errors sends go-coap's connection errors to the client's log (go-coap
+// would print them on standard output).
+func (t *coapTransport) errors() options.ErrorsOpt {
+	return options.WithErrors(func(err error) { t.c.log.Debug("coap: connection error", "err", err) })
 }
 
 // dialDTLS shakes hands over the datagram socket Options.ListenPacket
@@ -145,7 +151,7 @@ func (t *coapTransport) dialDTLS(ctx context.Context) (*udpclient.Conn, error) {
 		_ = pc.Close()
 		return nil, err
 	}
-	return dtls.Client(dc, options.WithCloseSocket()), nil
+	return dtls.Client(dc, options.WithCloseSocket(), t.errors()), nil
 }
 
 // drop closes a connection that failed, so the next request dials anew.

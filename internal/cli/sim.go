@@ -174,12 +174,12 @@ func watch(ctx context.Context, e *env, s *sim.Sim, f *simFlags, extra func(ctx 
 		summary["hub"] = extra(cctx)
 		cancel()
 	}
+	summary["sim"] = s.Stats() // before the devices go offline
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.Shutdown(sctx); err != nil {
 		return err
 	}
-	summary["sim"] = s.Stats()
 	if f.summary != "" {
 		b, _ := json.MarshalIndent(summary, "", "  ")
 		if err := os.MkdirAll(filepath.Dir(f.summary), 0o755); err != nil {

@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wanwu-iot/wanwu/internal/netprofile"
+)
+
+// TestDemo runs the README's first command as a script would: a short
+// `wanwu demo --duration` on free ports, then reads its summary. Devices of
+// every network profile came online, messages were acknowledged and none
+// refused, the operator's commands were carried out, and the hub itself has
+// every class's devices online and their data queryable. A second run on
+// the same data directory reuses it (no device registered again).
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 40-second demo")
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	run := func(duration, summary string) (stdout string, sum demoSummary) {
+		var out, errb bytes.Buffer
+		code := Main([]string{"demo", "--duration", duration, "--summary", summary, "--data-dir", data,
+			"--http.listen", "127.0.0.1:0", "--mqtt.listen", "", "--mqtt.tls-listen", "127.0.0.1:0", "--coap.dtls-listen", "127.0.0.1:0"}, &out, &errb)
+		if code != 0 {
+			t.Fatalf("demo: exit %d\n%s\n%s", code, out.String(), errb.String())
+		}
+		b, err := os.ReadFile(summary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &sum); err != nil {
+			t.Fatalf("summary: %v\n%s", err, b)
+		}
+		return out.String(), sum
+	}
+	out, sum := run("45s", filepath.Join(dir, "summary.json"))
+	for _, want := range []string{"Prometheus API", "ctl presence list", "ctl telemetry latest", "devices online"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the demo's output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(out, "registering") {
+		t.Errorf("the first run registered no devices:\n%s", out)
+	}
+	seen := map[string]bool{}
+	for _, n := range sum.Sim.Networks {
+		seen[n.Network] = true
+		if n.Online == 0 || n.Messages == 0 || n.BytesUp == 0 || n.BytesDown == 0 {
+			t.Errorf("network %s: %+v", n.Network, n)
+		}
+	}
+	for _, name := range netprofile.Names() {
+		if !seen[name] {
+			t.Errorf("no devices on %s: %+v", name, sum.Sim.Networks)
+		}
+	}
+	if sum.Sim.Refused != 0 {
+		t.Errorf("%d messages refused: %+v", sum.Sim.Refused, sum.Sim.Classes)
+	}
+	if sum.Sim.Commands == 0 {
+		t.Errorf("no command carried out: %+v", sum.Sim.Classes)
+	}
+	for name, c := range sum.Hub.Classes {
+		if c.Online == 0 || c.Queryable == 0 {
+			t.Errorf("class %s at the hub: %+v", name, c)
+		}
+	}
+	out, _ = run("5s", filepath.Join(dir, "again.json"))
+	if strings.Contains(out, "registering") {
+		t.Errorf("the second run registered devices again:\n%s", out)
+	}
+}
+
+type demoSummary struct {
+	Sim struct {
+		Refused, Commands int64
+		Networks          []struct {
+			Network          string
+			Online, Messages int64
+			BytesUp          int64 `json:"bytes_up"`
+			BytesDown        int64 `json:"bytes_down"`
+		}
+		Classes []map[string]any
+	}
+	Hub struct {
+		Classes map[string]struct{ Online, Queryable int }
+	}
+}
