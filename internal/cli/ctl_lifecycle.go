@@ -77,11 +77,10 @@ func ctlObjectUpdate(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) e
 		if *asJSON {
 			return printJSON(e.stdout, out)
 		}
-		model := ""
+		model, network := "none", "none"
 		if m, ok := out["model"].(map[string]any); ok {
 			model = fmt.Sprintf("%v@%v", m["id"], m["version"])
 		}
-		network := "none"
 		if n, ok := out["network"].(string); ok && n != "" {
 			network = n
 		}

@@ -9,9 +9,11 @@
 // What is counted is what the hub reads from and writes to the device's
 // connection or datagrams: MQTT packets with the TLS records around them
 // (handshakes included), CoAP datagrams over plain UDP, CoAP messages over
-// DTLS. IP, TCP and UDP headers, retransmissions below TCP and the radio's
-// own overhead are not visible to the hub and not counted, so a carrier's
-// bill is higher. An adapter gives every connection (or DTLS session, or
+// DTLS with the overhead of their records (header, explicit nonce, tag; not
+// the handshake, which the DTLS library does not let the hub see). IP, TCP
+// and UDP headers, retransmissions below TCP and the radio's own overhead
+// are not visible to the hub and not counted, so a carrier's bill is
+// higher. HTTP ingest is not counted. An adapter gives every connection (or DTLS session, or
 // plain-UDP endpoint) a Meter, counts into it with an atomic add per read
 // or write, and hands it to the Accountant once it knows the device
 // (Attribute) and back when the connection ends (Release). The hot path
