@@ -38,6 +38,12 @@ type Options struct {
 	// ListenPacket opens the datagram socket for CoAP over DTLS (default: a
 	// UDP socket of its own); plain coap:// always uses its own.
 	ListenPacket func(ctx context.Context) (net.PacketConn, error)
+	// CoAPAckTimeout is CoAP's ACK_TIMEOUT (RFC 7252 §4.8, default 2 s): a
+	// confirmable request not answered within 1 to 1.5 times it is sent
+	// again, up to 4 times, doubling each time. On a link whose round trip
+	// is longer (NB-IoT: seconds) a longer one spares the radio spurious
+	// retransmissions; the DTLS handshake's flights wait half of it.
+	CoAPAckTimeout time.Duration
 	// CoAPSessionIdle: a CoAP connection idle for longer shakes hands
 	// again before its next request, since the hub ends DTLS sessions idle
 	// for its coap.session_idle (default 4 minutes, under the hub's 5).
@@ -172,6 +178,9 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	}
 	if opts.TokenTTL < 0 || opts.TokenTTL > 24*time.Hour {
 		return nil, fmt.Errorf("device: TokenTTL %v must be in (0, 24h]", opts.TokenTTL)
+	}
+	if opts.CoAPAckTimeout <= 0 {
+		opts.CoAPAckTimeout = 2 * time.Second
 	}
 	if opts.CoAPSessionIdle <= 0 {
 		opts.CoAPSessionIdle = 4 * time.Minute

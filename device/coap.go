@@ -62,6 +62,7 @@ func newCoAP(c *Client, u *url.URL) (*coapTransport, error) {
 			ServerName:            host,
 			ExtendedMasterSecret:  piondtls.RequireExtendedMasterSecret,
 			ConnectionIDGenerator: piondtls.OnlySendCIDGenerator(),
+			FlightInterval:        c.opts.CoAPAckTimeout / 2,
 		}
 	default:
 		return nil, fmt.Errorf("device: CoAP endpoint %q: want coap://host:port or coaps://host:port", u)
@@ -109,9 +110,9 @@ func (t *coapTransport) connLocked(ctx context.Context) (*udpclient.Conn, error)
 	case t.dtls != nil && t.c.opts.ListenPacket != nil:
 		cc, err = t.dialDTLS(ctx)
 	case t.dtls != nil:
-		cc, err = dtls.Dial(t.addr, t.dtls, t.errors())
+		cc, err = dtls.Dial(t.addr, t.dtls, t.errors(), t.transmission())
 	default:
-		cc, err = udp.Dial(t.addr, t.errors())
+		cc, err = udp.Dial(t.addr, t.errors(), t.transmission())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("coap: dial %s: %w", t.addr, err)
@@ -125,6 +126,12 @@ func (t *coapTransport) connLocked(ctx context.Context) (*udpclient.Conn, error)
 // would print them on standard output).
 func (t *coapTransport) errors() options.ErrorsOpt {
 	return options.WithErrors(func(err error) { t.c.log.Debug("coap: connection error", "err", err) })
+}
+
+// transmission sets the CoAP ACK_TIMEOUT (RFC 7252 §4.8), keeping NSTART 1
+// and MAX_RETRANSMIT 4.
+func (t *coapTransport) transmission() options.TransmissionOpt {
+	return options.WithTransmission(1, t.c.opts.CoAPAckTimeout, 4)
 }
 
 // dialDTLS shakes hands over the datagram socket Options.ListenPacket
@@ -151,7 +158,7 @@ func (t *coapTransport) dialDTLS(ctx context.Context) (*udpclient.Conn, error) {
 		_ = pc.Close()
 		return nil, err
 	}
-	return dtls.Client(dc, options.WithCloseSocket(), t.errors()), nil
+	return dtls.Client(dc, options.WithCloseSocket(), t.errors(), t.transmission()), nil
 }
 
 // drop closes a connection that failed, so the next request dials anew.

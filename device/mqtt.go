@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/wanwu-iot/wanwu/internal/devtoken"
@@ -116,7 +115,7 @@ func (t *mqttTransport) session(ctx context.Context) (renewed bool, err error) {
 	}
 	pc := paho.NewClient(paho.ClientConfig{
 		ClientID:          id.Code,
-		Conn:              packets.NewThreadSafeConn(conn),
+		Conn:              &packetConn{Conn: conn},
 		PacketTimeout:     30 * time.Second,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){t.received},
 		OnClientError:     func(error) {}, // the session ends; run says so

@@ -53,6 +53,7 @@ func TestCommandLine(t *testing.T) {
 	notYAML := writeConfig(t, "http: [\n")
 	nowhere := "http://" + closedPort(t)
 	noDataDir := filepath.Join(t.TempDir(), "none")
+	badScenario := writeConfig(t, "name: bad\nclasses:\n  - {name: x, kind: cnc, count: 0, network: carrier-pigeon}\n")
 
 	cases := []struct {
 		name string
@@ -69,9 +70,16 @@ func TestCommandLine(t *testing.T) {
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2,
 			stderr: []string{`unknown command "frobnicate"`, "Usage: wanwu <command>"}},
 		{name: "planned edge", args: []string{"edge"}, code: 2, stderr: []string{"wanwu edge: not part of this build yet"}},
-		{name: "planned sim", args: []string{"sim", "--devices", "10"}, code: 2, stderr: []string{"wanwu sim: not part of this build yet"}},
+		{name: "sim against no hub", args: []string{"sim", "--devices", "10", "--hub", nowhere, "--token", "x", "--state", filepath.Join(noDataDir, "sim.json")}, code: 1,
+			stderr: []string{"wanwu sim: sim: provision:", "connection refused"}},
+		{name: "sim unknown scenario", args: []string{"sim", "--scenario", "atlantis"}, code: 2,
+			stderr: []string{"--scenario atlantis: neither a file nor a built-in scenario (city, demo, factory)"}},
+		{name: "sim malformed scenario", args: []string{"sim", "--scenario", badScenario}, code: 1,
+			stderr: []string{"classes[0].count: must be between 1 and 100000", "classes[0].network"}},
 		{name: "bench without a mode", args: []string{"bench"}, code: 2, stderr: []string{"wanwu bench: missing mode"}},
-		{name: "planned demo", args: []string{"demo"}, code: 2, stderr: []string{"wanwu demo: not part of this build yet"}},
+		{name: "demo print-config", args: []string{"demo", "--print-config"}, code: 0, stdout: []string{"data_dir: wanwu-demo\n"}},
+		{name: "demo with a ctl flag", args: []string{"demo", "--token", "x"}, code: 2,
+			stderr: []string{"flag --token does not apply to 'wanwu demo'"}},
 		{name: "version", args: []string{"version"}, code: 0, stdout: []string{"wanwu ", "\ncommit  ", "\ngo      go1."}},
 		{name: "version with an argument", args: []string{"version", "now"}, code: 2, stderr: []string{"unexpected arguments"}},
 		{name: "version with an argument flag", args: []string{"version", "--hub", "x"}, code: 2,
@@ -79,7 +87,7 @@ func TestCommandLine(t *testing.T) {
 
 		// Flags given to the wrong command name the command they belong to.
 		{name: "hub flag to ctl", args: []string{"ctl", "tenant", "list", "--http.listen", ":1"}, code: 2,
-			stderr: []string{"flag --http.listen does not apply to 'wanwu ctl tenant list'", "it belongs to 'wanwu hub'"}},
+			stderr: []string{"flag --http.listen does not apply to 'wanwu ctl tenant list'", "it belongs to 'wanwu demo', 'wanwu hub'"}},
 		{name: "ctl flag to hub", args: []string{"hub", "--hub", "http://x"}, code: 2,
 			stderr: []string{"flag --hub does not apply to 'wanwu hub'", "'wanwu ctl'"}},
 		{name: "hub flag to verify", args: []string{"verify", "log", "--print-config"}, code: 2,

@@ -34,6 +34,7 @@ const DemoDataDir = "wanwu-demo"
 func demoFlags(f *simFlags) func(cfg *config.Hub, configFile *string, printConfig *bool) *flag.FlagSet {
 	return func(cfg *config.Hub, configFile *string, printConfig *bool) *flag.FlagSet {
 		fs := hubFlags(cfg, configFile, printConfig)
+		fs.Init("wanwu demo", flag.ContinueOnError)
 		f.bind(fs)
 		return fs
 	}
@@ -155,11 +156,14 @@ MQTT (TLS) %s, CoAP (DTLS) %s. Explore in another terminal, in this directory:
   %[4]s ctl object show %[7]s%[6]s
   %[4]s ctl telemetry latest %[7]s%[6]s
   %[4]s ctl command list %[7]s%[6]s
+  %[4]s ctl command list %[10]s%[6]s          (a sleeping meter's command waits)
+  %[4]s ctl network usage%[6]s                 (bytes per network today, against the budgets)
+  %[4]s ctl object bytes %[10]s%[6]s
   curl -s -H "Authorization: Bearer $(cat %[8]s)" '%[1]s/prometheus/api/v1/query?query=count+by+(__name__)({tenant="%[5]s"})'
 Stop with Ctrl-C; running the demo again reuses %[9]s.
 
 `, h.URL(), h.MQTT().Addr(mqtt.ListenerTLS), coapAddr(h, coap.ListenerDTLS), prog, sc.Tenant, dd, cnc,
-		filepath.Join(dataDir, hub.AdminTokenFile), dataDir)
+		filepath.Join(dataDir, hub.AdminTokenFile), dataDir, first(scenario.KindWaterMeter))
 }
 
 // hubView is what the hub itself says at the end of a demo, per class:

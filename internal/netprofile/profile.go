@@ -104,6 +104,14 @@ type Sleep struct {
 	EDRXCycle      time.Duration `json:"edrx_cycle" yaml:"edrx_cycle"`
 }
 
+// RoundTrip is the link's typical round trip: twice the base latency and
+// the median jitter. A protocol's retransmission timer should wait a good
+// deal longer (CoAP's ACK_TIMEOUT is 2 s by default; on NB-IoT that fires
+// before most answers arrive).
+func (p Profile) RoundTrip() time.Duration {
+	return 2 * (p.Latency.Base + p.Latency.JitterMedian)
+}
+
 // Sleeps reports whether a device on this link is unreachable at times.
 func (s Sleep) Sleeps() bool { return s.PSM || s.EDRXCycle > 0 }
 

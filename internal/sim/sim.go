@@ -235,6 +235,18 @@ func (s *Sim) Start(ctx context.Context) error {
 	return nil
 }
 
+// Identities are the devices' identities, by code, once Start provisioned
+// them.
+func (s *Sim) Identities() map[string]*device.Identity {
+	out := make(map[string]*device.Identity, len(s.devices))
+	for _, d := range s.devices {
+		if d.id != nil {
+			out[d.code] = d.id
+		}
+	}
+	return out
+}
+
 // Shutdown stops every device and waits for them.
 func (s *Sim) Shutdown(ctx context.Context) error {
 	if s.cancel == nil {
@@ -278,6 +290,11 @@ func (s *Sim) options(d *simDevice) device.Options {
 	}
 	if d.class.protocol == "coap" {
 		o.CoAP = s.opts.CoAP
+		if d.link != nil {
+			// A retransmission timer for the link's round trip, as an
+			// NB-IoT module's CoAP stack is configured.
+			o.CoAPAckTimeout = max(2*time.Second, 2*d.profile.RoundTrip())
+		}
 		o.ListenPacket = func(ctx context.Context) (net.PacketConn, error) {
 			laddr := &net.UDPAddr{IP: local}
 			pc, err := net.ListenUDP("udp", laddr)

@@ -16,7 +16,7 @@ import (
 )
 
 // start runs a fleet of the scenario against h, stopped with the test.
-func start(t *testing.T, h *hubtest.Hub, yaml string, mutate ...func(*sim.Options)) *sim.Sim {
+func start(t testing.TB, h *hubtest.Hub, yaml string, mutate ...func(*sim.Options)) *sim.Sim {
 	t.Helper()
 	sc, err := scenario.Parse([]byte(yaml))
 	if err != nil {
