@@ -53,6 +53,7 @@ func TestCommandLine(t *testing.T) {
 	notYAML := writeConfig(t, "http: [\n")
 	nowhere := "http://" + closedPort(t)
 	noDataDir := filepath.Join(t.TempDir(), "none")
+	badProfiles := writeConfig(t, "profiles:\n  - name: nb-iot\n    base: nb-iot\n    loss: {good: 2}\n")
 	badScenario := writeConfig(t, "name: bad\nclasses:\n  - {name: x, kind: cnc, count: 0, network: carrier-pigeon}\n")
 
 	cases := []struct {
@@ -74,6 +75,8 @@ func TestCommandLine(t *testing.T) {
 			stderr: []string{"wanwu sim: sim: provision:", "connection refused"}},
 		{name: "sim unknown scenario", args: []string{"sim", "--scenario", "atlantis"}, code: 2,
 			stderr: []string{"--scenario atlantis: neither a file nor a built-in scenario (city, demo, factory)"}},
+		{name: "sim malformed profile file", args: []string{"sim", "--profiles", badProfiles}, code: 1,
+			stderr: []string{"profiles[0].loss.good: must be in [0,1]"}},
 		{name: "sim malformed scenario", args: []string{"sim", "--scenario", badScenario}, code: 1,
 			stderr: []string{"classes[0].count: must be between 1 and 100000", "classes[0].network"}},
 		{name: "bench without a mode", args: []string{"bench"}, code: 2, stderr: []string{"wanwu bench: missing mode"}},

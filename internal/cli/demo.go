@@ -76,6 +76,10 @@ func runDemo(e *env, args []string) error {
 	if err != nil {
 		return usagef("--source-addrs: %v", err)
 	}
+	profiles, err := f.profileList()
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
@@ -113,7 +117,7 @@ func runDemo(e *env, args []string) error {
 	}
 	s, err := sim.New(sim.Options{Hub: h.URL(), Token: token, MQTT: "mqtts://" + mqttAddr, CoAP: "coaps://" + coapAddr,
 		Scenario: sc, Seed: f.seed, StateFile: filepath.Join(cfg.DataDir, "sim-identities.json"),
-		NoEmulation: f.noEmulation, Sources: sources, Logger: log.With("component", "sim"),
+		NoEmulation: f.noEmulation, Sources: sources, Profiles: profiles, Logger: log.With("component", "sim"),
 		Progress: func(line string) { fmt.Fprintln(e.stdout, "  "+line) }})
 	if err != nil {
 		return err

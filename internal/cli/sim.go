@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/loadgen"
+	"github.com/wanwu-iot/wanwu/internal/netprofile"
 	"github.com/wanwu-iot/wanwu/internal/scenario"
 	"github.com/wanwu-iot/wanwu/internal/sim"
 )
@@ -23,6 +24,7 @@ import (
 // simFlags are what `wanwu sim` and `wanwu demo` share.
 type simFlags struct {
 	scenario    string
+	profiles    string
 	seed        int64
 	devices     int
 	noEmulation bool
@@ -33,6 +35,7 @@ type simFlags struct {
 
 func (f *simFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.scenario, "scenario", "demo", "a built-in scenario ("+strings.Join(scenario.Builtins(), ", ")+") or a scenario file (YAML)")
+	fs.StringVar(&f.profiles, "profiles", "", "a file of link profiles (YAML) that change the built-in ones' figures for the emulated links")
 	fs.Int64Var(&f.seed, "seed", 0, "seed of the physics and the links (default: the scenario's); the same seed gives the same values")
 	fs.IntVar(&f.devices, "devices", 0, "scale the scenario's classes to about this many devices in all (default: as the scenario says)")
 	fs.BoolVar(&f.noEmulation, "no-emulation", false, "connect without the link profiles (loopback speed, no sleep)")
@@ -70,6 +73,22 @@ func scale(sc *scenario.Scenario, n int) {
 	for i := range sc.Classes {
 		sc.Classes[i].Count = max(1, int(math.Round(float64(sc.Classes[i].Count)*float64(n)/float64(total))))
 	}
+}
+
+// profileList reads --profiles.
+func (f *simFlags) profileList() ([]netprofile.Profile, error) {
+	if f.profiles == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(f.profiles)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := netprofile.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("profiles %s: %w", f.profiles, err)
+	}
+	return ps, nil
 }
 
 func (f *simFlags) sourceList() ([]string, error) {
@@ -112,6 +131,10 @@ func runSim(e *env, args []string) error {
 	if err != nil {
 		return usagef("--source-addrs: %v", err)
 	}
+	profiles, err := f.profileList()
+	if err != nil {
+		return err
+	}
 	c, err := g.connect()
 	if err != nil {
 		return err
@@ -119,7 +142,7 @@ func runSim(e *env, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	s, err := sim.New(sim.Options{Hub: c.Base, Token: c.Token, MQTT: mqttURL, CoAP: coapURL, Scenario: sc, Seed: f.seed,
-		StateFile: state, NoEmulation: f.noEmulation, Sources: sources,
+		StateFile: state, NoEmulation: f.noEmulation, Sources: sources, Profiles: profiles,
 		Progress: func(line string) { fmt.Fprintln(e.stderr, line) }})
 	if err != nil {
 		return err

@@ -48,6 +48,11 @@ type Options struct {
 	StateFile string
 	// NoEmulation connects the devices without their link profiles.
 	NoEmulation bool
+	// Profiles replace built-in profiles of the same name for the links
+	// (a worse coverage, another price): netprofile.Parse reads them from
+	// a file. The hub knows the built-in names only, so a new name is
+	// refused.
+	Profiles []netprofile.Profile
 	// Sources are local addresses the devices' connections start from, in
 	// turn, so that the hub's per-address limits see many addresses. On a
 	// loopback IPv4 hub the default is 127.0.1.1 to 127.0.1.254.
@@ -158,10 +163,23 @@ func New(opts Options) (*Sim, error) {
 	if opts.Seed != 0 {
 		s.seed = opts.Seed
 	}
+	profiles := map[string]netprofile.Profile{}
+	for _, p := range netprofile.All() {
+		profiles[p.Name] = p
+	}
+	for _, p := range opts.Profiles {
+		if _, ok := profiles[p.Name]; !ok {
+			return nil, fmt.Errorf("sim: profile %q: not one of the networks the hub knows (%s); a profile file changes their figures (base: nb-iot, say, with the same name)", p.Name, strings.Join(netprofile.Names(), ", "))
+		}
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("sim: profile %s: %w", p.Name, err)
+		}
+		profiles[p.Name] = p
+	}
 	n := 0
 	for i := range opts.Scenario.Classes {
 		cl := &opts.Scenario.Classes[i]
-		p, ok := netprofile.Lookup(cl.Network)
+		p, ok := profiles[cl.Network]
 		if !ok {
 			return nil, fmt.Errorf("sim: class %s: unknown network %q", cl.Name, cl.Network)
 		}

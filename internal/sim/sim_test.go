@@ -213,3 +213,32 @@ classes:
 		t.Errorf("carried out before the meter's next report: %+v", m)
 	}
 }
+
+// TestNewRefuses: options a fleet cannot run with are refused before
+// anything starts, each with what is wrong.
+func TestNewRefuses(t *testing.T) {
+	sc, err := scenario.Parse([]byte("name: x\nclasses:\n  - {name: m, kind: water-meter, count: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rural, _ := netprofile.Lookup(netprofile.NBIoT)
+	rural.Name = "nb-iot-rural"
+	worse, _ := netprofile.Lookup(netprofile.NBIoT)
+	worse.Loss.Good = 2
+	for _, tc := range []struct {
+		name string
+		opts sim.Options
+		want string
+	}{
+		{"no scenario", sim.Options{Hub: "http://127.0.0.1:1"}, "a scenario is required"},
+		{"hub not a URL", sim.Options{Hub: "127.0.0.1:8080", Scenario: sc}, "want http://host:port"},
+		{"a profile the hub does not know", sim.Options{Hub: "http://127.0.0.1:1", Scenario: sc, Profiles: []netprofile.Profile{rural}}, `profile "nb-iot-rural": not one of the networks the hub knows`},
+		{"an invalid profile", sim.Options{Hub: "http://127.0.0.1:1", Scenario: sc, Profiles: []netprofile.Profile{worse}}, "loss.good"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := sim.New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New: %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
