@@ -23,6 +23,7 @@ import (
 
 // simFlags are what `wanwu sim` and `wanwu demo` share.
 type simFlags struct {
+	claim       bool
 	scenario    string
 	profiles    string
 	seed        int64
@@ -104,6 +105,7 @@ func simFlagSet(f *simFlags, g *ctlGlobals, mqttURL, coapURL, state *string) *fl
 	ctlGlobalFlags(fs, g)
 	fs.StringVar(mqttURL, "mqtt", "", "the hub's MQTT over TLS endpoint (default mqtts://<hub host>:8883)")
 	fs.StringVar(coapURL, "coap", "", "the hub's CoAP over DTLS endpoint (default coaps://<hub host>:5684)")
+	fs.BoolVar(&f.claim, "claim", false, "devices claim their identities with a claim token per class (zero-touch, limited per source address) instead of the bulk import")
 	fs.StringVar(state, "state", "wanwu-sim.json", "file caching the devices' identities between runs (holds private keys; mode 0600)")
 	return fs
 }
@@ -142,7 +144,7 @@ func runSim(e *env, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	s, err := sim.New(sim.Options{Hub: c.Base, Token: c.Token, MQTT: mqttURL, CoAP: coapURL, Scenario: sc, Seed: f.seed,
-		StateFile: state, NoEmulation: f.noEmulation, Sources: sources, Profiles: profiles,
+		StateFile: state, Claim: f.claim, NoEmulation: f.noEmulation, Sources: sources, Profiles: profiles,
 		Progress: func(line string) { fmt.Fprintln(e.stderr, line) }})
 	if err != nil {
 		return err

@@ -5,8 +5,10 @@
 // with physically plausible signals). Each device
 //
 //   - is registered through the hub's bulk import with a hub-generated key,
-//     its thing model, its network profile and a class tag (identities are
-//     cached in a state file, so that a second run reuses them);
+//     its thing model, its network profile and a class tag, or (Claim)
+//     claims its identity itself with a claim token made for its class, with
+//     a key it generates (identities are cached in a state file, so that a
+//     second run reuses them);
 //   - connects over the real protocols with the device SDK: MQTT 5 over TLS
 //     with its client certificate, or CoAP over DTLS for NB-IoT-class
 //     devices, each connection carried through an in-process link emulator

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wanwu-iot/wanwu/device"
@@ -26,6 +28,7 @@ type member struct {
 	Model   string
 	Network string
 	Class   string
+	Source  string // the local address its connections start from ("" any)
 }
 
 // savedIdentity is an identity in the state file: the SDK's identity
@@ -48,7 +51,7 @@ type state struct {
 // stateFile; a device the hub has but whose identity is not cached gets a
 // new hub-generated key (rotation), and a device it lacks is registered
 // through the bulk import (one request per 1,000 devices).
-func provision(ctx context.Context, h *hubclient.Client, tenant string, models map[string][]byte, members []member, stateFile string, progress func(string)) (map[string]*device.Identity, error) {
+func provision(ctx context.Context, h *hubclient.Client, tenant string, models map[string][]byte, members []member, stateFile string, claim bool, progress func(string)) (map[string]*device.Identity, error) {
 	caPEM, _, err := h.Do(ctx, "GET", "/api/v1/ca.pem", nil, "")
 	if err != nil {
 		return nil, fmt.Errorf("sim: provision: %w", err)
@@ -88,7 +91,20 @@ func provision(ctx context.Context, h *hubclient.Client, tenant string, models m
 		}
 	}
 	if len(missing) > 0 {
-		progress(fmt.Sprintf("registering %d devices in tenant %s", len(missing), tenant))
+		how := "through the bulk import"
+		if claim {
+			how = "each claiming its identity with its class's claim token"
+		}
+		progress(fmt.Sprintf("registering %d devices in tenant %s, %s", len(missing), tenant, how))
+	}
+	if claim && len(missing) > 0 {
+		if err := claimAll(ctx, h, tenant, missing, &st, caPEM, progress); err != nil {
+			return nil, err
+		}
+		if err := saveState(stateFile, &st); err != nil {
+			return nil, err
+		}
+		missing = nil
 	}
 	const batch = 1000
 	for start := 0; start < len(missing); start += batch {
@@ -152,6 +168,136 @@ func provision(ctx context.Context, h *hubclient.Client, tenant string, models m
 		ids[m.Code] = &id
 	}
 	return ids, nil
+}
+
+// claimAll has each missing device claim its identity itself, as a device
+// in the field does: one claim token per class (made with the operator's
+// token, with the class's model, network and tag, one use per device),
+// then each device makes its P-256 key and trades the token and a CSR for
+// its certificate (device.Claim), from its own source address, since the
+// hub limits claims per address; eight at a time, waiting out a 429.
+func claimAll(ctx context.Context, h *hubclient.Client, tenant string, missing []member, st *state, caPEM []byte, progress func(string)) error {
+	byClass := map[string][]member{}
+	var order []string
+	for _, m := range missing {
+		if byClass[m.Class] == nil {
+			order = append(order, m.Class)
+		}
+		byClass[m.Class] = append(byClass[m.Class], m)
+	}
+	type job struct {
+		m     member
+		token string
+	}
+	var jobs []job
+	for _, class := range order {
+		ms := byClass[class]
+		id, version, _ := strings.Cut(ms[0].Model, "@")
+		body, _ := json.Marshal(map[string]any{"tenant": tenant, "name": "sim " + class, "max_uses": len(ms), "ttl": "1h",
+			"model": map[string]string{"id": id, "version": version}, "network": ms[0].Network, "tags": map[string]string{"class": class}})
+		raw, _, err := h.Do(ctx, "POST", "/api/v1/claims", bytes.NewReader(body), "application/json")
+		if err != nil {
+			return fmt.Errorf("sim: provision: claim token for class %s: %w", class, err)
+		}
+		var out struct {
+			Token string `json:"token"`
+		}
+		if err := json.Unmarshal(raw, &out); err != nil || out.Token == "" {
+			return fmt.Errorf("sim: provision: claim token for class %s: no token in the answer", class)
+		}
+		for _, m := range ms {
+			jobs = append(jobs, job{m, out.Token})
+		}
+	}
+	clients := map[string]*http.Client{}
+	clientFor := func(src string) *http.Client {
+		if c := clients[src]; c != nil {
+			return c
+		}
+		d := &net.Dialer{Timeout: 30 * time.Second}
+		if ip := net.ParseIP(src); ip != nil {
+			d.LocalAddr = &net.TCPAddr{IP: ip}
+		}
+		c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 1}}
+		clients[src] = c
+		return c
+	}
+	for _, j := range jobs {
+		clientFor(j.m.Source)
+	}
+	var mu sync.Mutex
+	var firstErr error
+	done := 0
+	work := make(chan job)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				saved, err := claimOne(ctx, h.Base, j.token, j.m, clients[j.m.Source], caPEM)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("sim: provision: %s: %w", j.m.Code, err)
+				}
+				if err == nil {
+					st.Identities[j.m.Code] = saved
+					if done++; done%500 == 0 {
+						progress(fmt.Sprintf("claimed %d/%d", done, len(jobs)))
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, j := range jobs {
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed || ctx.Err() != nil {
+			break
+		}
+		work <- j
+	}
+	close(work)
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	return firstErr
+}
+
+// claimOne is one device's claim, tried again while the hub says 429.
+func claimOne(ctx context.Context, hub, token string, m member, hc *http.Client, caPEM []byte) (savedIdentity, error) {
+	key, err := device.GenerateKey()
+	if err != nil {
+		return savedIdentity{}, err
+	}
+	_, local, _ := strings.Cut(m.Code, ":")
+	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		id, err := device.Claim(ctx, hub, token, key, device.ClaimOptions{ID: local, HTTPClient: hc})
+		var he *device.HubError
+		if errors.As(err, &he) && he.Status == http.StatusTooManyRequests {
+			select {
+			case <-time.After(wait):
+				continue
+			case <-ctx.Done():
+				return savedIdentity{}, ctx.Err()
+			}
+		}
+		if err != nil {
+			return savedIdentity{}, err
+		}
+		pemKey, err := keys.MarshalPrivateKeyPEM(key)
+		if err != nil {
+			return savedIdentity{}, err
+		}
+		if id.CACertificate == "" {
+			id.CACertificate = string(caPEM)
+		}
+		id.Key = nil
+		return savedIdentity{Identity: id, Key: string(pemKey)}, nil
+	}
 }
 
 // identityOf reads a registration (import row or rotation answer).

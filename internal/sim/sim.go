@@ -46,6 +46,11 @@ type Options struct {
 	// "" keeps them in memory only (a run against the same hub then gives
 	// each device a new key).
 	StateFile string
+	// Claim has each device claim its identity with a claim token, as a
+	// device in the field does (one token per class, made with Token),
+	// instead of registering them all through the bulk import. Slower:
+	// the hub limits claims per source address.
+	Claim bool
 	// NoEmulation connects the devices without their link profiles.
 	NoEmulation bool
 	// Profiles replace built-in profiles of the same name for the links
@@ -229,9 +234,9 @@ func (s *Sim) Start(ctx context.Context) error {
 	}
 	var members []member
 	for _, d := range s.devices {
-		members = append(members, member{Code: d.code, Model: d.class.class.Model, Network: d.class.network, Class: d.class.class.Name})
+		members = append(members, member{Code: d.code, Model: d.class.class.Model, Network: d.class.network, Class: d.class.class.Name, Source: d.source})
 	}
-	ids, err := provision(ctx, hc, s.opts.Scenario.Tenant, models, members, s.opts.StateFile, s.opts.Progress)
+	ids, err := provision(ctx, hc, s.opts.Scenario.Tenant, models, members, s.opts.StateFile, s.opts.Claim, s.opts.Progress)
 	if err != nil {
 		return err
 	}

@@ -242,3 +242,34 @@ func TestNewRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestClaimProvisioning: devices that claim their identities themselves,
+// one claim token per class, are registered with their class's model,
+// network and tag, and come online.
+func TestClaimProvisioning(t *testing.T) {
+	h := hubtest.Start(t)
+	s := start(t, h, `
+name: zero-touch
+classes:
+  - {name: line, kind: cnc, count: 3, network: wlan, interval: 2s}
+  - {name: meter, kind: gas-meter, count: 2, network: nb-iot, interval: 5s}
+`, func(o *sim.Options) { o.Claim = true; o.NoEmulation = true })
+	eventually(t, 60*time.Second, "every device online", func() error {
+		if st := s.Stats(); st.Online < 5 || st.Messages < 5 {
+			return fmt.Errorf("%+v", st.Classes)
+		}
+		return nil
+	})
+	var obj struct {
+		Network string
+		Tags    map[string]string
+		Model   struct{ ID, Version string }
+	}
+	h.MustAdmin(200, "GET", "/api/v1/objects/demo:meter-001", nil).JSON(t, &obj)
+	if obj.Network != "nb-iot" || obj.Tags["class"] != "meter" || obj.Model.ID != "demo:gas-meter" {
+		t.Errorf("claimed object %+v", obj)
+	}
+	if out := h.MustWanwu("ctl", "claim", "list"); !strings.Contains(out, "sim line") || !strings.Contains(out, "sim meter") {
+		t.Errorf("claim tokens: %s", out)
+	}
+}
