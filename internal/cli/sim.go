@@ -181,6 +181,9 @@ func watch(ctx context.Context, e *env, s *sim.Sim, f *simFlags, extra func(ctx 
 		case <-tick.C:
 		}
 		cur, now := s.Stats(), time.Now()
+		if done && now.Sub(prevAt) < time.Second {
+			break // just shown
+		}
 		block := statusBlock(prev, cur, now.Sub(prevAt))
 		if tty {
 			if lines > 0 {
@@ -199,12 +202,19 @@ func watch(ctx context.Context, e *env, s *sim.Sim, f *simFlags, extra func(ctx 
 		summary["hub"] = extra(cctx)
 		cancel()
 	}
-	summary["sim"] = s.Stats() // before the devices go offline
+	final := s.Stats() // before the devices go offline
+	summary["sim"] = final
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.Shutdown(sctx); err != nil {
 		return err
 	}
+	fmt.Fprintf(e.stdout, "stopped after %s: %d messages acknowledged, %d refused, %d commands carried out",
+		final.Uptime.Round(time.Second), final.Messages, final.Refused, final.Commands)
+	if f.summary != "" {
+		fmt.Fprintf(e.stdout, "; summary in %s", f.summary)
+	}
+	fmt.Fprintln(e.stdout)
 	if f.summary != "" {
 		b, _ := json.MarshalIndent(summary, "", "  ")
 		if err := os.MkdirAll(filepath.Dir(f.summary), 0o755); err != nil {
