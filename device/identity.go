@@ -147,6 +147,20 @@ func Claim(ctx context.Context, hubURL, claimToken string, key crypto.Signer, op
 		}
 		return nil, &HubError{Status: resp.StatusCode, Code: e.Error.Code, Field: e.Error.Field, Message: e.Error.Message}
 	}
+	id, err := ParseRegistration(raw, key)
+	if err != nil {
+		return nil, fmt.Errorf("device: claim: the hub's answer: %w", err)
+	}
+	return id, nil
+}
+
+// ParseRegistration reads what the hub answers a registration (a claim, a
+// registration or a row of a bulk import through the API, a key rotation):
+// the object's code, number and DID, the certificate, the hub CA's
+// certificate and the credential. key is the device's key; nil takes the
+// private key the hub made and returned ("private_key", factory
+// provisioning). The identity's key must be the one the hub registered.
+func ParseRegistration(raw []byte, key crypto.Signer) (*Identity, error) {
 	var reg struct {
 		Object struct {
 			Code   string `json:"code"`
@@ -156,14 +170,25 @@ func Claim(ctx context.Context, hubURL, claimToken string, key crypto.Signer, op
 		Certificate   string `json:"certificate"`
 		CACertificate string `json:"ca_certificate"`
 		Credential    string `json:"credential"`
+		PrivateKey    string `json:"private_key"`
 	}
 	if err := json.Unmarshal(raw, &reg); err != nil {
-		return nil, fmt.Errorf("device: claim: the hub's answer: %w", err)
+		return nil, err
+	}
+	if key == nil {
+		if reg.PrivateKey == "" {
+			return nil, errors.New("no key given and none in the registration")
+		}
+		k, err := keys.ParsePrivateKeyPEM([]byte(reg.PrivateKey))
+		if err != nil {
+			return nil, fmt.Errorf("the registration's private key: %w", err)
+		}
+		key = k
 	}
 	id := &Identity{Code: reg.Object.Code, Number: reg.Object.Number, DID: reg.Object.DID,
 		Certificate: reg.Certificate, CACertificate: reg.CACertificate, Credential: reg.Credential, Key: key}
 	if err := id.check(); err != nil {
-		return nil, fmt.Errorf("device: claim: the hub's answer: %w", err)
+		return nil, err
 	}
 	return id, nil
 }

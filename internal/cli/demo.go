@@ -68,15 +68,7 @@ func runDemo(e *env, args []string) error {
 		_, err = e.stdout.Write(out)
 		return err
 	}
-	sc, err := f.load()
-	if err != nil {
-		return err
-	}
-	sources, err := f.sourceList()
-	if err != nil {
-		return usagef("--source-addrs: %v", err)
-	}
-	profiles, err := f.profileList()
+	sc, sources, profiles, err := f.read()
 	if err != nil {
 		return err
 	}

@@ -76,6 +76,24 @@ func scale(sc *scenario.Scenario, n int) {
 	}
 }
 
+// read reads what the flags say of the fleet: the scenario, the source
+// addresses, the profiles.
+func (f *simFlags) read() (*scenario.Scenario, []string, []netprofile.Profile, error) {
+	sc, err := f.load()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sources, err := f.sourceList()
+	if err != nil {
+		return nil, nil, nil, usagef("--source-addrs: %v", err)
+	}
+	profiles, err := f.profileList()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return sc, sources, profiles, nil
+}
+
 // profileList reads --profiles.
 func (f *simFlags) profileList() ([]netprofile.Profile, error) {
 	if f.profiles == "" {
@@ -125,15 +143,7 @@ func runSim(e *env, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
-	sc, err := f.load()
-	if err != nil {
-		return err
-	}
-	sources, err := f.sourceList()
-	if err != nil {
-		return usagef("--source-addrs: %v", err)
-	}
-	profiles, err := f.profileList()
+	sc, sources, profiles, err := f.read()
 	if err != nil {
 		return err
 	}

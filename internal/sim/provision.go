@@ -144,11 +144,11 @@ func provision(ctx context.Context, h *hubclient.Client, tenant string, models m
 			if reg == nil {
 				return nil, fmt.Errorf("sim: provision: %s: %s %s", r.Code, r.Result, r.Reason)
 			}
-			saved, err := identityOf(*reg, r.Code, string(caPEM))
+			sv, err := identityOf(*reg, string(caPEM))
 			if err != nil {
 				return nil, fmt.Errorf("sim: provision: %s: %w", r.Code, err)
 			}
-			st.Identities[r.Code] = saved
+			st.Identities[r.Code] = sv
 		}
 		if err := saveState(stateFile, &st); err != nil {
 			return nil, err
@@ -235,13 +235,13 @@ func claimAll(ctx context.Context, h *hubclient.Client, tenant string, missing [
 		go func() {
 			defer wg.Done()
 			for j := range work {
-				saved, err := claimOne(ctx, h.Base, j.token, j.m, clients[j.m.Source], caPEM)
+				sv, err := claimOne(ctx, h.Base, j.token, j.m, clients[j.m.Source], caPEM)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("sim: provision: %s: %w", j.m.Code, err)
 				}
 				if err == nil {
-					st.Identities[j.m.Code] = saved
+					st.Identities[j.m.Code] = sv
 					if done++; done%500 == 0 {
 						progress(fmt.Sprintf("claimed %d/%d", done, len(jobs)))
 					}
@@ -288,48 +288,38 @@ func claimOne(ctx context.Context, hub, token string, m member, hc *http.Client,
 		if err != nil {
 			return savedIdentity{}, err
 		}
-		pemKey, err := keys.MarshalPrivateKeyPEM(key)
-		if err != nil {
-			return savedIdentity{}, err
-		}
 		if id.CACertificate == "" {
 			id.CACertificate = string(caPEM)
 		}
-		id.Key = nil
-		return savedIdentity{Identity: id, Key: string(pemKey)}, nil
+		return saved(id)
 	}
 }
 
-// identityOf reads a registration (import row or rotation answer).
-func identityOf(raw json.RawMessage, code, caPEM string) (savedIdentity, error) {
-	var reg struct {
-		Object struct {
-			Code   string `json:"code"`
-			Number string `json:"number"`
-			DID    string `json:"did"`
-		} `json:"object"`
-		Certificate   string `json:"certificate"`
-		CACertificate string `json:"ca_certificate"`
-		Credential    string `json:"credential"`
-		PrivateKey    string `json:"private_key"`
-	}
-	if err := json.Unmarshal(raw, &reg); err != nil {
+// identityOf reads a registration (import row or rotation answer) with the
+// key the hub made.
+func identityOf(raw json.RawMessage, caPEM string) (savedIdentity, error) {
+	id, err := device.ParseRegistration(raw, nil)
+	if err != nil {
 		return savedIdentity{}, err
 	}
-	if reg.PrivateKey == "" || reg.Certificate == "" {
-		return savedIdentity{}, errors.New("the hub returned no key or certificate")
+	if id.Certificate == "" {
+		return savedIdentity{}, errors.New("the hub returned no certificate")
 	}
-	if reg.CACertificate == "" {
-		reg.CACertificate = caPEM
+	if id.CACertificate == "" {
+		id.CACertificate = caPEM
 	}
-	if reg.Object.Code == "" {
-		reg.Object.Code = code
+	return saved(id)
+}
+
+// saved is an identity as the state file keeps it.
+func saved(id *device.Identity) (savedIdentity, error) {
+	pemKey, err := keys.MarshalPrivateKeyPEM(id.Key)
+	if err != nil {
+		return savedIdentity{}, err
 	}
-	return savedIdentity{
-		Identity: &device.Identity{Code: reg.Object.Code, Number: reg.Object.Number, DID: reg.Object.DID,
-			Certificate: reg.Certificate, CACertificate: reg.CACertificate, Credential: reg.Credential},
-		Key: reg.PrivateKey,
-	}, nil
+	cp := *id
+	cp.Key = nil
+	return savedIdentity{Identity: &cp, Key: string(pemKey)}, nil
 }
 
 // saveState writes the state file (mode 0600: it holds private keys)
