@@ -46,7 +46,9 @@ type Options struct {
 	CoAPAckTimeout time.Duration
 	// CoAPSessionIdle: a CoAP connection idle for longer shakes hands
 	// again before its next request, since the hub ends DTLS sessions idle
-	// for its coap.session_idle (default 4 minutes, under the hub's 5).
+	// for its coap.session_idle (default 4 minutes, under the hub's 5). A
+	// device on a PSM network profile may set its periodic update timer:
+	// the hub keeps such a session that long (coap.sleeping_session_idle).
 	CoAPSessionIdle time.Duration
 	// BufferDir holds the durable buffer of messages the hub has not
 	// acknowledged yet (one file, buffer.wwb). A Client started on the same

@@ -150,6 +150,25 @@ func (s *Server) dummyPSK(identity []byte) []byte {
 	return h.Sum(nil)
 }
 
+// sleepIdle is how long the session's device, once admitted, may be idle
+// (Options.SleepIdle); 0 when it is not known.
+func (s *Server) sleepIdle(cc *client.Conn) time.Duration {
+	if s.opts.SleepIdle == nil {
+		return 0
+	}
+	st := s.state(cc)
+	if st == nil {
+		return 0
+	}
+	st.mu.Lock()
+	dev := st.dev
+	st.mu.Unlock()
+	if dev == nil {
+		return 0
+	}
+	return s.opts.SleepIdle(dev.code)
+}
+
 func (s *Server) startDTLS() (*dtlsListener, error) {
 	ln, err := coapNet.NewDTLSListener("udp", s.opts.DTLSListen, s.dtlsConfig())
 	if err != nil {
@@ -171,7 +190,14 @@ func (s *Server) startDTLS() (*dtlsListener, error) {
 		cfg.HandshakeTimeout = s.opts.HandshakeTimeout
 		cfg.RequestMonitor = s.requestMonitor
 		cfg.CreateInactivityMonitor = func() client.InactivityMonitor {
-			return inactivity.New(s.idle, func(cc *client.Conn) { _ = cc.Close() })
+			var m *inactivity.Monitor[*client.Conn]
+			m = inactivity.New(s.idle, func(cc *client.Conn) {
+				if keep := s.sleepIdle(cc); keep > s.idle && time.Since(m.LastActivity()) < keep {
+					return // a sleeping device's session outlives its sleep
+				}
+				_ = cc.Close()
+			})
+			return m
 		}
 		cfg.OnNewConn = func(cc *client.Conn) { s.newConn(cc, nil) }
 		cfg.PeriodicRunner = func(f func(now time.Time) bool) {

@@ -117,6 +117,10 @@ type Options struct {
 	NotifyTimeout time.Duration
 	// Idle: see DefaultIdle.
 	Idle time.Duration
+	// SleepIdle, if set, says how long a device's idle DTLS session is
+	// kept when that is longer than Idle (a device that sleeps between
+	// reports, PSM); 0 keeps it for Idle.
+	SleepIdle func(code string) time.Duration
 	// HandshakeTimeout bounds a DTLS handshake; default
 	// DTLSHandshakeTimeout. A handshake that fails at the Finished check (a
 	// wrong key, an unknown or revoked identity) ends when it runs out.

@@ -33,6 +33,17 @@ func (h *Hub) reachOf(ctx context.Context, code string) (bool, time.Time, error)
 	return r.Asleep, r.Next, err
 }
 
+// sessionKeep is how long a sleeping device's idle DTLS session is kept
+// (coap.sleeping_session_idle caps it); 0 before the reachability opens.
+func (h *Hub) sessionKeep(code string) time.Duration {
+	if h.reach == nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return h.reach.SessionKeep(ctx, code)
+}
+
 // deviceWoke is presence's OnWake: what waited for the device goes out.
 func (h *Hub) deviceWoke(code string) {
 	if h.commands != nil {

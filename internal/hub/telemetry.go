@@ -55,6 +55,7 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 		Registry: h.reg, Intake: h.tel.Intake, Twins: h.twins, Commands: h.commands, Presence: h.presence, Usage: h.usage,
 		Logger: h.log, Metrics: h.metrics, ProtocolErrors: h.protoErrs,
 		TLS: h.tlsConf, ClientCAs: h.ca.Pool(),
+		SessionKeep: h.sessionKeep,
 	}
 	if cfg.CoAP.DTLSListen != "" || cfg.CoAP.Listen != "" {
 		if h.psk, err = psk.LoadOrCreate(filepath.Join(cfg.DataDir, PSKFile)); err != nil {

@@ -98,6 +98,22 @@ func psmReach(s netprofile.Sleep, last, prev, now time.Time) Reach {
 	return Reach{Asleep: true, Next: next}
 }
 
+// SessionKeep is how long a device's idle session is worth keeping: a PSM
+// device sleeps until its next report, at the latest its periodic update
+// timer (T3412) after its last one, and is awake for its active timer
+// then; 0 for a device that does not sleep (or whose profile is unknown).
+func (r *Reachability) SessionKeep(ctx context.Context, code string) time.Duration {
+	network, err := r.network(ctx, code)
+	if err != nil {
+		return 0
+	}
+	p, ok := r.o.Profile(network)
+	if !ok || !p.Sleep.PSM {
+		return 0
+	}
+	return p.Sleep.PeriodicUpdate + p.Sleep.ActiveTimer
+}
+
 func (r *Reachability) network(ctx context.Context, code string) (string, error) {
 	if v, ok := r.cache.Load(code); ok {
 		return v.(string), nil

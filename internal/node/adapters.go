@@ -52,6 +52,10 @@ type AdapterDeps struct {
 	ClientCAs *x509.CertPool
 	// PSK returns a device's DTLS pre-shared key; nil: no PSK suites.
 	PSK func(ctx context.Context, code string) ([]byte, error)
+	// SessionKeep says how long a sleeping device's idle session is worth
+	// keeping (0: not a sleeping device); nil: none is kept longer than
+	// coap.session_idle.
+	SessionKeep func(code string) time.Duration
 }
 
 // builders are the adapters a node can run, in start order: each returns
@@ -87,7 +91,8 @@ func buildCoAP(c AdapterConfig, d AdapterDeps) (adapter.Adapter, error) {
 		Listen: cc.Listen, DTLSListen: cc.DTLSListen, PSK: d.PSK,
 		Registry: d.Registry, Intake: d.Intake, Twins: d.Twins, Commands: d.Commands, Presence: d.Presence, Usage: d.Usage,
 		Logger: d.Logger, Metrics: d.Metrics, MaxPayload: c.MaxPayload,
-		Idle: time.Duration(cc.SessionIdle),
+		Idle:      time.Duration(cc.SessionIdle),
+		SleepIdle: sleepIdle(time.Duration(cc.SleepingSessionIdle), d.SessionKeep),
 		Limits: coap.Limits{
 			RequestsPerDevice: rate.Limit(cc.Limits.RequestPerDevice), RequestsPerDeviceBurst: cc.Limits.RequestPerDeviceBurst,
 			RequestsPerAddr: rate.Limit(cc.Limits.RequestPerAddr), RequestsPerAddrBurst: cc.Limits.RequestPerAddrBurst,
@@ -98,6 +103,14 @@ func buildCoAP(c AdapterConfig, d AdapterDeps) (adapter.Adapter, error) {
 		opts.ClientCAs = d.ClientCAs
 	}
 	return coap.New(opts)
+}
+
+// sleepIdle is coap.Options.SleepIdle: what keep says, at most most.
+func sleepIdle(most time.Duration, keep func(string) time.Duration) func(string) time.Duration {
+	if most <= 0 || keep == nil {
+		return nil
+	}
+	return func(code string) time.Duration { return min(keep(code), most) }
 }
 
 // Adapters are a node's running protocol adapters.

@@ -318,6 +318,12 @@ func (s *Sim) options(d *simDevice) device.Options {
 			// NB-IoT module's CoAP stack is configured.
 			o.CoAPAckTimeout = max(2*time.Second, 2*d.profile.RoundTrip())
 		}
+		if d.profile.Sleep.PSM {
+			// The hub keeps a PSM device's session across its sleep
+			// (coap.sleeping_session_idle): wake into it rather than shake
+			// hands again, as long as the network would let it sleep.
+			o.CoAPSessionIdle = d.profile.Sleep.PeriodicUpdate
+		}
 		o.ListenPacket = func(ctx context.Context) (net.PacketConn, error) {
 			laddr := &net.UDPAddr{IP: local}
 			pc, err := net.ListenUDP("udp", laddr)

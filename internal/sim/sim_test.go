@@ -3,11 +3,16 @@ package sim_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/wanwu-iot/wanwu/device"
 	"github.com/wanwu-iot/wanwu/internal/coap"
+	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/hubtest"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 	"github.com/wanwu-iot/wanwu/internal/netprofile"
@@ -271,5 +276,59 @@ classes:
 	}
 	if out := h.MustWanwu("ctl", "claim", "list"); !strings.Contains(out, "sim line") || !strings.Contains(out, "sim meter") {
 		t.Errorf("claim tokens: %s", out)
+	}
+}
+
+// TestSleepingSessionKept: the hub keeps the DTLS session of a device on a
+// PSM profile across a sleep longer than coap.session_idle, so that the
+// device wakes into it without a new handshake; a device that does not
+// sleep has its idle session closed as before.
+func TestSleepingSessionKept(t *testing.T) {
+	h := hubtest.Start(t, func(c *config.Hub) { c.CoAP.SessionIdle = config.Duration(2 * time.Second) })
+	var ids map[string]*device.Identity
+	{
+		s := start(t, h, `
+name: keep
+classes:
+  - {name: meter, kind: water-meter, count: 1, network: nb-iot, protocol: coap}
+  - {name: plc, kind: water-meter, count: 1, network: ethernet, protocol: coap}
+`, func(o *sim.Options) { o.NoEmulation = true })
+		ids = s.Identities()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for _, tc := range []struct {
+		code      string
+		handshake int // handshakes for the two reports
+	}{
+		{"demo:meter-000", 1},
+		{"demo:plc-000", 2},
+	} {
+		var connects atomic.Int32
+		c, err := device.Connect(context.Background(), device.Options{Identity: ids[tc.code], MemoryBuffer: true, ServerName: "localhost",
+			CoAP: "coaps://" + h.CoAP().Addr(coap.ListenerDTLS), CoAPSessionIdle: time.Hour,
+			OnConnect: func() { connects.Add(1) }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for i := range 2 {
+			if i == 1 {
+				time.Sleep(4 * time.Second) // asleep, twice coap.session_idle
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			err := c.Publish(ctx, device.Record{Name: "volume", Unit: "m3", Time: base.Add(time.Duration(i) * time.Second), Value: 10 + i})
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: report %d: %v", tc.code, i, err)
+			}
+		}
+		if n := int(connects.Load()); n != tc.handshake {
+			t.Errorf("%s: %d handshakes for two reports 4 s apart, want %d", tc.code, n, tc.handshake)
+		}
 	}
 }
