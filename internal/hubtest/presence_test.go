@@ -93,8 +93,11 @@ func TestPresence(t *testing.T) {
 	conn.Close()
 	waitPresence(t, h, d.code, "offline (network)", offlineWith(presence.ReasonNetwork))
 
-	// Another connection with the same identity takes over.
+	// Another connection with the same identity takes over (once the
+	// first is online: on a loaded machine the takeover could otherwise
+	// come before the hub has seen the session it ends).
 	mustDialToken5(t, addr, d.code, d.token)
+	waitPresence(t, h, d.code, "online again", onlineOver("mqtt"))
 	mustDialToken5(t, addr, d.code, d.token)
 	waitPresence(t, h, d.code, "online after a takeover", func(st presence.State) bool {
 		return st.Online && st.LastReason == presence.ReasonTakenOver
