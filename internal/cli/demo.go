@@ -61,12 +61,7 @@ func runDemo(e *env, args []string) error {
 		return err
 	}
 	if printConfig {
-		out, err := cfg.YAML()
-		if err != nil {
-			return err
-		}
-		_, err = e.stdout.Write(out)
-		return err
+		return printConfigYAML(e, cfg)
 	}
 	sc, sources, profiles, err := f.read()
 	if err != nil {

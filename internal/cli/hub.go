@@ -122,18 +122,23 @@ func newLogger(e *env, level, format string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(e.stderr, opts))
 }
 
+// printConfigYAML prints the effective configuration (--print-config).
+func printConfigYAML(e *env, cfg config.Hub) error {
+	out, err := cfg.YAML()
+	if err != nil {
+		return err
+	}
+	_, err = e.stdout.Write(out)
+	return err
+}
+
 func runHub(e *env, args []string) error {
 	cfg, printConfig, err := loadHubConfig(e, args)
 	if err != nil {
 		return err
 	}
 	if printConfig {
-		out, err := cfg.YAML()
-		if err != nil {
-			return err
-		}
-		_, err = e.stdout.Write(out)
-		return err
+		return printConfigYAML(e, cfg)
 	}
 	log := newLogger(e, cfg.Log.Level, cfg.Log.Format)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
