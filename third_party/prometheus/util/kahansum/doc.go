@@ -1,0 +1,3 @@
+// Package kahansum adds floating-point numbers with Kahan compensation,
+// for PromQL's sums and averages (wanwu patch: package comment).
+package kahansum
