@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -233,9 +232,6 @@ func watch(ctx context.Context, e *env, s *sim.Sim, f *simFlags, extra func(ctx 
 		if err := os.WriteFile(f.summary, append(b, '\n'), 0o644); err != nil {
 			return fmt.Errorf("summary: %w", err)
 		}
-	}
-	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(ctx.Err(), context.Canceled) {
-		return ctx.Err()
 	}
 	return nil
 }

@@ -191,8 +191,16 @@ func (s *Server) startDTLS() (*dtlsListener, error) {
 		cfg.RequestMonitor = s.requestMonitor
 		cfg.CreateInactivityMonitor = func() client.InactivityMonitor {
 			var m *inactivity.Monitor[*client.Conn]
+			// How long the session may idle is asked once, when it first
+			// idles past s.idle (the server's periodic runner calls this
+			// from one goroutine); a network changed meanwhile applies to
+			// the device's next session.
+			keep, asked := time.Duration(0), false
 			m = inactivity.New(s.idle, func(cc *client.Conn) {
-				if keep := s.sleepIdle(cc); keep > s.idle && time.Since(m.LastActivity()) < keep {
+				if !asked {
+					keep, asked = s.sleepIdle(cc), true
+				}
+				if keep > s.idle && time.Since(m.LastActivity()) < keep {
 					return // a sleeping device's session outlives its sleep
 				}
 				_ = cc.Close()
