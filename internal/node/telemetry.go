@@ -45,6 +45,10 @@ type TelemetryOptions struct {
 	// Consumers of the ingest log besides the stores (webhooks; at the
 	// edge, the forwarder to the hub).
 	Consumers []Consumer
+	// Admit, when set, may refuse a device message before it is taken,
+	// after the disk guard (pipeline.Options.Admit): at an edge, a
+	// forwarding class whose quota is full.
+	Admit func(*ingest.Message) error
 }
 
 // Consumer is a consumer of the ingest log, with its name and its cursor
@@ -96,8 +100,19 @@ func StartTelemetry(ctx context.Context, o TelemetryOptions) (t *Telemetry, err 
 		CursorFile: filepath.Join(o.Dir, IngestCursor),
 	}
 	if o.Disk != nil {
-		po.Admit = o.Disk.Admit
+		po.Admit = func(*ingest.Message) error { return o.Disk.Admit() }
 		po.OnNoSpace = func(store string, err error) { o.Disk.Report(store, err) }
+	}
+	if o.Admit != nil {
+		disk := po.Admit
+		po.Admit = func(m *ingest.Message) error {
+			if disk != nil {
+				if err := disk(m); err != nil {
+					return err
+				}
+			}
+			return o.Admit(m)
+		}
 	}
 	if t.Pipeline, err = pipeline.New(po); err != nil {
 		return nil, err

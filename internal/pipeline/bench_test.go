@@ -18,8 +18,8 @@ import (
 // stores' loop does with batches it reads back.
 func (p *Pipeline) storeBatches(batches [][]byte) error {
 	l := p.loops[0]
-	for _, b := range batches {
-		l.addEncoded(b)
+	for i, b := range batches {
+		l.addEncoded(uint64(i+1), b)
 	}
 	return l.c.Write(context.Background())
 }

@@ -52,6 +52,16 @@ type Consumer interface {
 	Commit(ctx context.Context) error
 }
 
+// SeqConsumer is a Consumer told the stream sequence of each batch it is
+// added: one that keeps what it did per batch (the edge's forwarder, which
+// appends to outboxes that outlive its cursor) skips what it already has.
+type SeqConsumer interface {
+	Consumer
+	// AddSeq is Add with the batch's sequence in the ingest log; the loop
+	// calls it instead of Add, in sequence order.
+	AddSeq(seq uint64, msgs []ingest.Message)
+}
+
 // ConsumerOptions configure a consumer's loop.
 type ConsumerOptions struct {
 	// Name names the consumer in logs and metrics (label "consumer").
@@ -109,6 +119,8 @@ type consumerLoop struct {
 	cursor    *cursorFile
 	reader    ingest.BatchReader
 	filtered  []ingest.Message
+	// seqc is c when it is a SeqConsumer.
+	seqc SeqConsumer
 
 	readBack, lost prometheus.Counter
 }
@@ -155,6 +167,7 @@ func (p *Pipeline) AddConsumer(c Consumer, o ConsumerOptions) error {
 		p: p, c: c, o: o, log: p.log.With("consumer", o.Name), queue: make(chan *durableBatch, consumerQueue),
 		readBack: p.cm.readBack.WithLabelValues(o.Name), lost: p.cm.lost.WithLabelValues(o.Name),
 	}
+	l.seqc, _ = c.(SeqConsumer)
 	p.loops = append(p.loops, l)
 	return nil
 }
@@ -267,9 +280,9 @@ func (l *consumerLoop) finish(ctx context.Context) {
 }
 
 // add passes a batch's messages, filtered, to the consumer.
-func (l *consumerLoop) add(msgs []ingest.Message) {
+func (l *consumerLoop) add(seq uint64, msgs []ingest.Message) {
 	if l.o.Filter == nil {
-		l.c.Add(msgs)
+		l.give(seq, msgs)
 		return
 	}
 	f := l.filtered[:0]
@@ -279,10 +292,18 @@ func (l *consumerLoop) add(msgs []ingest.Message) {
 		}
 	}
 	if len(f) > 0 {
-		l.c.Add(f)
+		l.give(seq, f)
 	}
 	clear(f)
 	l.filtered = f[:0]
+}
+
+func (l *consumerLoop) give(seq uint64, msgs []ingest.Message) {
+	if l.seqc != nil {
+		l.seqc.AddSeq(seq, msgs)
+		return
+	}
+	l.c.Add(msgs)
 }
 
 // apply consumes a group of handed-over batches, in stream order, with any
@@ -310,7 +331,7 @@ func (l *consumerLoop) apply(ctx context.Context, group []*durableBatch) {
 			}
 			upto = reached
 		}
-		l.add(b.msgs)
+		l.add(b.seq, b.msgs)
 		upto = b.seq
 	}
 	if err := l.c.Write(ctx); err != nil {
@@ -327,7 +348,7 @@ func (l *consumerLoop) catchUp(ctx context.Context, to uint64) bool {
 	from := l.applied.Load() + 1
 	n := 0
 	reached, err := l.p.opts.Bus.ReadIngest(ctx, from, to, l.lostRange, func(seq uint64, batch []byte) error {
-		l.addEncoded(batch)
+		l.addEncoded(seq, batch)
 		// Counted before the batch is written, as readBackRange counts:
 		// whoever sees its effect sees the count.
 		l.readBack.Inc()
@@ -362,8 +383,8 @@ func (l *consumerLoop) catchUp(ctx context.Context, to uint64) bool {
 // it returns the sequence it read through.
 func (l *consumerLoop) readBackRange(ctx context.Context, from, to uint64) (uint64, error) {
 	n := 0
-	reached, err := l.p.opts.Bus.ReadIngest(ctx, from, to, l.lostRange, func(_ uint64, batch []byte) error {
-		l.addEncoded(batch)
+	reached, err := l.p.opts.Bus.ReadIngest(ctx, from, to, l.lostRange, func(seq uint64, batch []byte) error {
+		l.addEncoded(seq, batch)
 		n++
 		return nil
 	})
@@ -380,7 +401,7 @@ func (l *consumerLoop) lostRange(from, to uint64) {
 }
 
 // addEncoded adds a batch read back from the stream.
-func (l *consumerLoop) addEncoded(batch []byte) {
+func (l *consumerLoop) addEncoded(seq uint64, batch []byte) {
 	msgs, err := l.reader.Decode(batch)
 	if err != nil {
 		// A batch this hub wrote and cannot read is a bug, not a reason to
@@ -388,7 +409,7 @@ func (l *consumerLoop) addEncoded(batch []byte) {
 		l.log.Error("undecodable ingest batch skipped", "bytes", len(batch), "err", err)
 		return
 	}
-	l.add(msgs)
+	l.add(seq, msgs)
 }
 
 // commit makes what the consumer wrote durable and moves the cursor past it.

@@ -67,12 +67,12 @@ func storageFullMessage(err error) string {
 }
 
 // admit returns the refusal of a message when Options.Admit refuses it.
-func (p *Pipeline) admit(source string) error {
+func (p *Pipeline) admit(msg *ingest.Message) error {
 	if p.opts.Admit == nil {
 		return nil
 	}
-	if err := p.opts.Admit(); err != nil {
-		p.m.submitted.WithLabelValues(source, "refused").Inc()
+	if err := p.opts.Admit(msg); err != nil {
+		p.m.submitted.WithLabelValues(msg.Source, "refused").Inc()
 		return refusal(err)
 	}
 	return nil
@@ -124,8 +124,9 @@ type Options struct {
 	QueueLength int
 	// Admit is asked before a message is taken (optional): an error
 	// refuses the message at once with the storage_full reason and the
-	// error's text (the disk guard's, when the disk is nearly full).
-	Admit func() error
+	// error's text (the disk guard's, when the disk is nearly full; at an
+	// edge, a forwarding class whose quota is full). It must not keep msg.
+	Admit func(msg *ingest.Message) error
 	// OnNoSpace is told when a store's write failed for lack of disk space
 	// (optional; the disk guard), with the store's name.
 	OnNoSpace func(store string, err error)
@@ -335,7 +336,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 // The message is the pipeline's from then on: its records are reused once
 // the stores have it, so the caller must not read them again.
 func (p *Pipeline) Submit(ctx context.Context, msg ingest.Message) error {
-	if err := p.admit(msg.Source); err != nil {
+	if err := p.admit(&msg); err != nil {
 		return err
 	}
 	r := syncRequests.Get().(*request)
@@ -366,7 +367,7 @@ func (p *Pipeline) Submit(ctx context.Context, msg ingest.Message) error {
 // connection while earlier messages are being synced. The message is the
 // pipeline's from then on, as with Submit.
 func (p *Pipeline) SubmitAsync(msg ingest.Message, done Completion) {
-	if err := p.admit(msg.Source); err != nil {
+	if err := p.admit(&msg); err != nil {
 		done.Durable(err)
 		return
 	}
@@ -388,7 +389,7 @@ func (p *Pipeline) SubmitAsync(msg ingest.Message, done Completion) {
 // the queue is full, so a burst of best-effort data never blocks a device.
 // Once queued, the message is the pipeline's, as with Submit.
 func (p *Pipeline) SubmitNoWait(msg ingest.Message) bool {
-	if p.admit(msg.Source) != nil {
+	if p.admit(&msg) != nil {
 		return false
 	}
 	p.mu.RLock()

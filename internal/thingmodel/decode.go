@@ -112,6 +112,8 @@ func decodeProperty(c *checker, path string, n *node) *Property {
 			p.Classification = str(c, kp, v)
 		case "readOnly":
 			p.ReadOnly = boolean(c, kp, v)
+		case "priority":
+			p.Priority = str(c, kp, v)
 		default:
 			decodeSchemaField(c, &p.Schema, k, kp, v)
 		}
@@ -132,6 +134,8 @@ func decodeEvent(c *checker, path string, n *node) *Event {
 			e.Classification = str(c, kp, v)
 		case "data":
 			e.Data = decodeSchema(c, kp, v)
+		case "priority":
+			e.Priority = str(c, kp, v)
 		default:
 			unknown(c, kp)
 		}

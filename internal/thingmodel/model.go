@@ -42,6 +42,15 @@ const (
 	DefaultClassification = ClassInternal
 )
 
+// Forwarding priorities (Property.Priority, Event.Priority): the classes an
+// edge holds data in until the hub has it, most urgent first.
+const (
+	PriorityAlarm     = "alarm"
+	PriorityControl   = "control"
+	PriorityTelemetry = "telemetry"
+	PriorityBulk      = "bulk"
+)
+
 // Problem is one reason a model is invalid.
 type Problem struct {
 	Path    string // JSONPath of the offending value, e.g. "$.properties.temperature.minimum"
@@ -126,6 +135,10 @@ type Property struct {
 	Sampling       string `json:"sampling,omitempty"` // Go duration: how often the device is expected to report; a hint
 	Classification string `json:"classification,omitempty"`
 	ReadOnly       bool   `json:"readOnly,omitempty"`
+	// Priority is the forwarding class of its values at an edge:
+	// "telemetry" (the default) or "bulk" (raw captures that may wait and,
+	// when the edge's quota is full, be dropped oldest first), or "alarm".
+	Priority string `json:"priority,omitempty"`
 }
 
 // Event is something an object announces, with an optional payload.
@@ -133,6 +146,10 @@ type Event struct {
 	Description    string  `json:"description,omitempty"`
 	Classification string  `json:"classification,omitempty"`
 	Data           *Schema `json:"data,omitempty"`
+	// Priority is the forwarding class of the event at an edge: "control"
+	// (the default), "alarm" (forwarded before everything else, never
+	// dropped), "telemetry" or "bulk".
+	Priority string `json:"priority,omitempty"`
 }
 
 // Action is a command an object accepts. Input and Output are keyed by

@@ -90,6 +90,8 @@ func TestParseInvalid(t *testing.T) {
 			[]string{"$.properties.t.enum[1]"}},
 		{"bad classification", `{` + head + `,"properties":{"t":{"type":"number","classification":"secret"}}}`,
 			[]string{"$.properties.t.classification"}},
+		{"bad priority", `{` + head + `,"properties":{"t":{"type":"number","priority":"control"}},"events":{"e":{"priority":"urgent"}}}`,
+			[]string{"$.events.e.priority", "$.properties.t.priority"}},
 		{"bad sampling", `{` + head + `,"properties":{"a":{"type":"number","sampling":"often"},"b":{"type":"number","sampling":"-1s"}}}`,
 			[]string{"$.properties.a.sampling", "$.properties.b.sampling"}},
 		{"missing type", `{` + head + `,"properties":{"t":{"unit":"Cel"}}}`,

@@ -3,6 +3,8 @@ package thingmodel
 import (
 	"math"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -75,6 +77,7 @@ func (m *Model) validate(c *checker) {
 			continue
 		}
 		checkClassification(c, p, prop.Classification)
+		checkPriority(c, p, prop.Priority, PriorityTelemetry, PriorityBulk, PriorityAlarm)
 		if prop.Sampling != "" {
 			if d, err := time.ParseDuration(prop.Sampling); err != nil || d <= 0 {
 				c.add(p+".sampling", "%q is not a positive duration such as \"10s\"", prop.Sampling)
@@ -92,6 +95,7 @@ func (m *Model) validate(c *checker) {
 		}
 		checkText(c, p+".description", ev.Description)
 		checkClassification(c, p, ev.Classification)
+		checkPriority(c, p, ev.Priority, PriorityControl, PriorityAlarm, PriorityTelemetry, PriorityBulk)
 		if ev.Data != nil {
 			checkSchema(c, p+".data", ev.Data, 1)
 		}
@@ -159,6 +163,14 @@ func checkClassification(c *checker, path, class string) {
 	if class != "" && !validClassification(class) {
 		c.add(path+".classification", "%q is not one of public, internal, important, core", class)
 	}
+}
+
+// checkPriority accepts "" (the default) and the listed classes.
+func checkPriority(c *checker, path, priority string, allowed ...string) {
+	if priority == "" || slices.Contains(allowed, priority) {
+		return
+	}
+	c.add(path+".priority", "%q is not one of %s", priority, strings.Join(allowed, ", "))
 }
 
 func checkArgs(c *checker, path string, args map[string]*Schema) {
