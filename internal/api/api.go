@@ -94,6 +94,8 @@ type Options struct {
 	// Twins and Commands serve the twin and command routes when set.
 	Twins    *twin.Service
 	Commands *command.Service
+	// Edges serves the edge link (forwarding) and the edge routes when set.
+	Edges EdgeLink
 	// PSK returns the CoAP/DTLS pre-shared key a PSK identity names, and
 	// PSKIdentity the identity of a device's active key; nil = no PSK route.
 	PSK         func(ctx context.Context, identity string) ([]byte, error)
@@ -202,6 +204,9 @@ func New(opts Options) (http.Handler, error) {
 	}
 	if opts.Usage != nil {
 		s.networkRoutes(mux)
+	}
+	if opts.Edges != nil {
+		s.edgeRoutes(mux)
 	}
 	return s.instrument(mux), nil
 }

@@ -30,7 +30,7 @@ func (h *Hub) startHTTP() error {
 		Metrics: h.metrics, Gatherer: h.metrics, Ready: h.Ready,
 		TSDB: h.tel.TSDB, Events: h.tel.Events, Pipeline: h.tel.Pipeline, Intake: h.tel.Intake,
 		Twins: h.twins, Commands: h.commands, Presence: h.presence, Webhooks: h.webhooks, PSK: pskFunc, PSKIdentity: pskIdentity,
-		Usage: h.usage, Profile: cfg.Networks.Profile,
+		Usage: h.usage, Profile: cfg.Networks.Profile, Edges: h.edges,
 		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
 		IngestPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr * 10), IngestPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst * 10,
 		ImportMaxRows: cfg.Identity.ImportMaxRows, DecommissionReleaseCodes: cfg.Identity.DecommissionReleaseCodes,

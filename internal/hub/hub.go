@@ -47,6 +47,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/coap"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 	"github.com/wanwu-iot/wanwu/internal/netuse"
@@ -118,6 +119,10 @@ type Hub struct {
 	// device is awake (networks.go).
 	usage *netuse.Accountant
 	reach *netuse.Reachability
+	// edges takes what edge nodes forward; members says which devices
+	// are behind which edge (edges.go).
+	edges   *forward.Receiver
+	members edgeMembers
 	// The forwarders of the database's device events to their streams.
 	commandEvents, presenceEvents *eventForwarder
 
@@ -209,6 +214,7 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
+	h.members = edgeMembers{reg: h.reg, now: h.opts.Now}
 	if err := h.ensureAdminToken(ctx); err != nil {
 		return err
 	}

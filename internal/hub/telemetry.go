@@ -41,6 +41,9 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	if err := h.openUsage(ctx); err != nil {
 		return err
 	}
+	if err := h.openEdges(ctx); err != nil {
+		return err
+	}
 	h.presence.Start()
 	if err := h.commands.Start(ctx); err != nil {
 		return err

@@ -1,0 +1,140 @@
+package api
+
+// Edge nodes: their link to the hub (forwarding with high-water marks) and
+// what the hub knows of each.
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+
+	"github.com/wanwu-iot/wanwu/internal/auth"
+	"github.com/wanwu-iot/wanwu/internal/forward"
+	"github.com/wanwu-iot/wanwu/internal/registry"
+)
+
+// EdgeLink is the hub's side of edge links (forward.Receiver).
+type EdgeLink interface {
+	State(ctx context.Context, e forward.Edge, epoch string) (*forward.State, error)
+	Forward(ctx context.Context, e forward.Edge, u *forward.Uplink) (*forward.Ack, error)
+	Edges(ctx context.Context, tenant string) ([]forward.EdgeInfo, error)
+}
+
+func (s *server) edgeRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/edge/forward", s.handle(s.edgeState))
+	mux.HandleFunc("POST /api/v1/edge/forward", s.handle(s.edgeForward))
+	mux.HandleFunc("GET /api/v1/edges", s.authed(auth.Viewer, s.listEdges))
+	mux.HandleFunc("GET /api/v1/edges/{code}", s.authed(auth.Viewer, s.getEdge))
+}
+
+// errEdgeAuth is the one answer to every failed edge authentication.
+var errEdgeAuth = &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "edge authentication failed"}
+
+// authenticateEdge admits an active edge or gateway by its TLS client
+// certificate (the link is mutually authenticated TLS): nothing else is
+// taken, and why it failed is only counted and logged.
+func (s *server) authenticateEdge(r *http.Request) (forward.Edge, error) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		s.authFailures.WithLabelValues("edge_no_certificate").Inc()
+		return forward.Edge{}, errEdgeAuth
+	}
+	cert := r.TLS.PeerCertificates[0]
+	adm, err := s.Registry.AuthenticateDevice(r.Context(), cert, "", "")
+	if err != nil {
+		if errors.Is(err, registry.ErrDeviceAuth) {
+			s.authFailures.WithLabelValues("edge_" + authFailureReason(err)).Inc()
+			s.Logger.Info("edge link: authentication failed", "reason", authFailureReason(err), "remote", r.RemoteAddr)
+			return forward.Edge{}, errEdgeAuth
+		}
+		return forward.Edge{}, err
+	}
+	o := adm.Object
+	if adm.Status != registry.StatusActive || o == nil || (o.Kind != registry.KindEdge && o.Kind != registry.KindGateway) {
+		reason := "edge_" + adm.Status
+		if o != nil && adm.Status == registry.StatusActive {
+			reason = "edge_not_an_edge"
+		}
+		s.authFailures.WithLabelValues(reason).Inc()
+		s.Logger.Info("edge link: authentication failed", "reason", reason, "remote", r.RemoteAddr)
+		return forward.Edge{}, errEdgeAuth
+	}
+	return forward.Edge{Code: o.Code, Tenant: o.Tenant, Key: cert.PublicKey}, nil
+}
+
+// edgeState is GET /api/v1/edge/forward?epoch=E: the hub's high-water
+// marks of the calling edge's epoch.
+func (s *server) edgeState(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.authenticateEdge(r)
+	if err != nil {
+		return err
+	}
+	st, err := s.Edges.State(r.Context(), e, r.URL.Query().Get("epoch"))
+	if err != nil {
+		if errors.Is(err, forward.ErrUplink) {
+			return badRequest("epoch", "%v", err)
+		}
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+// edgeForward is POST /api/v1/edge/forward: one uplink (CBOR), answered
+// with the class's high-water mark once what it carries is durable.
+func (s *server) edgeForward(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.authenticateEdge(r)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(w, r, forward.MaxUplinkBytes)
+	if err != nil {
+		return err
+	}
+	u, err := forward.DecodeUplink(body)
+	if err != nil {
+		return badRequest("body", "%v", err)
+	}
+	ack, err := s.Edges.Forward(r.Context(), e, u)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ack)
+	return nil
+}
+
+// listEdges is GET /api/v1/edges: every edge that ever forwarded (of the
+// caller's tenant), with its link's last word: marks, backlog, devices.
+func (s *server) listEdges(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	tenant := r.URL.Query().Get("tenant")
+	if p.Tenant != "" {
+		tenant = p.Tenant
+	}
+	edges, err := s.Edges.Edges(r.Context(), tenant)
+	if err != nil {
+		return err
+	}
+	if edges == nil {
+		edges = []forward.EdgeInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"edges": edges})
+	return nil
+}
+
+// getEdge is GET /api/v1/edges/{code}.
+func (s *server) getEdge(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	o, err := s.visible(r.Context(), p, r.PathValue("code"))
+	if err != nil {
+		return err
+	}
+	edges, err := s.Edges.Edges(r.Context(), o.Tenant)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(edges, func(e forward.EdgeInfo) bool { return e.Code == o.Code })
+	if i < 0 {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no edge link from " + o.Code + " yet"}
+	}
+	writeJSON(w, http.StatusOK, edges[i])
+	return nil
+}

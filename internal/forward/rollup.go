@@ -1,0 +1,127 @@
+package forward
+
+import (
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/wanwu-iot/wanwu/internal/ingest"
+)
+
+// Rollups summarise numeric values per device, property and minute: what
+// remains of raw values that an edge reduced (a full telemetry quota) or
+// keeps to itself (properties classified important or core).
+//
+// A rollup of property p is four values at the start of its minute:
+// p:min1m, p:mean1m, p:max1m and p:count1m. The colon keeps them apart from
+// every property name a model may declare (the name grammar has no colon),
+// and is PromQL's convention for series computed from others.
+const (
+	RollupWindow = 60_000 // ms
+	rollupMin    = ":min1m"
+	rollupMean   = ":mean1m"
+	rollupMax    = ":max1m"
+	rollupCount  = ":count1m"
+)
+
+// IsRollup reports whether a property name is a rollup's.
+func IsRollup(property string) bool { return strings.Contains(property, ":") }
+
+type rollupKey struct {
+	tenant, device, model, property string
+	minute                          int64
+}
+
+type rollupAcc struct {
+	min, max, sum float64
+	n             int64
+}
+
+// rollups accumulates values into per-minute summaries.
+type rollups struct {
+	acc map[rollupKey]*rollupAcc
+}
+
+// add takes a message's numeric values; it reports how many values it
+// took.
+func (r *rollups) add(m *ingest.Message) int {
+	if m.Kind != ingest.Telemetry {
+		return 0
+	}
+	n := 0
+	for i := range m.Records {
+		rec := &m.Records[i]
+		if rec.Kind != ingest.KindFloat || IsRollup(rec.Property) {
+			continue
+		}
+		r.addValue(m.Tenant, m.Device, m.Model, rec.Property, rec.Time, rec.Float)
+		n++
+	}
+	return n
+}
+
+func (r *rollups) addValue(tenant, device, model, property string, t int64, v float64) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return
+	}
+	if r.acc == nil {
+		r.acc = make(map[rollupKey]*rollupAcc)
+	}
+	k := rollupKey{tenant, device, model, property, t - mod(t, RollupWindow)}
+	a := r.acc[k]
+	if a == nil {
+		a = &rollupAcc{min: v, max: v}
+		r.acc[k] = a
+	}
+	a.min, a.max = min(a.min, v), max(a.max, v)
+	a.sum += v
+	a.n++
+}
+
+func mod(t, w int64) int64 {
+	m := t % w
+	if m < 0 {
+		m += w
+	}
+	return m
+}
+
+// take returns the summaries of the minutes before (ms; math.MaxInt64 for
+// all) as telemetry messages, one per device and minute, in time order, and
+// forgets them.
+func (r *rollups) take(before int64) []ingest.Message {
+	type devMinute struct {
+		tenant, device, model string
+		minute                int64
+	}
+	byDev := map[devMinute][]ingest.Record{}
+	for k, a := range r.acc {
+		if k.minute+RollupWindow > before {
+			continue
+		}
+		dm := devMinute{k.tenant, k.device, k.model, k.minute}
+		byDev[dm] = append(byDev[dm],
+			ingest.Record{Property: k.property + rollupMin, Time: k.minute, Float: a.min},
+			ingest.Record{Property: k.property + rollupMean, Time: k.minute, Float: a.sum / float64(a.n)},
+			ingest.Record{Property: k.property + rollupMax, Time: k.minute, Float: a.max},
+			ingest.Record{Property: k.property + rollupCount, Time: k.minute, Float: float64(a.n)},
+		)
+		delete(r.acc, k)
+	}
+	out := make([]ingest.Message, 0, len(byDev))
+	for dm, recs := range byDev {
+		sort.Slice(recs, func(i, j int) bool { return recs[i].Property < recs[j].Property })
+		out = append(out, ingest.Message{Device: dm.device, Tenant: dm.tenant, Model: dm.model, Kind: ingest.Telemetry,
+			Received: dm.minute, Source: "edge", Records: recs})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Records[0].Time != out[j].Records[0].Time {
+			return out[i].Records[0].Time < out[j].Records[0].Time
+		}
+		return out[i].Device < out[j].Device
+	})
+	return out
+}
+
+// len is how many summaries are open.
+func (r *rollups) len() int { return len(r.acc) }
