@@ -267,9 +267,6 @@ func Validate(s *Snapshot) error {
 		if objects[r.Code] == nil {
 			v.fail(f+".code", "%q is not an object of the snapshot", r.Code)
 		}
-		if r.RevokedAt.IsZero() {
-			v.fail(f+".revoked_at", "missing")
-		}
 		// A key's certificate is listed only when the key is revoked.
 		if owner, ok := serials[r.Serial]; ok {
 			switch k := keyBySerial(objects[owner], r.Serial); {
