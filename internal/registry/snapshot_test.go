@@ -356,8 +356,17 @@ func TestEdgeSnapshotAuthenticatesWithoutHub(t *testing.T) {
 
 	// Refusals: the replica stays at the second snapshot.
 	_, otherHub, _ := ed25519.GenerateKey(nil)
-	forged := bytes.Clone(second)
-	forged[len(forged)/2] ^= 0x04
+	// A byte of the signed payload changed (in the payload, not the
+	// envelope's base64, which would be malformed rather than forged).
+	var env struct {
+		Payload   []byte `json:"payload"`
+		Signature []byte `json:"signature"`
+	}
+	if err := json.Unmarshal(second, &env); err != nil {
+		t.Fatal(err)
+	}
+	env.Payload[len(env.Payload)/2] ^= 0x04
+	forged, _ := json.Marshal(env)
 	s2, _ := hub.reg.EdgeSnapshot(hub.ctx, "acme:edge-1")
 	byOther, _ := snapshot.Sign(s2, otherHub)
 	edge2 := hub.signedSnapshot("acme:edge-2")
@@ -572,5 +581,39 @@ func TestApplySnapshotChecksContent(t *testing.T) {
 	}
 	if _, err := replica.reg.Object(replica.ctx, "acme:dev-1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a refused snapshot left objects: %v", err)
+	}
+}
+
+// TestReplicaWithoutAudit: an edge that keeps no audit log of its own
+// applies snapshots and admits devices all the same (the change is logged).
+func TestReplicaWithoutAudit(t *testing.T) {
+	hub := newTestEnv(t, t.TempDir(), nil)
+	hub.mustTenant("acme", "")
+	hub.mustDevice("acme:edge-1", KindEdge, "", nil)
+	dev := hub.mustDevice("acme:dev-1", KindDevice, "acme:edge-1", nil)
+	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "wanwu.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var applied []SnapshotApplied
+	r, err := New(Options{DB: db, Replica: true, Now: hub.clock.Now, Logger: slog.New(slog.DiscardHandler),
+		OnSnapshot: func(a SnapshotApplied) { applied = append(applied, a) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := snapshot.Verify(hub.signedSnapshot("acme:edge-1"), hub.hubKey(), "acme:edge-1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ApplySnapshot(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	if len(applied) != 1 || applied[0].Objects != 2 {
+		t.Errorf("OnSnapshot got %+v", applied)
+	}
+	checkAuth(t, r, hub.clock.Now(), []authCase{{"certificate", dev, true, StatusActive, ""}, {"token", dev, false, StatusActive, ""}})
+	if _, _, err := r.CreateToken(context.Background(), "admin", "edge-admin", "admin", "acme"); err != nil {
+		t.Errorf("an API token without an audit log: %v", err)
 	}
 }
