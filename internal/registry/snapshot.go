@@ -19,6 +19,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -43,6 +44,7 @@ const (
 	metaSnapshotIssuedAt   = "snapshot.issued_at"
 	metaSnapshotAppliedAt  = "snapshot.applied_at"
 	metaSnapshotCA         = "snapshot.ca_certificate"
+	metaSnapshotDigest     = "snapshot.digest"
 )
 
 // EdgeSnapshot reads, in one read transaction, the identities an edge needs
@@ -310,10 +312,13 @@ func (a SnapshotApplied) auditData() map[string]any {
 //
 // Applying the version already applied changes nothing and returns nil:
 // an edge that fetched the same snapshot twice (a retry, a restart between
-// applying and recording that it did) needs no special case. Otherwise it
-// records the version, edge, deployment, time and CA certificate in the
-// meta table (AppliedSnapshot), appends a snapshot.applied audit entry when
-// the registry has an audit log, logs the change, and hands it to
+// applying and recording that it did) needs no special case. A newer
+// version that holds the identities applied before (the hub's log grew with
+// twin and command changes, or another edge's identities) only records its
+// version and times. Otherwise it replaces the identities, records the
+// version, edge, deployment, times and CA certificate in the meta table
+// (AppliedSnapshot), appends a snapshot.applied audit entry when the
+// registry has an audit log, logs the change, and hands it to
 // Options.OnSnapshot.
 func (r *Registry) ApplySnapshot(ctx context.Context, s *snapshot.Snapshot) error {
 	if !r.opts.Replica {
@@ -329,8 +334,12 @@ func (r *Registry) ApplySnapshot(ctx context.Context, s *snapshot.Snapshot) erro
 	if err != nil {
 		return invalidErr("snapshot", err) // Validate parsed it; unreachable
 	}
+	digest, err := identityDigest(s)
+	if err != nil {
+		return err
+	}
 	var applied SnapshotApplied
-	unchanged := false
+	unchanged, sameIdentities := false, false
 	err = r.commit(ctx, "hub:"+s.Deployment, func(c *change) error {
 		st, err := appliedSnapshot(ctx, c.tx)
 		if err != nil {
@@ -349,6 +358,18 @@ func (r *Registry) ApplySnapshot(ctx context.Context, s *snapshot.Snapshot) erro
 				return nil
 			}
 		}
+		meta := map[string]string{
+			metaSnapshotVersion:   strconv.FormatUint(s.Version, 10),
+			metaSnapshotIssuedAt:  s.IssuedAt.UTC().Format(time.RFC3339Nano),
+			metaSnapshotAppliedAt: c.now.Format(time.RFC3339Nano),
+		}
+		var held string
+		if err := c.tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, metaSnapshotDigest).Scan(&held); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("registry: apply snapshot: meta: %w", err)
+		}
+		if sameIdentities = st.Version > 0 && held == digest; sameIdentities {
+			return setMeta(c, meta)
+		}
 		before, err := replicaState(ctx, c.tx)
 		if err != nil {
 			return err
@@ -356,16 +377,10 @@ func (r *Registry) ApplySnapshot(ctx context.Context, s *snapshot.Snapshot) erro
 		if err := replaceIdentities(c, s); err != nil {
 			return err
 		}
-		for k, v := range map[string]string{
-			metaSnapshotVersion: strconv.FormatUint(s.Version, 10), metaSnapshotEdge: s.Edge,
-			metaSnapshotDeployment: s.Deployment, metaSnapshotCA: s.CACertificate,
-			metaSnapshotIssuedAt:  s.IssuedAt.UTC().Format(time.RFC3339Nano),
-			metaSnapshotAppliedAt: c.now.Format(time.RFC3339Nano),
-		} {
-			if _, err := c.tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?)
-				ON CONFLICT (key) DO UPDATE SET value = excluded.value`, k, v); err != nil {
-				return fmt.Errorf("registry: apply snapshot: meta: %w", err)
-			}
+		meta[metaSnapshotEdge], meta[metaSnapshotDeployment] = s.Edge, s.Deployment
+		meta[metaSnapshotCA], meta[metaSnapshotDigest] = s.CACertificate, digest
+		if err := setMeta(c, meta); err != nil {
+			return err
 		}
 		applied = diffSnapshot(before, s)
 		applied.Previous = st.Version
@@ -374,6 +389,10 @@ func (r *Registry) ApplySnapshot(ctx context.Context, s *snapshot.Snapshot) erro
 	})
 	if err != nil || unchanged {
 		return err
+	}
+	if sameIdentities {
+		r.log.Debug("registry: identity snapshot with the identities applied before", "edge", s.Edge, "version", s.Version)
+		return nil
 	}
 	r.ca.Store(hubCA)
 	// Model versions are immutable at the hub, so the cache would stay
@@ -386,6 +405,30 @@ func (r *Registry) ApplySnapshot(ctx context.Context, s *snapshot.Snapshot) erro
 		r.opts.OnSnapshot(applied)
 	}
 	return nil
+}
+
+func setMeta(c *change, kv map[string]string) error {
+	for k, v := range kv {
+		if _, err := c.tx.ExecContext(c.ctx, `INSERT INTO meta(key, value) VALUES (?, ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, k, v); err != nil {
+			return fmt.Errorf("registry: apply snapshot: meta %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// identityDigest is the SHA-256 of the identities s holds: its JSON without
+// the version and the time, which change with every entry of the hub's
+// audit log, twins' and commands' too, whether this edge's identities
+// changed or not.
+func identityDigest(s *snapshot.Snapshot) (string, error) {
+	c := *s
+	c.Version, c.IssuedAt = 0, time.Time{}
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return "", fmt.Errorf("registry: apply snapshot: %w", err)
+	}
+	return sha256Hex(b), nil
 }
 
 // checkSnapshot checks what package snapshot leaves to the registry: the

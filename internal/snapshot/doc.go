@@ -16,7 +16,9 @@
 // The version is the size of the hub's audit log when the snapshot was read:
 // every identity change is appended to the log in the transaction that makes
 // it, so the size grows with every change, survives the hub's restarts, and
-// two snapshots of one version hold the same identities.
+// two snapshots of one version hold the same identities. (The log grows
+// with twin and command changes too: a newer version may hold the same
+// identities.)
 //
 // # Envelope and signature
 //
