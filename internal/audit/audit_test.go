@@ -282,6 +282,10 @@ func TestAppendTxRollback(t *testing.T) {
 			t.Fatalf("AppendTx = %d, %v", idx, err)
 		}
 	}
+	// SizeTx counts what the transaction sees, its own entries included.
+	if n, err := l.SizeTx(ctx, tx); err != nil || n != 8 {
+		t.Fatalf("SizeTx inside the transaction = %d, %v; want 8", n, err)
+	}
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}

@@ -246,6 +246,18 @@ func (l *Log) Size(ctx context.Context) (uint64, error) {
 	return uint64(size), nil
 }
 
+// SizeTx returns the number of entries committed as tx sees them: a read
+// transaction of the same database, so that the size matches what else tx
+// reads (the registry versions an edge's identity snapshot with it: every
+// identity change is appended in the transaction that makes it).
+func (l *Log) SizeTx(ctx context.Context, tx *sql.Tx) (uint64, error) {
+	var size int64
+	if err := tx.QueryRowContext(ctx, `SELECT size FROM audit_state WHERE id = 0`).Scan(&size); err != nil {
+		return 0, fmt.Errorf("audit: read size: %w", err)
+	}
+	return uint64(size), nil
+}
+
 // Head signs a checkpoint of the current tree and stores it in audit_heads,
 // so that the data directory carries signed heads for offline verification.
 func (l *Log) Head(ctx context.Context) (SignedHead, error) {

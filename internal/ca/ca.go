@@ -62,11 +62,14 @@ var (
 	ErrInvalidRequest = errors.New("invalid certificate request")
 	// ErrNoCode means a certificate carries no valid wanwu code.
 	ErrNoCode = errors.New("certificate has no wanwu code")
+	// ErrNoKey means the CA holds only its certificate (FromCertificate:
+	// an edge's copy of the hub's CA) and cannot sign certificates or CRLs.
+	ErrNoKey = errors.New("CA holds no key")
 )
 
 // CA is a loaded certificate authority. It is safe for concurrent use.
 type CA struct {
-	key     crypto.Signer
+	key     crypto.Signer // nil for a CA made by FromCertificate
 	cert    *x509.Certificate
 	certPEM []byte
 	now     func() time.Time // replaced in tests
@@ -146,6 +149,27 @@ func LoadOrCreate(dir, name string) (*CA, bool, error) {
 	c.setCert(cert)
 	return c, false, nil
 }
+
+// FromCertificate returns a CA that holds only the CA certificate in
+// certPEM and no key: what an edge, which must never hold the hub's CA key,
+// uses to verify the client certificates of its devices (Pool) and to hand
+// the trust anchor on (CertPEM). Issue, IssueServer and CRL fail with
+// ErrNoKey.
+func FromCertificate(certPEM []byte) (*CA, error) {
+	cert, err := ParseCertPEM(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, errors.New("ca: not a CA certificate")
+	}
+	c := &CA{now: time.Now}
+	c.setCert(cert)
+	return c, nil
+}
+
+// CanSign reports whether the CA holds its key (false for FromCertificate).
+func (c *CA) CanSign() bool { return c.key != nil }
 
 func loadKey(path string) (crypto.Signer, error) {
 	f, err := os.Open(path)
@@ -347,6 +371,9 @@ func validDNSName(h string) error {
 
 // sign fills in the fields every issued certificate shares and signs it.
 func (c *CA) sign(tmpl *x509.Certificate, pub crypto.PublicKey, notBefore time.Time, validity time.Duration) (*x509.Certificate, error) {
+	if c.key == nil {
+		return nil, ErrNoKey
+	}
 	now := c.now()
 	if notBefore.IsZero() {
 		notBefore = now.Add(-ClockSkew)
@@ -479,6 +506,9 @@ type Revoked struct {
 // now until now+nextUpdate. number must increase with every CRL issued
 // (RFC 5280 §5.2.3); the caller keeps it, since it must survive restarts.
 func (c *CA) CRL(revoked []Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
+	if c.key == nil {
+		return nil, ErrNoKey
+	}
 	if number == nil || number.Sign() < 0 {
 		return nil, fmt.Errorf("ca: CRL number must be non-negative")
 	}

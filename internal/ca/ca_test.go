@@ -430,3 +430,49 @@ func TestParseCertPEM(t *testing.T) {
 		}
 	}
 }
+
+// TestFromCertificate: an edge's copy of the hub CA verifies what the hub
+// issued and refuses to sign anything.
+func TestFromCertificate(t *testing.T) {
+	hub, _ := newCA(t)
+	k := genKey(t, keys.P256)
+	cert := issue(t, hub, IssueRequest{Code: "acme:pump-1", PublicKey: k.Public(), Validity: time.Hour})
+
+	c, err := FromCertificate(hub.CertPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CanSign() || !hub.CanSign() {
+		t.Fatalf("CanSign: copy %v, hub %v", c.CanSign(), hub.CanSign())
+	}
+	if !bytes.Equal(c.CertPEM(), hub.CertPEM()) {
+		t.Error("CertPEM differs from the hub's")
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: c.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("a certificate the hub issued does not verify against the copy: %v", err)
+	}
+	for name, f := range map[string]func() error{
+		"issue": func() error {
+			_, err := c.Issue(IssueRequest{Code: "acme:x", PublicKey: k.Public(), Validity: time.Hour})
+			return err
+		},
+		"issue server": func() error { _, err := c.IssueServer([]string{"localhost"}, time.Hour, k.Public()); return err },
+		"crl":          func() error { _, err := c.CRL(nil, big.NewInt(1), time.Hour); return err },
+	} {
+		if err := f(); !errors.Is(err, ErrNoKey) {
+			t.Errorf("%s: %v, want ErrNoKey", name, err)
+		}
+	}
+
+	leaf := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
+	for name, b := range map[string][]byte{
+		"empty":            nil,
+		"junk":             []byte("junk"),
+		"end-entity cert":  leaf,
+		"truncated the CA": hub.CertPEM()[:100],
+	} {
+		if _, err := FromCertificate(b); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

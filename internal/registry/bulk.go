@@ -71,6 +71,9 @@ type ImportOptions struct {
 // too long stops the import there, with the rows before it registered and
 // emitted, and returns the summary so far with the error.
 func (r *Registry) ImportStream(ctx context.Context, actor string, in io.Reader, o ImportOptions) (*ImportSummary, error) {
+	if r.opts.Replica {
+		return nil, fmt.Errorf("%w: register objects at the hub", ErrReplica)
+	}
 	rd, err := csvimport.NewReader(in, csvimport.Options{MaxRows: o.MaxRows})
 	if err != nil {
 		return nil, invalidErr("csv", err)

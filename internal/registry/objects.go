@@ -360,7 +360,7 @@ func (c *change) register(req RegisterRequest, rk *resolvedKey) (*Registration, 
 		if err := c.log(KindObjectRegistered, o.Tenant, o.Code, details); err != nil {
 			return nil, err
 		}
-		return &Registration{Object: o, CACertificate: string(c.r.opts.CA.CertPEM())}, nil
+		return &Registration{Object: o, CACertificate: string(c.r.CA().CertPEM())}, nil
 	}
 	reg, err := c.issueKey(o, rk, req.Validity)
 	if err != nil {
@@ -408,7 +408,7 @@ func (c *change) issueKey(o *Object, rk *resolvedKey, validity time.Duration) (*
 	addr, _ := netip.ParseAddr(o.Number)
 	// The window starts from the registry's clock, the one Admit checks
 	// expiry against and the credential's iat comes from.
-	cert, err := c.r.opts.CA.Issue(ca.IssueRequest{
+	cert, err := c.r.CA().Issue(ca.IssueRequest{
 		Code: o.Code, DID: rk.did, Number: addr, PublicKey: rk.pub, Validity: validity, Tenant: o.Tenant,
 		NotBefore: c.now.Add(-ca.ClockSkew),
 	})
@@ -439,7 +439,7 @@ func (c *change) issueKey(o *Object, rk *resolvedKey, validity time.Duration) (*
 		DID: rk.did, Alg: string(rk.alg), Fingerprint: fingerprint(rk.spki), Status: KeyActive,
 		CreatedAt: c.now, CertSerial: serial, CertNotAfter: cert.NotAfter.UTC(),
 	})
-	reg := &Registration{Object: o, Certificate: certPEM, CACertificate: string(c.r.opts.CA.CertPEM()), Credential: cred}
+	reg := &Registration{Object: o, Certificate: certPEM, CACertificate: string(c.r.CA().CertPEM()), Credential: cred}
 	if rk.priv != nil {
 		reg.PrivateKey = string(rk.privPEM)
 	}

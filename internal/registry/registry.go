@@ -6,6 +6,13 @@
 // Every change is one SQLite transaction that also appends its audit entries,
 // so an object never exists without the log saying who registered it, and a
 // log entry never describes a change that did not commit.
+//
+// An edge runs the same registry on its own database as a replica
+// (Options.Replica): it holds the hub CA's certificate but no key, refuses
+// every change of identity, and takes its tenants, models, objects and keys
+// from the signed snapshots the hub issues (EdgeSnapshot at the hub,
+// ApplySnapshot at the edge; see snapshot.go), so that its devices pass the
+// same admission as at the hub while the hub is unreachable.
 package registry
 
 import (
@@ -14,7 +21,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/audit"
@@ -33,6 +42,9 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrClaim: a claim token is unknown, expired, revoked or used up.
 	ErrClaim = errors.New("claim refused")
+	// ErrReplica: the registry is an edge's replica, where identities do
+	// not change: they change at the hub and arrive in its snapshots.
+	ErrReplica = errors.New("registry is a replica of the hub's")
 )
 
 // FieldError is an ErrInvalid that names the offending field.
@@ -64,11 +76,26 @@ func invalidErr(field string, err error) error {
 
 // Options configure a Registry.
 type Options struct {
-	DB           *store.DB
-	CA           *ca.CA
-	Signer       ed25519.PrivateKey // signs device credentials
+	DB *store.DB
+	// CA issues the objects' certificates at the hub. A replica's is the hub
+	// CA's certificate only (ca.FromCertificate), or nil: the CA
+	// certificate of the latest applied snapshot replaces it (CA).
+	CA     *ca.CA
+	Signer ed25519.PrivateKey // signs device credentials; none on a replica
+	// Audit is the log every change is appended to; a replica may have
+	// none (applying a snapshot is then only logged).
 	Audit        *audit.Log
-	DeploymentID string // feeds the derived ULA prefixes
+	DeploymentID string // feeds the derived ULA prefixes; not used by a replica
+	// Replica makes the registry an edge's copy of the hub's identities:
+	// no signing key and no CA key; every change is refused with
+	// ErrReplica except ApplySnapshot (and the node's own API tokens).
+	Replica bool
+	// OnSnapshot, when set on a replica, receives what each applied
+	// snapshot changed, after the commit: the edge ends the sessions of
+	// the objects it names (SnapshotApplied.Disconnect).
+	OnSnapshot func(SnapshotApplied)
+	// Logger logs applied snapshots (default slog.Default()).
+	Logger *slog.Logger
 	// CertValidity is the default lifetime of issued certificates and credentials.
 	CertValidity time.Duration
 	// RotationOverlap is how long a rotated-out key stays valid by default.
@@ -88,6 +115,8 @@ type Options struct {
 type Registry struct {
 	opts Options
 	db   *store.DB
+	ca   atomic.Pointer[ca.CA] // opts.CA, or on a replica the latest snapshot's
+	log  *slog.Logger
 	rd   *preparedReader // the frequent reads (resolve, admission) on db.R
 	// models caches parsed model versions by id@version (immutable once registered).
 	models sync.Map
@@ -101,11 +130,22 @@ const (
 )
 
 // New checks the options and returns a registry.
+//
+// A replica needs only DB; it refuses a signing key and a CA that holds its
+// key, and takes the CA certificate of the snapshot it applied last, if
+// any, over Options.CA.
 func New(opts Options) (*Registry, error) {
-	if opts.DB == nil || opts.CA == nil || opts.Signer == nil || opts.Audit == nil {
+	switch {
+	case opts.Replica && opts.DB == nil:
+		return nil, errors.New("registry: DB is required")
+	case opts.Replica && opts.Signer != nil:
+		return nil, errors.New("registry: a replica holds no signing key: credentials are issued at the hub")
+	case opts.Replica && opts.CA != nil && opts.CA.CanSign():
+		return nil, errors.New("registry: a replica holds the hub CA's certificate only (ca.FromCertificate), never its key")
+	case opts.Replica:
+	case opts.DB == nil || opts.CA == nil || opts.Signer == nil || opts.Audit == nil:
 		return nil, errors.New("registry: DB, CA, Signer and Audit are required")
-	}
-	if opts.DeploymentID == "" {
+	case opts.DeploymentID == "":
 		return nil, errors.New("registry: DeploymentID is required")
 	}
 	if opts.CertValidity <= 0 {
@@ -126,8 +166,33 @@ func New(opts Options) (*Registry, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Registry{opts: opts, db: opts.DB, rd: &preparedReader{db: opts.DB.R}}, nil
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	r := &Registry{opts: opts, db: opts.DB, rd: &preparedReader{db: opts.DB.R}, log: opts.Logger}
+	r.ca.Store(opts.CA)
+	if opts.Replica {
+		// Reading one meta row needs no caller's context.
+		c, err := r.snapshotCA(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			r.ca.Store(c)
+		}
+	}
+	return r, nil
 }
+
+// CA returns the CA the objects' certificates chain to: at the hub, the
+// hub's (with its key); on a replica, a copy of its certificate without the
+// key, from the latest applied snapshot (or Options.CA before the first),
+// nil when there is neither. A snapshot applied later may bring another:
+// call CA again rather than keeping the result.
+func (r *Registry) CA() *ca.CA { return r.ca.Load() }
+
+// Replica reports whether the registry is an edge's replica.
+func (r *Registry) Replica() bool { return r.opts.Replica }
 
 // preparedReader runs fixed read queries as statements prepared once per
 // reader connection (database/sql re-prepares a Stmt on each connection of
@@ -188,8 +253,18 @@ type change struct {
 }
 
 // write runs fn in a transaction; entries fn logs are appended in the same
-// transaction and handed to OnCommit after the commit.
+// transaction and handed to OnCommit after the commit. A replica refuses:
+// its identities change only by ApplySnapshot.
 func (r *Registry) write(ctx context.Context, actor string, fn func(c *change) error) error {
+	if r.opts.Replica {
+		return fmt.Errorf("%w: identities change at the hub and reach this edge in its snapshots", ErrReplica)
+	}
+	return r.commit(ctx, actor, fn)
+}
+
+// commit is write without a replica's refusal, for what a replica changes
+// itself: the snapshot it applies, the node's own API tokens.
+func (r *Registry) commit(ctx context.Context, actor string, fn func(c *change) error) error {
 	if actor == "" {
 		return errors.New("registry: a change needs an actor")
 	}
@@ -208,8 +283,12 @@ func (r *Registry) write(ctx context.Context, actor string, fn func(c *change) e
 	return nil
 }
 
-// log appends an audit entry inside the change's transaction.
+// log appends an audit entry inside the change's transaction (on a
+// replica without an audit log, nothing).
 func (c *change) log(kind, tenant, subject string, data any) error {
+	if c.r.opts.Audit == nil {
+		return nil
+	}
 	raw, err := marshalData(data)
 	if err != nil {
 		return err

@@ -8,11 +8,12 @@ import (
 )
 
 // CreateToken creates an API token and records who created it. The secret is
-// returned once.
+// returned once. A replica creates and revokes tokens too: they are the
+// node's own, for its own API, and no snapshot carries them.
 func (r *Registry) CreateToken(ctx context.Context, actor, name string, role auth.Role, tenant string) (auth.Token, string, error) {
 	var tok auth.Token
 	var secret string
-	err := r.write(ctx, actor, func(c *change) error {
+	err := r.commit(ctx, actor, func(c *change) error {
 		if tenant != "" {
 			if _, err := getTenant(ctx, c.tx, tenant); err != nil {
 				return err
@@ -31,7 +32,7 @@ func (r *Registry) CreateToken(ctx context.Context, actor, name string, role aut
 // revoked when tenant is set.
 func (r *Registry) RevokeToken(ctx context.Context, actor, name, tenant string) (auth.Token, error) {
 	var tok auth.Token
-	err := r.write(ctx, actor, func(c *change) error {
+	err := r.commit(ctx, actor, func(c *change) error {
 		var err error
 		if tok, err = auth.Revoke(ctx, c.tx, name, c.now); err != nil {
 			return err

@@ -316,7 +316,7 @@ func (c *change) reissue(o *Object, newCert bool) (map[string]any, error) {
 			return nil, fmt.Errorf("registry: reissue: stored DID %s: %w", did, err)
 		}
 		addr, _ := netip.ParseAddr(o.Number)
-		cert, err := c.r.opts.CA.Issue(ca.IssueRequest{
+		cert, err := c.r.CA().Issue(ca.IssueRequest{
 			Code: o.Code, DID: did, Number: addr, PublicKey: pub, Validity: validity, Tenant: o.Tenant, NotBefore: notBefore,
 		})
 		if err != nil {
