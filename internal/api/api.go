@@ -60,6 +60,9 @@ type Info struct {
 	// CoAP is plain UDP (development), CoAPDTLS CoAP over DTLS.
 	CoAP     string `json:"coap,omitempty"`
 	CoAPDTLS string `json:"coap_dtls,omitempty"`
+	// Role is "hub" or "edge"; Code is an edge's code.
+	Role string `json:"role,omitempty"`
+	Code string `json:"code,omitempty"`
 }
 
 // Options wire the API to the hub's components.
@@ -96,6 +99,11 @@ type Options struct {
 	Commands *command.Service
 	// Edges serves the edge link (forwarding) and the edge routes when set.
 	Edges EdgeLink
+	// EdgeSnapshot answers an edge's request for the signed identity
+	// snapshot newer than a version, waiting up to wait; nil: none newer.
+	EdgeSnapshot func(ctx context.Context, edge string, after uint64, wait time.Duration) ([]byte, error)
+	// EdgeStatus, on an edge's own API, serves GET /api/v1/edge/status.
+	EdgeStatus func(ctx context.Context) (any, error)
 	// PSK returns the CoAP/DTLS pre-shared key a PSK identity names, and
 	// PSKIdentity the identity of a device's active key; nil = no PSK route.
 	PSK         func(ctx context.Context, identity string) ([]byte, error)
@@ -207,6 +215,16 @@ func New(opts Options) (http.Handler, error) {
 	}
 	if opts.Edges != nil {
 		s.edgeRoutes(mux)
+	}
+	if opts.EdgeStatus != nil {
+		mux.HandleFunc("GET /api/v1/edge/status", s.authed(auth.Viewer, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) error {
+			st, err := opts.EdgeStatus(r.Context())
+			if err != nil {
+				return err
+			}
+			writeJSON(w, http.StatusOK, st)
+			return nil
+		}))
 	}
 	return s.instrument(mux), nil
 }

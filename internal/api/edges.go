@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/forward"
@@ -24,6 +25,7 @@ type EdgeLink interface {
 func (s *server) edgeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/edge/forward", s.handle(s.edgeState))
 	mux.HandleFunc("POST /api/v1/edge/forward", s.handle(s.edgeForward))
+	mux.HandleFunc("GET /api/v1/edge/snapshot", s.handle(s.edgeSnapshot))
 	mux.HandleFunc("GET /api/v1/edges", s.authed(auth.Viewer, s.listEdges))
 	mux.HandleFunc("GET /api/v1/edges/{code}", s.authed(auth.Viewer, s.getEdge))
 }
@@ -100,6 +102,39 @@ func (s *server) edgeForward(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, ack)
+	return nil
+}
+
+// edgeSnapshot is GET /api/v1/edge/snapshot?after=V&wait=S: the signed
+// identity snapshot of the calling edge when the identities behind it
+// changed since version V, else 204 once S seconds (at most 30) passed.
+func (s *server) edgeSnapshot(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.authenticateEdge(r)
+	if err != nil {
+		return err
+	}
+	after, err := queryUint(r, "after", 0)
+	if err != nil {
+		return err
+	}
+	wait, err := queryUint(r, "wait", 0)
+	if err != nil {
+		return err
+	}
+	if wait > 30 {
+		return badRequest("wait", "at most 30 seconds")
+	}
+	data, err := s.EdgeSnapshot(r.Context(), e.Code, after, time.Duration(wait)*time.Second)
+	if err != nil {
+		return err
+	}
+	if data == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(data)
 	return nil
 }
 

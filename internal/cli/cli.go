@@ -31,12 +31,12 @@ func commands() []command {
 	return []command{
 		{name: "demo", summary: "the main job in one command: a hub and a living plant and city of simulated devices", run: runDemo},
 		{name: "hub", summary: "run the cloud hub (API, identity, audit log, embedded bus)", run: runHub},
+		{name: "edge", summary: "run an edge node beside machines: local devices, offline autonomy, store-and-forward to the hub", run: runEdge},
 		{name: "sim", summary: "a fleet of simulated devices on real protocols, through link profiles, against a hub", run: runSim},
 		{name: "ctl", summary: "administer a hub over its HTTP API", run: runCtl},
 		{name: "verify", summary: "verify credentials and the audit log offline", run: runVerify},
 		{name: "bench", summary: "load generator, side by side with peers", run: runBench},
 		{name: "version", summary: "print the version, commit and Go version of this binary", run: runVersion},
-		{name: "edge", summary: "run an edge node beside machines", planned: true},
 	}
 }
 

@@ -70,7 +70,7 @@ func TestCommandLine(t *testing.T) {
 		{name: "-h", args: []string{"-h"}, code: 0, stdout: []string{"Usage: wanwu <command>"}},
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2,
 			stderr: []string{`unknown command "frobnicate"`, "Usage: wanwu <command>"}},
-		{name: "planned edge", args: []string{"edge"}, code: 2, stderr: []string{"wanwu edge: not part of this build yet"}},
+		{name: "edge without a hub", args: []string{"edge"}, code: 2, stderr: []string{"wanwu edge needs --hub URL"}},
 		{name: "sim against no hub", args: []string{"sim", "--devices", "10", "--hub", nowhere, "--token", "x", "--state", filepath.Join(noDataDir, "sim.json")}, code: 1,
 			stderr: []string{"wanwu sim: sim: provision:", "connection refused"}},
 		{name: "sim unknown scenario", args: []string{"sim", "--scenario", "atlantis"}, code: 2,

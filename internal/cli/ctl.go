@@ -131,6 +131,8 @@ func ctlCommands() []ctlCommand {
 		{"object", "update", "CODE", "change path, tags, model version, edge or network (--path --tag k=v --untag k --tags --model ID@VER --edge --network)", ctlObjectUpdate},
 		{"object", "decommission", "CODE", "take the object out of service for good: revoked, data kept (--reason, --release-code, --yes)", ctlObjectDecommission},
 		{"object", "delete", "", "delete a tenant's test objects (--tenant, --tag env=test, --dry-run, --yes)", ctlObjectDelete},
+		{"edge", "list", "", "edges forwarding to this hub: link, last seen, devices online, backlog by class, forwarded, gap records (--tenant, --json)", ctlEdgeList},
+		{"edge", "show", "CODE", "one edge: link, backlog per class (records, bytes, oldest, quota), what the hub holds (--json)", ctlEdgeShow},
 		{"network", "list", "", "the network profiles as this hub applies them: budget, price, sleep (--json)", ctlNetworkList},
 		{"network", "usage", "", "today's bytes per network profile: objects, active devices, bytes, over budget, cost (--tenant, --json)", ctlNetworkUsage},
 		{"resolve", "", "CODE|NUMBER|DID", "resolve an object by code, IPv6 number or DID", ctlOnePath("GET", "/api/v1/resolve/", "", "CODE, NUMBER or DID")},

@@ -110,8 +110,10 @@ type Hub struct {
 	Storage   Storage   `yaml:"storage"`
 	Identity  Identity  `yaml:"identity"`
 	Networks  Networks  `yaml:"networks"`
-	Debug     Debug     `yaml:"debug"`
-	Log       Log       `yaml:"log"`
+	// Edge applies to `wanwu edge` only: its hub and its outboxes.
+	Edge  Edge  `yaml:"edge"`
+	Debug Debug `yaml:"debug"`
+	Log   Log   `yaml:"log"`
 }
 
 // HTTP configures the HTTP API listeners.
@@ -277,6 +279,34 @@ type Networks struct {
 	Profiles map[string]ProfileOverride `yaml:"profiles"`
 }
 
+// Edge configures the edge role: the hub it forwards to, its identity and
+// the quota of each forwarding class (alarm, control, telemetry, bulk).
+type Edge struct {
+	// Hub is the hub's HTTPS API URL ("https://hub.example:8443"): the
+	// link is TLS with the edge's client certificate.
+	Hub string `yaml:"hub"`
+	// Identity is the directory of the edge's identity (key, certificate,
+	// the hub CA); "" is <data_dir>/identity.
+	Identity string `yaml:"identity"`
+	// Quota bounds what each class holds while the hub is unreachable.
+	// Alarm and control keep everything and refuse devices' messages of
+	// their class when full; telemetry downsamples its oldest values into
+	// per-minute rollups; bulk drops its oldest. Each reduction leaves a
+	// signed gap record.
+	Quota EdgeQuota `yaml:"quota"`
+	// RetryMax bounds the wait between attempts to reach the hub: the
+	// link's return is noticed within it.
+	RetryMax Duration `yaml:"retry_max"`
+}
+
+// EdgeQuota is the outbox quota of each forwarding class.
+type EdgeQuota struct {
+	Alarm     ByteSize `yaml:"alarm"`
+	Control   ByteSize `yaml:"control"`
+	Telemetry ByteSize `yaml:"telemetry"`
+	Bulk      ByteSize `yaml:"bulk"`
+}
+
 // ProfileOverride replaces the figures it sets of one built-in profile.
 type ProfileOverride struct {
 	// DailyBudget is a device's byte budget per UTC day, up and down
@@ -370,8 +400,24 @@ func DefaultHub() Hub {
 	c.Identity.TokenSkew = Duration(5 * time.Minute)
 	c.Identity.ImportMaxRows = 100000
 	c.Networks.FlushEvery = Duration(10 * time.Second)
+	c.Edge.Quota = EdgeQuota{Alarm: 64 << 20, Control: 256 << 20, Telemetry: 4 << 30, Bulk: 1 << 30}
+	c.Edge.RetryMax = Duration(time.Second)
 	c.Log.Level = "info"
 	c.Log.Format = "text"
+	return c
+}
+
+// DefaultEdge returns the built-in defaults of the edge role: the hub's,
+// with its own data directory and API port, and no TLS listeners (their
+// certificate would come from the hub's CA, which an edge cannot use):
+// local devices connect with device tokens over MQTT and CoAP.
+func DefaultEdge() Hub {
+	c := DefaultHub()
+	c.DataDir = "wanwu-edge"
+	c.HTTP.Listen = "127.0.0.1:8090"
+	c.MQTT.TLSListen = ""
+	c.CoAP.DTLSListen = ""
+	c.CoAP.Listen = "127.0.0.1:5683"
 	return c
 }
 

@@ -221,6 +221,10 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 		}
 	}
 	now := r.o.Now().UnixMilli()
+	// What is durable is marked even when the edge has gone meanwhile (a
+	// cut link): it is not sent again.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	err = r.o.DB.Tx(ctx, func(tx *sql.Tx) error {
 		if top > hwm {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO edge_forward(edge, epoch, class, hwm, messages, updated_at) VALUES (?, ?, ?, ?, ?, ?)

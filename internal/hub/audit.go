@@ -36,6 +36,7 @@ func (h *Hub) ensureAdminToken(ctx context.Context) error {
 }
 
 func (h *Hub) wakeAuditForwarder() {
+	h.auditTick.Wake()
 	select {
 	case h.auditPending <- struct{}{}:
 	default:

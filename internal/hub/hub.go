@@ -123,6 +123,11 @@ type Hub struct {
 	// are behind which edge (edges.go).
 	edges   *forward.Receiver
 	members edgeMembers
+	// auditTick wakes edges waiting for a newer identity snapshot;
+	// snapSent is what was last sent to each edge.
+	auditTick broadcast
+	snapMu    sync.Mutex
+	snapSent  map[string]sentSnapshot
 	// The forwarders of the database's device events to their streams.
 	commandEvents, presenceEvents *eventForwarder
 

@@ -446,6 +446,19 @@ func (s *Service) Uplinks(ctx context.Context, code string) (last, prev time.Tim
 	return fromMS(seen), time.Time{}, nil
 }
 
+// OnlineCount is how many devices are online now.
+func (s *Service) OnlineCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, e := range s.devices {
+		if e.online {
+			n++
+		}
+	}
+	return n
+}
+
 // expireIdle ends connectionless presence without traffic for Idle.
 func (s *Service) expireIdle() {
 	now := s.o.Now()
