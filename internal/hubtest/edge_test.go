@@ -2,16 +2,23 @@ package hubtest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/wanwu-iot/wanwu/internal/devtoken"
+	"github.com/wanwu-iot/wanwu/internal/edge"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 )
 
@@ -141,4 +148,186 @@ func TestEdgeForwardsThroughLinkCutsAndHubRestarts(t *testing.T) {
 	for _, d := range s.devs {
 		countStored(t, s.hub, d.code, st.base, st.acked[d.code])
 	}
+}
+
+// edgeProc is a `wanwu edge` child process.
+type edgeProc struct {
+	cmd    *exec.Cmd
+	stderr lockedBuffer
+	done   chan struct{}
+}
+
+// startEdgeProc runs `wanwu edge` on dir against hubURL and returns it with
+// its MQTT address once it serves.
+func startEdgeProc(t *testing.T, dir, hubURL string) (*edgeProc, string) {
+	t.Helper()
+	os.Remove(filepath.Join(dir, edge.URLFile))
+	p := &edgeProc{done: make(chan struct{})}
+	p.cmd = exec.Command(os.Args[0], "edge", "--data-dir", dir, "--hub", hubURL, "--http.listen", "127.0.0.1:0",
+		"--mqtt.listen", "127.0.0.1:0", "--coap.listen", "127.0.0.1:0", "--log.level", "warn")
+	p.cmd.Env = append(os.Environ(), envTestMain+"=1")
+	p.cmd.Stderr = &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("edge stderr:\n%s", p.stderr.String())
+		}
+	})
+	deadline := time.Now().Add(procStartTimeout)
+	for {
+		select {
+		case <-p.done:
+			t.Fatalf("edge exited: %s", p.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edge not ready: %s", p.stderr.String())
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, edge.URLFile)); err == nil {
+			var info struct{ MQTT string }
+			resp, err := http.Get(strings.TrimSpace(string(b)) + "/api/v1/info")
+			if err == nil {
+				_ = json.NewDecoder(resp.Body).Decode(&info)
+				resp.Body.Close()
+				if info.MQTT != "" {
+					return p, info.MQTT
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestEdgeKillNineLosesNothingAcknowledged: the edge is killed with SIGKILL
+// while devices stream to it, twice, and restarted on its data directory;
+// every record it acknowledged reaches the hub.
+func TestEdgeKillNineLosesNothingAcknowledged(t *testing.T) {
+	h := Start(t)
+	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
+	proxy := NewLinkProxy(t, h.HTTPSAddr)
+	dir := t.TempDir()
+	RegisterEdge(t, h, "acme:edge-1", filepath.Join(dir, "identity"))
+	var devs []tokenDevice
+	for i := range 4 {
+		devs = append(devs, newEdgeDevice(t, h, fmt.Sprintf("acme:k%02d", i), "acme:edge-1"))
+	}
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	acked := map[string]map[int]bool{}
+	next := map[string]int{}
+	for _, d := range devs {
+		acked[d.code] = map[int]bool{}
+	}
+	for round := range 3 {
+		p, mqttAddr := startEdgeProc(t, dir, "https://"+proxy.Addr())
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for _, d := range devs {
+			var c *paho.Client
+			eventually(t, "the device admitted at the edge", func() error {
+				var err error
+				c, err = dialToken5(t, mqttAddr, d.code, d.token, func(error) {})
+				return err
+			})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				mu.Lock()
+				seq := next[d.code]
+				mu.Unlock()
+				for ; ; seq++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ts := float64(base.UnixMilli()+int64(seq)) / 1000
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					_, err := c.Publish(ctx, &paho.Publish{Topic: "wanwu/v1/acme/" + d.code[len("acme:"):] + "/telemetry", QoS: 1,
+						Payload: []byte(fmt.Sprintf(`[{"n":"seq","v":%d,"t":%.3f}]`, seq, ts))})
+					cancel()
+					if err != nil {
+						return // the edge died: this seq was not acknowledged
+					}
+					mu.Lock()
+					acked[d.code][seq] = true
+					next[d.code] = seq + 1
+					mu.Unlock()
+				}
+			}()
+		}
+		time.Sleep(time.Second)
+		if round < 2 {
+			_ = p.cmd.Process.Signal(syscall.SIGKILL)
+			<-p.done
+			wg.Wait()
+			continue
+		}
+		close(stop)
+		wg.Wait()
+	}
+	total := 0
+	for _, d := range devs {
+		total += len(acked[d.code])
+		countStored(t, h, d.code, base, acked[d.code])
+	}
+	t.Logf("%d records acknowledged across two SIGKILLs", total)
+}
+
+// TestEdgeRevocationAndOutage: devices authenticate at the edge from the
+// hub's snapshot; one revoked at the hub is refused once the change reaches
+// the edge; one revoked before an outage is refused during it, across an
+// edge restart, while the others go on connecting.
+func TestEdgeRevocationAndOutage(t *testing.T) {
+	s := newEdgeSetup(t, 3)
+	keep, early, late := s.devs[0], s.devs[1], s.devs[2]
+	for _, d := range s.devs {
+		s.connect(t, d).Disconnect(&paho.Disconnect{})
+	}
+	mqttAddr := func() string { return s.edge.Listeners()["mqtt/tcp"] }
+	refused := func(d tokenDevice) error {
+		c, err := dialToken5(t, mqttAddr(), d.code, d.token, nil)
+		if err == nil {
+			c.Disconnect(&paho.Disconnect{})
+			return fmt.Errorf("%s still admitted", d.code)
+		}
+		return nil
+	}
+	// Revoked at the hub with the link up: refused at the edge once the
+	// snapshot arrives.
+	s.hub.MustAdmin(200, "POST", "/api/v1/objects/"+early.code+"/revoke", map[string]any{"reason": "stolen"})
+	eventually(t, "the revocation at the edge", func() error { return refused(early) })
+	// The outage: the link is cut and the edge restarts without a hub.
+	s.proxy.Cut()
+	s.edge.Restart()
+	if err := refused(early); err != nil {
+		t.Fatalf("during the outage: %v", err)
+	}
+	c, err := dialToken5(t, mqttAddr(), keep.code, keep.token, nil)
+	if err != nil {
+		t.Fatalf("a device in good standing refused during the outage: %v", err)
+	}
+	if _, err := c.Publish(context.Background(), &paho.Publish{Topic: "wanwu/v1/acme/" + keep.code[len("acme:"):] + "/telemetry", QoS: 1,
+		Payload: []byte(`[{"n":"seq","v":1}]`)}); err != nil {
+		t.Fatalf("publish during the outage: %v", err)
+	}
+	c.Disconnect(&paho.Disconnect{})
+	// Revoked at the hub during the outage: the edge cannot know until
+	// the link returns; then it refuses.
+	s.hub.MustAdmin(200, "POST", "/api/v1/objects/"+late.code+"/revoke", map[string]any{"reason": "stolen"})
+	s.proxy.Restore()
+	eventually(t, "the revocation made during the outage at the edge", func() error { return refused(late) })
+	// What was sent during the outage reached the hub.
+	eventually(t, "the outage's record at the hub", func() error {
+		v := latest(t, s.hub, keep.code)
+		if _, ok := v["seq"]; !ok {
+			return fmt.Errorf("no seq at the hub yet")
+		}
+		return nil
+	})
 }
