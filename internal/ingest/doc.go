@@ -16,6 +16,11 @@
 // (thingmodel.Mapping); such a device's plain JSON is run through the
 // mapping, compiled once per model version and evaluated under a cost limit
 // and a deadline, so a hostile or careless expression cannot stall ingest.
+// A mapping may instead (or as well) say where a Modbus device holds its
+// properties (thingmodel.ModbusMapping): the edge's driver polls those and
+// sends SenML, so a model whose mapping has no expressions reads plain
+// JSON as property values, as one without a mapping does. CheckMapping
+// checks the expressions and the Modbus mapping's unit conversions.
 //
 // Validation against the thing model: the property must exist; the value
 // must have its type (integers whole, strings within the enum); a unit, if

@@ -61,22 +61,78 @@ type mappedProp struct {
 	prg  cel.Program
 }
 
-// CheckMapping compiles m's vendor mapping, if it has one, and checks that
-// each expression's type can fit its property. It returns nil or a
-// *thingmodel.ValidationError (wrapping thingmodel.ErrInvalid) with one
-// problem per failing expression, at its JSON path
-// ("$.mapping.properties.temperature"), so the registry can report it
-// exactly as a thingmodel.Parse failure. thingmodel checks the mapping's
-// shape; this checks the CEL, which thingmodel does not depend on.
+// CheckMapping compiles m's vendor mapping, if it has expressions, and
+// checks that each expression's type can fit its property; and that each
+// unit of its Modbus mapping converts to its property's unit, or from its
+// action argument's. It returns nil or a *thingmodel.ValidationError
+// (wrapping thingmodel.ErrInvalid) with one problem per failing expression
+// or unit, at its JSON path ("$.mapping.properties.temperature"), so the
+// registry can report it exactly as a thingmodel.Parse failure. thingmodel
+// checks the mapping's shape; this checks the CEL and the unit
+// conversions, which thingmodel does not depend on.
 func CheckMapping(m *thingmodel.Model) error {
 	if m == nil || m.Mapping == nil {
 		return nil
 	}
-	cm := compileMapping(m, DefaultMappingCostLimit)
-	if cm.err != nil {
-		return cm.err
+	var probs []thingmodel.Problem
+	if m.Mapping.HasExpressions() {
+		if cm := compileMapping(m, DefaultMappingCostLimit); cm.err != nil {
+			probs = append(probs, cm.err.(*thingmodel.ValidationError).Problems...)
+		}
 	}
-	return nil
+	probs = append(probs, checkModbusUnits(m)...)
+	if len(probs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(probs, func(a, b thingmodel.Problem) int { return strings.Compare(a.Path, b.Path) })
+	return &thingmodel.ValidationError{Problems: probs}
+}
+
+// checkModbusUnits checks the units of a Modbus mapping the way a value
+// sent with that unit is checked (number): a register's unit must convert
+// to its property's, an argument's unit to the write's.
+func checkModbusUnits(m *thingmodel.Model) []thingmodel.Problem {
+	mb := m.Mapping.Modbus
+	if mb == nil {
+		return nil
+	}
+	var probs []thingmodel.Problem
+	check := func(path, from, to, whose string) {
+		switch {
+		case from == "" || from == to:
+		case to == "":
+			probs = append(probs, thingmodel.Problem{Path: path, Message: fmt.Sprintf("%q needs a unit to convert to, and %s has none", from, whose)})
+		case !Convertible(from, to):
+			probs = append(probs, thingmodel.Problem{Path: path, Message: fmt.Sprintf("%q does not convert to %q, the unit of %s", from, to, whose)})
+		}
+	}
+	for i, g := range mb.Groups {
+		if g == nil {
+			continue
+		}
+		for j, r := range g.Registers {
+			if r == nil || m.Properties[r.Property] == nil {
+				continue
+			}
+			path := fmt.Sprintf("$.mapping.modbus.groups[%d].registers[%d].unit", i, j)
+			check(path, r.Unit, m.Properties[r.Property].Unit, "property "+r.Property)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(mb.Actions)) {
+		w, a := mb.Actions[name], m.Actions[name]
+		if w == nil || w.Argument == "" || a == nil || a.Input[w.Argument] == nil {
+			continue
+		}
+		arg := a.Input[w.Argument]
+		switch path := "$.mapping.modbus.actions." + name + ".unit"; {
+		case w.Unit == "" || w.Unit == arg.Unit:
+		case arg.Unit == "":
+			probs = append(probs, thingmodel.Problem{Path: path, Message: fmt.Sprintf("argument %s has no unit to convert to %q", w.Argument, w.Unit)})
+		default:
+			check(path, arg.Unit, w.Unit, "the write")
+		}
+	}
+	return probs
 }
 
 func compileMapping(m *thingmodel.Model, costLimit uint64) *compiledMapping {

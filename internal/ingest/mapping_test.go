@@ -243,3 +243,83 @@ func TestCELResults(t *testing.T) {
 		t.Fatalf("bytes result: %v", rej)
 	}
 }
+
+// TestModbusOnlyMapping: a model whose mapping is a Modbus mapping alone
+// has no expressions to run: its devices' plain JSON is read as property
+// values (PROTOCOL.md §3.2) and SenML as always, and no mapping is
+// compiled for it.
+func TestModbusOnlyMapping(t *testing.T) {
+	m, err := thingmodel.Parse([]byte(`{"id":"acme:meter","version":"1.0.0",
+		"properties":{"energy":{"type":"number","unit":"kWh"},"on":{"type":"boolean"}},
+		"mapping":{"modbus":{"groups":[{"interval":"1s","registers":[
+			{"property":"energy","table":"input","address":0,"type":"u32","unit":"Wh"},
+			{"property":"on","table":"coil","address":0}]}]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckMapping(m); err != nil {
+		t.Fatalf("CheckMapping: %v", err)
+	}
+	d := newTestDecoder(Options{})
+	dev := Device{Code: "acme:m1", Model: m}
+	msg, rej := d.Telemetry(dev, ContentJSON, []byte(`{"energy": 12.5, "on": true}`), "http")
+	if rej != nil {
+		t.Fatalf("plain JSON: %v", rej)
+	}
+	if len(msg.Records) != 2 || msg.Records[0].Property != "energy" || msg.Records[0].Float != 12.5 {
+		t.Errorf("plain JSON records %+v", msg.Records)
+	}
+	// What the Modbus driver sends: SenML with the register's unit,
+	// converted to the model's.
+	msg, rej = d.Telemetry(dev, ContentSenMLJSON, []byte(`[{"n":"energy","u":"Wh","v":1500},{"n":"on","vb":false}]`), "modbus")
+	if rej != nil {
+		t.Fatalf("SenML: %v", rej)
+	}
+	if r := msg.Records[0]; r.Float != 1.5 || r.Unit != "kWh" {
+		t.Errorf("converted record %+v", r)
+	}
+	if n := d.mappings.len(); n != 0 {
+		t.Errorf("%d mappings compiled for a model without expressions", n)
+	}
+}
+
+func TestCheckMappingModbusUnits(t *testing.T) {
+	m, err := thingmodel.Parse([]byte(`{"id":"acme:meter","version":"1.0.0",
+		"properties":{"energy":{"type":"number","unit":"kWh"},"count":{"type":"number"},"t":{"type":"number","unit":"Cel"}},
+		"actions":{"setSpeed":{"input":{"rpm":{"type":"number","unit":"1/min"}}},"setLevel":{"input":{"l":{"type":"number"}}},
+			"setT":{"input":{"t":{"type":"number","unit":"Cel"}}}},
+		"mapping":{"properties":{"t":"payload.t +"},"modbus":{"groups":[{"interval":"1s","registers":[
+			{"property":"energy","table":"input","address":0,"type":"u32","unit":"m"},
+			{"property":"count","table":"input","address":2,"unit":"Wh"},
+			{"property":"t","table":"input","address":3,"unit":"degF"}]}],
+		"actions":{"setSpeed":{"argument":"rpm","table":"holding","address":0,"unit":"Hz"},
+			"setLevel":{"argument":"l","table":"holding","address":1,"unit":"m"},
+			"setT":{"argument":"t","table":"holding","address":2,"unit":"kWh"}}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckMapping(m)
+	var ve *thingmodel.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("CheckMapping = %v", err)
+	}
+	var got []string
+	for _, p := range ve.Problems {
+		got = append(got, p.String())
+	}
+	want := []string{
+		`$.mapping.modbus.actions.setLevel.unit: argument l has no unit to convert to "m"`,
+		`$.mapping.modbus.actions.setT.unit: "Cel" does not convert to "kWh", the unit of the write`,
+		`$.mapping.modbus.groups[0].registers[0].unit: "m" does not convert to "kWh", the unit of property energy`,
+		`$.mapping.modbus.groups[0].registers[1].unit: "Wh" needs a unit to convert to, and property count has none`,
+		`$.mapping.properties.t: does not compile: `,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("problems\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i][:min(len(want[i]), 60)]) {
+			t.Errorf("problem %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+}

@@ -17,7 +17,7 @@ func (d *Decoder) plain(dev Device, payload []byte, now time.Time) ([]Record, *R
 	if err != nil {
 		return nil, jsonRejection(err)
 	}
-	if m.Mapping != nil {
+	if m.Mapping.HasExpressions() { // a Modbus mapping alone maps no JSON
 		return d.mapped(dev, nodes, now)
 	}
 	root := &nodes[0]

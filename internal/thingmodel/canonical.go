@@ -49,6 +49,7 @@ func (m *Model) clone() *Model {
 	if m.Mapping != nil {
 		mp := *m.Mapping
 		mp.Properties = maps.Clone(m.Mapping.Properties)
+		mp.Modbus = m.Mapping.Modbus.clone()
 		n.Mapping = &mp
 	}
 	return &n

@@ -232,6 +232,12 @@ func decodeMapping(c *checker, path string, n *node) *Mapping {
 			if mp.Time = str(c, kp, v); v.kind == kindString && mp.Time == "" {
 				c.add(kp, "must not be empty")
 			}
+		case "modbus":
+			// One that is not an object stands in as an empty one, so
+			// that validate does not also miss the expressions.
+			if mp.Modbus = decodeModbus(c, kp, v); mp.Modbus == nil {
+				mp.Modbus = &ModbusMapping{}
+			}
 		default:
 			unknown(c, kp)
 		}

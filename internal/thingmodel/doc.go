@@ -16,6 +16,12 @@
 // allowed. A "position" is an object {"lat","lon","alt"} in degrees and
 // meters, lat and lon required.
 //
+// A model may carry a mapping (Mapping): CEL expressions that turn a
+// vendor's JSON into property values, whose shape this package checks and
+// whose CEL ingest.CheckMapping compiles; and a Modbus register map
+// (ModbusMapping) that an edge polls and writes, checked here in full but
+// for its unit conversions (ingest's again).
+//
 // ValidateArgs treats every declared argument (and every declared member of a
 // nested object) as required, and rejects undeclared ones: a command that
 // drives a machine must not run on a guessed default.

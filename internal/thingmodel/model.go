@@ -92,7 +92,12 @@ type Model struct {
 	Mapping     *Mapping             `json:"mapping,omitempty"`
 }
 
-// Mapping turns a vendor's own JSON payload into property values
+// Mapping says how a device's own data becomes property values: CEL
+// expressions over its JSON payloads (Properties, Time), and where a Modbus
+// device holds them (Modbus). A mapping has expressions, a Modbus mapping,
+// or both.
+//
+// The expressions turn a vendor's own JSON payload into property values
 // (PROTOCOL.md §3.3). Each expression is CEL over one variable, payload: the
 // decoded JSON, typed dyn. Properties maps a declared property to the
 // expression computing its value ("payload.t / 10.0"); Time, if set, computes
@@ -106,10 +111,18 @@ type Model struct {
 // (ingest.CheckMapping), which owns the CEL environment: this package stays
 // free of the CEL runtime, which only ingest needs, and the one environment
 // that checks a mapping is the one that runs it.
+//
+// A model with only a Modbus mapping has no expressions: its devices' plain
+// JSON is read as property values (§3.2), as for a model without a mapping.
 type Mapping struct {
-	Properties map[string]string `json:"properties"`
+	Properties map[string]string `json:"properties,omitempty"`
 	Time       string            `json:"time,omitempty"`
+	Modbus     *ModbusMapping    `json:"modbus,omitempty"`
 }
+
+// HasExpressions reports whether mp maps JSON payloads with CEL
+// expressions; false for a nil mapping.
+func (mp *Mapping) HasExpressions() bool { return mp != nil && len(mp.Properties) > 0 }
 
 // MaxExpressionLen bounds one mapping expression, in bytes: a mapping is a
 // few arithmetic steps per property, and the bound caps what compiling a
@@ -256,6 +269,9 @@ func (m *Model) fillDefaults() {
 		if e != nil && e.Classification == "" {
 			e.Classification = DefaultClassification
 		}
+	}
+	if m.Mapping != nil && m.Mapping.Modbus != nil {
+		m.Mapping.Modbus.fillDefaults()
 	}
 	for _, a := range m.Actions {
 		if a == nil {

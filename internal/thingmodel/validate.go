@@ -120,8 +120,16 @@ func (m *Model) validate(c *checker) {
 
 func (mp *Mapping) validate(c *checker, m *Model) {
 	pp := "$.mapping.properties"
-	if len(mp.Properties) == 0 {
+	// Without a Modbus mapping the expressions are the mapping; with one
+	// they may be left out, but not given empty.
+	if len(mp.Properties) == 0 && (mp.Modbus == nil || mp.Properties != nil) {
 		c.add(pp, "a mapping needs at least one property")
+	}
+	if mp.Time != "" && len(mp.Properties) == 0 {
+		c.add("$.mapping.time", "a time expression needs property expressions beside it")
+	}
+	if mp.Modbus != nil {
+		mp.Modbus.validate(c, m)
 	}
 	for _, name := range sortedKeys(mp.Properties) {
 		p := child(pp, name)
