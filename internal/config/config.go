@@ -14,6 +14,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
@@ -297,6 +298,23 @@ type Edge struct {
 	// RetryMax bounds the wait between attempts to reach the hub: the
 	// link's return is noticed within it.
 	RetryMax Duration `yaml:"retry_max"`
+	// Southbound are the field devices the edge polls (Modbus TCP, Modbus
+	// RTU behind a TCP gateway): each an object behind this edge at the
+	// hub whose thing model maps its registers (mapping.modbus).
+	Southbound []SouthboundDevice `yaml:"southbound"`
+}
+
+// SouthboundDevice is one polled field device: its code and where it
+// answers.
+type SouthboundDevice struct {
+	Code string `yaml:"code"`
+	// URL is tcp://host:port (Modbus TCP) or rtuovertcp://host:port (Modbus
+	// RTU behind a TCP gateway).
+	URL string `yaml:"url"`
+	// Unit is the Modbus unit (slave) id, 1 by default.
+	Unit uint8 `yaml:"unit"`
+	// Timeout bounds one request (default 1s).
+	Timeout Duration `yaml:"timeout"`
 }
 
 // EdgeQuota is the outbox quota of each forwarding class.
@@ -588,6 +606,15 @@ func (c *Hub) Validate() error {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q is not text or json", c.Log.Format))
+	}
+	for i, d := range c.Edge.Southbound {
+		f := fmt.Sprintf("edge.southbound[%d]", i)
+		if d.Code == "" {
+			errs = append(errs, fmt.Errorf("%s.code: must not be empty", f))
+		}
+		if u, err := url.Parse(d.URL); err != nil || (u.Scheme != "tcp" && u.Scheme != "rtuovertcp") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s.url: %q is not tcp://host:port or rtuovertcp://host:port", f, d.URL))
+		}
 	}
 	return errors.Join(errs...)
 }

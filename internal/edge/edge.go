@@ -57,6 +57,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/southbound"
 	"github.com/wanwu-iot/wanwu/internal/store"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 	"github.com/wanwu-iot/wanwu/internal/twin"
@@ -193,6 +194,7 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 				for _, code := range a.Disconnect() {
 					e.adapters.DisconnectDevice(code)
 				}
+				e.assignSouthbound(context.Background())
 			}
 		},
 	}); err != nil {
@@ -318,14 +320,54 @@ func (e *Edge) startDevices(ctx context.Context) error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	if e.adapters, err = node.BuildAdapters(node.AdapterConfig{
-		MQTT: cfg.MQTT, CoAP: cfg.CoAP, MaxPayload: cfg.Telemetry.MaxPayload,
+		MQTT: cfg.MQTT, CoAP: cfg.CoAP, MaxPayload: cfg.Telemetry.MaxPayload, Southbound: len(cfg.Edge.Southbound) > 0,
 	}, node.AdapterDeps{
 		Registry: e.reg, Intake: e.tel.Intake, Twins: e.twins, Commands: e.commands, Presence: e.presence,
 		Logger: e.log, Metrics: e.metrics, ProtocolErrors: protoErrs,
 	}); err != nil {
 		return err
 	}
-	return e.adapters.Start(ctx)
+	if err := e.adapters.Start(ctx); err != nil {
+		return err
+	}
+	e.assignSouthbound(ctx)
+	return nil
+}
+
+// assignSouthbound gives the field-bus drivers the configured devices the
+// replica registry holds, active, with a register map: at start and after
+// every snapshot (a device placed behind the edge, revoked, its model
+// changed).
+func (e *Edge) assignSouthbound(ctx context.Context) {
+	drivers := e.adapters.Drivers()
+	if len(drivers) == 0 {
+		return
+	}
+	var devs []southbound.Device
+	for _, sd := range e.opts.Config.Edge.Southbound {
+		o, err := e.reg.Object(ctx, sd.Code)
+		if err != nil {
+			e.log.Info("a southbound device is not behind this edge (yet): not polled", "device", sd.Code, "err", err)
+			continue
+		}
+		if o.Status != registry.StatusActive {
+			e.log.Info("a southbound device is not active: not polled", "device", sd.Code, "status", o.Status)
+			continue
+		}
+		m, err := e.reg.ModelOf(ctx, o)
+		if err != nil || m == nil || m.Mapping == nil || m.Mapping.Modbus == nil {
+			e.log.Warn("a southbound device's thing model maps no registers (mapping.modbus): not polled", "device", sd.Code, "err", err)
+			continue
+		}
+		unit := sd.Unit
+		if unit == 0 {
+			unit = 1
+		}
+		devs = append(devs, southbound.Device{Code: o.Code, Tenant: o.Tenant, Model: m, URL: sd.URL, UnitID: unit, Timeout: time.Duration(sd.Timeout)})
+	}
+	if err := southbound.Assign(drivers, devs); err != nil {
+		e.log.Warn("some southbound devices were not assigned to a driver", "err", err)
+	}
 }
 
 func tenantOf(code string) string {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	stdlog "log"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,7 +19,9 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	mb "github.com/simonvetter/modbus"
 
+	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/devtoken"
 	"github.com/wanwu-iot/wanwu/internal/edge"
 	"github.com/wanwu-iot/wanwu/internal/keys"
@@ -327,6 +332,105 @@ func TestEdgeRevocationAndOutage(t *testing.T) {
 		v := latest(t, s.hub, keep.code)
 		if _, ok := v["seq"]; !ok {
 			return fmt.Errorf("no seq at the hub yet")
+		}
+		return nil
+	})
+}
+
+// plc is a Modbus TCP server with holding registers, as a PLC answers.
+type plc struct {
+	mu      sync.Mutex
+	holding [128]uint16
+}
+
+func (p *plc) HandleHoldingRegisters(r *mb.HoldingRegistersRequest) ([]uint16, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if int(r.Addr)+int(r.Quantity) > len(p.holding) {
+		return nil, mb.ErrIllegalDataAddress
+	}
+	if r.IsWrite {
+		copy(p.holding[r.Addr:], r.Args)
+		return nil, nil
+	}
+	return append([]uint16(nil), p.holding[r.Addr:r.Addr+r.Quantity]...), nil
+}
+
+func (p *plc) HandleCoils(*mb.CoilsRequest) ([]bool, error) { return nil, mb.ErrIllegalFunction }
+func (p *plc) HandleDiscreteInputs(*mb.DiscreteInputsRequest) ([]bool, error) {
+	return nil, mb.ErrIllegalFunction
+}
+func (p *plc) HandleInputRegisters(*mb.InputRegistersRequest) ([]uint16, error) {
+	return nil, mb.ErrIllegalFunction
+}
+
+// TestEdgeModbusToHub: an edge polls a Modbus device placed behind it by
+// its model's register map; the scaled values reach the hub, and a command
+// issued at the edge writes the register.
+func TestEdgeModbusToHub(t *testing.T) {
+	h := Start(t)
+	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
+	h.MustAdmin(201, "POST", "/api/v1/models", json.RawMessage(`{"id":"acme:boiler","version":"1.0.0",
+	 "properties":{"temperature":{"type":"number","unit":"Cel"},"speed":{"type":"integer"}},
+	 "actions":{"setSpeed":{"input":{"rpm":{"type":"integer","minimum":0,"maximum":3000}}}},
+	 "mapping":{"modbus":{"groups":[{"interval":"100ms","registers":[
+	   {"property":"temperature","table":"holding","address":0,"type":"i16","scale":0.1},
+	   {"property":"speed","table":"holding","address":1,"type":"u16"}]}],
+	  "actions":{"setSpeed":{"argument":"rpm","table":"holding","address":1,"type":"u16"}}}}}`))
+	dir := t.TempDir()
+	RegisterEdge(t, h, "acme:edge-1", filepath.Join(dir, "identity"))
+	h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": "acme:boiler-1", "edge": "acme:edge-1", "model": map[string]string{"id": "acme:boiler", "version": "1.0.0"}})
+	dev := &plc{}
+	temp := int16(-125)
+	dev.holding[0] = uint16(temp) // -12.5 °C
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	srv, err := mb.NewServer(&mb.ServerConfiguration{URL: "tcp://" + addr, Timeout: time.Minute, MaxClients: 4, Logger: stdlog.New(io.Discard, "", 0)}, dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	e := StartEdge(t, dir, h.HTTPSURL(), func(c *config.Hub) {
+		c.Edge.Southbound = []config.SouthboundDevice{{Code: "acme:boiler-1", URL: "tcp://" + addr, Unit: 1}}
+	})
+	eventually(t, "the PLC's temperature at the hub", func() error {
+		v := latest(t, h, "acme:boiler-1")
+		if got, ok := v["temperature"]; !ok || got.Value != -12.5 {
+			return fmt.Errorf("temperature %v", got)
+		}
+		return nil
+	})
+	// A command issued on the edge's own API (the hub away or not) writes
+	// the register the model maps.
+	req, _ := http.NewRequest("POST", e.URL()+"/api/v1/objects/acme:boiler-1/commands", strings.NewReader(`{"action":"setSpeed","args":{"rpm":1200}}`))
+	req.Header.Set("Authorization", "Bearer "+e.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 && resp.StatusCode != 202 {
+		t.Fatalf("issue command at the edge: %s", resp.Status)
+	}
+	eventually(t, "the register written", func() error {
+		dev.mu.Lock()
+		defer dev.mu.Unlock()
+		if dev.holding[1] != 1200 {
+			return fmt.Errorf("register 1 = %d", dev.holding[1])
+		}
+		return nil
+	})
+	eventually(t, "the new speed at the hub", func() error {
+		if got := latest(t, h, "acme:boiler-1")["speed"]; got.Value != float64(1200) {
+			return fmt.Errorf("speed %v", got.Value)
 		}
 		return nil
 	})

@@ -18,10 +18,12 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/coap"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/modbus"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/southbound"
 	"github.com/wanwu-iot/wanwu/internal/twin"
 )
 
@@ -30,6 +32,9 @@ type AdapterConfig struct {
 	MQTT       config.MQTT
 	CoAP       config.CoAP
 	MaxPayload int // telemetry.max_payload
+	// Southbound turns on the field-bus drivers (Modbus): the edge's, whose
+	// devices the role gives them (southbound.Assign).
+	Southbound bool
 }
 
 // AdapterDeps are what every adapter is built with.
@@ -61,7 +66,15 @@ type AdapterDeps struct {
 // builders are the adapters a node can run, in start order: each returns
 // nil when the configuration turns it off. A new adapter is one more
 // function here; a role's wiring does not change.
-var builders = []func(AdapterConfig, AdapterDeps) (adapter.Adapter, error){buildMQTT, buildCoAP}
+var builders = []func(AdapterConfig, AdapterDeps) (adapter.Adapter, error){buildMQTT, buildCoAP, buildModbus}
+
+func buildModbus(c AdapterConfig, d AdapterDeps) (adapter.Adapter, error) {
+	if !c.Southbound {
+		return nil, nil
+	}
+	return modbus.New(modbus.Options{Intake: d.Intake, Commands: d.Commands, Twins: d.Twins, Presence: d.Presence,
+		Logger: d.Logger, Metrics: d.Metrics})
+}
 
 func buildMQTT(c AdapterConfig, d AdapterDeps) (adapter.Adapter, error) {
 	m := c.MQTT
@@ -181,6 +194,17 @@ func (a *Adapters) Listeners() map[string]string {
 	return out
 }
 
+// Drivers are the southbound drivers among the adapters.
+func (a *Adapters) Drivers() []southbound.Driver {
+	var out []southbound.Driver
+	for _, x := range a.list {
+		if d, ok := x.(southbound.Driver); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // Get returns the adapter of that name, nil if none runs.
 func (a *Adapters) Get(name string) adapter.Adapter {
 	for _, x := range a.list {
@@ -195,4 +219,5 @@ func (a *Adapters) Get(name string) adapter.Adapter {
 var (
 	_ adapter.Adapter = (*mqtt.Server)(nil)
 	_ adapter.Adapter = (*coap.Server)(nil)
+	_ southbound.Driver = (*modbus.Driver)(nil)
 )
