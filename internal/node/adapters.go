@@ -217,7 +217,7 @@ func (a *Adapters) Get(name string) adapter.Adapter {
 
 // The protocol endpoints are adapters.
 var (
-	_ adapter.Adapter = (*mqtt.Server)(nil)
-	_ adapter.Adapter = (*coap.Server)(nil)
+	_ adapter.Adapter   = (*mqtt.Server)(nil)
+	_ adapter.Adapter   = (*coap.Server)(nil)
 	_ southbound.Driver = (*modbus.Driver)(nil)
 )
