@@ -298,6 +298,11 @@ type Edge struct {
 	// RetryMax bounds the wait between attempts to reach the hub: the
 	// link's return is noticed within it.
 	RetryMax Duration `yaml:"retry_max"`
+	// Share grants the hub the raw values of properties classified
+	// important or core, as "<model id>/<property>"; the values of the
+	// others stay at the edge and the hub gets their per-minute rollups
+	// (min, mean, max, count).
+	Share []string `yaml:"share"`
 	// Southbound are the field devices the edge polls (Modbus TCP, Modbus
 	// RTU behind a TCP gateway): each an object behind this edge at the
 	// hub whose thing model maps its registers (mapping.modbus).

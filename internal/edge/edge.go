@@ -299,7 +299,7 @@ func (e *Edge) startDevices(ctx context.Context) error {
 	if e.boxes, err = forward.OpenOutboxes(ctx, forward.OutboxOptions{
 		Bus: e.bus, Edge: e.id.Code, Tenant: tenantOf(e.id.Code), Models: e.modelByKey, Key: e.id.Key,
 		Quota:  [forward.NumClasses]int64{int64(q.Alarm), int64(q.Control), int64(q.Telemetry), int64(q.Bulk)},
-		Logger: e.log, Metrics: e.metrics, Now: e.opts.Now,
+		Logger: e.log, Metrics: e.metrics, Now: e.opts.Now, Shared: cfg.Edge.Share,
 	}); err != nil {
 		return err
 	}

@@ -26,13 +26,15 @@ import (
 )
 
 const testModel = `{"id":"t:m","version":"1.0.0",
- "properties":{"v":{"type":"number"},"seq":{"type":"number"},"raw":{"type":"string","priority":"bulk"}},
+ "properties":{"v":{"type":"number"},"seq":{"type":"number"},"raw":{"type":"string","priority":"bulk"},
+   "secret":{"type":"number","classification":"core"}},
  "events":{"alarm":{"priority":"alarm"},"note":{}}}`
 
 // testEdge is the edge side: a bus, the telemetry side with the outboxes
 // as a consumer, on a data directory that survives restarts.
 type testEdge struct {
-	t     *testing.T
+	t      *testing.T
+	shared []string
 	dir   string
 	quota [NumClasses]int64
 	key   crypto.Signer
@@ -60,7 +62,7 @@ func (e *testEdge) start(hubURL string) {
 	if e.bus, err = bus.Start(ctx, bus.Options{StoreDir: filepath.Join(e.dir, "nats"), Logger: quiet()}); err != nil {
 		t.Fatal(err)
 	}
-	if e.boxes, err = OpenOutboxes(ctx, OutboxOptions{Bus: e.bus, Edge: "t:edge", Tenant: "t", Quota: e.quota, Key: e.key,
+	if e.boxes, err = OpenOutboxes(ctx, OutboxOptions{Bus: e.bus, Edge: "t:edge", Tenant: "t", Quota: e.quota, Key: e.key, Shared: e.shared, RollupGrace: 200 * time.Millisecond,
 		Models: func(k string) *thingmodel.Model {
 			if k == model.Key() {
 				return model
@@ -117,6 +119,7 @@ type testHub struct {
 	down atomic.Bool
 
 	mu       sync.Mutex
+	bytes    int
 	got      []ingest.Message
 	classes  []Class
 	perClass [NumClasses]int
@@ -166,6 +169,9 @@ func newTestHub(t *testing.T) *testHub {
 			out, err = h.rcv.State(r.Context(), edge, r.URL.Query().Get("epoch"))
 		} else {
 			body, _ := io.ReadAll(r.Body)
+			h.mu.Lock()
+			h.bytes += len(body)
+			h.mu.Unlock()
 			var u *Uplink
 			if u, err = DecodeUplink(body); err == nil {
 				out, err = h.rcv.Forward(r.Context(), edge, u)
@@ -400,5 +406,84 @@ func TestForwardQuotaPolicies(t *testing.T) {
 	}
 	if got := raw[Bulk] + reduced["bulk"]; got != n {
 		t.Errorf("bulk: %d raw + %d reduced = %d, want %d", raw[Bulk], reduced["bulk"], got, n)
+	}
+}
+
+// TestClassifiedValuesStayAtTheEdge: the raw values of a property
+// classified core never cross the link; the hub gets their per-minute
+// rollups, which account for every value. With a sharing grant, the raw
+// values go, and the link carries many times the bytes.
+func TestClassifiedValuesStayAtTheEdge(t *testing.T) {
+	run := func(shared []string) (int, []ingest.Message) {
+		hub := newTestHub(t)
+		edge := newTestEdge(t, [NumClasses]int64{})
+		edge.shared = shared
+		edge.start(hub.srv.URL)
+		defer edge.stop()
+		start := time.Now().Add(-5 * time.Minute).Truncate(time.Minute).UnixMilli()
+		const n = 600 // 200 a minute, over three minutes
+		for i := range n {
+			ts := start + int64(i)*300
+			if err := edge.submit(ingest.Message{Device: "t:d0", Kind: ingest.Telemetry, Received: ts, Records: []ingest.Record{
+				{Property: "secret", Time: ts, Float: float64(i)}, {Property: "v", Time: ts, Float: 1}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// One more value, after the grace, closes the three minutes.
+		time.Sleep(400 * time.Millisecond)
+		if err := edge.submit(ingest.Message{Device: "t:d0", Kind: ingest.Telemetry, Records: []ingest.Record{{Property: "v", Time: time.Now().UnixMilli(), Float: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "the open values at the hub", func() bool {
+			v := 0
+			for _, m := range hub.messages() {
+				for _, r := range m.Records {
+					if r.Property == "v" {
+						v++
+					}
+				}
+			}
+			return v == n+1
+		})
+		time.Sleep(300 * time.Millisecond)
+		hub.mu.Lock()
+		defer hub.mu.Unlock()
+		return hub.bytes, append([]ingest.Message(nil), hub.got...)
+	}
+	kept, msgs := run(nil)
+	raw, count, sum := 0, 0.0, 0.0
+	for _, m := range msgs {
+		for _, r := range m.Records {
+			switch r.Property {
+			case "secret":
+				raw++
+			case "secret" + rollupCount:
+				count += r.Float
+			case "secret" + rollupMean:
+				sum += r.Float * 200
+			}
+		}
+	}
+	if raw != 0 {
+		t.Fatalf("%d raw values of a core property crossed the link", raw)
+	}
+	if count != 600 || sum != 599*600/2 {
+		t.Fatalf("rollups count %v values summing to %v, want 600 and %d", count, sum, 599*600/2)
+	}
+	sharedBytes, msgs := run([]string{"t:m/secret"})
+	raw = 0
+	for _, m := range msgs {
+		for _, r := range m.Records {
+			if r.Property == "secret" {
+				raw++
+			}
+		}
+	}
+	if raw != 600 {
+		t.Fatalf("with a sharing grant %d raw values crossed, want 600", raw)
+	}
+	t.Logf("link bytes: %d with the property kept at the edge, %d with it shared", kept, sharedBytes)
+	if sharedBytes < kept+600*8 {
+		t.Fatalf("link bytes %d kept vs %d shared: the raw values should cost at least 8 bytes each", kept, sharedBytes)
 	}
 }

@@ -39,6 +39,15 @@ type OutboxOptions struct {
 	// Metrics registers the backlog gauges and reduction counters.
 	Metrics prometheus.Registerer
 	Now     func() time.Time
+	// RollupGrace is how long, after its minute ended and its last value
+	// came, a rollup waits for late values (default 10 s); it goes up with
+	// the next batch the edge takes after that.
+	RollupGrace time.Duration
+	// Shared are sharing grants: "<model id>/<property>" names a property
+	// classified important or core whose raw values may still go to the
+	// hub. Without one, such values stay at the edge and the hub gets
+	// their per-minute rollups.
+	Shared []string
 }
 
 // Outboxes is the edge's store-and-forward side of the ingest log: a
@@ -58,6 +67,12 @@ type Outboxes struct {
 	pendSeq  uint64
 	scratch  [NumClasses][]ingest.Message
 	enc      []byte
+	// local accumulates the values that stay at the edge (classified
+	// important or core, not shared) into the rollups the hub gets.
+	local   rollups
+	keep    []ingest.Message
+	shared  map[string]bool
+	kept    prometheus.Counter
 
 	full    [NumClasses]atomic.Bool // back-pressure: Admit refuses the class
 	records [NumClasses]atomic.Int64
@@ -83,6 +98,9 @@ func OpenOutboxes(ctx context.Context, o OutboxOptions) (*Outboxes, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.RollupGrace <= 0 {
+		o.RollupGrace = 10 * time.Second
+	}
 	if o.Models == nil {
 		o.Models = func(string) *thingmodel.Model { return nil }
 	}
@@ -101,6 +119,14 @@ func OpenOutboxes(ctx context.Context, o OutboxOptions) (*Outboxes, error) {
 		refuse: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wanwu_edge_class_refused_total", Help: "Device messages refused because their class's outbox was full (back-pressure), by class.",
 		}, []string{"class"}),
+		kept: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wanwu_edge_kept_local_values_total", Help: "Values classified important or core, without a sharing grant, kept at the edge (the hub gets their per-minute rollups).",
+		}),
+		shared: map[string]bool{},
+	}
+	x.local.now = func() int64 { return o.Now().UnixMilli() }
+	for _, g := range o.Shared {
+		x.shared[g] = true
 	}
 	for _, c := range Classes() {
 		b, err := o.Bus.Outbox(ctx, c.String())
@@ -134,7 +160,7 @@ func OpenOutboxes(ctx context.Context, o OutboxOptions) (*Outboxes, error) {
 		}
 	}
 	if o.Metrics != nil {
-		for _, col := range []prometheus.Collector{x.reduce, x.gaps, x.refuse, &backlogCollector{x}} {
+		for _, col := range []prometheus.Collector{x.reduce, x.gaps, x.refuse, x.kept, &backlogCollector{x}} {
 			if err := o.Metrics.Register(col); err != nil {
 				return nil, fmt.Errorf("forward: metrics: %w", err)
 			}
@@ -176,8 +202,19 @@ func (x *Outboxes) Admit(m *ingest.Message) error {
 
 // AddSeq takes one durable ingest batch (pipeline.SeqConsumer).
 func (x *Outboxes) AddSeq(seq uint64, msgs []ingest.Message) {
+	fresh := seq > x.have[Telemetry]
 	for i := range msgs {
-		split(&msgs[i], x.o.Models(msgs[i].Model), &x.scratch)
+		model := x.o.Models(msgs[i].Model)
+		m := x.keepLocal(&msgs[i], model, fresh)
+		if m == nil {
+			continue
+		}
+		split(m, model, &x.scratch)
+	}
+	// Minutes that ended (with a grace for late values) go up as rollups.
+	if x.local.len() > 0 && fresh {
+		closed := x.local.takeClosed(x.o.Now().UnixMilli(), x.o.RollupGrace.Milliseconds())
+		x.scratch[Telemetry] = append(x.scratch[Telemetry], closed...)
 	}
 	x.pendSeq = seq
 	for c := range x.scratch {
@@ -198,6 +235,51 @@ func (x *Outboxes) AddSeq(seq uint64, msgs []ingest.Message) {
 		clear(part)
 		x.scratch[c] = part[:0]
 	}
+}
+
+// keepLocal takes out of m the values that stay at the edge (a property
+// classified important or core without a sharing grant), adding them to
+// the rollups when fresh (a batch the telemetry outbox does not hold yet);
+// it returns what goes on, nil for nothing.
+func (x *Outboxes) keepLocal(m *ingest.Message, model *thingmodel.Model, fresh bool) *ingest.Message {
+	if m.Kind != ingest.Telemetry || model == nil {
+		return m
+	}
+	local := func(r *ingest.Record) bool {
+		p := model.Properties[r.Property]
+		return p != nil && (p.Classification == thingmodel.ClassImportant || p.Classification == thingmodel.ClassCore) &&
+			!x.shared[model.ID+"/"+r.Property]
+	}
+	n := 0
+	for i := range m.Records {
+		if local(&m.Records[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return m
+	}
+	if fresh {
+		for i := range m.Records {
+			r := &m.Records[i]
+			if local(r) && r.Kind == ingest.KindFloat {
+				x.local.addValue(m.Tenant, m.Device, m.Model, r.Property, r.Time, r.Float)
+			}
+		}
+		x.kept.Add(float64(n))
+	}
+	if n == len(m.Records) {
+		return nil
+	}
+	out := *m
+	out.Records = make([]ingest.Record, 0, len(m.Records)-n)
+	for i := range m.Records {
+		if !local(&m.Records[i]) {
+			out.Records = append(out.Records, m.Records[i])
+		}
+	}
+	x.keep = append(x.keep[:0], out)
+	return &x.keep[0]
 }
 
 // Add is AddSeq without a sequence; the loop calls AddSeq.

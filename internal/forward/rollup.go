@@ -35,11 +35,19 @@ type rollupKey struct {
 type rollupAcc struct {
 	min, max, sum float64
 	n             int64
+	added         int64 // wall clock of the last value added, ms
 }
+
+type seriesKey struct{ tenant, device, model, property string }
 
 // rollups accumulates values into per-minute summaries.
 type rollups struct {
 	acc map[rollupKey]*rollupAcc
+	// newest is, per series, the newest minute a value came for: an older
+	// minute of the series is complete.
+	newest map[seriesKey]int64
+	// now is the wall clock (ms) the values are added at; 0: time.Now.
+	now func() int64
 }
 
 // add takes a message's numeric values; it reports how many values it
@@ -66,8 +74,10 @@ func (r *rollups) addValue(tenant, device, model, property string, t int64, v fl
 	}
 	if r.acc == nil {
 		r.acc = make(map[rollupKey]*rollupAcc)
+		r.newest = make(map[seriesKey]int64)
 	}
-	k := rollupKey{tenant, device, model, property, t - mod(t, RollupWindow)}
+	minute := t - mod(t, RollupWindow)
+	k := rollupKey{tenant, device, model, property, minute}
 	a := r.acc[k]
 	if a == nil {
 		a = &rollupAcc{min: v, max: v}
@@ -76,6 +86,13 @@ func (r *rollups) addValue(tenant, device, model, property string, t int64, v fl
 	a.min, a.max = min(a.min, v), max(a.max, v)
 	a.sum += v
 	a.n++
+	if r.now != nil {
+		a.added = r.now()
+	}
+	sk := seriesKey{tenant, device, model, property}
+	if n, ok := r.newest[sk]; !ok || minute > n {
+		r.newest[sk] = minute
+	}
 }
 
 func mod(t, w int64) int64 {
@@ -86,17 +103,33 @@ func mod(t, w int64) int64 {
 	return m
 }
 
+// takeClosed returns the summaries of the minutes that are complete: a
+// later minute of the series has values, or no value came for grace (ms)
+// of the wall clock now and the minute ended more than grace ago.
+func (r *rollups) takeClosed(now, grace int64) []ingest.Message {
+	return r.takeIf(func(k rollupKey, a *rollupAcc) bool {
+		if r.newest[seriesKey{k.tenant, k.device, k.model, k.property}] > k.minute {
+			return true
+		}
+		return now-a.added > grace && now > k.minute+RollupWindow+grace
+	})
+}
+
 // take returns the summaries of the minutes before (ms; math.MaxInt64 for
 // all) as telemetry messages, one per device and minute, in time order, and
 // forgets them.
 func (r *rollups) take(before int64) []ingest.Message {
+	return r.takeIf(func(k rollupKey, _ *rollupAcc) bool { return k.minute+RollupWindow <= before })
+}
+
+func (r *rollups) takeIf(closed func(rollupKey, *rollupAcc) bool) []ingest.Message {
 	type devMinute struct {
 		tenant, device, model string
 		minute                int64
 	}
 	byDev := map[devMinute][]ingest.Record{}
 	for k, a := range r.acc {
-		if k.minute+RollupWindow > before {
+		if !closed(k, a) {
 			continue
 		}
 		dm := devMinute{k.tenant, k.device, k.model, k.minute}
@@ -107,6 +140,11 @@ func (r *rollups) take(before int64) []ingest.Message {
 			ingest.Record{Property: k.property + rollupCount, Time: k.minute, Float: float64(a.n)},
 		)
 		delete(r.acc, k)
+	}
+	for sk, minute := range r.newest {
+		if _, open := r.acc[rollupKey{sk.tenant, sk.device, sk.model, sk.property, minute}]; !open {
+			delete(r.newest, sk)
+		}
 	}
 	out := make([]ingest.Message, 0, len(byDev))
 	for dm, recs := range byDev {
