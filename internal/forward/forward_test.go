@@ -35,13 +35,13 @@ const testModel = `{"id":"t:m","version":"1.0.0",
 type testEdge struct {
 	t      *testing.T
 	shared []string
-	dir   string
-	quota [NumClasses]int64
-	key   crypto.Signer
-	bus   *bus.Bus
-	tel   *node.Telemetry
-	boxes *Outboxes
-	link  *Link
+	dir    string
+	quota  [NumClasses]int64
+	key    crypto.Signer
+	bus    *bus.Bus
+	tel    *node.Telemetry
+	boxes  *Outboxes
+	link   *Link
 }
 
 func newTestEdge(t *testing.T, quota [NumClasses]int64) *testEdge {

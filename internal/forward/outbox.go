@@ -69,10 +69,10 @@ type Outboxes struct {
 	enc      []byte
 	// local accumulates the values that stay at the edge (classified
 	// important or core, not shared) into the rollups the hub gets.
-	local   rollups
-	keep    []ingest.Message
-	shared  map[string]bool
-	kept    prometheus.Counter
+	local  rollups
+	keep   []ingest.Message
+	shared map[string]bool
+	kept   prometheus.Counter
 
 	full    [NumClasses]atomic.Bool // back-pressure: Admit refuses the class
 	records [NumClasses]atomic.Int64
