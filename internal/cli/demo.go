@@ -22,6 +22,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/hub"
 	"github.com/wanwu-iot/wanwu/internal/hubclient"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
+	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/scenario"
 	"github.com/wanwu-iot/wanwu/internal/sim"
 )
@@ -43,6 +44,7 @@ func demoFlags(f *simFlags) func(cfg *config.Hub, configFile *string, printConfi
 func demoDefaults() config.Hub {
 	c := config.DefaultHub()
 	c.DataDir = DemoDataDir
+	c.HTTP.TLSListen = "127.0.0.1:8443" // the edge's link
 	c.Log.Level = "info"
 	return c
 }
@@ -102,30 +104,66 @@ func runDemo(e *env, args []string) error {
 	if mqttAddr == "" || coapAddr == "" {
 		return usagef("the demo needs MQTT over TLS and CoAP over DTLS (--mqtt.tls-listen, --coap.dtls-listen)")
 	}
+	hc := hubclient.New(h.URL(), token)
+	de, route, err := startDemoEdge(ctx, cfg, h, hc, sc, log)
+	if err != nil {
+		return err
+	}
+	if de != nil {
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := de.shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
+				fmt.Fprintf(e.stderr, "wanwu demo: edge shutdown: %v\n", err)
+			}
+		}()
+		fmt.Fprintf(e.stdout, "  an edge node, %s, serves the plant (%s); its link to the hub goes through a relay the demo pulls now and then\n", route.Code, edgeClasses(sc))
+	}
 	s, err := sim.New(sim.Options{Hub: h.URL(), Token: token, MQTT: "mqtts://" + mqttAddr, CoAP: "coaps://" + coapAddr,
 		Scenario: sc, Seed: f.seed, StateFile: filepath.Join(cfg.DataDir, "sim-identities.json"),
 		NoEmulation: f.noEmulation, Sources: sources, Profiles: profiles, Logger: log.With("component", "sim"),
-		Progress: func(line string) { fmt.Fprintln(e.stdout, "  "+line) }})
+		Progress: func(line string) { fmt.Fprintln(e.stdout, "  "+line) }, Edge: route})
 	if err != nil {
 		return err
 	}
 	if err := s.Start(ctx); err != nil {
 		return err
 	}
-	printDemoTour(e, h, cfg.DataDir, sc)
-	hc := hubclient.New(h.URL(), token)
+	printDemoTour(e, h, cfg.DataDir, sc, de)
 	octx, ocancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); operate(octx, hc, sc, log) }()
-	err = watch(ctx, e, s, &f, func(ctx context.Context) any { return hubView(ctx, hc, sc) })
+	ops := hc
+	if de != nil {
+		ops = de.client()
+	}
+	go func() { defer wg.Done(); operate(octx, hc, ops, sc, log) }()
+	var more func(ctx context.Context, now time.Time) string
+	if de != nil {
+		more = func(ctx context.Context, now time.Time) string {
+			de.tick(now, log)
+			return de.line(ctx, now)
+		}
+	}
+	err = watch(ctx, e, s, &f, func(ctx context.Context) any { return hubView(ctx, hc, sc, de) }, more)
 	ocancel()
 	wg.Wait()
 	return err
 }
 
 // printDemoTour says what runs and how to look at it.
-func printDemoTour(e *env, h *hub.Hub, dataDir string, sc *scenario.Scenario) {
+// edgeClasses names the scenario's classes behind the edge.
+func edgeClasses(sc *scenario.Scenario) string {
+	var names []string
+	for _, c := range sc.Classes {
+		if c.Edge {
+			names = append(names, c.Name)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+func printDemoTour(e *env, h *hub.Hub, dataDir string, sc *scenario.Scenario, de *demoEdge) {
 	dd := ""
 	if dataDir != config.DefaultHub().DataDir {
 		dd = " --data-dir " + shellQuote(dataDir)
@@ -152,15 +190,21 @@ MQTT (TLS) %s, CoAP (DTLS) %s. Explore in another terminal, in this directory:
   %[4]s ctl object bytes %[10]s%[6]s
   curl -s -H "Authorization: Bearer $(cat %[8]s)" '%[1]s/prometheus/api/v1/query?query=count+by+(__name__)({tenant="%[5]s"})'
 Stop with Ctrl-C; running the demo again reuses %[9]s.
-
 `, h.URL(), h.MQTT().Addr(mqtt.ListenerTLS), coapAddr(h, coap.ListenerDTLS), prog, sc.Tenant, dd, cnc,
 		filepath.Join(dataDir, hub.AdminTokenFile), dataDir, first(scenario.KindWaterMeter))
+	if de != nil {
+		fmt.Fprintf(e.stdout, `The edge %[1]s serves the plant at %[2]s (its data in %[3]s):
+  %[4]s ctl edge show %[1]s%[5]s          (its link, backlog per class, what the hub holds)
+  touch %[6]s                 (pull its link to the hub; rm to restore)
+`, de.edge.Code(), de.edge.URL(), de.dir, prog, dd, de.cutFile)
+	}
+	fmt.Fprintln(e.stdout)
 }
 
 // hubView is what the hub itself says at the end of a demo, per class:
 // its devices online (presence) and those whose data is queryable (series
 // in the TSDB, through the Prometheus API a dashboard would use).
-func hubView(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario) any {
+func hubView(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario, de *demoEdge) any {
 	type classView struct {
 		Network   string `json:"network"`
 		Devices   int    `json:"devices"`
@@ -171,6 +215,7 @@ func hubView(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario) a
 	for _, c := range sc.Classes {
 		out[c.Name] = &classView{Network: c.Network, Devices: c.Count}
 	}
+	online := true
 	var pres struct {
 		Presence []struct {
 			Code   string `json:"code"`
@@ -179,6 +224,17 @@ func hubView(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario) a
 	}
 	if b, _, err := hc.Do(ctx, "GET", "/api/v1/presence?online=true&limit=1000&tenant="+url.QueryEscape(sc.Tenant), nil, ""); err == nil {
 		_ = json.Unmarshal(b, &pres)
+	}
+	if de != nil {
+		// The edge's devices are online at the edge, not at the hub.
+		if states, err := de.edge.Presence().List(ctx, presence.Filter{Tenant: sc.Tenant, Online: &online, Limit: 1000}); err == nil {
+			for _, st := range states {
+				pres.Presence = append(pres.Presence, struct {
+					Code   string `json:"code"`
+					Online bool   `json:"online"`
+				}{st.Code, st.Online})
+			}
+		}
 	}
 	for _, p := range pres.Presence {
 		_, local, _ := strings.Cut(p.Code, ":")
@@ -206,14 +262,22 @@ func hubView(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario) a
 			}
 		}
 	}
-	return map[string]any{"classes": out}
+	view := map[string]any{"classes": out}
+	if de != nil {
+		if st, err := de.edge.Status(ctx); err == nil {
+			view["edge"] = st
+		}
+	}
+	return view
 }
 
 // operate plays the operator: a few minutes into the demo it changes what
 // the fleet does, through the hub's API, so that commands and twins show
 // (lower a chattering spindle's feed, move a chiller's setpoint, close a
 // leaking meter's valve: the meter asleep, the command waits for it).
-func operate(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario, log *slog.Logger) {
+// Devices behind the edge are operated on the edge's own API, as the
+// plant's operator does, hub or no hub.
+func operate(ctx context.Context, hc, edgeClient *hubclient.Client, sc *scenario.Scenario, log *slog.Logger) {
 	steps := operatorSteps(sc)
 	for _, st := range steps {
 		select {
@@ -221,7 +285,11 @@ func operate(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario, l
 		case <-ctx.Done():
 			return
 		}
-		if _, _, err := hc.Do(ctx, st.method, st.path, strings.NewReader(st.body), "application/json"); err != nil && ctx.Err() == nil {
+		c := hc
+		if st.edge {
+			c = edgeClient
+		}
+		if _, _, err := c.Do(ctx, st.method, st.path, strings.NewReader(st.body), "application/json"); err != nil && ctx.Err() == nil {
 			log.Warn("demo operator step failed", "step", st.what, "err", err)
 		}
 	}
@@ -231,6 +299,7 @@ type operatorStep struct {
 	at                 time.Time
 	what               string
 	method, path, body string
+	edge               bool // the device is behind the edge
 }
 
 // operatorSteps are the demo operator's actions, by the kinds the scenario
@@ -241,9 +310,17 @@ type operatorStep struct {
 func operatorSteps(sc *scenario.Scenario) []operatorStep {
 	start := time.Now()
 	var steps []operatorStep
+	behind := map[string]bool{}
+	for _, c := range sc.Classes {
+		for i := range c.Count {
+			if c.Edge {
+				behind[sc.Tenant+":"+c.DeviceID(i)] = true
+			}
+		}
+	}
 	add := func(after time.Duration, what, method, code, path, body string) {
 		steps = append(steps, operatorStep{at: start.Add(after), what: what, method: method,
-			path: "/api/v1/objects/" + url.PathEscape(code) + path, body: body})
+			path: "/api/v1/objects/" + url.PathEscape(code) + path, body: body, edge: behind[code]})
 	}
 	command := func(after time.Duration, code, action, args string) {
 		add(after, action+" "+code, "POST", code, "/commands", fmt.Sprintf(`{"action":%q,"args":%s}`, action, args))

@@ -26,7 +26,7 @@ func TestDemo(t *testing.T) {
 	run := func(duration, summary string) (stdout string, sum demoSummary) {
 		var out, errb bytes.Buffer
 		code := Main([]string{"demo", "--duration", duration, "--summary", summary, "--data-dir", data,
-			"--http.listen", "127.0.0.1:0", "--mqtt.listen", "", "--mqtt.tls-listen", "127.0.0.1:0", "--coap.dtls-listen", "127.0.0.1:0"}, &out, &errb)
+			"--http.listen", "127.0.0.1:0", "--http.tls-listen", "127.0.0.1:0", "--mqtt.listen", "", "--mqtt.tls-listen", "127.0.0.1:0", "--coap.dtls-listen", "127.0.0.1:0"}, &out, &errb)
 		if code != 0 {
 			t.Fatalf("demo: exit %d\n%s\n%s", code, out.String(), errb.String())
 		}
@@ -40,7 +40,7 @@ func TestDemo(t *testing.T) {
 		return out.String(), sum
 	}
 	out, sum := run("45s", filepath.Join(dir, "summary.json"))
-	for _, want := range []string{"Prometheus API", "ctl presence list", "ctl telemetry latest", "devices online"} {
+	for _, want := range []string{"Prometheus API", "ctl presence list", "ctl telemetry latest", "devices online", "ctl edge show demo:edge-1", "waiting for the hub"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, out)
 		}
@@ -71,6 +71,11 @@ func TestDemo(t *testing.T) {
 			t.Errorf("class %s at the hub: %+v", name, c)
 		}
 	}
+	// The plant's classes went through the edge: queryable at the hub
+	// (above), the edge's link up and its backlog drained.
+	if sum.Hub.Edge.Code != "demo:edge-1" || !sum.Hub.Edge.Link.Up {
+		t.Errorf("the edge at the end: %+v", sum.Hub.Edge)
+	}
 	out, _ = run("5s", filepath.Join(dir, "again.json"))
 	if strings.Contains(out, "registering") {
 		t.Errorf("the second run registered devices again:\n%s", out)
@@ -90,5 +95,9 @@ type demoSummary struct {
 	}
 	Hub struct {
 		Classes map[string]struct{ Online, Queryable int }
+		Edge    struct {
+			Code string
+			Link struct{ Up bool }
+		}
 	}
 }

@@ -162,13 +162,13 @@ func runSim(e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "wanwu sim: %d devices of scenario %s against %s (seed %d). Stop with Ctrl-C.\n", s.Stats().Devices, sc.Name, c.Base, s.Stats().Seed)
-	return watch(ctx, e, s, &f, nil)
+	return watch(ctx, e, s, &f, nil, nil)
 }
 
 // watch shows the fleet's status until ctx ends or the duration passes,
 // stops the fleet and writes the summary. extra, if set, adds to the
 // summary before the fleet stops (the demo's checks of the hub).
-func watch(ctx context.Context, e *env, s *sim.Sim, f *simFlags, extra func(ctx context.Context) any) error {
+func watch(ctx context.Context, e *env, s *sim.Sim, f *simFlags, extra func(ctx context.Context) any, more func(ctx context.Context, now time.Time) string) error {
 	if f.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
@@ -194,6 +194,9 @@ func watch(ctx context.Context, e *env, s *sim.Sim, f *simFlags, extra func(ctx 
 			break // just shown
 		}
 		block := statusBlock(prev, cur, now.Sub(prevAt))
+		if more != nil {
+			block += more(ctx, now)
+		}
 		if tty {
 			if lines > 0 {
 				fmt.Fprintf(e.stdout, "\x1b[%dA\x1b[J", lines)

@@ -546,6 +546,9 @@ func (e *Edge) Code() string { return e.id.Code }
 // Listeners are the adapters' bound addresses ("mqtt/tcp", "coap/udp").
 func (e *Edge) Listeners() map[string]string { return e.adapters.Listeners() }
 
+// Presence is the presence of the edge's local devices.
+func (e *Edge) Presence() *presence.Service { return e.presence }
+
 // Registry is the replica registry (tests).
 func (e *Edge) Registry() *registry.Registry { return e.reg }
 

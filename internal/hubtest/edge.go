@@ -5,117 +5,32 @@ package hubtest
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	wanwudevice "github.com/wanwu-iot/wanwu/device"
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/edge"
+	"github.com/wanwu-iot/wanwu/internal/linkemu"
 )
 
-// LinkProxy stands between an edge and its hub: a TCP relay to the hub's
-// current HTTPS address that a test can cut (every connection closed, new
-// ones refused) and restore, as a pulled cable or a restarted hub does.
-type LinkProxy struct {
-	ln     net.Listener
-	target func() string
+// LinkProxy stands between an edge and its hub: a relay to the hub's
+// current HTTPS address that a test cuts and restores.
+type LinkProxy = linkemu.Relay
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-// NewLinkProxy relays 127.0.0.1:<port> to target(), asked at each
+// NewLinkProxy relays a loopback port to target(), asked at each
 // connection; it closes when the test ends.
 func NewLinkProxy(t testing.TB, target func() string) *LinkProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := linkemu.NewRelay(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &LinkProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
 	t.Cleanup(p.Close)
 	return p
-}
-
-// Addr is the proxy's address.
-func (p *LinkProxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *LinkProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.mu.Unlock()
-		up, err := net.DialTimeout("tcp", p.target(), 2*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			c.Close()
-			up.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-			p.mu.Lock()
-			delete(p.conns, dst)
-			delete(p.conns, src)
-			p.mu.Unlock()
-		}
-		go pipe(up, c)
-		go pipe(c, up)
-	}
-}
-
-// Cut closes every relayed connection and refuses new ones until Restore.
-func (p *LinkProxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
-}
-
-// Restore lets connections through again.
-func (p *LinkProxy) Restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
-}
-
-// Close stops the proxy.
-func (p *LinkProxy) Close() {
-	p.ln.Close()
-	p.Cut()
-	p.wg.Wait()
 }
 
 // Edge is a running test edge.

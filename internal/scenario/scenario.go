@@ -51,6 +51,10 @@ type Class struct {
 	Params map[string]float64
 	// Faults are injected faults.
 	Faults []Fault
+	// Edge places the class's devices behind the edge node when one runs
+	// (`wanwu demo` starts one): they connect to the edge, which forwards
+	// to the hub. Without an edge they connect to the hub.
+	Edge bool
 }
 
 // Fault is a fault injected into some of a class's devices for a while.
@@ -315,7 +319,7 @@ func (p *parser) scenario(n *yaml.Node) *Scenario {
 	return s
 }
 
-var classFields = []string{"name", "kind", "model", "count", "network", "protocol", "interval", "params", "faults"}
+var classFields = []string{"name", "kind", "model", "count", "network", "protocol", "interval", "params", "faults", "edge"}
 
 func (p *parser) class(path string, n *yaml.Node, tenant string) Class {
 	var c Class
@@ -369,6 +373,10 @@ func (p *parser) class(path string, n *yaml.Node, tenant string) Class {
 			params = v
 		case "faults":
 			faults = v
+		case "edge":
+			if n := resolve(v); n == nil || n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&c.Edge) != nil {
+				p.fail(field, v, "must be true or false")
+			}
 		}
 	})
 	if !ok {

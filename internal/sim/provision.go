@@ -29,6 +29,7 @@ type member struct {
 	Network string
 	Class   string
 	Source  string // the local address its connections start from ("" any)
+	Edge    string // the edge node it is behind ("" none)
 }
 
 // savedIdentity is an identity in the state file: the SDK's identity
@@ -110,9 +111,9 @@ func provision(ctx context.Context, h *hubclient.Client, tenant string, models m
 	for start := 0; start < len(missing); start += batch {
 		rows := missing[start:min(start+batch, len(missing))]
 		var csv strings.Builder
-		csv.WriteString("code,kind,key_alg,model,network,tags\n")
+		csv.WriteString("code,kind,key_alg,model,network,tags,edge\n")
 		for _, m := range rows {
-			fmt.Fprintf(&csv, "%s,device,p256,%s,%s,class=%s\n", m.Code, m.Model, m.Network, m.Class)
+			fmt.Fprintf(&csv, "%s,device,p256,%s,%s,class=%s,%s\n", m.Code, m.Model, m.Network, m.Class, m.Edge)
 		}
 		out, _, err := h.Do(ctx, "POST", "/api/v1/objects/import", strings.NewReader(csv.String()), "text/csv")
 		if err != nil {
@@ -194,7 +195,7 @@ func claimAll(ctx context.Context, h *hubclient.Client, tenant string, missing [
 		ms := byClass[class]
 		id, version, _ := strings.Cut(ms[0].Model, "@")
 		body, _ := json.Marshal(map[string]any{"tenant": tenant, "name": "sim " + class, "max_uses": len(ms), "ttl": "1h",
-			"model": map[string]string{"id": id, "version": version}, "network": ms[0].Network, "tags": map[string]string{"class": class}})
+			"model": map[string]string{"id": id, "version": version}, "network": ms[0].Network, "tags": map[string]string{"class": class}, "edge": ms[0].Edge})
 		raw, _, err := h.Do(ctx, "POST", "/api/v1/claims", bytes.NewReader(body), "application/json")
 		if err != nil {
 			return fmt.Errorf("sim: provision: claim token for class %s: %w", class, err)

@@ -71,6 +71,15 @@ type Options struct {
 	DeviceLogger *slog.Logger
 	// Progress, if set, receives one line per provisioning step.
 	Progress func(string)
+	// Edge, when set, is the edge node the scenario's edge classes are
+	// placed behind: they are registered with it and connect to it.
+	Edge *EdgeRoute
+}
+
+// EdgeRoute is an edge node's code and its endpoints for local devices,
+// which take device tokens: mqtt://host:port and coap://host:port.
+type EdgeRoute struct {
+	Code, MQTT, CoAP string
 }
 
 // Sim is a running fleet.
@@ -92,7 +101,9 @@ type classStats struct {
 	class    *scenario.Class
 	network  string
 	protocol string
-	devices  int
+	// edge is the edge node the class is behind ("" the hub).
+	edge    string
+	devices int
 
 	online   atomic.Int64
 	sent     atomic.Int64 // messages acknowledged by the hub
@@ -193,6 +204,9 @@ func New(opts Options) (*Sim, error) {
 			proto = p.Protocol
 		}
 		cs := &classStats{class: cl, network: cl.Network, protocol: proto, devices: cl.Count, reasons: map[string]int64{}}
+		if cl.Edge && opts.Edge != nil {
+			cs.edge = opts.Edge.Code
+		}
 		s.classes = append(s.classes, cs)
 		for j := 0; j < cl.Count; j++ {
 			code := opts.Scenario.Tenant + ":" + cl.DeviceID(j)
@@ -234,7 +248,7 @@ func (s *Sim) Start(ctx context.Context) error {
 	}
 	var members []member
 	for _, d := range s.devices {
-		members = append(members, member{Code: d.code, Model: d.class.class.Model, Network: d.class.network, Class: d.class.class.Name, Source: d.source})
+		members = append(members, member{Code: d.code, Model: d.class.class.Model, Network: d.class.network, Class: d.class.class.Name, Source: d.source, Edge: d.class.edge})
 	}
 	ids, err := provision(ctx, hc, s.opts.Scenario.Tenant, models, members, s.opts.StateFile, s.opts.Claim, s.opts.Progress)
 	if err != nil {
@@ -313,6 +327,9 @@ func (s *Sim) options(d *simDevice) device.Options {
 	}
 	if d.class.protocol == "coap" {
 		o.CoAP = s.opts.CoAP
+		if d.class.edge != "" {
+			o.CoAP = s.opts.Edge.CoAP
+		}
 		if d.link != nil {
 			// A retransmission timer for the link's round trip, as an
 			// NB-IoT module's CoAP stack is configured.
@@ -337,6 +354,9 @@ func (s *Sim) options(d *simDevice) device.Options {
 		}
 	} else {
 		o.Broker = s.opts.MQTT
+		if d.class.edge != "" {
+			o.Broker = s.opts.Edge.MQTT
+		}
 		o.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			dl := &net.Dialer{}
 			if local != nil {
@@ -538,10 +558,12 @@ func (s *Sim) sendEvents(ctx context.Context, d *simDevice, c *device.Client, ev
 
 // ClassStats are one device class's figures.
 type ClassStats struct {
-	Class    string           `json:"class"`
-	Kind     string           `json:"kind"`
-	Network  string           `json:"network"`
-	Protocol string           `json:"protocol"`
+	Class    string `json:"class"`
+	Kind     string `json:"kind"`
+	Network  string `json:"network"`
+	Protocol string `json:"protocol"`
+	// Edge is the edge node the class is behind ("" the hub).
+	Edge     string           `json:"edge,omitempty"`
 	Devices  int              `json:"devices"`
 	Online   int64            `json:"online"`
 	Messages int64            `json:"messages"` // acknowledged by the hub
@@ -599,7 +621,7 @@ func (s *Sim) Stats() Stats {
 		return n
 	}
 	for _, c := range s.classes {
-		cs := ClassStats{Class: c.class.Name, Kind: c.class.Kind, Network: c.network, Protocol: c.protocol, Devices: c.devices,
+		cs := ClassStats{Class: c.class.Name, Kind: c.class.Kind, Network: c.network, Protocol: c.protocol, Edge: c.edge, Devices: c.devices,
 			Online: c.online.Load(), Messages: c.sent.Load(), Records: c.records.Load(), Refused: c.refused.Load(),
 			Failures: c.failures.Load(), Commands: c.commands.Load(), Twins: c.twins.Load(), Events: c.events.Load()}
 		c.mu.Lock()
