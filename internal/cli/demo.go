@@ -140,8 +140,11 @@ func runDemo(e *env, args []string) error {
 	go func() { defer wg.Done(); operate(octx, hc, ops, sc, log) }()
 	var more func(ctx context.Context, now time.Time) string
 	if de != nil {
-		more = func(ctx context.Context, now time.Time) string {
+		more = func(_ context.Context, now time.Time) string {
 			de.tick(now, log)
+			// Its own deadline: the last status comes after the run's end.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
 			return de.line(ctx, now)
 		}
 	}

@@ -34,6 +34,15 @@ type edgeSetup struct {
 	proxy *LinkProxy
 	edge  *Edge
 	devs  []tokenDevice
+	// target is the hub's HTTPS address the proxy relays to (it changes
+	// with a restart).
+	target atomic.Value
+}
+
+// restartHub restarts the hub (on a new port) and points the proxy at it.
+func (s *edgeSetup) restartHub() {
+	s.hub.Restart()
+	s.target.Store(s.hub.HTTPSAddr())
 }
 
 func newEdgeSetup(t *testing.T, devices int) *edgeSetup {
@@ -41,13 +50,17 @@ func newEdgeSetup(t *testing.T, devices int) *edgeSetup {
 	h := Start(t)
 	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
 	s := &edgeSetup{hub: h}
-	s.proxy = NewLinkProxy(t, h.HTTPSAddr)
+	s.target.Store(h.HTTPSAddr())
+	s.proxy = NewLinkProxy(t, func() string { return s.target.Load().(string) })
 	dir := t.TempDir()
 	RegisterEdge(t, h, "acme:edge-1", filepath.Join(dir, "identity"))
 	for i := range devices {
 		s.devs = append(s.devs, newEdgeDevice(t, h, fmt.Sprintf("acme:m%02d", i), "acme:edge-1"))
 	}
-	s.edge = StartEdge(t, dir, "https://"+s.proxy.Addr())
+	s.edge = StartEdge(t, dir, "https://"+s.proxy.Addr(), func(c *config.Hub) {
+		// Refusals the tests look for are the identity's, not the rate's.
+		c.MQTT.Limits.ConnectPerDevice, c.MQTT.Limits.ConnectPerDeviceBurst = 1000, 1000
+	})
 	return s
 }
 
@@ -97,8 +110,11 @@ type stream struct {
 func startStream(t *testing.T, s *edgeSetup, perDevice int) *stream {
 	st := &stream{base: time.Now().Add(-time.Hour).Truncate(time.Second), acked: map[string]map[int]bool{}, stop: make(chan struct{})}
 	for _, d := range s.devs {
-		c := s.connect(t, d)
 		st.acked[d.code] = map[int]bool{}
+	}
+	for _, d := range s.devs {
+		c := s.connect(t, d)
+		acked := st.acked[d.code]
 		st.wg.Add(1)
 		go func() {
 			defer st.wg.Done()
@@ -120,7 +136,7 @@ func startStream(t *testing.T, s *edgeSetup, perDevice int) *stream {
 					return
 				}
 				st.mu.Lock()
-				st.acked[d.code][seq] = true
+				acked[seq] = true
 				st.mu.Unlock()
 				st.sent.Add(1)
 				time.Sleep(2 * time.Millisecond)
@@ -140,7 +156,7 @@ func TestEdgeForwardsThroughLinkCutsAndHubRestarts(t *testing.T) {
 	for i := range 100 {
 		time.Sleep(40 * time.Millisecond)
 		if i%10 == 9 {
-			s.hub.Restart() // a new HTTPS port: the proxy asks at each connection
+			s.restartHub()
 			continue
 		}
 		s.proxy.Cut()
@@ -296,6 +312,9 @@ func TestEdgeRevocationAndOutage(t *testing.T) {
 	}
 	mqttAddr := func() string { return s.edge.Listeners()["mqtt/tcp"] }
 	refused := func(d tokenDevice) error {
+		if o, err := s.edge.Registry().Object(context.Background(), d.code); err != nil || o.Status != "revoked" {
+			return fmt.Errorf("%s not revoked at the edge yet (%v)", d.code, err)
+		}
 		c, err := dialToken5(t, mqttAddr(), d.code, d.token, nil)
 		if err == nil {
 			c.Disconnect(&paho.Disconnect{})
