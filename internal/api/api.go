@@ -102,6 +102,11 @@ type Options struct {
 	// EdgeSnapshot answers an edge's request for the signed identity
 	// snapshot newer than a version, waiting up to wait; nil: none newer.
 	EdgeSnapshot func(ctx context.Context, edge string, after uint64, wait time.Duration) ([]byte, error)
+	// EdgeCommands answers an edge's poll for the commands issued at the
+	// hub for its devices, waiting up to wait; EdgeCommandsAck records that
+	// the edge holds them.
+	EdgeCommands    func(ctx context.Context, edge string, wait time.Duration) ([]*command.Command, error)
+	EdgeCommandsAck func(ctx context.Context, edge string, ids []string) error
 	// EdgeStatus, on an edge's own API, serves GET /api/v1/edge/status.
 	EdgeStatus func(ctx context.Context) (any, error)
 	// PSK returns the CoAP/DTLS pre-shared key a PSK identity names, and

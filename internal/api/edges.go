@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/auth"
+	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 )
@@ -26,6 +27,8 @@ func (s *server) edgeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/edge/forward", s.handle(s.edgeState))
 	mux.HandleFunc("POST /api/v1/edge/forward", s.handle(s.edgeForward))
 	mux.HandleFunc("GET /api/v1/edge/snapshot", s.handle(s.edgeSnapshot))
+	mux.HandleFunc("GET /api/v1/edge/commands", s.handle(s.edgeCommands))
+	mux.HandleFunc("POST /api/v1/edge/commands/ack", s.handle(s.edgeCommandsAck))
 	mux.HandleFunc("GET /api/v1/edges", s.authed(auth.Viewer, s.listEdges))
 	mux.HandleFunc("GET /api/v1/edges/{code}", s.authed(auth.Viewer, s.getEdge))
 }
@@ -135,6 +138,56 @@ func (s *server) edgeSnapshot(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)
+	return nil
+}
+
+// edgeCommands is GET /api/v1/edge/commands?wait=S: the commands issued
+// at the hub for devices behind the calling edge that it does not hold
+// yet, at once or within S seconds (at most 30).
+func (s *server) edgeCommands(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.authenticateEdge(r)
+	if err != nil {
+		return err
+	}
+	wait, err := queryUint(r, "wait", 0)
+	if err != nil {
+		return err
+	}
+	if wait > 30 {
+		return badRequest("wait", "at most 30 seconds")
+	}
+	cmds, err := s.EdgeCommands(r.Context(), e.Code, time.Duration(wait)*time.Second)
+	if err != nil {
+		return err
+	}
+	if cmds == nil {
+		cmds = []*command.Command{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"commands": cmds})
+	return nil
+}
+
+// edgeCommandsAck is POST /api/v1/edge/commands/ack {"ids": [...]}: the
+// edge holds these commands (issued on its own command service); the hub
+// records them delivered.
+func (s *server) edgeCommandsAck(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.authenticateEdge(r)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		IDs []string `json:"ids"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if len(req.IDs) > 10000 {
+		return badRequest("ids", "at most 10000")
+	}
+	if err := s.EdgeCommandsAck(r.Context(), e.Code, req.IDs); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

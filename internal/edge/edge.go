@@ -231,10 +231,14 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	e.link.Start()
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go func() {
 		defer e.wg.Done()
 		e.syncWithHub(runCtx)
+	}()
+	go func() {
+		defer e.wg.Done()
+		e.pollCommands(runCtx)
 	}()
 	if err := node.WriteFileAtomic(filepath.Join(dir, URLFile), []byte(e.URL()+"\n"), 0o644); err != nil {
 		return fmt.Errorf("edge: %w", err)
@@ -291,7 +295,7 @@ func (e *Edge) startDevices(ctx context.Context) error {
 		DB: e.db, Audit: e.audit, Model: e.modelOf(command.ErrNotFound), Now: e.opts.Now,
 		Logger:     e.log.With("component", "commands"),
 		DefaultTTL: time.Duration(cfg.Commands.DefaultTTL), AckTimeout: time.Duration(cfg.Commands.AckTimeout),
-		MaxAttempts: cfg.Commands.MaxAttempts,
+		MaxAttempts: cfg.Commands.MaxAttempts, OnEvent: e.commandEvent,
 	}); err != nil {
 		return fmt.Errorf("edge: commands: %w", err)
 	}

@@ -462,8 +462,15 @@ type gap struct {
 	Algorithm string `json:"alg,omitempty"`
 }
 
-// GapEvent is the name of the event a gap record is (of the edge object).
-const GapEvent = "gap"
+// Events the edge itself writes, named outside the grammar of a model's
+// event names (no dots there), so that no device's event is taken for one:
+// GapEvent is a gap record (of the edge object), CommandResultEvent a
+// device's result for a command the hub issued
+// ({"id", "status", "reason", "output"}).
+const (
+	GapEvent           = "wanwu.gap"
+	CommandResultEvent = "wanwu.command_result"
+)
 
 // reduceOldest reduces the oldest messages of a telemetry or bulk outbox
 // until need bytes are free, writing the rollups and one gap record to the

@@ -62,6 +62,10 @@ type ReceiverOptions struct {
 	// Member reports whether a device (of a tenant) is the edge or placed
 	// behind it.
 	Member func(ctx context.Context, edge, tenant, device string) (bool, error)
+	// CommandResult applies a device's result for a command the hub issued
+	// (the data of a CommandResultEvent), after the message is durable;
+	// nil: results are only stored as events.
+	CommandResult func(ctx context.Context, device string, data []byte) error
 	// Audit records every gap record an edge sends; OnAudit is told after
 	// such entries were committed (the hub's audit forwarder).
 	Audit   *audit.Log
@@ -177,6 +181,7 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 	}
 	var msgs []ingest.Message
 	var gaps []audit.Entry
+	var results []commandResult
 	top := hwm
 	dups := 0
 	for i, seq := range u.Seqs {
@@ -207,6 +212,9 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 			if m.Kind == ingest.Event && m.Event == GapEvent && m.Device == e.Code {
 				gaps = append(gaps, r.gapEntry(e, m.EventData))
 			}
+			if m.Kind == ingest.Event && m.Event == CommandResultEvent && r.o.CommandResult != nil {
+				results = append(results, commandResult{m.Device, m.EventData})
+			}
 			m.Source = "edge"
 			msgs = append(msgs, m)
 		}
@@ -217,6 +225,13 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 	}
 	if len(msgs) > 0 {
 		if err := r.o.Submit(ctx, msgs); err != nil {
+			return nil, err
+		}
+	}
+	// Applied once the messages are durable (the pipeline owns them now:
+	// results were set aside before).
+	for _, res := range results {
+		if err := r.o.CommandResult(ctx, res.device, res.data); err != nil {
 			return nil, err
 		}
 	}
@@ -262,6 +277,11 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 		r.records.WithLabelValues(e.Code, c.String()).Add(float64(len(msgs)))
 	}
 	return &Ack{HWM: max(top, hwm)}, nil
+}
+
+type commandResult struct {
+	device string
+	data   []byte
 }
 
 func uplinkBytes(u *Uplink) int {

@@ -8,9 +8,11 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
@@ -23,7 +25,7 @@ import (
 func (h *Hub) openEdges(ctx context.Context) error {
 	var err error
 	h.edges, err = forward.OpenReceiver(ctx, forward.ReceiverOptions{
-		DB: h.db, Submit: submitAll(h.tel.Pipeline), Member: h.members.member, Audit: h.audit,
+		DB: h.db, Submit: submitAll(h.tel.Pipeline), Member: h.members.member, Audit: h.audit, CommandResult: h.edgeCommandResult,
 		OnAudit: h.wakeAuditForwarder, Logger: h.log, Metrics: h.metrics, Now: h.opts.Now,
 	})
 	return err
@@ -196,4 +198,192 @@ func (h *Hub) snapshotChanged(edge string, after uint64, s *snapshot.Snapshot) b
 	}
 	h.snapSent[edge] = sentSnapshot{version: s.Version, digest: d}
 	return true
+}
+
+// Commands for devices behind an edge go down its link: while the edge
+// polls GET /api/v1/edge/downlink, every device behind it is attached to
+// the command service with a sink that queues its commands for the edge;
+// the edge issues them on its own command service (the same id), says so,
+// and the hub records them delivered. Results come back up the control
+// class (forward.CommandResultEvent).
+
+// edgeAttachTTL is how long after an edge's last poll its devices stay
+// attached; edgeRefresh how often the list of its devices is read again.
+const (
+	edgeAttachTTL = 90 * time.Second
+	edgeRefresh   = 60 * time.Second
+)
+
+// edgeDownlink is one edge's queue of commands on their way down.
+type edgeDownlink struct {
+	mu       sync.Mutex
+	queue    []*command.Command
+	wake     chan struct{}
+	attached map[string]func() // device code → detach
+	listed   time.Time
+	polled   time.Time
+}
+
+// edgeSink is the command sink of a device behind an edge.
+type edgeSink struct{ d *edgeDownlink }
+
+// Deliver queues the command for the edge's next poll (once).
+func (s edgeSink) Deliver(c *command.Command) error {
+	s.d.mu.Lock()
+	defer s.d.mu.Unlock()
+	for _, q := range s.d.queue {
+		if q.ID == c.ID {
+			return nil
+		}
+	}
+	s.d.queue = append(s.d.queue, c)
+	select {
+	case s.d.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (h *Hub) downlinkOf(edge string) *edgeDownlink {
+	h.downMu.Lock()
+	defer h.downMu.Unlock()
+	if h.downlinks == nil {
+		h.downlinks = map[string]*edgeDownlink{}
+	}
+	d := h.downlinks[edge]
+	if d == nil {
+		d = &edgeDownlink{wake: make(chan struct{}, 1), attached: map[string]func(){}}
+		h.downlinks[edge] = d
+	}
+	return d
+}
+
+// attachEdgeDevices attaches every device placed behind the edge (read
+// again every edgeRefresh) to the command service through the edge.
+func (h *Hub) attachEdgeDevices(ctx context.Context, edge string, d *edgeDownlink) error {
+	d.mu.Lock()
+	d.polled = time.Now()
+	fresh := time.Since(d.listed) < edgeRefresh
+	d.mu.Unlock()
+	if fresh {
+		return nil
+	}
+	behind := map[string]bool{}
+	after := ""
+	for {
+		objs, next, err := h.reg.List(ctx, registry.ListFilter{Edge: edge, After: after, Limit: 1000})
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			behind[o.Code] = true
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for code, detach := range d.attached {
+		if !behind[code] {
+			detach()
+			delete(d.attached, code)
+		}
+	}
+	var attach []string
+	for code := range behind {
+		if d.attached[code] == nil {
+			attach = append(attach, code)
+		}
+	}
+	for _, code := range attach {
+		d.attached[code] = h.commands.Attach(code, edgeSink{d})
+	}
+	d.listed = time.Now()
+	return nil
+}
+
+// expireEdgeAttachments detaches the devices of edges that stopped polling.
+func (h *Hub) expireEdgeAttachments() {
+	h.downMu.Lock()
+	defer h.downMu.Unlock()
+	for _, d := range h.downlinks {
+		d.mu.Lock()
+		if time.Since(d.polled) > edgeAttachTTL && len(d.attached) > 0 {
+			for code, detach := range d.attached {
+				detach()
+				delete(d.attached, code)
+			}
+			d.listed = time.Time{}
+		}
+		d.mu.Unlock()
+	}
+}
+
+// edgeDownlinkPoll answers an edge's poll: the commands queued for its
+// devices, at once or within wait.
+func (h *Hub) edgeDownlinkPoll(ctx context.Context, edge string, wait time.Duration) ([]*command.Command, error) {
+	d := h.downlinkOf(edge)
+	if err := h.attachEdgeDevices(ctx, edge, d); err != nil {
+		return nil, err
+	}
+	t := time.NewTimer(min(wait, maxSnapshotWait))
+	defer t.Stop()
+	for {
+		d.mu.Lock()
+		out := append([]*command.Command(nil), d.queue...)
+		d.mu.Unlock()
+		if len(out) > 0 {
+			return out, nil
+		}
+		select {
+		case <-d.wake:
+		case <-t.C:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// edgeDownlinkAck records that the edge holds the commands: delivered,
+// and out of its queue.
+func (h *Hub) edgeDownlinkAck(ctx context.Context, edge string, ids []string) error {
+	d := h.downlinkOf(edge)
+	d.mu.Lock()
+	var done []*command.Command
+	keep := d.queue[:0]
+	for _, c := range d.queue {
+		if slices.Contains(ids, c.ID) {
+			done = append(done, c)
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	d.queue = keep
+	d.mu.Unlock()
+	for _, c := range done {
+		if err := h.commands.Delivered(ctx, c.Code, c.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// edgeCommandResult applies a result that came up an edge's link.
+func (h *Hub) edgeCommandResult(ctx context.Context, code string, data []byte) error {
+	var r struct {
+		ID string `json:"id"`
+		command.Result
+	}
+	if err := json.Unmarshal(data, &r); err != nil || r.ID == "" {
+		return nil // not a result: stored as the event it is
+	}
+	_, err := h.commands.Result(ctx, code, r.ID, r.Result)
+	if errors.Is(err, command.ErrNotFound) || errors.Is(err, command.ErrFinished) || errors.Is(err, command.ErrInvalid) {
+		h.log.Info("a command result from an edge was not applied", "device", code, "command", r.ID, "err", err)
+		return nil
+	}
+	return err
 }

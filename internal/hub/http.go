@@ -31,6 +31,7 @@ func (h *Hub) startHTTP() error {
 		TSDB: h.tel.TSDB, Events: h.tel.Events, Pipeline: h.tel.Pipeline, Intake: h.tel.Intake,
 		Twins: h.twins, Commands: h.commands, Presence: h.presence, Webhooks: h.webhooks, PSK: pskFunc, PSKIdentity: pskIdentity,
 		Usage: h.usage, Profile: cfg.Networks.Profile, Edges: h.edges, EdgeSnapshot: h.edgeSnapshot,
+		EdgeCommands: h.edgeDownlinkPoll, EdgeCommandsAck: h.edgeDownlinkAck,
 		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
 		IngestPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr * 10), IngestPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst * 10,
 		ImportMaxRows: cfg.Identity.ImportMaxRows, DecommissionReleaseCodes: cfg.Identity.DecommissionReleaseCodes,

@@ -128,6 +128,9 @@ type Hub struct {
 	auditTick broadcast
 	snapMu    sync.Mutex
 	snapSent  map[string]sentSnapshot
+	// downlinks queue commands for devices behind each edge.
+	downMu    sync.Mutex
+	downlinks map[string]*edgeDownlink
 	// The forwarders of the database's device events to their streams.
 	commandEvents, presenceEvents *eventForwarder
 
@@ -240,6 +243,18 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	h.goTracked(func() { h.retireKeys(runCtx) })
 	h.goTracked(func() { h.forward(runCtx, h.commandEvents) })
 	h.goTracked(func() { h.forward(runCtx, h.presenceEvents) })
+	h.goTracked(func() {
+		t := time.NewTicker(edgeAttachTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+				h.expireEdgeAttachments()
+			}
+		}
+	})
 	h.wakeAuditForwarder()
 	if err := node.WriteFileAtomic(filepath.Join(dir, URLFile), []byte(h.URL()+"\n"), 0o644); err != nil {
 		return fmt.Errorf("hub: %w", err)

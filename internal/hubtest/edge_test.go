@@ -454,3 +454,100 @@ func TestEdgeModbusToHub(t *testing.T) {
 		return nil
 	})
 }
+
+// TestEdgeRelaysHubCommands: a command issued at the hub for a device
+// behind the edge reaches the device through the edge, also when it was
+// issued during an outage, and the device's result reaches the hub.
+func TestEdgeRelaysHubCommands(t *testing.T) {
+	h := Start(t)
+	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
+	h.MustAdmin(201, "POST", "/api/v1/models", json.RawMessage(`{"id":"acme:valve","version":"1.0.0",
+	 "properties":{"open":{"type":"boolean"}},"actions":{"set":{"input":{"open":{"type":"boolean"}}}}}`))
+	var target atomic.Value
+	target.Store(h.HTTPSAddr())
+	proxy := NewLinkProxy(t, func() string { return target.Load().(string) })
+	dir := t.TempDir()
+	RegisterEdge(t, h, "acme:edge-1", filepath.Join(dir, "identity"))
+	var reg struct {
+		PrivateKey string `json:"private_key"`
+	}
+	h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": "acme:valve-1", "edge": "acme:edge-1",
+		"model": map[string]string{"id": "acme:valve", "version": "1.0.0"}}).JSON(t, &reg)
+	key, err := keys.ParsePrivateKeyPEM([]byte(reg.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := devtoken.Sign(key, "acme:valve-1", time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := StartEdge(t, dir, "https://"+proxy.Addr())
+
+	// The device at the edge answers every command it gets.
+	var c *paho.Client
+	var answered atomic.Int64
+	eventually(t, "the valve admitted at the edge", func() error {
+		conn, err := net.Dial("tcp", e.Listeners()["mqtt/tcp"])
+		if err != nil {
+			return err
+		}
+		c = paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+			func(p paho.PublishReceived) (bool, error) {
+				var cmd struct{ ID string }
+				if json.Unmarshal(p.Packet.Payload, &cmd) == nil && cmd.ID != "" {
+					go func() {
+						_, _ = c.Publish(context.Background(), &paho.Publish{Topic: "wanwu/v1/acme/valve-1/commands/" + cmd.ID + "/result", QoS: 1,
+							Payload: []byte(`{"status":"succeeded","output":{}}`)})
+						answered.Add(1)
+					}()
+				}
+				return true, nil
+			}}})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = c.Connect(ctx, &paho.Connect{ClientID: "acme:valve-1", KeepAlive: 30, CleanStart: true,
+			Username: "acme:valve-1", UsernameFlag: true, Password: []byte(tok), PasswordFlag: true})
+		if err != nil {
+			conn.Close()
+		}
+		return err
+	})
+	defer c.Disconnect(&paho.Disconnect{})
+	subscribe5(t, c, 1, "wanwu/v1/acme/valve-1/commands/+")
+
+	issue := func() string {
+		var cmd struct{ ID string }
+		h.MustAdmin(201, "POST", "/api/v1/objects/acme:valve-1/commands", map[string]any{"action": "set", "args": map[string]any{"open": true}}).JSON(t, &cmd)
+		return cmd.ID
+	}
+	status := func(id string) string {
+		var out struct{ Command struct{ Status string } }
+		h.MustAdmin(200, "GET", "/api/v1/commands/"+id, nil).JSON(t, &out)
+		return out.Command.Status
+	}
+	first := issue()
+	eventually(t, "the first command succeeded at the hub", func() error {
+		if s := status(first); s != "succeeded" {
+			return fmt.Errorf("status %s", s)
+		}
+		return nil
+	})
+	// Issued at the hub during an outage: it goes down once the link is
+	// back, and its result comes up.
+	proxy.Cut()
+	second := issue()
+	time.Sleep(500 * time.Millisecond)
+	if s := status(second); s != "queued" {
+		t.Fatalf("during the outage the command is %s, want queued", s)
+	}
+	proxy.Restore()
+	eventually(t, "the outage's command succeeded at the hub", func() error {
+		if s := status(second); s != "succeeded" {
+			return fmt.Errorf("status %s", s)
+		}
+		return nil
+	})
+	if n := answered.Load(); n != 2 {
+		t.Errorf("the device answered %d commands, want 2", n)
+	}
+}
