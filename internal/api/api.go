@@ -105,8 +105,8 @@ type Options struct {
 	// EdgeCommands answers an edge's poll for the commands issued at the
 	// hub for its devices, waiting up to wait; EdgeCommandsAck records that
 	// the edge holds them.
-	EdgeCommands    func(ctx context.Context, edge string, wait time.Duration) ([]*command.Command, error)
-	EdgeCommandsAck func(ctx context.Context, edge string, ids []string) error
+	EdgeCommands    func(ctx context.Context, edge string, wait time.Duration) (*EdgeDownlink, error)
+	EdgeCommandsAck func(ctx context.Context, edge string, ids []string, twins map[string]int64) error
 	// EdgeStatus, on an edge's own API, serves GET /api/v1/edge/status.
 	EdgeStatus func(ctx context.Context) (any, error)
 	// PSK returns the CoAP/DTLS pre-shared key a PSK identity names, and

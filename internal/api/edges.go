@@ -143,7 +143,8 @@ func (s *server) edgeSnapshot(w http.ResponseWriter, r *http.Request) error {
 
 // edgeCommands is GET /api/v1/edge/commands?wait=S: the commands issued
 // at the hub for devices behind the calling edge that it does not hold
-// yet, at once or within S seconds (at most 30).
+// yet, and the desired states it has not taken, at once or within S
+// seconds (at most 30).
 func (s *server) edgeCommands(w http.ResponseWriter, r *http.Request) error {
 	e, err := s.authenticateEdge(r)
 	if err != nil {
@@ -156,35 +157,54 @@ func (s *server) edgeCommands(w http.ResponseWriter, r *http.Request) error {
 	if wait > 30 {
 		return badRequest("wait", "at most 30 seconds")
 	}
-	cmds, err := s.EdgeCommands(r.Context(), e.Code, time.Duration(wait)*time.Second)
+	out, err := s.EdgeCommands(r.Context(), e.Code, time.Duration(wait)*time.Second)
 	if err != nil {
 		return err
 	}
-	if cmds == nil {
-		cmds = []*command.Command{}
+	if out.Commands == nil {
+		out.Commands = []*command.Command{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"commands": cmds})
+	if out.Twins == nil {
+		out.Twins = []EdgeTwin{}
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-// edgeCommandsAck is POST /api/v1/edge/commands/ack {"ids": [...]}: the
-// edge holds these commands (issued on its own command service); the hub
-// records them delivered.
+// EdgeDownlink is what goes down an edge's link: commands issued at the
+// hub for its devices, and their desired states.
+type EdgeDownlink struct {
+	Commands []*command.Command `json:"commands"`
+	Twins    []EdgeTwin         `json:"twins"`
+}
+
+// EdgeTwin is a device's desired state at the hub.
+type EdgeTwin struct {
+	Code    string         `json:"code"`
+	Desired map[string]any `json:"desired"`
+	Version int64          `json:"version"`
+}
+
+// edgeCommandsAck is POST /api/v1/edge/commands/ack {"ids": [...],
+// "twins": {code: version}}: the edge holds these commands (issued on its
+// own command service), which the hub records delivered, and took these
+// desired states.
 func (s *server) edgeCommandsAck(w http.ResponseWriter, r *http.Request) error {
 	e, err := s.authenticateEdge(r)
 	if err != nil {
 		return err
 	}
 	var req struct {
-		IDs []string `json:"ids"`
+		IDs   []string         `json:"ids"`
+		Twins map[string]int64 `json:"twins"`
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if len(req.IDs) > 10000 {
-		return badRequest("ids", "at most 10000")
+	if len(req.IDs) > 10000 || len(req.Twins) > 100000 {
+		return badRequest("ids", "at most 10000 commands and 100000 twins")
 	}
-	if err := s.EdgeCommandsAck(r.Context(), e.Code, req.IDs); err != nil {
+	if err := s.EdgeCommandsAck(r.Context(), e.Code, req.IDs, req.Twins); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

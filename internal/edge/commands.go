@@ -1,9 +1,11 @@
 package edge
 
-// Commands issued at the hub for devices behind the edge: polled over the
-// link, issued on the edge's own command service under the hub's id (so a
-// repeat is the same command), acknowledged to the hub; the devices'
-// results go back up the control class as forward.CommandResultEvent.
+// Commands and desired state set at the hub for devices behind the edge:
+// polled over the link; commands issued on the edge's own command service
+// under the hub's id (so a repeat is the same command), desired states made
+// the edge's (by a merge patch from what it holds), both acknowledged to
+// the hub. The devices' results and reported states go back up the control
+// class as forward.CommandResultEvent and forward.TwinReportedEvent.
 
 import (
 	"bytes"
@@ -13,12 +15,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
+	"github.com/wanwu-iot/wanwu/internal/twin"
 )
 
 // hubActor is the actor of the commands the hub issued, at the edge.
@@ -29,9 +33,9 @@ const hubActor = "hub"
 func (e *Edge) pollCommands(ctx context.Context) {
 	wait := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		cmds, err := e.fetchCommands(ctx)
-		if err == nil && len(cmds) > 0 {
-			err = e.takeCommands(ctx, cmds)
+		down, err := e.fetchCommands(ctx)
+		if err == nil && (len(down.Commands) > 0 || len(down.Twins) > 0) {
+			err = e.takeDownlink(ctx, down)
 		}
 		if err != nil {
 			if ctx.Err() == nil {
@@ -50,7 +54,17 @@ func (e *Edge) pollCommands(ctx context.Context) {
 	}
 }
 
-func (e *Edge) fetchCommands(ctx context.Context) ([]*command.Command, error) {
+// downlink is the hub's answer to a poll.
+type downlink struct {
+	Commands []*command.Command `json:"commands"`
+	Twins    []struct {
+		Code    string         `json:"code"`
+		Desired map[string]any `json:"desired"`
+		Version int64          `json:"version"`
+	} `json:"twins"`
+}
+
+func (e *Edge) fetchCommands(ctx context.Context) (*downlink, error) {
 	ctx, cancel := context.WithTimeout(ctx, snapshotPoll+15*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/api/v1/edge/commands?wait=%d", e.hubURL, int(snapshotPoll/time.Second)), nil)
@@ -69,21 +83,19 @@ func (e *Edge) fetchCommands(ctx context.Context) ([]*command.Command, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("hub answered %s: %.200s", resp.Status, body)
 	}
-	var out struct {
-		Commands []*command.Command `json:"commands"`
-	}
+	var out downlink
 	if err := json.Unmarshal(body, &out); err != nil {
 		return nil, fmt.Errorf("hub's commands: %w", err)
 	}
-	return out.Commands, nil
+	return &out, nil
 }
 
 // takeCommands issues the hub's commands here and tells the hub which it
 // holds. A command the edge refuses (a device it does not know, arguments
 // its model refuses) is held too, and fails with the reason.
-func (e *Edge) takeCommands(ctx context.Context, cmds []*command.Command) error {
-	ids := make([]string, 0, len(cmds))
-	for _, c := range cmds {
+func (e *Edge) takeDownlink(ctx context.Context, down *downlink) error {
+	ids := make([]string, 0, len(down.Commands))
+	for _, c := range down.Commands {
 		ttl := time.Until(c.ExpiresAt)
 		if ttl <= 0 {
 			ttl = time.Second
@@ -101,7 +113,17 @@ func (e *Edge) takeCommands(ctx context.Context, cmds []*command.Command) error 
 		}
 		ids = append(ids, c.ID)
 	}
-	body, _ := json.Marshal(map[string]any{"ids": ids})
+	twins := map[string]int64{}
+	for _, tw := range down.Twins {
+		if err := e.takeDesired(ctx, tw.Code, tw.Desired); err != nil {
+			if !errors.Is(err, twin.ErrNotFound) && !errors.Is(err, twin.ErrInvalid) {
+				return err
+			}
+			e.log.Warn("a desired state from the hub was refused here", "device", tw.Code, "err", err)
+		}
+		twins[tw.Code] = tw.Version
+	}
+	body, _ := json.Marshal(map[string]any{"ids": ids, "twins": twins})
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.hubURL+"/api/v1/edge/commands/ack", bytes.NewReader(body))
@@ -119,6 +141,78 @@ func (e *Edge) takeCommands(ctx context.Context, cmds []*command.Command) error 
 		return fmt.Errorf("hub answered %s to the acknowledgement", resp.Status)
 	}
 	return nil
+}
+
+// takeDesired makes the hub's desired state the device's here: the merge
+// patch from what the edge holds to it.
+func (e *Edge) takeDesired(ctx context.Context, code string, desired map[string]any) error {
+	cur, err := e.twins.Get(ctx, code)
+	if err != nil {
+		return err
+	}
+	patch := mergeDiff(cur.Desired, desired)
+	if len(patch) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	_, err = e.twins.SetDesired(ctx, hubActor, code, b, 0)
+	return err
+}
+
+// mergeDiff is the JSON merge patch (RFC 7396) that turns from into to.
+func mergeDiff(from, to map[string]any) map[string]any {
+	patch := map[string]any{}
+	for k := range from {
+		if _, ok := to[k]; !ok {
+			patch[k] = nil
+		}
+	}
+	for k, v := range to {
+		fv, ok := from[k]
+		if ok && reflect.DeepEqual(fv, v) {
+			continue
+		}
+		fm, fok := fv.(map[string]any)
+		tm, tok := v.(map[string]any)
+		if ok && fok && tok {
+			patch[k] = mergeDiff(fm, tm)
+			continue
+		}
+		patch[k] = v
+	}
+	return patch
+}
+
+// twinChanged is the twin service's OnChange: a desired change reaches the
+// device's session; a reported change goes up to the hub.
+func (e *Edge) twinChanged(c twin.Change) {
+	if e.adapters == nil {
+		return
+	}
+	if c.Desired {
+		e.adapters.TwinChanged(c.Code)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tw, err := e.twins.Get(ctx, c.Code)
+	if err != nil || e.tel == nil {
+		return
+	}
+	data, err := json.Marshal(tw.Reported)
+	if err != nil {
+		return
+	}
+	msg := ingest.Message{Device: c.Code, Tenant: c.Tenant, Kind: ingest.Event, Event: forward.TwinReportedEvent,
+		EventData: data, Received: e.opts.Now().UnixMilli(), Source: "edge"}
+	e.tel.Pipeline.SubmitAsync(msg, pipeline.CompletionFunc(func(err error) {
+		if err != nil {
+			e.log.Warn("a reported state could not be kept for the hub", "device", c.Code, "err", err)
+		}
+	}))
 }
 
 // commandEvent is the command service's OnEvent: a hub command that ended

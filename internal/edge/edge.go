@@ -283,11 +283,7 @@ func (e *Edge) startDevices(ctx context.Context) error {
 	if e.twins, err = twin.Open(ctx, twin.Options{
 		DB: e.db, Audit: e.audit, Model: e.modelOf(twin.ErrNotFound), Now: e.opts.Now,
 		Limits: twin.Limits{MaxDocBytes: cfg.Twins.MaxDocBytes},
-		OnChange: func(c twin.Change) {
-			if c.Desired && e.adapters != nil {
-				e.adapters.TwinChanged(c.Code)
-			}
-		},
+		OnChange: e.twinChanged,
 	}); err != nil {
 		return fmt.Errorf("edge: twins: %w", err)
 	}

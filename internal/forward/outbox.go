@@ -466,10 +466,12 @@ type gap struct {
 // event names (no dots there), so that no device's event is taken for one:
 // GapEvent is a gap record (of the edge object), CommandResultEvent a
 // device's result for a command the hub issued
-// ({"id", "status", "reason", "output"}).
+// ({"id", "status", "reason", "output"}), TwinReportedEvent a device's
+// reported state as a merge patch.
 const (
 	GapEvent           = "wanwu.gap"
 	CommandResultEvent = "wanwu.command_result"
+	TwinReportedEvent  = "wanwu.twin_reported"
 )
 
 // reduceOldest reduces the oldest messages of a telemetry or bulk outbox

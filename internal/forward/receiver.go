@@ -66,6 +66,9 @@ type ReceiverOptions struct {
 	// (the data of a CommandResultEvent), after the message is durable;
 	// nil: results are only stored as events.
 	CommandResult func(ctx context.Context, device string, data []byte) error
+	// TwinReported applies a device's reported state (the data of a
+	// TwinReportedEvent, a merge patch), likewise.
+	TwinReported func(ctx context.Context, device string, data []byte) error
 	// Audit records every gap record an edge sends; OnAudit is told after
 	// such entries were committed (the hub's audit forwarder).
 	Audit   *audit.Log
@@ -181,7 +184,7 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 	}
 	var msgs []ingest.Message
 	var gaps []audit.Entry
-	var results []commandResult
+	var results []controlRecord
 	top := hwm
 	dups := 0
 	for i, seq := range u.Seqs {
@@ -212,8 +215,13 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 			if m.Kind == ingest.Event && m.Event == GapEvent && m.Device == e.Code {
 				gaps = append(gaps, r.gapEntry(e, m.EventData))
 			}
-			if m.Kind == ingest.Event && m.Event == CommandResultEvent && r.o.CommandResult != nil {
-				results = append(results, commandResult{m.Device, m.EventData})
+			if m.Kind == ingest.Event && m.Device != e.Code {
+				switch {
+				case m.Event == CommandResultEvent && r.o.CommandResult != nil:
+					results = append(results, controlRecord{r.o.CommandResult, m.Device, m.EventData})
+				case m.Event == TwinReportedEvent && r.o.TwinReported != nil:
+					results = append(results, controlRecord{r.o.TwinReported, m.Device, m.EventData})
+				}
 			}
 			m.Source = "edge"
 			msgs = append(msgs, m)
@@ -231,7 +239,7 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 	// Applied once the messages are durable (the pipeline owns them now:
 	// results were set aside before).
 	for _, res := range results {
-		if err := r.o.CommandResult(ctx, res.device, res.data); err != nil {
+		if err := res.apply(ctx, res.device, res.data); err != nil {
 			return nil, err
 		}
 	}
@@ -279,7 +287,9 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 	return &Ack{HWM: max(top, hwm)}, nil
 }
 
-type commandResult struct {
+// controlRecord is a command result or reported state to apply.
+type controlRecord struct {
+	apply  func(ctx context.Context, device string, data []byte) error
 	device string
 	data   []byte
 }

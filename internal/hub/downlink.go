@@ -45,6 +45,7 @@ func (h *Hub) openTwinsAndCommands(ctx context.Context) error {
 			if !c.Desired {
 				return
 			}
+			h.edgeTwinChanged(c.Code, c.Version)
 			body, _ := json.Marshal(map[string]any{"version": c.Version})
 			tenant, id := splitCode(c.Code)
 			if err := h.bus.AnnounceTwin(tenant, id, body); err != nil {

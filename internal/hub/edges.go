@@ -12,12 +12,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wanwu-iot/wanwu/internal/api"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/snapshot"
+	"github.com/wanwu-iot/wanwu/internal/twin"
 )
 
 // openEdges opens the receiver of edge links (tables edge_forward and
@@ -25,7 +27,7 @@ import (
 func (h *Hub) openEdges(ctx context.Context) error {
 	var err error
 	h.edges, err = forward.OpenReceiver(ctx, forward.ReceiverOptions{
-		DB: h.db, Submit: submitAll(h.tel.Pipeline), Member: h.members.member, Audit: h.audit, CommandResult: h.edgeCommandResult,
+		DB: h.db, Submit: submitAll(h.tel.Pipeline), Member: h.members.member, Audit: h.audit, CommandResult: h.edgeCommandResult, TwinReported: h.edgeTwinReported,
 		OnAudit: h.wakeAuditForwarder, Logger: h.log, Metrics: h.metrics, Now: h.opts.Now,
 	})
 	return err
@@ -218,6 +220,9 @@ const (
 type edgeDownlink struct {
 	mu       sync.Mutex
 	queue    []*command.Command
+	// twins are the devices whose desired state the edge has not taken
+	// since it changed, with the version that was current when it did.
+	twins    map[string]int64
 	wake     chan struct{}
 	attached map[string]func() // device code → detach
 	listed   time.Time
@@ -252,7 +257,7 @@ func (h *Hub) downlinkOf(edge string) *edgeDownlink {
 	}
 	d := h.downlinks[edge]
 	if d == nil {
-		d = &edgeDownlink{wake: make(chan struct{}, 1), attached: map[string]func(){}}
+		d = &edgeDownlink{wake: make(chan struct{}, 1), attached: map[string]func(){}, twins: map[string]int64{}}
 		h.downlinks[edge] = d
 	}
 	return d
@@ -299,6 +304,9 @@ func (h *Hub) attachEdgeDevices(ctx context.Context, edge string, d *edgeDownlin
 	}
 	for _, code := range attach {
 		d.attached[code] = h.commands.Attach(code, edgeSink{d})
+		// A newly attached device's desired state goes down once: it may
+		// have changed while the edge was away.
+		d.twins[code] = -1
 	}
 	d.listed = time.Now()
 	return nil
@@ -321,9 +329,29 @@ func (h *Hub) expireEdgeAttachments() {
 	}
 }
 
+// edgeTwinChanged queues a device's changed desired state for its edge,
+// when it is behind one whose devices are attached.
+func (h *Hub) edgeTwinChanged(code string, version int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	o, err := h.reg.Object(ctx, code)
+	if err != nil || o.Edge == "" {
+		return
+	}
+	d := h.downlinkOf(o.Edge)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.twins[code] = version
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
 // edgeDownlinkPoll answers an edge's poll: the commands queued for its
-// devices, at once or within wait.
-func (h *Hub) edgeDownlinkPoll(ctx context.Context, edge string, wait time.Duration) ([]*command.Command, error) {
+// devices and the desired states it has not taken, at once or within
+// wait.
+func (h *Hub) edgeDownlinkPoll(ctx context.Context, edge string, wait time.Duration) (*api.EdgeDownlink, error) {
 	d := h.downlinkOf(edge)
 	if err := h.attachEdgeDevices(ctx, edge, d); err != nil {
 		return nil, err
@@ -332,26 +360,55 @@ func (h *Hub) edgeDownlinkPoll(ctx context.Context, edge string, wait time.Durat
 	defer t.Stop()
 	for {
 		d.mu.Lock()
-		out := append([]*command.Command(nil), d.queue...)
+		out := &api.EdgeDownlink{Commands: append([]*command.Command(nil), d.queue...)}
+		codes := make([]string, 0, len(d.twins))
+		for code := range d.twins {
+			codes = append(codes, code)
+		}
 		d.mu.Unlock()
-		if len(out) > 0 {
+		if len(codes) > 0 {
+			twins, err := h.twins.List(ctx, codes)
+			if err != nil {
+				return nil, err
+			}
+			for _, tw := range twins {
+				if tw.Version > 0 {
+					out.Twins = append(out.Twins, api.EdgeTwin{Code: tw.Code, Desired: tw.Desired, Version: tw.Version})
+				}
+			}
+			if len(out.Twins) == 0 { // none ever set: nothing to take
+				d.mu.Lock()
+				for _, c := range codes {
+					if d.twins[c] == -1 {
+						delete(d.twins, c)
+					}
+				}
+				d.mu.Unlock()
+			}
+		}
+		if len(out.Commands) > 0 || len(out.Twins) > 0 {
 			return out, nil
 		}
 		select {
 		case <-d.wake:
 		case <-t.C:
-			return nil, nil
+			return out, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 }
 
-// edgeDownlinkAck records that the edge holds the commands: delivered,
-// and out of its queue.
-func (h *Hub) edgeDownlinkAck(ctx context.Context, edge string, ids []string) error {
+// edgeDownlinkAck records that the edge holds the commands (delivered,
+// and out of its queue) and the desired states of these versions.
+func (h *Hub) edgeDownlinkAck(ctx context.Context, edge string, ids []string, twins map[string]int64) error {
 	d := h.downlinkOf(edge)
 	d.mu.Lock()
+	for code, v := range twins {
+		if cur, ok := d.twins[code]; ok && (cur <= v) {
+			delete(d.twins, code)
+		}
+	}
 	var done []*command.Command
 	keep := d.queue[:0]
 	for _, c := range d.queue {
@@ -367,6 +424,19 @@ func (h *Hub) edgeDownlinkAck(ctx context.Context, edge string, ids []string) er
 		if err := h.commands.Delivered(ctx, c.Code, c.ID); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// edgeTwinReported applies a device's reported state that came up an
+// edge's link.
+func (h *Hub) edgeTwinReported(ctx context.Context, code string, data []byte) error {
+	if _, err := h.twins.Report(ctx, code, data); err != nil {
+		if errors.Is(err, twin.ErrNotFound) || errors.Is(err, twin.ErrInvalid) {
+			h.log.Info("a reported state from an edge was not applied", "device", code, "err", err)
+			return nil
+		}
+		return err
 	}
 	return nil
 }

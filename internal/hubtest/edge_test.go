@@ -493,6 +493,17 @@ func TestEdgeRelaysHubCommands(t *testing.T) {
 		}
 		c = paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 			func(p paho.PublishReceived) (bool, error) {
+				if strings.HasSuffix(p.Packet.Topic, "/twin/desired") {
+					// The device does what it is told and reports it.
+					var doc struct{ Desired json.RawMessage }
+					if json.Unmarshal(p.Packet.Payload, &doc) == nil && len(doc.Desired) > 2 {
+						go func() {
+							_, _ = c.Publish(context.Background(), &paho.Publish{Topic: "wanwu/v1/acme/valve-1/twin/reported", QoS: 1,
+								Payload: doc.Desired})
+						}()
+					}
+					return true, nil
+				}
 				var cmd struct{ ID string }
 				if json.Unmarshal(p.Packet.Payload, &cmd) == nil && cmd.ID != "" {
 					go func() {
@@ -513,7 +524,7 @@ func TestEdgeRelaysHubCommands(t *testing.T) {
 		return err
 	})
 	defer c.Disconnect(&paho.Disconnect{})
-	subscribe5(t, c, 1, "wanwu/v1/acme/valve-1/commands/+")
+	subscribe5(t, c, 1, "wanwu/v1/acme/valve-1/commands/+", "wanwu/v1/acme/valve-1/twin/desired")
 
 	issue := func() string {
 		var cmd struct{ ID string }
@@ -549,5 +560,30 @@ func TestEdgeRelaysHubCommands(t *testing.T) {
 	})
 	if n := answered.Load(); n != 2 {
 		t.Errorf("the device answered %d commands, want 2", n)
+	}
+	// Desired state set at the hub reaches the device through the edge;
+	// what it reports reaches the hub's twin.
+	h.MustAdmin(200, "PATCH", "/api/v1/objects/acme:valve-1/twin/desired", map[string]any{"open": true})
+	eventually(t, "the reported state at the hub", func() error {
+		var tw struct {
+			Reported map[string]any
+			Delta    map[string]any
+		}
+		h.MustAdmin(200, "GET", "/api/v1/objects/acme:valve-1/twin", nil).JSON(t, &tw)
+		if tw.Reported["open"] != true {
+			return fmt.Errorf("reported %v", tw.Reported)
+		}
+		return nil
+	})
+	var etw struct{ Desired map[string]any }
+	req, _ := http.NewRequest("GET", e.URL()+"/api/v1/objects/acme:valve-1/twin", nil)
+	req.Header.Set("Authorization", "Bearer "+e.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&etw); err != nil || etw.Desired["open"] != true {
+		t.Fatalf("the edge's twin: %v %v", etw, err)
 	}
 }
