@@ -282,7 +282,7 @@ func (e *Edge) startDevices(ctx context.Context) error {
 	}
 	if e.twins, err = twin.Open(ctx, twin.Options{
 		DB: e.db, Audit: e.audit, Model: e.modelOf(twin.ErrNotFound), Now: e.opts.Now,
-		Limits: twin.Limits{MaxDocBytes: cfg.Twins.MaxDocBytes},
+		Limits:   twin.Limits{MaxDocBytes: cfg.Twins.MaxDocBytes},
 		OnChange: e.twinChanged,
 	}); err != nil {
 		return fmt.Errorf("edge: twins: %w", err)

@@ -218,8 +218,8 @@ const (
 
 // edgeDownlink is one edge's queue of commands on their way down.
 type edgeDownlink struct {
-	mu       sync.Mutex
-	queue    []*command.Command
+	mu    sync.Mutex
+	queue []*command.Command
 	// twins are the devices whose desired state the edge has not taken
 	// since it changed, with the version that was current when it did.
 	twins    map[string]int64
