@@ -133,11 +133,11 @@ func runDemo(e *env, args []string) error {
 	octx, ocancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	ops := hc
+	var local *hubclient.Client
 	if de != nil {
-		ops = de.client()
+		local = de.client()
 	}
-	go func() { defer wg.Done(); operate(octx, hc, ops, sc, log) }()
+	go func() { defer wg.Done(); operate(octx, hc, local, sc, log) }()
 	var more func(ctx context.Context, now time.Time) string
 	if de != nil {
 		more = func(_ context.Context, now time.Time) string {
@@ -278,8 +278,9 @@ func hubView(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario, d
 // the fleet does, through the hub's API, so that commands and twins show
 // (lower a chattering spindle's feed, move a chiller's setpoint, close a
 // leaking meter's valve: the meter asleep, the command waits for it).
-// Devices behind the edge are operated on the edge's own API, as the
-// plant's operator does, hub or no hub.
+// Steps marked edge go to the edge's own API, as the plant's operator acts
+// with the hub away; the others go to the hub (for devices behind the edge
+// they go down its link).
 func operate(ctx context.Context, hc, edgeClient *hubclient.Client, sc *scenario.Scenario, log *slog.Logger) {
 	steps := operatorSteps(sc)
 	for _, st := range steps {
@@ -290,6 +291,9 @@ func operate(ctx context.Context, hc, edgeClient *hubclient.Client, sc *scenario
 		}
 		c := hc
 		if st.edge {
+			if edgeClient == nil {
+				continue
+			}
 			c = edgeClient
 		}
 		if _, _, err := c.Do(ctx, st.method, st.path, strings.NewReader(st.body), "application/json"); err != nil && ctx.Err() == nil {
@@ -302,7 +306,7 @@ type operatorStep struct {
 	at                 time.Time
 	what               string
 	method, path, body string
-	edge               bool // the device is behind the edge
+	edge               bool // issued on the edge's own API (the plant's operator)
 }
 
 // operatorSteps are the demo operator's actions, by the kinds the scenario
@@ -313,17 +317,9 @@ type operatorStep struct {
 func operatorSteps(sc *scenario.Scenario) []operatorStep {
 	start := time.Now()
 	var steps []operatorStep
-	behind := map[string]bool{}
-	for _, c := range sc.Classes {
-		for i := range c.Count {
-			if c.Edge {
-				behind[sc.Tenant+":"+c.DeviceID(i)] = true
-			}
-		}
-	}
 	add := func(after time.Duration, what, method, code, path, body string) {
 		steps = append(steps, operatorStep{at: start.Add(after), what: what, method: method,
-			path: "/api/v1/objects/" + url.PathEscape(code) + path, body: body, edge: behind[code]})
+			path: "/api/v1/objects/" + url.PathEscape(code) + path, body: body})
 	}
 	command := func(after time.Duration, code, action, args string) {
 		add(after, action+" "+code, "POST", code, "/commands", fmt.Sprintf(`{"action":%q,"args":%s}`, action, args))
@@ -347,6 +343,16 @@ func operatorSteps(sc *scenario.Scenario) []operatorStep {
 	for _, c := range byKind[scenario.KindCNC] {
 		command(40*time.Second, code(c, 1), "captureRaw", `{}`)
 		break
+	}
+	// During the demo's first outage of the edge's link, the plant's
+	// operator lowers a spindle's feed on the edge itself.
+	for _, c := range byKind[scenario.KindCNC] {
+		if c.Edge {
+			steps = append(steps, operatorStep{at: start.Add(demoOutageFirst + 10*time.Second), what: "setFeedRate at the edge",
+				method: "POST", path: "/api/v1/objects/" + url.PathEscape(code(c, 2)) + "/commands",
+				body: `{"action":"setFeedRate","args":{"feedRate":55}}`, edge: true})
+			break
+		}
 	}
 	cncs, chillers := byKind[scenario.KindCNC], byKind[scenario.KindChiller]
 	for i := 1; i <= 120; i++ { // an hour of it
