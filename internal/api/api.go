@@ -107,6 +107,9 @@ type Options struct {
 	// the edge holds them.
 	EdgeCommands    func(ctx context.Context, edge string, wait time.Duration) (*EdgeDownlink, error)
 	EdgeCommandsAck func(ctx context.Context, edge string, ids []string, twins map[string]int64) error
+	// SignDownlink signs what goes down an edge's link (the hub's Ed25519
+	// key).
+	SignDownlink func(msg []byte) []byte
 	// EdgeStatus, on an edge's own API, serves GET /api/v1/edge/status.
 	EdgeStatus func(ctx context.Context) (any, error)
 	// PSK returns the CoAP/DTLS pre-shared key a PSK identity names, and

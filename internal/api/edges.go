@@ -5,6 +5,8 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -167,9 +169,25 @@ func (s *server) edgeCommands(w http.ResponseWriter, r *http.Request) error {
 	if out.Twins == nil {
 		out.Twins = []EdgeTwin{}
 	}
-	writeJSON(w, http.StatusOK, out)
+	body, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	// Signed by the hub's key: the edge acts on nothing else.
+	w.Header().Set(DownlinkSignatureHeader, base64.StdEncoding.EncodeToString(s.SignDownlink(append([]byte(DownlinkSigningContext), body...))))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 	return nil
 }
+
+// The hub signs what goes down an edge's link with its Ed25519 signing key:
+// the signature, base64 in DownlinkSignatureHeader, is over
+// DownlinkSigningContext followed by the exact body.
+const (
+	DownlinkSignatureHeader = "Wanwu-Signature"
+	DownlinkSigningContext  = "wanwu edge downlink v1\n"
+)
 
 // EdgeDownlink is what goes down an edge's link: commands issued at the
 // hub for its devices, and their desired states.

@@ -10,6 +10,8 @@ package edge
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/wanwu-iot/wanwu/internal/api"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
@@ -83,6 +86,11 @@ func (e *Edge) fetchCommands(ctx context.Context) (*downlink, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("hub answered %s: %.200s", resp.Status, body)
 	}
+	if err := e.verifyDownlink(resp.Header.Get(api.DownlinkSignatureHeader), body); err != nil {
+		e.syncM.refused.WithLabelValues("downlink_signature").Inc()
+		e.log.Warn("a downlink from the hub was refused: its signature does not verify with the hub's key", "err", err)
+		return nil, err
+	}
 	var out downlink
 	if err := json.Unmarshal(body, &out); err != nil {
 		return nil, fmt.Errorf("hub's commands: %w", err)
@@ -90,9 +98,26 @@ func (e *Edge) fetchCommands(ctx context.Context) (*downlink, error) {
 	return &out, nil
 }
 
-// takeCommands issues the hub's commands here and tells the hub which it
-// holds. A command the edge refuses (a device it does not know, arguments
-// its model refuses) is held too, and fails with the reason.
+// verifyDownlink checks the hub's signature over a downlink body.
+func (e *Edge) verifyDownlink(sig string, body []byte) error {
+	key := e.hubKeyNow()
+	if key == nil {
+		return errors.New("the hub's signing key is not known yet")
+	}
+	raw, err := base64.StdEncoding.DecodeString(sig)
+	if err != nil || len(raw) != ed25519.SignatureSize {
+		return errors.New("no signature")
+	}
+	if !ed25519.Verify(key, append([]byte(api.DownlinkSigningContext), body...), raw) {
+		return errors.New("not the hub's signature")
+	}
+	return nil
+}
+
+// takeDownlink issues the hub's commands here, takes its desired states,
+// and tells the hub which it holds. A command the edge refuses (a device it
+// does not know, arguments its model refuses) is held too, and fails with
+// the reason.
 func (e *Edge) takeDownlink(ctx context.Context, down *downlink) error {
 	ids := make([]string, 0, len(down.Commands))
 	for _, c := range down.Commands {

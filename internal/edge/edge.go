@@ -39,6 +39,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,10 +90,11 @@ type Edge struct {
 	opts Options
 	log  *slog.Logger
 
-	dir      *node.DataDir
-	id       *device.Identity
-	hubURL   string
-	hubKey   ed25519.PublicKey
+	dir    *node.DataDir
+	id     *device.Identity
+	hubURL string
+	// hubKey is the hub's signing key once known (syncWithHub learns it).
+	hubKey   atomic.Pointer[ed25519.PublicKey]
 	client   *http.Client
 	db       *store.DB
 	audit    *audit.Log
@@ -251,10 +253,10 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 // away: a new edge must reach it once), then keeps the identities in step.
 func (e *Edge) syncWithHub(ctx context.Context) {
 	wait := 100 * time.Millisecond
-	for e.hubKey == nil {
+	for e.hubKeyNow() == nil {
 		k, err := hubKey(ctx, e.opts.Config.DataDir, e.client, e.hubURL)
 		if err == nil {
-			e.hubKey = k
+			e.hubKey.Store(&k)
 			break
 		}
 		e.log.Debug("the hub's signing key is not known yet; will retry", "err", err)
@@ -268,6 +270,14 @@ func (e *Edge) syncWithHub(ctx context.Context) {
 		wait = min(2*wait, 5*time.Second)
 	}
 	e.syncIdentities(ctx)
+}
+
+// hubKeyNow is the hub's signing key, nil while it is not known.
+func (e *Edge) hubKeyNow() ed25519.PublicKey {
+	if k := e.hubKey.Load(); k != nil {
+		return *k
+	}
+	return nil
 }
 
 // startDevices opens presence, twins and commands, the telemetry side with

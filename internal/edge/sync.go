@@ -100,7 +100,7 @@ func (e *Edge) syncIdentities(ctx context.Context) {
 			wait = 100 * time.Millisecond
 			continue
 		}
-		s, err := snapshot.Verify(data, e.hubKey, e.id.Code, applied)
+		s, err := snapshot.Verify(data, e.hubKeyNow(), e.id.Code, applied)
 		if err != nil {
 			reason := refusalReason(err)
 			e.syncM.refused.WithLabelValues(reason).Inc()

@@ -487,3 +487,56 @@ func TestClassifiedValuesStayAtTheEdge(t *testing.T) {
 		t.Fatalf("link bytes %d kept vs %d shared: the raw values should cost at least 8 bytes each", kept, sharedBytes)
 	}
 }
+
+func FuzzDecodeUplink(f *testing.F) {
+	good, _ := EncodeUplink(&Uplink{Epoch: "e1", Class: 2, Seqs: []uint64{1, 2}, Data: [][]byte{{1, 2}, {3}}, Status: []byte(`{}`)})
+	f.Add(good)
+	f.Add([]byte{})
+	f.Add([]byte{0xa0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		u, err := DecodeUplink(b)
+		if err != nil {
+			return
+		}
+		if u.Epoch == "" || u.Class >= NumClasses || len(u.Seqs) != len(u.Data) {
+			t.Fatalf("accepted an uplink that breaks its rules: %+v", u)
+		}
+		for i := 1; i < len(u.Seqs); i++ {
+			if u.Seqs[i] <= u.Seqs[i-1] {
+				t.Fatalf("sequences do not ascend: %v", u.Seqs)
+			}
+		}
+	})
+}
+
+func FuzzOutboxMessage(f *testing.F) {
+	batch, _ := ingest.EncodeBatch([]ingest.Message{telemetry("t:d0", 1)})
+	f.Add(appendFrame(appendFrame(nil, batch), batch))
+	f.Add([]byte{0})
+	f.Add([]byte{5, 1, 2})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		msgs, err := Decode(b)
+		if err != nil {
+			return
+		}
+		for _, m := range msgs {
+			if m.Device == "" {
+				t.Fatalf("a message without a device: %+v", m)
+			}
+		}
+	})
+}
+
+func FuzzVerifyRecord(f *testing.F) {
+	key, _ := keys.Generate(keys.P256)
+	signedGap, _ := SignRecord([]byte(`{"edge":"t:e","records":3}`), key)
+	f.Add(signedGap)
+	f.Add([]byte(`{"gap":{},"sig":"AA"}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		body, err := VerifyRecord(b, key.Public())
+		if err == nil && !json.Valid(body) {
+			t.Fatalf("verified a record whose body is not JSON: %q", body)
+		}
+	})
+}
