@@ -33,7 +33,7 @@ func (h *Hub) startHTTP() error {
 		Twins: h.twins, Commands: h.commands, Presence: h.presence, Webhooks: h.webhooks, PSK: pskFunc, PSKIdentity: pskIdentity,
 		Usage: h.usage, Profile: cfg.Networks.Profile, Edges: h.edges, EdgeSnapshot: h.edgeSnapshot,
 		EdgeCommands: h.edgeDownlinkPoll, EdgeCommandsAck: h.edgeDownlinkAck,
-		SignDownlink: func(msg []byte) []byte { return ed25519.Sign(h.signer, msg) },
+		SignDownlink:    func(msg []byte) []byte { return ed25519.Sign(h.signer, msg) },
 		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
 		IngestPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr * 10), IngestPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst * 10,
 		ImportMaxRows: cfg.Identity.ImportMaxRows, DecommissionReleaseCodes: cfg.Identity.DecommissionReleaseCodes,
