@@ -121,7 +121,7 @@ func OpenReceiver(ctx context.Context, o ReceiverOptions) (*Receiver, error) {
 		}, []string{"edge", "verified"}),
 	}
 	if o.Metrics != nil {
-		for _, c := range []prometheus.Collector{r.records, r.dups, r.refused, r.gapsRecv} {
+		for _, c := range []prometheus.Collector{r.records, r.dups, r.refused, r.gapsRecv, &edgesCollector{r}} {
 			if err := o.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("forward: metrics: %w", err)
 			}
@@ -370,4 +370,48 @@ func (r *Receiver) Edges(ctx context.Context, tenant string) ([]EdgeInfo, error)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Code < out[j].Code })
 	return out, nil
+}
+
+// edgesCollector exports, per edge, what it last said of itself: the
+// same backlog gauges the edge exports, with its code, and when it was
+// last heard of.
+type edgesCollector struct{ r *Receiver }
+
+var (
+	hubBacklogRecordsDesc = prometheus.NewDesc("wanwu_edge_backlog_records", "Values and events waiting at the edge for the hub, by class, as the edge last said.", []string{"edge", "class"}, nil)
+	hubBacklogBytesDesc   = prometheus.NewDesc("wanwu_edge_backlog_bytes", "Bytes of outbox waiting at the edge for the hub, by class, as the edge last said.", []string{"edge", "class"}, nil)
+	hubBacklogAgeDesc     = prometheus.NewDesc("wanwu_edge_backlog_oldest_seconds", "Age of the oldest message waiting at the edge, by class, as the edge last said.", []string{"edge", "class"}, nil)
+	lastSeenDesc          = prometheus.NewDesc("wanwu_edge_last_seen_timestamp_seconds", "When the hub last heard from the edge (an uplink or a heartbeat).", []string{"edge"}, nil)
+	devicesOnlineDesc     = prometheus.NewDesc("wanwu_edge_devices_online", "Devices online at the edge, as it last said.", []string{"edge"}, nil)
+)
+
+func (c *edgesCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{hubBacklogRecordsDesc, hubBacklogBytesDesc, hubBacklogAgeDesc, lastSeenDesc, devicesOnlineDesc} {
+		ch <- d
+	}
+}
+
+func (c *edgesCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	edges, err := c.r.Edges(ctx, "")
+	if err != nil {
+		return
+	}
+	for _, e := range edges {
+		ch <- prometheus.MustNewConstMetric(lastSeenDesc, prometheus.GaugeValue, float64(e.SeenAt.UnixMilli())/1000, e.Code)
+		var st struct {
+			Backlog       []Backlog `json:"backlog"`
+			DevicesOnline int       `json:"devices_online"`
+		}
+		if json.Unmarshal(e.Status, &st) != nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(devicesOnlineDesc, prometheus.GaugeValue, float64(st.DevicesOnline), e.Code)
+		for _, b := range st.Backlog {
+			ch <- prometheus.MustNewConstMetric(hubBacklogRecordsDesc, prometheus.GaugeValue, float64(b.Records), e.Code, b.Class)
+			ch <- prometheus.MustNewConstMetric(hubBacklogBytesDesc, prometheus.GaugeValue, float64(b.Bytes), e.Code, b.Class)
+			ch <- prometheus.MustNewConstMetric(hubBacklogAgeDesc, prometheus.GaugeValue, b.OldestS, e.Code, b.Class)
+		}
+	}
 }

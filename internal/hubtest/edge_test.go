@@ -586,4 +586,24 @@ func TestEdgeRelaysHubCommands(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&etw); err != nil || etw.Desired["open"] != true {
 		t.Fatalf("the edge's twin: %v %v", etw, err)
 	}
+	// What the hub knows of the edge: ctl and its metrics.
+	eventually(t, "the edge in ctl edge list", func() error {
+		out := h.MustWanwu("ctl", "edge", "list")
+		if !strings.Contains(out, "acme:edge-1") || !strings.Contains(out, "up") {
+			return fmt.Errorf("%s", out)
+		}
+		return nil
+	})
+	show := h.MustWanwu("ctl", "edge", "show", "acme:edge-1")
+	for _, want := range []string{"link        up", "alarm", "telemetry", "AT HUB THROUGH"} {
+		if !strings.Contains(show, want) {
+			t.Errorf("ctl edge show lacks %q:\n%s", want, show)
+		}
+	}
+	metrics := string(h.Do("GET", "/metrics", "", nil).Body)
+	for _, want := range []string{`wanwu_edge_last_seen_timestamp_seconds{edge="acme:edge-1"}`, `wanwu_edge_backlog_records{class="alarm",edge="acme:edge-1"} 0`, `wanwu_edge_received_messages_total{class="control",edge="acme:edge-1"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("the hub's metrics lack %s", want)
+		}
+	}
 }
