@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log"
 	"log/slog"
@@ -16,14 +17,17 @@ import (
 
 	mb "github.com/simonvetter/modbus"
 
+	"github.com/wanwu-iot/wanwu/internal/adapter"
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/bus"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
-	"github.com/wanwu-iot/wanwu/internal/node"
+	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/store"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
+	"github.com/wanwu-iot/wanwu/internal/tsdb"
 	"github.com/wanwu-iot/wanwu/internal/twin"
 )
 
@@ -285,12 +289,51 @@ func (p *presenceLog) list() []string {
 	return append([]string(nil), p.events...)
 }
 
+// telemetry is the telemetry side as a node assembles it (node imports
+// this package, so its tests assemble it here): the stores, the decoder,
+// the pipeline with a further consumer, and the intake.
+type telemetry struct {
+	tsdb     *tsdb.Store
+	events   *eventstore.Store
+	Pipeline *pipeline.Pipeline
+	Intake   *adapter.Intake
+}
+
+func startTelemetry(ctx context.Context, dir string, cfg config.Telemetry, b *bus.Bus, c pipeline.Consumer) (*telemetry, error) {
+	t := &telemetry{}
+	var err error
+	if t.tsdb, err = tsdb.Open(tsdb.Options{Dir: filepath.Join(dir, "tsdb"), OutOfOrderWindow: 24 * time.Hour}); err != nil {
+		return nil, err
+	}
+	if t.events, err = eventstore.Open(ctx, filepath.Join(dir, "events.db")); err != nil {
+		return nil, err
+	}
+	dec := ingest.NewDecoder(ingest.Options{MaxPayload: cfg.MaxPayload})
+	if t.Pipeline, err = pipeline.New(pipeline.Options{Bus: b, TSDB: t.tsdb, Events: t.events, Logger: slog.New(slog.DiscardHandler),
+		CursorFile: filepath.Join(dir, "ingest.cursor")}); err != nil {
+		return nil, err
+	}
+	if err := t.Pipeline.AddConsumer(c, pipeline.ConsumerOptions{Name: "test", CursorFile: filepath.Join(dir, "test.cursor")}); err != nil {
+		return nil, err
+	}
+	if err := t.Pipeline.Start(ctx); err != nil {
+		return nil, err
+	}
+	t.Intake = adapter.NewIntake(adapter.IntakeOptions{Decoder: dec, Pipeline: t.Pipeline, Logger: slog.New(slog.DiscardHandler)})
+	t.Intake.Start()
+	return t, nil
+}
+
+func (t *telemetry) Shutdown(ctx context.Context) error {
+	return errors.Join(t.Intake.Shutdown(ctx), t.Pipeline.Shutdown(ctx), t.tsdb.Close(), t.events.Close())
+}
+
 // env is the edge around the driver: the telemetry side with a recording
 // consumer, a command service and a twin service on one SQLite file.
 type env struct {
 	t        *testing.T
 	ctx      context.Context
-	tel      *node.Telemetry
+	tel      *telemetry
 	rec      *recorder
 	pres     *presenceLog
 	commands *command.Service
@@ -309,10 +352,7 @@ func newEnv(t *testing.T) *env {
 	}
 	var cfg config.Telemetry
 	cfg.MaxPayload = 4096
-	e.tel, err = node.StartTelemetry(ctx, node.TelemetryOptions{
-		Dir: dir, Config: cfg, Bus: b, Logger: slog.New(slog.DiscardHandler),
-		Consumers: []node.Consumer{{Consumer: e.rec, Name: "test", CursorFile: "test.cursor"}},
-	})
+	e.tel, err = startTelemetry(ctx, dir, cfg, b, e.rec)
 	if err != nil {
 		b.Shutdown(ctx)
 		t.Fatal(err)
