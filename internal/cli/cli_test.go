@@ -90,7 +90,7 @@ func TestCommandLine(t *testing.T) {
 
 		// Flags given to the wrong command name the command they belong to.
 		{name: "hub flag to ctl", args: []string{"ctl", "tenant", "list", "--http.listen", ":1"}, code: 2,
-			stderr: []string{"flag --http.listen does not apply to 'wanwu ctl tenant list'", "it belongs to 'wanwu demo', 'wanwu hub'"}},
+			stderr: []string{"flag --http.listen does not apply to 'wanwu ctl tenant list'", "it belongs to 'wanwu demo', 'wanwu edge', 'wanwu hub'"}},
 		{name: "ctl flag to hub", args: []string{"hub", "--hub", "http://x"}, code: 2,
 			stderr: []string{"flag --hub does not apply to 'wanwu hub'", "'wanwu ctl'"}},
 		{name: "hub flag to verify", args: []string{"verify", "log", "--print-config"}, code: 2,
