@@ -110,11 +110,30 @@ func (s *server) edgeForward(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// maxEdgePoll bounds how long an edge's long poll is held.
+const maxEdgePoll = 30 // seconds
+
+// edgePoll authenticates an edge's long poll and reads its wait=S.
+func (s *server) edgePoll(r *http.Request) (forward.Edge, time.Duration, error) {
+	e, err := s.authenticateEdge(r)
+	if err != nil {
+		return e, 0, err
+	}
+	wait, err := queryUint(r, "wait", 0)
+	if err != nil {
+		return e, 0, err
+	}
+	if wait > maxEdgePoll {
+		return e, 0, badRequest("wait", "at most %d seconds", maxEdgePoll)
+	}
+	return e, time.Duration(wait) * time.Second, nil
+}
+
 // edgeSnapshot is GET /api/v1/edge/snapshot?after=V&wait=S: the signed
 // identity snapshot of the calling edge when the identities behind it
 // changed since version V, else 204 once S seconds (at most 30) passed.
 func (s *server) edgeSnapshot(w http.ResponseWriter, r *http.Request) error {
-	e, err := s.authenticateEdge(r)
+	e, wait, err := s.edgePoll(r)
 	if err != nil {
 		return err
 	}
@@ -122,14 +141,7 @@ func (s *server) edgeSnapshot(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	wait, err := queryUint(r, "wait", 0)
-	if err != nil {
-		return err
-	}
-	if wait > 30 {
-		return badRequest("wait", "at most 30 seconds")
-	}
-	data, err := s.EdgeSnapshot(r.Context(), e.Code, after, time.Duration(wait)*time.Second)
+	data, err := s.EdgeSnapshot(r.Context(), e.Code, after, wait)
 	if err != nil {
 		return err
 	}
@@ -148,18 +160,11 @@ func (s *server) edgeSnapshot(w http.ResponseWriter, r *http.Request) error {
 // yet, and the desired states it has not taken, at once or within S
 // seconds (at most 30).
 func (s *server) edgeCommands(w http.ResponseWriter, r *http.Request) error {
-	e, err := s.authenticateEdge(r)
+	e, wait, err := s.edgePoll(r)
 	if err != nil {
 		return err
 	}
-	wait, err := queryUint(r, "wait", 0)
-	if err != nil {
-		return err
-	}
-	if wait > 30 {
-		return badRequest("wait", "at most 30 seconds")
-	}
-	out, err := s.EdgeCommands(r.Context(), e.Code, time.Duration(wait)*time.Second)
+	out, err := s.EdgeCommands(r.Context(), e.Code, wait)
 	if err != nil {
 		return err
 	}
