@@ -10,37 +10,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/edge"
+	"github.com/wanwu-iot/wanwu/internal/forward"
 )
 
-// edgeInfo is one edge in the hub's answer.
+// edgeInfo is one edge in the hub's answer, with what it said of itself.
 type edgeInfo struct {
-	Code     string            `json:"code"`
-	Tenant   string            `json:"tenant"`
-	Epoch    string            `json:"epoch"`
-	SeenAt   time.Time         `json:"seen_at"`
-	Messages int64             `json:"messages"`
-	BytesUp  int64             `json:"bytes_up"`
-	Gaps     int64             `json:"gap_records"`
-	Marks    map[string]uint64 `json:"marks"`
-	Status   struct {
-		Link struct {
-			Up        bool      `json:"up"`
-			LastOK    time.Time `json:"last_ok"`
-			LastError string    `json:"last_error"`
-		} `json:"link"`
-		Backlog []struct {
-			Class    string  `json:"class"`
-			Messages uint64  `json:"messages"`
-			Records  int64   `json:"records"`
-			Bytes    int64   `json:"bytes"`
-			OldestS  float64 `json:"oldest_age_s"`
-			Quota    int64   `json:"quota_bytes"`
-			Full     bool    `json:"full"`
-		} `json:"backlog"`
-		DevicesOnline int    `json:"devices_online"`
-		Snapshot      uint64 `json:"snapshot_version"`
-		Version       string `json:"version"`
-	} `json:"status"`
+	forward.EdgeInfo
+	Status edge.Status `json:"status"`
 }
 
 // linkText is an edge's link as the hub last heard of it: up when it
@@ -127,7 +105,7 @@ func ctlEdgeShow(fs *flag.FlagSet) func(e *env, c *ctlConn, args []string) error
 			if b.OldestS > 0 {
 				oldest = (time.Duration(b.OldestS * float64(time.Second))).Truncate(time.Second).String()
 			}
-			rows = append(rows, []string{b.Class, strconv.FormatInt(b.Records, 10), byteText(b.Bytes), oldest, byteText(b.Quota),
+			rows = append(rows, []string{b.Class, strconv.FormatInt(b.Records, 10), byteText(int64(b.Bytes)), oldest, byteText(b.Quota),
 				strconv.FormatUint(x.Marks[b.Class], 10), full})
 		}
 		return table(w, []string{"CLASS", "BACKLOG", "BYTES", "OLDEST", "QUOTA", "AT HUB THROUGH", ""}, rows)

@@ -68,18 +68,7 @@ type downlink struct {
 }
 
 func (e *Edge) fetchCommands(ctx context.Context) (*downlink, error) {
-	ctx, cancel := context.WithTimeout(ctx, snapshotPoll+15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/api/v1/edge/commands?wait=%d", e.hubURL, int(snapshotPoll/time.Second)), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := e.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	resp, body, err := e.poll(ctx, "/api/v1/edge/commands", 64<<20)
 	if err != nil {
 		return nil, err
 	}

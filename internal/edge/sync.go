@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,19 +127,7 @@ func (e *Edge) syncIdentities(ctx context.Context) {
 // fetchSnapshot asks the hub for a snapshot newer than after; nil when
 // none came within the poll.
 func (e *Edge) fetchSnapshot(ctx context.Context, after uint64) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, snapshotPoll+15*time.Second)
-	defer cancel()
-	url := e.hubURL + "/api/v1/edge/snapshot?after=" + strconv.FormatUint(after, 10) + "&wait=" + strconv.Itoa(int(snapshotPoll/time.Second))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := e.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, snapshot.MaxSize+1))
+	resp, body, err := e.poll(ctx, "/api/v1/edge/snapshot?after="+strconv.FormatUint(after, 10), snapshot.MaxSize)
 	if err != nil {
 		return nil, err
 	}
@@ -149,4 +138,30 @@ func (e *Edge) fetchSnapshot(ctx context.Context, after uint64) ([]byte, error) 
 		return nil, nil
 	}
 	return nil, fmt.Errorf("hub answered %s: %.200s", resp.Status, body)
+}
+
+// poll is one long poll of the hub (path, with its query), its answer read
+// up to limit bytes.
+func (e *Edge) poll(ctx context.Context, path string, limit int64) (*http.Response, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, snapshotPoll+15*time.Second)
+	defer cancel()
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	url := e.hubURL + path + sep + "wait=" + strconv.Itoa(int(snapshotPoll/time.Second))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, body, nil
 }
