@@ -116,8 +116,17 @@ func (f *simFlags) sourceList() ([]string, error) {
 	return loadgen.ParseAddrs(f.sources)
 }
 
-func simFlagSet(f *simFlags, g *ctlGlobals, mqttURL, coapURL, state *string) *flag.FlagSet {
+// simEdge are the flags that place the scenario's edge classes behind an
+// edge node.
+type simEdge struct {
+	code, mqtt, coap string
+}
+
+func simFlagSet(f *simFlags, g *ctlGlobals, mqttURL, coapURL, state *string, se *simEdge) *flag.FlagSet {
 	fs := newFlagSet("sim")
+	fs.StringVar(&se.code, "edge", "", "an edge node's code: the scenario's edge classes are placed behind it and connect to it (--edge-mqtt, --edge-coap)")
+	fs.StringVar(&se.mqtt, "edge-mqtt", "", "with --edge: the edge's MQTT endpoint, mqtt://host:port (device tokens)")
+	fs.StringVar(&se.coap, "edge-coap", "", "with --edge: the edge's CoAP endpoint, coap://host:port (device tokens)")
 	f.bind(fs)
 	ctlGlobalFlags(fs, g)
 	fs.StringVar(mqttURL, "mqtt", "", "the hub's MQTT over TLS endpoint (default mqtts://<hub host>:8883)")
@@ -128,14 +137,15 @@ func simFlagSet(f *simFlags, g *ctlGlobals, mqttURL, coapURL, state *string) *fl
 }
 
 func init() {
-	register("sim", simFlagSet(&simFlags{}, &ctlGlobals{}, new(string), new(string), new(string)))
+	register("sim", simFlagSet(&simFlags{}, &ctlGlobals{}, new(string), new(string), new(string), new(simEdge)))
 }
 
 func runSim(e *env, args []string) error {
 	var f simFlags
 	var g ctlGlobals
 	var mqttURL, coapURL, state string
-	fs := simFlagSet(&f, &g, &mqttURL, &coapURL, &state)
+	var se simEdge
+	fs := simFlagSet(&f, &g, &mqttURL, &coapURL, &state, &se)
 	if err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -152,9 +162,16 @@ func runSim(e *env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var route *sim.EdgeRoute
+	if se.code != "" {
+		if se.mqtt == "" && se.coap == "" {
+			return usagef("--edge needs the edge's endpoints: --edge-mqtt mqtt://host:port and/or --edge-coap coap://host:port")
+		}
+		route = &sim.EdgeRoute{Code: se.code, MQTT: se.mqtt, CoAP: se.coap}
+	}
 	s, err := sim.New(sim.Options{Hub: c.Base, Token: c.Token, MQTT: mqttURL, CoAP: coapURL, Scenario: sc, Seed: f.seed,
 		StateFile: state, Claim: f.claim, NoEmulation: f.noEmulation, Sources: sources, Profiles: profiles,
-		Progress: func(line string) { fmt.Fprintln(e.stderr, line) }})
+		Progress: func(line string) { fmt.Fprintln(e.stderr, line) }, Edge: route})
 	if err != nil {
 		return err
 	}
