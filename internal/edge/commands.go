@@ -28,6 +28,10 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/twin"
 )
 
+// errNotYetBehind: some of what came down is for devices the edge's
+// replica does not hold yet; it is asked for again after a pause.
+var errNotYetBehind = errors.New("devices not in the identity snapshot yet")
+
 // hubActor is the actor of the commands the hub issued, at the edge.
 const hubActor = "hub"
 
@@ -109,6 +113,7 @@ func (e *Edge) verifyDownlink(sig string, body []byte) error {
 // the reason.
 func (e *Edge) takeDownlink(ctx context.Context, down *downlink) error {
 	ids := make([]string, 0, len(down.Commands))
+	waiting := false
 	for _, c := range down.Commands {
 		ttl := time.Until(c.ExpiresAt)
 		if ttl <= 0 {
@@ -119,7 +124,12 @@ func (e *Edge) takeDownlink(ctx context.Context, down *downlink) error {
 		})
 		switch {
 		case err == nil:
-		case errors.Is(err, command.ErrInvalid), errors.Is(err, command.ErrNotFound), errors.Is(err, command.ErrIDConflict):
+		case errors.Is(err, command.ErrNotFound):
+			// Not in the replica yet: the snapshot that places it behind
+			// this edge has not arrived. The hub keeps it; asked again.
+			waiting = true
+			continue
+		case errors.Is(err, command.ErrInvalid), errors.Is(err, command.ErrIDConflict):
 			e.log.Warn("a command from the hub was refused here; it fails at the hub with the reason", "device", c.Code, "command", c.ID, "err", err)
 			e.sendResult(c.Code, c.ID, command.Result{Status: "failed", Reason: "refused at the edge: " + err.Error()})
 		default:
@@ -130,7 +140,11 @@ func (e *Edge) takeDownlink(ctx context.Context, down *downlink) error {
 	twins := map[string]int64{}
 	for _, tw := range down.Twins {
 		if err := e.takeDesired(ctx, tw.Code, tw.Desired); err != nil {
-			if !errors.Is(err, twin.ErrNotFound) && !errors.Is(err, twin.ErrInvalid) {
+			if errors.Is(err, twin.ErrNotFound) {
+				waiting = true // likewise
+				continue
+			}
+			if !errors.Is(err, twin.ErrInvalid) {
 				return err
 			}
 			e.log.Warn("a desired state from the hub was refused here", "device", tw.Code, "err", err)
@@ -153,6 +167,9 @@ func (e *Edge) takeDownlink(ctx context.Context, down *downlink) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusNoContent {
 		return fmt.Errorf("hub answered %s to the acknowledgement", resp.Status)
+	}
+	if waiting {
+		return errNotYetBehind
 	}
 	return nil
 }
