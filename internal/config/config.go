@@ -424,7 +424,7 @@ func DefaultHub() Hub {
 	c.Identity.ImportMaxRows = 100000
 	c.Networks.FlushEvery = Duration(10 * time.Second)
 	c.Edge.Quota = EdgeQuota{Alarm: 64 << 20, Control: 256 << 20, Telemetry: 4 << 30, Bulk: 1 << 30}
-	c.Edge.RetryMax = Duration(time.Second)
+	c.Edge.RetryMax = Duration(500 * time.Millisecond)
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c

@@ -38,7 +38,7 @@ type LinkOptions struct {
 	// outbox messages): the most a more urgent class waits behind.
 	MaxBytes, MaxMessages int
 	// RetryMin and RetryMax bound the wait between failed attempts
-	// (defaults 100 ms and 1 s): the link's return is noticed within
+	// (defaults 100 ms and 500 ms): the link's return is noticed within
 	// RetryMax.
 	RetryMin, RetryMax time.Duration
 	// Heartbeat is how often an idle link says it is alive (default 5 s).
@@ -94,7 +94,7 @@ func NewLink(o LinkOptions) (*Link, error) {
 		o.RetryMin = 100 * time.Millisecond
 	}
 	if o.RetryMax <= 0 {
-		o.RetryMax = time.Second
+		o.RetryMax = 500 * time.Millisecond
 	}
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 5 * time.Second
