@@ -43,6 +43,10 @@ type LinkOptions struct {
 	RetryMin, RetryMax time.Duration
 	// Heartbeat is how often an idle link says it is alive (default 5 s).
 	Heartbeat time.Duration
+	// Linger is how long a few live telemetry or bulk messages wait for
+	// more to share their uplink (default 50 ms); alarm and control never
+	// wait.
+	Linger time.Duration
 	Logger    *slog.Logger
 	Metrics   prometheus.Registerer
 }
@@ -98,6 +102,9 @@ func NewLink(o LinkOptions) (*Link, error) {
 	}
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 5 * time.Second
+	}
+	if o.Linger <= 0 {
+		o.Linger = 50 * time.Millisecond
 	}
 	l := &Link{o: o, log: o.Logger.With("component", "edge-link"),
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -177,6 +184,7 @@ func (l *Link) run(ctx context.Context) {
 	synced := false
 	wait := l.o.RetryMin
 	lastStatus := time.Time{}
+	lingered := false
 	fail := func(err error) {
 		if ctx.Err() != nil {
 			return
@@ -238,6 +246,21 @@ func (l *Link) run(ctx context.Context) {
 			fail(err)
 			continue
 		}
+		// Live telemetry and bulk wait a moment for more to fill the
+		// uplink (one request per outbox message costs the edge a request
+		// and the hub a commit each); alarm and control go at once, and a
+		// backlog fills uplinks by itself.
+		if u != nil && c >= Telemetry && len(u.Seqs) < l.o.MaxMessages/4 && !lingered {
+			lingered = true
+			t := time.NewTimer(l.o.Linger)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		lingered = false
 		if u == nil {
 			if time.Since(lastStatus) < l.o.Heartbeat {
 				t := time.NewTimer(l.o.Heartbeat - time.Since(lastStatus))
