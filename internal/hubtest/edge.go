@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,10 +23,15 @@ import (
 
 // LinkProxy stands between an edge and its hub: a TCP relay to the hub's
 // current HTTPS address that a test can cut (every connection closed, new
-// ones refused) and restore, as a pulled cable or a restarted hub does.
+// ones refused) and restore, as a pulled cable or a restarted hub does. It
+// counts the bytes it relays each way (TLS records included), so that a
+// benchmark can put a figure on what the link carries.
 type LinkProxy struct {
 	ln     net.Listener
 	target func() string
+	// bytesUp and bytesDown count the bytes relayed towards the target
+	// and back.
+	bytesUp, bytesDown atomic.Int64
 
 	mu    sync.Mutex
 	down  bool
@@ -79,9 +85,9 @@ func (p *LinkProxy) accept() {
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
-		pipe := func(dst, src net.Conn) {
+		pipe := func(dst, src net.Conn, n *atomic.Int64) {
 			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
+			_, _ = io.Copy(countingWriter{dst, n}, src)
 			dst.Close()
 			src.Close()
 			p.mu.Lock()
@@ -89,10 +95,27 @@ func (p *LinkProxy) accept() {
 			delete(p.conns, src)
 			p.mu.Unlock()
 		}
-		go pipe(up, c)
-		go pipe(c, up)
+		go pipe(up, c, &p.bytesUp)
+		go pipe(c, up, &p.bytesDown)
 	}
 }
+
+// countingWriter counts what it writes as it goes (io.Copy's own count
+// comes only when a connection ends).
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// Bytes returns the bytes relayed so far towards the target (up) and back
+// (down), on every connection since the proxy started.
+func (p *LinkProxy) Bytes() (up, down int64) { return p.bytesUp.Load(), p.bytesDown.Load() }
 
 // Cut closes every relayed connection and refuses new ones until Restore.
 func (p *LinkProxy) Cut() {
