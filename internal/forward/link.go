@@ -46,9 +46,9 @@ type LinkOptions struct {
 	// Linger is how long a few live telemetry or bulk messages wait for
 	// more to share their uplink (default 50 ms); alarm and control never
 	// wait.
-	Linger time.Duration
-	Logger    *slog.Logger
-	Metrics   prometheus.Registerer
+	Linger  time.Duration
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
 }
 
 // Link sends what the outboxes hold to the hub, the most urgent class
