@@ -33,10 +33,11 @@ type LinkProxy struct {
 	// and back.
 	bytesUp, bytesDown atomic.Int64
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	down    bool
+	conns   map[net.Conn]struct{}
+	relayed time.Time // when the first connection since Restore was relayed
+	wg      sync.WaitGroup
 }
 
 // NewLinkProxy relays 127.0.0.1:<port> to target(), asked at each
@@ -83,6 +84,9 @@ func (p *LinkProxy) accept() {
 			continue
 		}
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		if p.relayed.IsZero() {
+			p.relayed = time.Now()
+		}
 		p.mu.Unlock()
 		p.wg.Add(2)
 		pipe := func(dst, src net.Conn, n *atomic.Int64) {
@@ -113,6 +117,14 @@ func (c countingWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// Relayed is when the proxy relayed the first connection to the target
+// since the last Restore (zero if none yet).
+func (p *LinkProxy) Relayed() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.relayed
+}
+
 // Bytes returns the bytes relayed so far towards the target (up) and back
 // (down), on every connection since the proxy started.
 func (p *LinkProxy) Bytes() (up, down int64) { return p.bytesUp.Load(), p.bytesDown.Load() }
@@ -131,6 +143,7 @@ func (p *LinkProxy) Cut() {
 func (p *LinkProxy) Restore() {
 	p.mu.Lock()
 	p.down = false
+	p.relayed = time.Time{}
 	p.mu.Unlock()
 }
 
