@@ -228,14 +228,14 @@ func (f *fleet) run(first int, interval time.Duration, perMsg int) {
 	if f.stop == nil {
 		f.stop = make(chan struct{})
 	}
-	clients := f.clients[first:]
+	stop, clients := f.stop, f.clients[first:]
 	for i, c := range clients {
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
 			select {
 			case <-time.After(interval * time.Duration(i) / time.Duration(len(clients))):
-			case <-f.stop:
+			case <-stop:
 				return
 			}
 			tick := time.NewTicker(interval)
@@ -254,7 +254,7 @@ func (f *fleet) run(first int, interval time.Duration, perMsg int) {
 					f.acked.Add(int64(perMsg))
 				}
 				select {
-				case <-f.stop:
+				case <-stop:
 					return
 				case <-tick.C:
 				}
