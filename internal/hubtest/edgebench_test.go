@@ -228,14 +228,14 @@ func (f *fleet) run(first int, interval time.Duration, perMsg int) {
 	if f.stop == nil {
 		f.stop = make(chan struct{})
 	}
-	clients := f.clients[first:]
+	stop, clients := f.stop, f.clients[first:]
 	for i, c := range clients {
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
 			select {
 			case <-time.After(interval * time.Duration(i) / time.Duration(len(clients))):
-			case <-f.stop:
+			case <-stop:
 				return
 			}
 			tick := time.NewTicker(interval)
@@ -254,7 +254,7 @@ func (f *fleet) run(first int, interval time.Duration, perMsg int) {
 					f.acked.Add(int64(perMsg))
 				}
 				select {
-				case <-f.stop:
+				case <-stop:
 					return
 				case <-tick.C:
 				}
@@ -414,14 +414,16 @@ func TestEdgeBenchRecovery(t *testing.T) {
 	waitUntil(t, time.Minute, "live forwarding", func() bool { n, _ := edgeReceived(s.hub.URL); return n > 0 })
 	for _, outage := range outages {
 		for _, kind := range []string{"cut", "restart"} {
-			var durable, queryable, starts []time.Duration
+			var connected, durable, queryable, starts []time.Duration
 			for range reps {
 				time.Sleep(2 * time.Second) // live forwarding between outages
 				r := s.recoverOnce(t, kind, outage, ids[0].Code)
+				connected = append(connected, r.connected)
 				durable = append(durable, r.durable)
 				queryable = append(queryable, r.queryable)
 				starts = append(starts, r.hubStart)
 			}
+			report("recovery wanwu kind=%s outage=%v connected %s", kind, outage, durations(connected))
 			report("recovery wanwu kind=%s outage=%v durable %s", kind, outage, durations(durable))
 			report("recovery wanwu kind=%s outage=%v queryable %s", kind, outage, durations(queryable))
 			if kind == "restart" {
@@ -433,8 +435,11 @@ func TestEdgeBenchRecovery(t *testing.T) {
 	report("recovery wanwu load records_acked=%d publish_errors=%d", f.acked.Load(), f.errs.Load())
 }
 
-// recovery is one outage's figures, from the link's return.
-type recovery struct{ durable, queryable, hubStart time.Duration }
+// recovery is one outage's figures, from the link's return: the edge's
+// first connection through the proxy after it, the first forwarded record
+// durable at the hub, a record sent during the outage queryable there; and
+// how long the restarted hub took to start.
+type recovery struct{ connected, durable, queryable, hubStart time.Duration }
 
 // recoverOnce cuts the link ("cut") or stops the hub ("restart") for
 // outage, restores it, and measures until the hub holds what device dev
@@ -447,6 +452,7 @@ func (s *benchEdge) recoverOnce(t *testing.T, kind string, outage time.Duration,
 		s.proxy.Cut()
 	} else {
 		s.hub.Stop()
+		s.proxy.Restore() // only to take the time of the edge's first connection through it
 	}
 	out := time.Now()
 	time.Sleep(outage)
@@ -494,6 +500,7 @@ func (s *benchEdge) recoverOnce(t *testing.T, kind string, outage time.Duration,
 		t.Fatalf("%s: forwarding did not resume within 2 minutes", kind)
 	}
 	rec.durable, rec.queryable = r.durable.Sub(r.back), r.queryable.Sub(r.back)
+	rec.connected = s.proxy.Relayed().Sub(r.back)
 	return rec
 }
 

@@ -18,10 +18,11 @@ type Relay struct {
 	ln     net.Listener
 	target func() string
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	down    bool
+	conns   map[net.Conn]struct{}
+	relayed time.Time // when the first connection since Restore was relayed
+	wg      sync.WaitGroup
 
 	up, dn atomic.Int64 // bytes toward the target, and back
 }
@@ -91,6 +92,9 @@ func (p *Relay) accept() {
 			continue
 		}
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		if p.relayed.IsZero() {
+			p.relayed = time.Now()
+		}
 		p.mu.Unlock()
 		p.wg.Add(2)
 		pipe := func(dst, src net.Conn, n *atomic.Int64) {
@@ -122,7 +126,16 @@ func (p *Relay) Cut() {
 func (p *Relay) Restore() {
 	p.mu.Lock()
 	p.down = false
+	p.relayed = time.Time{}
 	p.mu.Unlock()
+}
+
+// Relayed is when the relay carried its first connection since the last
+// Restore (zero if none yet).
+func (p *Relay) Relayed() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.relayed
 }
 
 // Close stops the proxy.
