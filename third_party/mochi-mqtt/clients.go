@@ -149,6 +149,7 @@ type Will struct {
 type ClientState struct {
 	TopicAliases    TopicAliases       // a map of topic aliases
 	stopCause       atomic.Value       // reason for stopping
+	causeMu         sync.Mutex         // wanwu patch: the first cause stored wins (setStopCause)
 	Inflight        *Inflight          // a map of in-flight qos messages
 	Subscriptions   *Subscriptions     // a map of the subscription filters a client maintains
 	disconnected    int64              // the time the client disconnected in unix time, for calculating expiry
@@ -813,7 +814,7 @@ func (cl *Client) Stop(err error) {
 		}
 
 		if err != nil {
-			cl.State.stopCause.Store(err)
+			cl.setStopCause(err) // wanwu patch: a cause set before (DisconnectClient) stays
 		}
 
 		if cl.State.cancelOpen != nil {
@@ -822,6 +823,16 @@ func (cl *Client) Stop(err error) {
 
 		atomic.StoreInt64(&cl.State.disconnected, time.Now().Unix())
 	})
+}
+
+// setStopCause records why the client is being stopped, unless a cause was
+// recorded already (wanwu patch: the first cause is the one).
+func (cl *Client) setStopCause(err error) {
+	cl.State.causeMu.Lock()
+	defer cl.State.causeMu.Unlock()
+	if cl.State.stopCause.Load() == nil {
+		cl.State.stopCause.Store(err)
+	}
 }
 
 // StopCause returns the reason the client connection was stopped, if any.

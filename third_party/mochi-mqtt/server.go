@@ -1745,6 +1745,10 @@ func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
 	// closed without one (paho takes one for a protocol error).
 	var err error
 	if cl.Properties.ProtocolVersion == 5 {
+		// wanwu patch: the cause is the server's before the packet goes:
+		// a client that closes its connection on the DISCONNECT would
+		// otherwise stop the client first, with a network error as cause.
+		cl.setStopCause(code)
 		err = cl.WritePacket(out)
 	}
 	if !s.Options.Capabilities.Compatibilities.PassiveClientDisconnect {
