@@ -84,15 +84,12 @@ type OutboxState struct {
 
 // State reports what the outbox holds.
 func (o *Outbox) State(ctx context.Context) (OutboxState, error) {
+	// Looking the stream up fetches its info: one request, not two.
 	s, err := o.b.js.Stream(ctx, o.stream)
 	if err != nil {
 		return OutboxState{}, fmt.Errorf("bus: outbox %s: %w", o.name, err)
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return OutboxState{}, fmt.Errorf("bus: outbox %s: %w", o.name, err)
-	}
-	st := info.State
+	st := s.CachedInfo().State
 	out := OutboxState{First: st.FirstSeq, Last: st.LastSeq, Messages: st.Msgs, Bytes: st.Bytes}
 	if st.Msgs > 0 {
 		out.Oldest = st.FirstTime
