@@ -178,15 +178,16 @@ type edgeProc struct {
 	done   chan struct{}
 }
 
-// startEdgeProc runs `wanwu edge` on dir against hubURL and returns it with
-// its MQTT address once it serves.
-func startEdgeProc(t *testing.T, dir, hubURL string) (*edgeProc, string) {
+// launchEdge starts bin (wanwu, or this test binary with env) as `wanwu
+// edge` on dir against hubURL with free ports, and the extra flags; it is
+// killed when the test ends. It does not wait for the edge to serve.
+func launchEdge(t *testing.T, bin string, env []string, dir, hubURL string, extra ...string) *edgeProc {
 	t.Helper()
-	os.Remove(filepath.Join(dir, edge.URLFile))
 	p := &edgeProc{done: make(chan struct{})}
-	p.cmd = exec.Command(os.Args[0], "edge", "--data-dir", dir, "--hub", hubURL, "--http.listen", "127.0.0.1:0",
-		"--mqtt.listen", "127.0.0.1:0", "--coap.listen", "127.0.0.1:0", "--log.level", "warn")
-	p.cmd.Env = append(os.Environ(), envTestMain+"=1")
+	args := append([]string{"edge", "--data-dir", dir, "--hub", hubURL, "--http.listen", "127.0.0.1:0",
+		"--mqtt.listen", "127.0.0.1:0", "--coap.listen", "127.0.0.1:0", "--log.level", "warn"}, extra...)
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = &p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -199,6 +200,15 @@ func startEdgeProc(t *testing.T, dir, hubURL string) (*edgeProc, string) {
 			t.Logf("edge stderr:\n%s", p.stderr.String())
 		}
 	})
+	return p
+}
+
+// startEdgeProc runs `wanwu edge` on dir against hubURL and returns it with
+// its MQTT address once it serves.
+func startEdgeProc(t *testing.T, dir, hubURL string) (*edgeProc, string) {
+	t.Helper()
+	os.Remove(filepath.Join(dir, edge.URLFile))
+	p := launchEdge(t, os.Args[0], []string{envTestMain + "=1"}, dir, hubURL)
 	deadline := time.Now().Add(procStartTimeout)
 	for {
 		select {

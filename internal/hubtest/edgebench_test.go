@@ -20,7 +20,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -791,25 +790,11 @@ func startEdgeBinary(t *testing.T, dir, hubURL string) (p *edgeProc, mqttAddr, a
 	if bin == "" {
 		bin, env = os.Args[0], []string{envTestMain + "=1"}
 	}
-	p = &edgeProc{done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "edge", "--data-dir", dir, "--hub", hubURL, "--http.listen", "127.0.0.1:0",
-		"--mqtt.listen", "127.0.0.1:0", "--coap.listen", "127.0.0.1:0", "--log.level", "warn")
+	var extra []string
 	if a := os.Getenv("EDGE_PPROF"); a != "" { // to profile the edge while it runs
-		p.cmd.Args = append(p.cmd.Args, "--debug.pprof-listen", a)
+		extra = []string{"--debug.pprof-listen", a}
 	}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stderr = &p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("edge stderr:\n%s", p.stderr.String())
-		}
-	})
+	p = launchEdge(t, bin, env, dir, hubURL, extra...)
 	waitUntil(t, time.Minute, "the edge serving", func() bool {
 		select {
 		case <-p.done:
