@@ -266,8 +266,11 @@ type Options struct {
 	Now    func() time.Time
 	Logger *slog.Logger
 	// OnEvent, when set, receives every event after its commit, in Seq
-	// order, never under a lock of this package; it runs in the goroutine
-	// of a writer and must not block long.
+	// order, never under a lock of this package. It runs in the goroutine
+	// of a writer, not necessarily the one that made the change (while one
+	// writer delivers, the events of others queue behind), so it must not
+	// block long. If it panics, the event it panicked on is lost and the
+	// panic goes on to that writer.
 	OnEvent func(Event)
 	// Chatter and Flood: zero fields take the defaults.
 	Chatter ChatterPolicy
@@ -384,16 +387,15 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	if err := o.DB.Migrate(ctx, "alarm", migrations); err != nil {
 		return nil, fmt.Errorf("alarm: %w", err)
 	}
-	s := &Service{opts: o, db: o.DB, log: o.Logger.With("component", "alarm"), flooding: map[string]bool{}}
-	fl, err := floodStates(ctx, s.db.R)
+	flooding, err := floodStates(ctx, o.DB.R)
 	if err != nil {
 		return nil, err
 	}
-	s.flooding = fl
-	if s.m, err = newMetrics(o.Registerer, s.db.R, o.Now); err != nil {
+	m, err := newMetrics(o.Registerer, o.DB.R, o.Now)
+	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return &Service{opts: o, db: o.DB, log: o.Logger.With("component", "alarm"), m: m, flooding: flooding}, nil
 }
 
 func (s *Service) now() time.Time { return s.opts.Now().UTC().Truncate(time.Millisecond) }

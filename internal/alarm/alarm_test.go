@@ -500,6 +500,9 @@ func TestAudit(t *testing.T) {
 		}
 		en := entries[0]
 		actor := map[string]string{"alarm.ack": "alice", "alarm.shelve": "bob", "alarm.unshelve": "carol"}[st.kind]
+		if st.kind == "alarm.ack" && (got.AckNote != "on it" || got.AckedBy != "alice" || !got.AckedAt.Equal(t0)) {
+			t.Errorf("acked %s", js(t, got))
+		}
 		if en.Kind != st.kind || en.Actor != actor || en.Tenant != "acme" || en.Subject != a.ID || !en.Time.Equal(t0) {
 			t.Errorf("%s: entry %+v", st.name, en)
 		}
@@ -712,6 +715,44 @@ func TestChattering(t *testing.T) {
 	}
 }
 
+// TestChatteringCountsAfresh: with Quiet shorter than Window, the
+// activations before a suppression ended do not count again.
+func TestChatteringCountsAfresh(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Chatter = ChatterPolicy{Count: 3, Window: 10 * time.Minute, Quiet: time.Minute}
+		o.Flood.Count = -1
+	})
+	// The suppression ends by Sweep, or by the first activation after
+	// Quiet.
+	for _, sweep := range []bool{true, false} {
+		r := req("acme:valve-1", fmt.Sprintf("stuck-%t", sweep), Medium)
+		for range 3 {
+			e.raise(r)
+			e.clear(r)
+		}
+		if a := e.get(ID(r.Source, r.Object, r.Name)); a.Suppressed != SuppressedChattering {
+			t.Fatalf("sweep %t: not chattering: %s", sweep, js(t, a))
+		}
+		e.clock.Advance(time.Minute)
+		if sweep {
+			if err := e.svc.Sweep(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if a := e.raise(r); a.Suppressed != "" {
+			t.Errorf("sweep %t: suppressed again at the first activation after the suppression ended: %s", sweep, js(t, a))
+		}
+		e.clear(r)
+		if a := e.raise(r); a.Suppressed != "" {
+			t.Errorf("sweep %t: suppressed again at the second activation: %s", sweep, js(t, a))
+		}
+		e.clear(r)
+		if a := e.raise(r); a.Suppressed != SuppressedChattering {
+			t.Errorf("sweep %t: not suppressed at the third activation: %s", sweep, js(t, a))
+		}
+	}
+}
+
 func TestFlood(t *testing.T) {
 	edit := func(o *Options) {
 		o.Flood = FloodPolicy{Count: 3, Window: time.Minute}
@@ -755,14 +796,17 @@ func TestFlood(t *testing.T) {
 	if !e.svc.Flooding("acme") {
 		t.Error("flood lost at restart")
 	}
-	// It ends when the activations fall out of the window.
+	// It ends when the activations in the window fall below the count:
+	// after 55 s, a1's first activation has left it, the three others
+	// are still in it.
+	e.clock.Advance(55 * time.Second)
 	if err := e.svc.Sweep(e.ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.take(); len(got) != 0 || !e.svc.Flooding("acme") {
 		t.Errorf("sweep within the window: %v", got)
 	}
-	e.clock.Advance(time.Minute)
+	e.clock.Advance(5 * time.Second)
 	if err := e.svc.Sweep(e.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -1049,7 +1093,7 @@ func TestOnEventPanic(t *testing.T) {
 	var got []string
 	e := newEnv(t, func(o *Options) {
 		o.OnEvent = func(ev Event) {
-			if ev.Kind == KindSuppressed {
+			if ev.Kind == KindRaised && ev.Alarm.Count == 2 {
 				panic("boom")
 			}
 			got = append(got, ev.Kind)
@@ -1066,10 +1110,10 @@ func TestOnEventPanic(t *testing.T) {
 				t.Error("no panic")
 			}
 		}()
-		e.raise(r) // raised, suppressed (panics)
+		e.raise(r) // raised (panics), suppressed
 	}()
 	e.clear(r)
-	if want := []string{"raised", "cleared", "raised", "cleared"}; !slices.Equal(got, want) {
+	if want := []string{"raised", "cleared", "suppressed", "cleared"}; !slices.Equal(got, want) {
 		t.Errorf("delivered %v, want %v", got, want)
 	}
 }

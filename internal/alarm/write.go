@@ -13,7 +13,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/code"
 )
 
-// Suppression reasons.
+// SuppressedChattering is Alarm.Suppressed of a chattering alarm.
 const SuppressedChattering = "chattering"
 
 // actorSystem is the actor of what the service does by itself.
