@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wanwu-iot/wanwu/internal/adapter"
+	"github.com/wanwu-iot/wanwu/internal/alarm"
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/ca"
@@ -31,6 +32,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/diskguard"
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
+	"github.com/wanwu-iot/wanwu/internal/loop"
 	"github.com/wanwu-iot/wanwu/internal/netprofile"
 	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
@@ -94,6 +96,10 @@ type Options struct {
 	// (default netprofile.Lookup).
 	Usage   *netuse.Accountant
 	Profile func(name string) (netprofile.Profile, bool)
+	// Loops serves the loop, evidence, approval and bypass routes when
+	// set; Alarms the alarm routes.
+	Loops  *loop.Engine
+	Alarms *alarm.Service
 	// Twins and Commands serve the twin and command routes when set.
 	Twins    *twin.Service
 	Commands *command.Service
@@ -223,6 +229,12 @@ func New(opts Options) (http.Handler, error) {
 	}
 	if opts.Edges != nil {
 		s.edgeRoutes(mux)
+	}
+	if opts.Loops != nil {
+		s.loopRoutes(mux)
+	}
+	if opts.Alarms != nil {
+		s.alarmRoutes(mux)
 	}
 	if opts.EdgeStatus != nil {
 		mux.HandleFunc("GET /api/v1/edge/status", s.authed(auth.Viewer, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) error {

@@ -30,7 +30,7 @@ func (h *Hub) startHTTP() error {
 		Registry: h.reg, Audit: h.audit, CA: h.ca, Logger: h.log.With("component", "api"),
 		Metrics: h.metrics, Gatherer: h.metrics, Ready: h.Ready,
 		TSDB: h.tel.TSDB, Events: h.tel.Events, Pipeline: h.tel.Pipeline, Intake: h.tel.Intake,
-		Twins: h.twins, Commands: h.commands, Presence: h.presence, Webhooks: h.webhooks, PSK: pskFunc, PSKIdentity: pskIdentity,
+		Twins: h.twins, Commands: h.commands, Presence: h.presence, Webhooks: h.webhooks, Loops: h.loops, Alarms: h.alarms, PSK: pskFunc, PSKIdentity: pskIdentity,
 		Usage: h.usage, Profile: cfg.Networks.Profile, Edges: h.edges, EdgeSnapshot: h.edgeSnapshot,
 		EdgeCommands: h.edgeDownlinkPoll, EdgeCommandsAck: h.edgeDownlinkAck,
 		SignDownlink:    func(msg []byte) []byte { return ed25519.Sign(h.signer, msg) },

@@ -36,11 +36,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/wanwu-iot/wanwu/internal/alarm"
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/bus"
 	"github.com/wanwu-iot/wanwu/internal/ca"
@@ -49,9 +51,11 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/keys"
+	"github.com/wanwu-iot/wanwu/internal/loop"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/node"
+	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/psk"
@@ -115,6 +119,12 @@ type Hub struct {
 
 	presence *presence.Service
 	webhooks *webhook.Service
+	// loops run the closed loops of the objects not behind an edge;
+	// alarms are theirs and the edges' (loops.go).
+	loops    *loop.Engine
+	alarms   *alarm.Service
+	alarmPub atomic.Pointer[mqtt.Server]
+	loopPipe atomic.Pointer[pipeline.Pipeline]
 	// usage counts devices' bytes per day; reach says whether a PSM
 	// device is awake (networks.go).
 	usage *netuse.Accountant
@@ -377,6 +387,9 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	}
 	if h.tel != nil {
 		errs = append(errs, h.tel.Shutdown(ctx))
+	}
+	if h.loops != nil { // after the pipeline, whose consumer it is
+		errs = append(errs, h.loops.Shutdown(ctx))
 	}
 	if h.presence != nil { // after the adapters: their sessions' ends are written
 		errs = append(errs, h.presence.Shutdown(ctx))

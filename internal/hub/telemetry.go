@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/audit"
+	"github.com/wanwu-iot/wanwu/internal/mqtt"
 	"github.com/wanwu-iot/wanwu/internal/node"
 	"github.com/wanwu-iot/wanwu/internal/psk"
 	"github.com/wanwu-iot/wanwu/internal/registry"
@@ -28,13 +29,18 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	if err := h.openTwinsAndCommands(ctx); err != nil {
 		return err
 	}
+	if err := h.openLoops(ctx); err != nil {
+		return err
+	}
 	var err error
 	if h.tel, err = node.StartTelemetry(ctx, node.TelemetryOptions{
 		Dir: cfg.DataDir, Config: cfg.Telemetry, Bus: h.bus, Disk: h.dir.Disk,
 		Logger: h.log, Metrics: h.metrics, Now: h.opts.Now, Presence: h.presence,
+		Consumers: []node.Consumer{h.loopConsumer()},
 	}); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
+	h.loopPipe.Store(h.tel.Pipeline)
 	if err := h.openWebhooks(ctx); err != nil {
 		return err
 	}
@@ -73,6 +79,9 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 	}
 	if err := h.adapters.Start(ctx); err != nil {
 		return err
+	}
+	if m, ok := h.adapters.Get("mqtt").(*mqtt.Server); ok {
+		h.alarmPub.Store(m)
 	}
 	// A changed desired state reaches the device on whichever adapter
 	// holds it.

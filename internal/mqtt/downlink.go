@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -384,4 +385,15 @@ func (h *hook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 			k.acknowledged(pk.PacketID)
 		}
 	}
+}
+
+// PublishAlarm sends an alarm's change to the subscribers of the object's
+// alarms topic ({t}/{id}/alarms, QoS 1, not retained): integrations of its
+// tenant.
+func (s *Server) PublishAlarm(code string, body []byte) error {
+	prefix := prefixOfCode(code)
+	if prefix == "" {
+		return fmt.Errorf("mqtt: %q is not a code", code)
+	}
+	return s.broker.Publish(prefix+KindAlarms, body, false, 1)
 }

@@ -18,6 +18,9 @@ const (
 	KindTwin      = "twin"
 	KindCommands  = "commands"
 	KindOTA       = "ota"
+	// KindAlarms carries the alarms of an object to integrations (hub →
+	// subscribers; nobody publishes there).
+	KindAlarms = "alarms"
 )
 
 // ErrTopic is returned for a topic outside the device protocol.
@@ -54,7 +57,7 @@ func ParseTopic(topic string) (Topic, error) {
 		return Topic{}, ErrTopic
 	}
 	switch t.Kind {
-	case KindTelemetry, KindErrors, KindStatus:
+	case KindTelemetry, KindErrors, KindStatus, KindAlarms:
 		if t.Rest != "" {
 			return Topic{}, ErrTopic
 		}

@@ -1,0 +1,307 @@
+package loop
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/guard"
+)
+
+// Evidence kinds.
+const (
+	KindAction = "action" // the decision turned on (or repeated): an action was proposed
+	KindClear  = "clear"  // the decision turned off
+	KindError  = "error"  // the loop failed to evaluate for the object
+)
+
+// Evidence states: what became of a decision. An action moves
+// proposed → (awaiting_approval) → sent → (verifying) → done or failed;
+// it may end refused (a guard), rejected or expired (its approval),
+// shadow (a shadow loop's: recorded, not acted on), or recorded (a
+// decision whose action has nothing to send: an alarm, an event).
+const (
+	StateShadow   = "shadow"
+	StateRefused  = "refused"
+	StateAwaiting = "awaiting_approval"
+	StateRejected = "rejected"
+	StateExpired  = "expired"
+	StateSent     = "sent"
+	StateVerify   = "verifying"
+	StateDone     = "done"
+	StateFailed   = "failed"
+	StateRecorded = "recorded"
+	StateError    = "error"
+)
+
+// Final reports whether an evidence state is final.
+func Final(state string) bool {
+	switch state {
+	case StateAwaiting, StateSent, StateVerify:
+		return false
+	}
+	return true
+}
+
+// Evidence is the record of one decision of a loop for one object: its
+// inputs, the guards' results, the action and what became of it.
+type Evidence struct {
+	ID      int64     `json:"id"`
+	Loop    string    `json:"loop"`
+	Version int       `json:"version"`
+	Digest  string    `json:"digest"` // the definition's
+	Tenant  string    `json:"tenant"`
+	Object  string    `json:"object"`
+	At      time.Time `json:"at"`
+	Kind    string    `json:"kind"`
+	Mode    Mode      `json:"mode"`
+	State   string    `json:"state"`
+	// Features are the feature values the decision saw; Detector the
+	// detector's output; Twin the reported values the expressions read.
+	Features map[string]float64 `json:"features,omitempty"`
+	Detector map[string]float64 `json:"detector,omitempty"`
+	Current  map[string]float64 `json:"current,omitempty"`
+	// InputsDigest is the SHA-256 of the canonical JSON of every input
+	// (features, detector, twin, time): two decisions from the same inputs
+	// have the same digest.
+	InputsDigest string         `json:"inputs_digest"`
+	Guards       []guard.Result `json:"guards,omitempty"`
+	Refusal      string         `json:"refusal,omitempty"`
+	Action       *Action        `json:"action,omitempty"`
+	Approval     *ApprovalState `json:"approval,omitempty"`
+	Alarm        string         `json:"alarm,omitempty"` // the alarm raised or cleared
+	Event        string         `json:"event,omitempty"` // the event recorded
+	Outcome      string         `json:"outcome,omitempty"`
+	Error        string         `json:"error,omitempty"`
+	Steps        []Step         `json:"steps"`
+	// Origin is the edge whose loop decided, at the hub; "" for this node.
+	Origin    string    `json:"origin,omitempty"`
+	OriginID  int64     `json:"origin_id,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Action is what a decision sends.
+type Action struct {
+	Command   string             `json:"command,omitempty"`
+	Args      map[string]any     `json:"args,omitempty"`
+	Desired   map[string]any     `json:"desired,omitempty"`
+	Values    map[string]float64 `json:"values,omitempty"` // the numeric targets after the guards (clamped ones moved)
+	CommandID string             `json:"command_id,omitempty"`
+	Version   int64              `json:"twin_version,omitempty"` // desired version set
+	SentAt    *time.Time         `json:"sent_at,omitempty"`
+	VerifyBy  *time.Time         `json:"verify_by,omitempty"`
+}
+
+// ApprovalState is an action's approval.
+type ApprovalState struct {
+	Required  int          `json:"required"`
+	Approvers []string     `json:"approvers,omitempty"`
+	Expires   time.Time    `json:"expires"`
+	Votes     []guard.Vote `json:"votes"`
+}
+
+// Step is one transition of the record.
+type Step struct {
+	At     time.Time `json:"at"`
+	State  string    `json:"state"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+func (e *Evidence) step(at time.Time, state, detail string) {
+	e.State = state
+	e.UpdatedAt = at
+	e.Steps = append(e.Steps, Step{At: at, State: state, Detail: detail})
+	if Final(state) && detail != "" {
+		e.Outcome = detail
+	}
+}
+
+// insertEvidence stores a new record and sets its ID.
+func (s *Store) insertEvidence(ctx context.Context, e *Evidence) error {
+	rec, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, false, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO loop_evidence(key, version, tenant, object, at, kind, mode, state, record, origin, origin_id, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+			e.Loop, e.Version, e.Tenant, e.Object, e.At.UnixMilli(), e.Kind, string(e.Mode), e.State, string(rec), e.Origin, e.OriginID, e.UpdatedAt.UnixMilli())
+		if err != nil {
+			return err
+		}
+		e.ID, _ = res.LastInsertId()
+		// The record holds its own id.
+		rec, _ = json.Marshal(e)
+		_, err = tx.ExecContext(ctx, `UPDATE loop_evidence SET record = ? WHERE id = ?`, string(rec), e.ID)
+		return err
+	})
+}
+
+// updateEvidence writes a record's new state; with an audit entry when
+// kind is set (an action sent, a vote).
+func (s *Store) updateEvidence(ctx context.Context, e *Evidence, actor, kind string, data map[string]any) error {
+	rec, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, kind != "", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE loop_evidence SET state = ?, record = ?, updated_at = ? WHERE id = ?`, e.State, string(rec), e.UpdatedAt.UnixMilli(), e.ID); err != nil {
+			return err
+		}
+		if kind == "" {
+			return nil
+		}
+		if data == nil {
+			data = map[string]any{}
+		}
+		data["evidence"] = e.ID
+		data["version"] = e.Version
+		data["object"] = e.Object
+		return s.appendAudit(ctx, tx, actor, e.Tenant, kind, e.Loop, data)
+	})
+}
+
+// GetEvidence returns one record.
+func (s *Store) GetEvidence(ctx context.Context, id int64) (*Evidence, error) {
+	var rec string
+	err := s.db.R.QueryRowContext(ctx, `SELECT record FROM loop_evidence WHERE id = ?`, id).Scan(&rec)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("evidence %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loop: evidence %d: %w", id, err)
+	}
+	var e Evidence
+	if err := json.Unmarshal([]byte(rec), &e); err != nil {
+		return nil, fmt.Errorf("loop: evidence %d: %w", id, err)
+	}
+	return &e, nil
+}
+
+// EvidenceFilter selects evidence records.
+type EvidenceFilter struct {
+	Tenant string // "" = all
+	Loop   string // key
+	Object string
+	States []string
+	Before int64 // id: records older than it (paging)
+	Limit  int   // default 100, at most 1000
+}
+
+// ListEvidence returns matching records, newest first.
+func (s *Store) ListEvidence(ctx context.Context, f EvidenceFilter) ([]*Evidence, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	f.Limit = min(f.Limit, 1000)
+	q := `SELECT record FROM loop_evidence WHERE 1=1`
+	var args []any
+	if f.Tenant != "" {
+		q += ` AND tenant = ?`
+		args = append(args, f.Tenant)
+	}
+	if f.Loop != "" {
+		q += ` AND key = ?`
+		args = append(args, f.Loop)
+	}
+	if f.Object != "" {
+		q += ` AND object = ?`
+		args = append(args, f.Object)
+	}
+	if len(f.States) > 0 {
+		q += ` AND state IN (?` + repeatStr(",?", len(f.States)-1) + `)`
+		for _, st := range f.States {
+			args = append(args, st)
+		}
+	}
+	if f.Before > 0 {
+		q += ` AND id < ?`
+		args = append(args, f.Before)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.db.R.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("loop: evidence: %w", err)
+	}
+	defer rows.Close()
+	var out []*Evidence
+	for rows.Next() {
+		var rec string
+		if err := rows.Scan(&rec); err != nil {
+			return nil, err
+		}
+		var e Evidence
+		if err := json.Unmarshal([]byte(rec), &e); err != nil {
+			return nil, err
+		}
+		out = append(out, &e)
+	}
+	return out, rows.Err()
+}
+
+func repeatStr(s string, n int) string {
+	out := ""
+	for range n {
+		out += s
+	}
+	return out
+}
+
+// ImportEvidence stores a record an edge's loop wrote (forwarded to the
+// hub), keyed by the edge and its id there: a newer state replaces an
+// older one, a repeat changes nothing. It returns whether it changed
+// anything.
+func (s *Store) ImportEvidence(ctx context.Context, edge string, e *Evidence) (bool, error) {
+	in := *e
+	in.Origin, in.OriginID = edge, e.ID
+	var changed bool
+	err := s.tx(ctx, false, func(tx *sql.Tx) error {
+		var id, updated int64
+		var state string
+		err := tx.QueryRowContext(ctx, `SELECT id, updated_at, state FROM loop_evidence WHERE origin = ? AND origin_id = ?`, edge, e.ID).Scan(&id, &updated, &state)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			in.ID = 0
+			rec, _ := json.Marshal(in)
+			res, err := tx.ExecContext(ctx, `INSERT INTO loop_evidence(key, version, tenant, object, at, kind, mode, state, record, origin, origin_id, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+				in.Loop, in.Version, in.Tenant, in.Object, in.At.UnixMilli(), in.Kind, string(in.Mode), in.State, string(rec), edge, e.ID, in.UpdatedAt.UnixMilli())
+			if err != nil {
+				return err
+			}
+			in.ID, _ = res.LastInsertId()
+			changed = true
+		case err != nil:
+			return err
+		case in.UpdatedAt.UnixMilli() < updated || (in.UpdatedAt.UnixMilli() == updated && len(in.Steps) == 0):
+			return nil
+		default:
+			in.ID = id
+			changed = true
+		}
+		rec, _ := json.Marshal(in)
+		_, err = tx.ExecContext(ctx, `UPDATE loop_evidence SET state = ?, record = ?, updated_at = ? WHERE id = ?`, in.State, string(rec), in.UpdatedAt.UnixMilli(), in.ID)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("loop: import evidence from %s: %w", edge, err)
+	}
+	return changed, nil
+}
+
+// pruneEvidence deletes final records older than before, keeping at most
+// keep records per loop; it returns how many it deleted.
+func (s *Store) pruneEvidence(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := s.tx(ctx, false, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM loop_evidence WHERE at < ? AND state NOT IN ('awaiting_approval','sent','verifying')`, before.UnixMilli())
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return n, err
+}
