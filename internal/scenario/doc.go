@@ -99,9 +99,9 @@
 //	radius_km      10      10      0-500         radius of the area, km
 //
 // flood (flood.go): rainfall (mm/h) from a class-wide storm generator
-// (Poisson arrivals, rising then decaying intensity), water level (cm)
-// following it through a lagged runoff and a draining linear reservoir,
-// levelAlarm over alarmLevel (writable), reporting every
+// (storm.go: Poisson arrivals, rising then decaying intensity), water level
+// (cm) following it through a lagged runoff and a draining linear
+// reservoir, levelAlarm over alarmLevel (writable), reporting every
 // storm_interval_s while wet; battery, RSRP, location as for meters.
 //
 //	parameter         default  range         meaning

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"slices"
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/netprofile"
@@ -125,18 +126,14 @@ var kinds = []*kind{
 	{
 		name: KindFlood, model: "flood-sensor", network: netprofile.NBIoT,
 		interval: 30 * time.Minute, minIvl: time.Second, maxIvl: 24 * time.Hour,
-		params: append(append([]param{
-			{"storms_per_day", 0.3, 0, 50},
-			{"peak_mmh", 15, 0.1, 300},
-			{"rise_min", 30, 1, 1440},
-			{"storm_peak", 80, 0.1, 300},
+		params: append(append(append(slices.Clip(stormParams), []param{
 			{"gain", 1.5, 0, 100},
 			{"lag_min", 30, 1, 1440},
 			{"drain_h", 1.5, 0.05, 240},
 			{"base_cm", 15, 0, 400},
 			{"alarm_cm", 80, 1, 500},
 			{"storm_interval_s", 300, 10, 86400},
-		}, withDefault(batteryParams, "battery_mah", 8000)...), placeParams...),
+		}...), withDefault(batteryParams, "battery_mah", 8000)...), placeParams...),
 		faults: []string{FaultStorm},
 		build:  newFlood,
 	},
