@@ -14,6 +14,7 @@ const (
 	KindWaterMeter = "water-meter"
 	KindFlood      = "flood"
 	KindChiller    = "chiller"
+	KindPump       = "pump"
 )
 
 // The kinds of injected fault.
@@ -22,7 +23,8 @@ const (
 	FaultImbalance = "imbalance" // cnc: a mass imbalance adds to the 1x component
 	FaultOverheat  = "overheat"  // cnc: the spindle cooling fails; chiller: the condenser fouls
 	FaultLeak      = "leak"      // meters: a constant flow that never stops
-	FaultStorm     = "storm"     // flood: a cloudburst
+	FaultStorm     = "storm"     // flood, pump: a cloudburst
+	FaultRiver     = "river"     // pump: a flood wave raises the river downstream over its limit
 )
 
 // modelVersion is the version of every model in examples/models.
@@ -153,6 +155,33 @@ var kinds = []*kind{
 		},
 		faults: []string{FaultOverheat},
 		build:  newChiller,
+	},
+	{
+		name: KindPump, model: "pump-station", network: netprofile.LTECat1,
+		interval: 30 * time.Second, minIvl: time.Second, maxIvl: time.Hour,
+		params: append(slices.Clip(stormParams), []param{
+			{"catchment_ha", 2, 0.01, 1000},
+			{"runoff", 0.8, 0, 1},
+			{"lag_min", 10, 1, 1440},
+			{"base_lps", 0.5, 0, 1000},
+			{"well_m2", 30, 1, 1000},
+			{"depth_cm", 400, 50, 1000},
+			{"warn_cm", 300, 10, 1000},
+			{"min_cm", 30, 0, 500},
+			{"capacity_lps", 400, 10, 3000},
+			{"lift_m", 6, 1, 30},
+			{"eta", 0.7, 0.3, 0.9},
+			{"river_base_cm", 100, 0, 1000},
+			{"limit_cm", 250, 10, 1500},
+			{"river_gain", 1.5, 0, 100},
+			{"river_lag_h", 2, 0.1, 48},
+			{"river_drain_h", 3, 0.1, 240},
+			{"discharge_cm", 10, 0, 500},
+			{"river_over_cm", 50, 1, 500},
+			{"river_tau_min", 3, 0.5, 600},
+		}...),
+		faults: []string{FaultStorm, FaultRiver},
+		build:  newPump,
 	},
 }
 

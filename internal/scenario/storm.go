@@ -6,7 +6,7 @@ import (
 )
 
 // storms is the rain one site of a class sees: the kinds that drain a
-// catchment share it.
+// catchment (flood, pump) share it.
 //
 // Rain comes in storms. Storms arrive as a Poisson process (storms_per_day)
 // and each has the gamma-shaped hyetograph i(τ) = peak·(τ/rise)·e^(1−τ/rise):
