@@ -27,6 +27,10 @@ func dayClasses(t testing.TB) []*Class {
 		class(t, KindFlood, 0, map[string]float64{"storms_per_day": 2}, Fault{Kind: FaultStorm, At: 4 * h, Duration: 2 * h}),
 		// A building that needs more than the chiller gives in a fault.
 		class(t, KindChiller, 0, map[string]float64{"load": 2}, Fault{Kind: FaultOverheat, At: 12 * h, Duration: 4 * h}),
+		// Nothing starts the pump before TestRecordsFitModel's commands:
+		// the storm overflows the well.
+		class(t, KindPump, 0, map[string]float64{"storms_per_day": 1},
+			Fault{Kind: FaultStorm, At: 4 * h, Duration: 2 * h}, Fault{Kind: FaultRiver, At: 8 * h, Duration: h}),
 	}
 }
 
@@ -79,6 +83,7 @@ func TestRecordsFitModel(t *testing.T) {
 		KindGasMeter:   {{"closeValve", ``}, {"openValve", `{}`}},
 		KindWaterMeter: {{"closeValve", ``}, {"openValve", ``}},
 		KindChiller:    {{"setSetpoint", `{"setpoint":6}`}, {"stop", ``}, {"start", ``}},
+		KindPump:       {{"stop", ``}, {"start", `{}`}},
 	}
 	for _, c := range dayClasses(t) {
 		t.Run(c.Kind, func(t *testing.T) {

@@ -16,7 +16,7 @@
 //	seed: 1                   # default 0: same seed, same records
 //	classes:
 //	  - name: cnc-a           # required, unique: devices are cnc-a-000, ...
-//	    kind: cnc             # required: cnc, gas-meter, water-meter, flood, chiller
+//	    kind: cnc             # required: cnc, gas-meter, water-meter, flood, chiller, pump
 //	    count: 10             # required: 1 to 100000
 //	    model: demo:cnc-spindle@1.0.0  # default: the kind's, in the tenant
 //	    network: ethernet     # default per kind: nb-iot, lte-cat1, 5g-redcap, wlan, ethernet
@@ -45,6 +45,7 @@
 //	water-meter  demo:water-meter@1.0.0  nb-iot    1h (1s-24h)          leak
 //	flood        demo:flood-sensor@1.0.0 nb-iot    30m (1s-24h)         storm
 //	chiller      demo:chiller@1.0.0      ethernet  30s (1s-1h)          overheat
+//	pump         demo:pump-station@1.0.0 lte-cat1  30s (1s-1h)          storm, river
 //
 // cnc (cnc.go): a milling spindle's vibration synthesised as a 2048-sample
 // window at 2560 Hz from rotation harmonics, tooth pass, bearing defect
@@ -99,9 +100,9 @@
 //	radius_km      10      10      0-500         radius of the area, km
 //
 // flood (flood.go): rainfall (mm/h) from a class-wide storm generator
-// (Poisson arrivals, rising then decaying intensity), water level (cm)
-// following it through a lagged runoff and a draining linear reservoir,
-// levelAlarm over alarmLevel (writable), reporting every
+// (storm.go: Poisson arrivals, rising then decaying intensity), water level
+// (cm) following it through a lagged runoff and a draining linear
+// reservoir, levelAlarm over alarmLevel (writable), reporting every
 // storm_interval_s while wet; battery, RSRP, location as for meters.
 //
 //	parameter         default  range         meaning
@@ -135,13 +136,46 @@
 //	fouling_k    12       0-50       condenser temperature rise of an overheat fault, K
 //	aux          0.03     0-0.5      fans and controls, share of capacity
 //
+// pump (pump.go): a stormwater pump station. Rainfall from the class's
+// storms (as flood's) runs off a catchment through a lag into a wet well
+// (wellLevel, cm), which overflows at its depth and raises wellHigh over a
+// warning level. The pump only runs when told (start, stop, desired
+// running); it empties the well at its capacity (flow, l/s; power, kW, from
+// the flow and the head) and stops itself below a minimum level (pumpTrip,
+// dry-run protection). The river downstream (downstreamLevel) rises with the
+// region's runoff through a longer lag and with the pump's discharge; a
+// river fault takes it over the site's downstreamLimit, above which a loop's
+// interlock should stop the pump.
+//
+//	parameter       default  range        meaning
+//	storms_per_day  0.3      0-50         as for flood (peak_mmh, rise_min, storm_peak too)
+//	catchment_ha    2        0.01-1000    area that drains to the well, ha
+//	runoff          0.8      0-1          share of the rain that runs off
+//	lag_min         10       1-1440       catchment runoff lag, minutes
+//	base_lps        0.5      0-1000       dry-weather inflow, l/s
+//	well_m2         30       1-1000       plan area of the wet well, m2
+//	depth_cm        400      50-1000      depth of the well: it overflows above, cm
+//	warn_cm         300      10-1000      level that raises wellHigh (at most depth_cm), cm
+//	min_cm          30       0-500        level below which the pump trips, cm
+//	capacity_lps    400      10-3000      pump flow at its static lift, l/s
+//	lift_m          6        1-30         static lift, m
+//	eta             0.7      0.3-0.9      pump and motor efficiency
+//	river_base_cm   100      0-1000       dry-weather river level, cm (0.7-1.3× by site)
+//	limit_cm        250      10-1500      downstreamLimit, cm (0.9-1.1× by site)
+//	river_gain      1.5      0-100        river rise per mm of the region's runoff, cm
+//	river_lag_h     2        0.1-48       the region's runoff lag, hours
+//	river_drain_h   3        0.1-240      river drainage time constant, hours
+//	discharge_cm    10       0-500        river rise per 100 l/s pumped, cm
+//	river_over_cm   50       1-500        how far a river fault takes the level over the limit, cm
+//	river_tau_min   3        0.5-600      time constant of a river fault's rise and fall, minutes
+//
 // # Determinism and cost
 //
 // A device's records depend only on its class, index and the seed, and on
 // the commands and desired states it was given: random numbers come from a
 // SplitMix64 stream per device (and one per class for what a class shares,
-// the flood storms), reports fall on the device's own schedule, and the
-// physics advances from report to report. Daily cycles follow the clock of
+// the storms of flood and pump), reports fall on the device's own schedule,
+// and the physics advances from report to report. Daily cycles follow the clock of
 // the times passed to Step (their location). A device keeps a few hundred
 // bytes between steps; the CNC's window and FFT work in pooled scratch
 // memory, and the raw window is only built when captureRaw asks for it.

@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"encoding/json"
-	"math"
 	"time"
 
 	"github.com/wanwu-iot/wanwu/device"
@@ -11,16 +10,9 @@ import (
 // A city flood sensor: a tipping-bucket rain gauge and an ultrasonic level
 // sensor over a drain or culvert.
 //
-// Rain comes in storms. Storms arrive as a Poisson process (storms_per_day)
-// and each has the gamma-shaped hyetograph i(τ) = peak·(τ/rise)·e^(1−τ/rise):
-// a rise to its peak after rise minutes, then a decay. Peaks are exponential
-// with mean peak_mmh, rises 0.5 to 1.5 times rise_min. The storms are the
-// class's: every device of a class draws the same ones from a stream seeded
-// by the class alone (devices started in the same hour share them), and sees
-// them scaled by its site's share (0.7 to 1.3) and delayed by up to 20
-// minutes as the cell passes over the city. A storm fault adds a cloudburst
-// of storm_peak mm/h at its start, its rise a quarter of its duration (30
-// minutes without one).
+// Rain comes from the class's storms (storms_per_day, peak_mmh, rise_min,
+// storm_peak and storm faults: storm.go describes them), scaled and delayed
+// by the site.
 //
 // The water level follows the rain through two linear stores: the
 // catchment's runoff q lags the rain with time constant lag_min, and the
@@ -35,20 +27,9 @@ import (
 // dry level; the rain gauge wakes it from sleep when rain starts.
 type flood struct {
 	base
-
-	// The storm generator, the class's.
-	storms    rng
-	stormAt   time.Time // start of the current or next storm (before the site's delay)
-	stormPeak float64   // mm/h
-	stormRise time.Duration
-	perDay    float64
-	meanPeak  float64
-	meanRise  time.Duration
-	injPeak   float64
+	storms storms
 
 	// The site.
-	share   float64
-	delay   time.Duration
 	baseCm  float64
 	gain    float64
 	lag     time.Duration
@@ -70,10 +51,6 @@ type flood struct {
 func newFlood(b base, p values) Device {
 	f := &flood{
 		base:       b,
-		perDay:     p("storms_per_day"),
-		meanPeak:   p("peak_mmh"),
-		meanRise:   minutes(p("rise_min")),
-		injPeak:    p("storm_peak"),
 		gain:       p("gain"),
 		lag:        minutes(p("lag_min")),
 		drain:      time.Duration(p("drain_h") * float64(time.Hour)),
@@ -81,94 +58,24 @@ func newFlood(b base, p values) Device {
 		alarmLevel: p("alarm_cm"),
 		sendAlarm:  true,
 	}
-	f.share = f.rng.between(0.7, 1.3)
-	f.delay = time.Duration(f.rng.float() * float64(20*time.Minute))
+	f.storms = newStorms(&f.base, p)
 	f.baseCm = p("base_cm") * f.rng.between(0.3, 1.7)
 	f.bat = newBattery(&f.rng, p)
 	f.radio = newRadio(&f.rng)
 	f.place = newPlace(&f.rng, p)
-	// The class's storms come from a stream without the device's index.
-	f.storms = rng{derive(b.classSeed, 0x5707)}
 	return f
 }
-
-func minutes(m float64) time.Duration { return time.Duration(m * float64(time.Minute)) }
 
 func (f *flood) Step(t time.Time) []device.Record { return f.step(f, t) }
 
 func (f *flood) start(t time.Time) {
 	f.prev = t
 	f.level = f.baseCm
-	f.stormAt = t.Truncate(time.Hour) // the first storm comes a gap after the hour
-	f.drawStorm()
-}
-
-// drawStorm places the next storm after the current one's start.
-func (f *flood) drawStorm() {
-	if f.perDay <= 0 {
-		f.stormAt = time.Time{}
-		return
-	}
-	gap := time.Duration(f.storms.exp() / f.perDay * float64(24*time.Hour))
-	f.stormAt = f.stormAt.Add(max(gap, time.Minute))
-	f.stormPeak = math.Min(300, f.meanPeak*f.storms.exp())
-	f.stormRise = time.Duration(f.storms.between(0.5, 1.5) * float64(f.meanRise))
-}
-
-// stormEnd is when the current storm has faded (g(12) < 0.0002).
-func (f *flood) stormEnd() time.Time {
-	return f.stormAt.Add(f.delay + 12*f.stormRise)
-}
-
-// hyetograph is the storm shape g(u) = u·e^(1−u): 0 at the start, 1 at the
-// peak (u = 1), then a decay.
-func hyetograph(since, rise time.Duration) float64 {
-	if since <= 0 || rise <= 0 {
-		return 0
-	}
-	u := float64(since) / float64(rise)
-	if u > 40 {
-		return 0
-	}
-	return u * math.Exp(1-u)
+	f.storms.start(t)
 }
 
 // rain is the intensity at this site at x, in mm/h.
-func (f *flood) rain(x time.Time) float64 {
-	i := 0.0
-	if !f.stormAt.IsZero() {
-		i += f.stormPeak * hyetograph(x.Sub(f.stormAt.Add(f.delay)), f.stormRise)
-	}
-	d := x.Sub(f.t0)
-	for _, w := range f.faults {
-		if w.kind != FaultStorm || d < w.from {
-			continue
-		}
-		rise := 30 * time.Minute
-		if w.to != math.MaxInt64 {
-			rise = (w.to - w.from) / 4
-		}
-		i += f.injPeak * hyetograph(d-w.from, rise)
-	}
-	return f.share * i
-}
-
-// rainStart is the first time after t that a storm reaches this site (zero
-// when none is known).
-func (f *flood) rainStart(t time.Time) time.Time {
-	var next time.Time
-	if !f.stormAt.IsZero() {
-		if s := f.stormAt.Add(f.delay); s.After(t) {
-			next = s
-		}
-	}
-	for _, w := range f.faults {
-		if s := f.t0.Add(w.from); w.kind == FaultStorm && s.After(t) && (next.IsZero() || s.Before(next)) {
-			next = s
-		}
-	}
-	return next
-}
+func (f *flood) rain(x time.Time) float64 { return f.storms.rain(&f.base, x) }
 
 const (
 	wetStep = time.Minute
@@ -177,15 +84,13 @@ const (
 
 func (f *flood) advance(t time.Time) {
 	for cur := f.last; cur.Before(t); {
-		for !f.stormAt.IsZero() && !cur.Before(f.stormEnd()) {
-			f.drawStorm()
-		}
+		f.storms.catchUp(cur)
 		// Dry weather with the stores near rest takes long steps, cut
 		// short where a storm begins.
 		dt := wetStep
 		if f.q < 0.01 && f.rain(cur) < 0.01 && f.rain(cur.Add(dryStep)) < 0.01 {
 			dt = dryStep
-			if s := f.rainStart(cur); !s.IsZero() && s.Sub(cur) < dt {
+			if s := f.storms.next(&f.base, cur); !s.IsZero() && s.Sub(cur) < dt {
 				dt = max(s.Sub(cur), time.Second)
 			}
 		}
@@ -211,7 +116,7 @@ func (f *flood) after(t time.Time) time.Time {
 	}
 	next := t.Add(f.interval)
 	// The rain gauge's first tip wakes the sensor.
-	if s := f.rainStart(t); !s.IsZero() && s.Add(f.stormIv).Before(next) {
+	if s := f.storms.next(&f.base, t); !s.IsZero() && s.Add(f.stormIv).Before(next) {
 		next = s.Add(f.stormIv)
 	}
 	return next

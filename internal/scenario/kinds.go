@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"slices"
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/netprofile"
@@ -13,6 +14,7 @@ const (
 	KindWaterMeter = "water-meter"
 	KindFlood      = "flood"
 	KindChiller    = "chiller"
+	KindPump       = "pump"
 )
 
 // The kinds of injected fault.
@@ -21,7 +23,8 @@ const (
 	FaultImbalance = "imbalance" // cnc: a mass imbalance adds to the 1x component
 	FaultOverheat  = "overheat"  // cnc: the spindle cooling fails; chiller: the condenser fouls
 	FaultLeak      = "leak"      // meters: a constant flow that never stops
-	FaultStorm     = "storm"     // flood: a cloudburst
+	FaultStorm     = "storm"     // flood, pump: a cloudburst
+	FaultRiver     = "river"     // pump: a flood wave raises the river downstream over its limit
 )
 
 // modelVersion is the version of every model in examples/models.
@@ -125,18 +128,14 @@ var kinds = []*kind{
 	{
 		name: KindFlood, model: "flood-sensor", network: netprofile.NBIoT,
 		interval: 30 * time.Minute, minIvl: time.Second, maxIvl: 24 * time.Hour,
-		params: append(append([]param{
-			{"storms_per_day", 0.3, 0, 50},
-			{"peak_mmh", 15, 0.1, 300},
-			{"rise_min", 30, 1, 1440},
-			{"storm_peak", 80, 0.1, 300},
+		params: append(append(append(slices.Clip(stormParams), []param{
 			{"gain", 1.5, 0, 100},
 			{"lag_min", 30, 1, 1440},
 			{"drain_h", 1.5, 0.05, 240},
 			{"base_cm", 15, 0, 400},
 			{"alarm_cm", 80, 1, 500},
 			{"storm_interval_s", 300, 10, 86400},
-		}, withDefault(batteryParams, "battery_mah", 8000)...), placeParams...),
+		}...), withDefault(batteryParams, "battery_mah", 8000)...), placeParams...),
 		faults: []string{FaultStorm},
 		build:  newFlood,
 	},
@@ -156,6 +155,33 @@ var kinds = []*kind{
 		},
 		faults: []string{FaultOverheat},
 		build:  newChiller,
+	},
+	{
+		name: KindPump, model: "pump-station", network: netprofile.LTECat1,
+		interval: 30 * time.Second, minIvl: time.Second, maxIvl: time.Hour,
+		params: append(slices.Clip(stormParams), []param{
+			{"catchment_ha", 2, 0.01, 1000},
+			{"runoff", 0.8, 0, 1},
+			{"lag_min", 10, 1, 1440},
+			{"base_lps", 0.5, 0, 1000},
+			{"well_m2", 30, 1, 1000},
+			{"depth_cm", 400, 50, 1000},
+			{"warn_cm", 300, 10, 1000},
+			{"min_cm", 30, 0, 500},
+			{"capacity_lps", 400, 10, 3000},
+			{"lift_m", 6, 1, 30},
+			{"eta", 0.7, 0.3, 0.9},
+			{"river_base_cm", 100, 0, 1000},
+			{"limit_cm", 250, 10, 1500},
+			{"river_gain", 1.5, 0, 100},
+			{"river_lag_h", 2, 0.1, 48},
+			{"river_drain_h", 3, 0.1, 240},
+			{"discharge_cm", 10, 0, 500},
+			{"river_over_cm", 50, 1, 500},
+			{"river_tau_min", 3, 0.5, 600},
+		}...),
+		faults: []string{FaultStorm, FaultRiver},
+		build:  newPump,
 	},
 }
 

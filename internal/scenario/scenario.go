@@ -32,7 +32,7 @@ type Class struct {
 	// Name names the class and its devices (DeviceID): "cnc".
 	Name string
 	// Kind is the physics: KindCNC, KindGasMeter, KindWaterMeter,
-	// KindFlood or KindChiller.
+	// KindFlood, KindChiller or KindPump.
 	Kind string
 	// Model is the thing model ref, "<tenant>:<kind's model>@1.0.0" by
 	// default ("demo:cnc-spindle@1.0.0"); ModelJSON is its document.
@@ -60,7 +60,7 @@ type Class struct {
 // Fault is a fault injected into some of a class's devices for a while.
 type Fault struct {
 	// Kind is what goes wrong: FaultChatter, FaultImbalance, FaultOverheat,
-	// FaultLeak or FaultStorm, each for the kinds doc.go names.
+	// FaultLeak, FaultStorm or FaultRiver, each for the kinds doc.go names.
 	Kind string
 	// At is when it starts, counted from each device's first Step.
 	At time.Duration

@@ -103,7 +103,7 @@ func TestParseBad(t *testing.T) {
 		{"count range", ok + "  - {name: c, kind: cnc, count: 0}\n  - {name: d, kind: cnc, count: 100001}\n", `classes[1].count: must be between 1 and 100000`},
 		{"count missing", ok + "  - {name: c, kind: cnc}\n", `classes[0].count: is required`},
 		{"count string", ok + "  - {name: c, kind: cnc, count: many}\n", `classes[0].count: must be an integer`},
-		{"kind unknown", ok + "  - {name: c, kind: pump, count: 1}\n", `classes[0].kind: "pump" is not one of cnc, gas-meter, water-meter, flood, chiller`},
+		{"kind unknown", ok + "  - {name: c, kind: boiler, count: 1}\n", `classes[0].kind: "boiler" is not one of cnc, gas-meter, water-meter, flood, chiller, pump`},
 		{"kind missing", ok + "  - {name: c, count: 1}\n", `classes[0].kind: is required`},
 		{"name missing", ok + "  - {kind: cnc, count: 1}\n", `classes[0].name: is required`},
 		{"name dup", ok + "  - {name: c, kind: cnc, count: 1}\n  - {name: c, kind: flood, count: 1}\n", `classes[1].name: "c" is also the name of classes[0]`},
