@@ -116,6 +116,10 @@ type Options struct {
 	// SignDownlink signs what goes down an edge's link (the hub's Ed25519
 	// key).
 	SignDownlink func(msg []byte) []byte
+	// EdgeLoops answers an edge's long poll for its loop bundle
+	// (package loop's Bundle, as JSON): nil when the digest is still
+	// after once wait passed.
+	EdgeLoops func(ctx context.Context, edge, after string, wait time.Duration) ([]byte, error)
 	// EdgeStatus, on an edge's own API, serves GET /api/v1/edge/status.
 	EdgeStatus func(ctx context.Context) (any, error)
 	// PSK returns the CoAP/DTLS pre-shared key a PSK identity names, and

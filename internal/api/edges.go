@@ -29,6 +29,9 @@ func (s *server) edgeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/edge/forward", s.handle(s.edgeState))
 	mux.HandleFunc("POST /api/v1/edge/forward", s.handle(s.edgeForward))
 	mux.HandleFunc("GET /api/v1/edge/snapshot", s.handle(s.edgeSnapshot))
+	if s.EdgeLoops != nil {
+		mux.HandleFunc("GET /api/v1/edge/loops", s.handle(s.edgeLoops))
+	}
 	mux.HandleFunc("GET /api/v1/edge/commands", s.handle(s.edgeCommands))
 	mux.HandleFunc("POST /api/v1/edge/commands/ack", s.handle(s.edgeCommandsAck))
 	mux.HandleFunc("GET /api/v1/edges", s.authed(auth.Viewer, s.listEdges))
@@ -185,6 +188,34 @@ func (s *server) edgeCommands(w http.ResponseWriter, r *http.Request) error {
 	_, _ = w.Write(body)
 	return nil
 }
+
+// edgeLoops is GET /api/v1/edge/loops?after=DIGEST&wait=S: the signed
+// bundle of loops, kill switches and bypasses for the calling edge when
+// its digest is not DIGEST, else 204 once S seconds (at most 30) passed.
+// The signature is over LoopsSigningContext and the body.
+func (s *server) edgeLoops(w http.ResponseWriter, r *http.Request) error {
+	e, wait, err := s.edgePoll(r)
+	if err != nil {
+		return err
+	}
+	body, err := s.EdgeLoops(r.Context(), e.Code, r.URL.Query().Get("after"), wait)
+	if err != nil {
+		return err
+	}
+	if body == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	w.Header().Set(DownlinkSignatureHeader, base64.StdEncoding.EncodeToString(s.SignDownlink(append([]byte(LoopsSigningContext), body...))))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	return nil
+}
+
+// LoopsSigningContext precedes a loop bundle's body under the hub's
+// signature: a signed downlink of another kind is not taken for one.
+const LoopsSigningContext = "wanwu edge loops v1\n"
 
 // The hub signs what goes down an edge's link with its Ed25519 signing key:
 // the signature, base64 in DownlinkSignatureHeader, is over

@@ -23,6 +23,8 @@
 //	tsdb/, events.db the local stores
 //	ingest.cursor, forward.cursor   where the stores and the forwarder are
 //	forward.epoch    names the outboxes' sequences at the hub
+//	loops.cursor     where the loop engine is in the ingest log
+//	loops.bundle, loops.bundle.sig   the hub's latest loop bundle and its signature
 //	LOCK             held while an edge runs on the directory
 package edge
 
@@ -46,6 +48,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/wanwu-iot/wanwu/device"
+	"github.com/wanwu-iot/wanwu/internal/alarm"
 	"github.com/wanwu-iot/wanwu/internal/api"
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/auth"
@@ -54,7 +57,9 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/keys"
+	"github.com/wanwu-iot/wanwu/internal/loop"
 	"github.com/wanwu-iot/wanwu/internal/node"
+	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/registry"
@@ -111,6 +116,11 @@ type Edge struct {
 	http     *node.HTTP
 	syncM    *syncMetrics
 	unsubTwn func()
+	// The loops the hub gives this edge, their alarms (loops.go).
+	loops       *loop.Engine
+	alarms      *alarm.Service
+	loopPipe    atomic.Pointer[pipeline.Pipeline]
+	loopsDigest string // of the bundle the engine has; syncLoops's only
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -233,10 +243,14 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	e.link.Start()
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go func() {
 		defer e.wg.Done()
 		e.syncWithHub(runCtx)
+	}()
+	go func() {
+		defer e.wg.Done()
+		e.syncLoops(runCtx)
 	}()
 	go func() {
 		defer e.wg.Done()
@@ -313,14 +327,21 @@ func (e *Edge) startDevices(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if err := e.openLoops(ctx); err != nil {
+		return err
+	}
 	if e.tel, err = node.StartTelemetry(ctx, node.TelemetryOptions{
 		Dir: cfg.DataDir, Config: cfg.Telemetry, Bus: e.bus, Disk: e.dir.Disk,
 		Logger: e.log, Metrics: e.metrics, Now: e.opts.Now, Presence: e.presence,
-		Consumers: []node.Consumer{{Consumer: e.boxes, Name: "forward", CursorFile: forwardCursor}},
-		Admit:     e.boxes.Admit,
+		Consumers: []node.Consumer{
+			{Consumer: e.boxes, Name: "forward", CursorFile: forwardCursor},
+			{Consumer: e.loops, Name: "loops", CursorFile: LoopsCursor},
+		},
+		Admit: e.boxes.Admit,
 	}); err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}
+	e.loopPipe.Store(e.tel.Pipeline)
 	e.presence.Start()
 	if err := e.commands.Start(ctx); err != nil {
 		return err
@@ -519,6 +540,7 @@ func (e *Edge) startHTTP() error {
 		Metrics: e.metrics, Gatherer: e.metrics, Ready: e.Ready,
 		TSDB: e.tel.TSDB, Events: e.tel.Events, Pipeline: e.tel.Pipeline, Intake: e.tel.Intake,
 		Twins: e.twins, Commands: e.commands, Presence: e.presence, EdgeStatus: func(ctx context.Context) (any, error) { return e.Status(ctx) },
+		Loops: e.loops, Alarms: e.alarms,
 		Info: api.Info{
 			Version: e.opts.Version, Role: "edge", Code: e.id.Code,
 			MQTT: listeners["mqtt/tcp"], CoAP: listeners["coap/udp"],
@@ -594,6 +616,9 @@ func (e *Edge) closeAll(ctx context.Context) error {
 	}
 	if e.tel != nil {
 		errs = append(errs, e.tel.Shutdown(ctx))
+	}
+	if e.loops != nil { // after the pipeline, whose consumer it is
+		errs = append(errs, e.loops.Shutdown(ctx))
 	}
 	if e.presence != nil {
 		errs = append(errs, e.presence.Shutdown(ctx))

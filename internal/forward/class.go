@@ -69,6 +69,9 @@ func priorityClass(p string, def Class) Class {
 
 // eventClass is the class of an event message.
 func eventClass(m *ingest.Message, model *thingmodel.Model) Class {
+	if m.Event == AlarmEvent {
+		return Alarm
+	}
 	if model != nil {
 		if ev := model.Events[m.Event]; ev != nil {
 			return priorityClass(ev.Priority, Control)

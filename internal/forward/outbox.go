@@ -467,11 +467,17 @@ type gap struct {
 // GapEvent is a gap record (of the edge object), CommandResultEvent a
 // device's result for a command the hub issued
 // ({"id", "status", "reason", "output"}), TwinReportedEvent a device's
-// reported state as a merge patch.
+// reported state as a merge patch, LoopEvidenceEvent an evidence record
+// of a loop that ran at the edge (package loop's Evidence, as JSON; each
+// new state of the record again), AlarmEvent an alarm raised or changed
+// at the edge (package alarm's Alarm, as JSON; it travels in the alarm
+// class).
 const (
 	GapEvent           = "wanwu.gap"
 	CommandResultEvent = "wanwu.command_result"
 	TwinReportedEvent  = "wanwu.twin_reported"
+	LoopEvidenceEvent  = "wanwu.loop_evidence"
+	AlarmEvent         = "wanwu.alarm"
 )
 
 // reduceOldest reduces the oldest messages of a telemetry or bulk outbox

@@ -69,6 +69,11 @@ type ReceiverOptions struct {
 	// TwinReported applies a device's reported state (the data of a
 	// TwinReportedEvent, a merge patch), likewise.
 	TwinReported func(ctx context.Context, device string, data []byte) error
+	// LoopEvidence takes an evidence record of a loop that ran at the edge
+	// (the data of a LoopEvidenceEvent), Alarm an alarm of the edge (of an
+	// AlarmEvent), likewise; both are told the edge.
+	LoopEvidence func(ctx context.Context, edge, device string, data []byte) error
+	Alarm        func(ctx context.Context, edge, device string, data []byte) error
 	// Audit records every gap record an edge sends; OnAudit is told after
 	// such entries were committed (the hub's audit forwarder).
 	Audit   *audit.Log
@@ -221,6 +226,10 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 					results = append(results, controlRecord{r.o.CommandResult, m.Device, m.EventData})
 				case m.Event == TwinReportedEvent && r.o.TwinReported != nil:
 					results = append(results, controlRecord{r.o.TwinReported, m.Device, m.EventData})
+				case m.Event == LoopEvidenceEvent && r.o.LoopEvidence != nil:
+					results = append(results, controlRecord{edgeHook(r.o.LoopEvidence, e.Code), m.Device, m.EventData})
+				case m.Event == AlarmEvent && r.o.Alarm != nil:
+					results = append(results, controlRecord{edgeHook(r.o.Alarm, e.Code), m.Device, m.EventData})
 				}
 			}
 			m.Source = "edge"
@@ -414,4 +423,9 @@ func (c *edgesCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(hubBacklogAgeDesc, prometheus.GaugeValue, b.OldestS, e.Code, b.Class)
 		}
 	}
+}
+
+// edgeHook binds a hook that is told the edge.
+func edgeHook(fn func(ctx context.Context, edge, device string, data []byte) error, edge string) func(ctx context.Context, device string, data []byte) error {
+	return func(ctx context.Context, device string, data []byte) error { return fn(ctx, edge, device, data) }
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/alarm"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
@@ -70,4 +71,69 @@ func (h *Hub) alarmChanged(ev alarm.Event) {
 	if err := m.PublishAlarm(ev.Alarm.Object, body); err != nil {
 		h.log.Debug("alarm not published to MQTT", "alarm", ev.Alarm.ID, "err", err)
 	}
+}
+
+// edgeLoops answers an edge's long poll for its loop bundle: at once when
+// the bundle's digest is not after, else when a change (every change of
+// loops, kill switches and bypasses is audited) makes it so, or nil once
+// wait passed.
+func (h *Hub) edgeLoops(ctx context.Context, edge, after string, wait time.Duration) ([]byte, error) {
+	obj, err := h.reg.Object(ctx, edge)
+	if err != nil {
+		return nil, err
+	}
+	t := time.NewTimer(min(wait, maxSnapshotWait))
+	defer t.Stop()
+	for {
+		changed := h.auditTick.Wait()
+		b, err := h.loops.Store().EdgeBundle(ctx, edge, obj.Tenant)
+		if err != nil {
+			return nil, err
+		}
+		if b.Digest != after {
+			return json.Marshal(b)
+		}
+		select {
+		case <-changed:
+			select {
+			case <-time.After(snapshotSettle):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		case <-t.C:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// edgeEvidence keeps an evidence record a loop at an edge wrote. A record
+// the hub cannot read is logged and passed over: refusing it would stall
+// the edge's link.
+func (h *Hub) edgeEvidence(ctx context.Context, edge, device string, data []byte) error {
+	var ev loop.Evidence
+	if err := json.Unmarshal(data, &ev); err != nil || ev.Object != device || ev.ID <= 0 {
+		h.log.Warn("an edge's loop evidence is malformed; passed over", "edge", edge, "device", device, "err", err)
+		return nil
+	}
+	_, err := h.loops.Store().ImportEvidence(ctx, edge, &ev)
+	return err
+}
+
+// edgeAlarm keeps an alarm of an edge (the hub's copy: acknowledged and
+// shelved here too).
+func (h *Hub) edgeAlarm(ctx context.Context, edge, device string, data []byte) error {
+	var a alarm.Alarm
+	if err := json.Unmarshal(data, &a); err != nil || a.Object != device {
+		h.log.Warn("an edge's alarm is malformed; passed over", "edge", edge, "device", device, "err", err)
+		return nil
+	}
+	if _, err := h.alarms.Import(ctx, edge, a); err != nil && (errors.Is(err, alarm.ErrInvalid) || errors.Is(err, alarm.ErrConflict)) {
+		h.log.Warn("an edge's alarm was refused; passed over", "edge", edge, "alarm", a.ID, "err", err)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return nil
 }

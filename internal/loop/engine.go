@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,6 +93,9 @@ type Engine struct {
 
 	statsMu sync.Mutex
 	stats   map[string]*LoopStats
+
+	// remote is the latest bundle from the hub (at an edge).
+	remote atomic.Pointer[Bundle]
 }
 
 // LoopStats counts what one loop did since the engine started.
@@ -344,26 +348,30 @@ func (e *Engine) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kill, err := e.opts.Store.Kills(ctx)
-	if err != nil {
+	if err := e.refreshGuards(ctx); err != nil {
 		return err
 	}
-	bps, err := e.opts.Store.activeBypasses(ctx)
-	if err != nil {
-		return err
+	remote, _, _ := e.remoteState()
+	local := map[string]bool{}
+	for _, info := range infos {
+		local[info.Key] = true
 	}
-	e.kill, e.bypasses = kill, bps
+	for _, info := range remote {
+		if !local[info.Key] {
+			infos = append(infos, info)
+		}
+	}
 	next := make(map[string]*running, len(infos))
 	for _, info := range infos {
+		if old := e.loops[info.Key]; old != nil && old.info.Digest == info.Digest && old.info.Mode == info.Mode && old.info.Version == info.Version {
+			old.info = info
+			next[info.Key] = old
+			continue
+		}
 		c, err := e.compile(ctx, info.Def)
 		if err != nil {
 			e.log.Error("loop does not compile against its model; not run", "loop", info.Key, "version", info.Version, "err", err)
 			e.metrics.errors.WithLabelValues(info.Key).Inc()
-			continue
-		}
-		if old := e.loops[info.Key]; old != nil && old.info.Digest == info.Digest && old.info.Mode == info.Mode {
-			old.info = info
-			next[info.Key] = old
 			continue
 		}
 		next[info.Key] = &running{info: info, c: c, targets: map[string]*target{}, sources: map[string]*source{}, shadow: guard.NewHistory(64)}
@@ -377,6 +385,22 @@ func (e *Engine) load(ctx context.Context) error {
 		}
 	}
 	e.publishStats()
+	return nil
+}
+
+// refreshGuards reads the kill switches and the bypasses in force: the
+// store's and the hub's (at an edge).
+func (e *Engine) refreshGuards(ctx context.Context) error {
+	kill, err := e.opts.Store.Kills(ctx)
+	if err != nil {
+		return err
+	}
+	bps, err := e.opts.Store.activeBypasses(ctx)
+	if err != nil {
+		return err
+	}
+	_, rkill, rbps := e.remoteState()
+	e.kill, e.bypasses = mergeKills(kill, rkill), append(bps, rbps...)
 	return nil
 }
 
@@ -575,11 +599,8 @@ func (e *Engine) addSample(ctx context.Context, r *running, obj *registry.Object
 // due, verifications, approvals' expiry, the alarms' sweep.
 func (e *Engine) tick(ctx context.Context) {
 	now := e.opts.Now()
-	if kill, err := e.opts.Store.Kills(ctx); err == nil {
-		e.kill = kill
-	}
-	if bps, err := e.opts.Store.activeBypasses(ctx); err == nil {
-		e.bypasses = bps
+	if err := e.refreshGuards(ctx); err != nil {
+		e.log.Warn("kill switches and bypasses not read; the last known apply", "err", err)
 	}
 	for _, r := range e.loops {
 		for code, t := range r.targets {
