@@ -85,7 +85,7 @@ func (s *server) visibleLoop(r *http.Request, p auth.Principal, role auth.Role) 
 		}
 		version = n
 	}
-	info, err := s.Loops.Store().Get(r.Context(), key, version)
+	info, err := s.Loops.Get(r.Context(), key, version)
 	if err != nil {
 		return nil, loopErr(err)
 	}
@@ -137,7 +137,7 @@ func (s *server) listLoops(w http.ResponseWriter, r *http.Request, p auth.Princi
 	if err != nil {
 		return err
 	}
-	infos, err := s.Loops.Store().List(r.Context(), tenant)
+	infos, err := s.Loops.List(r.Context(), tenant)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package loop
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -180,3 +181,44 @@ func mergeKills(a, b guard.Kill) guard.Kill {
 }
 
 func parseTime(s string) (time.Time, error) { return time.Parse(time.RFC3339Nano, s) }
+
+// List returns the loops of a tenant ("" = all) this node runs: its own
+// store's and, at an edge, the hub's (a loop in both is the store's).
+func (e *Engine) List(ctx context.Context, tenant string) ([]*Info, error) {
+	infos, err := e.opts.Store.List(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	remote, kill, _ := e.remoteState()
+	have := map[string]bool{}
+	for _, info := range infos {
+		have[info.Key] = true
+	}
+	for _, info := range remote {
+		if !have[info.Key] && (tenant == "" || info.Tenant == tenant) {
+			c := *info
+			c.Killed = kill.Loops[c.Key]
+			infos = append(infos, &c)
+		}
+	}
+	slices.SortFunc(infos, func(a, b *Info) int { return strings.Compare(a.Key, b.Key) })
+	return infos, nil
+}
+
+// Get returns a loop this node runs, at a version (0: the current one);
+// a loop from the hub only at the version the edge has.
+func (e *Engine) Get(ctx context.Context, key string, version int) (*Info, error) {
+	info, err := e.opts.Store.Get(ctx, key, version)
+	if err == nil || !errors.Is(err, ErrNotFound) {
+		return info, err
+	}
+	remote, kill, _ := e.remoteState()
+	for _, r := range remote {
+		if r.Key == key && (version == 0 || version == r.Version) {
+			c := *r
+			c.Killed = kill.Loops[key]
+			return &c, nil
+		}
+	}
+	return nil, err
+}
