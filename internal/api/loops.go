@@ -145,9 +145,17 @@ func (s *server) listLoops(w http.ResponseWriter, r *http.Request, p auth.Princi
 	for _, st := range s.Loops.Stats() {
 		stats[st.Key] = st
 	}
+	counts, err := s.Loops.Store().Counts(r.Context(), tenant)
+	if err != nil {
+		return err
+	}
 	out := make([]map[string]any, 0, len(infos))
 	for _, info := range infos {
-		out = append(out, map[string]any{"loop": info, "stats": stats[info.Key]})
+		c := counts[info.Key]
+		if c == nil {
+			c = &loop.Counts{States: map[string]int{}}
+		}
+		out = append(out, map[string]any{"loop": info, "stats": stats[info.Key], "evidence": c})
 	}
 	kills, err := s.Loops.Store().Kills(r.Context())
 	if err != nil {

@@ -129,6 +129,13 @@ func runDemo(e *env, args []string) error {
 	if err := s.Start(ctx); err != nil {
 		return err
 	}
+	loopKeys, err := defineDemoLoops(ctx, hc, sc)
+	if err != nil {
+		return err
+	}
+	if len(loopKeys) > 0 {
+		fmt.Fprintf(e.stdout, "  closed loops defined: %s\n", strings.Join(loopKeys, ", "))
+	}
 	printDemoTour(e, h, cfg.DataDir, sc, de)
 	octx, ocancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -138,15 +145,16 @@ func runDemo(e *env, args []string) error {
 		local = de.client()
 	}
 	go func() { defer wg.Done(); operate(octx, hc, local, sc, log) }()
-	var more func(ctx context.Context, now time.Time) string
-	if de != nil {
-		more = func(_ context.Context, now time.Time) string {
+	more := func(_ context.Context, now time.Time) string {
+		// Its own deadline: the last status comes after the run's end.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		lines := ""
+		if de != nil {
 			de.tick(now, log)
-			// Its own deadline: the last status comes after the run's end.
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			return de.line(ctx, now)
+			lines = de.line(ctx, now)
 		}
+		return lines + loopLines(ctx, hc, sc.Tenant)
 	}
 	err = watch(ctx, e, s, &f, func(ctx context.Context) any { return hubView(ctx, hc, sc, de) }, more)
 	ocancel()
@@ -201,6 +209,13 @@ Stop with Ctrl-C; running the demo again reuses %[9]s.
   touch %[6]s                 (pull its link to the hub; rm to restore)
 `, de.edge.Code(), de.edge.URL(), de.dir, prog, dd, de.cutFile)
 	}
+	fmt.Fprintf(e.stdout, `Closed loops run at the hub and at the edge (their definitions: examples/loops):
+  %[1]s ctl loop list%[2]s
+  %[1]s ctl loop evidence %[3]s:chatter-feed%[2]s     (--id N explains one decision)
+  %[1]s ctl loop approvals%[2]s                (the chillers' setpoint shifts wait for a person: ctl loop approve N)
+  %[1]s ctl alarm list%[2]s
+  %[1]s ctl loop compare %[3]s:chatter-feed-early %[3]s:chatter-feed%[2]s   (a shadow loop beside the active one)
+`, prog, dd, sc.Tenant)
 	fmt.Fprintln(e.stdout)
 }
 
@@ -266,6 +281,8 @@ func hubView(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario, d
 		}
 	}
 	view := map[string]any{"classes": out}
+	loops, alarms := demoLoops(ctx, hc, sc.Tenant)
+	view["loops"], view["alarms"] = loops, alarms
 	if de != nil {
 		if st, err := de.edge.Status(ctx); err == nil {
 			view["edge"] = st
@@ -296,7 +313,13 @@ func operate(ctx context.Context, hc, edgeClient *hubclient.Client, sc *scenario
 			}
 			c = edgeClient
 		}
-		if _, _, err := c.Do(ctx, st.method, st.path, strings.NewReader(st.body), "application/json"); err != nil && ctx.Err() == nil {
+		var err error
+		if st.do != nil {
+			err = st.do(ctx, c, sc.Tenant)
+		} else {
+			_, _, err = c.Do(ctx, st.method, st.path, strings.NewReader(st.body), "application/json")
+		}
+		if err != nil && ctx.Err() == nil {
 			log.Warn("demo operator step failed", "step", st.what, "err", err)
 		}
 	}
@@ -307,13 +330,15 @@ type operatorStep struct {
 	what               string
 	method, path, body string
 	edge               bool // issued on the edge's own API (the plant's operator)
+	// do, when set, is the step (it reads before it acts).
+	do func(ctx context.Context, c *hubclient.Client, tenant string) error
 }
 
 // operatorSteps are the demo operator's actions, by the kinds the scenario
 // has: a chiller setpoint (desired state), a lower feed on each CNC line's
 // first spindle (a command, which lowers chatter), a water meter's valve
 // (a command that waits for the sleeping meter), a raw vibration capture;
-// then, every half minute, one more feed change and setpoint change.
+// then what the closed loops ask of a person: approvals and alarms.
 func operatorSteps(sc *scenario.Scenario) []operatorStep {
 	start := time.Now()
 	var steps []operatorStep
@@ -354,17 +379,22 @@ func operatorSteps(sc *scenario.Scenario) []operatorStep {
 			break
 		}
 	}
-	cncs, chillers := byKind[scenario.KindCNC], byKind[scenario.KindChiller]
-	for i := 1; i <= 120; i++ { // an hour of it
-		at := 40*time.Second + time.Duration(i)*30*time.Second
-		if len(cncs) > 0 {
-			c := cncs[i%len(cncs)]
-			command(at, code(c, i), "setFeedRate", fmt.Sprintf(`{"feedRate":%d}`, 60+(i*17)%50))
-		}
-		if len(chillers) > 0 {
-			c := chillers[i%len(chillers)]
-			add(at, "setpoint "+code(c, i), "PATCH", code(c, i), "/twin/desired", fmt.Sprintf(`{"setpoint":%.1f}`, 5+float64(i%6)*0.5))
-		}
+	// The loops act on feeds and setpoints from here on; the operator
+	// answers what they ask of people: approvals (one rejected, one left
+	// to expire now and then) and alarms (acknowledged, a bearing alarm
+	// shelved while the part is on order).
+	dyn := func(at time.Duration, what string, do func(ctx context.Context, c *hubclient.Client, tenant string) error) {
+		steps = append(steps, operatorStep{at: start.Add(at), what: what, do: do})
 	}
+	for i := 0; i < 40; i++ { // an hour of it
+		at := 75*time.Second + time.Duration(i)*90*time.Second
+		if i%4 == 2 {
+			dyn(at, "reject an approval", approveOldest(false, "demo operator: floor 3 is already warm"))
+		} else {
+			dyn(at, "approve an approval", approveOldest(true, "demo operator: fine at peak tariff"))
+		}
+		dyn(at+45*time.Second, "acknowledge an alarm", alarmStep("", "demo operator: seen"))
+	}
+	dyn(4*time.Minute, "shelve a bearing alarm", alarmStep("bearing-wear", "bearing ordered, fitted at the next shift change"))
 	return steps
 }

@@ -368,6 +368,14 @@ func (e *Engine) load(ctx context.Context) error {
 			next[info.Key] = old
 			continue
 		}
+		if e.opts.Role == "edge" {
+			// An edge knows the models of the objects behind it only: a
+			// loop over another model has nothing to run for here.
+			if _, err := e.opts.Objects.Model(ctx, info.Def.On.Model, ""); errors.Is(err, registry.ErrNotFound) {
+				e.log.Debug("loop not run here: no object of its model is behind this edge", "loop", info.Key, "model", info.Def.On.Model)
+				continue
+			}
+		}
 		c, err := e.compile(ctx, info.Def)
 		if err != nil {
 			e.log.Error("loop does not compile against its model; not run", "loop", info.Key, "version", info.Version, "err", err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/guard"
@@ -304,4 +305,41 @@ func (s *Store) pruneEvidence(ctx context.Context, before time.Time) (int64, err
 		return nil
 	})
 	return n, err
+}
+
+// Counts is how many evidence records a loop has, by state, and the
+// refusals by guard (the guard's kind: "interlock", "cooldown", ...).
+type Counts struct {
+	States   map[string]int `json:"states"`
+	Refusals map[string]int `json:"refusals,omitempty"`
+}
+
+// Counts returns the evidence counts of every loop of a tenant ("" =
+// all), by loop key: this node's records and those kept from edges.
+func (s *Store) Counts(ctx context.Context, tenant string) (map[string]*Counts, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT key, state, COALESCE(json_extract(record, '$.refusal'), ''), COUNT(*) FROM loop_evidence
+		WHERE ? = '' OR tenant = ? GROUP BY 1, 2, 3`, tenant, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("loop: counts: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]*Counts{}
+	for rows.Next() {
+		var key, state, refusal string
+		var n int
+		if err := rows.Scan(&key, &state, &refusal, &n); err != nil {
+			return nil, err
+		}
+		c := out[key]
+		if c == nil {
+			c = &Counts{States: map[string]int{}, Refusals: map[string]int{}}
+			out[key] = c
+		}
+		c.States[state] += n
+		if refusal != "" {
+			kind, _, _ := strings.Cut(refusal, ":")
+			c.Refusals[kind] += n
+		}
+	}
+	return out, rows.Err()
 }

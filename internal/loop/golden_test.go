@@ -24,6 +24,7 @@ package loop
 //	expect no evidence        # nothing new since the last expect
 //	expect record <id> <state> [...as above]   # a record written earlier, as it is now
 //	expect alarm <code> <name> <state>
+//	expect counts <loop key> <state>=<n> ... refused.<guard kind>=<n>
 //	expect error <substring>  # the previous command (loop, vote, bypass) failed so
 //
 // Every record must be expected, in order: a script ends with nothing left.
@@ -376,6 +377,24 @@ func runScript(t *testing.T, file string) {
 					fail("%v", err)
 				}
 				checkEvidence(t, fail, ev, ev.Kind, f[3], kvArgs(f[4:]))
+			case f[1] == "counts":
+				all, err := e.engine.opts.Store.Counts(e.ctx, "")
+				if err != nil {
+					fail("%v", err)
+				}
+				c := all[f[2]]
+				if c == nil {
+					fail("no counts for %s", f[2])
+				}
+				for k, v := range kvArgs(f[3:]) {
+					got := c.States[k]
+					if r, ok := strings.CutPrefix(k, "refused."); ok {
+						got = c.Refusals[r]
+					}
+					if strconv.Itoa(got) != v {
+						fail("counts of %s: %s = %d, want %s (%+v)", f[2], k, got, v, c)
+					}
+				}
 			case f[1] == "no":
 				if ev := next(); ev != nil {
 					fail("want no new evidence, got %s", describe(ev))
