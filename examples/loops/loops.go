@@ -4,7 +4,9 @@
 // override), chatter-feed-early (a shadow candidate for it), bearing-wear
 // (a maintenance alarm and a work order), pump-start (a pump started on a
 // high well level, interlocked on the downstream level) and chiller-peak
-// (a setpoint shift at peak, approved by a person).
+// (a setpoint shift at peak, approved by a person) and vibration-capture
+// (a raw window captured when vibration rises, its chatter band through an
+// FFT).
 package loops
 
 import "embed"

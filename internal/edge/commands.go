@@ -247,8 +247,11 @@ func (e *Edge) twinChanged(c twin.Change) {
 }
 
 // commandEvent is the command service's OnEvent: a hub command that ended
-// here sends its result up.
+// here sends its result up; results go to the loops too (raw captures).
 func (e *Edge) commandEvent(ev command.Event) {
+	if e.loops != nil { // raw captures feed the loops' band features
+		e.loops.CommandEvent(ev)
+	}
 	c := ev.Command
 	if c.Actor != hubActor || !c.Status.Final() {
 		return

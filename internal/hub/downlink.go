@@ -62,9 +62,12 @@ func (h *Hub) openTwinsAndCommands(ctx context.Context) error {
 		DefaultTTL: time.Duration(cfg.Commands.DefaultTTL), AckTimeout: time.Duration(cfg.Commands.AckTimeout),
 		MaxAttempts: cfg.Commands.MaxAttempts,
 		Reach:       h.reachOf,
-		OnEvent: func(command.Event) {
+		OnEvent: func(ev command.Event) {
 			h.commandEvents.Wake()
 			h.webhooks.Wake()
+			if h.loops != nil { // raw captures feed the loops' band features
+				h.loops.CommandEvent(ev)
+			}
 		},
 	}); err != nil {
 		return fmt.Errorf("hub: commands: %w", err)

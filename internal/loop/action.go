@@ -26,9 +26,15 @@ const DefaultVerifyWithin = 10 * time.Minute
 const errorEvery = time.Minute
 
 func (e *Engine) newEvidence(r *running, code string, now time.Time, kind string, feats map[string]float64, vars map[string]any) *Evidence {
+	known := make(map[string]float64, len(feats))
+	for k, v := range feats {
+		if !math.IsNaN(v) { // an optional feature without a value: absent
+			known[k] = v
+		}
+	}
 	ev := &Evidence{
 		Loop: r.info.Key, Version: r.info.Version, Digest: r.info.Digest, Tenant: r.info.Tenant, Object: code,
-		At: now.UTC().Truncate(time.Millisecond), Kind: kind, Mode: r.info.Mode, Features: feats,
+		At: now.UTC().Truncate(time.Millisecond), Kind: kind, Mode: r.info.Mode, Features: known,
 	}
 	if d, ok := vars["detector"].(map[string]float64); ok {
 		ev.Detector = maps.Clone(d)
@@ -37,7 +43,7 @@ func (e *Engine) newEvidence(r *running, code string, now time.Time, kind string
 	if c, ok := vars["current"].(map[string]float64); ok && len(c) > 0 {
 		ev.Current = c
 	}
-	in := map[string]any{"features": feats, "detector": ev.Detector, "current": ev.Current, "now": ev.At, "twin": vars["twin"], "state": vars["state"]}
+	in := map[string]any{"features": known, "detector": ev.Detector, "current": ev.Current, "now": ev.At, "twin": vars["twin"], "state": vars["state"]}
 	ev.InputsDigest = digestJSON(in)
 	return ev
 }

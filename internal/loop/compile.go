@@ -50,8 +50,12 @@ type Compiled struct {
 // CompiledFeature is one feature ready to run.
 type CompiledFeature struct {
 	Name, Property string
-	Spec           feature.Spec
-	Of             *Related
+	// Capture and Band: a band-energy feature of raw windows.
+	Capture string
+	Band    [2]float64
+	Spec     feature.Spec
+	Of       *Related
+	Optional bool
 }
 
 type namedProgram struct {
@@ -147,11 +151,37 @@ func Compile(d *Definition, m *thingmodel.Model, related map[string]*thingmodel.
 			}
 		}
 		var interval time.Duration
-		if pm != nil {
+		var band [2]float64
+		if f.Capture != "" {
+			interval = 10 * time.Second
+			var act *thingmodel.Action
+			if pm != nil {
+				act = pm.Actions[f.Capture]
+			}
+			switch {
+			case f.Property != "":
+				p.add(path, "a property or a capture, not both")
+			case f.Of != nil:
+				p.add(path+".of", "a capture feature is the object's own")
+			case pm == nil:
+			case act == nil:
+				p.add(path+".capture", "%q is not an action of %s", f.Capture, pm.Key())
+			case act.Output["window"] == nil || act.Output["sampleRate"] == nil:
+				p.add(path+".capture", "the result of %s carries no raw window (output window, samples, sampleRate, scale)", f.Capture)
+			}
+			if len(f.Band) != 2 || f.Band[0] < 0 || f.Band[1] <= f.Band[0] || f.Band[1] > 1e6 {
+				p.add(path+".band", "must be [low, high] in Hz, 0 ≤ low < high")
+			} else {
+				band = [2]float64{f.Band[0], f.Band[1]}
+			}
+		} else if len(f.Band) > 0 {
+			p.add(path+".band", "only for a capture feature")
+		}
+		if pm != nil && f.Capture == "" {
 			prop := pm.Properties[f.Property]
 			switch {
 			case f.Property == "":
-				p.add(path+".property", "required")
+				p.add(path+".property", "required (or capture)")
 			case prop == nil:
 				p.add(path+".property", "%q is not a property of %s", f.Property, pm.Key())
 			case prop.Type != thingmodel.TypeNumber && prop.Type != thingmodel.TypeInteger && prop.Type != thingmodel.TypeBoolean:
@@ -184,7 +214,7 @@ func Compile(d *Definition, m *thingmodel.Model, related map[string]*thingmodel.
 			interval = time.Second
 		}
 		objBytes += spec.MaxSamples(interval) * bytesPerSample
-		c.Features = append(c.Features, CompiledFeature{Name: name, Property: f.Property, Spec: spec, Of: f.Of})
+		c.Features = append(c.Features, CompiledFeature{Name: name, Property: f.Property, Capture: f.Capture, Band: band, Spec: spec, Of: f.Of, Optional: f.Optional})
 	}
 	if objBytes > MaxObjectBytes {
 		p.add("$.perceive", "the windows hold up to %d samples per object (%d KiB at the model's sampling), more than the memory budget of %d KiB: shorten a window or count samples", objBytes/bytesPerSample, objBytes>>10, MaxObjectBytes>>10)

@@ -93,9 +93,17 @@ type Selector struct {
 	Objects []string `json:"objects,omitempty"`
 }
 
-// Feature is one windowed feature of a property.
+// Feature is one windowed feature of a property, or of the band energy
+// of raw windows a device returns for a capture action.
 type Feature struct {
-	Property string `json:"property"`
+	Property string `json:"property,omitempty"`
+	// Capture names an action whose result carries a raw window
+	// ({"window", "samples", "sampleRate", "scale"}: the cnc model's
+	// captureRaw); each result the object returns, whoever asked for it,
+	// gives one sample: the RMS of the window's energy between Band[0] and
+	// Band[1] Hz (an FFT). Not with Property.
+	Capture string    `json:"capture,omitempty"`
+	Band    []float64 `json:"band,omitempty"`
 	// Fn is the function over the window: mean, min, max, sum, count, last,
 	// stddev, rms, peak, crest, kurtosis, rate (package feature).
 	Fn     string `json:"fn"`
@@ -103,6 +111,10 @@ type Feature struct {
 	// Of, when set, computes the feature for each related object and
 	// combines their values: the join of a line's devices.
 	Of *Related `json:"of,omitempty"`
+	// Optional lets the loop decide before the feature has a value: it is
+	// NaN then (every comparison with it is false; math.isNaN tests it).
+	// A loop waits for its other features.
+	Optional bool `json:"optional,omitempty"`
 }
 
 // Window is a feature's window. A plain duration ("30s") is a sliding time

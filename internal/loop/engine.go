@@ -73,14 +73,15 @@ type Options struct {
 // through the guards, writing evidence for every decision. One goroutine
 // owns all of its state; API calls hand it work.
 type Engine struct {
-	opts    Options
-	log     *slog.Logger
-	in      chan []sample
-	calls   chan func()
-	reload  chan struct{}
-	cancel  context.CancelFunc
-	done    chan struct{}
-	metrics *metrics
+	opts     Options
+	log      *slog.Logger
+	in       chan []sample
+	captures chan capture
+	calls    chan func()
+	reload   chan struct{}
+	cancel   context.CancelFunc
+	done     chan struct{}
+	metrics  *metrics
 
 	// Owned by the run goroutine.
 	loops    map[string]*running
@@ -190,17 +191,18 @@ func NewEngine(o Options) (*Engine, error) {
 		o.MemoryBudget = DefaultMemoryBudget
 	}
 	e := &Engine{
-		opts:    o,
-		log:     o.Logger.With("component", "loop"),
-		in:      make(chan []sample, 64),
-		calls:   make(chan func()),
-		reload:  make(chan struct{}, 1),
-		metrics: newMetrics(o.Registerer),
-		loops:   map[string]*running{},
-		devices: map[string]*device{},
-		hist:    guard.NewHistory(64),
-		open:    map[int64]*Evidence{},
-		stats:   map[string]*LoopStats{},
+		opts:     o,
+		log:      o.Logger.With("component", "loop"),
+		in:       make(chan []sample, 64),
+		captures: make(chan capture, 64),
+		calls:    make(chan func()),
+		reload:   make(chan struct{}, 1),
+		metrics:  newMetrics(o.Registerer),
+		loops:    map[string]*running{},
+		devices:  map[string]*device{},
+		hist:     guard.NewHistory(64),
+		open:     map[int64]*Evidence{},
+		stats:    map[string]*LoopStats{},
 	}
 	return e, nil
 }
@@ -323,6 +325,8 @@ func (e *Engine) run(ctx context.Context) {
 			return
 		case batch := <-e.in:
 			e.ingest(ctx, batch)
+		case c := <-e.captures:
+			e.captured(ctx, c)
 		case fn := <-e.calls:
 			fn()
 		case <-e.reload:
@@ -585,22 +589,28 @@ func (e *Engine) addSample(ctx context.Context, r *running, obj *registry.Object
 		src.last[s.prop] = s.v
 	}
 	if isTarget {
-		t := r.targets[obj.Code]
-		if t == nil {
-			t = &target{obj: obj, delay: detect.Delay{On: r.c.Def.Decide.OnDelay.D(), Off: r.c.Def.Decide.OffDelay.D()}}
-			if dt := r.c.Def.Decide.Detector; dt != nil {
-				switch dt.Kind {
-				case "ewma":
-					t.ewma = &detect.EWMA{Alpha: dt.Alpha, Warmup: dt.Warmup}
-				case "cusum":
-					t.cusum = &detect.CUSUM{Target: dt.Target, Sigma: dt.Sigma, K: dt.K, H: dt.H, Warmup: dt.Warmup, Learn: dt.Sigma == 0}
-				}
-			}
-			r.targets[obj.Code] = t
-		}
-		t.obj = obj
-		t.dirty = true
+		e.target(r, obj).dirty = true
 	}
+}
+
+// target returns the loop's state for an object it runs for, made on
+// first use.
+func (e *Engine) target(r *running, obj *registry.Object) *target {
+	t := r.targets[obj.Code]
+	if t == nil {
+		t = &target{obj: obj, delay: detect.Delay{On: r.c.Def.Decide.OnDelay.D(), Off: r.c.Def.Decide.OffDelay.D()}}
+		if dt := r.c.Def.Decide.Detector; dt != nil {
+			switch dt.Kind {
+			case "ewma":
+				t.ewma = &detect.EWMA{Alpha: dt.Alpha, Warmup: dt.Warmup}
+			case "cusum":
+				t.cusum = &detect.CUSUM{Target: dt.Target, Sigma: dt.Sigma, K: dt.K, H: dt.H, Warmup: dt.Warmup, Learn: dt.Sigma == 0}
+			}
+		}
+		r.targets[obj.Code] = t
+	}
+	t.obj = obj
+	return t
 }
 
 // tick runs the time-driven work: decisions whose delays or repeats are
@@ -641,7 +651,10 @@ func (e *Engine) vars(ctx context.Context, r *running, code string, t *target, n
 			v, ok = e.across(ctx, r, i, code, t, nowMs, now)
 		}
 		if !ok {
-			return nil, nil, false
+			if !f.Optional {
+				return nil, nil, false
+			}
+			v = math.NaN()
 		}
 		feats[f.Name] = v
 	}
