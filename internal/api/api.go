@@ -116,6 +116,9 @@ type Options struct {
 	// SignDownlink signs what goes down an edge's link (the hub's Ed25519
 	// key).
 	SignDownlink func(msg []byte) []byte
+	// RelayVote sends a vote on an action waiting for approval at an edge
+	// (an evidence record the hub keeps from it) down that edge's link.
+	RelayVote func(ctx context.Context, ev *loop.Evidence, by string, approve bool, note string) error
 	// EdgeLoops answers an edge's long poll for its loop bundle
 	// (package loop's Bundle, as JSON): nil when the digest is still
 	// after once wait passed.

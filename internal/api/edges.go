@@ -177,6 +177,9 @@ func (s *server) edgeCommands(w http.ResponseWriter, r *http.Request) error {
 	if out.Twins == nil {
 		out.Twins = []EdgeTwin{}
 	}
+	if out.Votes == nil {
+		out.Votes = []EdgeVote{}
+	}
 	body, err := json.Marshal(out)
 	if err != nil {
 		return err
@@ -230,6 +233,19 @@ const (
 type EdgeDownlink struct {
 	Commands []*command.Command `json:"commands"`
 	Twins    []EdgeTwin         `json:"twins"`
+	// Votes are approvals and rejections given at the hub for actions a
+	// loop at the edge holds waiting for approval.
+	Votes []EdgeVote `json:"votes"`
+}
+
+// EdgeVote is a vote on an action waiting at an edge: Evidence is the
+// record's id at the edge.
+type EdgeVote struct {
+	ID       string `json:"id"`
+	Evidence int64  `json:"evidence"`
+	By       string `json:"by"`
+	Approve  bool   `json:"approve"`
+	Note     string `json:"note,omitempty"`
 }
 
 // EdgeTwin is a device's desired state at the hub.
@@ -251,14 +267,15 @@ func (s *server) edgeCommandsAck(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		IDs   []string         `json:"ids"`
 		Twins map[string]int64 `json:"twins"`
+		Votes []string         `json:"votes"`
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if len(req.IDs) > 10000 || len(req.Twins) > 100000 {
-		return badRequest("ids", "at most 10000 commands and 100000 twins")
+	if len(req.IDs) > 10000 || len(req.Twins) > 100000 || len(req.Votes) > 10000 {
+		return badRequest("ids", "at most 10000 commands, 100000 twins and 10000 votes")
 	}
-	if err := s.EdgeCommandsAck(r.Context(), e.Code, req.IDs, req.Twins); err != nil {
+	if err := s.EdgeCommandsAck(r.Context(), e.Code, append(req.IDs, req.Votes...), req.Twins); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

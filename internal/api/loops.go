@@ -411,6 +411,22 @@ func (s *server) voteEvidence(approve bool) authedFunc {
 		if err := p.Allows(auth.Operator, ev.Tenant); err != nil {
 			return err
 		}
+		if ev.Origin != "" {
+			// The action waits at the edge whose loop decided: the vote
+			// goes down its link, and the record here changes when the
+			// edge's comes back up.
+			if ev.State != loop.StateAwaiting {
+				return loopErr(fmt.Errorf("evidence %d is %s, not waiting for approval: %w", ev.ID, ev.State, loop.ErrConflict))
+			}
+			if s.RelayVote == nil || len(b.Note) > 1024 {
+				return loopErr(fmt.Errorf("evidence %d waits at edge %s: vote on its API: %w", ev.ID, ev.Origin, loop.ErrConflict))
+			}
+			if err := s.RelayVote(r.Context(), ev, p.Name, approve, b.Note); err != nil {
+				return loopErr(err)
+			}
+			writeJSON(w, http.StatusAccepted, map[string]any{"evidence": ev, "relayed_to": ev.Origin})
+			return nil
+		}
 		ev, err = s.Loops.Vote(r.Context(), p.Name, ev.ID, approve, b.Note)
 		if err != nil {
 			return loopErr(err)

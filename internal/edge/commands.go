@@ -41,7 +41,7 @@ func (e *Edge) pollCommands(ctx context.Context) {
 	wait := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		down, err := e.fetchCommands(ctx)
-		if err == nil && (len(down.Commands) > 0 || len(down.Twins) > 0) {
+		if err == nil && (len(down.Commands) > 0 || len(down.Twins) > 0 || len(down.Votes) > 0) {
 			err = e.takeDownlink(ctx, down)
 		}
 		if err != nil {
@@ -69,6 +69,7 @@ type downlink struct {
 		Desired map[string]any `json:"desired"`
 		Version int64          `json:"version"`
 	} `json:"twins"`
+	Votes []api.EdgeVote `json:"votes"`
 }
 
 func (e *Edge) fetchCommands(ctx context.Context) (*downlink, error) {
@@ -151,7 +152,17 @@ func (e *Edge) takeDownlink(ctx context.Context, down *downlink) error {
 		}
 		twins[tw.Code] = tw.Version
 	}
-	body, _ := json.Marshal(map[string]any{"ids": ids, "twins": twins})
+	votes := make([]string, 0, len(down.Votes))
+	for _, v := range down.Votes {
+		// A vote that no longer applies (decided meanwhile, not an
+		// approver) is acknowledged too: it is in the evidence's history
+		// at the hub's audit log, and asking again changes nothing.
+		if _, err := e.loops.Vote(ctx, v.By, v.Evidence, v.Approve, v.Note); err != nil {
+			e.log.Info("a vote from the hub was not taken", "evidence", v.Evidence, "by", v.By, "err", err)
+		}
+		votes = append(votes, v.ID)
+	}
+	body, _ := json.Marshal(map[string]any{"ids": ids, "twins": twins, "votes": votes})
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.hubURL+"/api/v1/edge/commands/ack", bytes.NewReader(body))

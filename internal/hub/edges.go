@@ -224,6 +224,7 @@ type edgeDownlink struct {
 	// twins are the devices whose desired state the edge has not taken
 	// since it changed, with the version that was current when it did.
 	twins    map[string]int64
+	votes    []api.EdgeVote
 	wake     chan struct{}
 	attached map[string]func() // device code → detach
 	listed   time.Time
@@ -361,7 +362,7 @@ func (h *Hub) edgeDownlinkPoll(ctx context.Context, edge string, wait time.Durat
 	defer t.Stop()
 	for {
 		d.mu.Lock()
-		out := &api.EdgeDownlink{Commands: append([]*command.Command(nil), d.queue...)}
+		out := &api.EdgeDownlink{Commands: append([]*command.Command(nil), d.queue...), Votes: append([]api.EdgeVote(nil), d.votes...)}
 		codes := make([]string, 0, len(d.twins))
 		for code := range d.twins {
 			codes = append(codes, code)
@@ -387,7 +388,7 @@ func (h *Hub) edgeDownlinkPoll(ctx context.Context, edge string, wait time.Durat
 				d.mu.Unlock()
 			}
 		}
-		if len(out.Commands) > 0 || len(out.Twins) > 0 {
+		if len(out.Commands) > 0 || len(out.Twins) > 0 || len(out.Votes) > 0 {
 			return out, nil
 		}
 		select {
@@ -420,6 +421,13 @@ func (h *Hub) edgeDownlinkAck(ctx context.Context, edge string, ids []string, tw
 		}
 	}
 	d.queue = keep
+	votes := d.votes[:0]
+	for _, v := range d.votes {
+		if !slices.Contains(ids, v.ID) {
+			votes = append(votes, v)
+		}
+	}
+	d.votes = votes
 	d.mu.Unlock()
 	for _, c := range done {
 		if err := h.commands.Delivered(ctx, c.Code, c.ID); err != nil {

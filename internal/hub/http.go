@@ -35,6 +35,7 @@ func (h *Hub) startHTTP() error {
 		EdgeCommands: h.edgeDownlinkPoll, EdgeCommandsAck: h.edgeDownlinkAck,
 		SignDownlink:    func(msg []byte) []byte { return ed25519.Sign(h.signer, msg) },
 		EdgeLoops:       h.edgeLoops,
+		RelayVote:       h.relayVote,
 		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
 		IngestPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr * 10), IngestPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst * 10,
 		ImportMaxRows: cfg.Identity.ImportMaxRows, DecommissionReleaseCodes: cfg.Identity.DecommissionReleaseCodes,

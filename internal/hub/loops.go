@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/alarm"
+	"github.com/wanwu-iot/wanwu/internal/api"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/loop"
 	"github.com/wanwu-iot/wanwu/internal/node"
@@ -134,6 +135,28 @@ func (h *Hub) edgeAlarm(ctx context.Context, edge, device string, data []byte) e
 		return nil
 	} else if err != nil {
 		return err
+	}
+	return nil
+}
+
+// relayVote queues a vote given at the hub for an action waiting at an
+// edge; it goes down with the edge's next poll of its downlink (held here
+// while the link is down; lost if the hub restarts before, when the
+// operator votes again). The vote is audited here; the edge checks the
+// loop's approvers and records it in its evidence, which comes back up.
+func (h *Hub) relayVote(ctx context.Context, ev *loop.Evidence, by string, approve bool, note string) error {
+	v := api.EdgeVote{ID: "vote-" + node.RandomID()[:16], Evidence: ev.OriginID, By: by, Approve: approve, Note: note}
+	if err := h.loops.Store().AuditEvent(ctx, by, ev.Tenant, "loop.vote_relayed", ev.Loop, map[string]any{
+		"evidence": ev.ID, "edge": ev.Origin, "edge_evidence": ev.OriginID, "approve": approve, "note": note}); err != nil {
+		return err
+	}
+	d := h.downlinkOf(ev.Origin)
+	d.mu.Lock()
+	d.votes = append(d.votes, v)
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,7 +78,20 @@ type evidenceRow struct {
 // the edge's loop sends it a command and raises an alarm on its own; once
 // the link is back the hub holds the evidence and the alarm, as the edge
 // wrote them. A kill switch engaged at the hub stops the loop at the edge.
-func TestEdgeLoopActsOfflineAndReportsLater(t *testing.T) {
+// edgeSpindle is a hub with a loop, an edge behind a cuttable link, and a
+// spindle at the edge that answers every command.
+type edgeSpindle struct {
+	h        *Hub
+	e        *Edge
+	proxy    *LinkProxy
+	answered atomic.Int64
+	publish  func(band, feed float64)
+}
+
+func startEdgeSpindle(t *testing.T, loopDef string) *edgeSpindle {
+	t.Helper()
+	es := &edgeSpindle{}
+
 	h := Start(t)
 	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
 	h.MustAdmin(201, "POST", "/api/v1/models", json.RawMessage(spindleModel))
@@ -99,7 +113,7 @@ func TestEdgeLoopActsOfflineAndReportsLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.MustAdmin(201, "POST", "/api/v1/loops", edgeChatterLoop)
+	h.MustAdmin(201, "POST", "/api/v1/loops", loopDef)
 	e := StartEdge(t, dir, "https://"+proxy.Addr())
 	eventually(t, "the loop at the edge", func() error {
 		var out struct {
@@ -116,7 +130,6 @@ func TestEdgeLoopActsOfflineAndReportsLater(t *testing.T) {
 
 	// The spindle at the edge does what it is told.
 	var c *paho.Client
-	var answered atomic.Int64
 	eventually(t, "the spindle admitted at the edge", func() error {
 		conn, err := net.Dial("tcp", e.Listeners()["mqtt/tcp"])
 		if err != nil {
@@ -129,7 +142,7 @@ func TestEdgeLoopActsOfflineAndReportsLater(t *testing.T) {
 					go func() {
 						_, _ = c.Publish(context.Background(), &paho.Publish{Topic: "wanwu/v1/acme/s-1/commands/" + cmd.ID + "/result", QoS: 1,
 							Payload: []byte(`{"status":"succeeded","output":{}}`)})
-						answered.Add(1)
+						es.answered.Add(1)
 					}()
 				}
 				return true, nil
@@ -143,7 +156,7 @@ func TestEdgeLoopActsOfflineAndReportsLater(t *testing.T) {
 		}
 		return err
 	})
-	defer c.Disconnect(&paho.Disconnect{})
+	t.Cleanup(func() { c.Disconnect(&paho.Disconnect{}) })
 	subscribe5(t, c, 1, "wanwu/v1/acme/s-1/commands/+")
 	publish := func(band, feed float64) {
 		t.Helper()
@@ -155,6 +168,14 @@ func TestEdgeLoopActsOfflineAndReportsLater(t *testing.T) {
 		}
 	}
 
+	es.h, es.e, es.proxy, es.publish = h, e, proxy, publish
+	return es
+}
+
+func TestEdgeLoopActsOfflineAndReportsLater(t *testing.T) {
+	es := startEdgeSpindle(t, edgeChatterLoop)
+	h, e, proxy, publish := es.h, es.e, es.proxy, es.publish
+	answered := &es.answered
 	proxy.Cut()
 	publish(2.5, 100)
 	var atEdge []evidenceRow
@@ -221,5 +242,64 @@ func TestEdgeLoopActsOfflineAndReportsLater(t *testing.T) {
 	})
 	if n := answered.Load(); n != before {
 		t.Errorf("the device got %d commands after the kill switch, want none", n-before)
+	}
+}
+
+// TestEdgeApprovalFromHub: an action of a loop at the edge waits for
+// approval; its record reaches the hub, an operator approves it there, the
+// vote goes down the link, the edge sends the command, and the record at
+// the hub ends done. A second wait is rejected from the hub.
+func TestEdgeApprovalFromHub(t *testing.T) {
+	es := startEdgeSpindle(t, strings.Replace(edgeChatterLoop, "  bounds: {feed: [40, 120]}", "  bounds: {feed: [40, 120]}\n  approval: {required: 1, expires: 10m}", 1))
+	h := es.h
+	waiting := func() evidenceRow {
+		t.Helper()
+		var row evidenceRow
+		eventually(t, "an action waiting for approval at the hub", func() error {
+			var out struct{ Approvals []evidenceRow }
+			h.MustAdmin(200, "GET", "/api/v1/approvals", nil).JSON(t, &out)
+			if len(out.Approvals) != 1 || out.Approvals[0].Origin != "acme:edge-1" {
+				return fmt.Errorf("approvals at the hub: %+v", out.Approvals)
+			}
+			row = out.Approvals[0]
+			return nil
+		})
+		return row
+	}
+	es.publish(2.5, 100)
+	row := waiting()
+	if es.answered.Load() != 0 {
+		t.Fatal("a command went before the approval")
+	}
+	h.MustAdmin(202, "POST", fmt.Sprintf("/api/v1/evidence/%d/approve", row.ID), map[string]any{"note": "ok"})
+	eventually(t, "the approved action done, at the hub", func() error {
+		var out struct{ Evidence evidenceRow }
+		h.MustAdmin(200, "GET", fmt.Sprintf("/api/v1/evidence/%d", row.ID), nil).JSON(t, &out)
+		if out.Evidence.State != "done" {
+			return fmt.Errorf("state %s", out.Evidence.State)
+		}
+		return nil
+	})
+	if n := es.answered.Load(); n != 1 {
+		t.Fatalf("the device got %d commands, want 1", n)
+	}
+	es.publish(0.1, 80)
+	es.publish(2.5, 80)
+	row = waiting()
+	h.MustAdmin(202, "POST", fmt.Sprintf("/api/v1/evidence/%d/reject", row.ID), map[string]any{"note": "not now"})
+	eventually(t, "the rejection at the hub", func() error {
+		var out struct{ Evidence evidenceRow }
+		h.MustAdmin(200, "GET", fmt.Sprintf("/api/v1/evidence/%d", row.ID), nil).JSON(t, &out)
+		if out.Evidence.State != "rejected" {
+			return fmt.Errorf("state %s", out.Evidence.State)
+		}
+		return nil
+	})
+	// A vote on a decided action is refused at the hub.
+	if r := h.Admin("POST", fmt.Sprintf("/api/v1/evidence/%d/approve", row.ID), nil); r.Status != 409 {
+		t.Fatalf("a vote on a rejected action: %d %s", r.Status, r.Body)
+	}
+	if n := es.answered.Load(); n != 1 {
+		t.Fatalf("the device got %d commands, want 1", n)
 	}
 }

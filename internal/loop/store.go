@@ -535,3 +535,9 @@ func digestJSON(v any) string {
 }
 
 func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
+
+// AuditEvent appends an entry about a loop that changes nothing here (a
+// vote relayed to an edge).
+func (s *Store) AuditEvent(ctx context.Context, actor, tenant, kind, subject string, data map[string]any) error {
+	return s.tx(ctx, true, func(tx *sql.Tx) error { return s.appendAudit(ctx, tx, actor, tenant, kind, subject, data) })
+}
