@@ -51,8 +51,8 @@ type Compiled struct {
 type CompiledFeature struct {
 	Name, Property string
 	// Capture and Band: a band-energy feature of raw windows.
-	Capture string
-	Band    [2]float64
+	Capture  string
+	Band     [2]float64
 	Spec     feature.Spec
 	Of       *Related
 	Optional bool
