@@ -296,7 +296,9 @@ func (e *Engine) send(ctx context.Context, r *running, ev *Evidence, now time.Ti
 		detail = "command " + cmd.ID + " issued"
 	} else {
 		patch, _ := json.Marshal(a.Desired)
-		tw, err := e.opts.Twins.SetDesired(ctx, actor, ev.Object, patch, 0)
+		// Unconditional: the guards ran again just now, on what the device
+		// reports; another change of desired state meanwhile is no conflict.
+		tw, err := e.opts.Twins.SetDesired(ctx, actor, ev.Object, patch, -1)
 		if err != nil {
 			ev.step(now, StateFailed, "not sent: "+err.Error())
 			e.write(ctx, ev, actor, "loop.action_failed", map[string]any{"reason": err.Error()})

@@ -14,6 +14,7 @@ package loop
 //	at <duration>             # the clock: the base time plus it
 //	sample <code> <prop>=<number|true|false> ... [t=<duration>]   # at the clock, or at base+t
 //	reported <code> <JSON>    # the device reports twin state
+//	desired <code> <JSON>     # an operator sets desired state
 //	tick                      # the engine's periodic work
 //	result <code> succeeded|failed   # the device answers its latest command
 //	vote <evidence #> <actor> approve|reject
@@ -330,6 +331,10 @@ func runScript(t *testing.T, file string) {
 			e.sample(f[1], at, kv)
 		case "reported":
 			if _, err := e.twins.Report(e.ctx, f[1], []byte(strings.Join(f[2:], " "))); err != nil {
+				fail("%v", err)
+			}
+		case "desired":
+			if _, err := e.twins.SetDesired(e.ctx, "operator", f[1], []byte(strings.Join(f[2:], " ")), -1); err != nil {
 				fail("%v", err)
 			}
 		case "tick":
