@@ -161,7 +161,7 @@ func ctlCommands() []ctlCommand {
 		{"presence", "list", "", "devices' online state (--tenant, --online, --offline, --json)", ctlPresenceList},
 		{"presence", "events", "", "device sessions started and ended, with the reason (--device, --tenant, --since 24h, --json)", ctlPresenceEvents},
 		{"loop", "apply", "-f FILE", "define a closed loop or its next version (YAML or JSON; --tenant); every problem with its path", ctlLoopApply},
-		{"loop", "list", "", "loops: version, mode, kill switch, objects, decisions on, records written per state since the hub started (--tenant, --json)", ctlLoopList},
+		{"loop", "list", "", "loops: version, mode, kill switch, objects and decisions on (at the hub), evidence records by state (the hub's and the edges'; --tenant, --json)", ctlLoopList},
 		{"loop", "show", "KEY", "a loop's definition as YAML, with its stats (--version N)", ctlLoopShow},
 		{"loop", "versions", "KEY", "a loop's versions: mode, when, by whom, digest", ctlLoopVersions},
 		{"loop", "mode", "KEY MODE", "switch a loop to active, shadow or disabled (a new version)", ctlLoopMode},

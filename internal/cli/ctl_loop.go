@@ -56,11 +56,13 @@ func callData(e *env, c *ctlConn, method, path string, in any, asJSON bool, out 
 	return false, nil
 }
 
-// loopEntry is one loop in the hub's list: its current version and what
-// the engine counted for it.
+// loopEntry is one loop in the hub's list: its current version, what the
+// hub's engine counted for it, and its evidence records by state (the
+// hub's and those kept from edges).
 type loopEntry struct {
-	Loop  loop.Info      `json:"loop"`
-	Stats loop.LoopStats `json:"stats"`
+	Loop     loop.Info      `json:"loop"`
+	Stats    loop.LoopStats `json:"stats"`
+	Evidence loop.Counts    `json:"evidence"`
 }
 
 // loopKey returns a loop's key: arg when it is tenant:id, else the one
@@ -171,13 +173,13 @@ func ctlLoopList(fs *flag.FlagSet) ctlRun {
 		}
 		rows := make([][]string, 0, len(out.Loops))
 		for _, l := range out.Loops {
-			o := l.Stats.Outcomes
+			o := l.Evidence.States
 			rows = append(rows, []string{l.Loop.Key, strconv.Itoa(l.Loop.Version), string(l.Loop.Mode), orDash(l.Loop.Killed),
 				strconv.Itoa(l.Stats.Objects), strconv.Itoa(l.Stats.On),
-				strconv.Itoa(o[loop.StateSent]), strconv.Itoa(o[loop.StateDone]), strconv.Itoa(o[loop.StateRefused]),
+				strconv.Itoa(o[loop.StateSent] + o[loop.StateVerify]), strconv.Itoa(o[loop.StateDone]), strconv.Itoa(o[loop.StateFailed]), strconv.Itoa(o[loop.StateRefused]),
 				strconv.Itoa(o[loop.StateAwaiting]), strconv.Itoa(o[loop.StateShadow]), strconv.Itoa(o[loop.StateError])})
 		}
-		if err := table(e.stdout, []string{"LOOP", "VERSION", "MODE", "KILLED", "OBJECTS", "ON", "SENT", "DONE", "REFUSED", "AWAITING", "SHADOW", "ERROR"}, rows); err != nil {
+		if err := table(e.stdout, []string{"LOOP", "VERSION", "MODE", "KILLED", "OBJECTS", "ON", "ACTING", "DONE", "FAILED", "REFUSED", "AWAITING", "SHADOW", "ERROR"}, rows); err != nil {
 			return err
 		}
 		for _, site := range slices.Sorted(mapKeys(out.SiteKills)) {

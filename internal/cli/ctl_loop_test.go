@@ -187,8 +187,8 @@ func TestLoopCommands(t *testing.T) {
 
 	t.Run("list show versions mode", func(t *testing.T) {
 		out := h.MustWanwu("ctl", "loop", "list")
-		wantLines(t, "loop list", out, "LOOP", "VERSION", "MODE", "KILLED", "OBJECTS", "SENT", "AWAITING", "demo:chatter-feed")
-		if f := rowFields(out, "demo:chatter-feed"); len(f) != 12 || f[1] != "1" || f[2] != "active" || f[3] != "-" {
+		wantLines(t, "loop list", out, "LOOP", "VERSION", "MODE", "KILLED", "OBJECTS", "ACTING", "AWAITING", "demo:chatter-feed")
+		if f := rowFields(out, "demo:chatter-feed"); len(f) != 13 || f[1] != "1" || f[2] != "active" || f[3] != "-" {
 			t.Errorf("chatter-feed's row: %q\n%s", f, out)
 		}
 		out = h.MustWanwu("ctl", "loop", "mode", "demo:chatter-feed", "shadow")
@@ -446,13 +446,13 @@ func TestLoopCommands(t *testing.T) {
 
 	t.Run("list counts", func(t *testing.T) {
 		out := h.MustWanwu("ctl", "loop", "list")
-		// KEY VERSION MODE KILLED OBJECTS ON, then the records written in
-		// each state: SENT DONE REFUSED AWAITING SHADOW ERROR (an approved
-		// action is written awaiting twice: proposed, then approved).
-		if f := rowFields(out, "demo:t-feed"); strings.Join(f[1:], " ") != "1 active - 1 1 1 0 0 0 0 0" {
+		// KEY VERSION MODE KILLED OBJECTS ON, then the evidence records
+		// by their state now: ACTING DONE FAILED REFUSED AWAITING SHADOW
+		// ERROR.
+		if f := rowFields(out, "demo:t-feed"); strings.Join(f[1:], " ") != "1 active - 1 1 1 0 0 0 0 0 0" {
 			t.Errorf("t-feed's row: %q\n%s", f, out)
 		}
-		if f := rowFields(out, "demo:t-approve"); strings.Join(f[1:], " ") != "1 active - 2 2 1 0 0 3 0 0" {
+		if f := rowFields(out, "demo:t-approve"); strings.Join(f[1:], " ") != "1 active - 2 2 1 0 0 0 0 0 0" {
 			t.Errorf("t-approve's row: %q\n%s", f, out)
 		}
 		wantLines(t, "loop show's stats", h.MustWanwu("ctl", "loop", "show", "demo:t-approve"),

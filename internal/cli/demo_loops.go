@@ -184,16 +184,6 @@ func loopSummary(v demoLoopView) string {
 	return strings.Join(parts, ", ")
 }
 
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
 // approveOldest approves (or rejects) the oldest action waiting for
 // approval, as the demo's operator.
 func approveOldest(approve bool, note string) func(ctx context.Context, c *hubclient.Client, tenant string) error {
