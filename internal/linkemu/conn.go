@@ -229,8 +229,13 @@ func (c *conn) flush() {
 }
 
 // How long Close waits beyond the last uplink packet's arrival for the
-// real connection to take it (a peer that does not read).
-const drainGrace = time.Second
+// real connection to take it (a peer that does not read), and at most in
+// all: a sleeping device's packets would otherwise hold Close until its
+// next wake, minutes away (a fleet's shutdown waited for them).
+const (
+	drainGrace = time.Second
+	drainMax   = 5 * time.Second
+)
 
 // Close lets the packets the device sent arrive, closes the real
 // connection and waits for the connection's goroutines. Reads and writes
@@ -246,6 +251,9 @@ func (c *conn) Close() error {
 	c.up.wake()
 	c.down.wake()
 	limit := c.up.last.Add(drainGrace)
+	if most := time.Now().Add(drainMax); limit.After(most) {
+		limit = most
+	}
 	for c.flushing && time.Now().Before(limit) {
 		c.wait(&c.up, limit)
 	}
