@@ -6,6 +6,7 @@ package hubtest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -320,5 +321,50 @@ func TestMQTTEvents(t *testing.T) {
 	raw.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2}, PacketID: 5, TopicName: d.topic("events/explode"), Payload: []byte(`{}`)})
 	if rec := raw.expect(packets.Pubrec); rec.PacketID != 5 || rec.ReasonCode != 0x99 {
 		t.Errorf("[MQTT-3.3.4-1] rejected QoS 2 event answered with PUBREC %+v", rec)
+	}
+}
+
+// TestAlarmsOnMQTT: an integration subscribed to its tenant's alarm
+// topics hears a loop's alarm raised, and cleared, as it happens.
+func TestAlarmsOnMQTT(t *testing.T) {
+	h := mcHub(t)
+	d := mcPump(t, h, "hot-1")
+	h.MustAdmin(201, "POST", "/api/v1/loops", `
+id: too-hot
+tenant: acme
+mode: active
+on: {model: acme:pump}
+perceive:
+  temp: {property: temperature, fn: last}
+decide: {when: temp > 90.0, clear: temp < 80.0}
+act:
+  alarm: {name: overheat, severity: critical, message: "'pump at ' + string(temp) + ' Cel'"}
+`)
+	in := newMCInbox()
+	conf := mcIntegration(mcToken(t, h, "alarms-acme", "viewer", "acme"), "alarms-acme")
+	conf.inbox = in
+	c := mustConnect5(t, h, conf)
+	if rc := c.sub(t, "wanwu/v1/acme/+/alarms", 1, 0); rc != 1 {
+		t.Fatalf("subscribe to the alarms: SUBACK 0x%02x", rc)
+	}
+	dev := mustConnect5(t, h, mcDevice(t, d))
+	dev.mustPub(t, d.topic("telemetry"), 1, false, `{"temperature": 95}`)
+	var ev struct {
+		Kind  string
+		Alarm struct{ Name, Severity, State, Message, Object string }
+	}
+	m := in.next(t, "the alarm raised")
+	if err := json.Unmarshal(m.Payload, &ev); err != nil || m.Topic != "wanwu/v1/acme/hot-1/alarms" || ev.Kind != "raised" ||
+		ev.Alarm.Name != "overheat" || ev.Alarm.Severity != "critical" || ev.Alarm.State != "unack_active" || ev.Alarm.Message != "pump at 95 Cel" {
+		t.Fatalf("%s: %s (%v)", m.Topic, m.Payload, err)
+	}
+	dev.mustPub(t, d.topic("telemetry"), 1, false, `{"temperature": 70}`)
+	m = in.next(t, "the alarm cleared")
+	if err := json.Unmarshal(m.Payload, &ev); err != nil || ev.Kind != "cleared" || ev.Alarm.State != "unack_cleared" {
+		t.Fatalf("%s: %s (%v)", m.Topic, m.Payload, err)
+	}
+	// A device cannot publish there.
+	if pr, _ := dev.pub(t, "wanwu/v1/acme/hot-1/alarms", 1, false, `{}`); pr == nil || pr.ReasonCode != 0x87 {
+		t.Errorf("a device's publish to its alarms topic: %+v, want 0x87", pr)
 	}
 }
