@@ -65,6 +65,15 @@ type loopEntry struct {
 	Evidence loop.Counts    `json:"evidence"`
 }
 
+// loopArg takes the one argument, a loop's key (or its id alone), and
+// returns the key.
+func loopArg(c *ctlConn, args []string) (string, error) {
+	if err := needArgs(args, 1, "KEY (tenant:id)"); err != nil {
+		return "", err
+	}
+	return loopKey(c, args[0])
+}
+
 // loopKey returns a loop's key: arg when it is tenant:id, else the one
 // loop the token sees whose id is arg.
 func loopKey(c *ctlConn, arg string) (string, error) {
@@ -203,10 +212,7 @@ func ctlLoopShow(fs *flag.FlagSet) ctlRun {
 	version := fs.Int("version", 0, "this version (default: the current one)")
 	asJSON := fs.Bool("json", false, "print the hub's JSON answer")
 	return func(e *env, c *ctlConn, args []string) error {
-		if err := needArgs(args, 1, "KEY (tenant:id)"); err != nil {
-			return err
-		}
-		key, err := loopKey(c, args[0])
+		key, err := loopArg(c, args)
 		if err != nil {
 			return err
 		}
@@ -336,10 +342,7 @@ func restyle(n *yaml.Node) {
 func ctlLoopVersions(fs *flag.FlagSet) ctlRun {
 	asJSON := fs.Bool("json", false, "print the hub's JSON answer")
 	return func(e *env, c *ctlConn, args []string) error {
-		if err := needArgs(args, 1, "KEY (tenant:id)"); err != nil {
-			return err
-		}
-		key, err := loopKey(c, args[0])
+		key, err := loopArg(c, args)
 		if err != nil {
 			return err
 		}
@@ -412,10 +415,7 @@ func ctlLoopKill(fs *flag.FlagSet) ctlRun {
 func ctlLoopRelease(fs *flag.FlagSet) ctlRun {
 	asJSON := fs.Bool("json", false, "print the hub's JSON answer")
 	return func(e *env, c *ctlConn, args []string) error {
-		if err := needArgs(args, 1, "KEY (tenant:id)"); err != nil {
-			return err
-		}
-		key, err := loopKey(c, args[0])
+		key, err := loopArg(c, args)
 		if err != nil {
 			return err
 		}

@@ -38,26 +38,36 @@ const hubActor = "hub"
 // pollCommands takes the hub's commands for the edge's devices until ctx
 // ends.
 func (e *Edge) pollCommands(ctx context.Context) {
-	wait := 100 * time.Millisecond
-	for ctx.Err() == nil {
+	e.keepPolling(ctx, "the hub's commands could not be taken; will retry", func(ctx context.Context) error {
 		down, err := e.fetchCommands(ctx)
 		if err == nil && (len(down.Commands) > 0 || len(down.Twins) > 0 || len(down.Votes) > 0) {
 			err = e.takeDownlink(ctx, down)
 		}
-		if err != nil {
-			if ctx.Err() == nil {
-				e.log.Debug("the hub's commands could not be taken; will retry", "err", err)
-			}
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			t.Stop()
-			wait = min(2*wait, 5*time.Second)
+		return err
+	})
+}
+
+// keepPolling runs poll (a long poll of the hub) again and again until ctx
+// ends, waiting 100 ms after a failure, twice as long after each further
+// one, at most 5 s.
+func (e *Edge) keepPolling(ctx context.Context, failed string, poll func(ctx context.Context) error) {
+	wait := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := poll(ctx)
+		if err == nil {
+			wait = 100 * time.Millisecond
 			continue
 		}
-		wait = 100 * time.Millisecond
+		if ctx.Err() == nil {
+			e.log.Debug(failed, "err", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		wait = min(2*wait, 5*time.Second)
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/alarm"
 	"github.com/wanwu-iot/wanwu/internal/api"
@@ -110,24 +109,7 @@ func verifyBundle(key ed25519.PublicKey, sig string, body []byte, edge string) (
 // syncLoops keeps the hub's loops, kill switches and bypasses in step: a
 // long poll for a bundle other than the one the edge has.
 func (e *Edge) syncLoops(ctx context.Context) {
-	wait := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := e.fetchLoops(ctx)
-		if err == nil {
-			wait = 100 * time.Millisecond
-			continue
-		}
-		if ctx.Err() == nil {
-			e.log.Debug("the hub's loops could not be taken; will retry", "err", err)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-		wait = min(2*wait, 5*time.Second)
-	}
+	e.keepPolling(ctx, "the hub's loops could not be taken; will retry", e.fetchLoops)
 }
 
 func (e *Edge) fetchLoops(ctx context.Context) error {

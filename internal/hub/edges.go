@@ -149,16 +149,26 @@ const maxSnapshotWait = 30 * time.Second
 // snapshot holds counts, not every audit entry (twin and command changes
 // are audited too).
 func (h *Hub) edgeSnapshot(ctx context.Context, edge string, after uint64, wait time.Duration) ([]byte, error) {
+	return h.pollAudited(ctx, wait, func() ([]byte, error) {
+		s, err := h.reg.EdgeSnapshot(ctx, edge)
+		if err != nil || s.Version <= after || !h.snapshotChanged(edge, after, s) {
+			return nil, err
+		}
+		return snapshot.Sign(s, h.signer)
+	})
+}
+
+// pollAudited answers an edge's long poll: answer says what to send (nil:
+// nothing yet); it is asked at once and again after every audited change
+// (once the changes settle), until it has something or wait (at most
+// maxSnapshotWait) passed.
+func (h *Hub) pollAudited(ctx context.Context, wait time.Duration, answer func() ([]byte, error)) ([]byte, error) {
 	t := time.NewTimer(min(wait, maxSnapshotWait))
 	defer t.Stop()
 	for {
 		changed := h.auditTick.Wait()
-		s, err := h.reg.EdgeSnapshot(ctx, edge)
-		if err != nil {
-			return nil, err
-		}
-		if s.Version > after && h.snapshotChanged(edge, after, s) {
-			return snapshot.Sign(s, h.signer)
+		if b, err := answer(); b != nil || err != nil {
+			return b, err
 		}
 		select {
 		case <-changed:

@@ -83,30 +83,13 @@ func (h *Hub) edgeLoops(ctx context.Context, edge, after string, wait time.Durat
 	if err != nil {
 		return nil, err
 	}
-	t := time.NewTimer(min(wait, maxSnapshotWait))
-	defer t.Stop()
-	for {
-		changed := h.auditTick.Wait()
+	return h.pollAudited(ctx, wait, func() ([]byte, error) {
 		b, err := h.loops.Store().EdgeBundle(ctx, edge, obj.Tenant)
-		if err != nil {
+		if err != nil || b.Digest == after {
 			return nil, err
 		}
-		if b.Digest != after {
-			return json.Marshal(b)
-		}
-		select {
-		case <-changed:
-			select {
-			case <-time.After(snapshotSettle):
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		case <-t.C:
-			return nil, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+		return json.Marshal(b)
+	})
 }
 
 // edgeEvidence keeps an evidence record a loop at an edge wrote. A record
