@@ -93,6 +93,9 @@ type Engine struct {
 	// dirty are the targets that got samples in the batch being taken,
 	// in the order they got them: evaluated after it.
 	dirty []dirtyTarget
+	// pending are the evidence writes waiting for the end of the batch,
+	// tick or vote (write, flush).
+	pending []evidenceWrite
 
 	statsMu sync.Mutex
 	stats   map[string]*LoopStats
@@ -547,6 +550,7 @@ func (e *Engine) ingest(ctx context.Context, batch []sample) {
 	}
 	clear(e.dirty)
 	e.dirty = e.dirty[:0]
+	e.flush(ctx)
 }
 
 func (e *Engine) addSample(ctx context.Context, r *running, obj *registry.Object, s sample, now time.Time) {
@@ -625,6 +629,7 @@ func (e *Engine) tick(ctx context.Context) {
 	for _, ev := range e.open {
 		e.follow(ctx, ev, now)
 	}
+	e.flush(ctx)
 	if e.opts.Alarms != nil {
 		if err := e.opts.Alarms.Sweep(ctx); err != nil {
 			e.log.Warn("alarm sweep failed", "err", err)
