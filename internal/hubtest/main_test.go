@@ -16,5 +16,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envTestMain) == "1" {
 		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 	}
+	if broker := os.Getenv(envRuleClient); broker != "" {
+		os.Exit(runRuleClient(broker))
+	}
 	os.Exit(m.Run())
 }

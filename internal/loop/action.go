@@ -49,31 +49,68 @@ func (e *Engine) newEvidence(r *running, code string, now time.Time, kind string
 }
 
 // write stores a new record, or a new state of one, and tells OnEvidence.
+//
+// What one batch of samples, one tick or one vote decides is written in
+// one transaction at its end (flush), so that a decision costs no commit
+// of its own and nothing the engine does next waits for one. A new
+// record that stays open (an action about to be sent, one awaiting
+// approval) is written at once, with the writes that wait: its ID names
+// its command and keeps it among the open records, and the evidence of
+// an action is durable before the action is sent.
 func (e *Engine) write(ctx context.Context, ev *Evidence, actor, auditKind string, data map[string]any) {
-	var err error
-	if ev.ID == 0 {
-		err = e.opts.Store.insertEvidence(ctx, ev)
-	} else {
-		err = e.opts.Store.updateEvidence(ctx, ev, actor, auditKind, data)
-	}
+	w, err := newEvidenceWrite(ev, actor, auditKind, data)
 	if err != nil {
-		e.log.Error("evidence not written", "loop", ev.Loop, "object", ev.Object, "state", ev.State, "err", err)
-		e.metrics.errors.WithLabelValues(ev.Loop).Inc()
+		e.writeFailed(ev, err)
 		return
 	}
-	e.metrics.decisions.WithLabelValues(ev.Loop, ev.State).Inc()
-	e.count(ev)
-	if Final(ev.State) {
-		delete(e.open, ev.ID)
-	} else {
-		e.open[ev.ID] = ev
-	}
-	if e.opts.OnEvidence != nil {
-		e.opts.OnEvidence(ev)
+	e.pending = append(e.pending, w)
+	// An action about to be sent ("proposed") needs its ID now too.
+	if w.insert && (!Final(ev.State) || ev.State == "proposed") {
+		e.flush(ctx)
 	}
 }
 
-func (e *Engine) count(ev *Evidence) {
+// flush writes the pending evidence in one transaction, then keeps the
+// open records and tells OnEvidence, in the order of the writes.
+func (e *Engine) flush(ctx context.Context) {
+	if len(e.pending) == 0 {
+		return
+	}
+	ws := e.pending
+	e.pending = e.pending[len(e.pending):]
+	if err := e.opts.Store.writeEvidence(ctx, ws); err != nil {
+		for i := range ws {
+			e.writeFailed(ws[i].ev, err)
+		}
+		clear(ws)
+		return
+	}
+	for i := range ws {
+		ev := ws[i].ev
+		e.metrics.decisions.WithLabelValues(ev.Loop, ws[i].state).Inc()
+		e.count(ev, ws[i].state)
+		if Final(ws[i].state) {
+			delete(e.open, ev.ID)
+		} else {
+			e.open[ev.ID] = ev
+		}
+		if e.opts.OnEvidence != nil {
+			e.opts.OnEvidence(ev)
+		}
+	}
+	clear(ws)
+	if cap(e.pending) > 1024 {
+		e.pending = nil
+	}
+}
+
+func (e *Engine) writeFailed(ev *Evidence, err error) {
+	e.log.Error("evidence not written", "loop", ev.Loop, "object", ev.Object, "state", ev.State, "err", err)
+	e.metrics.errors.WithLabelValues(ev.Loop).Inc()
+}
+
+// count adds a record written in state to the loop's stats.
+func (e *Engine) count(ev *Evidence, state string) {
 	e.statsMu.Lock()
 	defer e.statsMu.Unlock()
 	s := e.stats[ev.Loop]
@@ -81,11 +118,11 @@ func (e *Engine) count(ev *Evidence) {
 		s = &LoopStats{Key: ev.Loop, Outcomes: map[string]int{}}
 		e.stats[ev.Loop] = s
 	}
-	s.Outcomes[ev.State]++
+	s.Outcomes[state]++
 	at := ev.UpdatedAt
 	s.LastAt = &at
-	s.Last = ev.State + " " + ev.Object
-	if ev.State == StateError {
+	s.Last = state + " " + ev.Object
+	if state == StateError {
 		s.Errors++
 	}
 }
@@ -508,6 +545,7 @@ func (e *Engine) Vote(ctx context.Context, actor string, id int64, approve bool,
 }
 
 func (e *Engine) vote(ctx context.Context, actor string, id int64, approve bool, note string) (*Evidence, error) {
+	defer e.flush(ctx)
 	ev := e.open[id]
 	if ev == nil {
 		got, err := e.opts.Store.GetEvidence(ctx, id)

@@ -77,15 +77,8 @@ func (e *Engine) captured(ctx context.Context, c capture) {
 			delta := src.states[i].Bytes() - before
 			src.bytes += delta
 			e.bytes += delta
-			e.target(r, d.obj).dirty = true
+			e.markDirty(r, d.obj)
 		}
 	}
-	for _, r := range e.loops {
-		for code, t := range r.targets {
-			if t.dirty {
-				t.dirty = false
-				e.evaluate(ctx, r, code, t, now)
-			}
-		}
-	}
+	e.evaluateDirty(ctx, now)
 }

@@ -41,7 +41,10 @@ type Compiled struct {
 	event    []namedProgram
 	verify   cel.Program
 	conds    []condition // permissives, then interlocks, each sorted
-	Policy   guard.Policy
+	// readsTwin: some expression reads the twin, so the engine reads it
+	// for each decision (a loop that does not spares it that read).
+	readsTwin bool
+	Policy    guard.Policy
 	// Digest identifies the definition's content (SHA-256 of its canonical
 	// JSON, hex).
 	Digest string
@@ -225,7 +228,7 @@ func Compile(d *Definition, m *thingmodel.Model, related map[string]*thingmodel.
 		return nil, p.err()
 	}
 	compile := func(path, expr, want string) cel.Program {
-		return compileExpr(&p, env, path, expr, want)
+		return compileExpr(&p, env, path, expr, want, &c.readsTwin)
 	}
 	// Decide.
 	if d.Decide.When == "" {
@@ -507,11 +510,18 @@ func (sizeEstimator) EstimateCallCost(string, string, *cost.AstNode, []cost.AstN
 	return nil
 }
 
-func compileExpr(p *problems, env *cel.Env, path, expr, want string) cel.Program {
+// compileExpr compiles one expression; readsTwin is set when it reads the
+// variable twin.
+func compileExpr(p *problems, env *cel.Env, path, expr, want string, readsTwin *bool) cel.Program {
 	ast, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
 		p.add(path, "does not compile: %s", oneLine(iss.Err().Error()))
 		return nil
+	}
+	for _, ref := range ast.NativeRep().ReferenceMap() {
+		if ref.Name == "twin" {
+			*readsTwin = true
+		}
 	}
 	k := ast.OutputType().Kind()
 	ok := true

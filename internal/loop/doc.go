@@ -47,7 +47,12 @@
 // Tick all of them (delays, repeats, deadlines). A loop runs at the hub for
 // the objects not behind an edge (placement auto) and at an edge for the
 // objects behind it. After a restart the windows fill again from new data:
-// the engine does not act on data older than its start.
+// the engine does not act on data older than its start. The twin is read
+// (at most once a second per object) only for loops whose expressions
+// read it. The evidence a batch, a tick or a vote produces is written in
+// one transaction at its end, shared with the node's other writes of the
+// moment; the record of an action about to be sent is written at once,
+// before its command, whose id it gives.
 //
 // A decision that turns on proposes the action: the arguments or desired
 // fields are computed by CEL, then package guard checks kill switches,

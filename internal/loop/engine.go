@@ -91,6 +91,12 @@ type Engine struct {
 	bypasses []guard.Bypass
 	open     map[int64]*Evidence
 	bytes    int
+	// dirty are the targets that got samples in the batch being taken,
+	// in the order they got them: evaluated after it.
+	dirty []dirtyTarget
+	// pending are the evidence writes waiting for the end of the batch,
+	// tick or vote (write, flush).
+	pending []evidenceWrite
 
 	statsMu sync.Mutex
 	stats   map[string]*LoopStats
@@ -152,6 +158,12 @@ type target struct {
 	lastErr    time.Time
 	errs       int
 	lastDigest string
+}
+
+type dirtyTarget struct {
+	r    *running
+	code string
+	t    *target
 }
 
 type device struct {
@@ -455,7 +467,10 @@ func (e *Engine) device(ctx context.Context, code string, now time.Time) *device
 	}
 	d = &device{obj: obj, at: now}
 	if obj != nil {
-		for _, r := range e.loops {
+		// In the order of the loops' keys: a sample's decisions are
+		// evaluated, and their evidence written, in that order.
+		for _, key := range slices.Sorted(maps.Keys(e.loops)) {
+			r := e.loops[key]
 			if e.selects(r, obj) || r.feeds(obj) {
 				d.loops = append(d.loops, r)
 			}
@@ -539,13 +554,28 @@ func (e *Engine) ingest(ctx context.Context, batch []sample) {
 			e.addSample(ctx, r, d.obj, s, now)
 		}
 	}
-	for _, r := range e.loops {
-		for code, t := range r.targets {
-			if t.dirty {
-				t.dirty = false
-				e.evaluate(ctx, r, code, t, now)
-			}
-		}
+	e.evaluateDirty(ctx, now)
+}
+
+// evaluateDirty decides for the targets that got samples, then writes the
+// evidence. Only those: scanning every target of every loop after each
+// batch cost more than the decisions with many objects.
+func (e *Engine) evaluateDirty(ctx context.Context, now time.Time) {
+	for _, d := range e.dirty {
+		d.t.dirty = false
+		e.evaluate(ctx, d.r, d.code, d.t, now)
+	}
+	clear(e.dirty)
+	e.dirty = e.dirty[:0]
+	e.flush(ctx)
+}
+
+// markDirty has the loop decide for the object after the batch.
+func (e *Engine) markDirty(r *running, obj *registry.Object) {
+	t := e.target(r, obj)
+	if !t.dirty {
+		t.dirty = true
+		e.dirty = append(e.dirty, dirtyTarget{r: r, code: obj.Code, t: t})
 	}
 }
 
@@ -589,7 +619,7 @@ func (e *Engine) addSample(ctx context.Context, r *running, obj *registry.Object
 		src.last[s.prop] = s.v
 	}
 	if isTarget {
-		e.target(r, obj).dirty = true
+		e.markDirty(r, obj)
 	}
 }
 
@@ -628,6 +658,7 @@ func (e *Engine) tick(ctx context.Context) {
 	for _, ev := range e.open {
 		e.follow(ctx, ev, now)
 	}
+	e.flush(ctx)
 	if e.opts.Alarms != nil {
 		if err := e.opts.Alarms.Sweep(ctx); err != nil {
 			e.log.Warn("alarm sweep failed", "err", err)
@@ -658,9 +689,17 @@ func (e *Engine) vars(ctx context.Context, r *running, code string, t *target, n
 		}
 		feats[f.Name] = v
 	}
-	tw := e.twinOf(ctx, code, t, now)
+	// The twin is read (from the database, at most once a second per
+	// object) only for a loop whose expressions read it: for the others it
+	// is no input of the decision, and the read was most of a decision's
+	// cost.
+	twinVars := map[string]any{"reported": map[string]any{}, "desired": map[string]any{}, "version": int64(0)}
+	if r.c.readsTwin {
+		tw := e.twinOf(ctx, code, t, now)
+		twinVars = map[string]any{"reported": tw.Reported, "desired": tw.Desired, "version": tw.Version}
+	}
 	vars := map[string]any{
-		"twin":    map[string]any{"reported": tw.Reported, "desired": tw.Desired, "version": tw.Version},
+		"twin":    twinVars,
 		"object":  objectVars(t.obj),
 		"now":     now,
 		"score":   map[string]float64{},

@@ -120,13 +120,69 @@ func (e *Evidence) step(at time.Time, state, detail string) {
 	}
 }
 
-// insertEvidence stores a new record and sets its ID.
-func (s *Store) insertEvidence(ctx context.Context, e *Evidence) error {
-	rec, err := json.Marshal(e)
+// evidenceWrite is one write of a record: a new record (insert) or a new
+// state of one, with its audit entry when kind is set (an action sent, a
+// vote). An update carries the record as it was when it was asked for.
+type evidenceWrite struct {
+	ev          *Evidence
+	insert      bool
+	rec         []byte // an update's record, its state and time
+	state       string
+	updatedAt   int64
+	actor, kind string
+	data        map[string]any
+}
+
+// newEvidenceWrite takes what a write of ev stores now.
+func newEvidenceWrite(ev *Evidence, actor, kind string, data map[string]any) (evidenceWrite, error) {
+	w := evidenceWrite{ev: ev, insert: ev.ID == 0, state: ev.State, updatedAt: ev.UpdatedAt.UnixMilli(), actor: actor, kind: kind, data: data}
+	if !w.insert {
+		var err error
+		if w.rec, err = json.Marshal(ev); err != nil {
+			return w, err
+		}
+	}
+	return w, nil
+}
+
+// writeEvidence makes writes in one transaction, in order; an insert sets
+// its record's ID. The transaction is shared with the other writes made
+// at the same time (store.SharedTx: the command service's, the alarms'),
+// so that they all cost one commit.
+func (s *Store) writeEvidence(ctx context.Context, ws []evidenceWrite) error {
+	audited := false
+	for i := range ws {
+		audited = audited || ws[i].kind != ""
+	}
+	err := s.db.SharedTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for i := range ws {
+			if err := s.writeOne(ctx, tx, &ws[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil)
 	if err != nil {
+		for i := range ws {
+			if ws[i].insert {
+				ws[i].ev.ID = 0 // rolled back
+			}
+		}
 		return err
 	}
-	return s.tx(ctx, false, func(tx *sql.Tx) error {
+	if audited && s.onAudit != nil {
+		s.onAudit()
+	}
+	return nil
+}
+
+func (s *Store) writeOne(ctx context.Context, tx *sql.Tx, w *evidenceWrite) error {
+	e := w.ev
+	if w.insert {
+		rec, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO loop_evidence(key, version, tenant, object, at, kind, mode, state, record, origin, origin_id, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
 			e.Loop, e.Version, e.Tenant, e.Object, e.At.UnixMilli(), e.Kind, string(e.Mode), e.State, string(rec), e.Origin, e.OriginID, e.UpdatedAt.UnixMilli())
 		if err != nil {
@@ -137,31 +193,21 @@ func (s *Store) insertEvidence(ctx context.Context, e *Evidence) error {
 		rec, _ = json.Marshal(e)
 		_, err = tx.ExecContext(ctx, `UPDATE loop_evidence SET record = ? WHERE id = ?`, string(rec), e.ID)
 		return err
-	})
-}
-
-// updateEvidence writes a record's new state; with an audit entry when
-// kind is set (an action sent, a vote).
-func (s *Store) updateEvidence(ctx context.Context, e *Evidence, actor, kind string, data map[string]any) error {
-	rec, err := json.Marshal(e)
-	if err != nil {
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE loop_evidence SET state = ?, record = ?, updated_at = ? WHERE id = ?`, w.state, string(w.rec), w.updatedAt, e.ID); err != nil {
 		return err
 	}
-	return s.tx(ctx, kind != "", func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE loop_evidence SET state = ?, record = ?, updated_at = ? WHERE id = ?`, e.State, string(rec), e.UpdatedAt.UnixMilli(), e.ID); err != nil {
-			return err
-		}
-		if kind == "" {
-			return nil
-		}
-		if data == nil {
-			data = map[string]any{}
-		}
-		data["evidence"] = e.ID
-		data["version"] = e.Version
-		data["object"] = e.Object
-		return s.appendAudit(ctx, tx, actor, e.Tenant, kind, e.Loop, data)
-	})
+	if w.kind == "" {
+		return nil
+	}
+	data := w.data
+	if data == nil {
+		data = map[string]any{}
+	}
+	data["evidence"] = e.ID
+	data["version"] = e.Version
+	data["object"] = e.Object
+	return s.appendAudit(ctx, tx, w.actor, e.Tenant, w.kind, e.Loop, data)
 }
 
 // GetEvidence returns one record.

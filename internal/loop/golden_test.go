@@ -20,7 +20,7 @@ package loop
 //	vote <evidence #> <actor> approve|reject
 //	kill loop|site <target> <reason...> / release loop|site <target>
 //	bypass <loop key> guard=<g> by=<actor> approver=<actor> for=<duration> [object=<code>]
-//	expect evidence <kind> <state> [object=] [refusal=] [alarm=yes] [event=name]
+//	expect evidence <kind> <state> [loop=] [object=] [refusal=] [alarm=yes] [event=name]
 //	       [args.<n>=v] [desired.<n>=v] [guard.<name>=<outcome>] [outcome~<text>] [feature.<n>=v]
 //	expect no evidence        # nothing new since the last expect
 //	expect record <id> <state> [...as above]   # a record written earlier, as it is now
@@ -495,6 +495,10 @@ func checkEvidence(t *testing.T, fail func(string, ...any), ev *Evidence, kind, 
 	}
 	for k, v := range want {
 		switch {
+		case k == "loop":
+			if ev.Loop != v {
+				fail("loop: want %s, got %s", v, ev.Loop)
+			}
 		case k == "object":
 			if ev.Object != v {
 				fail("object: want %s, got %s", v, ev.Object)
