@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// TestCountObjects: counts by tenant, kind, status and network, for one
+// TestCountObjects: counts by tenant, kind, status, network and edge, for one
 // tenant or all; deleted objects are left out, quarantined and revoked ones
 // counted under their status.
 func TestCountObjects(t *testing.T) {
@@ -17,6 +17,9 @@ func TestCountObjects(t *testing.T) {
 		{Code: "acme:d2", Network: "nb-iot"},
 		{Code: "acme:d3"},
 		{Code: "acme:gw", Kind: KindGateway, Network: "ethernet"},
+		{Code: "acme:e1", Kind: KindEdge},
+		{Code: "acme:d4", Edge: "acme:e1"},
+		{Code: "acme:d5", Edge: "acme:e1"},
 		{Code: "acme:t1", Tags: map[string]string{"env": "test"}},
 		{Code: "beta:d1", Network: "wlan"},
 	} {
@@ -32,11 +35,13 @@ func TestCountObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ tenant, want string }{
-		{"acme", `[{"Tenant":"acme","Kind":"device","Status":"active","Network":"nb-iot","Objects":1},` +
-			`{"Tenant":"acme","Kind":"device","Status":"quarantined","Network":"nb-iot","Objects":1},` +
-			`{"Tenant":"acme","Kind":"device","Status":"revoked","Network":"","Objects":1},` +
-			`{"Tenant":"acme","Kind":"gateway","Status":"active","Network":"ethernet","Objects":1}]`},
-		{"beta", `[{"Tenant":"beta","Kind":"device","Status":"active","Network":"wlan","Objects":1}]`},
+		{"acme", `[{"Tenant":"acme","Kind":"device","Status":"active","Network":"","Edge":"acme:e1","Objects":2},` +
+			`{"Tenant":"acme","Kind":"device","Status":"active","Network":"nb-iot","Edge":"","Objects":1},` +
+			`{"Tenant":"acme","Kind":"device","Status":"quarantined","Network":"nb-iot","Edge":"","Objects":1},` +
+			`{"Tenant":"acme","Kind":"device","Status":"revoked","Network":"","Edge":"","Objects":1},` +
+			`{"Tenant":"acme","Kind":"edge","Status":"active","Network":"","Edge":"","Objects":1},` +
+			`{"Tenant":"acme","Kind":"gateway","Status":"active","Network":"ethernet","Edge":"","Objects":1}]`},
+		{"beta", `[{"Tenant":"beta","Kind":"device","Status":"active","Network":"wlan","Edge":"","Objects":1}]`},
 		{"gamma", `null`},
 	} {
 		counts, err := e.reg.CountObjects(e.ctx, c.tenant)
@@ -55,7 +60,7 @@ func TestCountObjects(t *testing.T) {
 	for _, c := range all {
 		n += c.Objects
 	}
-	if len(all) != 5 || n != 5 {
-		t.Errorf("all tenants: %d rows, %d objects, want 5 and 5: %+v", len(all), n, all)
+	if len(all) != 7 || n != 8 {
+		t.Errorf("all tenants: %d rows, %d objects, want 7 and 8: %+v", len(all), n, all)
 	}
 }
