@@ -156,7 +156,7 @@ func (c *Console) fleet(w http.ResponseWriter, r *http.Request, q *request) erro
 		return err
 	}
 	q.partial = false
-	c.render(w, r, q, http.StatusOK, "fleet", view{Title: "Fleet", Nav: "fleet", Data: v})
+	c.render(w, r, q, http.StatusOK, "fleet", view{Title: "Fleet", Nav: "fleet", Charts: v.Rates != nil, Data: v})
 	return nil
 }
 

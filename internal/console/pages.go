@@ -44,7 +44,9 @@ type view struct {
 	Node  nodeView
 	User  *userView // nil on pages for the signed-out
 	CSRF  string
-	Data  any
+	// Charts loads uPlot, on the pages that draw charts only.
+	Charts bool
+	Data   any
 }
 
 type nodeView struct{ Role, Code, Version string }

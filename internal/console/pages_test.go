@@ -116,6 +116,9 @@ func TestConsoleFleetCounts(t *testing.T) {
 	if !strings.Contains(page.body, `<a href="/objects/acme:edge-1">acme:edge-1</a>`) {
 		t.Error("the edge row does not link to the edge")
 	}
+	if !strings.Contains(page.body, `<script src="/static/vendor/uplot/uPlot.iife.min.js" defer></script>`) {
+		t.Error("the fleet page does not load uPlot")
+	}
 	if !strings.Contains(page.body, "Measuring: the rates appear after 10 s.") {
 		t.Errorf("one sample should say measuring: %s", text(page.body))
 	}
@@ -319,6 +322,9 @@ func TestConsoleObjectPage(t *testing.T) {
 	}
 	if !strings.Contains(page.body, `<span class="badge status-active">active</span>`) {
 		t.Error("no status badge")
+	}
+	if strings.Contains(page.body, "uPlot") {
+		t.Error("a page without charts loads uPlot")
 	}
 	if !strings.Contains(page.body, `<h2 id="keys">`) || !strings.Contains(page.body, o.DID) {
 		t.Error("no keys table")
