@@ -230,6 +230,8 @@ func TestLocalPath(t *testing.T) {
 		{"evil.example", "/"},
 		{"/ok\r\nSet-Cookie: x=1", "/"},
 		{"/a\\b", "/"},
+		{"/%2F x", "/%2F x"}, // re-encoded, it would read "//%20x": another host
+		{"/%2F%2Fevil.example", "/%2F%2Fevil.example"},
 		{"/signin?next=/x", "/"},
 		{"/signout", "/"},
 		{"/" + strings.Repeat("a", 3000), "/"},

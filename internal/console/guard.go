@@ -93,6 +93,7 @@ func localPath(next string) string {
 			return "/"
 		}
 	}
+	next, _, _ = strings.Cut(next, "#")
 	u, err := url.Parse(next)
 	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
 		return "/"
@@ -101,6 +102,7 @@ func localPath(next string) string {
 	if u.Path == "/signin" || u.Path == "/signout" {
 		return "/"
 	}
-	u.Fragment = ""
-	return u.RequestURI()
+	// next itself, checked, rather than u re-encoded: re-encoding turns
+	// "/%2F x" into "//%20x", which a browser reads as another host.
+	return next
 }
