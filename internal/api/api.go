@@ -1,5 +1,6 @@
 // Package api serves the hub's HTTP API under /api/v1, plus /healthz,
-// /readyz and /metrics.
+// /readyz and /metrics, and hands every other path to the web console
+// (Options.Console) when there is one.
 //
 // Handlers return errors instead of writing them: one place maps an error to
 // a status and a JSON body that names the offending field, logs the details,
@@ -138,6 +139,10 @@ type Options struct {
 	// DecommissionReleaseCodes is the default of a decommission's
 	// release_code (config identity.decommission_release_codes).
 	DecommissionReleaseCodes bool
+	// Console, when set, serves every path no other route does: the web
+	// console (package console) at / and its pages. The /api/ paths stay
+	// the API's, unknown ones answered with the API's JSON 404.
+	Console http.Handler
 	// Claim limits, per source address: claim requests (default 5 per
 	// second, burst 50) and refused claims (default one per 10 s, burst 10),
 	// over which the address is answered 429 until its budget refills.
@@ -252,6 +257,9 @@ func New(opts Options) (http.Handler, error) {
 			writeJSON(w, http.StatusOK, st)
 			return nil
 		}))
+	}
+	if opts.Console != nil {
+		mux.Handle("/", opts.Console)
 	}
 	return s.instrument(mux), nil
 }

@@ -55,6 +55,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/bus"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/console"
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/loop"
@@ -114,6 +115,9 @@ type Edge struct {
 	adapters *node.Adapters
 	link     *forward.Link
 	http     *node.HTTP
+	// console is the web console at / of the edge's API; its Run samples
+	// message rates and sweeps sessions.
+	console  *console.Console
 	syncM    *syncMetrics
 	unsubTwn func()
 	// The loops the hub gives this edge, their alarms (loops.go).
@@ -243,7 +247,11 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	e.link.Start()
-	e.wg.Add(3)
+	e.wg.Add(4)
+	go func() {
+		defer e.wg.Done()
+		e.console.Run(runCtx)
+	}()
 	go func() {
 		defer e.wg.Done()
 		e.syncWithHub(runCtx)
@@ -535,8 +543,16 @@ func (e *Edge) statusJSON(ctx context.Context) []byte {
 func (e *Edge) startHTTP() error {
 	cfg := e.opts.Config
 	listeners := e.adapters.Listeners()
+	con, err := console.New(console.Options{
+		Registry: e.reg, Presence: e.presence, Gatherer: e.metrics, Metrics: e.metrics,
+		Logger: e.log.With("component", "console"), Role: "edge", Code: e.id.Code, Version: e.opts.Version,
+	})
+	if err != nil {
+		return err
+	}
+	e.console = con
 	handler, err := api.New(api.Options{
-		Registry: e.reg, Audit: e.audit, Logger: e.log.With("component", "api"),
+		Registry: e.reg, Audit: e.audit, Logger: e.log.With("component", "api"), Console: con,
 		Metrics: e.metrics, Gatherer: e.metrics, Ready: e.Ready,
 		TSDB: e.tel.TSDB, Events: e.tel.Events, Pipeline: e.tel.Pipeline, Intake: e.tel.Intake,
 		Twins: e.twins, Commands: e.commands, Presence: e.presence, EdgeStatus: func(ctx context.Context) (any, error) { return e.Status(ctx) },

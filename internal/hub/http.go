@@ -1,7 +1,7 @@
 package hub
 
-// The HTTP(S) API: the handler with everything it serves, on the node's
-// HTTP servers.
+// The HTTP(S) API: the handler with everything it serves, the web console
+// included, on the node's HTTP servers.
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/api"
 	"github.com/wanwu-iot/wanwu/internal/coap"
+	"github.com/wanwu-iot/wanwu/internal/console"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 	"github.com/wanwu-iot/wanwu/internal/node"
@@ -26,6 +27,14 @@ func (h *Hub) startHTTP() error {
 		pskFunc, pskIdentity = h.devicePSK, h.keyPSKIdentity
 	}
 	listeners := h.adapters.Listeners()
+	con, err := console.New(console.Options{
+		Registry: h.reg, Presence: h.presence, Gatherer: h.metrics, Metrics: h.metrics,
+		Logger: h.log.With("component", "console"), Role: "hub", Code: h.deployID, Version: h.opts.Version,
+	})
+	if err != nil {
+		return err
+	}
+	h.console = con
 	handler, err := api.New(api.Options{
 		Registry: h.reg, Audit: h.audit, CA: h.ca, Logger: h.log.With("component", "api"),
 		Metrics: h.metrics, Gatherer: h.metrics, Ready: h.Ready,
@@ -36,6 +45,7 @@ func (h *Hub) startHTTP() error {
 		SignDownlink:    func(msg []byte) []byte { return ed25519.Sign(h.signer, msg) },
 		EdgeLoops:       h.edgeLoops,
 		RelayVote:       h.relayVote,
+		Console:         con,
 		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,
 		IngestPerAddr: rate.Limit(cfg.MQTT.Limits.ConnectPerAddr * 10), IngestPerAddrBurst: cfg.MQTT.Limits.ConnectPerAddrBurst * 10,
 		ImportMaxRows: cfg.Identity.ImportMaxRows, DecommissionReleaseCodes: cfg.Identity.DecommissionReleaseCodes,

@@ -49,6 +49,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/coap"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/console"
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/loop"
@@ -109,6 +110,9 @@ type Hub struct {
 	psk      *psk.Deriver
 	tlsConf  *tls.Config
 	http     *node.HTTP
+	// console is the web console the HTTP servers serve at /; its Run
+	// samples message rates and sweeps sessions.
+	console  *console.Console
 	deployID string
 	unsub    func()
 	unsubTwn func()
@@ -249,6 +253,7 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
+	h.goTracked(func() { h.console.Run(runCtx) })
 	h.goTracked(func() { h.forwardAudit(runCtx) })
 	h.goTracked(func() { h.retireKeys(runCtx) })
 	h.goTracked(func() { h.forward(runCtx, h.commandEvents) })

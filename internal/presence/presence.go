@@ -459,6 +459,22 @@ func (s *Service) OnlineCount() int {
 	return n
 }
 
+// OnlineByTenant is how many devices are online now in each tenant that
+// has any, from memory, like OnlineCount: a device online over two
+// protocols counts once (the wanwu_devices_online gauge counts it per
+// protocol).
+func (s *Service) OnlineByTenant() map[string]int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := map[string]int{}
+	for _, e := range s.devices {
+		if e.online {
+			out[e.tenant]++
+		}
+	}
+	return out
+}
+
 // expireIdle ends connectionless presence without traffic for Idle.
 func (s *Service) expireIdle() {
 	now := s.o.Now()

@@ -175,6 +175,31 @@ func TestSessionsAndTraffic(t *testing.T) {
 	}
 }
 
+// TestOnlineByTenant: devices online per tenant, each once however many
+// protocols it is online over; offline ones are not counted.
+func TestOnlineByTenant(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)}
+	e := open(t, t.TempDir(), clk)
+	s := e.s
+	s.Connected("acme:a", "acme", "mqtt", "10.0.0.1:1")
+	s.Seen("acme:a", "acme", "coap")
+	s.Seen("acme:b", "acme", "http")
+	s.Connected("beta:a", "beta", "mqtt", "10.0.0.2:1")
+	s.Connected("beta:b", "beta", "mqtt", "10.0.0.3:1")
+	s.Disconnected("beta:b", "beta", "mqtt", ReasonClean)
+	got := s.OnlineByTenant()
+	if len(got) != 2 || got["acme"] != 2 || got["beta"] != 1 {
+		t.Errorf("online by tenant %v, want acme 2, beta 1", got)
+	}
+	if n := s.OnlineCount(); n != 3 {
+		t.Errorf("online count %d, want 3", n)
+	}
+	s.Disconnected("beta:a", "beta", "mqtt", ReasonNetwork)
+	if got := s.OnlineByTenant(); len(got) != 1 || got["acme"] != 2 {
+		t.Errorf("after beta went offline: %v", got)
+	}
+}
+
 // TestRestartEndsSessions: a device online when the process stopped is
 // offline at the next start, reason restart, with its last-seen kept.
 func TestRestartEndsSessions(t *testing.T) {

@@ -1,0 +1,500 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/wanwu-iot/wanwu/internal/auth"
+	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/third_party/web"
+)
+
+// TestConsoleSignIn: a good token opens a session with a cookie that is
+// HTTP-only, SameSite=Strict and expires with the session (not Secure over
+// plain HTTP) and lands on the page asked for; a bad token, whatever is
+// wrong with it, gets one answer and no session.
+func TestConsoleSignIn(t *testing.T) {
+	e := newEnv(t, false, nil)
+	e.tenant("acme")
+	e.register(registry.RegisterRequest{Code: "acme:pump-1"})
+	good := e.token("alice", auth.Operator, "")
+	revoked := e.token("bob", auth.Viewer, "")
+	if _, err := e.reg.RevokeToken(e.ctx, "test", "bob", ""); err != nil {
+		t.Fatal(err)
+	}
+
+	b := e.browser()
+	// Signed out, a page sends the browser to sign in, naming the page.
+	a := b.mustGet(http.StatusSeeOther, "/objects/acme:pump-1")
+	if want := "/signin?next=%2Fobjects%2Facme%3Apump-1"; a.location() != want {
+		t.Fatalf("redirect to %q, want %q", a.location(), want)
+	}
+	if a := b.mustGet(http.StatusSeeOther, "/"); a.location() != "/signin" {
+		t.Fatalf("/ redirects to %q", a.location())
+	}
+	page := b.mustGet(http.StatusOK, "/signin?next=%2Fobjects%2Facme%3Apump-1")
+	if !strings.Contains(page.body, `name="next" value="/objects/acme:pump-1"`) || !strings.Contains(text(page.body), "you will come back to the page") {
+		t.Fatalf("sign-in page does not carry next: %s", page.body)
+	}
+
+	// Bad tokens: unknown, revoked, not a token at all, empty. One message,
+	// no session cookie, and nothing that names the token.
+	var first string
+	for _, bad := range []string{"wwt_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", revoked, "hello", ""} {
+		a := b.signIn(bad, "/")
+		if a.status != http.StatusUnauthorized {
+			t.Fatalf("token %q: %d %s", bad, a.status, a.body)
+		}
+		if a.cookie(sessionCookie) != nil {
+			t.Fatalf("token %q: a session cookie", bad)
+		}
+		msg := regexp.MustCompile(`role="alert">([^<]*)<`).FindStringSubmatch(a.body)
+		if msg == nil {
+			t.Fatalf("token %q: no message: %s", bad, a.body)
+		}
+		if first == "" {
+			first = msg[1]
+		} else if msg[1] != first {
+			t.Errorf("token %q answered %q, another bad token %q", bad, msg[1], first)
+		}
+		for _, leak := range []string{"revoked", "unknown", "bob", "not a wanwu"} {
+			if strings.Contains(a.body, leak) {
+				t.Errorf("token %q: the answer says %q", bad, leak)
+			}
+		}
+	}
+	if n := testutil.ToFloat64(e.c.signins.WithLabelValues("refused")); n != 4 {
+		t.Errorf("refused sign-ins counted %v, want 4", n)
+	}
+
+	a = b.signIn(good, "/objects/acme:pump-1")
+	if a.status != http.StatusSeeOther || a.location() != "/objects/acme:pump-1" {
+		t.Fatalf("good token: %d to %q: %s", a.status, a.location(), a.body)
+	}
+	ck := a.cookie(sessionCookie)
+	if ck == nil {
+		t.Fatal("no session cookie")
+	}
+	if !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Secure || ck.Path != "/" {
+		t.Errorf("cookie %+v: want HttpOnly, SameSite=Strict, not Secure over HTTP, Path /", ck)
+	}
+	if ck.MaxAge != int((8*time.Hour)/time.Second) || !ck.Expires.Equal(e.clock.now().Add(8*time.Hour).Truncate(time.Second)) {
+		t.Errorf("cookie expires %v (max-age %d), want in 8 h", ck.Expires, ck.MaxAge)
+	}
+	if strings.Contains(ck.Value, good) || strings.Contains(ck.Value, strings.TrimPrefix(good, auth.Prefix)) {
+		t.Error("the cookie holds the token")
+	}
+	if c := a.cookie(signInCookie); c == nil || c.MaxAge >= 0 {
+		t.Errorf("the sign-in form's cookie is not cleared: %+v", c)
+	}
+	obj := b.mustGet(http.StatusOK, "/objects/acme:pump-1")
+	if !strings.Contains(text(obj.body), "alice operator") {
+		t.Errorf("the header does not name the principal: %s", text(obj.body))
+	}
+	// Signed in, the sign-in page sends the user on.
+	if a := b.mustGet(http.StatusSeeOther, "/signin?next=/objects/acme:pump-1"); a.location() != "/objects/acme:pump-1" {
+		t.Errorf("signed in, /signin sends to %q", a.location())
+	}
+	if n := testutil.ToFloat64(e.c.signins.WithLabelValues("ok")); n != 1 {
+		t.Errorf("sign-ins counted %v, want 1", n)
+	}
+}
+
+// TestConsoleCookieSecureOverTLS: over HTTPS the cookies are Secure.
+func TestConsoleCookieSecureOverTLS(t *testing.T) {
+	e := newEnv(t, true, nil)
+	b := e.browser()
+	page := b.mustGet(http.StatusOK, "/signin")
+	if c := page.cookie(signInCookie); c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+		t.Errorf("sign-in form cookie over TLS: %+v", c)
+	}
+	a := b.signIn(e.token("alice", auth.Viewer, ""), "/")
+	if c := a.cookie(sessionCookie); c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("session cookie over TLS: %+v (%d %s)", c, a.status, a.body)
+	}
+}
+
+// TestConsoleSignOut: signing out needs the CSRF token, ends the session
+// on the server and clears the cookie.
+func TestConsoleSignOut(t *testing.T) {
+	e := newEnv(t, false, nil)
+	b := e.browser()
+	b.mustSignIn(e.token("alice", auth.Viewer, ""))
+	stolen := b.c.Jar.Cookies(mustURL(t, e.srv.URL))
+
+	if a := b.post("/signout", url.Values{}, b.origin()...); a.status != http.StatusForbidden {
+		t.Fatalf("sign-out without the CSRF token: %d", a.status)
+	}
+	b.mustGet(http.StatusOK, "/")
+	a := b.post("/signout", url.Values{"csrf": {b.csrf}}, b.origin()...)
+	if a.status != http.StatusSeeOther || a.location() != "/signin?reason=signed-out" {
+		t.Fatalf("sign-out: %d to %q: %s", a.status, a.location(), a.body)
+	}
+	if c := a.cookie(sessionCookie); c == nil || c.MaxAge >= 0 {
+		t.Errorf("session cookie not cleared: %+v", c)
+	}
+	if !strings.Contains(b.mustGet(http.StatusOK, "/signin?reason=signed-out").body, "You are signed out.") {
+		t.Error("the sign-in page does not say so")
+	}
+	b.mustGet(http.StatusSeeOther, "/")
+	// The old cookie, replayed, opens nothing: the session is gone.
+	replay := e.browser()
+	replay.c.Jar.SetCookies(mustURL(t, e.srv.URL), stolen)
+	if a := replay.get("/"); a.status != http.StatusSeeOther {
+		t.Errorf("the old session cookie still opens the fleet: %d", a.status)
+	}
+	if n := e.c.sessions.len(); n != 0 {
+		t.Errorf("%d sessions left", n)
+	}
+}
+
+// TestConsoleSessionExpiry: a session ends after its lifetime; the next
+// page goes to sign-in with the page in next, and comes back to it.
+func TestConsoleSessionExpiry(t *testing.T) {
+	e := newEnv(t, false, func(o *Options) { o.SessionLifetime = time.Hour })
+	e.tenant("acme")
+	e.register(registry.RegisterRequest{Code: "acme:pump-1"})
+	secret := e.token("alice", auth.Viewer, "")
+	b := e.browser()
+	a := b.signIn(secret, "/")
+	if c := a.cookie(sessionCookie); c == nil || c.MaxAge != 3600 {
+		t.Fatalf("cookie %+v, want max-age 3600", c)
+	}
+	e.clock.add(59 * time.Minute)
+	b.mustGet(http.StatusOK, "/objects/acme:pump-1")
+	e.clock.add(time.Minute)
+	a = b.mustGet(http.StatusSeeOther, "/objects/acme:pump-1?x=1")
+	if want := "/signin?next=" + url.QueryEscape("/objects/acme:pump-1?x=1"); a.location() != want {
+		t.Fatalf("expired: to %q, want %q", a.location(), want)
+	}
+	if a := b.signIn(secret, "/objects/acme:pump-1?x=1"); a.location() != "/objects/acme:pump-1?x=1" {
+		t.Fatalf("after signing in again: to %q", a.location())
+	}
+	// Expired sessions nobody uses again are swept by Run's tick.
+	other := e.browser()
+	other.mustSignIn(secret)
+	if n := e.c.sessions.len(); n != 2 {
+		t.Fatalf("%d sessions, want 2", n)
+	}
+	e.clock.add(2 * time.Hour)
+	e.c.tick()
+	if n := e.c.sessions.len(); n != 0 {
+		t.Errorf("%d sessions after the sweep, want 0", n)
+	}
+}
+
+// TestConsoleRevokedToken: revoking a token ends its sessions at the next
+// request.
+func TestConsoleRevokedToken(t *testing.T) {
+	e := newEnv(t, false, nil)
+	b := e.browser()
+	b.mustSignIn(e.token("alice", auth.Viewer, ""))
+	if _, err := e.reg.RevokeToken(e.ctx, "test", "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	a := b.mustGet(http.StatusSeeOther, "/")
+	if a.location() != "/signin?reason=revoked" {
+		t.Fatalf("to %q", a.location())
+	}
+	if !strings.Contains(b.mustGet(http.StatusOK, a.location()).body, "no longer valid") {
+		t.Error("the sign-in page does not say why")
+	}
+	if n := e.c.sessions.len(); n != 0 {
+		t.Errorf("%d sessions left", n)
+	}
+}
+
+// TestLocalPath: only paths of this console survive as next.
+func TestLocalPath(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"", "/"},
+		{"/", "/"},
+		{"/objects/acme:pump-1", "/objects/acme:pump-1"},
+		{"/search?q=acme%3Apump-1", "/search?q=acme%3Apump-1"},
+		{"/objects/a#frag", "/objects/a"},
+		{"//evil.example/x", "/"},
+		{"/\\evil.example", "/"},
+		{"\\\\evil.example", "/"},
+		{"https://evil.example/", "/"},
+		{"http:/evil.example", "/"},
+		{"javascript:alert(1)", "/"},
+		{"evil.example", "/"},
+		{"/ok\r\nSet-Cookie: x=1", "/"},
+		{"/a\\b", "/"},
+		{"/%2F x", "/%2F x"}, // re-encoded, it would read "//%20x": another host
+		{"/%2F%2Fevil.example", "/%2F%2Fevil.example"},
+		{"/signin?next=/x", "/"},
+		{"/signout", "/"},
+		{"/" + strings.Repeat("a", 3000), "/"},
+	} {
+		if got := localPath(c.in); got != c.want {
+			t.Errorf("localPath(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+// TestConsoleOpenRedirect: a sign-in link that names another site lands
+// on the fleet page instead.
+func TestConsoleOpenRedirect(t *testing.T) {
+	e := newEnv(t, false, nil)
+	secret := e.token("alice", auth.Viewer, "")
+	for _, next := range []string{"//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"} {
+		b := e.browser()
+		page := b.mustGet(http.StatusOK, "/signin?next="+url.QueryEscape(next))
+		if strings.Contains(page.body, "evil") || strings.Contains(page.body, "javascript") {
+			t.Errorf("next %q reaches the form: %s", next, page.body)
+		}
+		// A forged form posts the bad next directly.
+		a := b.post("/signin", url.Values{"token": {secret}, "csrf": {b.csrf}, "next": {next}}, b.origin()...)
+		if a.status != http.StatusSeeOther || a.location() != "/" {
+			t.Errorf("next %q: %d to %q", next, a.status, a.location())
+		}
+	}
+}
+
+// TestConsoleCSRF: a change without the session's CSRF token, or from
+// another origin, is refused with 403 and says why; with the token in the
+// form or in htmx's header it passes.
+func TestConsoleCSRF(t *testing.T) {
+	e := newEnv(t, false, nil)
+	secret := e.token("alice", auth.Viewer, "")
+	b := e.browser()
+	b.mustSignIn(secret)
+	good := b.csrf
+	refusals := []struct {
+		name    string
+		form    url.Values
+		headers []string
+		want    string
+	}{
+		{"no token", url.Values{}, b.origin(), "security token (CSRF)"},
+		{"wrong token", url.Values{"csrf": {"x" + good[1:]}}, b.origin(), "security token (CSRF)"},
+		{"token of another session", url.Values{"csrf": {randomID()}}, nil, "security token (CSRF)"},
+		{"foreign Origin", url.Values{"csrf": {good}}, []string{"Origin", "https://evil.example"}, "another site"},
+		{"cross-site fetch", url.Values{"csrf": {good}}, []string{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"}, "another site"},
+		{"foreign Referer, no Origin", url.Values{"csrf": {good}}, []string{"Referer", "https://evil.example/page"}, "another site"},
+	}
+	for _, r := range refusals {
+		a := b.post("/signout", r.form, r.headers...)
+		if a.status != http.StatusForbidden || !strings.Contains(a.body, r.want) {
+			t.Errorf("%s: %d, want 403 saying %q: %s", r.name, a.status, r.want, text(a.body))
+		}
+		if e.c.sessions.len() != 1 {
+			t.Fatalf("%s: the session ended", r.name)
+		}
+	}
+	// The sign-in form has its own token (double submit) and the same
+	// origin check.
+	s := e.browser()
+	s.mustGet(http.StatusOK, "/signin")
+	if a := s.post("/signin", url.Values{"token": {secret}, "csrf": {s.csrf}}, "Origin", "https://evil.example"); a.status != http.StatusForbidden {
+		t.Errorf("sign-in from another origin: %d", a.status)
+	}
+	if a := s.post("/signin", url.Values{"token": {secret}, "csrf": {"forged"}}, s.origin()...); a.status != http.StatusForbidden || a.cookie(sessionCookie) != nil {
+		t.Errorf("sign-in without the form's token: %d", a.status)
+	}
+	fresh := e.browser() // no form cookie at all
+	if a := fresh.post("/signin", url.Values{"token": {secret}, "csrf": {s.csrf}}, fresh.origin()...); a.status != http.StatusForbidden {
+		t.Errorf("sign-in with another browser's form token: %d", a.status)
+	}
+	// htmx sends the token in a header, from the layout's hx-headers.
+	page := b.mustGet(http.StatusOK, "/")
+	if !strings.Contains(page.body, `<body hx-headers='{"X-CSRF-Token": "`+good+`"}'>`) {
+		t.Fatalf("the layout does not give htmx the token: %s", page.body)
+	}
+	a := b.post("/signout", url.Values{}, "X-CSRF-Token", good, "HX-Request", "true", "Origin", e.srv.URL, "Referer", e.srv.URL+"/")
+	if a.status != http.StatusSeeOther {
+		t.Errorf("sign-out with htmx's header: %d %s", a.status, text(a.body))
+	}
+}
+
+// TestConsoleSecurityHeaders: every answer, page, fragment, file, redirect
+// or error, signed in or not, carries the security headers; no page has
+// an inline script, an inline style or an event-handler attribute.
+func TestConsoleSecurityHeaders(t *testing.T) {
+	e := newEnv(t, false, nil)
+	e.tenant("acme")
+	e.register(registry.RegisterRequest{Code: "acme:pump-1", Tags: map[string]string{"site": "north"}})
+	e.c.tick()
+	e.clock.add(10 * time.Second)
+	e.c.tick()
+	paths := []string{"/", "/signin", "/objects/acme:pump-1", "/objects/acme:nope", "/search?q=acme:pump-1", "/search?q=%25%25",
+		"/fleet/summary", "/nope", "/static/console.css", "/static/console.js", "/static/vendor/htmx/htmx.min.js", "/static/nope.js"}
+	check := func(who string, b *browser) {
+		for _, p := range paths {
+			a := b.get(p)
+			h := a.header
+			for k, want := range map[string]string{
+				"Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+				"X-Content-Type-Options":  "nosniff",
+				"Referrer-Policy":         "same-origin",
+				"X-Frame-Options":         "DENY",
+			} {
+				if got := h.Get(k); got != want {
+					t.Errorf("%s GET %s (%d): %s = %q, want %q", who, p, a.status, k, got, want)
+				}
+			}
+			if !strings.HasPrefix(p, "/static/") && h.Get("Cache-Control") != "no-store" {
+				t.Errorf("%s GET %s: Cache-Control %q", who, p, h.Get("Cache-Control"))
+			}
+			if strings.HasPrefix(h.Get("Content-Type"), "text/html") {
+				noInline(t, who+" GET "+p, a.body)
+			}
+		}
+	}
+	check("signed out", e.browser())
+	b := e.browser()
+	b.mustSignIn(e.token("alice", auth.Viewer, ""))
+	check("signed in", b)
+	// POST answers too.
+	if a := b.post("/signout", url.Values{}); a.header.Get("Content-Security-Policy") == "" || a.header.Get("X-Frame-Options") != "DENY" {
+		t.Errorf("a refused POST has no security headers: %v", a.header)
+	}
+}
+
+// noInline fails on inline scripts, style attributes or elements, and
+// event-handler attributes.
+func noInline(t *testing.T, what, html string) {
+	t.Helper()
+	for _, re := range []*regexp.Regexp{
+		regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>`),
+		regexp.MustCompile(`(?i)<style`),
+		regexp.MustCompile(`(?i)\sstyle\s*=`),
+		regexp.MustCompile(`(?i)\son[a-z]+\s*=`),
+		regexp.MustCompile(`(?i)javascript:`),
+	} {
+		for _, m := range re.FindAllString(html, -1) {
+			if strings.HasPrefix(strings.ToLower(m), "<script") && strings.Contains(m, ` src="/static/`) {
+				continue // a script file of the console's own
+			}
+			t.Errorf("%s: inline %q", what, m)
+		}
+	}
+}
+
+// TestConsoleStatic: the vendored files are served byte for byte from
+// third_party/web, with their ETags and a 304 on revalidation.
+func TestConsoleStatic(t *testing.T) {
+	e := newEnv(t, false, nil)
+	b := e.browser()
+	for path, file := range map[string]string{
+		"/static/vendor/htmx/htmx.min.js":        "htmx/htmx.min.js",
+		"/static/vendor/uplot/uPlot.iife.min.js": "uplot/uPlot.iife.min.js",
+		"/static/vendor/uplot/uPlot.min.css":     "uplot/uPlot.min.css",
+	} {
+		want, err := fs.ReadFile(web.FS, file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := b.mustGet(http.StatusOK, path)
+		if !bytes.Equal([]byte(a.body), want) {
+			t.Errorf("%s differs from third_party/web/%s", path, file)
+		}
+		etag := a.header.Get("ETag")
+		if etag == "" || a.header.Get("Cache-Control") != "no-cache" {
+			t.Errorf("%s: ETag %q, Cache-Control %q", path, etag, a.header.Get("Cache-Control"))
+		}
+		if r := b.get(path, "If-None-Match", etag); r.status != http.StatusNotModified {
+			t.Errorf("%s revalidated: %d", path, r.status)
+		}
+	}
+	if a := b.mustGet(http.StatusOK, "/static/console.js"); !strings.HasPrefix(a.header.Get("Content-Type"), "text/javascript") {
+		t.Errorf("console.js is %q", a.header.Get("Content-Type"))
+	}
+	b.mustGet(http.StatusNotFound, "/static/vendor/htmx/LICENSE")
+	b.mustGet(http.StatusNotFound, "/static/console.go")
+	if a := b.get("/static/../console.go"); a.status != http.StatusTemporaryRedirect || a.location() != "/console.go" {
+		t.Errorf("a path with .. is answered %d to %q, want the cleaned path", a.status, a.location())
+	}
+	b.mustGet(http.StatusNotFound, "/console.go")
+}
+
+// TestConsoleSignInLimit: past its failure budget an address is answered
+// 429, even with a good token, until the budget refills.
+func TestConsoleSignInLimit(t *testing.T) {
+	e := newEnv(t, false, func(o *Options) { o.SignInFailures, o.SignInFailuresBurst = 0.1, 2 })
+	secret := e.token("alice", auth.Viewer, "")
+	b := e.browser()
+	for range 2 {
+		if a := b.signIn("wwt_wrong", "/"); a.status != http.StatusUnauthorized {
+			t.Fatalf("bad token: %d", a.status)
+		}
+	}
+	if a := b.signIn(secret, "/"); a.status != http.StatusTooManyRequests || a.cookie(sessionCookie) != nil {
+		t.Fatalf("over the budget: %d", a.status)
+	}
+	e.clock.add(10 * time.Second)
+	if a := b.signIn(secret, "/"); a.status != http.StatusSeeOther {
+		t.Fatalf("after the budget refilled: %d %s", a.status, text(a.body))
+	}
+}
+
+// TestConsoleMaxSessions: past MaxSessions the session closest to its end
+// makes room.
+func TestConsoleMaxSessions(t *testing.T) {
+	e := newEnv(t, false, func(o *Options) { o.MaxSessions = 2 })
+	secret := e.token("alice", auth.Viewer, "")
+	var bs []*browser
+	for range 3 {
+		b := e.browser()
+		b.mustSignIn(secret)
+		bs = append(bs, b)
+		e.clock.add(time.Minute)
+	}
+	if a := bs[0].get("/"); a.status != http.StatusSeeOther {
+		t.Errorf("the oldest session survived: %d", a.status)
+	}
+	for _, b := range bs[1:] {
+		b.mustGet(http.StatusOK, "/")
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestConsoleRun: Run samples the counters on its ticker and returns when
+// its context ends.
+func TestConsoleRun(t *testing.T) {
+	e := newEnv(t, false, func(o *Options) { o.RateEvery = 5 * time.Millisecond })
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.c.Run(ctx)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.c.rates.mu.Lock()
+		n := len(e.c.rates.samples)
+		e.c.rates.mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d samples after 10 s", n)
+		}
+		e.clock.add(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
