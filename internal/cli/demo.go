@@ -191,6 +191,7 @@ func printDemoTour(e *env, h *hub.Hub, dataDir string, sc *scenario.Scenario, de
 	cnc := first("cnc")
 	fmt.Fprintf(e.stdout, `
 The hub runs at %s; Prometheus API for Grafana: %[1]s/prometheus
+Console: open %[1]s/ in a browser and sign in with the token in %[8]s
 MQTT (TLS) %s, CoAP (DTLS) %s. Explore in another terminal, in this directory:
   %[4]s ctl presence list --tenant %[5]s%[6]s
   %[4]s ctl object show %[7]s%[6]s
