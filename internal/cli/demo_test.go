@@ -71,6 +71,17 @@ func TestDemo(t *testing.T) {
 			t.Errorf("class %s at the hub: %+v", name, c)
 		}
 	}
+	// The demo's loops are defined, and some decided within the run (the
+	// chillers' setpoint shifts wait for approval within a minute, by
+	// the tariff hours or the load; others act later).
+	if len(sum.Hub.Loops) < 6 {
+		t.Errorf("loops at the end: %+v, want the six shipped ones", sum.Hub.Loops)
+	}
+	for _, want := range []string{"closed loops (ctl loop evidence KEY explains each decision):", "demo:chatter-feed", "alarms: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the demo's status lacks %q", want)
+		}
+	}
 	// The plant's classes went through the edge: queryable at the hub
 	// (above), the edge's link up and its backlog drained.
 	if sum.Hub.Edge.Code != "demo:edge-1" || !sum.Hub.Edge.Link.Up {
@@ -94,6 +105,10 @@ type demoSummary struct {
 		Classes []map[string]any
 	}
 	Hub struct {
+		Loops []struct {
+			Key, Mode string
+			States    map[string]int
+		}
 		Classes map[string]struct{ Online, Queryable int }
 		Edge    struct {
 			Code string
