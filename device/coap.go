@@ -34,15 +34,23 @@ type coapTransport struct {
 	addr string
 	dtls *piondtls.Config // nil: plain UDP with tokens
 
-	mu    sync.Mutex
-	conn  *udpclient.Conn
-	used  time.Time // the latest exchange on conn
-	token string
-	renew time.Time // sign a new token from then on
+	// dialing holds a token while a request looks for the connection or
+	// dials one: one handshake at a time, without holding mu. A DTLS
+	// handshake over a slow or silent link takes up to a minute, and mu
+	// must stay free meanwhile for lastExchange, drop and run.
+	dialing chan struct{}
+
+	// mu guards the fields below; it is never held across I/O.
+	mu     sync.Mutex
+	conn   *udpclient.Conn
+	used   time.Time // the latest exchange on conn
+	closed bool      // run closed the transport: no more dials
+	token  string
+	renew  time.Time // sign a new token from then on
 }
 
 func newCoAP(c *Client, u *url.URL) (*coapTransport, error) {
-	t := &coapTransport{c: c}
+	t := &coapTransport{c: c, dialing: make(chan struct{}, 1)}
 	port := "5683"
 	switch u.Scheme {
 	case "coap":
@@ -77,33 +85,60 @@ func newCoAP(c *Client, u *url.URL) (*coapTransport, error) {
 	return t, nil
 }
 
-// run closes the connection when the client closes.
+// run closes the connection when the client closes. A dial still in
+// progress then is canceled by the same context and closes what it got.
 func (t *coapTransport) run(ctx context.Context) {
 	<-ctx.Done()
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.conn != nil {
-		_ = t.conn.Close()
-		<-t.conn.Done()
-		t.conn = nil
+	cc := t.conn
+	t.conn, t.closed = nil, true
+	t.mu.Unlock()
+	if cc != nil {
+		_ = cc.Close()
+		<-cc.Done()
 	}
 }
 
-// connLocked returns the connection, dialing one if there is none, or
-// when the one there was idle for longer than the hub keeps a session (the
-// hub would no longer know its DTLS session: shake hands again rather than
-// send into it and wait for the retransmissions to time out).
-func (t *coapTransport) connLocked(ctx context.Context) (*udpclient.Conn, error) {
+// connect returns the connection, dialing one if there is none, or when the
+// one there was idle for longer than the hub keeps a session (the hub would
+// no longer know its DTLS session: shake hands again rather than send into
+// it and wait for the retransmissions to time out). It holds mu only
+// between the network's steps, so that a handshake that takes long (a
+// lossy link, a hub that does not answer) holds up neither lastExchange nor
+// the client's Close; a request waiting for another's dial gives up when
+// its ctx ends.
+func (t *coapTransport) connect(ctx context.Context) (*udpclient.Conn, error) {
+	select {
+	case t.dialing <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-t.dialing }()
+	t.mu.Lock()
 	now := time.Now()
+	var idle *udpclient.Conn
 	if t.conn != nil && now.Sub(t.used) > t.c.opts.CoAPSessionIdle {
-		_ = t.conn.Close()
-		<-t.conn.Done()
-		t.conn = nil
+		idle, t.conn = t.conn, nil
 	}
-	if t.conn != nil {
+	if cc := t.conn; cc != nil {
 		t.used = now
-		return t.conn, nil
+		t.mu.Unlock()
+		return cc, nil
 	}
+	closed := t.closed
+	t.mu.Unlock()
+	if idle != nil {
+		_ = idle.Close()
+		<-idle.Done()
+	}
+	if closed {
+		return nil, ErrClosed
+	}
+	// The dial ends when the client closes, whoever's request it serves.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(t.c.ctx, cancel)
+	defer stop()
 	var cc *udpclient.Conn
 	var err error
 	switch {
@@ -117,7 +152,18 @@ func (t *coapTransport) connLocked(ctx context.Context) (*udpclient.Conn, error)
 	if err != nil {
 		return nil, fmt.Errorf("coap: dial %s: %w", t.addr, err)
 	}
-	t.conn, t.used = cc, now
+	t.mu.Lock()
+	closed = t.closed
+	if !closed {
+		t.conn, t.used = cc, time.Now()
+	}
+	t.mu.Unlock()
+	if closed {
+		// The client closed during the dial: run found nothing to close.
+		_ = cc.Close()
+		<-cc.Done()
+		return nil, ErrClosed
+	}
 	t.c.connected()
 	return cc, nil
 }
@@ -164,10 +210,13 @@ func (t *coapTransport) dialDTLS(ctx context.Context) (*udpclient.Conn, error) {
 // drop closes a connection that failed, so the next request dials anew.
 func (t *coapTransport) drop(cc *udpclient.Conn) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.conn == cc {
-		_ = cc.Close()
+	mine := t.conn == cc
+	if mine {
 		t.conn = nil
+	}
+	t.mu.Unlock()
+	if mine {
+		_ = cc.Close() // lets the link's last packets go: not under mu
 	}
 }
 
@@ -228,13 +277,13 @@ func answerError(what string, code codes.Code, diag []byte) error {
 // request sends one confirmable request and returns the answer's code and
 // body.
 func (t *coapTransport) request(ctx context.Context, method codes.Code, path string, cf message.MediaType, payload []byte) (codes.Code, []byte, error) {
-	t.mu.Lock()
-	cc, err := t.connLocked(ctx)
+	cc, err := t.connect(ctx)
 	var tok string
 	if err == nil && t.dtls == nil {
+		t.mu.Lock()
 		tok, err = t.tokenLocked()
+		t.mu.Unlock()
 	}
-	t.mu.Unlock()
 	if err != nil {
 		return 0, nil, err
 	}

@@ -600,6 +600,48 @@ func TestClose(t *testing.T) {
 	}
 }
 
+// TestCloseDrainsAtMostDrainMax checks that Close waits for what the
+// device sent for at most drainMax: packets due later (a sleeping NB-IoT
+// device's, minutes of latency) are dropped with the connection, so that a
+// fleet's shutdown does not wait for them.
+func TestCloseDrainsAtMostDrainMax(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
+	l := New(profile(func(p *netprofile.Profile) { p.Latency.Base = time.Minute }), 1)
+	dev, hub := udpPair(t, l)
+	sdev, shub := tcpPair(t, l)
+	if _, err := dev.WriteTo([]byte("late"), hub.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sdev.Write([]byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	errs := make(chan error, 2)
+	go func() { errs <- dev.Close() }()
+	go func() { errs <- sdev.Close() }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	d := time.Since(start)
+	if d < drainMax-50*time.Millisecond || d > drainMax+time.Second {
+		t.Errorf("Close returned after %v, want about %v", d, drainMax)
+	}
+	buf := make([]byte, 8)
+	hub.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, _, err := hub.ReadFrom(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("hub read %q, %v; want nothing", buf[:n], err)
+	}
+	shub.SetReadDeadline(time.Now().Add(time.Second))
+	if b, err := io.ReadAll(shub); err != nil || len(b) > 0 {
+		t.Errorf("hub read %q, %v; want EOF", b, err)
+	}
+	hub.Close()
+	shub.Close()
+	eventually(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines })
+}
+
 // TestEOF checks that the hub closing a stream reaches the device after the
 // bytes it sent.
 func TestEOF(t *testing.T) {
