@@ -152,7 +152,7 @@ type loopSystem struct {
 // (internal/loadgen, QoS 1, SenML JSON of 100 bytes) to the same node. The
 // systems of LOOP_SYSTEMS run one after the other, LOOP_ROUNDS times:
 //
-//	peer   mosquitto (no persistence, no queue limits, bench/PEERS) and a
+//	peer   mosquitto (no persistence, no queue limits, as compare.sh) and a
 //	       rule client in a process of its own (this test binary,
 //	       paho.golang): it subscribes to every device's telemetry at
 //	       QoS 1, decides, and publishes the command at QoS 1
@@ -255,7 +255,7 @@ func waitTCP(t *testing.T, addr string) {
 	})
 }
 
-// startLoopPeer runs mosquitto, configured as bench/PEERS says, and the
+// startLoopPeer runs mosquitto, configured as bench/compare.sh does, and the
 // rule client.
 func startLoopPeer(t *testing.T, o loopBenchOptions) *loopSystem {
 	t.Helper()
