@@ -19,6 +19,9 @@
 #   bench/loops.sh                         # both, about 3 minutes
 #   PARTS=latency LOOP_PROBE_EVERY=1s bench/loops.sh
 #   PARTS=features FEATURE_OPS=100000x bench/loops.sh
+#   EDGE_ARGS="--bus.sync 2s" LOOP_SYSTEMS=wanwu PARTS=latency bench/loops.sh
+#   WANWU_BIN=/path/to/older/wanwu LOOP_SYSTEMS=wanwu PARTS=latency bench/loops.sh
+#                                          # another build's edge, same harness
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PARTS=${PARTS:-"latency features"}
@@ -34,11 +37,12 @@ for part in $PARTS; do
 			echo "the peer needs mosquitto: apt-get install mosquitto" >&2
 			exit 1
 		fi
-		go build -o "$tmp/wanwu" ./cmd/wanwu
+		bin=${WANWU_BIN:-$tmp/wanwu}
+		[ -n "${WANWU_BIN:-}" ] || go build -o "$bin" ./cmd/wanwu
 		go test -c -o "$tmp/hubtest.test" ./internal/hubtest
 		ulimit -n 20000
 		echo "# latency (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-		if ! (cd internal/hubtest && WANWU_LOOP_BENCH=1 WANWU_BIN="$tmp/wanwu" \
+		if ! (cd internal/hubtest && WANWU_LOOP_BENCH=1 WANWU_BIN="$bin" \
 			"$tmp/hubtest.test" -test.run '^TestLoopBenchLatency$' -test.timeout 30m) >"$tmp/out" 2>&1; then
 			cat "$tmp/out" >&2
 			exit 1

@@ -781,7 +781,8 @@ func TestEdgeBenchDevices(t *testing.T) {
 }
 
 // startEdgeBinary runs `wanwu edge` ($WANWU_BIN, else this test binary as
-// wanwu; serving /debug/pprof on $EDGE_PPROF if set) on dir against hubURL;
+// wanwu; serving /debug/pprof on $EDGE_PPROF if set; with the flags in
+// $EDGE_ARGS) on dir against hubURL;
 // it returns once the edge serves, with its
 // MQTT address, API URL and admin token.
 func startEdgeBinary(t *testing.T, dir, hubURL string) (p *edgeProc, mqttAddr, api, token string) {
@@ -794,6 +795,7 @@ func startEdgeBinary(t *testing.T, dir, hubURL string) (p *edgeProc, mqttAddr, a
 	if a := os.Getenv("EDGE_PPROF"); a != "" { // to profile the edge while it runs
 		extra = []string{"--debug.pprof-listen", a}
 	}
+	extra = append(extra, strings.Fields(os.Getenv("EDGE_ARGS"))...) // more flags, e.g. --bus.sync 2s
 	p = launchEdge(t, bin, env, dir, hubURL, extra...)
 	waitUntil(t, time.Minute, "the edge serving", func() bool {
 		select {

@@ -152,7 +152,7 @@ type loopSystem struct {
 // (internal/loadgen, QoS 1, SenML JSON of 100 bytes) to the same node. The
 // systems of LOOP_SYSTEMS run one after the other, LOOP_ROUNDS times:
 //
-//	peer   mosquitto (no persistence, no queue limits, bench/PEERS) and a
+//	peer   mosquitto (no persistence, no queue limits, as compare.sh) and a
 //	       rule client in a process of its own (this test binary,
 //	       paho.golang): it subscribes to every device's telemetry at
 //	       QoS 1, decides, and publishes the command at QoS 1
@@ -255,7 +255,7 @@ func waitTCP(t *testing.T, addr string) {
 	})
 }
 
-// startLoopPeer runs mosquitto, configured as bench/PEERS says, and the
+// startLoopPeer runs mosquitto, configured as bench/compare.sh does, and the
 // rule client.
 func startLoopPeer(t *testing.T, o loopBenchOptions) *loopSystem {
 	t.Helper()
@@ -425,8 +425,8 @@ func wanwuStages(t *testing.T, get func(string, any) error, answered []probeSamp
 		line("publish_to_decision", decide), line("decision_to_command_created", issue), line("command_created_to_received", deliver))
 }
 
-// scrapeMetrics reads the unlabelled samples and the loops consumer's lag
-// from a node's /metrics.
+// scrapeMetrics reads the unlabelled samples and the consumers' lags from
+// a node's /metrics.
 func scrapeMetrics(api string) map[string]float64 {
 	out := map[string]float64{}
 	resp, err := probeClient.Get(api + "/metrics")
@@ -440,7 +440,7 @@ func scrapeMetrics(api string) map[string]float64 {
 		if !ok || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if strings.Contains(name, "{") && name != `wanwu_consumer_lag_batches{consumer="loops"}` {
+		if strings.Contains(name, "{") && !strings.HasPrefix(name, "wanwu_consumer_lag_batches{") {
 			continue
 		}
 		if f, err := strconv.ParseFloat(v, 64); err == nil {
@@ -731,10 +731,10 @@ func runLoopRound(t *testing.T, o loopBenchOptions, s *loopSystem, round int) {
 	}
 	if m1 != nil {
 		d := func(name string) float64 { return m1[name] - m0[name] }
-		report("node system=%s round=%d ingest_batches_per_s=%.1f messages_per_batch=%.1f batch_flush_mean_ms=%.2f loop_evaluations_per_s=%.0f loops_consumer_lag_batches_at_end=%.0f",
+		report("node system=%s round=%d ingest_batches_per_s=%.1f messages_per_batch=%.1f batch_flush_mean_ms=%.2f loop_evaluations_per_s=%.0f consumer_lag_batches_at_end=loops:%.0f,forward:%.0f",
 			s.name, round, d("wanwu_ingest_flush_seconds_count")/sec, d("wanwu_ingest_batch_messages_sum")/d("wanwu_ingest_batch_messages_count"),
 			1000*d("wanwu_ingest_flush_seconds_sum")/d("wanwu_ingest_flush_seconds_count"), d("wanwu_loop_evaluations_total")/sec,
-			m1[`wanwu_consumer_lag_batches{consumer="loops"}`])
+			m1[`wanwu_consumer_lag_batches{consumer="loops"}`], m1[`wanwu_consumer_lag_batches{consumer="forward"}`])
 	}
 	if s.stages != nil {
 		s.stages(t, st.answered)
