@@ -212,6 +212,10 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 				}
 				e.assignSouthbound(context.Background())
 			}
+			if e.loops != nil {
+				// A loop whose model had no object here may have some now.
+				e.loops.Reload()
+			}
 		},
 	}); err != nil {
 		return err

@@ -64,6 +64,10 @@ type Outboxes struct {
 	have     [NumClasses]uint64 // the ingest-log sequence each class holds through
 	pending  [NumClasses][]byte // framed batches for the next Write
 	pendRecs [NumClasses]int
+	// pendEnds marks where each batch's frame ends in pending, with its
+	// sequence and records: Write splits pending there when it is larger
+	// than one outbox message may be.
+	pendEnds [NumClasses][]frameEnd
 	pendSeq  uint64
 	scratch  [NumClasses][]ingest.Message
 	enc      []byte
@@ -229,7 +233,9 @@ func (x *Outboxes) AddSeq(seq uint64, msgs []ingest.Message) {
 				x.log.Error("a batch could not be encoded for the outbox; skipped", "class", Class(c), "seq", seq, "err", err)
 			} else {
 				x.pending[c] = appendFrame(x.pending[c], x.enc)
-				x.pendRecs[c] += countRecords(part)
+				n := countRecords(part)
+				x.pendRecs[c] += n
+				x.pendEnds[c] = append(x.pendEnds[c], frameEnd{end: len(x.pending[c]), seq: seq, records: n})
 			}
 		}
 		clear(part)
@@ -285,13 +291,29 @@ func (x *Outboxes) keepLocal(m *ingest.Message, model *thingmodel.Model, fresh b
 // Add is AddSeq without a sequence; the loop calls AddSeq.
 func (x *Outboxes) Add(msgs []ingest.Message) { x.AddSeq(x.pendSeq+1, msgs) }
 
+// MaxMessage bounds one outbox message: the batches a Write appends go
+// in several messages past it, each headed by its last batch's sequence
+// (the bus refuses a message over its payload limit, 1 MiB; one message
+// of many read-back batches went over it and the forwarder retried the
+// same batches for ever).
+const MaxMessage = 512 << 10
+
+// frameEnd is where one batch's frame ends in a pending buffer.
+type frameEnd struct {
+	end     int
+	seq     uint64
+	records int
+}
+
 // Write appends what AddSeq took to the outboxes, each class after its
-// quota policy made room.
+// quota policy made room, in messages of at most MaxMessage bytes (a
+// single larger batch goes alone).
 func (x *Outboxes) Write(ctx context.Context) error {
 	defer func() {
 		for c := range x.pending {
 			x.pending[c] = x.pending[c][:0]
 			x.pendRecs[c] = 0
+			x.pendEnds[c] = x.pendEnds[c][:0]
 		}
 	}()
 	for _, c := range Classes() {
@@ -302,17 +324,41 @@ func (x *Outboxes) Write(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := x.makeRoom(ctx, c, int64(len(data))); err != nil {
-			return err
+		start, recs := 0, 0
+		ends := x.pendEnds[c]
+		for i, fe := range ends {
+			last := i == len(ends)-1
+			recs += fe.records
+			if !last && ends[i+1].end-start <= MaxMessage {
+				continue
+			}
+			// The last message is headed by the batch Write is at: the
+			// class holds through it, whether or not it had data in it.
+			seq := fe.seq
+			if last {
+				seq = x.pendSeq
+			}
+			if err := x.append(ctx, c, seq, data[start:fe.end], recs); err != nil {
+				return err
+			}
+			start, recs = fe.end, 0
 		}
-		if _, err := x.boxes[c].Append(ctx, x.pendSeq, data); err != nil {
-			return err
-		}
-		x.have[c] = x.pendSeq
-		x.records[c].Add(int64(x.pendRecs[c]))
-		x.checkFull(ctx, c)
 		x.signal()
 	}
+	return nil
+}
+
+// append appends one outbox message after the quota policy made room.
+func (x *Outboxes) append(ctx context.Context, c Class, seq uint64, data []byte, records int) error {
+	if err := x.makeRoom(ctx, c, int64(len(data))); err != nil {
+		return err
+	}
+	if _, err := x.boxes[c].Append(ctx, seq, data); err != nil {
+		return err
+	}
+	x.have[c] = seq
+	x.records[c].Add(int64(records))
+	x.checkFull(ctx, c)
 	return nil
 }
 

@@ -88,7 +88,7 @@ type edgeSpindle struct {
 	publish  func(band, feed float64)
 }
 
-func startEdgeSpindle(t *testing.T, loopDef string) *edgeSpindle {
+func startEdgeSpindle(t *testing.T, loopDef string, deviceLater ...bool) *edgeSpindle {
 	t.Helper()
 	es := &edgeSpindle{}
 
@@ -100,18 +100,26 @@ func startEdgeSpindle(t *testing.T, loopDef string) *edgeSpindle {
 	proxy := NewLinkProxy(t, func() string { return target.Load().(string) })
 	dir := t.TempDir()
 	RegisterEdge(t, h, "acme:edge-1", filepath.Join(dir, "identity"))
-	var reg struct {
-		PrivateKey string `json:"private_key"`
+	register := func() string {
+		var reg struct {
+			PrivateKey string `json:"private_key"`
+		}
+		h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": "acme:s-1", "edge": "acme:edge-1",
+			"model": map[string]string{"id": "acme:spindle", "version": "1.0.0"}}).JSON(t, &reg)
+		key, err := keys.ParsePrivateKeyPEM([]byte(reg.PrivateKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := devtoken.Sign(key, "acme:s-1", time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
 	}
-	h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": "acme:s-1", "edge": "acme:edge-1",
-		"model": map[string]string{"id": "acme:spindle", "version": "1.0.0"}}).JSON(t, &reg)
-	key, err := keys.ParsePrivateKeyPEM([]byte(reg.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := devtoken.Sign(key, "acme:s-1", time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
+	late := len(deviceLater) > 0 && deviceLater[0]
+	var tok string
+	if !late {
+		tok = register()
 	}
 	h.MustAdmin(201, "POST", "/api/v1/loops", loopDef)
 	e := StartEdge(t, dir, "https://"+proxy.Addr())
@@ -127,6 +135,12 @@ func startEdgeSpindle(t *testing.T, loopDef string) *edgeSpindle {
 		}
 		return nil
 	})
+	if late {
+		// The edge has the loop but no object of its model (nor the
+		// model): the device, placed behind it now, comes with the next
+		// snapshot, and the loop runs for it from then on.
+		tok = register()
+	}
 
 	// The spindle at the edge does what it is told.
 	var c *paho.Client
@@ -302,4 +316,22 @@ func TestEdgeApprovalFromHub(t *testing.T) {
 	if n := es.answered.Load(); n != 1 {
 		t.Fatalf("the device got %d commands, want 1", n)
 	}
+}
+
+// TestEdgeLoopForALaterDevice: a loop reaches the edge before any object
+// of its model is behind it; once a device is placed there (the next
+// identity snapshot brings it and its model), the loop runs for it.
+func TestEdgeLoopForALaterDevice(t *testing.T) {
+	es := startEdgeSpindle(t, edgeChatterLoop, true)
+	es.publish(2.5, 100)
+	eventually(t, "the loop acted for the device placed later", func() error {
+		var out struct{ Evidence []evidenceRow }
+		edgeGet(t, es.e, "/api/v1/evidence?loop=acme:chatter", &out)
+		if len(out.Evidence) == 0 || out.Evidence[0].State != "done" {
+			es.publish(0.1, 100)
+			es.publish(2.5, 100)
+			return fmt.Errorf("evidence at the edge: %+v", out.Evidence)
+		}
+		return nil
+	})
 }
