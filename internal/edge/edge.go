@@ -125,6 +125,8 @@ type Edge struct {
 	alarms      *alarm.Service
 	loopPipe    atomic.Pointer[pipeline.Pipeline]
 	loopsDigest string // of the bundle the engine has; syncLoops's only
+	// models caches the thing models by "id@version" (modelByKey).
+	models sync.Map
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -435,6 +437,9 @@ func (e *Edge) modelOf(notFound error) func(ctx context.Context, code string) (*
 
 // modelByKey is the outboxes' model lookup ("id@version").
 func (e *Edge) modelByKey(key string) *thingmodel.Model {
+	if m, ok := e.models.Load(key); ok {
+		return m.(*thingmodel.Model)
+	}
 	id, version, ok := strings.Cut(key, "@")
 	if !ok {
 		return nil
@@ -445,6 +450,10 @@ func (e *Edge) modelByKey(key string) *thingmodel.Model {
 	if err != nil {
 		return nil
 	}
+	// A model version's content never changes: it is kept once read (the
+	// forwarder asks for every message; reading and parsing it each time
+	// was a quarter of the edge's CPU at 10,000 msg/s).
+	e.models.Store(key, m)
 	return m
 }
 
