@@ -152,29 +152,11 @@ func waitUntil(t *testing.T, limit time.Duration, what string, ok func() bool) {
 // behind edge ("" for none), with hub-made keys, through the bulk import.
 func importDevices(t *testing.T, h *Hub, tenant, prefix string, n int, edgeCode string) []*wanwudevice.Identity {
 	t.Helper()
-	var ids []*wanwudevice.Identity
-	for start := 0; start < n; start += 1000 {
-		var csv strings.Builder
-		csv.WriteString("code,key_alg,edge\n")
-		for i := start; i < min(start+1000, n); i++ {
-			fmt.Fprintf(&csv, "%s:%s%d,p256,%s\n", tenant, prefix, i, edgeCode)
-		}
-		var out struct {
-			Rows []struct {
-				Code, Result, Reason string
-				Registration         json.RawMessage
-			}
-		}
-		h.MustAdmin(200, "POST", "/api/v1/objects/import", csv.String()).JSON(t, &out)
-		for _, r := range out.Rows {
-			id, err := wanwudevice.ParseRegistration(r.Registration, nil)
-			if err != nil {
-				t.Fatalf("%s: %s %s: %v", r.Code, r.Result, r.Reason, err)
-			}
-			ids = append(ids, id)
-		}
+	codes := make([]string, n)
+	for i := range codes {
+		codes[i] = fmt.Sprintf("%s:%s%d", tenant, prefix, i)
 	}
-	return ids
+	return importModelDevices(t, h, codes, "", edgeCode)
 }
 
 // fleet is devices running the device SDK over MQTT, each publishing one

@@ -452,8 +452,9 @@ func scrapeMetrics(api string) map[string]float64 {
 
 func probeCode(i int) string { return "bench:m-" + strconv.Itoa(i) }
 
-// importModelDevices registers codes with model behind edge (hub-made
-// keys) through the bulk import.
+// importModelDevices registers codes with model ("" for none) behind edge
+// ("" for none), with hub-made keys, through the bulk import, a thousand
+// at a time.
 func importModelDevices(t *testing.T, h *Hub, codes []string, model, edgeCode string) []*wanwudevice.Identity {
 	t.Helper()
 	var ids []*wanwudevice.Identity
