@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -434,7 +435,7 @@ func Compile(d *Definition, m *thingmodel.Model, related map[string]*thingmodel.
 // when the definition does not say.
 const DefaultApprovalExpiry = 15 * time.Minute
 
-var alarmName = regexpMust(`^[A-Za-z0-9_.-]{1,64}$`)
+var alarmName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 func tighter(a, b *float64, pick func(x, y float64) float64) *float64 {
 	switch {

@@ -132,7 +132,6 @@ type running struct {
 	targets map[string]*target
 	sources map[string]*source
 	shadow  *guard.History // a shadow loop's own history, as if it acted
-	wanted  map[string][]int
 }
 
 type source struct {
@@ -142,22 +141,20 @@ type source struct {
 }
 
 type target struct {
-	obj        *registry.Object
-	related    map[string][]string // relation+model+tags → codes
-	relatedAt  time.Time
-	delay      detect.Delay
-	ewma       *detect.EWMA
-	cusum      *detect.CUSUM
-	detOut     map[string]float64
-	detSeen    int
-	on         bool
-	lastAct    time.Time
-	dirty      bool
-	twin       *twin.Twin
-	twinAt     time.Time
-	lastErr    time.Time
-	errs       int
-	lastDigest string
+	obj       *registry.Object
+	related   map[string][]string // relation+model+tags → codes
+	relatedAt time.Time
+	delay     detect.Delay
+	ewma      *detect.EWMA
+	cusum     *detect.CUSUM
+	detOut    map[string]float64
+	on        bool
+	lastAct   time.Time
+	dirty     bool
+	twin      *twin.Twin
+	twinAt    time.Time
+	lastErr   time.Time
+	errs      int
 }
 
 type dirtyTarget struct {
@@ -846,13 +843,6 @@ func (e *Engine) twinOf(ctx context.Context, code string, t *target, now time.Ti
 	}
 	t.twin, t.twinAt = tw, now
 	return tw
-}
-
-// TwinChanged tells the engine that a twin changed, so that it reads it
-// again.
-func (e *Engine) TwinChanged(code string) {
-	// The engine reads twins again after a second anyway; a change seen
-	// sooner only matters to verification, which the tick follows.
 }
 
 // evaluate decides for one object.

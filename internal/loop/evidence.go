@@ -258,7 +258,7 @@ func (s *Store) ListEvidence(ctx context.Context, f EvidenceFilter) ([]*Evidence
 		args = append(args, f.Object)
 	}
 	if len(f.States) > 0 {
-		q += ` AND state IN (?` + repeatStr(",?", len(f.States)-1) + `)`
+		q += ` AND state IN (?` + strings.Repeat(",?", len(f.States)-1) + `)`
 		for _, st := range f.States {
 			args = append(args, st)
 		}
@@ -287,14 +287,6 @@ func (s *Store) ListEvidence(ctx context.Context, f EvidenceFilter) ([]*Evidence
 		out = append(out, &e)
 	}
 	return out, rows.Err()
-}
-
-func repeatStr(s string, n int) string {
-	out := ""
-	for range n {
-		out += s
-	}
-	return out
 }
 
 // ImportEvidence stores a record an edge's loop wrote (forwarded to the

@@ -534,8 +534,6 @@ func digestJSON(v any) string {
 	return hex.EncodeToString(h[:])
 }
 
-func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
-
 // AuditEvent appends an entry about a loop that changes nothing here (a
 // vote relayed to an edge).
 func (s *Store) AuditEvent(ctx context.Context, actor, tenant, kind, subject string, data map[string]any) error {
