@@ -136,7 +136,7 @@ func runDemo(e *env, args []string) error {
 	if len(loopKeys) > 0 {
 		fmt.Fprintf(e.stdout, "  closed loops defined: %s\n", strings.Join(loopKeys, ", "))
 	}
-	printDemoTour(e, h, cfg.DataDir, sc, de)
+	printDemoTour(e, h, cfg.DataDir, token, sc, de)
 	octx, ocancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -174,7 +174,7 @@ func edgeClasses(sc *scenario.Scenario) string {
 	return strings.Join(names, ", ")
 }
 
-func printDemoTour(e *env, h *hub.Hub, dataDir string, sc *scenario.Scenario, de *demoEdge) {
+func printDemoTour(e *env, h *hub.Hub, dataDir, token string, sc *scenario.Scenario, de *demoEdge) {
 	dd := ""
 	if dataDir != config.DefaultHub().DataDir {
 		dd = " --data-dir " + shellQuote(dataDir)
@@ -191,7 +191,7 @@ func printDemoTour(e *env, h *hub.Hub, dataDir string, sc *scenario.Scenario, de
 	cnc := first("cnc")
 	fmt.Fprintf(e.stdout, `
 The hub runs at %s; Prometheus API for Grafana: %[1]s/prometheus
-Console: open %[1]s/ in a browser and sign in with the token in %[8]s
+Console: open %[1]s/signin#token=%[11]s in a browser (a sign-in link with the admin token in %[8]s)
 MQTT (TLS) %s, CoAP (DTLS) %s. Explore in another terminal, in this directory:
   %[4]s ctl presence list --tenant %[5]s%[6]s
   %[4]s ctl object show %[7]s%[6]s
@@ -203,7 +203,7 @@ MQTT (TLS) %s, CoAP (DTLS) %s. Explore in another terminal, in this directory:
   curl -s -H "Authorization: Bearer $(cat %[8]s)" '%[1]s/prometheus/api/v1/query?query=count+by+(__name__)({tenant="%[5]s"})'
 Stop with Ctrl-C; running the demo again reuses %[9]s.
 `, h.URL(), h.MQTT().Addr(mqtt.ListenerTLS), coapAddr(h, coap.ListenerDTLS), prog, sc.Tenant, dd, cnc,
-		filepath.Join(dataDir, hub.AdminTokenFile), dataDir, first(scenario.KindWaterMeter))
+		filepath.Join(dataDir, hub.AdminTokenFile), dataDir, first(scenario.KindWaterMeter), token)
 	if de != nil {
 		fmt.Fprintf(e.stdout, `The edge %[1]s serves the plant at %[2]s (its data in %[3]s):
   %[4]s ctl edge show %[1]s%[5]s          (its link, backlog per class, what the hub holds)

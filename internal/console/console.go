@@ -85,6 +85,8 @@ type Console struct {
 	pages    map[string]*template.Template
 	static   map[string]asset
 	signins  *prometheus.CounterVec
+	api      apiHandler
+	menu     []menuItem
 }
 
 //go:embed templates static
@@ -152,6 +154,7 @@ func New(opts Options) (*Console, error) {
 	if c.static, err = loadAssets(); err != nil {
 		return nil, err
 	}
+	c.menu = []menuItem{{"fleet", "Fleet", "/"}}
 	c.mux = http.NewServeMux()
 	c.routes()
 	return c, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/wanwu-iot/wanwu/internal/auth"
+	"github.com/wanwu-iot/wanwu/internal/console/consoletest"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/third_party/web"
 )
@@ -34,32 +35,32 @@ func TestConsoleSignIn(t *testing.T) {
 
 	b := e.browser()
 	// Signed out, a page sends the browser to sign in, naming the page.
-	a := b.mustGet(http.StatusSeeOther, "/objects/acme:pump-1")
-	if want := "/signin?next=%2Fobjects%2Facme%3Apump-1"; a.location() != want {
-		t.Fatalf("redirect to %q, want %q", a.location(), want)
+	a := b.MustGet(http.StatusSeeOther, "/objects/acme:pump-1")
+	if want := "/signin?next=%2Fobjects%2Facme%3Apump-1"; a.Location() != want {
+		t.Fatalf("redirect to %q, want %q", a.Location(), want)
 	}
-	if a := b.mustGet(http.StatusSeeOther, "/"); a.location() != "/signin" {
-		t.Fatalf("/ redirects to %q", a.location())
+	if a := b.MustGet(http.StatusSeeOther, "/"); a.Location() != "/signin" {
+		t.Fatalf("/ redirects to %q", a.Location())
 	}
-	page := b.mustGet(http.StatusOK, "/signin?next=%2Fobjects%2Facme%3Apump-1")
-	if !strings.Contains(page.body, `name="next" value="/objects/acme:pump-1"`) || !strings.Contains(text(page.body), "you will come back to the page") {
-		t.Fatalf("sign-in page does not carry next: %s", page.body)
+	page := b.MustGet(http.StatusOK, "/signin?next=%2Fobjects%2Facme%3Apump-1")
+	if !strings.Contains(page.Body, `name="next" value="/objects/acme:pump-1"`) || !strings.Contains(text(page.Body), "you will come back to the page") {
+		t.Fatalf("sign-in page does not carry next: %s", page.Body)
 	}
 
 	// Bad tokens: unknown, revoked, not a token at all, empty. One message,
 	// no session cookie, and nothing that names the token.
 	var first string
 	for _, bad := range []string{"wwt_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", revoked, "hello", ""} {
-		a := b.signIn(bad, "/")
-		if a.status != http.StatusUnauthorized {
-			t.Fatalf("token %q: %d %s", bad, a.status, a.body)
+		a := b.SignIn(bad, "/")
+		if a.Status != http.StatusUnauthorized {
+			t.Fatalf("token %q: %d %s", bad, a.Status, a.Body)
 		}
-		if a.cookie(sessionCookie) != nil {
+		if a.Cookie(sessionCookie) != nil {
 			t.Fatalf("token %q: a session cookie", bad)
 		}
-		msg := regexp.MustCompile(`role="alert">([^<]*)<`).FindStringSubmatch(a.body)
+		msg := regexp.MustCompile(`role="alert">([^<]*)<`).FindStringSubmatch(a.Body)
 		if msg == nil {
-			t.Fatalf("token %q: no message: %s", bad, a.body)
+			t.Fatalf("token %q: no message: %s", bad, a.Body)
 		}
 		if first == "" {
 			first = msg[1]
@@ -67,7 +68,7 @@ func TestConsoleSignIn(t *testing.T) {
 			t.Errorf("token %q answered %q, another bad token %q", bad, msg[1], first)
 		}
 		for _, leak := range []string{"revoked", "unknown", "bob", "not a wanwu"} {
-			if strings.Contains(a.body, leak) {
+			if strings.Contains(a.Body, leak) {
 				t.Errorf("token %q: the answer says %q", bad, leak)
 			}
 		}
@@ -76,11 +77,11 @@ func TestConsoleSignIn(t *testing.T) {
 		t.Errorf("refused sign-ins counted %v, want 4", n)
 	}
 
-	a = b.signIn(good, "/objects/acme:pump-1")
-	if a.status != http.StatusSeeOther || a.location() != "/objects/acme:pump-1" {
-		t.Fatalf("good token: %d to %q: %s", a.status, a.location(), a.body)
+	a = b.SignIn(good, "/objects/acme:pump-1")
+	if a.Status != http.StatusSeeOther || a.Location() != "/objects/acme:pump-1" {
+		t.Fatalf("good token: %d to %q: %s", a.Status, a.Location(), a.Body)
 	}
-	ck := a.cookie(sessionCookie)
+	ck := a.Cookie(sessionCookie)
 	if ck == nil {
 		t.Fatal("no session cookie")
 	}
@@ -93,16 +94,16 @@ func TestConsoleSignIn(t *testing.T) {
 	if strings.Contains(ck.Value, good) || strings.Contains(ck.Value, strings.TrimPrefix(good, auth.Prefix)) {
 		t.Error("the cookie holds the token")
 	}
-	if c := a.cookie(signInCookie); c == nil || c.MaxAge >= 0 {
+	if c := a.Cookie(signInCookie); c == nil || c.MaxAge >= 0 {
 		t.Errorf("the sign-in form's cookie is not cleared: %+v", c)
 	}
-	obj := b.mustGet(http.StatusOK, "/objects/acme:pump-1")
-	if !strings.Contains(text(obj.body), "alice operator") {
-		t.Errorf("the header does not name the principal: %s", text(obj.body))
+	obj := b.MustGet(http.StatusOK, "/objects/acme:pump-1")
+	if !strings.Contains(text(obj.Body), "alice operator") {
+		t.Errorf("the header does not name the principal: %s", text(obj.Body))
 	}
 	// Signed in, the sign-in page sends the user on.
-	if a := b.mustGet(http.StatusSeeOther, "/signin?next=/objects/acme:pump-1"); a.location() != "/objects/acme:pump-1" {
-		t.Errorf("signed in, /signin sends to %q", a.location())
+	if a := b.MustGet(http.StatusSeeOther, "/signin?next=/objects/acme:pump-1"); a.Location() != "/objects/acme:pump-1" {
+		t.Errorf("signed in, /signin sends to %q", a.Location())
 	}
 	if n := testutil.ToFloat64(e.c.signins.WithLabelValues("ok")); n != 1 {
 		t.Errorf("sign-ins counted %v, want 1", n)
@@ -113,13 +114,13 @@ func TestConsoleSignIn(t *testing.T) {
 func TestConsoleCookieSecureOverTLS(t *testing.T) {
 	e := newEnv(t, true, nil)
 	b := e.browser()
-	page := b.mustGet(http.StatusOK, "/signin")
-	if c := page.cookie(signInCookie); c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+	page := b.MustGet(http.StatusOK, "/signin")
+	if c := page.Cookie(signInCookie); c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
 		t.Errorf("sign-in form cookie over TLS: %+v", c)
 	}
-	a := b.signIn(e.token("alice", auth.Viewer, ""), "/")
-	if c := a.cookie(sessionCookie); c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
-		t.Fatalf("session cookie over TLS: %+v (%d %s)", c, a.status, a.body)
+	a := b.SignIn(e.token("alice", auth.Viewer, ""), "/")
+	if c := a.Cookie(sessionCookie); c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("session cookie over TLS: %+v (%d %s)", c, a.Status, a.Body)
 	}
 }
 
@@ -128,29 +129,29 @@ func TestConsoleCookieSecureOverTLS(t *testing.T) {
 func TestConsoleSignOut(t *testing.T) {
 	e := newEnv(t, false, nil)
 	b := e.browser()
-	b.mustSignIn(e.token("alice", auth.Viewer, ""))
-	stolen := b.c.Jar.Cookies(mustURL(t, e.srv.URL))
+	b.MustSignIn(e.token("alice", auth.Viewer, ""), "/")
+	stolen := b.C.Jar.Cookies(mustURL(t, e.srv.URL))
 
-	if a := b.post("/signout", url.Values{}, b.origin()...); a.status != http.StatusForbidden {
-		t.Fatalf("sign-out without the CSRF token: %d", a.status)
+	if a := b.Post("/signout", url.Values{}, b.Origin()...); a.Status != http.StatusForbidden {
+		t.Fatalf("sign-out without the CSRF token: %d", a.Status)
 	}
-	b.mustGet(http.StatusOK, "/")
-	a := b.post("/signout", url.Values{"csrf": {b.csrf}}, b.origin()...)
-	if a.status != http.StatusSeeOther || a.location() != "/signin?reason=signed-out" {
-		t.Fatalf("sign-out: %d to %q: %s", a.status, a.location(), a.body)
+	b.MustGet(http.StatusOK, "/")
+	a := b.Post("/signout", url.Values{"csrf": {b.CSRF}}, b.Origin()...)
+	if a.Status != http.StatusSeeOther || a.Location() != "/signin?reason=signed-out" {
+		t.Fatalf("sign-out: %d to %q: %s", a.Status, a.Location(), a.Body)
 	}
-	if c := a.cookie(sessionCookie); c == nil || c.MaxAge >= 0 {
+	if c := a.Cookie(sessionCookie); c == nil || c.MaxAge >= 0 {
 		t.Errorf("session cookie not cleared: %+v", c)
 	}
-	if !strings.Contains(b.mustGet(http.StatusOK, "/signin?reason=signed-out").body, "You are signed out.") {
+	if !strings.Contains(b.MustGet(http.StatusOK, "/signin?reason=signed-out").Body, "You are signed out.") {
 		t.Error("the sign-in page does not say so")
 	}
-	b.mustGet(http.StatusSeeOther, "/")
+	b.MustGet(http.StatusSeeOther, "/")
 	// The old cookie, replayed, opens nothing: the session is gone.
 	replay := e.browser()
-	replay.c.Jar.SetCookies(mustURL(t, e.srv.URL), stolen)
-	if a := replay.get("/"); a.status != http.StatusSeeOther {
-		t.Errorf("the old session cookie still opens the fleet: %d", a.status)
+	replay.C.Jar.SetCookies(mustURL(t, e.srv.URL), stolen)
+	if a := replay.Get("/"); a.Status != http.StatusSeeOther {
+		t.Errorf("the old session cookie still opens the fleet: %d", a.Status)
 	}
 	if n := e.c.sessions.len(); n != 0 {
 		t.Errorf("%d sessions left", n)
@@ -165,23 +166,23 @@ func TestConsoleSessionExpiry(t *testing.T) {
 	e.register(registry.RegisterRequest{Code: "acme:pump-1"})
 	secret := e.token("alice", auth.Viewer, "")
 	b := e.browser()
-	a := b.signIn(secret, "/")
-	if c := a.cookie(sessionCookie); c == nil || c.MaxAge != 3600 {
+	a := b.SignIn(secret, "/")
+	if c := a.Cookie(sessionCookie); c == nil || c.MaxAge != 3600 {
 		t.Fatalf("cookie %+v, want max-age 3600", c)
 	}
 	e.clock.add(59 * time.Minute)
-	b.mustGet(http.StatusOK, "/objects/acme:pump-1")
+	b.MustGet(http.StatusOK, "/objects/acme:pump-1")
 	e.clock.add(time.Minute)
-	a = b.mustGet(http.StatusSeeOther, "/objects/acme:pump-1?x=1")
-	if want := "/signin?next=" + url.QueryEscape("/objects/acme:pump-1?x=1"); a.location() != want {
-		t.Fatalf("expired: to %q, want %q", a.location(), want)
+	a = b.MustGet(http.StatusSeeOther, "/objects/acme:pump-1?x=1")
+	if want := "/signin?next=" + url.QueryEscape("/objects/acme:pump-1?x=1"); a.Location() != want {
+		t.Fatalf("expired: to %q, want %q", a.Location(), want)
 	}
-	if a := b.signIn(secret, "/objects/acme:pump-1?x=1"); a.location() != "/objects/acme:pump-1?x=1" {
-		t.Fatalf("after signing in again: to %q", a.location())
+	if a := b.SignIn(secret, "/objects/acme:pump-1?x=1"); a.Location() != "/objects/acme:pump-1?x=1" {
+		t.Fatalf("after signing in again: to %q", a.Location())
 	}
 	// Expired sessions nobody uses again are swept by Run's tick.
 	other := e.browser()
-	other.mustSignIn(secret)
+	other.MustSignIn(secret, "/")
 	if n := e.c.sessions.len(); n != 2 {
 		t.Fatalf("%d sessions, want 2", n)
 	}
@@ -197,15 +198,15 @@ func TestConsoleSessionExpiry(t *testing.T) {
 func TestConsoleRevokedToken(t *testing.T) {
 	e := newEnv(t, false, nil)
 	b := e.browser()
-	b.mustSignIn(e.token("alice", auth.Viewer, ""))
+	b.MustSignIn(e.token("alice", auth.Viewer, ""), "/")
 	if _, err := e.reg.RevokeToken(e.ctx, "test", "alice", ""); err != nil {
 		t.Fatal(err)
 	}
-	a := b.mustGet(http.StatusSeeOther, "/")
-	if a.location() != "/signin?reason=revoked" {
-		t.Fatalf("to %q", a.location())
+	a := b.MustGet(http.StatusSeeOther, "/")
+	if a.Location() != "/signin?reason=revoked" {
+		t.Fatalf("to %q", a.Location())
 	}
-	if !strings.Contains(b.mustGet(http.StatusOK, a.location()).body, "no longer valid") {
+	if !strings.Contains(b.MustGet(http.StatusOK, a.Location()).Body, "no longer valid") {
 		t.Error("the sign-in page does not say why")
 	}
 	if n := e.c.sessions.len(); n != 0 {
@@ -249,14 +250,14 @@ func TestConsoleOpenRedirect(t *testing.T) {
 	secret := e.token("alice", auth.Viewer, "")
 	for _, next := range []string{"//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"} {
 		b := e.browser()
-		page := b.mustGet(http.StatusOK, "/signin?next="+url.QueryEscape(next))
-		if strings.Contains(page.body, "evil") || strings.Contains(page.body, "javascript") {
-			t.Errorf("next %q reaches the form: %s", next, page.body)
+		page := b.MustGet(http.StatusOK, "/signin?next="+url.QueryEscape(next))
+		if strings.Contains(page.Body, "evil") || strings.Contains(page.Body, "javascript") {
+			t.Errorf("next %q reaches the form: %s", next, page.Body)
 		}
 		// A forged form posts the bad next directly.
-		a := b.post("/signin", url.Values{"token": {secret}, "csrf": {b.csrf}, "next": {next}}, b.origin()...)
-		if a.status != http.StatusSeeOther || a.location() != "/" {
-			t.Errorf("next %q: %d to %q", next, a.status, a.location())
+		a := b.Post("/signin", url.Values{"token": {secret}, "csrf": {b.CSRF}, "next": {next}}, b.Origin()...)
+		if a.Status != http.StatusSeeOther || a.Location() != "/" {
+			t.Errorf("next %q: %d to %q", next, a.Status, a.Location())
 		}
 	}
 }
@@ -268,25 +269,25 @@ func TestConsoleCSRF(t *testing.T) {
 	e := newEnv(t, false, nil)
 	secret := e.token("alice", auth.Viewer, "")
 	b := e.browser()
-	b.mustSignIn(secret)
-	good := b.csrf
+	b.MustSignIn(secret, "/")
+	good := b.CSRF
 	refusals := []struct {
 		name    string
 		form    url.Values
 		headers []string
 		want    string
 	}{
-		{"no token", url.Values{}, b.origin(), "security token (CSRF)"},
-		{"wrong token", url.Values{"csrf": {"x" + good[1:]}}, b.origin(), "security token (CSRF)"},
+		{"no token", url.Values{}, b.Origin(), "security token (CSRF)"},
+		{"wrong token", url.Values{"csrf": {"x" + good[1:]}}, b.Origin(), "security token (CSRF)"},
 		{"token of another session", url.Values{"csrf": {randomID()}}, nil, "security token (CSRF)"},
 		{"foreign Origin", url.Values{"csrf": {good}}, []string{"Origin", "https://evil.example"}, "another site"},
 		{"cross-site fetch", url.Values{"csrf": {good}}, []string{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"}, "another site"},
 		{"foreign Referer, no Origin", url.Values{"csrf": {good}}, []string{"Referer", "https://evil.example/page"}, "another site"},
 	}
 	for _, r := range refusals {
-		a := b.post("/signout", r.form, r.headers...)
-		if a.status != http.StatusForbidden || !strings.Contains(a.body, r.want) {
-			t.Errorf("%s: %d, want 403 saying %q: %s", r.name, a.status, r.want, text(a.body))
+		a := b.Post("/signout", r.form, r.headers...)
+		if a.Status != http.StatusForbidden || !strings.Contains(a.Body, r.want) {
+			t.Errorf("%s: %d, want 403 saying %q: %s", r.name, a.Status, r.want, text(a.Body))
 		}
 		if e.c.sessions.len() != 1 {
 			t.Fatalf("%s: the session ended", r.name)
@@ -295,25 +296,25 @@ func TestConsoleCSRF(t *testing.T) {
 	// The sign-in form has its own token (double submit) and the same
 	// origin check.
 	s := e.browser()
-	s.mustGet(http.StatusOK, "/signin")
-	if a := s.post("/signin", url.Values{"token": {secret}, "csrf": {s.csrf}}, "Origin", "https://evil.example"); a.status != http.StatusForbidden {
-		t.Errorf("sign-in from another origin: %d", a.status)
+	s.MustGet(http.StatusOK, "/signin")
+	if a := s.Post("/signin", url.Values{"token": {secret}, "csrf": {s.CSRF}}, "Origin", "https://evil.example"); a.Status != http.StatusForbidden {
+		t.Errorf("sign-in from another origin: %d", a.Status)
 	}
-	if a := s.post("/signin", url.Values{"token": {secret}, "csrf": {"forged"}}, s.origin()...); a.status != http.StatusForbidden || a.cookie(sessionCookie) != nil {
-		t.Errorf("sign-in without the form's token: %d", a.status)
+	if a := s.Post("/signin", url.Values{"token": {secret}, "csrf": {"forged"}}, s.Origin()...); a.Status != http.StatusForbidden || a.Cookie(sessionCookie) != nil {
+		t.Errorf("sign-in without the form's token: %d", a.Status)
 	}
 	fresh := e.browser() // no form cookie at all
-	if a := fresh.post("/signin", url.Values{"token": {secret}, "csrf": {s.csrf}}, fresh.origin()...); a.status != http.StatusForbidden {
-		t.Errorf("sign-in with another browser's form token: %d", a.status)
+	if a := fresh.Post("/signin", url.Values{"token": {secret}, "csrf": {s.CSRF}}, fresh.Origin()...); a.Status != http.StatusForbidden {
+		t.Errorf("sign-in with another browser's form token: %d", a.Status)
 	}
 	// htmx sends the token in a header, from the layout's hx-headers.
-	page := b.mustGet(http.StatusOK, "/")
-	if !strings.Contains(page.body, `<body hx-headers='{"X-CSRF-Token": "`+good+`"}'>`) {
-		t.Fatalf("the layout does not give htmx the token: %s", page.body)
+	page := b.MustGet(http.StatusOK, "/")
+	if !strings.Contains(page.Body, `<body hx-headers='{"X-CSRF-Token": "`+good+`"}'>`) {
+		t.Fatalf("the layout does not give htmx the token: %s", page.Body)
 	}
-	a := b.post("/signout", url.Values{}, "X-CSRF-Token", good, "HX-Request", "true", "Origin", e.srv.URL, "Referer", e.srv.URL+"/")
-	if a.status != http.StatusSeeOther {
-		t.Errorf("sign-out with htmx's header: %d %s", a.status, text(a.body))
+	a := b.Post("/signout", url.Values{}, "X-CSRF-Token", good, "HX-Request", "true", "Origin", e.srv.URL, "Referer", e.srv.URL+"/")
+	if a.Status != http.StatusSeeOther {
+		t.Errorf("sign-out with htmx's header: %d %s", a.Status, text(a.Body))
 	}
 }
 
@@ -329,10 +330,10 @@ func TestConsoleSecurityHeaders(t *testing.T) {
 	e.c.tick()
 	paths := []string{"/", "/signin", "/objects/acme:pump-1", "/objects/acme:nope", "/search?q=acme:pump-1", "/search?q=%25%25",
 		"/fleet/summary", "/nope", "/static/console.css", "/static/console.js", "/static/vendor/htmx/htmx.min.js", "/static/nope.js"}
-	check := func(who string, b *browser) {
+	check := func(who string, b *consoletest.Browser) {
 		for _, p := range paths {
-			a := b.get(p)
-			h := a.header
+			a := b.Get(p)
+			h := a.Header
 			for k, want := range map[string]string{
 				"Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 				"X-Content-Type-Options":  "nosniff",
@@ -340,24 +341,24 @@ func TestConsoleSecurityHeaders(t *testing.T) {
 				"X-Frame-Options":         "DENY",
 			} {
 				if got := h.Get(k); got != want {
-					t.Errorf("%s GET %s (%d): %s = %q, want %q", who, p, a.status, k, got, want)
+					t.Errorf("%s GET %s (%d): %s = %q, want %q", who, p, a.Status, k, got, want)
 				}
 			}
 			if !strings.HasPrefix(p, "/static/") && h.Get("Cache-Control") != "no-store" {
 				t.Errorf("%s GET %s: Cache-Control %q", who, p, h.Get("Cache-Control"))
 			}
 			if strings.HasPrefix(h.Get("Content-Type"), "text/html") {
-				noInline(t, who+" GET "+p, a.body)
+				noInline(t, who+" GET "+p, a.Body)
 			}
 		}
 	}
 	check("signed out", e.browser())
 	b := e.browser()
-	b.mustSignIn(e.token("alice", auth.Viewer, ""))
+	b.MustSignIn(e.token("alice", auth.Viewer, ""), "/")
 	check("signed in", b)
 	// POST answers too.
-	if a := b.post("/signout", url.Values{}); a.header.Get("Content-Security-Policy") == "" || a.header.Get("X-Frame-Options") != "DENY" {
-		t.Errorf("a refused POST has no security headers: %v", a.header)
+	if a := b.Post("/signout", url.Values{}); a.Header.Get("Content-Security-Policy") == "" || a.Header.Get("X-Frame-Options") != "DENY" {
+		t.Errorf("a refused POST has no security headers: %v", a.Header)
 	}
 }
 
@@ -395,27 +396,27 @@ func TestConsoleStatic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := b.mustGet(http.StatusOK, path)
-		if !bytes.Equal([]byte(a.body), want) {
+		a := b.MustGet(http.StatusOK, path)
+		if !bytes.Equal([]byte(a.Body), want) {
 			t.Errorf("%s differs from third_party/web/%s", path, file)
 		}
-		etag := a.header.Get("ETag")
-		if etag == "" || a.header.Get("Cache-Control") != "no-cache" {
-			t.Errorf("%s: ETag %q, Cache-Control %q", path, etag, a.header.Get("Cache-Control"))
+		etag := a.Header.Get("ETag")
+		if etag == "" || a.Header.Get("Cache-Control") != "no-cache" {
+			t.Errorf("%s: ETag %q, Cache-Control %q", path, etag, a.Header.Get("Cache-Control"))
 		}
-		if r := b.get(path, "If-None-Match", etag); r.status != http.StatusNotModified {
-			t.Errorf("%s revalidated: %d", path, r.status)
+		if r := b.Get(path, "If-None-Match", etag); r.Status != http.StatusNotModified {
+			t.Errorf("%s revalidated: %d", path, r.Status)
 		}
 	}
-	if a := b.mustGet(http.StatusOK, "/static/console.js"); !strings.HasPrefix(a.header.Get("Content-Type"), "text/javascript") {
-		t.Errorf("console.js is %q", a.header.Get("Content-Type"))
+	if a := b.MustGet(http.StatusOK, "/static/console.js"); !strings.HasPrefix(a.Header.Get("Content-Type"), "text/javascript") {
+		t.Errorf("console.js is %q", a.Header.Get("Content-Type"))
 	}
-	b.mustGet(http.StatusNotFound, "/static/vendor/htmx/LICENSE")
-	b.mustGet(http.StatusNotFound, "/static/console.go")
-	if a := b.get("/static/../console.go"); a.status != http.StatusTemporaryRedirect || a.location() != "/console.go" {
-		t.Errorf("a path with .. is answered %d to %q, want the cleaned path", a.status, a.location())
+	b.MustGet(http.StatusNotFound, "/static/vendor/htmx/LICENSE")
+	b.MustGet(http.StatusNotFound, "/static/console.go")
+	if a := b.Get("/static/../console.go"); a.Status != http.StatusTemporaryRedirect || a.Location() != "/console.go" {
+		t.Errorf("a path with .. is answered %d to %q, want the cleaned path", a.Status, a.Location())
 	}
-	b.mustGet(http.StatusNotFound, "/console.go")
+	b.MustGet(http.StatusNotFound, "/console.go")
 }
 
 // TestConsoleSignInLimit: past its failure budget an address is answered
@@ -425,16 +426,16 @@ func TestConsoleSignInLimit(t *testing.T) {
 	secret := e.token("alice", auth.Viewer, "")
 	b := e.browser()
 	for range 2 {
-		if a := b.signIn("wwt_wrong", "/"); a.status != http.StatusUnauthorized {
-			t.Fatalf("bad token: %d", a.status)
+		if a := b.SignIn("wwt_wrong", "/"); a.Status != http.StatusUnauthorized {
+			t.Fatalf("bad token: %d", a.Status)
 		}
 	}
-	if a := b.signIn(secret, "/"); a.status != http.StatusTooManyRequests || a.cookie(sessionCookie) != nil {
-		t.Fatalf("over the budget: %d", a.status)
+	if a := b.SignIn(secret, "/"); a.Status != http.StatusTooManyRequests || a.Cookie(sessionCookie) != nil {
+		t.Fatalf("over the budget: %d", a.Status)
 	}
 	e.clock.add(10 * time.Second)
-	if a := b.signIn(secret, "/"); a.status != http.StatusSeeOther {
-		t.Fatalf("after the budget refilled: %d %s", a.status, text(a.body))
+	if a := b.SignIn(secret, "/"); a.Status != http.StatusSeeOther {
+		t.Fatalf("after the budget refilled: %d %s", a.Status, text(a.Body))
 	}
 }
 
@@ -443,18 +444,18 @@ func TestConsoleSignInLimit(t *testing.T) {
 func TestConsoleMaxSessions(t *testing.T) {
 	e := newEnv(t, false, func(o *Options) { o.MaxSessions = 2 })
 	secret := e.token("alice", auth.Viewer, "")
-	var bs []*browser
+	var bs []*consoletest.Browser
 	for range 3 {
 		b := e.browser()
-		b.mustSignIn(secret)
+		b.MustSignIn(secret, "/")
 		bs = append(bs, b)
 		e.clock.add(time.Minute)
 	}
-	if a := bs[0].get("/"); a.status != http.StatusSeeOther {
-		t.Errorf("the oldest session survived: %d", a.status)
+	if a := bs[0].Get("/"); a.Status != http.StatusSeeOther {
+		t.Errorf("the oldest session survived: %d", a.Status)
 	}
 	for _, b := range bs[1:] {
-		b.mustGet(http.StatusOK, "/")
+		b.MustGet(http.StatusOK, "/")
 	}
 }
 

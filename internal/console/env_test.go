@@ -2,15 +2,9 @@ package console
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +14,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/ca"
+	"github.com/wanwu-iot/wanwu/internal/console/consoletest"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/registry"
@@ -141,132 +136,10 @@ func (e *env) register(req registry.RegisterRequest) *registry.Object {
 	return r.Object
 }
 
-// browser is a client with a cookie jar that does not follow redirects,
-// so that each answer can be checked.
-type browser struct {
-	t    *testing.T
-	e    *env
-	c    *http.Client
-	csrf string // the session's CSRF token, read from the last page
+// browser is a browser of the env's console.
+func (e *env) browser() *consoletest.Browser {
+	return consoletest.New(e.t, e.srv.URL, e.srv.Client().Transport)
 }
 
-func (e *env) browser() *browser {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	c := e.srv.Client()
-	return &browser{t: e.t, e: e, c: &http.Client{
-		Transport: c.Transport, Jar: jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
-}
-
-// answer is a response with its body read.
-type answer struct {
-	status int
-	header http.Header
-	body   string
-	resp   *http.Response
-}
-
-func (a answer) location() string { return a.header.Get("Location") }
-
-func (a answer) cookie(name string) *http.Cookie {
-	for _, c := range a.resp.Cookies() {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
-
-var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-
-// do sends a request; headers come in pairs.
-func (b *browser) do(method, path string, form url.Values, headers ...string) answer {
-	b.t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequest(method, b.e.srv.URL+path, body)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := b.c.Do(req)
-	if err != nil {
-		b.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	a := answer{status: resp.StatusCode, header: resp.Header, body: string(raw), resp: resp}
-	if m := csrfRE.FindStringSubmatch(a.body); m != nil {
-		b.csrf = m[1]
-	}
-	return a
-}
-
-func (b *browser) get(path string, headers ...string) answer {
-	b.t.Helper()
-	return b.do(http.MethodGet, path, nil, headers...)
-}
-
-func (b *browser) post(path string, form url.Values, headers ...string) answer {
-	b.t.Helper()
-	return b.do(http.MethodPost, path, form, headers...)
-}
-
-// origin is the Origin header of a same-origin request from a browser.
-func (b *browser) origin() []string {
-	return []string{"Origin", b.e.srv.URL, "Sec-Fetch-Site", "same-origin"}
-}
-
-// signIn signs in with secret through the form, as a browser does; it
-// returns the POST's answer.
-func (b *browser) signIn(secret, next string) answer {
-	b.t.Helper()
-	page := b.get("/signin?next=" + url.QueryEscape(next))
-	if page.status != http.StatusOK {
-		b.t.Fatalf("GET /signin: %d %s", page.status, page.body)
-	}
-	return b.post("/signin", url.Values{"token": {secret}, "csrf": {b.csrf}, "next": {next}}, b.origin()...)
-}
-
-// mustSignIn signs in and fails the test unless it worked.
-func (b *browser) mustSignIn(secret string) {
-	b.t.Helper()
-	a := b.signIn(secret, "/")
-	if a.status != http.StatusSeeOther || a.location() != "/" {
-		b.t.Fatalf("sign-in: %d to %q: %s", a.status, a.location(), a.body)
-	}
-	if page := b.get("/"); page.status != http.StatusOK {
-		b.t.Fatalf("fleet after sign-in: %d %s", page.status, page.body)
-	}
-}
-
-// mustGet fetches a page and fails unless its status is want.
-func (b *browser) mustGet(want int, path string, headers ...string) answer {
-	b.t.Helper()
-	a := b.get(path, headers...)
-	if a.status != want {
-		b.t.Fatalf("GET %s: %d, want %d (to %q): %s", path, a.status, want, a.location(), a.body)
-	}
-	return a
-}
-
-// text is a page's visible text with the tags removed and the spaces
-// collapsed, for checks that do not depend on markup.
-func text(html string) string {
-	s := regexp.MustCompile(`(?s)<[^>]*>`).ReplaceAllString(html, " ")
-	return strings.Join(strings.Fields(s), " ")
-}
+// text is a page's visible text.
+func text(html string) string { return consoletest.Text(html) }

@@ -46,13 +46,26 @@ type view struct {
 	CSRF  string
 	// Charts loads uPlot, on the pages that draw charts only.
 	Charts bool
-	Data   any
+	// Scripts are the page's own scripts under /static/, loaded after
+	// console.js.
+	Scripts []string
+	// Menu is the navigation, set by render.
+	Menu []menuItem
+	Data any
 }
+
+// menuItem is an entry of the navigation; Key is what view.Nav names.
+type menuItem struct{ Key, Label, Path string }
 
 type nodeView struct{ Role, Code, Version string }
 
 type userView struct {
 	Name, Role, Tenant string
+	// Operate: the role may change devices, twins, commands, loops and
+	// alarms (operator or admin); Admin: it may also manage identities,
+	// tokens and definitions. The API decides either way; the pages use
+	// these to show controls only to those who may use them.
+	Operate, Admin bool
 }
 
 // pageError is an error with the status and what the page tells the user.
@@ -154,7 +167,9 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, q *request, sta
 	if q != nil && q.s != nil {
 		v.CSRF = q.s.csrf
 		if q.p.Name != "" {
-			v.User = &userView{Name: q.p.Name, Role: string(q.p.Role), Tenant: q.p.Tenant}
+			v.User = &userView{Name: q.p.Name, Role: string(q.p.Role), Tenant: q.p.Tenant,
+				Operate: q.p.Allows(auth.Operator, q.p.Tenant) == nil, Admin: q.p.Allows(auth.Admin, q.p.Tenant) == nil}
+			v.Menu = c.menu
 		}
 	}
 	tmpl := "layout"
@@ -176,8 +191,11 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, q *request, sta
 // error's details (those are logged).
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, q *request, err error) {
 	var pe *pageError
+	var ae *apiError
 	switch {
 	case errors.As(err, &pe):
+	case errors.As(err, &ae):
+		pe = apiPageError(ae)
 	case errors.Is(err, registry.ErrNotFound):
 		pe = &pageError{Status: http.StatusNotFound, Title: "Not found", Message: "Nothing here by that name.", err: err}
 	case errors.Is(err, auth.ErrForbidden):

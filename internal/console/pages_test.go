@@ -79,16 +79,16 @@ func TestConsoleFleetCounts(t *testing.T) {
 	e.presence.Connected("beta:meter-1", "beta", "mqtt", "10.0.0.2:1")
 
 	b := e.browser()
-	b.mustSignIn(e.token("admin", auth.Admin, ""))
+	b.MustSignIn(e.token("admin", auth.Admin, ""), "/")
 	e.c.tick()
-	page := b.mustGet(http.StatusOK, "/")
-	if got := card(page.body, "objects"); got != "10" {
+	page := b.MustGet(http.StatusOK, "/")
+	if got := card(page.Body, "objects"); got != "10" {
 		t.Errorf("objects %q, want 10", got)
 	}
 	// acme: pump-1, gw-1 active and not behind an edge (pump-1 online);
 	// beta: meter-1, meter-2 (meter-1 online).
 	for label, want := range map[string]string{"online": "2", "offline": "2", "quarantined": "1", "revoked": "1"} {
-		if got := card(page.body, label); got != want {
+		if got := card(page.Body, label); got != want {
 			t.Errorf("card %s = %q, want %s", label, got, want)
 		}
 	}
@@ -109,18 +109,18 @@ func TestConsoleFleetCounts(t *testing.T) {
 		"not set":     "3",
 		"acme:edge-1": "2",
 	} {
-		if got := strings.Join(row(t, page.body, header), " "); got != want {
+		if got := strings.Join(row(t, page.Body, header), " "); got != want {
 			t.Errorf("row %s: %q, want %q", header, got, want)
 		}
 	}
-	if !strings.Contains(page.body, `<a href="/objects/acme:edge-1">acme:edge-1</a>`) {
+	if !strings.Contains(page.Body, `<a href="/objects/acme:edge-1">acme:edge-1</a>`) {
 		t.Error("the edge row does not link to the edge")
 	}
-	if !strings.Contains(page.body, `<script src="/static/vendor/uplot/uPlot.iife.min.js" defer></script>`) {
+	if !strings.Contains(page.Body, `<script src="/static/vendor/uplot/uPlot.iife.min.js" defer></script>`) {
 		t.Error("the fleet page does not load uPlot")
 	}
-	if !strings.Contains(page.body, "Measuring: the rates appear after 10 s.") {
-		t.Errorf("one sample should say measuring: %s", text(page.body))
+	if !strings.Contains(page.Body, "Measuring: the rates appear after 10 s.") {
+		t.Errorf("one sample should say measuring: %s", text(page.Body))
 	}
 
 	// 50 messages and 5 rejections in 10 s: 5.0 and 0.5 per second.
@@ -131,22 +131,22 @@ func TestConsoleFleetCounts(t *testing.T) {
 	e.refused.WithLabelValues("acl").Add(2)
 	e.clock.add(10 * time.Second)
 	e.c.tick()
-	page = b.mustGet(http.StatusOK, "/")
+	page = b.MustGet(http.StatusOK, "/")
 	for label, want := range map[string]string{"accepted / s": "5.0", "rejected / s (dead letters)": "0.5", "refused / s (protocol)": "0.2"} {
-		if got := card(page.body, label); got != want {
+		if got := card(page.Body, label); got != want {
 			t.Errorf("card %s = %q, want %s", label, got, want)
 		}
 	}
-	m := regexp.MustCompile(`data-series="([^"]*)"`).FindStringSubmatch(page.body)
+	m := regexp.MustCompile(`data-series="([^"]*)"`).FindStringSubmatch(page.Body)
 	if m == nil {
-		t.Fatalf("no chart data: %s", page.body)
+		t.Fatalf("no chart data: %s", page.Body)
 	}
 	series := strings.ReplaceAll(m[1], "&#34;", `"`)
 	if want := `{"t":[1796112010],"accepted":[5],"dead":[0.5],"refused":[0.2]}`; series != want {
 		t.Errorf("chart data %s, want %s", series, want)
 	}
-	if !strings.Contains(text(page.body), "Since the node started: 50 accepted, 5 rejected") {
-		t.Errorf("totals: %s", text(page.body))
+	if !strings.Contains(text(page.Body), "Since the node started: 50 accepted, 5 rejected") {
+		t.Errorf("totals: %s", text(page.Body))
 	}
 }
 
@@ -154,8 +154,8 @@ func TestConsoleFleetCounts(t *testing.T) {
 func TestConsoleFleetEmpty(t *testing.T) {
 	e := newEnv(t, false, func(o *Options) { o.Gatherer = nil })
 	b := e.browser()
-	b.mustSignIn(e.token("admin", auth.Admin, ""))
-	page := text(b.mustGet(http.StatusOK, "/").body)
+	b.MustSignIn(e.token("admin", auth.Admin, ""), "/")
+	page := text(b.MustGet(http.StatusOK, "/").Body)
 	if !strings.Contains(page, "There is no tenant yet. Create one with wanwu ctl tenant create acme") {
 		t.Errorf("empty deployment: %s", page)
 	}
@@ -163,7 +163,7 @@ func TestConsoleFleetEmpty(t *testing.T) {
 		t.Error("message rates shown without a Gatherer")
 	}
 	e.tenant("acme")
-	page = text(b.mustGet(http.StatusOK, "/").body)
+	page = text(b.MustGet(http.StatusOK, "/").Body)
 	if !strings.Contains(page, "wanwu ctl object register acme:pump-1") {
 		t.Errorf("empty tenant: %s", page)
 	}
@@ -176,22 +176,22 @@ func TestConsoleFleetSummary(t *testing.T) {
 	e := newEnv(t, false, nil)
 	e.fleet()
 	b := e.browser()
-	a := b.get("/fleet/summary", "HX-Request", "true", "HX-Current-URL", e.srv.URL+"/?tab=x")
-	if a.status != http.StatusUnauthorized || a.header.Get("HX-Redirect") != "/signin?next=%2F%3Ftab%3Dx" {
-		t.Fatalf("signed out: %d HX-Redirect %q", a.status, a.header.Get("HX-Redirect"))
+	a := b.Get("/fleet/summary", "HX-Request", "true", "HX-Current-URL", e.srv.URL+"/?tab=x")
+	if a.Status != http.StatusUnauthorized || a.Header.Get("HX-Redirect") != "/signin?next=%2F%3Ftab%3Dx" {
+		t.Fatalf("signed out: %d HX-Redirect %q", a.Status, a.Header.Get("HX-Redirect"))
 	}
 	// A foreign HX-Current-URL is not followed.
-	a = b.get("/fleet/summary", "HX-Request", "true", "HX-Current-URL", "https://evil.example/x")
-	if a.header.Get("HX-Redirect") != "/signin" {
-		t.Errorf("foreign current URL: HX-Redirect %q", a.header.Get("HX-Redirect"))
+	a = b.Get("/fleet/summary", "HX-Request", "true", "HX-Current-URL", "https://evil.example/x")
+	if a.Header.Get("HX-Redirect") != "/signin" {
+		t.Errorf("foreign current URL: HX-Redirect %q", a.Header.Get("HX-Redirect"))
 	}
-	b.mustSignIn(e.token("admin", auth.Admin, ""))
-	a = b.mustGet(http.StatusOK, "/fleet/summary", "HX-Request", "true")
-	if strings.Contains(a.body, "<html") || strings.Contains(a.body, "<header") {
-		t.Errorf("the fragment is a whole page: %s", a.body)
+	b.MustSignIn(e.token("admin", auth.Admin, ""), "/")
+	a = b.MustGet(http.StatusOK, "/fleet/summary", "HX-Request", "true")
+	if strings.Contains(a.Body, "<html") || strings.Contains(a.Body, "<header") {
+		t.Errorf("the fragment is a whole page: %s", a.Body)
 	}
-	if !strings.HasPrefix(strings.TrimSpace(a.body), `<section id="summary"`) || card(a.body, "objects") != "10" {
-		t.Errorf("fragment: %s", a.body)
+	if !strings.HasPrefix(strings.TrimSpace(a.Body), `<section id="summary"`) || card(a.Body, "objects") != "10" {
+		t.Errorf("fragment: %s", a.Body)
 	}
 }
 
@@ -202,49 +202,49 @@ func TestConsoleVisibility(t *testing.T) {
 	e := newEnv(t, false, nil)
 	objs := e.fleet()
 	b := e.browser()
-	b.mustSignIn(e.token("beta-viewer", auth.Viewer, "beta"))
-	page := b.mustGet(http.StatusOK, "/")
-	if got := card(page.body, "objects"); got != "2" {
+	b.MustSignIn(e.token("beta-viewer", auth.Viewer, "beta"), "/")
+	page := b.MustGet(http.StatusOK, "/")
+	if got := card(page.Body, "objects"); got != "2" {
 		t.Errorf("beta sees %q objects, want 2", got)
 	}
-	if row(t, page.body, "acme") != nil || strings.Contains(page.body, "acme:edge-1") || row(t, page.body, "ethernet") != nil {
-		t.Errorf("beta's token sees acme: %s", text(page.body))
+	if row(t, page.Body, "acme") != nil || strings.Contains(page.Body, "acme:edge-1") || row(t, page.Body, "ethernet") != nil {
+		t.Errorf("beta's token sees acme: %s", text(page.Body))
 	}
-	if got := strings.Join(row(t, page.body, "beta"), " "); got != "2 2 0 0 0 0 2" {
+	if got := strings.Join(row(t, page.Body, "beta"), " "); got != "2 2 0 0 0 0 2" {
 		t.Errorf("beta row %q", got)
 	}
-	if !strings.Contains(page.body, "tenant beta") {
+	if !strings.Contains(page.Body, "tenant beta") {
 		t.Error("the header does not show the tenant binding")
 	}
-	if !strings.Contains(text(page.body), "Message rates are counted for the whole node, so they are shown to tokens not bound to a tenant.") {
+	if !strings.Contains(text(page.Body), "Message rates are counted for the whole node, so they are shown to tokens not bound to a tenant.") {
 		t.Error("a tenant-bound token is not told why there are no rates")
 	}
-	b.mustGet(http.StatusOK, "/objects/beta:meter-1")
+	b.MustGet(http.StatusOK, "/objects/beta:meter-1")
 
-	missing := b.mustGet(http.StatusNotFound, "/objects/acme:nothing")
-	want := strings.ReplaceAll(text(missing.body), "acme:nothing", "CODE")
-	other := b.mustGet(http.StatusNotFound, "/objects/acme:pump-1")
-	if got := strings.ReplaceAll(text(other.body), "acme:pump-1", "CODE"); got != want {
+	missing := b.MustGet(http.StatusNotFound, "/objects/acme:nothing")
+	want := strings.ReplaceAll(text(missing.Body), "acme:nothing", "CODE")
+	other := b.MustGet(http.StatusNotFound, "/objects/acme:pump-1")
+	if got := strings.ReplaceAll(text(other.Body), "acme:pump-1", "CODE"); got != want {
 		t.Errorf("another tenant's object:\n%s\nnot found:\n%s", got, want)
 	}
 	p1 := objs["acme:pump-1"]
 	for _, key := range []string{"acme:pump-1", p1.Number, p1.DID} {
-		a := b.get("/search?q=" + url.QueryEscape(key))
-		if a.status != http.StatusNotFound || strings.Contains(a.body, "/objects/acme:pump-1") {
-			t.Errorf("search %s as beta: %d %s", key, a.status, a.location())
+		a := b.Get("/search?q=" + url.QueryEscape(key))
+		if a.Status != http.StatusNotFound || strings.Contains(a.Body, "/objects/acme:pump-1") {
+			t.Errorf("search %s as beta: %d %s", key, a.Status, a.Location())
 		}
 	}
 	// The edge's link on a visible object that names an invisible edge is
 	// plain text (the data model keeps edges in their tenant, but the page
 	// must not link what the user cannot open).
 	admin := e.browser()
-	admin.mustSignIn(e.token("acme-viewer", auth.Viewer, "acme"))
-	cell := admin.mustGet(http.StatusOK, "/objects/acme:cell-1")
-	if !strings.Contains(cell.body, `<a href="/objects/acme:edge-1">`) {
+	admin.MustSignIn(e.token("acme-viewer", auth.Viewer, "acme"), "/")
+	cell := admin.MustGet(http.StatusOK, "/objects/acme:cell-1")
+	if !strings.Contains(cell.Body, `<a href="/objects/acme:edge-1">`) {
 		t.Error("acme's viewer gets no link to acme's edge")
 	}
-	if a := admin.get("/objects/beta:meter-1"); a.status != http.StatusNotFound {
-		t.Errorf("acme's viewer opens beta's object: %d", a.status)
+	if a := admin.Get("/objects/beta:meter-1"); a.Status != http.StatusNotFound {
+		t.Errorf("acme's viewer opens beta's object: %d", a.Status)
 	}
 }
 
@@ -254,15 +254,15 @@ func TestConsoleSearch(t *testing.T) {
 	e := newEnv(t, false, nil)
 	objs := e.fleet()
 	b := e.browser()
-	b.mustSignIn(e.token("viewer", auth.Viewer, ""))
+	b.MustSignIn(e.token("viewer", auth.Viewer, ""), "/")
 	o := objs["acme:pump-1"]
 	if o.Number == "" || o.DID == "" {
 		t.Fatalf("registered without number or DID: %+v", o)
 	}
 	for _, key := range []string{"acme:pump-1", " acme:pump-1 ", o.Number, o.DID, o.DID + "#key-1"} {
-		a := b.get("/search?q=" + url.QueryEscape(key))
-		if a.status != http.StatusSeeOther || a.location() != "/objects/acme:pump-1" {
-			t.Errorf("search %q: %d to %q: %s", key, a.status, a.location(), text(a.body))
+		a := b.Get("/search?q=" + url.QueryEscape(key))
+		if a.Status != http.StatusSeeOther || a.Location() != "/objects/acme:pump-1" {
+			t.Errorf("search %q: %d to %q: %s", key, a.Status, a.Location(), text(a.Body))
 		}
 	}
 	for _, c := range []struct {
@@ -277,20 +277,20 @@ func TestConsoleSearch(t *testing.T) {
 		{"1:2:zz", http.StatusBadRequest, "That is not a code, an IPv6 number or a DID"},
 		{"<script>alert(1)</script>", http.StatusBadRequest, "That is not a code"},
 	} {
-		a := b.get("/search?q=" + url.QueryEscape(c.q))
-		if a.status != c.status || !strings.Contains(text(a.body), c.says) {
-			t.Errorf("search %q: %d, want %d saying %q: %s", c.q, a.status, c.status, c.says, text(a.body))
+		a := b.Get("/search?q=" + url.QueryEscape(c.q))
+		if a.Status != c.status || !strings.Contains(text(a.Body), c.says) {
+			t.Errorf("search %q: %d, want %d saying %q: %s", c.q, a.Status, c.status, c.says, text(a.Body))
 		}
-		if strings.Contains(a.body, "<script>alert") {
+		if strings.Contains(a.Body, "<script>alert") {
 			t.Errorf("search %q: the query is not escaped", c.q)
 		}
 		// The search box keeps what was asked.
-		if !strings.Contains(a.body, `value="`+strings.ReplaceAll(strings.ReplaceAll(c.q, "<", "&lt;"), ">", "&gt;")+`"`) {
+		if !strings.Contains(a.Body, `value="`+strings.ReplaceAll(strings.ReplaceAll(c.q, "<", "&lt;"), ">", "&gt;")+`"`) {
 			t.Errorf("search %q: not put back in the box", c.q)
 		}
 	}
-	if a := b.get("/search?q="); a.status != http.StatusSeeOther || a.location() != "/" {
-		t.Errorf("empty search: %d to %q", a.status, a.location())
+	if a := b.Get("/search?q="); a.Status != http.StatusSeeOther || a.Location() != "/" {
+		t.Errorf("empty search: %d to %q", a.Status, a.Location())
 	}
 }
 
@@ -301,11 +301,11 @@ func TestConsoleObjectPage(t *testing.T) {
 	objs := e.fleet()
 	e.presence.Connected("acme:pump-1", "acme", "mqtt", "10.0.0.1:1")
 	b := e.browser()
-	b.mustSignIn(e.token("viewer", auth.Viewer, ""))
+	b.MustSignIn(e.token("viewer", auth.Viewer, ""), "/")
 	o := objs["acme:pump-1"]
-	page := b.mustGet(http.StatusOK, "/objects/acme:pump-1")
+	page := b.MustGet(http.StatusOK, "/objects/acme:pump-1")
 	facts := map[string]string{}
-	for _, m := range regexp.MustCompile(`(?s)<dt>(.*?)</dt><dd>(.*?)</dd>`).FindAllStringSubmatch(page.body, -1) {
+	for _, m := range regexp.MustCompile(`(?s)<dt>(.*?)</dt><dd>(.*?)</dd>`).FindAllStringSubmatch(page.Body, -1) {
 		facts[m[1]] = text(m[2])
 	}
 	for k, want := range map[string]string{
@@ -317,30 +317,30 @@ func TestConsoleObjectPage(t *testing.T) {
 			t.Errorf("%s: %q, want %q", k, facts[k], want)
 		}
 	}
-	if !strings.Contains(page.body, `<time datetime="2026-12-01T08:00:00Z" title="2026-12-01 08:00:00 UTC" data-local>`) {
+	if !strings.Contains(page.Body, `<time datetime="2026-12-01T08:00:00Z" title="2026-12-01 08:00:00 UTC" data-local>`) {
 		t.Error("times are not marked for the viewer's zone")
 	}
-	if !strings.Contains(page.body, `<span class="badge status-active">active</span>`) {
+	if !strings.Contains(page.Body, `<span class="badge status-active">active</span>`) {
 		t.Error("no status badge")
 	}
-	if strings.Contains(page.body, "uPlot") {
+	if strings.Contains(page.Body, "uPlot") {
 		t.Error("a page without charts loads uPlot")
 	}
-	if !strings.Contains(page.body, `<h2 id="keys">`) || !strings.Contains(page.body, o.DID) {
+	if !strings.Contains(page.Body, `<h2 id="keys">`) || !strings.Contains(page.Body, o.DID) {
 		t.Error("no keys table")
 	}
-	q := b.mustGet(http.StatusOK, "/objects/acme:pump-2")
-	if !strings.Contains(text(q.body), "quarantined Reason: leaking") {
-		t.Errorf("quarantined object: %s", text(q.body))
+	q := b.MustGet(http.StatusOK, "/objects/acme:pump-2")
+	if !strings.Contains(text(q.Body), "quarantined Reason: leaking") {
+		t.Errorf("quarantined object: %s", text(q.Body))
 	}
 	// Behind an edge: the hub does not see its presence.
-	cell := b.mustGet(http.StatusOK, "/objects/acme:cell-1")
-	if strings.Contains(cell.body, `id="presence"`) {
+	cell := b.MustGet(http.StatusOK, "/objects/acme:cell-1")
+	if strings.Contains(cell.Body, `id="presence"`) {
 		t.Error("the hub shows presence for a device behind an edge")
 	}
-	nf := b.mustGet(http.StatusNotFound, "/objects/nope")
-	if !strings.Contains(text(nf.body), "Search for it by its code, IPv6 number or DID below") || !strings.Contains(nf.body, `value="nope"`) {
-		t.Errorf("not-found page: %s", text(nf.body))
+	nf := b.MustGet(http.StatusNotFound, "/objects/nope")
+	if !strings.Contains(text(nf.Body), "Search for it by its code, IPv6 number or DID below") || !strings.Contains(nf.Body, `value="nope"`) {
+		t.Errorf("not-found page: %s", text(nf.Body))
 	}
 }
 
@@ -350,15 +350,15 @@ func TestConsoleEdgeRole(t *testing.T) {
 	e.fleet()
 	e.presence.Connected("acme:cell-1", "acme", "mqtt", "10.0.0.1:1")
 	b := e.browser()
-	b.mustSignIn(e.token("viewer", auth.Viewer, ""))
-	page := b.mustGet(http.StatusOK, "/")
-	if card(page.body, "online") != "1" || card(page.body, "offline") != "1" {
-		t.Errorf("edge presence: online %q offline %q", card(page.body, "online"), card(page.body, "offline"))
+	b.MustSignIn(e.token("viewer", auth.Viewer, ""), "/")
+	page := b.MustGet(http.StatusOK, "/")
+	if card(page.Body, "online") != "1" || card(page.Body, "offline") != "1" {
+		t.Errorf("edge presence: online %q offline %q", card(page.Body, "online"), card(page.Body, "offline"))
 	}
-	if !strings.Contains(text(page.body), "wanwu edge acme:edge-1") || !strings.Contains(text(page.body), "behind this edge (acme:edge-1)") {
-		t.Errorf("the edge does not say what it is: %s", text(page.body))
+	if !strings.Contains(text(page.Body), "wanwu edge acme:edge-1") || !strings.Contains(text(page.Body), "behind this edge (acme:edge-1)") {
+		t.Errorf("the edge does not say what it is: %s", text(page.Body))
 	}
-	if !strings.Contains(b.mustGet(http.StatusOK, "/objects/acme:cell-1").body, `id="presence"`) {
+	if !strings.Contains(b.MustGet(http.StatusOK, "/objects/acme:cell-1").Body, `id="presence"`) {
 		t.Error("the edge shows no presence for its device")
 	}
 }
@@ -369,20 +369,20 @@ func TestConsoleNavigation(t *testing.T) {
 	e := newEnv(t, false, nil)
 	e.fleet()
 	b := e.browser()
-	b.mustSignIn(e.token("viewer", auth.Viewer, ""))
-	page := b.mustGet(http.StatusOK, "/objects/acme:pump-1")
-	if !strings.Contains(page.body, `<a class="skip" href="#main">`) || !strings.Contains(page.body, `<main id="main"`) {
+	b.MustSignIn(e.token("viewer", auth.Viewer, ""), "/")
+	page := b.MustGet(http.StatusOK, "/objects/acme:pump-1")
+	if !strings.Contains(page.Body, `<a class="skip" href="#main">`) || !strings.Contains(page.Body, `<main id="main"`) {
 		t.Error("no skip link to main")
 	}
-	for _, m := range regexp.MustCompile(`href="(/[^"]*)"`).FindAllStringSubmatch(page.body, -1) {
-		if a := b.get(m[1]); a.status != http.StatusOK {
-			t.Errorf("link %s: %d", m[1], a.status)
+	for _, m := range regexp.MustCompile(`href="(/[^"]*)"`).FindAllStringSubmatch(page.Body, -1) {
+		if a := b.Get(m[1]); a.Status != http.StatusOK {
+			t.Errorf("link %s: %d", m[1], a.Status)
 		}
 	}
-	for _, m := range regexp.MustCompile(`src="(/[^"]*)"`).FindAllStringSubmatch(page.body, -1) {
-		b.mustGet(http.StatusOK, m[1])
+	for _, m := range regexp.MustCompile(`src="(/[^"]*)"`).FindAllStringSubmatch(page.Body, -1) {
+		b.MustGet(http.StatusOK, m[1])
 	}
-	if !strings.Contains(page.body, `action="/signout"`) {
+	if !strings.Contains(page.Body, `action="/signout"`) {
 		t.Error("no sign-out")
 	}
 }

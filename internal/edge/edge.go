@@ -578,6 +578,7 @@ func (e *Edge) startHTTP() error {
 	if err != nil {
 		return err
 	}
+	con.UseAPI(handler)
 	e.http, err = node.StartHTTP(node.HTTPOptions{Config: cfg.HTTP, Handler: handler, PprofListen: cfg.Debug.PprofListen, Logger: e.log})
 	return err
 }

@@ -59,6 +59,7 @@ func (h *Hub) startHTTP() error {
 	if err != nil {
 		return err
 	}
+	con.UseAPI(handler)
 	h.http, err = node.StartHTTP(node.HTTPOptions{
 		Config: cfg.HTTP, TLS: h.tlsConf, Handler: handler, PprofListen: cfg.Debug.PprofListen, Logger: h.log,
 	})

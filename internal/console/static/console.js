@@ -71,7 +71,22 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { init(document); });
+  // A sign-in link (/signin#token=wwt_...), as `wanwu demo` prints: the
+  // token travels in the fragment, which the browser never sends; it is
+  // put in the form, taken out of the address bar and history, and the
+  // form is sent.
+  function signInLink() {
+    var m = /^#token=(wwt_[A-Za-z0-9_\-]+)$/.exec(window.location.hash);
+    var form = document.querySelector("form[action='/signin']");
+    if (!m || !form) {
+      return;
+    }
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+    form.querySelector("input[name='token']").value = m[1];
+    form.submit();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { signInLink(); init(document); });
   // htmx fires htmx:load on every element it swaps in.
   document.addEventListener("htmx:load", function (e) { init(e.target); });
 })();
