@@ -228,7 +228,7 @@ func runBench(e *env, args []string) error {
 	}
 	raiseOpenFileLimit()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(e.context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	if f.provision {
@@ -515,7 +515,7 @@ func runBenchCoAP(e *env, args []string) error {
 	}
 	o.Progress = func(msg string) { fmt.Fprintf(e.stderr, "bench: %s\n", msg) }
 	raiseOpenFileLimit()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(e.context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	switch {
@@ -698,7 +698,7 @@ func runBenchRoundtrip(e *env, args []string) error {
 		return usagef("--devices must be positive, and some --twin-rounds or --command-rounds")
 	}
 	progress := func(msg string) { fmt.Fprintf(e.stderr, "bench: %s\n", msg) }
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(e.context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	conn, err := f.hub.connect()
 	if err != nil {

@@ -7,6 +7,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,17 @@ import (
 // env carries the process streams through the commands.
 type env struct {
 	stdout, stderr io.Writer
+	// ctx ends long-running commands (demo, hub, edge) besides a signal;
+	// nil is context.Background.
+	ctx context.Context
+}
+
+// context is the env's context.
+func (e *env) context() context.Context {
+	if e.ctx == nil {
+		return context.Background()
+	}
+	return e.ctx
 }
 
 type command struct {
@@ -49,7 +61,13 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr}
+	return mainContext(context.Background(), args, stdout, stderr)
+}
+
+// mainContext is Main with a context that ends long-running commands as
+// a signal would (for tests).
+func mainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr, ctx: ctx}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
 		if len(args) == 0 {

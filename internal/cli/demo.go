@@ -37,6 +37,7 @@ func demoFlags(f *simFlags) func(cfg *config.Hub, configFile *string, printConfi
 		fs := hubFlags(cfg, configFile, printConfig)
 		fs.Init("wanwu demo", flag.ContinueOnError)
 		f.bind(fs)
+		fs.BoolVar(&f.noOperator, "no-operator", false, "the demo's operator does not answer approvals and alarms: leave them to you, in the console or with ctl")
 		return fs
 	}
 }
@@ -81,7 +82,7 @@ func runDemo(e *env, args []string) error {
 	defer logFile.Close()
 	log := newLogger(&env{stdout: logFile, stderr: logFile}, cfg.Log.Level, cfg.Log.Format)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(e.context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintf(e.stdout, "wanwu demo: starting a hub in %s (log: %s) …\n", cfg.DataDir, logPath)
 	h := hub.New(hub.Options{Config: cfg, Logger: log, Version: currentBuild().Version})
@@ -136,6 +137,8 @@ func runDemo(e *env, args []string) error {
 	if len(loopKeys) > 0 {
 		fmt.Fprintf(e.stdout, "  closed loops defined: %s\n", strings.Join(loopKeys, ", "))
 	}
+	var status demoStatus
+	h.Console().ShowGlance(demoGlance(sc, de, &status, time.Now()))
 	printDemoTour(e, h, cfg.DataDir, token, sc, de)
 	octx, ocancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -144,7 +147,7 @@ func runDemo(e *env, args []string) error {
 	if de != nil {
 		local = de.client()
 	}
-	go func() { defer wg.Done(); operate(octx, hc, local, sc, log) }()
+	go func() { defer wg.Done(); operate(octx, hc, local, sc, !f.noOperator, log) }()
 	more := func(_ context.Context, now time.Time) string {
 		// Its own deadline: the last status comes after the run's end.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -156,7 +159,7 @@ func runDemo(e *env, args []string) error {
 		}
 		return lines + loopLines(ctx, hc, sc.Tenant)
 	}
-	err = watch(ctx, e, s, &f, func(ctx context.Context) any { return hubView(ctx, hc, sc, de) }, more)
+	err = watch(ctx, e, s, &f, func(ctx context.Context) any { return hubView(ctx, hc, sc, de) }, more, status.set)
 	ocancel()
 	wg.Wait()
 	return err
@@ -191,7 +194,7 @@ func printDemoTour(e *env, h *hub.Hub, dataDir, token string, sc *scenario.Scena
 	cnc := first("cnc")
 	fmt.Fprintf(e.stdout, `
 The hub runs at %s; Prometheus API for Grafana: %[1]s/prometheus
-Console: open %[1]s/signin#token=%[11]s in a browser (a sign-in link with the admin token in %[8]s)
+Console: open %[1]s/signin?next=/demo#token=%[11]s in a browser (a sign-in link with the admin token in %[8]s)
 MQTT (TLS) %s, CoAP (DTLS) %s. Explore in another terminal, in this directory:
   %[4]s ctl presence list --tenant %[5]s%[6]s
   %[4]s ctl object show %[7]s%[6]s
@@ -299,8 +302,8 @@ func hubView(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario, d
 // Steps marked edge go to the edge's own API, as the plant's operator acts
 // with the hub away; the others go to the hub (for devices behind the edge
 // they go down its link).
-func operate(ctx context.Context, hc, edgeClient *hubclient.Client, sc *scenario.Scenario, log *slog.Logger) {
-	steps := operatorSteps(sc)
+func operate(ctx context.Context, hc, edgeClient *hubclient.Client, sc *scenario.Scenario, answer bool, log *slog.Logger) {
+	steps := operatorSteps(sc, answer)
 	for _, st := range steps {
 		select {
 		case <-time.After(time.Until(st.at)):
@@ -339,8 +342,9 @@ type operatorStep struct {
 // has: a chiller setpoint (desired state), a lower feed on each CNC line's
 // first spindle (a command, which lowers chatter), a water meter's valve
 // (a command that waits for the sleeping meter), a raw vibration capture;
-// then what the closed loops ask of a person: approvals and alarms.
-func operatorSteps(sc *scenario.Scenario) []operatorStep {
+// then, when answer is set, what the closed loops ask of a person:
+// approvals and alarms.
+func operatorSteps(sc *scenario.Scenario, answer bool) []operatorStep {
 	start := time.Now()
 	var steps []operatorStep
 	add := func(after time.Duration, what, method, code, path, body string) {
@@ -379,6 +383,9 @@ func operatorSteps(sc *scenario.Scenario) []operatorStep {
 				body: `{"action":"setFeedRate","args":{"feedRate":55}}`, edge: true})
 			break
 		}
+	}
+	if !answer {
+		return steps
 	}
 	// The loops act on feeds and setpoints from here on; the operator
 	// answers what they ask of people: approvals (one rejected, one left

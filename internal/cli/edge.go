@@ -87,7 +87,7 @@ func runEdge(e *env, args []string) error {
 		return usagef("wanwu edge needs --hub URL (or edge.hub in the file): the hub's HTTPS API")
 	}
 	log := newLogger(e, cfg.Log.Level, cfg.Log.Format)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(e.context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if _, err := edge.Provision(ctx, edge.ProvisionOptions{
 		Dir: edge.IdentityPath(cfg), Hub: cfg.Edge.Hub, CAFile: p.hubCA, ClaimToken: p.claim, ID: p.id,

@@ -141,7 +141,7 @@ func runHub(e *env, args []string) error {
 		return printConfigYAML(e, cfg)
 	}
 	log := newLogger(e, cfg.Log.Level, cfg.Log.Format)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(e.context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	h := hub.New(hub.Options{Config: cfg, Logger: log, Version: currentBuild().Version})
 	if err := h.Start(ctx); err != nil {

@@ -31,6 +31,9 @@ type simFlags struct {
 	sources     string
 	duration    time.Duration
 	summary     string
+	// noOperator (demo only) leaves approvals and alarms to the people
+	// at the console.
+	noOperator bool
 }
 
 func (f *simFlags) bind(fs *flag.FlagSet) {
@@ -160,7 +163,7 @@ func runSim(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(e.context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var route *sim.EdgeRoute
 	if se.code != "" {
@@ -179,13 +182,13 @@ func runSim(e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "wanwu sim: %d devices of scenario %s against %s (seed %d). Stop with Ctrl-C.\n", s.Stats().Devices, sc.Name, c.Base, s.Stats().Seed)
-	return watch(ctx, e, s, &f, nil, nil)
+	return watch(ctx, e, s, &f, nil, nil, nil)
 }
 
 // watch shows the fleet's status until ctx ends or the duration passes,
 // stops the fleet and writes the summary. extra, if set, adds to the
 // summary before the fleet stops (the demo's checks of the hub).
-func watch(ctx context.Context, e *env, s *sim.Sim, f *simFlags, extra func(ctx context.Context) any, more func(ctx context.Context, now time.Time) string) error {
+func watch(ctx context.Context, e *env, s *sim.Sim, f *simFlags, extra func(ctx context.Context) any, more func(ctx context.Context, now time.Time) string, shown func(block string, at time.Time)) error {
 	if f.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
@@ -213,6 +216,9 @@ func watch(ctx context.Context, e *env, s *sim.Sim, f *simFlags, extra func(ctx 
 		block := statusBlock(prev, cur, now.Sub(prevAt))
 		if more != nil {
 			block += more(ctx, now)
+		}
+		if shown != nil {
+			shown(block, now)
 		}
 		if tty {
 			if lines > 0 {

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,6 +88,7 @@ type Console struct {
 	signins  *prometheus.CounterVec
 	api      apiHandler
 	menu     []menuItem
+	glance   atomic.Pointer[func(context.Context) Glance]
 }
 
 //go:embed templates static
@@ -169,6 +171,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /fleet/summary", c.page(c.fleetSummary))
 	c.mux.HandleFunc("GET /search", c.page(c.search))
 	c.mux.HandleFunc("GET /objects/{code}", c.page(c.object))
+	c.mux.HandleFunc("GET /demo", c.page(c.glancePage))
 	c.mux.HandleFunc("/", c.notFound)
 }
 

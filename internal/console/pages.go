@@ -170,6 +170,9 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, q *request, sta
 			v.User = &userView{Name: q.p.Name, Role: string(q.p.Role), Tenant: q.p.Tenant,
 				Operate: q.p.Allows(auth.Operator, q.p.Tenant) == nil, Admin: q.p.Allows(auth.Admin, q.p.Tenant) == nil}
 			v.Menu = c.menu
+			if c.glance.Load() != nil {
+				v.Menu = append(slices.Clip(v.Menu), menuItem{"demo", "Demo", "/demo"})
+			}
 		}
 	}
 	tmpl := "layout"

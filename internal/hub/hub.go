@@ -320,6 +320,9 @@ func (h *Hub) URL() string {
 	return h.http.URL()
 }
 
+// Console is the hub's web console (nil before Start).
+func (h *Hub) Console() *console.Console { return h.console }
+
 // Registry exposes the identity service to in-process callers (adapters, tests).
 func (h *Hub) Registry() *registry.Registry { return h.reg }
 
