@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/wanwu-iot/wanwu/internal/registry"
 )
@@ -19,6 +20,10 @@ type fleetView struct {
 	Kinds    []countRow
 	Networks []countRow
 	Edges    []countRow
+	// Places counts the objects by the first two levels of each tenant's
+	// hierarchy (at most maxPlaces rows); Unplaced those not placed.
+	Places   []placeRow
+	Unplaced int
 	// Presence is nil when the node has no presence service.
 	Presence *fleetPresence
 	// Rates is nil without the node's metrics; RatesHidden says that a
@@ -36,6 +41,15 @@ type tenantRow struct {
 	Online                                       int
 	Offline                                      int
 }
+
+// placeRow is a place in a tenant's hierarchy: level 1 (a site) or 2.
+type placeRow struct {
+	Tenant, Path string
+	Level, N     int
+}
+
+// maxPlaces bounds the hierarchy rows the overview shows.
+const maxPlaces = 60
 
 type countRow struct {
 	Name string
@@ -118,6 +132,9 @@ func (c *Console) fleetData(r *http.Request, q *request) (*fleetView, error) {
 		}
 		v.Presence = fp
 	}
+	if err := c.places(r, q, v); err != nil {
+		return nil, err
+	}
 	for _, tr := range rows {
 		v.Tenants = append(v.Tenants, *tr)
 	}
@@ -132,6 +149,39 @@ func (c *Console) fleetData(r *http.Request, q *request) (*fleetView, error) {
 		}
 	}
 	return v, nil
+}
+
+// places counts the objects by the first two levels of the hierarchy.
+func (c *Console) places(r *http.Request, q *request, v *fleetView) error {
+	paths, err := c.o.Registry.CountPaths(r.Context(), q.p.Tenant)
+	if err != nil {
+		return err
+	}
+	n := map[[2]string]int{}
+	for _, p := range paths {
+		if !q.p.Sees(p.Tenant) {
+			continue
+		}
+		if p.Path == "" {
+			v.Unplaced += p.Objects
+			continue
+		}
+		segs := strings.Split(p.Path, "/")
+		n[[2]string{p.Tenant, segs[0]}] += p.Objects
+		if len(segs) > 1 {
+			n[[2]string{p.Tenant, segs[0] + "/" + segs[1]}] += p.Objects
+		}
+	}
+	for k, c := range n {
+		v.Places = append(v.Places, placeRow{Tenant: k[0], Path: k[1], Level: strings.Count(k[1], "/") + 1, N: c})
+	}
+	slices.SortFunc(v.Places, func(a, b placeRow) int {
+		return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.Path, b.Path))
+	})
+	if len(v.Places) > maxPlaces {
+		v.Places = v.Places[:maxPlaces]
+	}
+	return nil
 }
 
 // sorted turns counts into rows, most first, then by name.

@@ -108,10 +108,16 @@ func TestConsoleFleetCounts(t *testing.T) {
 		"lte-cat1":    "1",
 		"not set":     "3",
 		"acme:edge-1": "2",
+		// by hierarchy: pump-1 at plant/hall-1, the rest not placed
+		"acme: plant": "1",
+		"not placed":  "9",
 	} {
 		if got := strings.Join(row(t, page.Body, header), " "); got != want {
 			t.Errorf("row %s: %q, want %q", header, got, want)
 		}
+	}
+	if !strings.Contains(text(page.Body), "acme: plant 1 acme: plant/hall-1 1") {
+		t.Errorf("the hierarchy's second level: %s", text(page.Body))
 	}
 	if !strings.Contains(page.Body, `<a href="/objects/acme:edge-1">acme:edge-1</a>`) {
 		t.Error("the edge row does not link to the edge")

@@ -45,3 +45,40 @@ func (r *Registry) CountObjects(ctx context.Context, tenant string) ([]ObjectCou
 	}
 	return out, nil
 }
+
+// PathCount is how many objects of a tenant stand at one place of its
+// hierarchy ("" for those not placed).
+type PathCount struct {
+	Tenant  string
+	Path    string // segments joined by "/"
+	Objects int
+}
+
+// CountPaths counts the objects of a tenant ("" = every tenant) by tenant
+// and path, leaving out deleted ones, ordered by both: one row per place
+// in the hierarchy that holds objects, not per object.
+func (r *Registry) CountPaths(ctx context.Context, tenant string) ([]PathCount, error) {
+	q := `SELECT tenant, path, COUNT(*) FROM objects WHERE status != ?`
+	args := []any{StatusDeleted}
+	if tenant != "" {
+		q += ` AND tenant = ?`
+		args = append(args, tenant)
+	}
+	rows, err := r.rd.QueryContext(ctx, q+` GROUP BY tenant, path ORDER BY tenant, path`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("registry: count paths: %w", err)
+	}
+	defer rows.Close()
+	var out []PathCount
+	for rows.Next() {
+		var c PathCount
+		if err := rows.Scan(&c.Tenant, &c.Path, &c.Objects); err != nil {
+			return nil, fmt.Errorf("registry: count paths: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("registry: count paths: %w", err)
+	}
+	return out, nil
+}

@@ -30,6 +30,9 @@ type member struct {
 	Class   string
 	Source  string // the local address its connections start from ("" any)
 	Edge    string // the edge node it is behind ("" none)
+	// Path places it in the tenant's hierarchy: its area (plant or
+	// city) and its class.
+	Path string
 }
 
 // savedIdentity is an identity in the state file: the SDK's identity
@@ -111,9 +114,9 @@ func provision(ctx context.Context, h *hubclient.Client, tenant string, models m
 	for start := 0; start < len(missing); start += batch {
 		rows := missing[start:min(start+batch, len(missing))]
 		var csv strings.Builder
-		csv.WriteString("code,kind,key_alg,model,network,tags,edge\n")
+		csv.WriteString("code,kind,key_alg,model,network,tags,edge,path\n")
 		for _, m := range rows {
-			fmt.Fprintf(&csv, "%s,device,p256,%s,%s,class=%s,%s\n", m.Code, m.Model, m.Network, m.Class, m.Edge)
+			fmt.Fprintf(&csv, "%s,device,p256,%s,%s,class=%s,%s,%s\n", m.Code, m.Model, m.Network, m.Class, m.Edge, m.Path)
 		}
 		out, _, err := h.Do(ctx, "POST", "/api/v1/objects/import", strings.NewReader(csv.String()), "text/csv")
 		if err != nil {

@@ -248,7 +248,8 @@ func (s *Sim) Start(ctx context.Context) error {
 	}
 	var members []member
 	for _, d := range s.devices {
-		members = append(members, member{Code: d.code, Model: d.class.class.Model, Network: d.class.network, Class: d.class.class.Name, Source: d.source, Edge: d.class.edge})
+		members = append(members, member{Code: d.code, Model: d.class.class.Model, Network: d.class.network, Class: d.class.class.Name, Source: d.source, Edge: d.class.edge,
+			Path: area(d.class.class.Kind) + "/" + d.class.class.Name})
 	}
 	ids, err := provision(ctx, hc, s.opts.Scenario.Tenant, models, members, s.opts.StateFile, s.opts.Claim, s.opts.Progress)
 	if err != nil {
@@ -677,4 +678,14 @@ func (st Stats) MarshalJSON() ([]byte, error) {
 		Uptime  time.Duration `json:"uptime_ns,omitempty"`
 		UptimeS float64       `json:"uptime_s"`
 	}{alias: alias(st), UptimeS: st.Uptime.Seconds()})
+}
+
+// area is where a kind of device stands in the demo's hierarchy: machines
+// and chillers in the plant, meters, flood sensors and pumps in the city.
+func area(kind string) string {
+	switch kind {
+	case scenario.KindCNC, scenario.KindChiller:
+		return "plant"
+	}
+	return "city"
 }
