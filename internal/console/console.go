@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/ratelimit"
 	"github.com/wanwu-iot/wanwu/internal/registry"
@@ -32,6 +33,8 @@ import (
 type Options struct {
 	// Registry authenticates tokens and answers the identity pages; required.
 	Registry *registry.Registry
+	// Audit, when set, records sign-ins and sign-outs.
+	Audit *audit.Log
 	// Presence, when set, gives the devices online and offline.
 	Presence *presence.Service
 	// Gatherer, when set, is the node's Prometheus registry, whose

@@ -156,6 +156,28 @@ func TestConsoleSignOut(t *testing.T) {
 	if n := e.c.sessions.len(); n != 0 {
 		t.Errorf("%d sessions left", n)
 	}
+	// The sign-in and the sign-out are in the audit log, with the token's
+	// name and the address; the refused sign-out is not.
+	size, err := e.audit.Size(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := e.audit.Entries(e.ctx, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, en := range entries {
+		if strings.HasPrefix(en.Kind, "console.") {
+			kinds = append(kinds, en.Kind+" "+en.Actor)
+			if !strings.Contains(string(en.Data), `"remote":"127.0.0.1"`) {
+				t.Errorf("%s without the address: %s", en.Kind, en.Data)
+			}
+		}
+	}
+	if got := strings.Join(kinds, ", "); got != "console.signed_in alice, console.signed_out alice" {
+		t.Errorf("audit entries: %s", got)
+	}
 }
 
 // TestConsoleSessionExpiry: a session ends after its lifetime; the next

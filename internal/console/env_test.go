@@ -54,6 +54,7 @@ type env struct {
 	clock    *clock
 	c        *Console
 	srv      *httptest.Server
+	audit    *audit.Log
 }
 
 // newEnv starts a console; edit may change its options, tls serves it over
@@ -80,6 +81,7 @@ func newEnv(t *testing.T, tlsServer bool, edit func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.audit = log
 	if e.reg, err = registry.New(registry.Options{DB: db, CA: authority, Signer: signer, Audit: log, DeploymentID: "test-deployment", Now: e.clock.now}); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +94,7 @@ func newEnv(t *testing.T, tlsServer bool, edit func(*Options)) *env {
 	e.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricMQTTRejected, Help: "x"}, []string{"reason"})
 	e.prom.MustRegister(e.ingest, e.dead, e.refused)
 	opts := Options{
-		Registry: e.reg, Presence: e.presence, Gatherer: e.prom, Metrics: e.prom,
+		Registry: e.reg, Audit: log, Presence: e.presence, Gatherer: e.prom, Metrics: e.prom,
 		Logger: slog.New(slog.DiscardHandler), Role: "hub", Code: "test-deployment", Version: "test", Now: e.clock.now,
 	}
 	if edit != nil {

@@ -335,6 +335,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		MaxAge: int(c.o.SessionLifetime / time.Second), HttpOnly: true, Secure: secureRequest(r), SameSite: http.SameSiteStrictMode})
 	c.clearCookie(w, r, signInCookie, "/signin")
 	c.signins.WithLabelValues("ok").Inc()
+	c.auditSession(r.Context(), KindSignedIn, p, addr, now)
 	c.log.Info("console: signed in", "token", p.Name, "role", p.Role, "tenant", p.Tenant, "remote", addr)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
@@ -353,6 +354,7 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request) {
 	}
 	c.sessions.remove(id)
 	c.clearCookie(w, r, sessionCookie, "/")
+	c.auditSession(r.Context(), KindSignedOut, s.principal, sourceAddr(r), c.o.Now())
 	c.log.Info("console: signed out", "token", s.principal.Name)
 	http.Redirect(w, r, "/signin?reason=signed-out", http.StatusSeeOther)
 }

@@ -557,7 +557,7 @@ func (e *Edge) startHTTP() error {
 	cfg := e.opts.Config
 	listeners := e.adapters.Listeners()
 	con, err := console.New(console.Options{
-		Registry: e.reg, Presence: e.presence, Gatherer: e.metrics, Metrics: e.metrics,
+		Audit: e.audit, Registry: e.reg, Presence: e.presence, Gatherer: e.metrics, Metrics: e.metrics,
 		Logger: e.log.With("component", "console"), Role: "edge", Code: e.id.Code, Version: e.opts.Version,
 	})
 	if err != nil {

@@ -28,7 +28,7 @@ func (h *Hub) startHTTP() error {
 	}
 	listeners := h.adapters.Listeners()
 	con, err := console.New(console.Options{
-		Registry: h.reg, Presence: h.presence, Gatherer: h.metrics, Metrics: h.metrics,
+		Audit: h.audit, Registry: h.reg, Presence: h.presence, Gatherer: h.metrics, Metrics: h.metrics,
 		Logger: h.log.With("component", "console"), Role: "hub", Code: h.deployID, Version: h.opts.Version,
 	})
 	if err != nil {
