@@ -169,6 +169,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /fleet/summary", c.page(c.fleetSummary))
 	c.mux.HandleFunc("GET /search", c.page(c.search))
 	c.mux.HandleFunc("GET /objects/{code}", c.page(c.object))
+	c.deviceRoutes()
 	c.mux.HandleFunc("/", c.notFound)
 }
 
