@@ -10,6 +10,7 @@ package console
 // binding, validation and messages are the API's.
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -530,6 +531,15 @@ type apiCommand struct {
 	DoneAt      *time.Time      `json:"done_at"`
 }
 
+// compact is JSON on one line ("" for none or null).
+func compact(raw json.RawMessage) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil || b.String() == "null" {
+		return ""
+	}
+	return b.String()
+}
+
 func final(status string) bool { return status != "queued" && status != "delivered" }
 
 func deref(t *time.Time) time.Time {
@@ -550,13 +560,10 @@ func (c *Console) commands(r *http.Request, q *request, code string) (commandsVi
 		return cv, err
 	}
 	for _, ac := range list.Commands {
-		row := commandRow{ID: ac.ID, Action: ac.Action, Args: string(ac.Args), Status: ac.Status, Reason: ac.Reason, Output: string(ac.Output),
+		row := commandRow{ID: ac.ID, Action: ac.Action, Args: compact(ac.Args), Status: ac.Status, Reason: ac.Reason, Output: compact(ac.Output),
 			Actor: ac.Actor, Final: final(ac.Status), CreatedAt: ac.CreatedAt, ExpiresAt: ac.ExpiresAt, DeliveredAt: deref(ac.DeliveredAt), DoneAt: deref(ac.DoneAt)}
-		if row.Args == "{}" || row.Args == "null" {
+		if row.Args == "{}" {
 			row.Args = ""
-		}
-		if row.Output == "null" {
-			row.Output = ""
 		}
 		var one struct {
 			Events []struct {
@@ -572,7 +579,7 @@ func (c *Console) commands(r *http.Request, q *request, code string) (commandsVi
 			}
 		}
 		for _, e := range one.Events {
-			row.Events = append(row.Events, commandEvent{Kind: e.Kind, Time: e.Time, Data: string(e.Data)})
+			row.Events = append(row.Events, commandEvent{Kind: e.Kind, Time: e.Time, Data: compact(e.Data)})
 		}
 		cv.Poll = cv.Poll || !row.Final
 		cv.Rows = append(cv.Rows, row)
@@ -593,11 +600,7 @@ func (c *Console) events(r *http.Request, q *request, d *deviceView) error {
 		return err
 	}
 	for _, e := range slices.Backward(out.Events) { // the API answers oldest first
-		data := string(e.Data)
-		if data == "null" {
-			data = ""
-		}
-		d.Events = append(d.Events, eventRow{Name: e.Name, Time: e.Time, Received: e.Received, Data: data})
+		d.Events = append(d.Events, eventRow{Name: e.Name, Time: e.Time, Received: e.Received, Data: compact(e.Data)})
 	}
 	d.MoreEvents = len(out.Events) >= d.Limit && d.Limit < deviceListMax
 	return nil
