@@ -290,7 +290,7 @@ func (c *Console) certificate(r *http.Request, q *request, d *deviceView) error 
 		return &apiError{Status: http.StatusBadGateway, Message: "the certificate could not be read: " + err.Error()}
 	}
 	d.Cert = &certView{Serial: fmt.Sprintf("%X", cert.SerialNumber), Subject: cert.Subject.String(), Issuer: cert.Issuer.String(),
-		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, State: validity(time.Now(), cert.NotBefore, cert.NotAfter)}
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, State: validity(q.now, cert.NotBefore, cert.NotAfter)}
 	return nil
 }
 
@@ -316,7 +316,7 @@ func (c *Console) credential(r *http.Request, q *request, d *deviceView) error {
 		return &apiError{Status: http.StatusBadGateway, Message: "the credential could not be read: " + err.Error()}
 	}
 	d.Cred = &credView{ID: cl.ID, Issuer: cl.Issuer, Subject: cl.Subject, IssuedAt: cl.IssuedAt, NotBefore: cl.NotBefore, Expires: cl.ExpiresAt,
-		State: validity(time.Now(), cl.NotBefore, cl.ExpiresAt), ModelID: cl.ModelID, ModelVersion: cl.ModelVersion, Number: cl.Number}
+		State: validity(q.now, cl.NotBefore, cl.ExpiresAt), ModelID: cl.ModelID, ModelVersion: cl.ModelVersion, Number: cl.Number}
 	return nil
 }
 
