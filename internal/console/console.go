@@ -175,6 +175,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /search", c.page(c.search))
 	c.mux.HandleFunc("GET /objects/{code}", c.page(c.object))
 	c.mux.HandleFunc("GET /demo", c.page(c.glancePage))
+	c.deviceRoutes()
 	c.mux.HandleFunc("/", c.notFound)
 }
 

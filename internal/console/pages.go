@@ -406,6 +406,10 @@ type objectView struct {
 	Tags     []tagView
 	EdgeLink bool // the edge is an object the user may open
 	Presence *presenceView
+	// Device is the device page's operations (device.go); Fragment names
+	// the part an htmx request reloads ("commands").
+	Device   *deviceView
+	Fragment string
 }
 
 type tagView struct{ Key, Value string }
@@ -418,8 +422,15 @@ type presenceView struct {
 	LastReason string
 }
 
-// object shows an object's identity.
+// object shows an object's page: its identity and, through the API, its
+// operations (device.go).
 func (c *Console) object(w http.ResponseWriter, r *http.Request, q *request) error {
+	return c.showObject(w, r, q, http.StatusOK, nil)
+}
+
+// showObject renders the object's page with status; f, when not nil, is
+// a refused form to show again with the user's values.
+func (c *Console) showObject(w http.ResponseWriter, r *http.Request, q *request, status int, f *deviceForm) error {
 	code := r.PathValue("code")
 	o, err := c.o.Registry.Object(r.Context(), code)
 	if err == nil && (!q.p.Sees(o.Tenant) || o.Status == registry.StatusDeleted) {
@@ -449,7 +460,11 @@ func (c *Console) object(w http.ResponseWriter, r *http.Request, q *request) err
 		}
 		v.Presence = &presenceView{Online: st.Online, Since: st.Since, LastSeen: st.LastSeen, Protocols: st.Protocols, LastReason: st.LastReason}
 	}
-	c.render(w, r, q, http.StatusOK, "object", view{Title: o.Code, Nav: "fleet", Data: v})
+	if v.Device, err = c.deviceData(r, q, o, f); err != nil {
+		return err
+	}
+	q.partial = false
+	c.render(w, r, q, status, "object", view{Title: o.Code, Nav: "fleet", Data: v})
 	return nil
 }
 
