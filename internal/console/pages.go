@@ -401,6 +401,8 @@ type objectView struct {
 	Tags     []tagView
 	EdgeLink bool // the edge is an object the user may open
 	Presence *presenceView
+	// Telemetry is the Telemetry section (live.go).
+	Telemetry *telemetryView
 }
 
 type tagView struct{ Key, Value string }
@@ -444,7 +446,8 @@ func (c *Console) object(w http.ResponseWriter, r *http.Request, q *request) err
 		}
 		v.Presence = &presenceView{Online: st.Online, Since: st.Since, LastSeen: st.LastSeen, Protocols: st.Protocols, LastReason: st.LastReason}
 	}
-	c.render(w, r, q, http.StatusOK, "object", view{Title: o.Code, Nav: "fleet", Data: v})
+	v.Telemetry = c.telemetry(r, q, o)
+	c.render(w, r, q, http.StatusOK, "object", view{Title: o.Code, Nav: "fleet", Charts: v.Telemetry.Live(), Scripts: v.Telemetry.scripts(), Data: v})
 	return nil
 }
 
