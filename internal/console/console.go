@@ -63,6 +63,11 @@ type Options struct {
 	// 10 s); RateKeep how many samples the chart shows (default 60).
 	RateEvery time.Duration
 	RateKeep  int
+	// LiveEvery is how often an object page's live stream reads the
+	// latest values (default 1 s); MaxLiveStreams bounds the live streams
+	// open at once on the node (default 256; 8 per session).
+	LiveEvery      time.Duration
+	MaxLiveStreams int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -77,7 +82,7 @@ const (
 
 // Console serves the web console; it is an http.Handler for every path the
 // node's API does not serve. Run samples the message counters and sweeps
-// expired sessions.
+// expired sessions; the live streams end when Run returns (or at Close).
 type Console struct {
 	o        Options
 	log      *slog.Logger
@@ -92,6 +97,11 @@ type Console struct {
 	api      apiHandler
 	menu     []menuItem
 	glance   atomic.Pointer[func(context.Context) Glance]
+	streams  *liveStreams
+	// ctx ends when Run returns or Close is called: the live streams
+	// select on it, so that they end when the console shuts down.
+	ctx  context.Context
+	stop context.CancelFunc
 }
 
 //go:embed templates static
@@ -133,6 +143,12 @@ func New(opts Options) (*Console, error) {
 	if opts.RateKeep < 2 {
 		opts.RateKeep = DefaultRateKeep
 	}
+	if opts.LiveEvery <= 0 {
+		opts.LiveEvery = DefaultLiveEvery
+	}
+	if opts.MaxLiveStreams <= 0 {
+		opts.MaxLiveStreams = DefaultMaxLiveStreams
+	}
 	c := &Console{
 		o:        opts,
 		log:      opts.Logger,
@@ -143,13 +159,17 @@ func New(opts Options) (*Console, error) {
 			Name: "wanwu_console_signins_total",
 			Help: "Console sign-ins by result (ok, refused: the token was not accepted, limited: too many failures from the address).",
 		}, []string{"result"}),
+		streams: newLiveStreams(opts.MaxLiveStreams),
 	}
+	c.ctx, c.stop = context.WithCancel(context.Background())
 	if opts.Gatherer != nil {
 		c.rates = &rates{g: opts.Gatherer, keep: opts.RateKeep}
 	}
 	if opts.Metrics != nil {
-		if err := opts.Metrics.Register(c.signins); err != nil {
-			return nil, fmt.Errorf("console: metrics: %w", err)
+		for _, m := range []prometheus.Collector{c.signins, c.streams.gauge} {
+			if err := opts.Metrics.Register(m); err != nil {
+				return nil, fmt.Errorf("console: metrics: %w", err)
+			}
 		}
 	}
 	var err error
@@ -176,6 +196,8 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /objects/{code}", c.page(c.object))
 	c.mux.HandleFunc("GET /demo", c.page(c.glancePage))
 	c.deviceRoutes()
+	c.mux.HandleFunc("GET /objects/{code}/telemetry", c.page(c.objectTelemetry))
+	c.mux.HandleFunc("GET /objects/{code}/live", c.page(c.live))
 	c.mux.HandleFunc("/", c.notFound)
 }
 
@@ -189,8 +211,10 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Run samples the message counters every Options.RateEvery and sweeps the
 // expired sessions, until ctx is done. Without Run the console still works:
 // expired sessions end when they are next used, and the fleet page says the
-// rates are not measured.
+// rates are not measured. When Run returns, the console's live streams
+// end (as at Close).
 func (c *Console) Run(ctx context.Context) {
+	defer c.stop()
 	t := time.NewTicker(c.o.RateEvery)
 	defer t.Stop()
 	c.tick()
@@ -204,6 +228,12 @@ func (c *Console) Run(ctx context.Context) {
 	}
 }
 
+// Close ends the console's live streams (server-sent events), as Run's
+// return does. A node calls it before shutting its HTTP servers down, whose
+// Shutdown waits for the requests in flight, a stream among them. The
+// console's other pages go on working.
+func (c *Console) Close() { c.stop() }
+
 func (c *Console) tick() {
 	now := c.o.Now()
 	c.sessions.sweep(now)
@@ -215,7 +245,9 @@ func (c *Console) tick() {
 	}
 }
 
-// parsePages parses each page's template with the layout.
+// parsePages parses each page's template with the layout and the parts
+// (templates/part_*.html: sections that pages include and fragment routes
+// render alone).
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
 		"utc":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
@@ -229,7 +261,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"count":   func(v float64) string { return fmt.Sprintf("%.0f", v) },
 		"seconds": func(d time.Duration) string { return fmt.Sprintf("%.0f", d.Seconds()) },
 	}
-	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/parts.html")
+	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/parts.html", "templates/part_*.html")
 	if err != nil {
 		return nil, fmt.Errorf("console: templates: %w", err)
 	}

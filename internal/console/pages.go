@@ -410,6 +410,8 @@ type objectView struct {
 	// the part an htmx request reloads ("commands").
 	Device   *deviceView
 	Fragment string
+	// Telemetry is the Telemetry section (live.go).
+	Telemetry *telemetryView
 }
 
 type tagView struct{ Key, Value string }
@@ -463,8 +465,9 @@ func (c *Console) showObject(w http.ResponseWriter, r *http.Request, q *request,
 	if v.Device, err = c.deviceData(r, q, o, f); err != nil {
 		return err
 	}
+	v.Telemetry = c.telemetry(r, q, o)
 	q.partial = false
-	c.render(w, r, q, status, "object", view{Title: o.Code, Nav: "fleet", Data: v})
+	c.render(w, r, q, status, "object", view{Title: o.Code, Nav: "fleet", Charts: v.Telemetry.Live(), Scripts: v.Telemetry.scripts(), Data: v})
 	return nil
 }
 

@@ -628,6 +628,9 @@ func (e *Edge) Shutdown(ctx context.Context) error {
 
 func (e *Edge) closeAll(ctx context.Context) error {
 	var errs []error
+	if e.console != nil {
+		e.console.Close() // its live streams, which the HTTP shutdown would wait for
+	}
 	if e.http != nil {
 		errs = append(errs, e.http.Shutdown(ctx))
 	}

@@ -373,6 +373,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 
 func (h *Hub) closeAll(ctx context.Context) error {
 	var errs []error
+	if h.console != nil {
+		h.console.Close() // its live streams, which the HTTP shutdown would wait for
+	}
 	if h.http != nil {
 		errs = append(errs, h.http.Shutdown(ctx))
 	}
