@@ -155,6 +155,7 @@ func New(opts Options) (*Console, error) {
 		return nil, err
 	}
 	c.menu = []menuItem{{"fleet", "Fleet", "/"}}
+	c.menu = append(c.menu, menuItem{"models", "Models", "/models"}, menuItem{"audit", "Audit", "/audit"})
 	c.mux = http.NewServeMux()
 	c.routes()
 	return c, nil
@@ -169,6 +170,13 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /fleet/summary", c.page(c.fleetSummary))
 	c.mux.HandleFunc("GET /search", c.page(c.search))
 	c.mux.HandleFunc("GET /objects/{code}", c.page(c.object))
+	c.mux.HandleFunc("GET /audit", c.page(c.auditList))
+	c.mux.HandleFunc("GET /audit/{index}", c.page(c.auditEntry))
+	c.mux.HandleFunc("GET /models", c.page(c.models))
+	c.mux.HandleFunc("GET /models/{id}", c.page(c.model))
+	c.mux.HandleFunc("GET /models/{id}/{version}", c.page(c.model))
+	c.mux.HandleFunc("GET /models/{id}/{version}/td", c.page(c.modelTD))
+	c.mux.HandleFunc("POST /models/{id}/{version}/deprecate", c.page(c.modelDeprecate))
 	c.mux.HandleFunc("/", c.notFound)
 }
 
