@@ -180,6 +180,7 @@ func New(opts Options) (*Console, error) {
 		return nil, err
 	}
 	c.menu = []menuItem{{"fleet", "Fleet", "/"}}
+	c.menu = append(c.menu, menuItem{"models", "Models", "/models"}, menuItem{"audit", "Audit", "/audit"})
 	c.mux = http.NewServeMux()
 	c.routes()
 	return c, nil
@@ -198,6 +199,13 @@ func (c *Console) routes() {
 	c.deviceRoutes()
 	c.mux.HandleFunc("GET /objects/{code}/telemetry", c.page(c.objectTelemetry))
 	c.mux.HandleFunc("GET /objects/{code}/live", c.page(c.live))
+	c.mux.HandleFunc("GET /audit", c.page(c.auditList))
+	c.mux.HandleFunc("GET /audit/{index}", c.page(c.auditEntry))
+	c.mux.HandleFunc("GET /models", c.page(c.models))
+	c.mux.HandleFunc("GET /models/{id}", c.page(c.modelPage))
+	c.mux.HandleFunc("GET /models/{id}/{version}", c.page(c.modelPage))
+	c.mux.HandleFunc("GET /models/{id}/{version}/td", c.page(c.modelTD))
+	c.mux.HandleFunc("POST /models/{id}/{version}/deprecate", c.page(c.modelDeprecate))
 	c.mux.HandleFunc("/", c.notFound)
 }
 

@@ -202,9 +202,9 @@ func objectPath(code string, rest ...string) string {
 	return p
 }
 
-// note turns an API refusal into a section's note; other errors stay
+// refusalNote turns an API refusal into a section's note; other errors stay
 // errors (the page fails).
-func note(err error) (string, error) {
+func refusalNote(err error) (string, error) {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae.Error(), nil
@@ -223,22 +223,22 @@ func (c *Console) deviceData(r *http.Request, q *request, o *registry.Object, f 
 	d.NextLimit = min(d.Limit*4, deviceListMax)
 	var err error
 	if o.Kind != registry.KindAsset {
-		if d.CertNote, err = note(c.certificate(r, q, d)); err != nil {
+		if d.CertNote, err = refusalNote(c.certificate(r, q, d)); err != nil {
 			return nil, err
 		}
-		if d.CredNote, err = note(c.credential(r, q, d)); err != nil {
+		if d.CredNote, err = refusalNote(c.credential(r, q, d)); err != nil {
 			return nil, err
 		}
 	}
 	if o.Model != nil {
 		m, err := c.model(r, q, o.Model)
-		if d.ModelNote, err = note(err); err != nil {
+		if d.ModelNote, err = refusalNote(err); err != nil {
 			return nil, err
 		}
 		d.Model = m
 	}
 	if d.Downlink {
-		if d.TwinNote, err = note(c.twin(r, q, d, f)); err != nil {
+		if d.TwinNote, err = refusalNote(c.twin(r, q, d, f)); err != nil {
 			return nil, err
 		}
 		d.Actions = actionForms(d.Model, f)
@@ -246,10 +246,10 @@ func (c *Console) deviceData(r *http.Request, q *request, o *registry.Object, f 
 			return nil, err
 		}
 	}
-	if d.EventsNote, err = note(c.events(r, q, d)); err != nil {
+	if d.EventsNote, err = refusalNote(c.events(r, q, d)); err != nil {
 		return nil, err
 	}
-	if d.DeadLettersNote, err = note(c.deadLetters(r, q, d)); err != nil {
+	if d.DeadLettersNote, err = refusalNote(c.deadLetters(r, q, d)); err != nil {
 		return nil, err
 	}
 	d.Lifecycle, d.Ended = lifecycleLinks(o)
@@ -556,7 +556,7 @@ func (c *Console) commands(r *http.Request, q *request, code string) (commandsVi
 		Commands []apiCommand `json:"commands"`
 	}
 	err := c.call(r, q, http.MethodGet, objectPath(code, "commands"), url.Values{"limit": {strconv.Itoa(commandsShown)}}, nil, &list)
-	if cv.Note, err = note(err); err != nil || cv.Note != "" {
+	if cv.Note, err = refusalNote(err); err != nil || cv.Note != "" {
 		return cv, err
 	}
 	for _, ac := range list.Commands {
