@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/wanwu-iot/wanwu/internal/csvimport"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/ratelimit"
 	"github.com/wanwu-iot/wanwu/internal/registry"
@@ -61,6 +62,10 @@ type Options struct {
 	RateKeep  int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// ImportMaxRows is the row limit of one bulk import that the node's
+	// API applies (api.Options.ImportMaxRows; default csvimport.MaxRows);
+	// the import page says it and keeps a whole file to it.
+	ImportMaxRows int
 }
 
 // Defaults for Options.
@@ -125,6 +130,9 @@ func New(opts Options) (*Console, error) {
 	if opts.RateEvery <= 0 {
 		opts.RateEvery = DefaultRateEvery
 	}
+	if opts.ImportMaxRows <= 0 {
+		opts.ImportMaxRows = csvimport.MaxRows
+	}
 	if opts.RateKeep < 2 {
 		opts.RateKeep = DefaultRateKeep
 	}
@@ -155,6 +163,9 @@ func New(opts Options) (*Console, error) {
 		return nil, err
 	}
 	c.menu = []menuItem{{"fleet", "Fleet", "/"}}
+	if c.o.Role == "hub" {
+		c.menu = append(c.menu, menuItem{"edges", "Edges", "/edges"})
+	}
 	c.mux = http.NewServeMux()
 	c.routes()
 	return c, nil
@@ -169,6 +180,14 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /fleet/summary", c.page(c.fleetSummary))
 	c.mux.HandleFunc("GET /search", c.page(c.search))
 	c.mux.HandleFunc("GET /objects/{code}", c.page(c.object))
+	if c.o.Role == "hub" {
+		// Edges forward to the hub, and objects are registered there (an
+		// edge's registry is the hub's replica).
+		c.mux.HandleFunc("GET /edges", c.page(c.edges))
+		c.mux.HandleFunc("GET /edges/{code}", c.page(c.edge))
+		c.mux.HandleFunc("GET /objects/import", c.page(c.importPage))
+		c.mux.HandleFunc("POST /objects/import", withBodyLimit(maxImportBody, c.page(c.importPost)))
+	}
 	c.mux.HandleFunc("/", c.notFound)
 }
 
