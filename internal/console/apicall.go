@@ -87,9 +87,16 @@ func (w *recorder) Write(b []byte) (int, error) {
 	return w.body.Write(b)
 }
 
+// rawBody is a request body sent to the API as it is (a CSV file), not
+// encoded as JSON.
+type rawBody struct {
+	ContentType string
+	Body        io.Reader
+}
+
 // apiRaw sends a request to the node's API as the signed-in principal and
 // returns the answer whatever its status. body, when not nil, is sent as
-// JSON; query is added to path.
+// JSON, or as it is when a rawBody; query is added to path.
 func (c *Console) apiRaw(r *http.Request, q *request, method, path string, query url.Values, body any) (*apiAnswer, error) {
 	hp := c.api.h.Load()
 	if hp == nil {
@@ -97,7 +104,10 @@ func (c *Console) apiRaw(r *http.Request, q *request, method, path string, query
 			Message: "The node's API is not serving yet.", Next: "Try again in a moment."}
 	}
 	var rd io.Reader = http.NoBody
-	if body != nil {
+	contentType := "application/json"
+	if rb, ok := body.(rawBody); ok {
+		rd, contentType = rb.Body, rb.ContentType
+	} else if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, fmt.Errorf("console: encode %s %s: %w", method, path, err)
@@ -118,7 +128,7 @@ func (c *Console) apiRaw(r *http.Request, q *request, method, path string, query
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "wanwu-console")
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	w := &recorder{header: http.Header{}}
 	(*hp).ServeHTTP(w, req)

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/wanwu-iot/wanwu/internal/audit"
+	"github.com/wanwu-iot/wanwu/internal/csvimport"
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/ratelimit"
 	"github.com/wanwu-iot/wanwu/internal/registry"
@@ -70,6 +71,10 @@ type Options struct {
 	MaxLiveStreams int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// ImportMaxRows is the row limit of one bulk import that the node's
+	// API applies (api.Options.ImportMaxRows; default csvimport.MaxRows);
+	// the import page says it and keeps a whole file to it.
+	ImportMaxRows int
 }
 
 // Defaults for Options.
@@ -140,6 +145,9 @@ func New(opts Options) (*Console, error) {
 	if opts.RateEvery <= 0 {
 		opts.RateEvery = DefaultRateEvery
 	}
+	if opts.ImportMaxRows <= 0 {
+		opts.ImportMaxRows = csvimport.MaxRows
+	}
 	if opts.RateKeep < 2 {
 		opts.RateKeep = DefaultRateKeep
 	}
@@ -181,6 +189,9 @@ func New(opts Options) (*Console, error) {
 	}
 	c.menu = []menuItem{{"fleet", "Fleet", "/"}}
 	c.menu = append(c.menu, menuItem{"models", "Models", "/models"}, menuItem{"audit", "Audit", "/audit"})
+	if c.o.Role == "hub" {
+		c.menu = append(c.menu, menuItem{"edges", "Edges", "/edges"})
+	}
 	c.mux = http.NewServeMux()
 	c.routes()
 	return c, nil
@@ -206,6 +217,14 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /models/{id}/{version}", c.page(c.modelPage))
 	c.mux.HandleFunc("GET /models/{id}/{version}/td", c.page(c.modelTD))
 	c.mux.HandleFunc("POST /models/{id}/{version}/deprecate", c.page(c.modelDeprecate))
+	if c.o.Role == "hub" {
+		// Edges forward to the hub, and objects are registered there (an
+		// edge's registry is the hub's replica).
+		c.mux.HandleFunc("GET /edges", c.page(c.edges))
+		c.mux.HandleFunc("GET /edges/{code}", c.page(c.edge))
+		c.mux.HandleFunc("GET /objects/import", c.page(c.importPage))
+		c.mux.HandleFunc("POST /objects/import", withBodyLimit(maxImportBody, c.page(c.importPost)))
+	}
 	c.mux.HandleFunc("/", c.notFound)
 }
 

@@ -2,9 +2,12 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"maps"
+	"mime"
 	"net"
 	"net/http"
 	"slices"
@@ -22,8 +25,23 @@ const (
 	signInCookie = "wanwu_signin"
 )
 
-// maxForm bounds a form body.
-const maxForm = 64 << 10
+// maxForm bounds a form body, unless the route says otherwise with
+// withBodyLimit; maxFormMemory is what a multipart form keeps in memory.
+const (
+	maxForm       = 64 << 10
+	maxFormMemory = 1 << 20
+)
+
+// bodyLimitKey is the context key of a route's own body limit.
+type bodyLimitKey struct{}
+
+// withBodyLimit lets a route's changes carry bodies of up to n bytes (an
+// upload) instead of maxForm.
+func withBodyLimit(n int64, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h(w, r.WithContext(context.WithValue(r.Context(), bodyLimitKey{}, n)))
+	}
+}
 
 // request is what a page handler gets besides the HTTP request.
 type request struct {
@@ -134,8 +152,25 @@ func (c *Console) checkChange(w http.ResponseWriter, r *http.Request, s *session
 			Message: "This change came from another site, so it was refused.",
 			Next:    "If you made it here, reload the console's page and try again.", err: err}
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-	if err := r.ParseForm(); err != nil {
+	limit := int64(maxForm)
+	if n, ok := r.Context().Value(bodyLimitKey{}).(int64); ok {
+		limit = n
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	var err error
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		// An upload: its file parts past maxFormMemory wait on disk, which
+		// the server removes after the answer.
+		err = r.ParseMultipartForm(maxFormMemory)
+	} else {
+		err = r.ParseForm()
+	}
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return &pageError{Status: http.StatusRequestEntityTooLarge, Title: "Too large",
+				Message: fmt.Sprintf("The form is larger than the %d bytes this page takes.", limit), err: err}
+		}
 		return &pageError{Status: http.StatusBadRequest, Title: "Bad request", Message: "The form could not be read.", err: err}
 	}
 	if !validCSRF(r, s.csrf) {

@@ -30,6 +30,7 @@ func (h *Hub) startHTTP() error {
 	con, err := console.New(console.Options{
 		Audit: h.audit, Registry: h.reg, Presence: h.presence, Gatherer: h.metrics, Metrics: h.metrics,
 		Logger: h.log.With("component", "console"), Role: "hub", Code: h.deployID, Version: h.opts.Version,
+		ImportMaxRows: cfg.Identity.ImportMaxRows,
 	})
 	if err != nil {
 		return err
