@@ -155,6 +155,7 @@ func New(opts Options) (*Console, error) {
 		return nil, err
 	}
 	c.menu = []menuItem{{"fleet", "Fleet", "/"}}
+	c.menu = append(c.menu, menuItem{"loops", "Loops", "/loops"}, menuItem{"alarms", "Alarms", "/alarms"})
 	c.mux = http.NewServeMux()
 	c.routes()
 	return c, nil
@@ -169,6 +170,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /fleet/summary", c.page(c.fleetSummary))
 	c.mux.HandleFunc("GET /search", c.page(c.search))
 	c.mux.HandleFunc("GET /objects/{code}", c.page(c.object))
+	c.loopRoutes()
 	c.mux.HandleFunc("/", c.notFound)
 }
 

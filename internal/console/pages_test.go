@@ -375,7 +375,11 @@ func TestConsoleNavigation(t *testing.T) {
 		t.Error("no skip link to main")
 	}
 	for _, m := range regexp.MustCompile(`href="(/[^"]*)"`).FindAllStringSubmatch(page.Body, -1) {
-		if a := b.Get(m[1]); a.Status != http.StatusOK {
+		a := b.Get(m[1])
+		// This console has no API behind it: the pages that read the node
+		// through it answer 503 here (package hubtest opens them on a
+		// real hub).
+		if a.Status != http.StatusOK && (a.Status != http.StatusServiceUnavailable || !strings.Contains(a.Body, "The node&#39;s API is not serving yet.")) {
 			t.Errorf("link %s: %d", m[1], a.Status)
 		}
 	}
