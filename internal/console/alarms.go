@@ -7,9 +7,7 @@ package console
 // (/api/v1/alarms).
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
@@ -58,8 +56,11 @@ type alarmRow struct {
 // sourceLoop is the key of the loop that raised an alarm ("" when no loop
 // did).
 func sourceLoop(a *alarm.Alarm) string {
-	if id, ok := strings.CutPrefix(a.Source, "loop:"); ok && id != "" {
-		return a.Tenant + ":" + id
+	if key, ok := strings.CutPrefix(a.Source, "loop:"); ok && key != "" {
+		if !strings.Contains(key, ":") {
+			key = a.Tenant + ":" + key
+		}
+		return key
 	}
 	return ""
 }
@@ -215,12 +216,7 @@ func (c *Console) alarmData(r *http.Request, q *request, id string) (*alarmView,
 		v.AckedAt = *a.AckedAt
 	}
 	if len(a.Data) > 0 {
-		var b bytes.Buffer
-		if json.Indent(&b, a.Data, "", "  ") == nil {
-			v.Data = b.String()
-		} else {
-			v.Data = string(a.Data)
-		}
+		v.Data = prettyJSON(a.Data)
 	}
 	for _, ev := range slices.Backward(out.History) {
 		v.History = append(v.History, alarmEventRow{Time: ev.Time, Kind: ev.Kind, Actor: ev.Actor, State: string(ev.Alarm.State), Detail: alarmEventDetail(ev)})

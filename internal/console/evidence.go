@@ -225,9 +225,9 @@ func (c *Console) vote(approve bool) pageFunc {
 		if err != nil {
 			return err
 		}
-		verb := "approve"
+		verb, noun := "approve", "approval"
 		if !approve {
-			verb = "reject"
+			verb, noun = "reject", "rejection"
 		}
 		note := strings.TrimSpace(r.PostFormValue("note"))
 		a, err := c.apiRaw(r, q, "POST", "/api/v1/evidence/"+strconv.FormatInt(id, 10)+"/"+verb, nil, map[string]string{"note": note})
@@ -258,9 +258,9 @@ func (c *Console) vote(approve bool) pageFunc {
 			case relayed:
 				row.Message = "Sent to the edge " + row.Origin + ": the edge's loop acts on the vote, and this record changes when the edge answers."
 			case row.Awaiting:
-				row.Message = "Your " + verb + " was recorded; it waits for more approvals (" + row.Approval + ")."
+				row.Message = "Your " + noun + " was recorded; it waits for more approvals (" + row.Approval + ")."
 			default:
-				row.Message = "Your " + verb + " was recorded: the action is now " + row.State + "."
+				row.Message = "Your " + noun + " was recorded: the action is now " + row.State + "."
 			}
 			c.render(w, r, q, http.StatusOK, "approvals", view{Title: "Approvals", Nav: "loops", Data: &approvalsView{Rows: []evidenceRow{row}}})
 			return nil

@@ -178,6 +178,19 @@ func (c *Console) loopRoutes() {
 	c.mux.HandleFunc("POST /alarms/{id}/unshelve", c.page(c.alarmChange("unshelve")))
 }
 
+// jsonUnescaper undoes the API's escaping of <, > and & in JSON strings
+// (the page escapes what it shows): a definition's CEL reads band > 1.0.
+var jsonUnescaper = strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&")
+
+// prettyJSON is a JSON document indented for people.
+func prettyJSON(raw []byte) string {
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		return string(raw)
+	}
+	return jsonUnescaper.Replace(b.String())
+}
+
 // loopPath is a loop's path in the API.
 func loopPath(key, suffix string) string { return "/api/v1/loops/" + url.PathEscape(key) + suffix }
 
@@ -468,12 +481,7 @@ func (c *Console) loopData(r *http.Request, q *request, key string) (*loopView, 
 			v.Placement = string(def.Placement)
 		}
 	}
-	var pretty bytes.Buffer
-	if err := json.Indent(&pretty, l.Def, "", "  "); err == nil {
-		v.Definition = pretty.String()
-	} else {
-		v.Definition = string(l.Def)
-	}
+	v.Definition = prettyJSON(l.Def)
 	if s := out.Stats; s != nil {
 		v.StatsStates = stateCounts(s.Outcomes)
 		if s.LastAt != nil {
