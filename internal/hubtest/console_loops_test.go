@@ -350,3 +350,58 @@ func TestConsoleLoops(t *testing.T) {
 		}
 	})
 }
+
+// TestConsoleLoopsEdgeVote: an action waiting at an edge is approved from
+// the hub's console without JavaScript; the hub relays the vote (202),
+// and the console says it was sent to the edge rather than done. The
+// record at the hub ends done once the edge answers.
+func TestConsoleLoopsEdgeVote(t *testing.T) {
+	es := startEdgeSpindle(t, strings.Replace(edgeChatterLoop, "  bounds: {feed: [40, 120]}", "  bounds: {feed: [40, 120]}\n  approval: {required: 1, expires: 10m}", 1))
+	h := es.h
+	es.publish(2.5, 100)
+	var id int64
+	eventually(t, "the edge's action waiting at the hub", func() error {
+		var out struct {
+			Approvals []struct {
+				ID     int64
+				Origin string
+			}
+		}
+		h.MustAdmin(200, "GET", "/api/v1/approvals", nil).JSON(t, &out)
+		if len(out.Approvals) != 1 || out.Approvals[0].Origin != "acme:edge-1" {
+			return fmt.Errorf("approvals: %+v", out.Approvals)
+		}
+		id = out.Approvals[0].ID
+		return nil
+	})
+	b := consoletest.New(t, h.URL, nil)
+	mustContain(t, "the queue", b.MustSignIn(h.AdminToken, "/approvals"), "at edge acme:edge-1", "setFeed feed=80")
+	evPath := "/evidence/" + strconv.FormatInt(id, 10)
+	mustRedirect(t, "the vote", b.Change(evPath+"/approve", url.Values{"back": {"approvals"}}), "/approvals?done=relayed")
+	mustContain(t, "after the vote", b.MustGet(200, "/approvals?done=relayed"), "Your vote was sent to the edge whose loop decided")
+	eventually(t, "the action done at the edge, seen at the hub", func() error {
+		if page := b.MustGet(200, evPath); !strings.Contains(page.Text(), "Decision "+strconv.FormatInt(id, 10)+" done") {
+			return fmt.Errorf("decision page: %s", page.Text())
+		}
+		return nil
+	})
+
+	// With htmx, the queue's row says the same.
+	es.publish(0.1, 80)
+	es.publish(2.5, 80)
+	eventually(t, "a second action waiting", func() error {
+		var out struct{ Approvals []struct{ ID int64 } }
+		h.MustAdmin(200, "GET", "/api/v1/approvals", nil).JSON(t, &out)
+		if len(out.Approvals) != 1 || out.Approvals[0].ID == id {
+			return fmt.Errorf("approvals: %+v", out.Approvals)
+		}
+		id = out.Approvals[0].ID
+		return nil
+	})
+	b.MustGet(200, "/approvals")
+	evPath = "/evidence/" + strconv.FormatInt(id, 10)
+	row := b.Post(evPath+"/reject", url.Values{"csrf": {b.CSRF}, "back": {"approvals"}}, append(b.Origin(), b.HX("/approvals")...)...)
+	if row.Status != 200 || !strings.Contains(row.Text(), "Sent to the edge acme:edge-1") {
+		t.Errorf("the htmx vote relayed: %d %s", row.Status, row.Text())
+	}
+}
