@@ -282,9 +282,11 @@ func (c *Console) siteKill(kill bool) pageFunc {
 		var out struct {
 			Released *bool `json:"released"`
 		}
-		err := c.call(r, q, method, "/api/v1/sites/"+url.PathEscape(site)+"/kill", nil, body, &out)
-		if err == nil && site == "" {
+		var err error
+		if site == "" {
 			err = &apiError{Status: http.StatusBadRequest, Message: "name the site, as tenant:site"}
+		} else {
+			err = c.call(r, q, method, "/api/v1/sites/"+url.PathEscape(site)+"/kill", nil, body, &out)
 		}
 		if ae, ok := refusal(err); ok {
 			v, err := c.loopsData(r, q)
