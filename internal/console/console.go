@@ -188,10 +188,11 @@ func New(opts Options) (*Console, error) {
 		return nil, err
 	}
 	c.menu = []menuItem{{"fleet", "Fleet", "/"}}
-	c.menu = append(c.menu, menuItem{"models", "Models", "/models"}, menuItem{"audit", "Audit", "/audit"})
 	if c.o.Role == "hub" {
 		c.menu = append(c.menu, menuItem{"edges", "Edges", "/edges"})
 	}
+	c.menu = append(c.menu, menuItem{"loops", "Loops", "/loops"}, menuItem{"approvals", "Approvals", "/approvals"},
+		menuItem{"alarms", "Alarms", "/alarms"}, menuItem{"models", "Models", "/models"}, menuItem{"audit", "Audit", "/audit"})
 	c.mux = http.NewServeMux()
 	c.routes()
 	return c, nil
@@ -225,6 +226,7 @@ func (c *Console) routes() {
 		c.mux.HandleFunc("GET /objects/import", c.page(c.importPage))
 		c.mux.HandleFunc("POST /objects/import", withBodyLimit(maxImportBody, c.page(c.importPost)))
 	}
+	c.loopRoutes()
 	c.mux.HandleFunc("/", c.notFound)
 }
 

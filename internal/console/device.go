@@ -256,15 +256,6 @@ func (c *Console) deviceData(r *http.Request, q *request, o *registry.Object, f 
 	return d, nil
 }
 
-var doneMessages = map[string]string{
-	"desired":    "Desired state saved. The device receives it when it is connected; the delta shows what it has not reported yet.",
-	"command":    "Command issued. It is listed below; the list refreshes itself until the command is final.",
-	"canceled":   "Command canceled.",
-	"quarantine": "The object is quarantined.",
-	"reinstate":  "The object is active again.",
-	"revoke":     "The object is revoked.",
-}
-
 func listLimit(r *http.Request) int {
 	n, err := strconv.Atoi(r.URL.Query().Get("limit"))
 	if err != nil || n <= 0 {
@@ -708,14 +699,6 @@ func formRefusal(err error) (*apiError, bool) {
 		return ae, true
 	}
 	return nil, false
-}
-
-func refusalText(ae *apiError) string {
-	msg := ae.Error()
-	for _, p := range ae.Problems {
-		msg += "; " + p.Path + ": " + p.Message
-	}
-	return msg
 }
 
 // editDesired PATCHes the desired state with the fields filled in, at the
