@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -188,6 +189,16 @@ func (b *browser) shot(name string) {
 	}
 }
 
+// view saves what the window shows (not the whole page) as name.png: the
+// screenshots of docs/CONSOLE.md.
+func (b *browser) view(name string) {
+	b.t.Helper()
+	png := value(b, "screenshot "+name, 30*time.Second, chromedp.CaptureScreenshot())
+	if err := os.WriteFile(filepath.Join(b.shots, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
 // waitText waits until the element's text matches re.
 func waitText(sel string, re *regexp.Regexp) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
@@ -212,29 +223,155 @@ func waitText(sel string, re *regexp.Regexp) chromedp.Action[chromedp.Void] {
 }
 
 // TestConsoleInBrowser: a new user opens the sign-in link `wanwu demo`
-// prints, lands on the demo's page, finds a device by its code and
-// operates the plant and the city from the console.
+// prints and operates the plant and the city from the console: the demo's
+// page, a device found by its code, a live value changing, a command a
+// simulated spindle carries out, a chiller's desired setpoint, a loop's
+// action approved, an alarm acknowledged and an audit entry verified in
+// the browser's own code. The demo runs with --no-operator, so that what
+// waits for a person waits for the test.
 func TestConsoleInBrowser(t *testing.T) {
 	exe := chromium(t)
-	d := startDemo(t, "--no-operator", "--devices", "60")
+	d := startDemo(t, "--no-operator", "--devices", "80")
 	b := newBrowser(t, exe, 1280, 900)
 
 	b.run("open the sign-in link", 60*time.Second,
 		chromedp.Navigate(d.signIn),
 		waitText("main h1", regexp.MustCompile(`wanwu demo`)),
 		waitText("#demo-status", regexp.MustCompile(`devices online`)))
-	loc := value(b, "the address bar", 10*time.Second, chromedp.Location())
-	if strings.Contains(loc, "token") {
+	if loc := value(b, "the address bar", 10*time.Second, chromedp.Location()); strings.Contains(loc, "token") {
 		t.Errorf("the token stays in the address bar: %s", loc)
 	}
 	b.shot("demo")
+	b.view("view-demo")
 
-	code := value(b, "the demo's first device", 10*time.Second, chromedp.Text(chromedp.CSS("ul.looklist li a")))
-	b.run("find it by its code", 60*time.Second,
+	// Find the first spindle by its code, from the fleet's search box.
+	cnc := value(b, "the demo's spindle", 10*time.Second, chromedp.Text(chromedp.CSS("ul.looklist li a")))
+	b.run("find the spindle by its code", 60*time.Second,
 		chromedp.Navigate(d.base+"/"),
 		chromedp.WaitVisible(chromedp.CSS("#summary")),
-		chromedp.SendKeys(chromedp.CSS("#q"), code),
+		chromedp.SendKeys(chromedp.CSS("#q"), cnc),
 		chromedp.Submit(chromedp.CSS("#q")),
-		waitText("main h1", regexp.MustCompile(regexp.QuoteMeta(code))))
-	b.shot("fleet-then-device")
+		waitText("main h1", regexp.MustCompile(regexp.QuoteMeta(cnc))))
+
+	// Its values change on the page while it is open (server-sent events).
+	const times = `Array.from(document.querySelectorAll("table.latest td[data-time]")).map(e => e.textContent).join("|")`
+	b.run("the live stream opens", 60*time.Second, waitText("[data-live-state]", regexp.MustCompile(`^live`)))
+	before := value(b, "the values' times", 10*time.Second, chromedp.Evaluate[string](times))
+	b.run("a live value changes", 90*time.Second, waitJS(times+` !== `+jsString(before)))
+	b.shot("device")
+	b.run("scroll to the telemetry", 10*time.Second, chromedp.ScrollIntoView(chromedp.CSS("#telemetry")))
+	b.view("view-device")
+
+	// A command from the action's form, carried out by the simulated
+	// spindle (behind the edge: down the edge's link and back).
+	b.run("send setFeedRate", 60*time.Second,
+		chromedp.SetValue(chromedp.CSS("#a-setFeedRate-feedRate"), "80"),
+		chromedp.Click(chromedp.CSS(`form[action$="/commands"] button[type="submit"]`)),
+		waitText("#command-list", regexp.MustCompile(`setFeedRate`)))
+	b.run("the spindle carries it out", 120*time.Second, waitText("#command-list tbody tr", regexp.MustCompile(`succeeded`)))
+	b.shot("device-command")
+
+	// A chiller's desired setpoint from the twin's form.
+	chiller := value(b, "the demo's chiller", 10*time.Second, chromedp.Evaluate[string](
+		`Array.from(document.querySelectorAll("a")).map(a => a.getAttribute("href")).find(h => /chiller/.test(h)) || ""`))
+	if chiller == "" {
+		b.run("back to the demo's page", 30*time.Second, chromedp.Navigate(d.base+"/demo"))
+		chiller = value(b, "the demo's chiller", 10*time.Second, chromedp.Evaluate[string](
+			`Array.from(document.querySelectorAll("ul.looklist a")).map(a => a.getAttribute("href")).find(h => /chiller/.test(h)) || ""`))
+	}
+	if chiller == "" {
+		t.Fatal("no chiller on the demo's page")
+	}
+	b.run("edit the chiller's desired setpoint", 60*time.Second,
+		chromedp.Navigate(d.base+chiller),
+		chromedp.SetValue(chromedp.CSS("#p-setpoint"), "7.5"),
+		chromedp.Click(chromedp.CSS(`form[action$="/twin#twin"] button[type="submit"]`)),
+		waitText("main", regexp.MustCompile(`Desired state saved`)),
+		waitText("main", regexp.MustCompile(`setpoint\s+Cel\s+7\.5`)))
+	b.shot("chiller-twin")
+
+	// A loop's action waiting for a person: the chillers' setpoint shift.
+	b.run("an action waits for approval", 5*time.Minute, reloadUntil(d.base+"/approvals", "form.vote button"))
+	b.shot("approvals")
+	b.view("view-approvals")
+	row := value(b, "the first waiting action", 10*time.Second, chromedp.Evaluate[string](`document.querySelector("form.vote").closest("tr").id`))
+	b.run("approve it", 60*time.Second,
+		chromedp.Click(chromedp.CSS("form.vote button")),
+		waitText("#"+row, regexp.MustCompile(`(?i)approved|recorded|sent|verifying|done`)))
+
+	// An alarm acknowledged.
+	b.run("an alarm to acknowledge", 5*time.Minute, reloadUntil(d.base+"/alarms", `form[action$="/ack"] button`))
+	b.shot("alarms")
+	b.view("view-alarms")
+	b.run("acknowledge it", 60*time.Second,
+		chromedp.Click(chromedp.CSS(`form[action$="/ack"] button`)),
+		waitText("main", regexp.MustCompile(`The alarm was acknowledged`)))
+
+	// An audit entry verified in the browser.
+	b.run("verify the newest audit entry", 60*time.Second,
+		chromedp.Navigate(d.base+"/audit"),
+		chromedp.Click(chromedp.CSS(`a[aria-label^="Verify entry"]`)),
+		waitText(".verify-result", regexp.MustCompile(`^verified: entry \d+ is in the log of size \d+`)))
+	b.shot("audit")
+	b.run("scroll to the verified entry", 10*time.Second, chromedp.ScrollIntoView(chromedp.CSS(".verify-result")))
+	b.view("view-audit")
+
+	for _, p := range []struct{ name, path string }{
+		{"fleet", "/"}, {"loops", "/loops"}, {"models", "/models"}, {"edges", "/edges"},
+	} {
+		b.run("open "+p.path, 60*time.Second, chromedp.Navigate(d.base+p.path), chromedp.WaitVisible(chromedp.CSS("main h1")))
+		b.shot(p.name)
+	}
+	// A phone's width: the pages reflow, nothing wider than the screen.
+	b.run("a phone's viewport", 30*time.Second, chromedp.EmulateViewport(390, 844))
+	for _, p := range []struct{ name, path string }{{"phone-fleet", "/"}, {"phone-device", "/objects/" + cnc}} {
+		b.run("open "+p.path+" on a phone", 60*time.Second, chromedp.Navigate(d.base+p.path), chromedp.WaitVisible(chromedp.CSS("main h1")))
+		if w := value(b, "the page's width", 10*time.Second, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 400 {
+			t.Errorf("%s is %d px wide on a 390 px screen", p.path, w)
+		}
+		b.shot(p.name)
+	}
+	t.Logf("screenshots in %s", b.shots)
+}
+
+// waitJS waits until a JavaScript expression is true.
+func waitJS(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for {
+			ok, err := chromedp.Evaluate[bool](expr)(ctx, t)
+			if err == nil && ok {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("never true: %s", expr)
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	})
+}
+
+// reloadUntil opens url every 5 s until an element matches sel.
+func reloadUntil(url, sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for {
+			if _, err := chromedp.Navigate(url)(ctx, t); err != nil {
+				return err
+			}
+			if ok, err := chromedp.Evaluate[bool](`document.querySelector(` + jsString(sel) + `) !== null`)(ctx, t); err == nil && ok {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s never showed %s", url, sel)
+			case <-time.After(5 * time.Second):
+			}
+		}
+	})
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

@@ -528,7 +528,24 @@ func compact(raw json.RawMessage) string {
 	if err := json.Compact(&b, raw); err != nil || b.String() == "null" {
 		return ""
 	}
-	return b.String()
+	return shorten(b.String(), maxShownJSON)
+}
+
+// maxShownJSON bounds the JSON a list shows of one value (a command's
+// arguments or output, an event's data): a raw capture's samples are
+// for the API, not the page.
+const maxShownJSON = 240
+
+// shorten cuts s to at most n bytes on a rune boundary, saying so.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… (%d bytes in all)", len(s))
 }
 
 func final(status string) bool { return status != "queued" && status != "delivered" }
@@ -626,14 +643,7 @@ func payloadText(b []byte) string {
 	if !utf8.Valid(b) {
 		return fmt.Sprintf("(%d bytes, binary)", len(b))
 	}
-	if len(b) > 300 {
-		cut := 300
-		for cut > 0 && !utf8.RuneStart(b[cut]) {
-			cut--
-		}
-		return string(b[:cut]) + fmt.Sprintf("… (%d bytes)", len(b))
-	}
-	return string(b)
+	return shorten(string(b), 300)
 }
 
 // lifecycle actions, what each does, and whether it needs a reason.

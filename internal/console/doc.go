@@ -26,9 +26,54 @@
 //     with the page it was on in ?next= (local paths only), and back there
 //     after signing in.
 //
-// The pages of this increment are the fleet overview (objects by tenant,
-// status, kind, network profile and edge; devices online and offline from
-// package presence; messages accepted and rejected per second from the
-// node's Prometheus registry), the search that resolves a code, an IPv6
-// number or a DID, and an object's identity page.
+// Pages read and change the node only through its own HTTP API, in
+// process (apicall.go): each request carries the session's token as a
+// bearer token and goes through the API's handler, so that roles, tenant
+// binding, validation, auditing and every message are the API's own; a
+// form the API refuses is shown again with the API's message beside it.
+// Sign-ins and sign-outs are audited (console.signed_in, .signed_out).
+//
+// The pages:
+//
+//   - Fleet (fleet.go): objects by tenant, status, kind, network profile,
+//     hierarchy (two levels) and edge; devices online and offline from
+//     package presence; messages accepted, rejected and refused per second
+//     from the node's Prometheus registry (a uPlot chart); a search that
+//     resolves a code, an IPv6 number or a DID; bulk import (import.go,
+//     static/import.js) that sends a CSV in chunks of 200 rows and shows
+//     each row's result as it comes, or the whole file without JavaScript.
+//   - Device (pages.go, device.go, live.go): identity, certificate and
+//     credential; telemetry with the model's units, a chart per numeric
+//     property over a chosen range, and live values over server-sent
+//     events (GET /objects/{code}/live: every Options.LiveEvery the latest
+//     values as the signed-in user; at most 8 streams per session and
+//     Options.MaxLiveStreams per node; ended by sign-out, revocation and
+//     Close); the twin with an "edit desired" form from the thing model
+//     (the version it was read at; a stale one shows the conflict and the
+//     current state); a command form per action, the commands with their
+//     events (refreshed while one is pending) and cancel; events and dead
+//     letters; rotate, quarantine, reinstate and revoke behind a
+//     confirmation page that works without JavaScript.
+//   - Edges (edges.go, hub only): link, backlog per class against its
+//     quota and the hub's marks, bytes and gap records; an edge's devices.
+//   - Loops, approvals and alarms (loops.go, evidence.go, alarms.go):
+//     definitions, versions, mode, kill switches (per loop and per site),
+//     bypasses, the evidence timeline and one decision's story; the
+//     approval queue (a vote on an edge's action is relayed to it); alarms
+//     by severity with acknowledge, shelve and unshelve, and their history.
+//   - Audit (audit.go, static/audit.js): entries with filters, the signed
+//     tree head (its signature checked by the node), and an entry's
+//     inclusion proof checked in the browser's own code: the leaf bytes,
+//     the proof and the head's root are in data attributes, and audit.js
+//     hashes the leaf (RFC 6962) and walks the proof (RFC 9162 §2.1.3.2),
+//     with crypto.subtle where the browser has it and its own SHA-256
+//     otherwise.
+//   - Models (models.go): thing models, their versions (deprecate), and
+//     the WoT Thing Description as a download.
+//   - Demo (glance.go): what a program running the node (wanwu demo)
+//     hands the console through ShowGlance: what runs, where to look
+//     first, its latest status.
+//
+// Package consoletest is a browser-like client for tests; the browser
+// tests (package cli) drive a real Chromium through chromedp.
 package console
