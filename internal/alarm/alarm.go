@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -212,6 +213,34 @@ type Event struct {
 	// cleared; the operator for acked, shelved and unshelved; "system" for
 	// what Sweep does and for flood events.
 	Actor string `json:"actor,omitempty"`
+}
+
+// Detail says what an event changed: the severity and message (cut to
+// maxMessage bytes, at a rune) for raised and updated, the note for
+// acked, the expiry and reason for shelved, the reason for suppressed.
+func (ev Event) Detail(maxMessage int) string {
+	a := ev.Alarm
+	switch ev.Kind {
+	case KindRaised, KindUpdated:
+		msg := a.Message
+		if len(msg) > maxMessage {
+			n := maxMessage
+			for n > 0 && !utf8.RuneStart(msg[n]) {
+				n--
+			}
+			msg = msg[:n] + "…"
+		}
+		return string(a.Severity) + ": " + msg
+	case KindAcked:
+		return a.AckNote
+	case KindShelved:
+		if a.Shelved != nil {
+			return "until " + a.Shelved.Until.UTC().Format("2006-01-02 15:04:05 UTC") + ": " + a.Shelved.Reason
+		}
+	case KindSuppressed:
+		return a.Suppressed
+	}
+	return ""
 }
 
 // ChatterPolicy defines chattering: an alarm activated Count times within

@@ -259,8 +259,6 @@ func TestConsoleInBrowser(t *testing.T) {
 	before := value(b, "the values' times", 10*time.Second, chromedp.Evaluate[string](times))
 	b.run("a live value changes", 90*time.Second, waitJS(times+` !== `+jsString(before)))
 	b.shot("device")
-	b.run("scroll to the telemetry", 10*time.Second, chromedp.ScrollIntoView(chromedp.CSS("#telemetry")))
-	b.view("view-device")
 
 	// A command from the action's form, carried out by the simulated
 	// spindle (behind the edge: down the edge's link and back).
@@ -270,6 +268,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		waitText("#command-list", regexp.MustCompile(`setFeedRate`)))
 	b.run("the spindle carries it out", 120*time.Second, waitText("#command-list tbody tr", regexp.MustCompile(`succeeded`)))
 	b.shot("device-command")
+	b.run("the last 15 minutes", 60*time.Second,
+		chromedp.Navigate(d.base+"/objects/"+cnc+"?range=15m"),
+		waitText("[data-live-state]", regexp.MustCompile(`^live`)),
+		chromedp.Sleep(3*time.Second),
+		waitJS(`(document.getElementById("telemetry").scrollIntoView({block: "start"}), true)`))
+	b.view("view-device")
 
 	// A chiller's desired setpoint from the twin's form.
 	chiller := value(b, "the demo's chiller", 10*time.Second, chromedp.Evaluate[string](
@@ -358,7 +362,7 @@ func reloadUntil(url, sel string) chromedp.Action[chromedp.Void] {
 			if _, err := chromedp.Navigate(url)(ctx, t); err != nil {
 				return err
 			}
-			if ok, err := chromedp.Evaluate[bool](`document.querySelector(` + jsString(sel) + `) !== null`)(ctx, t); err == nil && ok {
+			if ok, err := chromedp.Evaluate[bool](`document.querySelector(`+jsString(sel)+`) !== null`)(ctx, t); err == nil && ok {
 				return nil
 			}
 			select {

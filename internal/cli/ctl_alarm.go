@@ -113,28 +113,10 @@ func ctlAlarmShow(fs *flag.FlagSet) ctlRun {
 		fmt.Fprintln(w, "\nhistory")
 		rows := make([][]string, 0, len(out.History))
 		for _, ev := range out.History {
-			rows = append(rows, []string{"  " + timeText(ev.Time), ev.Kind, orDash(ev.Actor), string(ev.Alarm.State), alarmEventDetail(ev)})
+			rows = append(rows, []string{"  " + timeText(ev.Time), ev.Kind, orDash(ev.Actor), string(ev.Alarm.State), ev.Detail(80)})
 		}
 		return table(w, []string{"  TIME", "EVENT", "BY", "STATE", "DETAIL"}, rows)
 	}
-}
-
-// alarmEventDetail is what an event of an alarm's history changed.
-func alarmEventDetail(ev alarm.Event) string {
-	a := ev.Alarm
-	switch ev.Kind {
-	case alarm.KindRaised, alarm.KindUpdated:
-		return string(a.Severity) + ": " + short(a.Message, 80)
-	case alarm.KindAcked:
-		return a.AckNote
-	case alarm.KindShelved:
-		if a.Shelved != nil {
-			return "until " + timeText(a.Shelved.Until) + ": " + a.Shelved.Reason
-		}
-	case alarm.KindSuppressed:
-		return a.Suppressed
-	}
-	return ""
 }
 
 func ctlAlarmAck(fs *flag.FlagSet) ctlRun {

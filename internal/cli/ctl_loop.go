@@ -489,20 +489,7 @@ func ctlSiteRelease(fs *flag.FlagSet) ctlRun {
 }
 
 // evidenceDetail is a record's refusal or outcome, short, for a table.
-func evidenceDetail(ev *loop.Evidence) string {
-	var s string
-	switch {
-	case ev.Refusal != "" && ev.State != loop.StateAwaiting:
-		s = "refused by " + ev.Refusal
-	case ev.Error != "":
-		s = ev.Error
-	case ev.Outcome != "":
-		s = ev.Outcome
-	case len(ev.Steps) > 0:
-		s = ev.Steps[len(ev.Steps)-1].Detail
-	}
-	return short(s, 70)
-}
+func evidenceDetail(ev *loop.Evidence) string { return short(ev.Summary(), 70) }
 
 func evidenceRows(evs []*loop.Evidence) [][]string {
 	rows := make([][]string, 0, len(evs))
@@ -582,7 +569,7 @@ func explainEvidence(e *env, c *ctlConn, id int64, asJSON bool) error {
 
 // writeExplain tells the whole story of one decision.
 func writeExplain(w io.Writer, ev *loop.Evidence) {
-	fmt.Fprintf(w, "evidence %d: %s\n", ev.ID, kindText(ev.Kind))
+	fmt.Fprintf(w, "evidence %d: %s\n", ev.ID, loop.KindText(ev.Kind))
 	fmt.Fprintf(w, "  loop        %s version %d (%s), definition digest %s\n", ev.Loop, ev.Version, ev.Mode, short(ev.Digest, 16))
 	fmt.Fprintf(w, "  object      %s\n", ev.Object)
 	fmt.Fprintf(w, "  decided     %s\n", timeText(ev.At))
@@ -695,18 +682,6 @@ func isAlarmID(s string) bool {
 		}
 	}
 	return true
-}
-
-func kindText(kind string) string {
-	switch kind {
-	case loop.KindAction:
-		return "the decision turned on and proposed its action"
-	case loop.KindClear:
-		return "the decision turned off"
-	case loop.KindError:
-		return "the loop failed to evaluate"
-	}
-	return kind
 }
 
 func voteText(v guard.Vote) string {

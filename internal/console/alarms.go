@@ -182,24 +182,6 @@ type alarmEventRow struct {
 	Detail             string
 }
 
-// alarmEventDetail is what an event of an alarm's history changed.
-func alarmEventDetail(ev alarm.Event) string {
-	a := ev.Alarm
-	switch ev.Kind {
-	case alarm.KindRaised, alarm.KindUpdated:
-		return string(a.Severity) + ": " + short(a.Message, 200)
-	case alarm.KindAcked:
-		return a.AckNote
-	case alarm.KindShelved:
-		if a.Shelved != nil {
-			return "until " + a.Shelved.Until.UTC().Format("2006-01-02 15:04:05 UTC") + ": " + a.Shelved.Reason
-		}
-	case alarm.KindSuppressed:
-		return a.Suppressed
-	}
-	return ""
-}
-
 func alarmAPIPath(id, suffix string) string { return "/api/v1/alarms/" + url.PathEscape(id) + suffix }
 
 func (c *Console) alarmData(r *http.Request, q *request, id string) (*alarmView, error) {
@@ -219,7 +201,7 @@ func (c *Console) alarmData(r *http.Request, q *request, id string) (*alarmView,
 		v.Data = prettyJSON(a.Data)
 	}
 	for _, ev := range slices.Backward(out.History) {
-		v.History = append(v.History, alarmEventRow{Time: ev.Time, Kind: ev.Kind, Actor: ev.Actor, State: string(ev.Alarm.State), Detail: alarmEventDetail(ev)})
+		v.History = append(v.History, alarmEventRow{Time: ev.Time, Kind: ev.Kind, Actor: ev.Actor, State: string(ev.Alarm.State), Detail: ev.Detail(200)})
 	}
 	slices.SortStableFunc(v.History, func(a, b alarmEventRow) int { return b.Time.Compare(a.Time) })
 	return v, nil

@@ -541,11 +541,7 @@ func shorten(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + fmt.Sprintf("… (%d bytes in all)", len(s))
+	return s[:runeCut(s, n)] + fmt.Sprintf("… (%d bytes in all)", len(s))
 }
 
 func final(status string) bool { return status != "queued" && status != "delivered" }

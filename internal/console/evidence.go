@@ -61,19 +61,6 @@ func namedNumbers(m map[string]float64) []countText {
 	return out
 }
 
-// kindText says what kind of decision a record is.
-func kindText(kind string) string {
-	switch kind {
-	case loop.KindAction:
-		return "the decision turned on and proposed its action"
-	case loop.KindClear:
-		return "the decision turned off"
-	case loop.KindError:
-		return "the loop failed to evaluate"
-	}
-	return kind
-}
-
 // isAlarmID reports whether s is an alarm's id (24 hex digits), not a
 // note such as "would raise chatter".
 func isAlarmID(s string) bool {
@@ -96,7 +83,7 @@ func (c *Console) evidenceData(r *http.Request, q *request, id int64) (*evidence
 		return nil, err
 	}
 	ev := &out.Evidence
-	v := &evidenceView{Row: newEvidenceRow(ev), Story: kindText(ev.Kind), Digest: ev.Digest, OriginID: ev.OriginID,
+	v := &evidenceView{Row: newEvidenceRow(ev), Story: loop.KindText(ev.Kind), Digest: ev.Digest, OriginID: ev.OriginID,
 		Features: namedNumbers(ev.Features), Detector: namedNumbers(ev.Detector), Current: namedNumbers(ev.Current),
 		InputsDigest: ev.InputsDigest, Alarm: ev.Alarm, AlarmLink: isAlarmID(ev.Alarm), Event: ev.Event}
 	for _, g := range ev.Guards {

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wanwu-iot/wanwu/internal/guard"
 	"github.com/wanwu-iot/wanwu/internal/loop"
@@ -115,13 +116,16 @@ func short(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8Start(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return s[:runeCut(s, n)] + "…"
 }
 
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
+// runeCut is the largest index ≤ n (n < len(s)) that starts a rune.
+func runeCut(s string, n int) int {
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return n
+}
 
 // stateCounts are counts by state in the order of a decision's life
 // (others after, by name), without zeros.
@@ -413,20 +417,7 @@ func actionText(a *loop.Action) string {
 }
 
 // evidenceDetail is a record's refusal, error or outcome, short.
-func evidenceDetail(ev *loop.Evidence) string {
-	var s string
-	switch {
-	case ev.Refusal != "" && ev.State != loop.StateAwaiting:
-		s = "refused by " + ev.Refusal
-	case ev.Error != "":
-		s = ev.Error
-	case ev.Outcome != "":
-		s = ev.Outcome
-	case len(ev.Steps) > 0:
-		s = ev.Steps[len(ev.Steps)-1].Detail
-	}
-	return short(s, 120)
-}
+func evidenceDetail(ev *loop.Evidence) string { return short(ev.Summary(), 120) }
 
 // approvalCount is the approving votes of a record.
 func approvalCount(ap *loop.ApprovalState) int {

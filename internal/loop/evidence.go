@@ -381,3 +381,32 @@ func (s *Store) Counts(ctx context.Context, tenant string) (map[string]*Counts, 
 	}
 	return out, rows.Err()
 }
+
+// Summary says in a few words where a record stands: the guard that
+// refused it, its error, its outcome, or else its last step's detail.
+func (ev *Evidence) Summary() string {
+	switch {
+	case ev.Refusal != "" && ev.State != StateAwaiting:
+		return "refused by " + ev.Refusal
+	case ev.Error != "":
+		return ev.Error
+	case ev.Outcome != "":
+		return ev.Outcome
+	case len(ev.Steps) > 0:
+		return ev.Steps[len(ev.Steps)-1].Detail
+	}
+	return ""
+}
+
+// KindText says in words what kind of decision a record is.
+func KindText(kind string) string {
+	switch kind {
+	case KindAction:
+		return "the decision turned on and proposed its action"
+	case KindClear:
+		return "the decision turned off"
+	case KindError:
+		return "the loop failed to evaluate"
+	}
+	return kind
+}
