@@ -272,7 +272,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Navigate(d.base+"/objects/"+cnc+"?range=15m"),
 		waitText("[data-live-state]", regexp.MustCompile(`^live`)),
 		chromedp.Sleep(3*time.Second),
-		waitJS(`(document.getElementById("telemetry").scrollIntoView({block: "start"}), true)`))
+		waitJS(`(document.getElementById("telemetry").scrollIntoView({block: "start"}), true)`),
+		chromedp.Sleep(3*time.Second),
+		waitText("[data-live-state]", regexp.MustCompile(`^live`)))
+	// Times are in the viewer's zone (the page's own script), UTC on hover.
+	if raw := value(b, "times left in UTC text", 10*time.Second, chromedp.Evaluate[int](
+		`Array.from(document.querySelectorAll("time[data-local]")).filter(e => /^\d{4}-\d\d-\d\d /.test(e.textContent)).length`)); raw != 0 {
+		t.Errorf("%d times on the device page were not put in the viewer's zone", raw)
+	}
 	b.view("view-device")
 
 	// A chiller's desired setpoint from the twin's form.

@@ -150,21 +150,19 @@ const perfJS = `(() => {
   return {bytes: bytes, decoded: decoded, requests: requests, fcp: p ? p.startTime : -1};
 })()`
 
-// loadPage opens url in a fresh tab of b's browser with the cache
-// cleared and returns what it cost.
+// loadPage opens url in b's tab with the browser's cache cleared and
+// returns what it cost.
 func loadPage(b *browser, u string) pageLoad {
 	b.t.Helper()
-	tab, cancel := chromedp.NewContext(b.ctx)
-	defer cancel()
-	tb := &browser{t: b.t, ctx: tab, shots: b.shots}
-	tb.run("open "+u, 60*time.Second,
+	b.run("leave the page", 30*time.Second, chromedp.Navigate("about:blank"))
+	b.run("open "+u, 60*time.Second,
 		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 			_, err := cdp.Call(ctx, t, network.ClearBrowserCache, cdp.Empty{})
 			return err
 		}),
 		chromedp.Navigate(u),
 		chromedp.Sleep(2*time.Second)) // charts drawn, late requests done
-	return value(tb, "measure "+u, 10*time.Second, chromedp.Evaluate[pageLoad](perfJS))
+	return value(b, "measure "+u, 10*time.Second, chromedp.Evaluate[pageLoad](perfJS))
 }
 
 func medianLoad(ls []pageLoad) pageLoad {

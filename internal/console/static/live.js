@@ -121,7 +121,12 @@
         }
       });
       if (!row) {
-        refresh(st);
+        // A value the section has no row for: reload it when it shows
+        // no values at all yet (the empty state); a property outside
+        // the thing model (the section lists the model's) is not shown.
+        if (st.section.querySelector("tr[data-property]") === null) {
+          refresh(st);
+        }
         return;
       }
       var cell = row.querySelector("[data-value]");
