@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/advancedclimatesystems/gonnx/onnx"
-	"google.golang.org/protobuf/proto"
 	"gonum.org/v1/gonum/mat"
+	"google.golang.org/protobuf/proto"
 )
 
 // ErrTraining is wrapped by every error of TrainPCA.
