@@ -204,7 +204,33 @@ func checkInitializer(t *onnx.TensorProto, limit int) error {
 		}
 		count *= d
 	}
+	dt := onnx.TensorProto_DataType(t.GetDataType())
+	size, ok := elemSize[dt]
+	if !ok {
+		return refuse("initializer %q has element type %s, which gonnx does not read", t.GetName(), dt)
+	}
+	var have int64
+	if raw := t.GetRawData(); len(raw) > 0 {
+		if len(raw)%size != 0 {
+			return refuse("initializer %q has %d bytes of raw data, not a whole number of %s", t.GetName(), len(raw), dt)
+		}
+		have = int64(len(raw) / size)
+	} else {
+		have = int64(len(t.GetFloatData()) + len(t.GetDoubleData()) + len(t.GetInt32Data()) + len(t.GetInt64Data()) + len(t.GetUint64Data()))
+	}
+	if have != count {
+		return refuse("initializer %q has %d values for dims %v", t.GetName(), have, t.GetDims())
+	}
 	return nil
+}
+
+// elemSize is the size of the element types gonnx reads.
+var elemSize = map[onnx.TensorProto_DataType]int{
+	onnx.TensorProto_FLOAT: 4, onnx.TensorProto_DOUBLE: 8,
+	onnx.TensorProto_INT8: 1, onnx.TensorProto_UINT8: 1, onnx.TensorProto_BOOL: 1,
+	onnx.TensorProto_INT16: 2, onnx.TensorProto_UINT16: 2,
+	onnx.TensorProto_INT32: 4, onnx.TensorProto_UINT32: 4,
+	onnx.TensorProto_INT64: 8, onnx.TensorProto_UINT64: 8,
 }
 
 // tensorType returns the element type and dims of a tensor value (0 for a

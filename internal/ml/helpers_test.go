@@ -140,3 +140,5 @@ func load(t testing.TB, model []byte, meta Meta) Session {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+func nan() float64 { return math.NaN() }
