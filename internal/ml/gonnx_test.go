@@ -3,6 +3,7 @@ package ml
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -299,5 +300,22 @@ func TestCatchTurnsPanicIntoError(t *testing.T) {
 	err := catch("run", func() error { panic("index out of range") })
 	if err == nil || !strings.Contains(err.Error(), "gonnx panicked in run: index out of range") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// The package doc lists the operators gonnx runs.
+func TestDocListsSupportedOperators(t *testing.T) {
+	b, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.ReplaceAll(string(b), "\n//", "")
+	i, j := strings.Index(doc, "runs: "), strings.Index(doc, " ((*Gonnx).SupportedOperators)")
+	if i < 0 || j < i {
+		t.Fatal("operator list not found in doc.go")
+	}
+	listed := strings.Split(doc[i+len("runs: "):j], ", ")
+	if want := NewGonnx().SupportedOperators(); !slices.Equal(listed, want) {
+		t.Errorf("doc.go lists %v\ngonnx runs %v", listed, want)
 	}
 }
