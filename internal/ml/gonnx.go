@@ -80,7 +80,7 @@ func (g *Gonnx) Load(model []byte, meta Meta) (Session, error) {
 	}); err != nil {
 		return nil, refuse("gonnx cannot load it: %v", err)
 	}
-	s := newSession(meta, m, io)
+	s := newSession(meta.Clone(), m, io)
 	// A trial run on the means: shape errors show here, not at the
 	// first inference of a loop.
 	trial := max(TrialTimeout, 10*meta.Budget.Deadline.D())
@@ -398,8 +398,8 @@ func float64s(t tensor.Tensor) ([]float64, error) {
 	}
 }
 
-// Meta implements Session.
-func (s *gonnxSession) Meta() Meta { return s.meta }
+// Meta implements Session; the copy is the caller's.
+func (s *gonnxSession) Meta() Meta { return s.meta.Clone() }
 
 // Infer implements Session.
 func (s *gonnxSession) Infer(ctx context.Context, features []float64) (Result, error) {

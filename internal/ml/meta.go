@@ -258,6 +258,15 @@ func (m *Meta) Validate() error {
 	return nil
 }
 
+// Clone returns a copy of m that shares no slice or map with it.
+func (m Meta) Clone() Meta {
+	m.Inputs = slices.Clone(m.Inputs)
+	m.Outputs = slices.Clone(m.Outputs)
+	m.Thresholds = maps.Clone(m.Thresholds)
+	m.Training.Metrics = maps.Clone(m.Training.Metrics)
+	return m
+}
+
 // FeatureNames returns the input names in order.
 func (m *Meta) FeatureNames() []string {
 	out := make([]string, len(m.Inputs))
