@@ -64,11 +64,15 @@ type pca struct {
 // score is the formula of the graph, in Go.
 func (p *pca) score(x []float64) float64 {
 	n, k := p.comp.Dims()
-	z := make([]float64, n)
+	return p.scoreInto(x, make([]float64, n), make([]float64, k))
+}
+
+// scoreInto is score with the buffers given (z of n, t of k).
+func (p *pca) scoreInto(x, z, t []float64) float64 {
 	for i := range z {
 		z[i] = (x[i] - p.mean[i]) / p.std[i]
 	}
-	t := make([]float64, k)
+	clear(t)
 	for j := range t {
 		for i := range z {
 			t[j] += z[i] * p.comp.At(i, j)
@@ -102,15 +106,16 @@ func TrainPCA(vectors [][]float64, names []string, opts PCAOptions) ([]byte, Met
 	if err != nil {
 		return nil, Meta{}, err
 	}
+	n, k := p.comp.Dims()
+	z, t := make([]float64, n), make([]float64, k)
 	scores := make([]float64, len(vectors))
 	for i, v := range vectors {
-		scores[i] = p.score(v)
+		scores[i] = p.scoreInto(v, z, t)
 	}
 	slices.Sort(scores)
 	qv := quantile(scores, opts.Quantile)
 	threshold := max(qv*opts.Margin, 1e-9)
 	flagged := len(scores) - sort.SearchFloat64s(scores, math.Nextafter(threshold, math.Inf(1)))
-	n, k := p.comp.Dims()
 	var kept, total float64
 	for i, e := range p.evals {
 		total += e

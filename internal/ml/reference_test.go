@@ -99,13 +99,14 @@ func TestReferenceOutputs(t *testing.T) {
 		t.Fatalf("%d reference outputs for %d inputs: regenerate %s", len(ref.Outputs), len(in.Rows), refReference)
 	}
 	s := load(t, model, meta)
-	flagged := 0
+	flagged, worst := 0, 0.0
 	for i, x := range in.Rows {
 		r, err := s.Infer(context.Background(), x)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got, want := r.Outputs[PCAOutput][0], ref.Outputs[i][0]
+		worst = max(worst, math.Abs(got-want)/math.Abs(want))
 		if math.Abs(got-want) > 1e-4*math.Abs(want) {
 			t.Errorf("row %d: gonnx %v, %s %v", i, got, ref.Producer, want)
 		}
@@ -113,6 +114,7 @@ func TestReferenceOutputs(t *testing.T) {
 			flagged++
 		}
 	}
+	t.Logf("%d rows, largest relative difference from %s: %.3g", len(in.Rows), ref.Producer, worst)
 	// The rows hold normal vectors, anomalies and random points: both
 	// sides of the threshold are exercised.
 	if flagged == 0 || flagged == len(in.Rows) {
