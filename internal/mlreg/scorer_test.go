@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/ml"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
@@ -95,11 +96,14 @@ func TestScorer(t *testing.T) {
 		t.Fatalf("another tenant's model: %v, want ErrNotFound", err)
 	}
 
-	// A second version evicts the first from a cache of one, also while
-	// callers score both at once.
-	meta2 := editMeta(t, meta, func(m *ml.Meta) { m.Version = 2 })
-	if _, _, err := e.reg.Register(e.ctx, "alice", "acme", meta2, model); err != nil {
-		t.Fatal(err)
+	// Versions 2 and 3 evict each other from a cache of one, also while
+	// callers score both at once (their deadline is long: concurrent
+	// callers of a session wait their turn, under -race too).
+	for _, v := range []int{2, 3} {
+		mv := editMeta(t, meta, func(m *ml.Meta) { m.Version, m.Budget.Deadline = v, ml.Duration(5*time.Second) })
+		if _, _, err := e.reg.Register(e.ctx, "alice", "acme", mv, model); err != nil {
+			t.Fatal(err)
+		}
 	}
 	means := map[string]float64{}
 	for _, f := range m.Inputs {
@@ -111,7 +115,7 @@ func TestScorer(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _, err := s.Score(e.ctx, "acme", "pca8-reference", []string{"1", "2"}[i%2], means)
+			_, _, err := s.Score(e.ctx, "acme", "pca8-reference", []string{"2", "3"}[i%2], means)
 			errs <- err
 		}()
 	}
