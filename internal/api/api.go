@@ -34,6 +34,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
 	"github.com/wanwu-iot/wanwu/internal/loop"
+	"github.com/wanwu-iot/wanwu/internal/mlreg"
 	"github.com/wanwu-iot/wanwu/internal/netprofile"
 	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
@@ -101,6 +102,8 @@ type Options struct {
 	// set; Alarms the alarm routes.
 	Loops  *loop.Engine
 	Alarms *alarm.Service
+	// MLModels serves the model registry's routes when set.
+	MLModels *mlreg.Registry
 	// Twins and Commands serve the twin and command routes when set.
 	Twins    *twin.Service
 	Commands *command.Service
@@ -247,6 +250,9 @@ func New(opts Options) (http.Handler, error) {
 	}
 	if opts.Alarms != nil {
 		s.alarmRoutes(mux)
+	}
+	if opts.MLModels != nil {
+		s.mlRoutes(mux)
 	}
 	if opts.EdgeStatus != nil {
 		mux.HandleFunc("GET /api/v1/edge/status", s.authed(auth.Viewer, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) error {

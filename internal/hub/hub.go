@@ -53,6 +53,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/loop"
+	"github.com/wanwu-iot/wanwu/internal/mlreg"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 	"github.com/wanwu-iot/wanwu/internal/netuse"
 	"github.com/wanwu-iot/wanwu/internal/node"
@@ -129,6 +130,10 @@ type Hub struct {
 	alarms   *alarm.Service
 	alarmPub atomic.Pointer[mqtt.Server]
 	loopPipe atomic.Pointer[pipeline.Pipeline]
+
+	// mlModels is the model registry (ml.go).
+	mlModels *mlreg.Registry
+
 	// usage counts devices' bytes per day; reach says whether a PSM
 	// device is awake (networks.go).
 	usage *netuse.Accountant
@@ -238,6 +243,9 @@ func (h *Hub) Start(ctx context.Context) (err error) {
 	}
 	h.members = edgeMembers{reg: h.reg, now: h.opts.Now}
 	if err := h.ensureAdminToken(ctx); err != nil {
+		return err
+	}
+	if err := h.openML(ctx); err != nil {
 		return err
 	}
 	if h.protoErrs, err = protoerr.New(protoerr.Options{Metrics: h.metrics, Logger: h.log.With("component", "protocol")}); err != nil {

@@ -1,0 +1,125 @@
+package hubtest
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/wanwu-iot/wanwu/internal/hub"
+	"github.com/wanwu-iot/wanwu/internal/keys"
+	"github.com/wanwu-iot/wanwu/internal/mlreg"
+)
+
+// TestMLRegistry registers the ml package's reference model through the
+// API and reads it back: list, versions, one version (which verifies
+// with the hub's public key), the same bytes; a viewer cannot register,
+// a runtime refusal says why, and another tenant's token sees nothing.
+func TestMLRegistry(t *testing.T) {
+	h := Start(t)
+	h.MustWanwu("ctl", "tenant", "create", "acme")
+	h.MustWanwu("ctl", "tenant", "create", "beta")
+	meta, err := os.ReadFile("../ml/testdata/pca8.meta.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := os.ReadFile("../ml/testdata/pca8.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]any{"meta": rawJSON(meta), "onnx": model}
+	viewer := mcToken(t, h, "ml-viewer", "viewer", "acme")
+	operator := mcToken(t, h, "ml-operator", "operator", "acme")
+	betaViewer := mcToken(t, h, "ml-beta", "viewer", "beta")
+
+	if r := h.Do("POST", "/api/v1/ml/models", viewer, body); r.Status != http.StatusForbidden {
+		t.Fatalf("a viewer registers: %d %s", r.Status, r.Body)
+	}
+	if r := h.Admin("POST", "/api/v1/ml/models", body); r.Status != http.StatusBadRequest {
+		t.Fatalf("a deployment-wide token without ?tenant=: %d %s", r.Status, r.Body)
+	}
+	refused := h.Do("POST", "/api/v1/ml/models", operator, map[string]any{"meta": rawJSON(meta), "onnx": []byte("not onnx")})
+	if refused.Status != http.StatusBadRequest || !bytes.Contains(refused.Body, []byte("not an ONNX model")) || !bytes.Contains(refused.Body, []byte(`"field": "onnx"`)) {
+		t.Fatalf("not ONNX: %d %s", refused.Status, refused.Body)
+	}
+
+	var reg struct {
+		Model   mlreg.Record `json:"model"`
+		Created bool         `json:"created"`
+	}
+	r := h.Do("POST", "/api/v1/ml/models", operator, body)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.Status, r.Body)
+	}
+	r.JSON(t, &reg)
+	if reg.Model.Tenant != "acme" || reg.Model.ID != "pca8-reference" || reg.Model.Version != "1" || reg.Model.Actor != "ml-operator" || !reg.Created {
+		t.Fatalf("registered %+v", reg)
+	}
+	if r := h.Do("POST", "/api/v1/ml/models", operator, body); r.Status != http.StatusOK {
+		t.Fatalf("again, same content: %d %s", r.Status, r.Body)
+	}
+
+	var list struct {
+		Models []mlreg.Record `json:"models"`
+	}
+	h.Do("GET", "/api/v1/ml/models", viewer, nil).JSON(t, &list)
+	if len(list.Models) != 1 || list.Models[0].ONNXSHA256 != reg.Model.ONNXSHA256 {
+		t.Fatalf("list: %+v", list)
+	}
+	var versions struct {
+		Versions []mlreg.Record `json:"versions"`
+	}
+	h.Do("GET", "/api/v1/ml/models/pca8-reference", viewer, nil).JSON(t, &versions)
+	if len(versions.Versions) != 1 || versions.Versions[0].Version != "1" {
+		t.Fatalf("versions: %+v", versions)
+	}
+
+	var one struct {
+		Model mlreg.Record `json:"model"`
+	}
+	h.Do("GET", "/api/v1/ml/models/pca8-reference/versions/1", viewer, nil).JSON(t, &one)
+	dl := h.Do("GET", "/api/v1/ml/models/pca8-reference/versions/1/onnx", viewer, nil)
+	if dl.Status != http.StatusOK || !bytes.Equal(dl.Body, model) {
+		t.Fatalf("download: %d, %d bytes, want the %d registered", dl.Status, len(dl.Body), len(model))
+	}
+	one.Model.ONNX = dl.Body
+	pubPEM, err := os.ReadFile(filepath.Join(h.Dir, hub.SigningPubFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := keys.ParsePublicKey(string(pubPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mlreg.Verify(pub.(ed25519.PublicKey), &one.Model); err != nil {
+		t.Fatalf("the served record does not verify with the hub's key: %v", err)
+	}
+
+	// Another tenant's token sees nothing of acme's.
+	var betaList struct {
+		Models []mlreg.Record `json:"models"`
+	}
+	h.Do("GET", "/api/v1/ml/models", betaViewer, nil).JSON(t, &betaList)
+	if len(betaList.Models) != 0 {
+		t.Fatalf("beta sees %+v", betaList.Models)
+	}
+	for _, path := range []string{
+		"/api/v1/ml/models/pca8-reference", "/api/v1/ml/models/pca8-reference/versions/1",
+		"/api/v1/ml/models/pca8-reference/versions/1/onnx", "/api/v1/ml/models?tenant=acme",
+		"/api/v1/ml/models/pca8-reference/versions/1/onnx?tenant=acme",
+	} {
+		r := h.Do("GET", path, betaViewer, nil)
+		if r.Status == http.StatusOK || bytes.Contains(r.Body, []byte(reg.Model.ONNXSHA256)) {
+			t.Errorf("beta GET %s: %d %s", path, r.Status, r.Body)
+		}
+	}
+	if r := h.Do("POST", "/api/v1/ml/models?tenant=acme", betaViewer, body); r.Status != http.StatusForbidden {
+		t.Errorf("beta registers into acme: %d %s", r.Status, r.Body)
+	}
+}
+
+type rawJSON []byte
+
+func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
