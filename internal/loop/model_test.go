@@ -300,6 +300,9 @@ func TestModelFailures(t *testing.T) {
 		calls  int    // of the real scorer, where it is the one
 	}{
 		{"scorer error", func(*sessionScorer) Scorer { return broken }, pcaLoop, anomaly, "decide.model pca8-reference: model file corrupt", -1},
+		{"scorer panic", func(*sessionScorer) Scorer {
+			return scorerFunc(func(context.Context) (map[string]float64, string, error) { panic("index out of range") })
+		}, pcaLoop, anomaly, "decide.model pca8-reference: the scorer panicked: index out of range", -1},
 		{"timeout", func(*sessionScorer) Scorer { return hang }, pcaLoop, anomaly, "decide.model pca8-reference: context deadline exceeded", -1},
 		{"answer after the deadline", func(*sessionScorer) Scorer { return late }, pcaLoop, anomaly, "answered after its deadline of 50ms", -1},
 		{"no scorer", func(*sessionScorer) Scorer { return nil }, pcaLoop, anomaly, "decide.model pca8-reference: this node has no model scorer", -1},

@@ -103,7 +103,7 @@ func (e *Engine) score(ctx context.Context, r *running, t *target, feats map[str
 		return u
 	default:
 		sctx, cancel := context.WithTimeout(ctx, e.opts.ScoreTimeout)
-		scores, got, err := e.opts.Scorer.Score(sctx, r.info.Tenant, mr.ID, version, in)
+		scores, got, err := callScorer(sctx, e.opts.Scorer, r.info.Tenant, mr.ID, version, in)
 		if err == nil && sctx.Err() != nil {
 			err = fmt.Errorf("answered after its deadline of %s: %w", e.opts.ScoreTimeout, sctx.Err())
 		}
@@ -127,6 +127,17 @@ func (e *Engine) score(ctx context.Context, r *running, t *target, feats map[str
 		u.Error = u.err.Error()
 	}
 	return u
+}
+
+// callScorer asks s, turning a panic into an error: a broken scorer fails
+// the decision, not the engine.
+func callScorer(ctx context.Context, s Scorer, tenant, id, version string, in map[string]float64) (scores map[string]float64, got string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			scores, got, err = nil, "", fmt.Errorf("the scorer panicked: %v", p)
+		}
+	}()
+	return s.Score(ctx, tenant, id, version, in)
 }
 
 func modelName(u *ModelUse) string {
