@@ -582,6 +582,20 @@ func writeExplain(w io.Writer, ev *loop.Evidence) {
 	writeValues(w, "features", ev.Features)
 	writeValues(w, "detector", ev.Detector)
 	writeValues(w, "current", ev.Current)
+	if m := ev.Model; m != nil {
+		name := m.ID
+		if m.Version != "" {
+			name += "@" + m.Version
+		}
+		switch {
+		case m.Error != "":
+			fmt.Fprintf(w, "  model       %s: no scores: %s\n", name, m.Error)
+		case m.Skipped != "":
+			fmt.Fprintf(w, "  model       %s: not called: %s\n", name, m.Skipped)
+		default:
+			fmt.Fprintf(w, "  model       %s: %s\n", name, numbersText(m.Scores))
+		}
+	}
 	fmt.Fprintf(w, "  digest      %s\n", ev.InputsDigest)
 
 	if len(ev.Guards) > 0 {

@@ -25,7 +25,7 @@ const DefaultVerifyWithin = 10 * time.Minute
 // errorEvery bounds the error records of one loop for one object.
 const errorEvery = time.Minute
 
-func (e *Engine) newEvidence(r *running, code string, now time.Time, kind string, feats map[string]float64, vars map[string]any) *Evidence {
+func (e *Engine) newEvidence(r *running, code string, now time.Time, kind string, feats map[string]float64, vars map[string]any, model *ModelUse) *Evidence {
 	known := make(map[string]float64, len(feats))
 	for k, v := range feats {
 		if !math.IsNaN(v) { // an optional feature without a value: absent
@@ -44,6 +44,12 @@ func (e *Engine) newEvidence(r *running, code string, now time.Time, kind string
 		ev.Current = c
 	}
 	in := map[string]any{"features": known, "detector": ev.Detector, "current": ev.Current, "now": ev.At, "twin": vars["twin"], "state": vars["state"]}
+	if r.c.Def.Decide.Model != nil {
+		ev.Model = evidenceModel(model)
+		if ev.Model != nil {
+			in["model"] = map[string]any{"id": ev.Model.ID, "version": ev.Model.Version, "scores": ev.Model.Scores}
+		}
+	}
 	ev.InputsDigest = digestJSON(in)
 	return ev
 }
@@ -136,7 +142,7 @@ func (e *Engine) fail(ctx context.Context, r *running, code string, t *target, n
 		return
 	}
 	t.lastErr = now
-	ev := e.newEvidence(r, code, now, KindError, feats, vars)
+	ev := e.newEvidence(r, code, now, KindError, feats, vars, t.model)
 	ev.Error = err.Error()
 	if t.errs > 1 {
 		ev.Error += fmt.Sprintf(" (%d failures since the last record)", t.errs)
@@ -159,7 +165,7 @@ func (e *Engine) actor(r *running) string { return "loop:" + r.info.Key }
 // propose runs a decision's action through the guards.
 func (e *Engine) propose(ctx context.Context, r *running, code string, t *target, now time.Time, feats map[string]float64, vars map[string]any) {
 	t.lastAct = now
-	ev := e.newEvidence(r, code, now, KindAction, feats, vars)
+	ev := e.newEvidence(r, code, now, KindAction, feats, vars, t.model)
 	ev.step(now, "proposed", "")
 	a := r.c.Def.Act
 	shadow := r.info.Mode == Shadow
@@ -453,7 +459,7 @@ func reportedMatches(reported, desired map[string]any) bool {
 
 // cleared records the decision turning off and clears its alarm.
 func (e *Engine) cleared(ctx context.Context, r *running, code string, t *target, now time.Time, feats map[string]float64, vars map[string]any) {
-	ev := e.newEvidence(r, code, now, KindClear, feats, vars)
+	ev := e.newEvidence(r, code, now, KindClear, feats, vars, t.model)
 	if a := r.c.Def.Act.Alarm; a != nil && r.info.Mode == Active && e.opts.Alarms != nil {
 		al, changed, err := e.opts.Alarms.Clear(ctx, e.actor(r), code, a.Name, now)
 		if err == nil && changed {

@@ -269,6 +269,34 @@ func Compile(d *Definition, m *thingmodel.Model, related map[string]*thingmodel.
 			p.add(path+".kind", "must be ewma or cusum, not %q", dt.Kind)
 		}
 	}
+	if mr := d.Decide.Model; mr != nil {
+		path := "$.decide.model"
+		switch {
+		case mr.ID == "":
+			p.add(path+".id", "required: the id of a registered model")
+		case !modelIDGrammar.MatchString(mr.ID):
+			p.add(path+".id", "must be 1 to 63 of lower-case letters, digits, '.', '_' and '-', starting with a letter or digit, not %q", mr.ID)
+		}
+		if mr.Version < 0 {
+			p.add(path+".version", "must be 1 or more (or absent: the newest registered), not %d", mr.Version)
+		}
+		if mr.Features != nil && len(mr.Features) == 0 {
+			p.add(path+".features", "empty: map each model input to a feature of the loop, or leave it out to give the model the loop's features by their names")
+		}
+		if len(mr.Features) > MaxModelInputs {
+			p.add(path+".features", "%d inputs, more than %d", len(mr.Features), MaxModelInputs)
+		}
+		for _, in := range slices.Sorted(maps.Keys(mr.Features)) {
+			fpath := path + ".features." + in
+			if !nameGrammar.MatchString(in) {
+				p.add(fpath, "a model input's name must be an identifier (letters, digits, '_')")
+				continue
+			}
+			if _, ok := d.Perceive[mr.Features[in]]; !ok {
+				p.add(fpath, "%q is not a feature of the loop", mr.Features[in])
+			}
+		}
+	}
 	// Act.
 	a := d.Act
 	if a.Command == "" && len(a.Desired) == 0 && a.Alarm == nil && a.Event == nil {

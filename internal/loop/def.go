@@ -26,6 +26,7 @@ const (
 	MaxConditions     = 16 // interlocks + permissives
 	MaxValues         = 16 // command arguments or desired fields
 	MaxExpressionLen  = 2048
+	MaxModelInputs    = 256 // entries of decide.model.features
 	// MaxCost bounds the estimated worst-case cost of each expression (CEL's
 	// cost units: about one per operation); the same figure limits it at
 	// run time.
@@ -157,6 +158,24 @@ type Decide struct {
 	// decision stays on (the guards still apply); default: only when it
 	// turns on.
 	Repeat Duration `json:"repeat,omitempty"`
+	// Model, when set, scores the loop's features with a model for each
+	// decision: CEL sees its outputs and thresholds as score.<name>.
+	Model *ModelRef `json:"model,omitempty"`
+}
+
+// ModelRef names the model that fills a decision's score map, and what
+// it is fed.
+type ModelRef struct {
+	// ID is the model's id in the model registry.
+	ID string `json:"id"`
+	// Version pins a version (1 or more); 0 or absent: the newest
+	// registered, looked up at each decision.
+	Version int `json:"version,omitempty"`
+	// Features maps each model input to the loop feature it takes
+	// ({modelInput: loopFeature}); the model is then given exactly these.
+	// Absent: it is given every feature of the loop by its own name and
+	// takes its inputs from them by name.
+	Features map[string]string `json:"features,omitempty"`
 }
 
 // Detector is a streaming detector over one feature.
@@ -554,8 +573,10 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 }
 
 var (
-	idGrammar   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	nameGrammar = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+	idGrammar = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	// modelIDGrammar is a model's id as package ml's Meta has it.
+	modelIDGrammar = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	nameGrammar    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 )
 
 // reserved names CEL sees besides the features.

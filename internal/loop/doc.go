@@ -34,8 +34,25 @@
 // CEL variable of type double; expressions also see twin (reported,
 // desired, version), object (code, tenant, tags, path, edge, network),
 // now, state (the decision), current (the latest value of each property),
-// score (model scores; the model runtime fills it), detector (score,
-// alarm, ready, hi, lo) and, in guards, values (the proposed action).
+// score (model scores; see below), detector (score, alarm, ready, hi, lo)
+// and, in guards, values (the proposed action).
+//
+// # Models
+//
+// decide.model ({id, version, features: {modelInput: feature}}) names a
+// registered model (version: the newest when absent). At each decision
+// the engine gives it the loop's current features (the mapped ones under
+// their input names, or else all under their own) through
+// Options.Scorer, within Options.ScoreTimeout (DefaultScoreTimeout), and
+// CEL sees what it gives as score (package ml's Result.Scores: outputs
+// and thresholds by name). The model is asked once per decision, its
+// guards included (guards that run again at an approval ask again). A model that gives no
+// scores (an error, a timeout, a missing version or input, no Scorer on
+// the node) fails the decision safe: it neither turns on nor off, and an
+// error record says why. A NaN feature (an optional one without a value)
+// keeps the model from being called: score is empty for that decision.
+// The evidence keeps the model's id, the version that scored and the
+// scores (ModelUse).
 //
 // # The engine
 //

@@ -66,6 +66,14 @@ type Options struct {
 	// (default DefaultMemoryBudget); objects beyond it are not run and
 	// are counted.
 	MemoryBudget int
+	// Scorer fills the score map of the loops that name a model
+	// (decide.model). nil: such loops are loaded (the log says they
+	// cannot decide) and every decision of theirs fails, with an error
+	// record; they never act.
+	Scorer Scorer
+	// ScoreTimeout bounds each call of the Scorer, one per decision
+	// (default DefaultScoreTimeout): the engine's other work waits for it.
+	ScoreTimeout time.Duration
 }
 
 // Engine runs the loops of one node: it takes the ingest log's batches
@@ -155,6 +163,7 @@ type target struct {
 	twinAt    time.Time
 	lastErr   time.Time
 	errs      int
+	model     *ModelUse // the latest scores of the loop's model
 }
 
 type dirtyTarget struct {
@@ -198,6 +207,9 @@ func NewEngine(o Options) (*Engine, error) {
 	}
 	if o.MemoryBudget <= 0 {
 		o.MemoryBudget = DefaultMemoryBudget
+	}
+	if o.ScoreTimeout <= 0 {
+		o.ScoreTimeout = DefaultScoreTimeout
 	}
 	e := &Engine{
 		opts:     o,
@@ -394,6 +406,9 @@ func (e *Engine) load(ctx context.Context) error {
 			e.log.Error("loop does not compile against its model; not run", "loop", info.Key, "version", info.Version, "err", err)
 			e.metrics.errors.WithLabelValues(info.Key).Inc()
 			continue
+		}
+		if mr := c.Def.Decide.Model; mr != nil && e.opts.Scorer == nil {
+			e.log.Error("loop names a model but this node has no model scorer: every decision of it fails (error records) and it never acts", "loop", info.Key, "version", info.Version, "model", mr.ID)
 		}
 		next[info.Key] = &running{info: info, c: c, targets: map[string]*target{}, sources: map[string]*source{}, shadow: guard.NewHistory(64)}
 	}
@@ -664,7 +679,8 @@ func (e *Engine) tick(ctx context.Context) {
 	e.publishStats()
 }
 
-// vars builds what a loop's expressions see for one object.
+// vars builds what a loop's expressions see for one object; the loop's
+// model, when it has one, fills score (t.model says how that went).
 func (e *Engine) vars(ctx context.Context, r *running, code string, t *target, now time.Time) (map[string]any, map[string]float64, bool) {
 	feats := make(map[string]float64, len(r.c.Features))
 	nowMs := now.UnixMilli()
@@ -712,6 +728,9 @@ func (e *Engine) vars(ctx context.Context, r *running, code string, t *target, n
 	}
 	if r.c.Def.Decide.Detector != nil {
 		vars["detector"] = t.detectorOut(r.c.Def.Decide.Detector, feats)
+	}
+	if u := e.score(ctx, r, t, feats, now); u != nil && u.Scores != nil {
+		vars["score"] = u.Scores
 	}
 	return vars, feats, true
 }
@@ -855,6 +874,11 @@ func (e *Engine) evaluate(ctx context.Context, r *running, code string, t *targe
 		return
 	}
 	e.metrics.evaluations.Inc()
+	if r.c.Def.Decide.Model != nil && t.model != nil && t.model.err != nil {
+		// Fail-safe: no scores, no decision (the state stays as it was).
+		e.fail(ctx, r, code, t, now, feats, vars, t.model.err)
+		return
+	}
 	var raw bool
 	var err error
 	if t.on && r.c.clear != nil {

@@ -65,6 +65,9 @@ type Evidence struct {
 	Features map[string]float64 `json:"features,omitempty"`
 	Detector map[string]float64 `json:"detector,omitempty"`
 	Current  map[string]float64 `json:"current,omitempty"`
+	// Model is the model that filled score (decide.model): its id, the
+	// version that scored, the scores, or why there were none.
+	Model *ModelUse `json:"model,omitempty"`
 	// InputsDigest is the SHA-256 of the canonical JSON of every input
 	// (features, detector, twin, time): two decisions from the same inputs
 	// have the same digest.

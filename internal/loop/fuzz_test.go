@@ -21,6 +21,8 @@ func FuzzDefinition(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"id":"x","on":{"model":"demo:cnc-spindle"},"perceive":{"a":{"property":"vibRms","fn":"last"}},"decide":{"when":"a > 1.0"},"act":{"alarm":{"name":"n","severity":"low"}}}`))
+	f.Add([]byte("id: x\non: {model: demo:cnc-spindle}\nperceive: {a: {property: vibRms, fn: last}, b: {property: vibPeak, fn: last, optional: true}}\ndecide: {when: \"score.?anomaly.orValue(0.0) == 1.0\", model: {id: pca8, version: 2, features: {x: a, y: b}}}\nact: {alarm: {name: n, severity: low}}\n"))
+	f.Add([]byte("id: x\non: {model: demo:cnc-spindle}\nperceive: {a: {property: vibRms, fn: last}}\ndecide: {when: a > 1.0, model: {id: '', version: -1, features: {}}}\nact: {alarm: {name: n, severity: low}}\n"))
 	f.Add([]byte("id: x\nperceive: [1, 2]\n"))
 	f.Add([]byte("id: &a [*a]\n"))
 	f.Add([]byte("guard: {bounds: {feedRate: [1]}}\n"))

@@ -17,6 +17,7 @@ type metrics struct {
 	overBudget  prometheus.Counter
 	bytes       prometheus.Gauge
 	objects     *prometheus.GaugeVec
+	scoreErrors *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,9 +29,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		overBudget:  prometheus.NewCounter(prometheus.CounterOpts{Name: "wanwu_loop_samples_over_budget_total", Help: "Samples of objects left out because the windows' memory budget was spent."}),
 		bytes:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "wanwu_loop_window_bytes", Help: "Memory the feature windows hold, approximately."}),
 		objects:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wanwu_loop_objects", Help: "Objects each loop runs for on this node."}, []string{"loop"}),
+		scoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wanwu_loop_model_errors_total", Help: "Calls of a loop's model (decide.model) that gave no scores: an error, a timeout, no scorer on the node."}, []string{"loop"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.evaluations, m.decisions, m.errors, m.samples, m.overBudget, m.bytes, m.objects} {
+		for _, c := range []prometheus.Collector{m.evaluations, m.decisions, m.errors, m.samples, m.overBudget, m.bytes, m.objects, m.scoreErrors} {
 			reg.MustRegister(c)
 		}
 	}
