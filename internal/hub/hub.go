@@ -133,6 +133,7 @@ type Hub struct {
 
 	// mlModels is the model registry (ml.go).
 	mlModels *mlreg.Registry
+	mlScorer *mlreg.Scorer // the loops' model scores (ml.go)
 
 	// usage counts devices' bytes per day; reach says whether a PSM
 	// device is awake (networks.go).
@@ -409,6 +410,9 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	}
 	if h.loops != nil { // after the pipeline, whose consumer it is
 		errs = append(errs, h.loops.Shutdown(ctx))
+	}
+	if h.mlScorer != nil { // after the loops, which score with it
+		errs = append(errs, h.mlScorer.Close())
 	}
 	if h.presence != nil { // after the adapters: their sessions' ends are written
 		errs = append(errs, h.presence.Shutdown(ctx))

@@ -38,6 +38,7 @@ func (h *Hub) openLoops(ctx context.Context) error {
 	if h.loops, err = loop.NewEngine(loop.Options{
 		Store: st, Objects: h.reg, Commands: h.commands, Twins: h.twins, Alarms: h.alarms,
 		Emit: h.emitLoopEvent, Role: "hub", Now: h.opts.Now, Logger: h.log, Registerer: h.metrics,
+		Scorer: h.mlScorer,
 	}); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}

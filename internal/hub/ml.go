@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/wanwu-iot/wanwu/internal/ml"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
 )
 
@@ -18,6 +19,9 @@ func (h *Hub) openML(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
+	// The loops' model scores: registered models run in process, with a
+	// bounded cache of loaded sessions.
+	h.mlScorer = mlreg.NewScorer(h.mlModels, ml.NewGonnx())
 	return nil
 }
 

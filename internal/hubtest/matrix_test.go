@@ -27,7 +27,7 @@ func apiRoutes(t *testing.T) []string {
 	t.Helper()
 	re := regexp.MustCompile(`"((?:GET|POST|PUT|PATCH|DELETE) /[^" ]*)"`)
 	seen := map[string]bool{}
-	for _, f := range []string{"api.go", "routes.go", "downlink.go", "ingest.go", "telemetry.go", "audit.go", "networks.go"} {
+	for _, f := range []string{"api.go", "routes.go", "downlink.go", "ingest.go", "telemetry.go", "audit.go", "networks.go", "ml.go"} {
 		src, err := os.ReadFile("../api/" + f)
 		if err != nil {
 			continue

@@ -3,11 +3,15 @@ package hubtest
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/wanwu-iot/wanwu/internal/devtoken"
 	"github.com/wanwu-iot/wanwu/internal/hub"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
@@ -123,3 +127,114 @@ func TestMLRegistry(t *testing.T) {
 type rawJSON []byte
 
 func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
+
+// sensor8Model is a thing model whose eight properties feed the reference
+// PCA model (internal/ml/testdata/pca8).
+const sensor8Model = `{"id":"acme:sensor8","version":"1.0.0","properties":{
+ "a":{"type":"number"},"b":{"type":"number"},"c":{"type":"number"},"d":{"type":"number"},
+ "e":{"type":"number"},"f":{"type":"number"},"g":{"type":"number"},"h":{"type":"number"}}}`
+
+const anomalyLoop = `
+id: anomaly
+tenant: acme
+mode: active
+placement: hub
+on: {model: acme:sensor8}
+perceive:
+  a_mean: {property: a, fn: last}
+  b_mean: {property: b, fn: last}
+  c_mean: {property: c, fn: last}
+  d_mean: {property: d, fn: last}
+  e_mean: {property: e, fn: last}
+  f_mean: {property: f, fn: last}
+  g_mean: {property: g, fn: last}
+  h_mean: {property: h, fn: last}
+decide:
+  model: {id: pca8-reference}
+  when: score.anomaly == 1.0
+act:
+  alarm: {name: anomaly, severity: medium, message: "'reconstruction error ' + string(score.score)"}
+`
+
+// TestMLScoresInHubLoop: a model registered at the hub scores a loop's
+// features there: the object reporting the reference's anomalous row gets
+// the loop's alarm, with the model's version and scores in the evidence;
+// the one reporting a normal row does not.
+func TestMLScoresInHubLoop(t *testing.T) {
+	h := Start(t)
+	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
+	h.MustAdmin(201, "POST", "/api/v1/models", json.RawMessage(sensor8Model))
+	meta, err := os.ReadFile("../ml/testdata/pca8.meta.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := os.ReadFile("../ml/testdata/pca8.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.MustAdmin(201, "POST", "/api/v1/ml/models?tenant=acme", map[string]any{"meta": rawJSON(meta), "onnx": model})
+	var inputs struct{ Rows [][]float64 }
+	b, err := os.ReadFile("../ml/testdata/pca8.inputs.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &inputs); err != nil {
+		t.Fatal(err)
+	}
+	h.MustAdmin(201, "POST", "/api/v1/loops", anomalyLoop)
+	report := func(code string, row []float64) {
+		var reg struct {
+			PrivateKey string `json:"private_key"`
+		}
+		h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": code,
+			"model": map[string]string{"id": "acme:sensor8", "version": "1.0.0"}}).JSON(t, &reg)
+		key, err := keys.ParsePrivateKeyPEM([]byte(reg.PrivateKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := devtoken.Sign(key, code, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals := map[string]float64{}
+		for i, name := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+			vals[name] = row[i]
+		}
+		if r := h.Do("POST", "/api/v1/ingest/"+code+"/telemetry", tok, vals); r.Status >= 300 {
+			t.Fatalf("telemetry of %s: %d %s", code, r.Status, r.Body)
+		}
+	}
+	report("acme:normal-1", inputs.Rows[0])
+	report("acme:odd-1", inputs.Rows[2])
+	type record struct {
+		Object string
+		Kind   string
+		Model  *struct {
+			ID, Version string
+			Scores      map[string]float64
+			Error       string
+		}
+	}
+	var got []record
+	eventually(t, "the anomalous object's alarm decided with the model", func() error {
+		var out struct{ Evidence []record }
+		h.MustAdmin(200, "GET", "/api/v1/evidence?loop=acme:anomaly", nil).JSON(t, &out)
+		got = out.Evidence
+		for _, r := range got {
+			if r.Object == "acme:odd-1" && r.Kind == "action" {
+				return nil
+			}
+		}
+		return fmt.Errorf("evidence: %+v", got)
+	})
+	for _, r := range got {
+		if r.Object == "acme:normal-1" && r.Kind == "action" {
+			t.Errorf("the normal object's row was acted on: %+v", r)
+		}
+		if r.Object == "acme:odd-1" && r.Kind == "action" {
+			if r.Model == nil || r.Model.ID != "pca8-reference" || r.Model.Version != "1" || r.Model.Scores["anomaly"] != 1 || r.Model.Scores["score"] <= 1.2399 {
+				t.Errorf("the decision's model use: %+v", r.Model)
+			}
+		}
+	}
+}
