@@ -192,7 +192,11 @@ func New(opts Options) (*Console, error) {
 		c.menu = append(c.menu, menuItem{"edges", "Edges", "/edges"})
 	}
 	c.menu = append(c.menu, menuItem{"loops", "Loops", "/loops"}, menuItem{"approvals", "Approvals", "/approvals"},
-		menuItem{"alarms", "Alarms", "/alarms"}, menuItem{"models", "Models", "/models"}, menuItem{"audit", "Audit", "/audit"})
+		menuItem{"alarms", "Alarms", "/alarms"}, menuItem{"models", "Models", "/models"})
+	if c.o.Role == "hub" {
+		c.menu = append(c.menu, menuItem{"ml", "ML models", "/ml"})
+	}
+	c.menu = append(c.menu, menuItem{"audit", "Audit", "/audit"})
 	c.mux = http.NewServeMux()
 	c.routes()
 	return c, nil
@@ -209,6 +213,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /objects/{code}", c.page(c.object))
 	c.mux.HandleFunc("GET /demo", c.page(c.glancePage))
 	c.deviceRoutes()
+	c.mlRoutes()
 	c.mux.HandleFunc("GET /objects/{code}/telemetry", c.page(c.objectTelemetry))
 	c.mux.HandleFunc("GET /objects/{code}/live", c.page(c.live))
 	c.mux.HandleFunc("GET /audit", c.page(c.auditList))

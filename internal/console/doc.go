@@ -70,6 +70,11 @@
 //     otherwise.
 //   - Models (models.go): thing models, their versions (deprecate), and
 //     the WoT Thing Description as a download.
+//   - ML models (mlmodels.go, hub only): the registered versions of the
+//     models loops take scores from, one version's document (inputs with
+//     their training statistics, outputs, thresholds, budget, training),
+//     digests and signature, and its ONNX bytes as a download; a
+//     decision's page shows the model's version and scores.
 //   - Demo (glance.go): what a program running the node (wanwu demo)
 //     hands the console through ShowGlance: what runs, where to look
 //     first, its latest status.

@@ -22,11 +22,16 @@ import (
 type evidenceView struct {
 	Row evidenceRow
 	// Story is what kind of decision it was.
-	Story             string
-	Digest            string
-	OriginID          int64
-	Features          []countText
-	Detector          []countText
+	Story    string
+	Digest   string
+	OriginID int64
+	Features []countText
+	Detector []countText
+	// Model is the model whose scores the decision took (nil for a loop
+	// without one).
+	Model             *loop.ModelUse
+	ModelScores       []countText
+	ModelTenant       string
 	Current           []countText
 	InputsDigest      string
 	Guards            []guardRow
@@ -85,7 +90,12 @@ func (c *Console) evidenceData(r *http.Request, q *request, id int64) (*evidence
 	ev := &out.Evidence
 	v := &evidenceView{Row: newEvidenceRow(ev), Story: loop.KindText(ev.Kind), Digest: ev.Digest, OriginID: ev.OriginID,
 		Features: namedNumbers(ev.Features), Detector: namedNumbers(ev.Detector), Current: namedNumbers(ev.Current),
+		Model:        ev.Model,
 		InputsDigest: ev.InputsDigest, Alarm: ev.Alarm, AlarmLink: isAlarmID(ev.Alarm), Event: ev.Event}
+	if ev.Model != nil {
+		v.ModelScores = namedNumbers(ev.Model.Scores)
+		v.ModelTenant, _, _ = strings.Cut(ev.Loop, ":") // a loop's models are its tenant's
+	}
 	for _, g := range ev.Guards {
 		d := g.Detail
 		if len(g.Inputs) > 0 {

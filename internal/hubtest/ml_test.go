@@ -5,12 +5,15 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"html"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/wanwu-iot/wanwu/internal/console/consoletest"
 	"github.com/wanwu-iot/wanwu/internal/devtoken"
 	"github.com/wanwu-iot/wanwu/internal/hub"
 	"github.com/wanwu-iot/wanwu/internal/keys"
@@ -207,6 +210,7 @@ func TestMLScoresInHubLoop(t *testing.T) {
 	report("acme:normal-1", inputs.Rows[0])
 	report("acme:odd-1", inputs.Rows[2])
 	type record struct {
+		ID     int64
 		Object string
 		Kind   string
 		Model  *struct {
@@ -227,6 +231,41 @@ func TestMLScoresInHubLoop(t *testing.T) {
 		}
 		return fmt.Errorf("evidence: %+v", got)
 	})
+	var odd int64
+	for _, r := range got {
+		if r.Object == "acme:odd-1" && r.Kind == "action" {
+			odd = r.ID
+		}
+	}
+
+	// The console: the registered version, its document, its bytes, and
+	// the decision's model scores.
+	cb := consoletest.New(t, h.URL, nil)
+	list := cb.MustSignIn(h.AdminToken, "/ml").Text()
+	if !strings.Contains(html.UnescapeString(list), "pca8-reference v1 anomaly 8 anomaly: score > 1.2399") {
+		t.Errorf("/ml: %s", list)
+	}
+	page := cb.MustGet(200, "/ml/acme/pca8-reference/1").Text()
+	for _, want := range []string{"pca8-reference v1 tenant acme", "a_mean", "h_mean", "score.anomaly is 1 when score is above 1.2399", "wanwu.ml/v1"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the version's page lacks %q: %s", want, page)
+		}
+	}
+	if dl := cb.MustGet(200, "/ml/acme/pca8-reference/1/onnx"); dl.Body != string(model) || !strings.Contains(dl.Header.Get("Content-Disposition"), "pca8-reference-1.onnx") {
+		t.Errorf("the download: %d bytes, %q", len(dl.Body), dl.Header.Get("Content-Disposition"))
+	}
+	if ev := cb.MustGet(200, fmt.Sprintf("/evidence/%d", odd)).Text(); !strings.Contains(ev, "Model pca8-reference@1 : score.anomaly=1 score.score=") {
+		t.Errorf("the decision's page does not show the model's scores: %s", ev)
+	}
+	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "beta"})
+	beta := consoletest.New(t, h.URL, nil)
+	if list := beta.MustSignIn(mcToken(t, h, "ml-beta-viewer", "viewer", "beta"), "/ml").Text(); strings.Contains(list, "pca8") || !strings.Contains(list, "No model registered yet") {
+		t.Errorf("beta's /ml: %s", list)
+	}
+	if a := beta.Get("/ml/acme/pca8-reference/1"); a.Status != 404 && a.Status != 403 {
+		t.Errorf("beta opens acme's model: %d", a.Status)
+	}
+
 	for _, r := range got {
 		if r.Object == "acme:normal-1" && r.Kind == "action" {
 			t.Errorf("the normal object's row was acted on: %+v", r)
