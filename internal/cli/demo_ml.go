@@ -9,8 +9,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -115,7 +117,9 @@ func demoModelData(sc *scenario.Scenario) (vectors [][]float64, dataset string, 
 
 // trainDemoModel trains the spindle model and registers it in the
 // scenario's tenant through the hub's API; registering the same content
-// again (a rerun on the same data directory) changes nothing. It returns
+// again (a rerun on the same data directory) changes nothing, and a
+// version registered before with other content (another scenario's
+// spindles on the same data directory) is kept. It returns
 // the line the demo prints, "" when the scenario has no spindles.
 func trainDemoModel(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario) (string, error) {
 	vectors, dataset, ok := demoModelData(sc)
@@ -143,6 +147,12 @@ func trainDemoModel(ctx context.Context, hc *hubclient.Client, sc *scenario.Scen
 		return "", err
 	}
 	b, _, err := hc.Do(ctx, "POST", "/api/v1/ml/models?tenant="+url.QueryEscape(sc.Tenant), bytes.NewReader(body), "application/json")
+	if he := (*hubclient.Error)(nil); errors.As(err, &he) && he.Status == http.StatusConflict {
+		// Another scenario's spindles trained the version kept in this
+		// data directory: the loop scores with that one.
+		return fmt.Sprintf("anomaly model %s: version %d registered before with other content (another scenario on this data directory?), kept; the loop scores with it (ctl ml show %s)",
+			demoModelID, meta.Version, demoModelID), nil
+	}
 	if err != nil {
 		return "", fmt.Errorf("model %s: %w", demoModelID, err)
 	}
