@@ -3,10 +3,11 @@
 // any of these files): chatter-feed (spindle chatter lowers the feed
 // override), chatter-feed-early (a shadow candidate for it), bearing-wear
 // (a maintenance alarm and a work order), pump-start (a pump started on a
-// high well level, interlocked on the downstream level) and chiller-peak
-// (a setpoint shift at peak, approved by a person) and vibration-capture
-// (a raw window captured when vibration rises, its chatter band through an
-// FFT).
+// high well level, interlocked on the downstream level), chiller-peak (a
+// setpoint shift at peak, approved by a person), vibration-capture (a raw
+// window captured when vibration rises, its chatter band through an FFT)
+// and spindle-anomaly (in shadow, at the hub: an alarm when the spindle
+// model the demo trains at its start, spindle-normal, flags a report).
 package loops
 
 import "embed"

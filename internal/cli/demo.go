@@ -130,6 +130,15 @@ func runDemo(e *env, args []string) error {
 	if err := s.Start(ctx); err != nil {
 		return err
 	}
+	// The anomaly model before the loops: the shadow loop spindle-anomaly
+	// scores with it.
+	modelLine, err := trainDemoModel(ctx, hc, sc)
+	if err != nil {
+		return err
+	}
+	if modelLine != "" {
+		fmt.Fprintln(e.stdout, "  "+modelLine)
+	}
 	loopKeys, err := defineDemoLoops(ctx, hc, sc)
 	if err != nil {
 		return err
@@ -219,6 +228,8 @@ Stop with Ctrl-C; running the demo again reuses %[9]s.
   %[1]s ctl loop approvals%[2]s                (the chillers' setpoint shifts wait for a person: ctl loop approve N)
   %[1]s ctl alarm list%[2]s
   %[1]s ctl loop compare %[3]s:chatter-feed-early %[3]s:chatter-feed%[2]s   (a shadow loop beside the active one)
+  %[1]s ctl ml show spindle-normal%[2]s          (the spindles' anomaly model, trained at the start)
+  %[1]s ctl loop evidence %[3]s:spindle-anomaly%[2]s   (the shadow loop that scores with it: the model's scores per decision)
 `, prog, dd, sc.Tenant)
 	fmt.Fprintln(e.stdout)
 }
@@ -287,6 +298,7 @@ func hubView(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario, d
 	view := map[string]any{"classes": out}
 	loops, alarms := demoLoops(ctx, hc, sc.Tenant)
 	view["loops"], view["alarms"] = loops, alarms
+	view["models"] = demoModels(ctx, hc, sc.Tenant)
 	if de != nil {
 		if st, err := de.edge.Status(ctx); err == nil {
 			view["edge"] = st

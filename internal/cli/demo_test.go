@@ -74,10 +74,23 @@ func TestDemo(t *testing.T) {
 	// The demo's loops are defined, and some decided within the run (the
 	// chillers' setpoint shifts wait for approval within a minute, by
 	// the tariff hours or the load; others act later).
-	if len(sum.Hub.Loops) < 6 {
-		t.Errorf("loops at the end: %+v, want the six shipped ones", sum.Hub.Loops)
+	if len(sum.Hub.Loops) < 7 {
+		t.Errorf("loops at the end: %+v, want the seven shipped ones", sum.Hub.Loops)
 	}
-	for _, want := range []string{"closed loops (ctl loop evidence KEY explains each decision):", "demo:chatter-feed", "alarms: "} {
+	anomaly := false
+	for _, l := range sum.Hub.Loops {
+		anomaly = anomaly || (l.Key == "demo:spindle-anomaly" && l.Mode == "shadow")
+	}
+	if !anomaly {
+		t.Errorf("no shadow loop demo:spindle-anomaly among %+v", sum.Hub.Loops)
+	}
+	// The spindles' anomaly model was trained and registered in the tenant
+	// before the loops.
+	if m := sum.Hub.Models; len(m) != 1 || m[0].ID != demoModelID || m[0].Version != "1" {
+		t.Errorf("models at the end: %+v, want %s version 1", m, demoModelID)
+	}
+	for _, want := range []string{"closed loops (ctl loop evidence KEY explains each decision):", "demo:chatter-feed", "demo:spindle-anomaly", "alarms: ",
+		"anomaly model spindle-normal trained on 2000 fault-free spindle vectors, 8 inputs", "ctl ml show spindle-normal"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo's status lacks %q", want)
 		}
@@ -87,9 +100,13 @@ func TestDemo(t *testing.T) {
 	if sum.Hub.Edge.Code != "demo:edge-1" || !sum.Hub.Edge.Link.Up {
 		t.Errorf("the edge at the end: %+v", sum.Hub.Edge)
 	}
-	out, _ = run("5s", filepath.Join(dir, "again.json"))
+	out, sum = run("5s", filepath.Join(dir, "again.json"))
 	if strings.Contains(out, "registering") {
 		t.Errorf("the second run registered devices again:\n%s", out)
+	}
+	// The same model again: nothing new registered, the run goes on.
+	if !strings.Contains(out, "registered before with the same content") || len(sum.Hub.Models) != 1 {
+		t.Errorf("the second run's model: %+v\n%s", sum.Hub.Models, out)
 	}
 }
 
@@ -108,6 +125,9 @@ type demoSummary struct {
 		Loops []struct {
 			Key, Mode string
 			States    map[string]int
+		}
+		Models []struct {
+			ID, Version string
 		}
 		Classes map[string]struct{ Online, Queryable int }
 		Edge    struct {
