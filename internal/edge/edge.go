@@ -12,6 +12,11 @@
 // outages and edge reboots, and a device revoked at the hub is refused
 // once the change reaches the edge.
 //
+// Loops: the hub's loops for the objects behind the edge run here from
+// the last signed bundle taken (loops.go), and score with the model
+// versions they name, which the edge takes from the hub and stores in its
+// database only once they verify with the hub's signing key (ml.go).
+//
 // The data directory:
 //
 //	identity/        the edge's key (0600), certificate, the hub CA, its credential

@@ -1,7 +1,9 @@
 package hub
 
 // The model registry at the hub: model versions (package ml's Meta and
-// ONNX bytes) stored, signed with the hub's key and served by the API.
+// ONNX bytes) stored, signed with the hub's key and served by the API,
+// and listed to each edge whose loops use them (the edge verifies and
+// imports them).
 
 import (
 	"context"
