@@ -127,6 +127,11 @@ type Options struct {
 	// (package loop's Bundle, as JSON): nil when the digest is still
 	// after once wait passed.
 	EdgeLoops func(ctx context.Context, edge, after string, wait time.Duration) ([]byte, error)
+	// EdgeML answers an edge's long poll for the list of model versions
+	// its loops use (EdgeModels, as JSON): nil when the list's digest is
+	// still after once wait passed. With MLModels, it serves the edge's
+	// model routes (the list and the versions' bytes).
+	EdgeML func(ctx context.Context, edge, after string, wait time.Duration) ([]byte, error)
 	// EdgeStatus, on an edge's own API, serves GET /api/v1/edge/status.
 	EdgeStatus func(ctx context.Context) (any, error)
 	// PSK returns the CoAP/DTLS pre-shared key a PSK identity names, and

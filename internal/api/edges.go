@@ -15,6 +15,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/forward"
+	"github.com/wanwu-iot/wanwu/internal/mlreg"
 	"github.com/wanwu-iot/wanwu/internal/registry"
 )
 
@@ -31,6 +32,10 @@ func (s *server) edgeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/edge/snapshot", s.handle(s.edgeSnapshot))
 	if s.EdgeLoops != nil {
 		mux.HandleFunc("GET /api/v1/edge/loops", s.handle(s.edgeLoops))
+	}
+	if s.EdgeML != nil && s.MLModels != nil {
+		mux.HandleFunc("GET /api/v1/edge/ml", s.handle(s.edgeML))
+		mux.HandleFunc("GET /api/v1/edge/ml/{id}/versions/{version}/onnx", s.handle(s.edgeMLONNX))
 	}
 	mux.HandleFunc("GET /api/v1/edge/commands", s.handle(s.edgeCommands))
 	mux.HandleFunc("POST /api/v1/edge/commands/ack", s.handle(s.edgeCommandsAck))
@@ -213,6 +218,58 @@ func (s *server) edgeLoops(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+	return nil
+}
+
+// EdgeModels is the answer to GET /api/v1/edge/ml: the records (without
+// their bytes) of the model versions the loops an edge may run use, by
+// tenant, id and version, and the digest of that list. Each record
+// carries the hub's signature, which the edge checks with the bytes it
+// downloads before it stores the version (mlreg.Registry.Import).
+type EdgeModels struct {
+	Digest string          `json:"digest"`
+	Models []*mlreg.Record `json:"models"`
+}
+
+// edgeML is GET /api/v1/edge/ml?after=DIGEST&wait=S: the list of model
+// versions the calling edge's loops use when its digest is not DIGEST,
+// else 204 once S seconds (at most 30) passed.
+func (s *server) edgeML(w http.ResponseWriter, r *http.Request) error {
+	e, wait, err := s.edgePoll(r)
+	if err != nil {
+		return err
+	}
+	body, err := s.EdgeML(r.Context(), e.Code, r.URL.Query().Get("after"), wait)
+	if err != nil {
+		return err
+	}
+	if body == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	return nil
+}
+
+// edgeMLONNX is GET /api/v1/edge/ml/{id}/versions/{version}/onnx: a model
+// version's bytes, of the calling edge's tenant only.
+func (s *server) edgeMLONNX(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.authenticateEdge(r)
+	if err != nil {
+		return err
+	}
+	rec, err := s.MLModels.Get(r.Context(), e.Tenant, r.PathValue("id"), r.PathValue("version"))
+	if err != nil {
+		return mlErr(err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("ETag", `"sha256:`+rec.ONNXSHA256+`"`)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(rec.ONNX)
 	return nil
 }
 

@@ -12,11 +12,17 @@
 // outages and edge reboots, and a device revoked at the hub is refused
 // once the change reaches the edge.
 //
+// Loops: the hub's loops for the objects behind the edge run here from
+// the last signed bundle taken (loops.go), and score with the model
+// versions they name, which the edge takes from the hub and stores in its
+// database only once they verify with the hub's signing key (ml.go).
+//
 // The data directory:
 //
 //	identity/        the edge's key (0600), certificate, the hub CA, its credential
 //	hub-signing.pub  the hub's signing key: verifies identity snapshots
-//	wanwu.db         the replica registry, twins, commands, presence, the local audit log
+//	wanwu.db         the replica registry, twins, commands, presence, the model
+//	                 versions taken from the hub (with its signatures), the local audit log
 //	signing.key      signs the local audit log's checkpoints (0600)
 //	admin.token      the first token of the edge's own API (0600)
 //	nats/            JetStream: the ingest log and the outboxes (FWD_ALARM, ...)
@@ -59,6 +65,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/loop"
+	"github.com/wanwu-iot/wanwu/internal/mlreg"
 	"github.com/wanwu-iot/wanwu/internal/node"
 	"github.com/wanwu-iot/wanwu/internal/pipeline"
 	"github.com/wanwu-iot/wanwu/internal/presence"
@@ -125,6 +132,10 @@ type Edge struct {
 	alarms      *alarm.Service
 	loopPipe    atomic.Pointer[pipeline.Pipeline]
 	loopsDigest string // of the bundle the engine has; syncLoops's only
+	// The models the loops score with, taken from the hub (ml.go).
+	mlModels *mlreg.Registry
+	mlScorer *mlreg.Scorer
+	mlDigest string // of the hub's model list taken; syncML's only
 	// models caches the thing models by "id@version" (modelByKey).
 	models sync.Map
 
@@ -253,7 +264,7 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	e.link.Start()
-	e.wg.Add(4)
+	e.wg.Add(5)
 	go func() {
 		defer e.wg.Done()
 		e.console.Run(runCtx)
@@ -265,6 +276,10 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 	go func() {
 		defer e.wg.Done()
 		e.syncLoops(runCtx)
+	}()
+	go func() {
+		defer e.wg.Done()
+		e.syncML(runCtx)
 	}()
 	go func() {
 		defer e.wg.Done()
@@ -652,6 +667,9 @@ func (e *Edge) closeAll(ctx context.Context) error {
 	}
 	if e.loops != nil { // after the pipeline, whose consumer it is
 		errs = append(errs, e.loops.Shutdown(ctx))
+	}
+	if e.mlScorer != nil { // after the loops, which score with it
+		errs = append(errs, e.mlScorer.Close())
 	}
 	if e.presence != nil {
 		errs = append(errs, e.presence.Shutdown(ctx))

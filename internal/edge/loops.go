@@ -2,8 +2,9 @@ package edge
 
 // Closed loops at the edge: the hub's loops for the objects behind this
 // edge run here, through link outages and restarts (the latest signed
-// bundle is kept in the data directory); their evidence and alarms go up
-// the link (the control and alarm classes).
+// bundle is kept in the data directory), scoring with the models the hub
+// signed (ml.go); their evidence and alarms go up the link (the control
+// and alarm classes).
 
 import (
 	"context"
@@ -47,10 +48,13 @@ func (e *Edge) openLoops(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}
+	if err := e.openML(ctx); err != nil {
+		return err
+	}
 	if e.loops, err = loop.NewEngine(loop.Options{
 		Store: st, Objects: e.reg, Commands: e.commands, Twins: e.twins, Alarms: e.alarms,
 		Emit: e.emitLoopEvent, Role: "edge", Edge: e.id.Code, Now: e.opts.Now, Logger: e.log, Registerer: e.metrics,
-		OnEvidence: e.evidenceWritten,
+		OnEvidence: e.evidenceWritten, Scorer: e.mlScorer,
 	}); err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}

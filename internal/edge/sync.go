@@ -35,7 +35,7 @@ func newSyncMetrics(reg prometheus.Registerer) (*syncMetrics, error) {
 			Name: "wanwu_edge_snapshots_applied_total", Help: "Identity snapshots from the hub the edge verified and applied.",
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wanwu_edge_snapshots_refused_total", Help: "Identity snapshots the edge refused, by reason (forged, stale, wrong_edge, malformed, apply).",
+			Name: "wanwu_edge_snapshots_refused_total", Help: "What the edge refused from the hub, by reason: identity snapshots (forged, stale, wrong_edge, malformed, apply), loop bundles (loop_bundle), downlinks (downlink_signature), model versions (ml_model).",
 		}, []string{"reason"}),
 		version: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wanwu_edge_snapshot_version", Help: "Version of the identity snapshot the edge holds.",

@@ -45,6 +45,7 @@ func (h *Hub) startHTTP() error {
 		EdgeCommands: h.edgeDownlinkPoll, EdgeCommandsAck: h.edgeDownlinkAck,
 		SignDownlink:    func(msg []byte) []byte { return ed25519.Sign(h.signer, msg) },
 		EdgeLoops:       h.edgeLoops,
+		EdgeML:          h.edgeML,
 		MLModels:        h.mlModels,
 		RelayVote:       h.relayVote,
 		Console:         con,

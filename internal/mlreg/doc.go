@@ -1,4 +1,5 @@
-// Package mlreg is the hub's registry of model versions: per tenant, each
+// Package mlreg is the registry of model versions, the hub's and each
+// edge's: per tenant, each
 // version of a model (package ml's Meta and its ONNX bytes) with the
 // SHA-256 digests of both, the hub's Ed25519 signature over them, when it
 // was registered and by whom.
@@ -23,9 +24,20 @@
 // it loads the model. Verify recomputes both digests from the bytes it is
 // given.
 //
+// An edge opens a Registry without a Signer on its own database: it
+// registers nothing, and takes the hub's versions by Import, which
+// stores a version only when Verify passes with the hub's key for the
+// bytes given (ErrBadSignature otherwise: an edge never loads a model the
+// hub did not sign), the Meta names the record's id and version, and the
+// runtime loads it once as Register does (ErrInvalid). The version keeps
+// the hub's signature, actor and time, so it verifies at the edge as at
+// the hub; the import is audited (ml.imported, actor hub) in the same
+// transaction.
+//
 // Scorer runs registered models: it keeps one loaded Session per
 // (tenant, id, version), at most a bounded number of them (the least
 // recently used is closed first), builds the input vector in the Meta's
-// feature order and returns Result.Scores. Distributing models to edges
-// and scoring inside loops belong to other packages.
+// feature order and returns Result.Scores; the hub's and the edges' loop
+// engines score with one. Fetching the versions an edge needs belongs to
+// package edge.
 package mlreg

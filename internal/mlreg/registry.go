@@ -35,8 +35,15 @@ var (
 	ErrBadSignature = errors.New("bad model signature")
 )
 
-// KindRegistered is the audit entry kind of a registration.
-const KindRegistered = "ml.registered"
+// Audit entry kinds: a registration at the hub, an import at an edge.
+const (
+	KindRegistered = "ml.registered"
+	KindImported   = "ml.imported"
+)
+
+// ImportActor is the actor of an import's audit entry: the hub, whose
+// signature the edge checked.
+const ImportActor = "hub"
 
 // StatementPrefix starts the statement the hub signs.
 const StatementPrefix = "wanwu.ml/v1\n"
@@ -116,8 +123,10 @@ func Verify(pub ed25519.PublicKey, rec *Record) error {
 
 // Options open a Registry.
 type Options struct {
-	DB     *store.DB
-	Audit  *audit.Log
+	DB    *store.DB
+	Audit *audit.Log
+	// Signer signs registrations (the hub's key); a registry without one
+	// (an edge's) refuses Register and takes versions by Import only.
 	Signer ed25519.PrivateKey
 	// Runtime checks models before they are stored (default ml.NewGonnx()).
 	Runtime ml.Runtime
@@ -138,8 +147,11 @@ type Registry struct {
 
 // Open migrates the tables and returns the registry.
 func Open(ctx context.Context, o Options) (*Registry, error) {
-	if o.DB == nil || o.Audit == nil || len(o.Signer) != ed25519.PrivateKeySize {
-		return nil, errors.New("mlreg: DB, Audit and an Ed25519 Signer are required")
+	if o.DB == nil || o.Audit == nil {
+		return nil, errors.New("mlreg: DB and Audit are required")
+	}
+	if o.Signer != nil && len(o.Signer) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("mlreg: the Signer is %d bytes, not an Ed25519 private key", len(o.Signer))
 	}
 	if o.Runtime == nil {
 		o.Runtime = ml.NewGonnx()
@@ -153,8 +165,14 @@ func Open(ctx context.Context, o Options) (*Registry, error) {
 	return &Registry{db: o.DB, audit: o.Audit, signer: o.Signer, rt: o.Runtime, onAudit: o.OnAudit, now: o.Now}, nil
 }
 
-// PublicKey is the key Verify checks signatures with.
-func (r *Registry) PublicKey() ed25519.PublicKey { return r.signer.Public().(ed25519.PublicKey) }
+// PublicKey is the key Verify checks signatures with; nil without a
+// Signer.
+func (r *Registry) PublicKey() ed25519.PublicKey {
+	if r.signer == nil {
+		return nil
+	}
+	return r.signer.Public().(ed25519.PublicKey)
+}
 
 // Register stores a model version: it parses and validates metaJSON,
 // loads the model once with the runtime (refusing it with the runtime's
@@ -162,6 +180,9 @@ func (r *Registry) PublicKey() ed25519.PublicKey { return r.signer.Public().(ed2
 // false when the same content was registered before (nothing changes);
 // other content under a stored version is ErrConflict.
 func (r *Registry) Register(ctx context.Context, actor, tenant string, metaJSON, onnx []byte) (rec *Record, created bool, err error) {
+	if r.signer == nil {
+		return nil, false, errors.New("mlreg: this registry has no signing key: it takes versions by Import only")
+	}
 	if err := code.ValidNamespace(tenant); err != nil {
 		return nil, false, fmt.Errorf("%w: tenant: %w", ErrInvalid, err)
 	}
@@ -330,4 +351,101 @@ func (r *Registry) resolve(ctx context.Context, tenant, id, version string) (int
 		return 0, fmt.Errorf("mlreg: model %s/%s: %w", tenant, id, ErrNotFound)
 	}
 	return int(v.Int64), nil
+}
+
+// Import stores a model version another registry (the hub's) registered
+// and signed, as an edge does before it runs the model: rec is the
+// record as served (its ONNX field is not used), onnx the bytes
+// downloaded for it. Before anything is stored, both digests must match
+// the given bytes and the signature must be pub's over the statement
+// (refusals wrap ErrBadSignature); the Meta must parse and name the
+// record's id and version, and the runtime must load the model once, as
+// Register does (refusals wrap ErrInvalid). The version is stored with the
+// hub's signature, actor and time, and an audit entry (ml.imported) in
+// the same transaction; importing the same content again changes
+// nothing, other content under a stored version is ErrConflict.
+func (r *Registry) Import(ctx context.Context, rec *Record, onnx []byte, pub ed25519.PublicKey) error {
+	if rec == nil {
+		return fmt.Errorf("mlreg: import: %w: no record", ErrBadSignature)
+	}
+	subject := rec.ID + "@" + rec.Version
+	cp := *rec
+	cp.ONNX = onnx
+	if err := Verify(pub, &cp); err != nil {
+		return fmt.Errorf("mlreg: import %s/%s: %w", rec.Tenant, subject, err)
+	}
+	if err := code.ValidNamespace(rec.Tenant); err != nil {
+		return fmt.Errorf("mlreg: import %s: %w: tenant: %w", subject, ErrInvalid, err)
+	}
+	var canon bytes.Buffer
+	if err := json.Compact(&canon, rec.Meta); err != nil { // Verify compacted it once already
+		return fmt.Errorf("mlreg: import %s/%s: %w: %w", rec.Tenant, subject, ErrInvalid, err)
+	}
+	meta, err := ml.ParseMeta(canon.Bytes())
+	if err != nil {
+		return fmt.Errorf("mlreg: import %s/%s: %w: %w", rec.Tenant, subject, ErrInvalid, err)
+	}
+	if meta.ID != rec.ID || strconv.Itoa(meta.Version) != rec.Version {
+		return fmt.Errorf("mlreg: import %s/%s: %w: the meta is %s@%d", rec.Tenant, subject, ErrInvalid, meta.ID, meta.Version)
+	}
+	sess, err := r.rt.Load(onnx, meta)
+	if err != nil {
+		return fmt.Errorf("mlreg: import %s/%s: %w: %w", rec.Tenant, subject, ErrInvalid, err)
+	}
+	if err := sess.Close(); err != nil {
+		return fmt.Errorf("mlreg: closing the trial session: %w", err)
+	}
+	created := false
+	err = r.db.Tx(ctx, func(tx *sql.Tx) error {
+		var metaSum, onnxSum string
+		err := tx.QueryRowContext(ctx, `SELECT meta_sha256, onnx_sha256 FROM ml_models WHERE tenant = ? AND id = ? AND version = ?`,
+			rec.Tenant, rec.ID, meta.Version).Scan(&metaSum, &onnxSum)
+		switch {
+		case err == nil:
+			if metaSum != rec.MetaSHA256 || onnxSum != rec.ONNXSHA256 {
+				return fmt.Errorf("%w: model %s version %s is stored with other content (meta %s, onnx %s)",
+					ErrConflict, rec.ID, rec.Version, metaSum, onnxSum)
+			}
+			return nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		created = true
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ml_models(tenant, id, version, meta, onnx, meta_sha256, onnx_sha256, signature, actor, created_at)
+			VALUES (?,?,?,?,?,?,?,?,?,?)`, rec.Tenant, rec.ID, meta.Version, canon.String(), bytes.Clone(onnx), rec.MetaSHA256, rec.ONNXSHA256,
+			rec.Signature, rec.Actor, rec.CreatedAt.UTC().UnixMilli()); err != nil {
+			return err
+		}
+		data, err := json.Marshal(map[string]any{
+			"version": rec.Version, "meta_sha256": rec.MetaSHA256, "onnx_sha256": rec.ONNXSHA256, "size": len(onnx),
+			"runtime": r.rt.Name(), "registered_by": rec.Actor,
+		})
+		if err != nil {
+			return err
+		}
+		_, err = r.audit.AppendTx(ctx, tx, audit.Entry{Actor: ImportActor, Tenant: rec.Tenant, Kind: KindImported, Subject: subject, Data: data})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mlreg: import %s/%s: %w", rec.Tenant, subject, err)
+	}
+	if created && r.onAudit != nil {
+		r.onAudit()
+	}
+	return nil
+}
+
+// Has reports whether the version is stored with these digests (an
+// edge's sync skips what it has).
+func (r *Registry) Has(ctx context.Context, tenant, id, version, metaSHA256, onnxSHA256 string) (bool, error) {
+	v, err := strconv.Atoi(version)
+	if err != nil {
+		return false, nil
+	}
+	var n int
+	if err := r.db.R.QueryRowContext(ctx, `SELECT count(*) FROM ml_models WHERE tenant = ? AND id = ? AND version = ? AND meta_sha256 = ? AND onnx_sha256 = ?`,
+		tenant, id, v, metaSHA256, onnxSHA256).Scan(&n); err != nil {
+		return false, fmt.Errorf("mlreg: %w", err)
+	}
+	return n > 0, nil
 }

@@ -1,0 +1,139 @@
+package edge
+
+// Models at the edge: the model versions the hub's loops for this edge
+// use (decide.model), taken from the hub with a long poll, each checked
+// against the hub's signature before it is stored in the edge's own
+// registry (its database, so the models are there through outages and
+// restarts); the loop engine scores with them.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/api"
+	"github.com/wanwu-iot/wanwu/internal/ml"
+	"github.com/wanwu-iot/wanwu/internal/mlreg"
+)
+
+// maxModelList bounds the hub's answer listing the models (records
+// without their bytes).
+const maxModelList = 16 << 20
+
+// openML opens the edge's model registry (no signing key: it only
+// imports what the hub signed) and the loops' scorer.
+func (e *Edge) openML(ctx context.Context) error {
+	var err error
+	if e.mlModels, err = mlreg.Open(ctx, mlreg.Options{DB: e.db, Audit: e.audit, Now: e.opts.Now}); err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	e.mlScorer = mlreg.NewScorer(e.mlModels, ml.NewGonnx())
+	return nil
+}
+
+// MLModels is the edge's model registry: the versions taken from the hub.
+func (e *Edge) MLModels() *mlreg.Registry { return e.mlModels }
+
+// syncML keeps the models the loops use in step with the hub.
+func (e *Edge) syncML(ctx context.Context) {
+	e.keepPolling(ctx, "the hub's models could not be taken; will retry", e.fetchML)
+}
+
+// fetchML asks for a list other than the one taken, downloads the
+// versions the edge lacks and imports each once it verifies. A refused
+// version is counted, logged and skipped; the list is then not taken, so
+// it is asked for again (after a backoff).
+func (e *Edge) fetchML(ctx context.Context) error {
+	key := e.hubKeyNow()
+	if key == nil {
+		return errors.New("the hub's signing key is not known yet")
+	}
+	resp, body, err := e.poll(ctx, "/api/v1/edge/ml?after="+url.QueryEscape(e.mlDigest), maxModelList)
+	if err != nil {
+		return err
+	}
+	switch resp.StatusCode {
+	case http.StatusNoContent:
+		return nil
+	case http.StatusOK:
+	default:
+		return fmt.Errorf("hub answered %s: %.200s", resp.Status, body)
+	}
+	var l api.EdgeModels
+	if err := json.Unmarshal(body, &l); err != nil {
+		return fmt.Errorf("the hub's model list: %w", err)
+	}
+	tenant := tenantOf(e.id.Code)
+	var refused []error
+	refuse := func(rec *mlreg.Record, err error) {
+		e.syncM.refused.WithLabelValues("ml_model").Inc()
+		e.log.Warn("a model version from the hub was refused", "model", rec.ID, "version", rec.Version, "err", err)
+		refused = append(refused, err)
+	}
+	for _, rec := range l.Models {
+		if rec == nil {
+			continue
+		}
+		if rec.Tenant != tenant {
+			refuse(rec, fmt.Errorf("model %s@%s is of tenant %q, not this edge's", rec.ID, rec.Version, rec.Tenant))
+			continue
+		}
+		has, err := e.mlModels.Has(ctx, rec.Tenant, rec.ID, rec.Version, rec.MetaSHA256, rec.ONNXSHA256)
+		if err != nil {
+			return err
+		}
+		if has {
+			continue
+		}
+		onnx, err := e.downloadModel(ctx, rec)
+		if err != nil {
+			return fmt.Errorf("model %s@%s: %w", rec.ID, rec.Version, err)
+		}
+		if err := e.mlModels.Import(ctx, rec, onnx, key); err != nil {
+			if errors.Is(err, mlreg.ErrBadSignature) || errors.Is(err, mlreg.ErrInvalid) || errors.Is(err, mlreg.ErrConflict) {
+				refuse(rec, err)
+				continue
+			}
+			return err
+		}
+		e.log.Info("a model version from the hub taken", "model", rec.ID, "version", rec.Version, "bytes", len(onnx))
+	}
+	if len(refused) > 0 {
+		return errors.Join(refused...)
+	}
+	e.mlDigest = l.Digest
+	return nil
+}
+
+// downloadModel reads a version's bytes from the hub, at most the size
+// the record says (Import checks them against its digest).
+func (e *Edge) downloadModel(ctx context.Context, rec *mlreg.Record) ([]byte, error) {
+	if rec.Size <= 0 || rec.Size > ml.MaxModelBytesLimit {
+		return nil, fmt.Errorf("the record says %d bytes (at most %d)", rec.Size, ml.MaxModelBytesLimit)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	u := e.hubURL + "/api/v1/edge/ml/" + url.PathEscape(rec.ID) + "/versions/" + url.PathEscape(rec.Version) + "/onnx"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(rec.Size)+1))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("hub answered %s: %.200s", resp.Status, body)
+	}
+	return body, nil
+}
