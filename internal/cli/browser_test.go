@@ -328,7 +328,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.view("view-audit")
 
 	for _, p := range []struct{ name, path string }{
-		{"fleet", "/"}, {"loops", "/loops"}, {"models", "/models"}, {"edges", "/edges"},
+		{"fleet", "/"}, {"loops", "/loops"}, {"models", "/models"}, {"ml", "/ml"}, {"edges", "/edges"},
 	} {
 		b.run("open "+p.path, 60*time.Second, chromedp.Navigate(d.base+p.path), chromedp.WaitVisible(chromedp.CSS("main h1")))
 		b.shot(p.name)

@@ -79,6 +79,7 @@ func demoGlance(sc *scenario.Scenario, de *demoEdge, st *demoStatus, started tim
 		console.GlanceLink{Label: "Alarms", Path: "/alarms", Why: "acknowledge and shelve"},
 		console.GlanceLink{Label: "Audit", Path: "/audit", Why: "every change, in a log whose entries your browser can verify"},
 		console.GlanceLink{Label: "Models", Path: "/models", Why: "the thing models of the scenario's kinds"},
+		console.GlanceLink{Label: "ML models", Path: "/ml", Why: "the spindles' anomaly model, trained at the start; the spindle-anomaly loop scores with it (in shadow)"},
 	)
 	if de != nil {
 		g.Links = append(g.Links, console.GlanceLink{Label: "Edge " + de.edge.Code(), Path: "/edges/" + url.PathEscape(de.edge.Code()), Why: "its link, its backlog while the link is cut"})
