@@ -215,6 +215,20 @@ type Event struct {
 	Actor string `json:"actor,omitempty"`
 }
 
+// IsID reports whether s is an alarm's id (24 lowercase hex digits), as
+// opposed to a note in its place such as "would raise chatter".
+func IsID(s string) bool {
+	if len(s) != 24 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // Detail says what an event changed: the severity and message (cut to
 // maxMessage bytes, at a rune) for raised and updated, the note for
 // acked, the expiry and reason for shelved, the reason for suppressed.

@@ -19,6 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/wanwu-iot/wanwu/internal/alarm"
 	"github.com/wanwu-iot/wanwu/internal/guard"
 	"github.com/wanwu-iot/wanwu/internal/loop"
 )
@@ -638,7 +639,7 @@ func writeExplain(w io.Writer, ev *loop.Evidence) {
 	}
 	if ev.Alarm != "" {
 		fmt.Fprintf(w, "alarm         %s", ev.Alarm)
-		if isAlarmID(ev.Alarm) {
+		if alarm.IsID(ev.Alarm) {
 			fmt.Fprintf(w, " (ctl alarm show %s)", ev.Alarm)
 		}
 		fmt.Fprintln(w)
@@ -682,20 +683,6 @@ func writeExplain(w io.Writer, ev *loop.Evidence) {
 	default:
 		fmt.Fprintf(w, "outcome: %s\n", ev.State)
 	}
-}
-
-// isAlarmID reports whether s is an alarm's id (24 hex digits), not a
-// note such as "would raise chatter".
-func isAlarmID(s string) bool {
-	if len(s) != 24 {
-		return false
-	}
-	for _, c := range s {
-		if !strings.ContainsRune("0123456789abcdef", c) {
-			return false
-		}
-	}
-	return true
 }
 
 func voteText(v guard.Vote) string {

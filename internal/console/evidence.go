@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wanwu-iot/wanwu/internal/alarm"
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/loop"
 )
@@ -66,20 +67,6 @@ func namedNumbers(m map[string]float64) []countText {
 	return out
 }
 
-// isAlarmID reports whether s is an alarm's id (24 hex digits), not a
-// note such as "would raise chatter".
-func isAlarmID(s string) bool {
-	if len(s) != 24 {
-		return false
-	}
-	for _, c := range s {
-		if !strings.ContainsRune("0123456789abcdef", c) {
-			return false
-		}
-	}
-	return true
-}
-
 func (c *Console) evidenceData(r *http.Request, q *request, id int64) (*evidenceView, error) {
 	var out struct {
 		Evidence loop.Evidence `json:"evidence"`
@@ -91,7 +78,7 @@ func (c *Console) evidenceData(r *http.Request, q *request, id int64) (*evidence
 	v := &evidenceView{Row: newEvidenceRow(ev), Story: loop.KindText(ev.Kind), Digest: ev.Digest, OriginID: ev.OriginID,
 		Features: namedNumbers(ev.Features), Detector: namedNumbers(ev.Detector), Current: namedNumbers(ev.Current),
 		Model:        ev.Model,
-		InputsDigest: ev.InputsDigest, Alarm: ev.Alarm, AlarmLink: isAlarmID(ev.Alarm), Event: ev.Event}
+		InputsDigest: ev.InputsDigest, Alarm: ev.Alarm, AlarmLink: alarm.IsID(ev.Alarm), Event: ev.Event}
 	if ev.Model != nil {
 		v.ModelScores = namedNumbers(ev.Model.Scores)
 		v.ModelTenant, _, _ = strings.Cut(ev.Loop, ":") // a loop's models are its tenant's
