@@ -33,6 +33,9 @@ func (e *Edge) openML(ctx context.Context) error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	e.mlScorer = mlreg.NewScorer(e.mlModels, ml.NewGonnx())
+	if err := e.mlScorer.Register(e.metrics); err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
 	return nil
 }
 

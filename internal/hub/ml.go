@@ -30,6 +30,9 @@ func (h *Hub) openML(ctx context.Context) error {
 	// The loops' model scores: registered models run in process, with a
 	// bounded cache of loaded sessions.
 	h.mlScorer = mlreg.NewScorer(h.mlModels, ml.NewGonnx())
+	if err := h.mlScorer.Register(h.metrics); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
 	return nil
 }
 

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wanwu-iot/wanwu/internal/ml"
 )
 
@@ -26,6 +28,7 @@ type Scorer struct {
 	reg *Registry
 	rt  ml.Runtime
 	max int
+	m   scorerMetrics
 
 	mu     sync.Mutex
 	lru    *list.List // of *scorerEntry, most recent first
@@ -35,10 +38,54 @@ type Scorer struct {
 
 type scorerEntry struct {
 	key     string
+	tenant  string
+	id      string
+	version string
 	sess    ml.Session
 	meta    ml.Meta
 	refs    int
 	evicted bool
+
+	dmu   sync.Mutex
+	drift *ml.Drift // the inputs against the training data
+}
+
+// scorerMetrics are what the scorer tells Prometheus per model version:
+// inferences by result, their latency, the scores' distribution and each
+// input's drift (PSI).
+type scorerMetrics struct {
+	inferences *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	scores     *prometheus.HistogramVec
+	psi        *prometheus.GaugeVec
+}
+
+// psiEvery is how many inferences pass between updates of the drift
+// gauges.
+const psiEvery = 25
+
+func newScorerMetrics() scorerMetrics {
+	labels := []string{"tenant", "model", "version"}
+	return scorerMetrics{
+		inferences: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wanwu_ml_inferences_total",
+			Help: "Model inferences by result (ok, error: the model failed, was late or lacked a feature)."}, append(labels, "result")),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wanwu_ml_inference_seconds",
+			Help: "Time of a model inference, the session's wait included.", Buckets: prometheus.ExponentialBuckets(5e-6, 2.5, 12)}, labels),
+		scores: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wanwu_ml_score",
+			Help: "The values a model's score outputs took.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 16)}, append(labels, "output")),
+		psi: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wanwu_ml_input_psi",
+			Help: "Population stability index of a model input over its last 500 values against the training data (the document's mean and std, as a normal distribution): above 0.25, the input has moved."}, append(labels, "feature")),
+	}
+}
+
+// Register registers the scorer's metrics.
+func (s *Scorer) Register(r prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{s.m.inferences, s.m.latency, s.m.scores, s.m.psi} {
+		if err := r.Register(c); err != nil {
+			return fmt.Errorf("mlreg: scorer metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // NewScorer returns a scorer of reg's models loaded with rt (nil: gonnx),
@@ -52,7 +99,7 @@ func NewScorerSize(reg *Registry, rt ml.Runtime, n int) *Scorer {
 	if rt == nil {
 		rt = ml.NewGonnx()
 	}
-	return &Scorer{reg: reg, rt: rt, max: max(n, 1), lru: list.New(), byKey: map[string]*list.Element{}}
+	return &Scorer{reg: reg, rt: rt, max: max(n, 1), lru: list.New(), byKey: map[string]*list.Element{}, m: newScorerMetrics()}
 }
 
 // Score runs the model version (version "": the newest) on features, by
@@ -79,11 +126,39 @@ func (s *Scorer) Score(ctx context.Context, tenant, id, version string, features
 		}
 		x[i] = val
 	}
+	start := time.Now()
 	res, err := e.sess.Infer(ctx, x)
+	s.m.latency.WithLabelValues(tenant, id, version).Observe(time.Since(start).Seconds())
 	if err != nil {
+		s.m.inferences.WithLabelValues(tenant, id, version, "error").Inc()
 		return nil, version, fmt.Errorf("mlreg: model %s@%s: %w", id, version, err)
 	}
-	return res.Scores(e.meta), version, nil
+	s.m.inferences.WithLabelValues(tenant, id, version, "ok").Inc()
+	scores := res.Scores(e.meta)
+	for _, o := range e.meta.Outputs {
+		if v, ok := scores[o.Name]; ok && o.Kind == ml.OutputScore {
+			s.m.scores.WithLabelValues(tenant, id, version, o.Name).Observe(v)
+		}
+	}
+	s.observeDrift(e, x)
+	return scores, version, nil
+}
+
+// observeDrift adds an input vector to the entry's drift meter and, every
+// psiEvery vectors, sets the drift gauges.
+func (s *Scorer) observeDrift(e *scorerEntry, x []float64) {
+	e.dmu.Lock()
+	defer e.dmu.Unlock()
+	if e.drift == nil {
+		e.drift = ml.NewDrift(e.meta, ml.DriftWindow)
+	}
+	e.drift.Observe(x)
+	if e.drift.Observed()%psiEvery != 0 {
+		return
+	}
+	for i, psi := range e.drift.PSI() {
+		s.m.psi.WithLabelValues(e.tenant, e.id, e.version, e.meta.Inputs[i].Name).Set(psi)
+	}
 }
 
 // acquire returns the entry of a loaded session, loading it on a miss,
@@ -133,7 +208,7 @@ func (s *Scorer) acquire(ctx context.Context, tenant, id, version string) (*scor
 		e.refs++
 		return e, nil
 	}
-	e := &scorerEntry{key: key, sess: sess, meta: sess.Meta(), refs: 1}
+	e := &scorerEntry{key: key, tenant: tenant, id: id, version: version, sess: sess, meta: sess.Meta(), refs: 1}
 	s.byKey[key] = s.lru.PushFront(e)
 	for s.lru.Len() > s.max {
 		done = s.evict(s.lru.Back(), done)

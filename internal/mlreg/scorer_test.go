@@ -1,17 +1,21 @@
 package mlreg_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 	"github.com/wanwu-iot/wanwu/internal/ml"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
 )
@@ -62,6 +66,10 @@ func TestScorer(t *testing.T) {
 	}
 	s := mlreg.NewScorerSize(e.reg, nil, 1)
 	defer s.Close()
+	prom := prometheus.NewRegistry()
+	if err := s.Register(prom); err != nil {
+		t.Fatal(err)
+	}
 	rows, want := reference(t)
 	for i, row := range rows {
 		f := map[string]float64{"unused": 1}
@@ -85,6 +93,29 @@ func TestScorer(t *testing.T) {
 	}
 	if s.Loaded() != 1 {
 		t.Fatalf("%d sessions loaded, want 1", s.Loaded())
+	}
+	// The metrics count every inference, its time and its score; 25 more
+	// inputs at the training means set the drift gauges.
+	for range 25 {
+		f := map[string]float64{}
+		for _, in := range m.Inputs {
+			f[in.Name] = in.Mean
+		}
+		if _, _, err := s.Score(e.ctx, "acme", "pca8-reference", "", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]float64{
+		`wanwu_ml_inferences_total{model="pca8-reference",result="ok",tenant="acme",version="1"}`: 49,
+		`wanwu_ml_inference_seconds_count{model="pca8-reference",tenant="acme",version="1"}`:      49,
+		`wanwu_ml_score_count{model="pca8-reference",output="score",tenant="acme",version="1"}`:   49,
+	} {
+		if got := metricValue(t, prom, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if psi := metricValue(t, prom, `wanwu_ml_input_psi{feature="a_mean",model="pca8-reference",tenant="acme",version="1"}`); !(psi > 0) {
+		t.Errorf("the drift gauge of a_mean: %v", psi)
 	}
 
 	// A missing feature is named.
@@ -135,4 +166,31 @@ func TestScorer(t *testing.T) {
 	if _, _, err := s.Score(e.ctx, "acme", "pca8-reference", "", means); !errors.Is(err, mlreg.ErrScorerClosed) {
 		t.Fatalf("after Close: %v", err)
 	}
+}
+
+// metricValue reads one series (name{labels}, labels sorted) from a
+// registry's text exposition.
+func metricValue(t *testing.T, g prometheus.Gatherer, series string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if name, val, ok := strings.Cut(line, " "); ok && name == series {
+			f, err := strconv.ParseFloat(val, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no series %s in:\n%s", series, buf.String())
+	return 0
 }
