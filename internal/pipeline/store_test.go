@@ -119,16 +119,20 @@ func TestStoresFillGaps(t *testing.T) {
 	}
 	waitSeqCount(t, e, "acme:d0", base, 1)
 	waitSeqCount(t, e, "acme:orphan", base, 1)
-	if got := testutil.ToFloat64(e.p.loops[0].readBack); got != 1 {
-		t.Fatalf("read back %v batches, want the one before the handed-over batch", got)
+	// The orphan is read back; on a loaded machine the idle scan may
+	// also wake between the handed-over batch's publish and its hand-over
+	// and read that one back too (the store keeps it once: the count above).
+	if got := testutil.ToFloat64(e.p.loops[0].readBack); got != 1 && got != 2 {
+		t.Fatalf("read back %v batches, want the one before the handed-over batch (and at most that one too)", got)
 	}
+	rb := testutil.ToFloat64(e.p.loops[0].readBack)
 	// A batch its batcher published and could not hand over (the queue
 	// was full): the idle loop reads it back.
 	seq := publishOrphan(t, e.bus, "orphan-2", message("acme:orphan", 2, base.Add(time.Millisecond)))
 	e.p.published.Store(seq)
 	waitSeqCount(t, e, "acme:orphan", base, 2)
-	if got := testutil.ToFloat64(e.p.loops[0].readBack); got != 2 {
-		t.Fatalf("read back %v batches, want 2", got)
+	if got := testutil.ToFloat64(e.p.loops[0].readBack); got != rb+1 {
+		t.Fatalf("read back %v batches, want %v", got, rb+1)
 	}
 }
 
