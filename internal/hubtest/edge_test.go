@@ -68,10 +68,18 @@ func newEdgeSetup(t *testing.T, devices int) *edgeSetup {
 // it a token.
 func newEdgeDevice(t *testing.T, h *Hub, code, edge string) tokenDevice {
 	t.Helper()
+	return newTokenObject(t, h, map[string]any{"code": code, "edge": edge})
+}
+
+// newTokenObject registers the object the request describes (hub-made
+// key) and signs it a device token.
+func newTokenObject(t *testing.T, h *Hub, req map[string]any) tokenDevice {
+	t.Helper()
+	code, _ := req["code"].(string)
 	var reg struct {
 		PrivateKey string `json:"private_key"`
 	}
-	h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": code, "edge": edge}).JSON(t, &reg)
+	h.MustAdmin(201, "POST", "/api/v1/objects", req).JSON(t, &reg)
 	key, err := keys.ParsePrivateKeyPEM([]byte(reg.PrivateKey))
 	if err != nil {
 		t.Fatal(err)

@@ -6,15 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/wanwu-iot/wanwu/internal/devtoken"
-	"github.com/wanwu-iot/wanwu/internal/keys"
 )
 
 // TestEdgeMLScoresOffline: a model registered at the hub reaches the edge
@@ -27,22 +22,7 @@ func TestEdgeMLScoresOffline(t *testing.T) {
 	h := Start(t)
 	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
 	h.MustAdmin(201, "POST", "/api/v1/models", json.RawMessage(sensor8Model))
-	meta, err := os.ReadFile("../ml/testdata/pca8.meta.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	model, err := os.ReadFile("../ml/testdata/pca8.onnx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inputs struct{ Rows [][]float64 }
-	b, err := os.ReadFile("../ml/testdata/pca8.inputs.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &inputs); err != nil {
-		t.Fatal(err)
-	}
+	meta, model, rows := pca8(t)
 	h.MustAdmin(201, "POST", "/api/v1/ml/models?tenant=acme", map[string]any{"meta": rawJSON(meta), "onnx": model})
 	h.MustAdmin(201, "POST", "/api/v1/loops", strings.Replace(anomalyLoop, "placement: hub", "placement: edge", 1))
 
@@ -51,19 +31,8 @@ func TestEdgeMLScoresOffline(t *testing.T) {
 	proxy := NewLinkProxy(t, func() string { return target.Load().(string) })
 	dir := t.TempDir()
 	RegisterEdge(t, h, "acme:edge-1", filepath.Join(dir, "identity"))
-	var reg struct {
-		PrivateKey string `json:"private_key"`
-	}
-	h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": "acme:odd-1", "edge": "acme:edge-1",
-		"model": map[string]string{"id": "acme:sensor8", "version": "1.0.0"}}).JSON(t, &reg)
-	key, err := keys.ParsePrivateKeyPEM([]byte(reg.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := devtoken.Sign(key, "acme:odd-1", time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := newTokenObject(t, h, map[string]any{"code": "acme:odd-1", "edge": "acme:edge-1",
+		"model": map[string]string{"id": "acme:sensor8", "version": "1.0.0"}}).token
 	e := StartEdge(t, dir, "https://"+proxy.Addr())
 
 	ctx := context.Background()
@@ -97,7 +66,7 @@ func TestEdgeMLScoresOffline(t *testing.T) {
 	e.Restart()
 	vals := map[string]float64{}
 	for i, name := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
-		vals[name] = inputs.Rows[2][i]
+		vals[name] = rows[2][i]
 	}
 	body, err := json.Marshal(vals)
 	if err != nil {

@@ -21,8 +21,6 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/coap"
 	"github.com/wanwu-iot/wanwu/internal/config"
-	"github.com/wanwu-iot/wanwu/internal/devtoken"
-	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/mqtt"
 )
 
@@ -224,19 +222,7 @@ func mustDialToken5(t *testing.T, addr, code, token string) *paho.Client {
 // newTokenDevice registers a device with a hub-made key and signs it a token.
 func newTokenDevice(t *testing.T, h *Hub, code string) tokenDevice {
 	t.Helper()
-	var reg struct {
-		PrivateKey string `json:"private_key"`
-	}
-	h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": code}).JSON(t, &reg)
-	key, err := keys.ParsePrivateKeyPEM([]byte(reg.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := devtoken.Sign(key, code, time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tokenDevice{code, tok}
+	return newTokenObject(t, h, map[string]any{"code": code})
 }
 
 // dialAttacker dials from attackerAddr.

@@ -11,10 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/console/consoletest"
-	"github.com/wanwu-iot/wanwu/internal/devtoken"
 	"github.com/wanwu-iot/wanwu/internal/hub"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
@@ -167,38 +165,12 @@ func TestMLScoresInHubLoop(t *testing.T) {
 	h := Start(t)
 	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
 	h.MustAdmin(201, "POST", "/api/v1/models", json.RawMessage(sensor8Model))
-	meta, err := os.ReadFile("../ml/testdata/pca8.meta.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	model, err := os.ReadFile("../ml/testdata/pca8.onnx")
-	if err != nil {
-		t.Fatal(err)
-	}
+	meta, model, rows := pca8(t)
 	h.MustAdmin(201, "POST", "/api/v1/ml/models?tenant=acme", map[string]any{"meta": rawJSON(meta), "onnx": model})
-	var inputs struct{ Rows [][]float64 }
-	b, err := os.ReadFile("../ml/testdata/pca8.inputs.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &inputs); err != nil {
-		t.Fatal(err)
-	}
 	h.MustAdmin(201, "POST", "/api/v1/loops", anomalyLoop)
 	report := func(code string, row []float64) {
-		var reg struct {
-			PrivateKey string `json:"private_key"`
-		}
-		h.MustAdmin(201, "POST", "/api/v1/objects", map[string]any{"code": code,
-			"model": map[string]string{"id": "acme:sensor8", "version": "1.0.0"}}).JSON(t, &reg)
-		key, err := keys.ParsePrivateKeyPEM([]byte(reg.PrivateKey))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, err := devtoken.Sign(key, code, time.Now(), time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tok := newTokenObject(t, h, map[string]any{"code": code,
+			"model": map[string]string{"id": "acme:sensor8", "version": "1.0.0"}}).token
 		vals := map[string]float64{}
 		for i, name := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
 			vals[name] = row[i]
@@ -207,8 +179,8 @@ func TestMLScoresInHubLoop(t *testing.T) {
 			t.Fatalf("telemetry of %s: %d %s", code, r.Status, r.Body)
 		}
 	}
-	report("acme:normal-1", inputs.Rows[0])
-	report("acme:odd-1", inputs.Rows[2])
+	report("acme:normal-1", rows[0])
+	report("acme:odd-1", rows[2])
 	type record struct {
 		ID     int64
 		Object string
@@ -276,4 +248,26 @@ func TestMLScoresInHubLoop(t *testing.T) {
 			}
 		}
 	}
+}
+
+// pca8 reads the reference model of package ml's testdata: its document,
+// its bytes and the input rows onnxruntime scored.
+func pca8(t *testing.T) (meta, model []byte, rows [][]float64) {
+	t.Helper()
+	var err error
+	if meta, err = os.ReadFile("../ml/testdata/pca8.meta.json"); err != nil {
+		t.Fatal(err)
+	}
+	if model, err = os.ReadFile("../ml/testdata/pca8.onnx"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("../ml/testdata/pca8.inputs.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inputs struct{ Rows [][]float64 }
+	if err := json.Unmarshal(b, &inputs); err != nil {
+		t.Fatal(err)
+	}
+	return meta, model, inputs.Rows
 }
