@@ -41,6 +41,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/ratelimit"
 	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/rollout"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
 	"github.com/wanwu-iot/wanwu/internal/tsdb"
 	"github.com/wanwu-iot/wanwu/internal/twin"
@@ -104,6 +105,11 @@ type Options struct {
 	Alarms *alarm.Service
 	// MLModels serves the model registry's routes when set.
 	MLModels *mlreg.Registry
+	// Rollouts, with MLModels, serves the rollouts of model versions;
+	// RolloutChanged is told after a change (the hub wakes its
+	// controller).
+	Rollouts       *rollout.Store
+	RolloutChanged func()
 	// Twins and Commands serve the twin and command routes when set.
 	Twins    *twin.Service
 	Commands *command.Service
@@ -258,6 +264,9 @@ func New(opts Options) (http.Handler, error) {
 	}
 	if opts.MLModels != nil {
 		s.mlRoutes(mux)
+	}
+	if opts.MLModels != nil && opts.Rollouts != nil {
+		s.rolloutRoutes(mux)
 	}
 	if opts.EdgeStatus != nil {
 		mux.HandleFunc("GET /api/v1/edge/status", s.authed(auth.Viewer, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) error {

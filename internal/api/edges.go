@@ -17,6 +17,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
 	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/rollout"
 )
 
 // EdgeLink is the hub's side of edge links (forward.Receiver).
@@ -226,9 +227,17 @@ func (s *server) edgeLoops(w http.ResponseWriter, r *http.Request) error {
 // tenant, id and version, and the digest of that list. Each record
 // carries the hub's signature, which the edge checks with the bytes it
 // downloads before it stores the version (mlreg.Registry.Import).
+//
+// Rollouts are the plans that stage versions of those models at the edge
+// (every state, the newest 20 per model): the edge moves its own stage in
+// each by their gates, and takes the hub's changes (an operator's
+// promotion or rollback, a rollback after a gate failed elsewhere) by
+// their revision. Models then also lists each plan's candidate and
+// baseline versions.
 type EdgeModels struct {
-	Digest string          `json:"digest"`
-	Models []*mlreg.Record `json:"models"`
+	Digest   string          `json:"digest"`
+	Models   []*mlreg.Record `json:"models"`
+	Rollouts []*rollout.Plan `json:"rollouts,omitempty"`
 }
 
 // edgeML is GET /api/v1/edge/ml?after=DIGEST&wait=S: the list of model

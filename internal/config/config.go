@@ -113,6 +113,7 @@ type Hub struct {
 	Networks  Networks  `yaml:"networks"`
 	// Edge applies to `wanwu edge` only: its hub and its outboxes.
 	Edge  Edge  `yaml:"edge"`
+	ML    ML    `yaml:"ml"`
 	Debug Debug `yaml:"debug"`
 	Log   Log   `yaml:"log"`
 }
@@ -207,6 +208,13 @@ type Commands struct {
 	AckTimeout Duration `yaml:"ack_timeout"`
 	// MaxAttempts is how many deliveries are tried before the command fails.
 	MaxAttempts int `yaml:"max_attempts"`
+}
+
+// ML configures models at the node.
+type ML struct {
+	// RolloutEvery is the time between two evaluations of the gates of
+	// the model rollouts staged at the node.
+	RolloutEvery Duration `yaml:"rollout_every"`
 }
 
 // Telemetry configures ingest and the time-series store.
@@ -425,6 +433,7 @@ func DefaultHub() Hub {
 	c.Networks.FlushEvery = Duration(10 * time.Second)
 	c.Edge.Quota = EdgeQuota{Alarm: 64 << 20, Control: 256 << 20, Telemetry: 4 << 30, Bulk: 1 << 30}
 	c.Edge.RetryMax = Duration(500 * time.Millisecond)
+	c.ML.RolloutEvery = Duration(5 * time.Second)
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -524,6 +533,9 @@ func (c *Hub) Validate() error {
 	}
 	if c.Telemetry.OutOfOrderWindow < 0 || c.Telemetry.Retention <= 0 || c.Telemetry.FutureSkew < 0 {
 		errs = append(errs, errors.New("telemetry: out_of_order_window and future_skew must not be negative, retention must be positive"))
+	}
+	if c.ML.RolloutEvery < Duration(100*time.Millisecond) || c.ML.RolloutEvery > Duration(time.Hour) {
+		errs = append(errs, fmt.Errorf("ml.rollout_every: %s: want 100ms to 1h", time.Duration(c.ML.RolloutEvery)))
 	}
 	if c.MQTT.MaxInflight < 1 || c.MQTT.MaxInflight > 65535 {
 		errs = append(errs, fmt.Errorf("mqtt.max_inflight: %d: want 1 to 65535 (packet ids are 16 bits)", c.MQTT.MaxInflight))

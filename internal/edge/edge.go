@@ -71,6 +71,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/presence"
 	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/rollout"
 	"github.com/wanwu-iot/wanwu/internal/southbound"
 	"github.com/wanwu-iot/wanwu/internal/store"
 	"github.com/wanwu-iot/wanwu/internal/thingmodel"
@@ -135,7 +136,10 @@ type Edge struct {
 	// The models the loops score with, taken from the hub (ml.go).
 	mlModels *mlreg.Registry
 	mlScorer *mlreg.Scorer
-	mlDigest string // of the hub's model list taken; syncML's only
+	// rollouts: the hub's plans staging model versions here (ml.go).
+	rollouts   *rollout.Store
+	rolloutCtl *rollout.Controller
+	mlDigest   string // of the hub's model list taken; syncML's only
 	// models caches the thing models by "id@version" (modelByKey).
 	models sync.Map
 
@@ -667,6 +671,9 @@ func (e *Edge) closeAll(ctx context.Context) error {
 	}
 	if e.loops != nil { // after the pipeline, whose consumer it is
 		errs = append(errs, e.loops.Shutdown(ctx))
+	}
+	if e.rolloutCtl != nil {
+		errs = append(errs, e.rolloutCtl.Shutdown(ctx))
 	}
 	if e.mlScorer != nil { // after the loops, which score with it
 		errs = append(errs, e.mlScorer.Close())

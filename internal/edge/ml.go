@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/api"
+	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/ml"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
+	"github.com/wanwu-iot/wanwu/internal/rollout"
 )
 
 // maxModelList bounds the hub's answer listing the models (records
@@ -36,7 +38,32 @@ func (e *Edge) openML(ctx context.Context) error {
 	if err := e.mlScorer.Register(e.metrics); err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}
-	return nil
+	// The hub's rollouts of those models: this edge moves its own stage in
+	// each by the gates, offline too, and sends every change up.
+	if e.rollouts, err = rollout.Open(ctx, rollout.Options{DB: e.db, Audit: e.audit, Now: e.opts.Now}); err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	if e.rolloutCtl, err = rollout.NewController(rollout.ControllerOptions{
+		Store: e.rollouts, Node: e.id.Code, Meter: e.mlScorer, OnRecord: e.rolloutRecorded,
+		Every: time.Duration(e.opts.Config.ML.RolloutEvery), Now: e.opts.Now, Logger: e.log.With("component", "rollout"),
+	}); err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	e.mlScorer.SetStages(e.rolloutCtl.Lookup)
+	return e.rolloutCtl.Start(ctx)
+}
+
+// Rollouts is the edge's copy of the hub's rollouts, with its own stages
+// and records.
+func (e *Edge) Rollouts() *rollout.Store { return e.rollouts }
+
+// rolloutRecorded sends a stage change made here up the link.
+func (e *Edge) rolloutRecorded(_ context.Context, rec *rollout.Record) {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return
+	}
+	e.sendUp(e.id.Code, forward.RolloutEvent, data)
 }
 
 // MLModels is the edge's model registry: the versions taken from the hub.
@@ -108,6 +135,20 @@ func (e *Edge) fetchML(ctx context.Context) error {
 	}
 	if len(refused) > 0 {
 		return errors.Join(refused...)
+	}
+	changed := false
+	for _, p := range l.Rollouts {
+		if p == nil || p.Tenant != tenant {
+			continue
+		}
+		stored, err := e.rollouts.Put(ctx, p)
+		if err != nil {
+			return fmt.Errorf("rollout %s: %w", p.ID, err)
+		}
+		changed = changed || stored
+	}
+	if changed {
+		e.rolloutCtl.Wake()
 	}
 	e.mlDigest = l.Digest
 	return nil

@@ -517,13 +517,15 @@ type gap struct {
 // of a loop that ran at the edge (package loop's Evidence, as JSON; each
 // new state of the record again), AlarmEvent an alarm raised or changed
 // at the edge (package alarm's Alarm, as JSON; it travels in the alarm
-// class).
+// class), RolloutEvent a stage change of a rollout at the edge (of the
+// edge object; package rollout's Record, as JSON).
 const (
 	GapEvent           = "wanwu.gap"
 	CommandResultEvent = "wanwu.command_result"
 	TwinReportedEvent  = "wanwu.twin_reported"
 	LoopEvidenceEvent  = "wanwu.loop_evidence"
 	AlarmEvent         = "wanwu.alarm"
+	RolloutEvent       = "wanwu.rollout_stage"
 )
 
 // reduceOldest reduces the oldest messages of a telemetry or bulk outbox

@@ -74,6 +74,9 @@ type ReceiverOptions struct {
 	// AlarmEvent), likewise; both are told the edge.
 	LoopEvidence func(ctx context.Context, edge, device string, data []byte) error
 	Alarm        func(ctx context.Context, edge, device string, data []byte) error
+	// Rollout takes a rollout's stage change at the edge (the data of a
+	// RolloutEvent of the edge object), likewise.
+	Rollout func(ctx context.Context, edge string, data []byte) error
 	// Audit records every gap record an edge sends; OnAudit is told after
 	// such entries were committed (the hub's audit forwarder).
 	Audit   *audit.Log
@@ -219,6 +222,10 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 			}
 			if m.Kind == ingest.Event && m.Event == GapEvent && m.Device == e.Code {
 				gaps = append(gaps, r.gapEntry(e, m.EventData))
+			}
+			if m.Kind == ingest.Event && m.Event == RolloutEvent && m.Device == e.Code && r.o.Rollout != nil {
+				rollout := r.o.Rollout
+				results = append(results, controlRecord{func(ctx context.Context, edge string, data []byte) error { return rollout(ctx, edge, data) }, m.Device, m.EventData})
 			}
 			if m.Kind == ingest.Event && m.Device != e.Code {
 				switch {

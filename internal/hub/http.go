@@ -47,6 +47,8 @@ func (h *Hub) startHTTP() error {
 		EdgeLoops:       h.edgeLoops,
 		EdgeML:          h.edgeML,
 		MLModels:        h.mlModels,
+		Rollouts:        h.rollouts,
+		RolloutChanged:  h.rolloutCtl.Wake,
 		RelayVote:       h.relayVote,
 		Console:         con,
 		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,

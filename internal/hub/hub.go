@@ -62,6 +62,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/protoerr"
 	"github.com/wanwu-iot/wanwu/internal/psk"
 	"github.com/wanwu-iot/wanwu/internal/registry"
+	"github.com/wanwu-iot/wanwu/internal/rollout"
 	"github.com/wanwu-iot/wanwu/internal/store"
 	"github.com/wanwu-iot/wanwu/internal/twin"
 	"github.com/wanwu-iot/wanwu/internal/webhook"
@@ -134,6 +135,9 @@ type Hub struct {
 	// mlModels is the model registry (ml.go).
 	mlModels *mlreg.Registry
 	mlScorer *mlreg.Scorer // the loops' model scores (ml.go)
+	// rollouts stage model versions at the hub and the edges (ml.go).
+	rollouts   *rollout.Store
+	rolloutCtl *rollout.Controller
 
 	// usage counts devices' bytes per day; reach says whether a PSM
 	// device is awake (networks.go).
@@ -410,6 +414,9 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	}
 	if h.loops != nil { // after the pipeline, whose consumer it is
 		errs = append(errs, h.loops.Shutdown(ctx))
+	}
+	if h.rolloutCtl != nil {
+		errs = append(errs, h.rolloutCtl.Shutdown(ctx))
 	}
 	if h.mlScorer != nil { // after the loops, which score with it
 		errs = append(errs, h.mlScorer.Close())

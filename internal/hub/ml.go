@@ -10,13 +10,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/api"
 	"github.com/wanwu-iot/wanwu/internal/ml"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
+	"github.com/wanwu-iot/wanwu/internal/rollout"
 )
 
 // openML opens the model registry in the hub's database.
@@ -33,6 +37,91 @@ func (h *Hub) openML(ctx context.Context) error {
 	if err := h.mlScorer.Register(h.metrics); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
+	// Rollouts stage model versions here and at the edges; the hub's
+	// controller moves the stages of the loops the hub runs.
+	if h.rollouts, err = rollout.Open(ctx, rollout.Options{DB: h.db, Audit: h.audit, OnAudit: h.wakeAuditForwarder, Now: h.opts.Now}); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	if h.rolloutCtl, err = rollout.NewController(rollout.ControllerOptions{
+		Store: h.rollouts, Node: rollout.HubNode, Meter: h.mlScorer, OnRecord: h.rolloutRecorded,
+		Every: time.Duration(h.opts.Config.ML.RolloutEvery), Now: h.opts.Now, Logger: h.log.With("component", "rollout"),
+	}); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	h.mlScorer.SetStages(h.rolloutCtl.Lookup)
+	return h.rolloutCtl.Start(ctx)
+}
+
+// Rollouts exposes the rollout store (nil before Start).
+func (h *Hub) Rollouts() *rollout.Store { return h.rollouts }
+
+// RolloutController exposes the hub's own rollout controller.
+func (h *Hub) RolloutController() *rollout.Controller { return h.rolloutCtl }
+
+// rolloutRecorded follows a stage change at any node (the hub's, or an
+// edge's sent up): a gate that failed anywhere rolls the plan back
+// everywhere; when every target is active, the plan is done.
+func (h *Hub) rolloutRecorded(ctx context.Context, rec *rollout.Record) {
+	if err := h.settleRollout(ctx, rec); err != nil {
+		h.log.Warn("a rollout's state could not be settled; the next stage change settles it", "rollout", rec.Plan, "err", err)
+	}
+}
+
+func (h *Hub) settleRollout(ctx context.Context, rec *rollout.Record) error {
+	p, err := h.rollouts.Get(ctx, rec.Tenant, rec.Plan)
+	if err != nil || p.State != rollout.Running {
+		return err
+	}
+	switch rec.To {
+	case rollout.RolledBack:
+		if rec.By == "" {
+			_, err = h.rollouts.SetState(ctx, "rollout", p.Tenant, p.ID, rollout.Aborted, "at "+rec.Node+": "+rec.Reason)
+		}
+		return err
+	case rollout.Active:
+		nodes, err := h.rollouts.Nodes(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		active := map[string]bool{}
+		for _, n := range nodes {
+			active[n.Node] = n.Stage == rollout.Active
+		}
+		want := slices.Clone(p.Targets.Edges)
+		if p.Targets.Hub {
+			want = append(want, rollout.HubNode)
+		}
+		for n := range active {
+			if !slices.Contains(want, n) {
+				want = append(want, n)
+			}
+		}
+		for _, n := range want {
+			if !active[n] {
+				return nil
+			}
+		}
+		_, err = h.rollouts.SetState(ctx, "rollout", p.Tenant, p.ID, rollout.Done, "active at "+strings.Join(want, ", "))
+		return err
+	}
+	return nil
+}
+
+// edgeRollout keeps a stage change an edge sent up.
+func (h *Hub) edgeRollout(ctx context.Context, edge string, data []byte) error {
+	var rec rollout.Record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		h.log.Warn("an edge's rollout record is malformed; passed over", "edge", edge, "err", err)
+		return nil
+	}
+	if err := h.rollouts.Import(ctx, edge, &rec); err != nil {
+		if errors.Is(err, rollout.ErrInvalid) || errors.Is(err, rollout.ErrNotFound) {
+			h.log.Warn("an edge's rollout record was refused; passed over", "edge", edge, "rollout", rec.Plan, "err", err)
+			return nil
+		}
+		return err
+	}
+	h.rolloutRecorded(ctx, &rec)
 	return nil
 }
 
@@ -77,11 +166,13 @@ func (h *Hub) edgeModels(ctx context.Context, edge, tenant string) (*api.EdgeMod
 		byVersion[rec.ID+"@"+rec.Version] = rec
 	}
 	picked := map[string]*mlreg.Record{}
+	used := map[string]bool{}
 	for _, info := range b.Loops {
 		if info.Def == nil || info.Def.Decide.Model == nil {
 			continue
 		}
 		ref := info.Def.Decide.Model
+		used[ref.ID] = true
 		rec := newest[ref.ID]
 		if ref.Version > 0 {
 			rec = byVersion[ref.ID+"@"+strconv.Itoa(ref.Version)]
@@ -90,13 +181,38 @@ func (h *Hub) edgeModels(ctx context.Context, edge, tenant string) (*api.EdgeMod
 			picked[rec.ID+"@"+rec.Version] = rec
 		}
 	}
+	// The rollouts of those models that stage versions at this edge,
+	// with the versions they name.
+	plans, err := h.rollouts.List(ctx, tenant, "", false)
+	if err != nil {
+		return nil, err
+	}
+	var staged []*rollout.Plan
+	perModel := map[string]int{}
+	for _, p := range plans { // newest first
+		if p.Kind != rollout.KindModel || !used[p.Artifact] || !p.TargetsNode(edge, true) || perModel[p.Artifact] >= 20 {
+			continue
+		}
+		perModel[p.Artifact]++
+		staged = append(staged, p)
+		for _, v := range []string{p.Version, p.Baseline} {
+			if rec := byVersion[p.Artifact+"@"+v]; rec != nil {
+				picked[rec.ID+"@"+rec.Version] = rec
+			}
+		}
+	}
+	slices.Reverse(staged) // oldest first
 	l := &api.EdgeModels{Models: []*mlreg.Record{}}
 	for _, rec := range all { // in the registry's order
 		if p := picked[rec.ID+"@"+rec.Version]; p != nil {
 			l.Models = append(l.Models, p)
 		}
 	}
-	content, err := json.Marshal(l.Models)
+	l.Rollouts = staged
+	content, err := json.Marshal(struct {
+		M []*mlreg.Record
+		R []*rollout.Plan
+	}{l.Models, l.Rollouts})
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,12 @@ type sessionScorer struct {
 	calls int
 }
 
-func (s *sessionScorer) Score(ctx context.Context, tenant, id, version string, feats map[string]float64) (map[string]float64, string, error) {
+func (s *sessionScorer) ScoreObject(ctx context.Context, tenant, id, version, _ string, feats map[string]float64) (ml.Scored, error) {
+	scores, v, err := s.score(ctx, tenant, id, version, feats)
+	return ml.Scored{Scores: scores, Version: v}, err
+}
+
+func (s *sessionScorer) score(ctx context.Context, tenant, id, version string, feats map[string]float64) (map[string]float64, string, error) {
 	s.mu.Lock()
 	s.calls++
 	s.mu.Unlock()
@@ -63,8 +68,9 @@ func (s *sessionScorer) count() int {
 // scorerFunc is a Scorer that fails or hangs as a test wants.
 type scorerFunc func(ctx context.Context) (map[string]float64, string, error)
 
-func (f scorerFunc) Score(ctx context.Context, _, _, _ string, _ map[string]float64) (map[string]float64, string, error) {
-	return f(ctx)
+func (f scorerFunc) ScoreObject(ctx context.Context, _, _, _, _ string, _ map[string]float64) (ml.Scored, error) {
+	scores, v, err := f(ctx)
+	return ml.Scored{Scores: scores, Version: v}, err
 }
 
 // pca8 loads internal/ml's checked-in model with the reference runtime's

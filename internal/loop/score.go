@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/wanwu-iot/wanwu/internal/ml"
 )
 
 // Scorer scores a loop's features with a model (decide.model): the model
@@ -21,7 +23,11 @@ type Scorer interface {
 	// (package ml's Result.Scores) and the version that scored. It must
 	// return by ctx's deadline (package ml's sessions do): the engine
 	// waits for it, and treats an answer after the deadline as an error.
-	Score(ctx context.Context, tenant, id, version string, features map[string]float64) (scores map[string]float64, modelVersion string, err error)
+	// object is the decision's object: a rollout's canary is a share of
+	// the objects. While a rollout stages a candidate at the node, the
+	// Scored says so (Rollout, Stage) and carries the other version's
+	// scores beside.
+	ScoreObject(ctx context.Context, tenant, id, version, object string, features map[string]float64) (ml.Scored, error)
 }
 
 // DefaultScoreTimeout is how long a decision waits for its model when
@@ -45,6 +51,12 @@ type ModelUse struct {
 	Skipped string `json:"skipped,omitempty"`
 	// Error says why the model gave no scores.
 	Error string `json:"error,omitempty"`
+	// Rollout and Stage: the rollout staging a candidate of the model at
+	// the node, and the node's stage in it; Beside the other version's
+	// scores (no effect on the decision).
+	Rollout string     `json:"rollout,omitempty"`
+	Stage   string     `json:"stage,omitempty"`
+	Beside  *ml.Beside `json:"beside,omitempty"`
 
 	err    error
 	at     time.Time          // the decision time it was made for
@@ -103,7 +115,9 @@ func (e *Engine) score(ctx context.Context, r *running, t *target, feats map[str
 		return u
 	default:
 		sctx, cancel := context.WithTimeout(ctx, e.opts.ScoreTimeout)
-		scores, got, err := callScorer(sctx, e.opts.Scorer, r.info.Tenant, mr.ID, version, in)
+		sc, err := callScorer(sctx, e.opts.Scorer, r.info.Tenant, mr.ID, version, t.obj.Code, in)
+		u.Rollout, u.Stage, u.Beside = sc.Rollout, sc.Stage, sc.Beside
+		scores, got := sc.Scores, sc.Version
 		if err == nil && sctx.Err() != nil {
 			err = fmt.Errorf("answered after its deadline of %s: %w", e.opts.ScoreTimeout, sctx.Err())
 		}
@@ -131,13 +145,13 @@ func (e *Engine) score(ctx context.Context, r *running, t *target, feats map[str
 
 // callScorer asks s, turning a panic into an error: a broken scorer fails
 // the decision, not the engine.
-func callScorer(ctx context.Context, s Scorer, tenant, id, version string, in map[string]float64) (scores map[string]float64, got string, err error) {
+func callScorer(ctx context.Context, s Scorer, tenant, id, version, object string, in map[string]float64) (sc ml.Scored, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			scores, got, err = nil, "", fmt.Errorf("the scorer panicked: %v", p)
+			sc, err = ml.Scored{}, fmt.Errorf("the scorer panicked: %v", p)
 		}
 	}()
-	return s.Score(ctx, tenant, id, version, in)
+	return s.ScoreObject(ctx, tenant, id, version, object, in)
 }
 
 func modelName(u *ModelUse) string {

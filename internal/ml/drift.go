@@ -1,6 +1,9 @@
 package ml
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // Drift measures how far the inputs a model sees have moved from its
 // training data, per feature, as the population stability index (PSI)
@@ -109,4 +112,37 @@ func (d *Drift) PSI() []float64 {
 		out[i] = psi
 	}
 	return out
+}
+
+// SamplePSI is the population stability index of actual against
+// expected, both samples of one quantity: the bins are expected's deciles
+// (NaN with fewer than 10 values in either). Empty bins count as half an
+// observation.
+func SamplePSI(expected, actual []float64) float64 {
+	if len(expected) < 10 || len(actual) < 10 {
+		return math.NaN()
+	}
+	sorted := slices.Clone(expected)
+	slices.Sort(sorted)
+	edges := make([]float64, 0, 9)
+	for i := 1; i < 10; i++ {
+		edges = append(edges, sorted[i*len(sorted)/10])
+	}
+	count := func(xs []float64) []float64 {
+		c := make([]float64, len(edges)+1)
+		for _, x := range xs {
+			i, _ := slices.BinarySearch(edges, x)
+			c[i]++
+		}
+		for i := range c {
+			c[i] = max(c[i], 0.5) / float64(len(xs))
+		}
+		return c
+	}
+	e, a := count(expected), count(actual)
+	psi := 0.0
+	for i := range e {
+		psi += (a[i] - e[i]) * math.Log(a[i]/e[i])
+	}
+	return psi
 }

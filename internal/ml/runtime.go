@@ -95,3 +95,25 @@ func flags(m Meta, outputs map[string][]float64) map[string]bool {
 func argmax(v []float64) int {
 	return slices.Index(v, slices.Max(v))
 }
+
+// Scored is what a scorer answers for one decision: the scores that
+// count, the version that gave them and, while a rollout stages a
+// candidate at the node, the rollout, the node's stage in it and the
+// other version's scores beside (recorded, without effect).
+type Scored struct {
+	Scores  map[string]float64 `json:"scores,omitempty"`
+	Version string             `json:"version,omitempty"`
+	Rollout string             `json:"rollout,omitempty"`
+	Stage   string             `json:"stage,omitempty"`
+	Beside  *Beside            `json:"beside,omitempty"`
+}
+
+// Beside is the version scored beside the one that counted: the
+// candidate in shadow (and for objects outside the canary), the baseline
+// for canary objects.
+type Beside struct {
+	Version string             `json:"version"`
+	Role    string             `json:"role"` // "candidate" or "baseline"
+	Scores  map[string]float64 `json:"scores,omitempty"`
+	Error   string             `json:"error,omitempty"`
+}

@@ -34,6 +34,8 @@ type Scorer struct {
 	lru    *list.List // of *scorerEntry, most recent first
 	byKey  map[string]*list.Element
 	closed bool
+	stages Stages                // the node's rollouts (staged.go)
+	meters map[string]*planMeter // by rollout
 }
 
 type scorerEntry struct {

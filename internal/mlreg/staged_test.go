@@ -1,0 +1,95 @@
+package mlreg_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/wanwu-iot/wanwu/internal/ml"
+	"github.com/wanwu-iot/wanwu/internal/mlreg"
+	"github.com/wanwu-iot/wanwu/internal/rollout"
+)
+
+// While a rollout stages a candidate, the scorer gives each decision the
+// version its stage says, the other beside, and measures the candidate's
+// figures against the baseline.
+func TestScoreObjectStaged(t *testing.T) {
+	e := open(t)
+	meta, model := testModel(t)
+	if _, _, err := e.reg.Register(e.ctx, "alice", "acme", meta, model); err != nil {
+		t.Fatal(err)
+	}
+	// Version 2: the same graph with a threshold so low that it flags
+	// every row: it disagrees with version 1 on the normal ones.
+	meta2 := editMeta(t, meta, func(m *ml.Meta) {
+		m.Version = 2
+		th := m.Thresholds["anomaly"]
+		th.Above = 1e-9
+		m.Thresholds["anomaly"] = th
+	})
+	if _, _, err := e.reg.Register(e.ctx, "alice", "acme", meta2, model); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := ml.ParseMeta(meta)
+	s := mlreg.NewScorer(e.reg, nil)
+	defer s.Close()
+	plan := &rollout.Plan{ID: "ro-1", Tenant: "acme", Kind: rollout.KindModel, Artifact: "pca8-reference", Version: "2", Baseline: "1",
+		Canary: rollout.CanarySpec{Objects: []string{"acme:canary"}}}
+	a := rollout.Assignment{Version: "1", Plan: plan, Stage: rollout.Shadow}
+	s.SetStages(func(tenant, kind, artifact string) (rollout.Assignment, bool) {
+		return a, tenant == "acme" && kind == rollout.KindModel && artifact == "pca8-reference"
+	})
+	rows, _ := reference(t)
+	feats := func(row []float64) map[string]float64 {
+		f := map[string]float64{}
+		for j, name := range m.FeatureNames() {
+			f[name] = row[j]
+		}
+		return f
+	}
+	flagged := 0
+	for _, row := range rows {
+		sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:other", feats(row))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sc.Version != "1" || sc.Rollout != "ro-1" || sc.Stage != rollout.Shadow || sc.Beside == nil || sc.Beside.Version != "2" || sc.Beside.Role != "candidate" {
+			t.Fatalf("in shadow: %+v", sc)
+		}
+		if sc.Beside.Scores["anomaly"] != 1 || sc.Beside.Scores["score"] != sc.Scores["score"] {
+			t.Fatalf("the candidate's scores beside: %+v, counted %+v", sc.Beside.Scores, sc.Scores)
+		}
+		if sc.Scores["anomaly"] == 1 {
+			flagged++
+		}
+	}
+	f := s.Figures("ro-1")
+	wantDis := float64(len(rows)-flagged) / float64(len(rows))
+	if f.Samples != len(rows) || f.Values[rollout.FigureErrorRate] != 0 || f.Values[rollout.FigureDisagreement] != wantDis ||
+		f.Values[rollout.FigureScoreShift] > 0.01 || f.Values[rollout.FigureLatencyP99] <= 0 {
+		t.Fatalf("figures %+v; want %d samples, no errors, disagreement %v, no score shift", f, len(rows), wantDis)
+	}
+	// Canary: the listed object gets the candidate's scores.
+	a.Stage = rollout.Canary
+	sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:canary", feats(rows[0]))
+	if err != nil || sc.Version != "2" || sc.Beside == nil || sc.Beside.Role != "baseline" || sc.Beside.Version != "1" {
+		t.Fatalf("a canary object: %+v, %v", sc, err)
+	}
+	s.Reset("ro-1")
+	if f := s.Figures("ro-1"); f.Samples != 0 {
+		t.Fatalf("after Reset: %+v", f)
+	}
+	// A version named by the loop bypasses the rollout.
+	if sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "1", "acme:canary", feats(rows[0])); err != nil || sc.Version != "1" || sc.Rollout != "" {
+		t.Fatalf("a pinned version: %+v, %v", sc, err)
+	}
+	// No baseline: nothing counts while the candidate is in shadow.
+	a = rollout.Assignment{None: true, Plan: plan, Stage: rollout.Shadow}
+	if sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:x", feats(rows[0])); err == nil || !strings.Contains(err.Error(), "in shadow") || sc.Beside == nil {
+		t.Fatalf("shadow without a baseline: %+v, %v", sc, err)
+	}
+	// After a rollback of a first version: no version in effect.
+	a = rollout.Assignment{None: true}
+	if _, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:x", feats(rows[0])); err == nil || !strings.Contains(err.Error(), "no version is in effect") {
+		t.Fatalf("no version in effect: %v", err)
+	}
+}
