@@ -110,6 +110,9 @@ type Options struct {
 	// controller).
 	Rollouts       *rollout.Store
 	RolloutChanged func()
+	// MLStats gives a model version's figures by node (the hub's own),
+	// served with the version.
+	MLStats func(tenant, id, version string) map[string]*mlreg.VersionStats
 	// Twins and Commands serve the twin and command routes when set.
 	Twins    *twin.Service
 	Commands *command.Service

@@ -12,6 +12,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/ml"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
+	"github.com/wanwu-iot/wanwu/internal/rollout"
 )
 
 // maxMLBody bounds a model registration: the largest model a Meta may
@@ -145,7 +146,11 @@ func (s *server) listML(w http.ResponseWriter, r *http.Request, p auth.Principal
 // principal's, ?tenant=, or for a deployment-wide token without it the
 // one tenant that has a model of that id.
 func (s *server) mlTenant(r *http.Request, p auth.Principal) (string, error) {
-	id := r.PathValue("id")
+	return s.modelTenant(r, p, r.PathValue("id"))
+}
+
+// modelTenant is mlTenant for model id.
+func (s *server) modelTenant(r *http.Request, p auth.Principal, id string) (string, error) {
 	tenant, err := scopeTenant(p, r.URL.Query().Get("tenant"))
 	if err != nil || tenant != "" {
 		return tenant, err
@@ -202,7 +207,24 @@ func (s *server) getML(w http.ResponseWriter, r *http.Request, p auth.Principal)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"model": rec})
+	out := map[string]any{"model": rec}
+	if s.MLStats != nil {
+		out["figures"] = s.MLStats(rec.Tenant, rec.ID, rec.Version)
+	}
+	if s.Rollouts != nil {
+		plans, err := s.Rollouts.List(r.Context(), rec.Tenant, rec.ID, false)
+		if err != nil {
+			return err
+		}
+		var named []*rollout.Plan
+		for _, pl := range plans {
+			if pl.Version == rec.Version || pl.Baseline == rec.Version {
+				named = append(named, pl)
+			}
+		}
+		out["rollouts"] = named
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -48,16 +48,6 @@ func rolloutErr(err error) error {
 // newest finished rollout of the model, else the newest registered
 // version before the candidate).
 func (s *server) createRollout(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	tenant := p.Tenant
-	if t := r.URL.Query().Get("tenant"); t != "" {
-		tenant = t
-	}
-	if tenant == "" {
-		return badRequest("tenant", "a deployment-wide token names the rollout's tenant: ?tenant=NAME")
-	}
-	if err := p.Allows(auth.Operator, tenant); err != nil {
-		return err
-	}
 	body, err := readBody(w, r, maxRolloutBody)
 	if err != nil {
 		return err
@@ -65,6 +55,14 @@ func (s *server) createRollout(w http.ResponseWriter, r *http.Request, p auth.Pr
 	plan, err := rollout.ParsePlan(body)
 	if err != nil {
 		return rolloutErr(err)
+	}
+	// The token's tenant, ?tenant=, or the one tenant with that model.
+	tenant, err := s.modelTenant(r, p, plan.Artifact)
+	if err != nil {
+		return err
+	}
+	if err := p.Allows(auth.Operator, tenant); err != nil {
+		return err
 	}
 	plan.Tenant = tenant
 	ctx := r.Context()

@@ -268,7 +268,7 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	e.link.Start()
-	e.wg.Add(5)
+	e.wg.Add(6)
 	go func() {
 		defer e.wg.Done()
 		e.console.Run(runCtx)
@@ -284,6 +284,10 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 	go func() {
 		defer e.wg.Done()
 		e.syncML(runCtx)
+	}()
+	go func() {
+		defer e.wg.Done()
+		e.reportML(runCtx)
 	}()
 	go func() {
 		defer e.wg.Done()

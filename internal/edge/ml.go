@@ -57,6 +57,35 @@ func (e *Edge) openML(ctx context.Context) error {
 // and records.
 func (e *Edge) Rollouts() *rollout.Store { return e.rollouts }
 
+// reportML sends the figures of the model versions that scored here up
+// the link every six rollout evaluations (30 s by default), so the hub
+// shows them per edge.
+func (e *Edge) reportML(ctx context.Context) {
+	t := time.NewTicker(6 * time.Duration(e.opts.Config.ML.RolloutEvery))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var report []mlreg.VersionFigures
+		for _, v := range e.mlScorer.Scored() {
+			if st := e.mlScorer.Stats(v.Tenant, v.ID, v.Version); st != nil {
+				report = append(report, mlreg.VersionFigures{VersionRef: v, Figures: st})
+			}
+		}
+		if len(report) == 0 {
+			continue
+		}
+		data, err := json.Marshal(report)
+		if err != nil {
+			continue
+		}
+		e.sendUp(e.id.Code, forward.MLFiguresEvent, data)
+	}
+}
+
 // rolloutRecorded sends a stage change made here up the link.
 func (e *Edge) rolloutRecorded(_ context.Context, rec *rollout.Record) {
 	data, err := json.Marshal(rec)

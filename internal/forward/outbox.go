@@ -518,7 +518,9 @@ type gap struct {
 // new state of the record again), AlarmEvent an alarm raised or changed
 // at the edge (package alarm's Alarm, as JSON; it travels in the alarm
 // class), RolloutEvent a stage change of a rollout at the edge (of the
-// edge object; package rollout's Record, as JSON).
+// edge object; package rollout's Record, as JSON), MLFiguresEvent the
+// figures of the model versions that scored at the edge (of the edge
+// object; a JSON array of {tenant, id, version, figures}).
 const (
 	GapEvent           = "wanwu.gap"
 	CommandResultEvent = "wanwu.command_result"
@@ -526,6 +528,7 @@ const (
 	LoopEvidenceEvent  = "wanwu.loop_evidence"
 	AlarmEvent         = "wanwu.alarm"
 	RolloutEvent       = "wanwu.rollout_stage"
+	MLFiguresEvent     = "wanwu.ml_figures"
 )
 
 // reduceOldest reduces the oldest messages of a telemetry or bulk outbox

@@ -77,6 +77,9 @@ type ReceiverOptions struct {
 	// Rollout takes a rollout's stage change at the edge (the data of a
 	// RolloutEvent of the edge object), likewise.
 	Rollout func(ctx context.Context, edge string, data []byte) error
+	// MLFigures takes the edge's report of its models' figures (the data
+	// of an MLFiguresEvent), likewise.
+	MLFigures func(ctx context.Context, edge string, data []byte) error
 	// Audit records every gap record an edge sends; OnAudit is told after
 	// such entries were committed (the hub's audit forwarder).
 	Audit   *audit.Log
@@ -223,9 +226,13 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 			if m.Kind == ingest.Event && m.Event == GapEvent && m.Device == e.Code {
 				gaps = append(gaps, r.gapEntry(e, m.EventData))
 			}
-			if m.Kind == ingest.Event && m.Event == RolloutEvent && m.Device == e.Code && r.o.Rollout != nil {
-				rollout := r.o.Rollout
-				results = append(results, controlRecord{func(ctx context.Context, edge string, data []byte) error { return rollout(ctx, edge, data) }, m.Device, m.EventData})
+			if m.Kind == ingest.Event && m.Device == e.Code {
+				switch {
+				case m.Event == RolloutEvent && r.o.Rollout != nil:
+					results = append(results, controlRecord{r.o.Rollout, m.Device, m.EventData})
+				case m.Event == MLFiguresEvent && r.o.MLFigures != nil:
+					results = append(results, controlRecord{r.o.MLFigures, m.Device, m.EventData})
+				}
 			}
 			if m.Kind == ingest.Event && m.Device != e.Code {
 				switch {

@@ -49,6 +49,7 @@ func (h *Hub) startHTTP() error {
 		MLModels:        h.mlModels,
 		Rollouts:        h.rollouts,
 		RolloutChanged:  h.rolloutCtl.Wake,
+		MLStats:         h.mlStats,
 		RelayVote:       h.relayVote,
 		Console:         con,
 		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,

@@ -138,6 +138,9 @@ type Hub struct {
 	// rollouts stage model versions at the hub and the edges (ml.go).
 	rollouts   *rollout.Store
 	rolloutCtl *rollout.Controller
+	// edgeFigures: each edge's last report of its models' figures (by
+	// edge code, []mlreg.VersionFigures).
+	edgeFigures sync.Map
 
 	// usage counts devices' bytes per day; reach says whether a PSM
 	// device is awake (networks.go).

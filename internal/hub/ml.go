@@ -52,6 +52,36 @@ func (h *Hub) openML(ctx context.Context) error {
 	return h.rolloutCtl.Start(ctx)
 }
 
+// mlStats gives a version's figures: the hub's own, and each edge's as
+// its last report says.
+func (h *Hub) mlStats(tenant, id, version string) map[string]*mlreg.VersionStats {
+	out := map[string]*mlreg.VersionStats{}
+	if st := h.mlScorer.Stats(tenant, id, version); st != nil {
+		out[rollout.HubNode] = st
+	}
+	h.edgeFigures.Range(func(k, v any) bool {
+		for _, f := range v.([]mlreg.VersionFigures) {
+			if f.Tenant == tenant && f.ID == id && f.Version == version {
+				out[k.(string)] = f.Figures
+			}
+		}
+		return true
+	})
+	return out
+}
+
+// edgeMLFigures keeps an edge's last report of its models' figures (in
+// memory: the next report follows within half a minute).
+func (h *Hub) edgeMLFigures(_ context.Context, edgeCode string, data []byte) error {
+	var report []mlreg.VersionFigures
+	if err := json.Unmarshal(data, &report); err != nil {
+		h.log.Warn("an edge's model figures are malformed; passed over", "edge", edgeCode, "err", err)
+		return nil
+	}
+	h.edgeFigures.Store(edgeCode, report)
+	return nil
+}
+
 // Rollouts exposes the rollout store (nil before Start).
 func (h *Hub) Rollouts() *rollout.Store { return h.rollouts }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/ml"
+	"github.com/wanwu-iot/wanwu/internal/mlreg"
 	"github.com/wanwu-iot/wanwu/internal/rollout"
 )
 
@@ -128,10 +129,23 @@ func TestMLRolloutAtTheEdge(t *testing.T) {
 	if r := v.Records[1]; r.Figures.Samples < 20 || r.Figures.Values[rollout.FigureErrorRate] != 0 || r.Figures.Values[rollout.FigureDisagreement] != 0 || len(r.Results) == 0 {
 		t.Errorf("the promotion to canary: %+v", r)
 	}
-	// The edge scored version 2 (in shadow, canary and active).
+	// The edge scored version 2 (in shadow, canary and active), and its
+	// figures reach the hub.
 	if n := inferences(t, e, "2"); n < 40 {
 		t.Errorf("version 2 scored %v times at the edge", n)
 	}
+	eventually(t, "the edge's figures of version 2 at the hub", func() error {
+		var out struct {
+			Figures  map[string]*mlreg.VersionStats
+			Rollouts []rollout.Plan
+		}
+		h.MustAdmin(200, "GET", "/api/v1/ml/models/pca8-reference/versions/2", nil).JSON(t, &out)
+		f := out.Figures["acme:edge-1"]
+		if f == nil || f.OK == 0 || f.LatencyMS["p99"] <= 0 || len(f.PSI) != 8 || len(out.Rollouts) != 1 {
+			return fmt.Errorf("figures %+v, rollouts %d", out.Figures, len(out.Rollouts))
+		}
+		return nil
+	})
 
 	// Version 3 flags every normal row: its disagreement gate rolls it
 	// back in shadow, and the rollout ends as rolled back.

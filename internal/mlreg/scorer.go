@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +38,7 @@ type Scorer struct {
 	closed bool
 	stages Stages                // the node's rollouts (staged.go)
 	meters map[string]*planMeter // by rollout
+	stats  map[string]*versionStats
 }
 
 type scorerEntry struct {
@@ -130,13 +133,17 @@ func (s *Scorer) Score(ctx context.Context, tenant, id, version string, features
 	}
 	start := time.Now()
 	res, err := e.sess.Infer(ctx, x)
-	s.m.latency.WithLabelValues(tenant, id, version).Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	s.m.latency.WithLabelValues(tenant, id, version).Observe(took.Seconds())
+	st := s.statsOf(tenant, id, version)
 	if err != nil {
 		s.m.inferences.WithLabelValues(tenant, id, version, "error").Inc()
+		st.observe(start, took, err, e.meta, nil)
 		return nil, version, fmt.Errorf("mlreg: model %s@%s: %w", id, version, err)
 	}
 	s.m.inferences.WithLabelValues(tenant, id, version, "ok").Inc()
 	scores := res.Scores(e.meta)
+	st.observe(start, took, nil, e.meta, scores)
 	for _, o := range e.meta.Outputs {
 		if v, ok := scores[o.Name]; ok && o.Kind == ml.OutputScore {
 			s.m.scores.WithLabelValues(tenant, id, version, o.Name).Observe(v)
@@ -265,4 +272,153 @@ func (s *Scorer) Close() error {
 	s.mu.Unlock()
 	closeAll(done)
 	return nil
+}
+
+// VersionStats are a model version's figures at this node since the
+// scorer started: inferences by result, their rate over the last minute,
+// latency and score quantiles over the last 500, the share of
+// inferences that crossed each threshold, and each input's drift (PSI).
+type VersionStats struct {
+	OK        int64              `json:"ok"`
+	Errors    int64              `json:"errors"`
+	PerSecond float64            `json:"per_second"`
+	LatencyMS map[string]float64 `json:"latency_ms,omitempty"` // p50, p99
+	Score     map[string]float64 `json:"score,omitempty"`      // p50, p90, p99 of the first score output
+	Flagged   map[string]float64 `json:"flagged,omitempty"`    // by threshold: share of the last 500
+	PSI       map[string]float64 `json:"psi,omitempty"`        // by input
+}
+
+// versionStats accumulates a VersionStats.
+type versionStats struct {
+	mu      sync.Mutex
+	ok, err int64
+	recent  []time.Time // inference times within the last minute
+	lat     []float64
+	score   []float64
+	flags   map[string][]float64
+}
+
+func (s *Scorer) statsOf(tenant, id, version string) *versionStats {
+	key := tenant + "\x00" + id + "\x00" + version
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stats == nil {
+		s.stats = map[string]*versionStats{}
+	}
+	st := s.stats[key]
+	if st == nil {
+		st = &versionStats{flags: map[string][]float64{}}
+		s.stats[key] = st
+	}
+	return st
+}
+
+func (st *versionStats) observe(now time.Time, took time.Duration, err error, meta ml.Meta, scores map[string]float64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	cut := 0
+	for cut < len(st.recent) && now.Sub(st.recent[cut]) > time.Minute {
+		cut++
+	}
+	st.recent = append(st.recent[cut:], now)
+	st.lat = pushWindow(st.lat, float64(took)/float64(time.Millisecond))
+	if err != nil {
+		st.err++
+		return
+	}
+	st.ok++
+	for _, o := range meta.Outputs {
+		if o.Kind == ml.OutputScore {
+			st.score = pushWindow(st.score, scores[o.Name])
+			break
+		}
+	}
+	for name := range meta.Thresholds {
+		st.flags[name] = pushWindow(st.flags[name], scores[name])
+	}
+}
+
+func quantiles(xs []float64, qs map[string]float64) map[string]float64 {
+	if len(xs) == 0 {
+		return nil
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	out := map[string]float64{}
+	for name, q := range qs {
+		out[name] = s[min(len(s)-1, int(q*float64(len(s))))]
+	}
+	return out
+}
+
+// Stats returns a version's figures at this node (nil when it never
+// scored here).
+func (s *Scorer) Stats(tenant, id, version string) *VersionStats {
+	key := tenant + "\x00" + id + "\x00" + version
+	s.mu.Lock()
+	st := s.stats[key]
+	var entry *scorerEntry
+	if el, ok := s.byKey[key]; ok {
+		entry = el.Value.(*scorerEntry)
+	}
+	s.mu.Unlock()
+	var psi map[string]float64
+	if entry != nil {
+		entry.dmu.Lock()
+		if entry.drift != nil && entry.drift.Observed() > 0 {
+			psi = map[string]float64{}
+			for i, v := range entry.drift.PSI() {
+				psi[entry.meta.Inputs[i].Name] = v
+			}
+		}
+		entry.dmu.Unlock()
+	}
+	if st == nil {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := &VersionStats{OK: st.ok, Errors: st.err, PerSecond: float64(len(st.recent)) / 60,
+		LatencyMS: quantiles(st.lat, map[string]float64{"p50": 0.5, "p99": 0.99}),
+		Score:     quantiles(st.score, map[string]float64{"p50": 0.5, "p90": 0.9, "p99": 0.99})}
+	for name, xs := range st.flags {
+		if out.Flagged == nil {
+			out.Flagged = map[string]float64{}
+		}
+		on := 0.0
+		for _, x := range xs {
+			on += x
+		}
+		out.Flagged[name] = on / float64(len(xs))
+	}
+	out.PSI = psi
+	return out
+}
+
+// VersionRef names a model version.
+type VersionRef struct {
+	Tenant  string `json:"tenant"`
+	ID      string `json:"id"`
+	Version string `json:"version"`
+}
+
+// VersionFigures is one version's figures in an edge's report to the hub.
+type VersionFigures struct {
+	VersionRef
+	Figures *VersionStats `json:"figures"`
+}
+
+// Scored lists the versions that scored at this node.
+func (s *Scorer) Scored() []VersionRef {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]VersionRef, 0, len(s.stats))
+	for key := range s.stats {
+		p := strings.SplitN(key, "\x00", 3)
+		out = append(out, VersionRef{Tenant: p[0], ID: p[1], Version: p[2]})
+	}
+	slices.SortFunc(out, func(a, b VersionRef) int {
+		return strings.Compare(a.Tenant+"\x00"+a.ID+"\x00"+a.Version, b.Tenant+"\x00"+b.ID+"\x00"+b.Version)
+	})
+	return out
 }
