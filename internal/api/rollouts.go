@@ -10,6 +10,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
+	"github.com/wanwu-iot/wanwu/internal/registry"
 	"github.com/wanwu-iot/wanwu/internal/rollout"
 )
 
@@ -66,6 +67,13 @@ func (s *server) createRollout(w http.ResponseWriter, r *http.Request, p auth.Pr
 	}
 	plan.Tenant = tenant
 	ctx := r.Context()
+	for i, code := range plan.Targets.Edges {
+		obj, err := s.Registry.Object(ctx, code)
+		if err != nil || obj.Kind != registry.KindEdge || obj.Tenant != tenant {
+			return &Error{Status: http.StatusBadRequest, Code: "invalid_argument", Field: fmt.Sprintf("targets.edges[%d]", i),
+				Message: fmt.Sprintf("targets.edges[%d]: %q is not an edge of tenant %s", i, code, tenant)}
+		}
+	}
 	if _, err := s.MLModels.Get(ctx, tenant, plan.Artifact, plan.Version); err != nil {
 		return mlErr(err)
 	}

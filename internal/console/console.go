@@ -294,6 +294,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"rate":    func(v float64) string { return fmt.Sprintf("%.1f", v) },
 		"count":   func(v float64) string { return fmt.Sprintf("%.0f", v) },
 		"seconds": func(d time.Duration) string { return fmt.Sprintf("%.0f", d.Seconds()) },
+		"mul100":  func(v float64) float64 { return 100 * v },
 	}
 	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/parts.html", "templates/part_*.html")
 	if err != nil {

@@ -62,6 +62,10 @@ var doneMessages = map[string]string{
 	"quarantine": "The object is quarantined.",
 	"reinstate":  "The object is active again.",
 	"revoke":     "The object is revoked.",
+	// rollouts
+	"deployed":    "The version is deployed in shadow: each target starts at its next evaluation, and moves on by the gates.",
+	"promoted":    "The stage is forced: the targets move to it at their next evaluation.",
+	"rolled-back": "The rollout is rolled back: the targets go back to the baseline at their next evaluation.",
 }
 
 // doneMessage is the message for the page's ?done= code.

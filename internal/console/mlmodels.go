@@ -15,6 +15,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/ml"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
+	"github.com/wanwu-iot/wanwu/internal/rollout"
 )
 
 // mlRow is one registered version in the list.
@@ -29,8 +30,9 @@ type mlRow struct {
 }
 
 type mlListView struct {
-	Scope string
-	Rows  []mlRow
+	Scope    string
+	Rows     []mlRow
+	Rollouts []rolloutRow
 }
 
 // mlVersionView is one version's page.
@@ -41,6 +43,9 @@ type mlVersionView struct {
 	Thresh    []mlThreshold
 	Signature string
 	Versions  []string
+	Figures   []nodeFigures
+	Rollouts  []rolloutRow
+	Deploy    deployForm
 }
 
 type mlThreshold struct {
@@ -53,6 +58,7 @@ func (c *Console) mlRoutes() {
 	c.mux.HandleFunc("GET /ml/{tenant}/{id}", c.page(c.mlVersion))
 	c.mux.HandleFunc("GET /ml/{tenant}/{id}/{version}", c.page(c.mlVersion))
 	c.mux.HandleFunc("GET /ml/{tenant}/{id}/{version}/onnx", c.page(c.mlONNX))
+	c.rolloutRoutes()
 }
 
 func (c *Console) mlList(w http.ResponseWriter, r *http.Request, q *request) error {
@@ -69,6 +75,10 @@ func (c *Console) mlList(w http.ResponseWriter, r *http.Request, q *request) err
 			row.Kind, row.Inputs, row.Thresholds = m.Kind, len(m.Inputs), thresholdsText(m)
 		}
 		v.Rows = append(v.Rows, row)
+	}
+	var err error
+	if v.Rollouts, err = c.rolloutRows(r, q, nil); err != nil {
+		return err
 	}
 	c.render(w, r, q, http.StatusOK, "ml", view{Title: "ML models", Nav: "ml", Data: v})
 	return nil
@@ -102,6 +112,13 @@ func mlPath(tenant, id string, rest ...string) (string, url.Values) {
 }
 
 func (c *Console) mlVersion(w http.ResponseWriter, r *http.Request, q *request) error {
+	f := defaultDeployForm()
+	return c.mlVersionWith(w, r, q, http.StatusOK, &f)
+}
+
+// mlVersionWith renders a version's page with the deploy form's values
+// (and its refusal) and the status.
+func (c *Console) mlVersionWith(w http.ResponseWriter, r *http.Request, q *request, status int, deploy *deployForm) error {
 	tenant, id, version := r.PathValue("tenant"), r.PathValue("id"), r.PathValue("version")
 	if version == "" {
 		version = "latest"
@@ -114,13 +131,19 @@ func (c *Console) mlVersion(w http.ResponseWriter, r *http.Request, q *request) 
 		return err
 	}
 	var one struct {
-		Model *mlreg.Record `json:"model"`
+		Model    *mlreg.Record                  `json:"model"`
+		Figures  map[string]*mlreg.VersionStats `json:"figures"`
+		Rollouts []*rollout.Plan                `json:"rollouts"`
 	}
 	p, query = mlPath(tenant, id, "versions", version)
 	if err := c.call(r, q, "GET", p, query, nil, &one); err != nil {
 		return err
 	}
-	v := &mlVersionView{Rec: one.Model, Signature: fmt.Sprintf("%x", one.Model.Signature)}
+	v := &mlVersionView{Rec: one.Model, Signature: fmt.Sprintf("%x", one.Model.Signature), Figures: figuresRows(one.Figures), Deploy: *deploy}
+	for _, p := range one.Rollouts {
+		v.Rollouts = append(v.Rollouts, rolloutRow{ID: p.ID, Tenant: p.Tenant, Model: p.Artifact, Version: p.Version, Baseline: p.Baseline,
+			State: p.State, Targets: targetsText(p.Targets), CreatedAt: p.CreatedAt})
+	}
 	if m, err := ml.ParseMeta(one.Model.Meta); err != nil {
 		v.MetaError = err.Error()
 	} else {
@@ -129,7 +152,7 @@ func (c *Console) mlVersion(w http.ResponseWriter, r *http.Request, q *request) 
 	for _, rec := range versions.Versions {
 		v.Versions = append(v.Versions, rec.Version)
 	}
-	c.render(w, r, q, http.StatusOK, "ml_version", view{Title: id + " v" + one.Model.Version, Nav: "ml", Data: v})
+	c.render(w, r, q, status, "ml_version", view{Title: id + " v" + one.Model.Version, Nav: "ml", Data: v})
 	return nil
 }
 

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/config"
+	"github.com/wanwu-iot/wanwu/internal/console/consoletest"
 	"github.com/wanwu-iot/wanwu/internal/ml"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
 	"github.com/wanwu-iot/wanwu/internal/rollout"
@@ -217,6 +219,56 @@ func TestMLRolloutAtTheEdge(t *testing.T) {
 		}
 		return fmt.Errorf("evidence %+v", out.Evidence)
 	})
+	// The console: both rollouts with each node's stage, a rollout's
+	// gates, the version's figures from the edge; deploy and roll back.
+	cb := consoletest.New(t, h.URL, nil)
+	list := cb.MustSignIn(h.AdminToken, "/ml").Text()
+	for _, want := range []string{"ro-1 acme: pca8-reference v2 replacing v1 done acme:edge-1 active", "ro-2 acme: pca8-reference v3 replacing v2 rolled_back acme:edge-1 rolled_back"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("/ml lacks %q: %s", want, list)
+		}
+	}
+	page := cb.MustGet(200, "/ml/rollouts/ro-2?tenant=acme").Text()
+	for _, want := range []string{"Rollout ro-2 rolled_back", "shadow → rolled_back", "disagreement", "fail", "error_rate 0 0.01 pass", "acme:edge-1 rolled_back"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the rollout's page lacks %q: %s", want, page)
+		}
+	}
+	if strings.Contains(page, "Promote") {
+		t.Error("an ended rollout offers a promotion")
+	}
+	vpage := cb.MustGet(200, "/ml/acme/pca8-reference/2").Text()
+	for _, want := range []string{"Figures", "acme:edge-1", "a_mean", "ro-1 : v2 replacing v1", "Deploy v2"} {
+		if !strings.Contains(vpage, want) {
+			t.Errorf("the version's page lacks %q: %s", want, vpage)
+		}
+	}
+	refused := cb.Change("/ml/acme/pca8-reference/3/deploy", url.Values{"canary": {"10"}, "shadow_for": {"1h"}, "canary_for": {"1h"}, "min_samples": {"100"}, "edges": {"acme:edge-9"}})
+	if refused.Status != 400 || !strings.Contains(refused.Text(), "is not an edge of tenant acme") {
+		t.Errorf("deploying to an unknown edge: %d %s", refused.Status, refused.Text())
+	}
+	refused = cb.Change("/ml/acme/pca8-reference/3/deploy", url.Values{"canary": {"10"}, "shadow_for": {"1h"}, "canary_for": {"1h"}, "min_samples": {"100"}})
+	if refused.Status != 400 || !strings.Contains(refused.Text(), "targets: name the hub") || !strings.Contains(refused.Text(), "Deploy v3") {
+		t.Errorf("deploying without targets: %d %s", refused.Status, refused.Text())
+	}
+	dep := cb.Change("/ml/acme/pca8-reference/3/deploy", url.Values{"all_edges": {"1"}, "canary": {"10"}, "shadow_for": {"1h"}, "canary_for": {"1h"}, "min_samples": {"100"}})
+	if dep.Status != 303 || !strings.HasPrefix(dep.Location(), "/ml/rollouts/ro-3") {
+		t.Fatalf("deploying: %d %s %s", dep.Status, dep.Location(), dep.Text())
+	}
+	if p := cb.MustGet(200, dep.Location()).Text(); !strings.Contains(p, "deployed in shadow") || !strings.Contains(p, "Roll back") {
+		t.Errorf("after deploying: %s", p)
+	}
+	if rb := cb.Change("/ml/rollouts/ro-3/rollback?tenant=acme", url.Values{"reason": {"wrong week"}}); rb.Status != 303 {
+		t.Fatalf("rolling back: %d %s", rb.Status, rb.Text())
+	}
+	if p := cb.MustGet(200, "/ml/rollouts/ro-3?tenant=acme").Text(); !strings.Contains(p, "Rollout ro-3 rolled_back") || !strings.Contains(p, "wrong week") {
+		t.Errorf("after the rollback: %s", p)
+	}
+	viewer := consoletest.New(t, h.URL, nil)
+	if p := viewer.MustSignIn(mcToken(t, h, "ro-viewer", "viewer", "acme"), "/ml/acme/pca8-reference/3").Text(); strings.Contains(p, "Deploy v3") {
+		t.Error("a viewer is offered the deploy form")
+	}
+
 	// The audit logs hold every step: the hub's the plans, the operator's
 	// and the edge's stages.
 	count := map[string]int{}
@@ -227,7 +279,7 @@ func TestMLRolloutAtTheEdge(t *testing.T) {
 		}
 		count[en.Kind]++
 	}
-	if count[rollout.KindCreated] != 2 || count[rollout.KindStage] < 4 || count[rollout.KindState] != 2 {
+	if count[rollout.KindCreated] != 3 || count[rollout.KindStage] < 4 || count[rollout.KindState] != 2 || count[rollout.KindForced] != 1 {
 		t.Errorf("audit at the hub: %v", count)
 	}
 }
