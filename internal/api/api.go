@@ -30,6 +30,7 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/ca"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/csvimport"
+	"github.com/wanwu-iot/wanwu/internal/dataset"
 	"github.com/wanwu-iot/wanwu/internal/diskguard"
 	"github.com/wanwu-iot/wanwu/internal/eventstore"
 	"github.com/wanwu-iot/wanwu/internal/ingest"
@@ -110,6 +111,11 @@ type Options struct {
 	// controller).
 	Rollouts       *rollout.Store
 	RolloutChanged func()
+	// Datasets serves the captured windows, labels and dataset versions;
+	// CaptureNow takes a window of an object's data now (an operator's
+	// request).
+	Datasets   *dataset.Store
+	CaptureNow func(ctx context.Context, object, ref string, from, to time.Time) (*dataset.Window, error)
 	// MLStats gives a model version's figures by node (the hub's own),
 	// served with the version.
 	MLStats func(tenant, id, version string) map[string]*mlreg.VersionStats
@@ -270,6 +276,9 @@ func New(opts Options) (http.Handler, error) {
 	}
 	if opts.MLModels != nil && opts.Rollouts != nil {
 		s.rolloutRoutes(mux)
+	}
+	if opts.Datasets != nil {
+		s.datasetRoutes(mux)
 	}
 	if opts.EdgeStatus != nil {
 		mux.HandleFunc("GET /api/v1/edge/status", s.authed(auth.Viewer, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) error {

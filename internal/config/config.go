@@ -215,6 +215,10 @@ type ML struct {
 	// RolloutEvery is the time between two evaluations of the gates of
 	// the model rollouts staged at the node.
 	RolloutEvery Duration `yaml:"rollout_every"`
+	// CaptureBefore and CaptureAfter are the span of the windows of raw
+	// data taken around alarms and loop decisions for the datasets.
+	CaptureBefore Duration `yaml:"capture_before"`
+	CaptureAfter  Duration `yaml:"capture_after"`
 }
 
 // Telemetry configures ingest and the time-series store.
@@ -434,6 +438,8 @@ func DefaultHub() Hub {
 	c.Edge.Quota = EdgeQuota{Alarm: 64 << 20, Control: 256 << 20, Telemetry: 4 << 30, Bulk: 1 << 30}
 	c.Edge.RetryMax = Duration(500 * time.Millisecond)
 	c.ML.RolloutEvery = Duration(5 * time.Second)
+	c.ML.CaptureBefore = Duration(2 * time.Minute)
+	c.ML.CaptureAfter = Duration(10 * time.Second)
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -533,6 +539,9 @@ func (c *Hub) Validate() error {
 	}
 	if c.Telemetry.OutOfOrderWindow < 0 || c.Telemetry.Retention <= 0 || c.Telemetry.FutureSkew < 0 {
 		errs = append(errs, errors.New("telemetry: out_of_order_window and future_skew must not be negative, retention must be positive"))
+	}
+	if c.ML.CaptureBefore <= 0 || c.ML.CaptureBefore > Duration(24*time.Hour) || c.ML.CaptureAfter < 0 || c.ML.CaptureAfter > Duration(time.Hour) {
+		errs = append(errs, errors.New("ml.capture_before: want above 0 and at most 24h; ml.capture_after: 0 to 1h"))
 	}
 	if c.ML.RolloutEvery < Duration(100*time.Millisecond) || c.ML.RolloutEvery > Duration(time.Hour) {
 		errs = append(errs, fmt.Errorf("ml.rollout_every: %s: want 100ms to 1h", time.Duration(c.ML.RolloutEvery)))

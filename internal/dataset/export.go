@@ -318,3 +318,32 @@ func writeSummaries(w io.Writer, windows []*Window, raw map[string]map[string]bo
 	}
 	return n, nil
 }
+
+// Each calls fn with every window of a version (version "": the newest),
+// with its series, in id order, and the key of its majority label at the
+// version's build ("" without one; "class:<class>" for a class): what a
+// trainer reads.
+func (s *Store) Each(ctx context.Context, tenant, name, version string, fn func(w *Window, label string) error) error {
+	m, err := s.Manifest(ctx, tenant, name, version)
+	if err != nil {
+		return err
+	}
+	ws, err := s.versionWindows(ctx, m)
+	if err != nil {
+		return fmt.Errorf("dataset: %s@%d: %w", m.Name, m.Version, err)
+	}
+	labels, err := versionLabels(ctx, s.db.R, m.Tenant, m.Name, m.Version)
+	if err != nil {
+		return fmt.Errorf("dataset: %s@%d: %w", m.Name, m.Version, err)
+	}
+	for _, w := range ws {
+		full, err := s.Window(ctx, m.Tenant, w.ID)
+		if err != nil {
+			return err
+		}
+		if err := fn(full, majority(labels[w.ID])); err != nil {
+			return err
+		}
+	}
+	return nil
+}

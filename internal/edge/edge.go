@@ -59,9 +59,11 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/auth"
 	"github.com/wanwu-iot/wanwu/internal/bus"
+	"github.com/wanwu-iot/wanwu/internal/capture"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/console"
+	"github.com/wanwu-iot/wanwu/internal/dataset"
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/loop"
@@ -139,7 +141,11 @@ type Edge struct {
 	// rollouts: the hub's plans staging model versions here (ml.go).
 	rollouts   *rollout.Store
 	rolloutCtl *rollout.Controller
-	mlDigest   string // of the hub's model list taken; syncML's only
+	// datasets keep the windows captured here, whole; capturer takes
+	// them and sends them up redacted (ml.go).
+	datasets *dataset.Store
+	capturer atomic.Pointer[capture.Capturer]
+	mlDigest string // of the hub's model list taken; syncML's only
 	// models caches the thing models by "id@version" (modelByKey).
 	models sync.Map
 
@@ -379,6 +385,9 @@ func (e *Edge) startDevices(ctx context.Context) error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	e.loopPipe.Store(e.tel.Pipeline)
+	if err := e.startCapture(ctx); err != nil {
+		return err
+	}
 	e.presence.Start()
 	if err := e.commands.Start(ctx); err != nil {
 		return err
@@ -669,6 +678,9 @@ func (e *Edge) closeAll(ctx context.Context) error {
 	}
 	if e.commands != nil {
 		errs = append(errs, e.commands.Shutdown(ctx))
+	}
+	if c := e.capturer.Load(); c != nil { // before the store it reads
+		errs = append(errs, c.Shutdown(ctx))
 	}
 	if e.tel != nil {
 		errs = append(errs, e.tel.Shutdown(ctx))

@@ -163,6 +163,7 @@ func (e *Edge) emitLoopEvent(ctx context.Context, msg ingest.Message) error {
 
 // evidenceWritten sends each state of an evidence record up the link.
 func (e *Edge) evidenceWritten(ev *loop.Evidence) {
+	e.capturer.Load().Decision(ev)
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return
@@ -175,6 +176,7 @@ func (e *Edge) alarmChanged(ev alarm.Event) {
 	if ev.Alarm.ID == "" { // flood events are the edge's own
 		return
 	}
+	e.capturer.Load().Alarm(ev)
 	data, err := json.Marshal(ev.Alarm)
 	if err != nil {
 		return

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/api"
+	"github.com/wanwu-iot/wanwu/internal/capture"
+	"github.com/wanwu-iot/wanwu/internal/dataset"
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/ml"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
@@ -50,8 +52,47 @@ func (e *Edge) openML(ctx context.Context) error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	e.mlScorer.SetStages(e.rolloutCtl.Lookup)
+	e.mlScorer.SetFlagged(func(tenant, object, plan, version string, at time.Time, features map[string]float64) {
+		e.capturer.Load().Candidate(tenant, object, plan, version, at, features)
+	})
+	if e.datasets, err = dataset.Open(ctx, dataset.Options{DB: e.db, Audit: e.audit, Now: e.opts.Now}); err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
 	return e.rolloutCtl.Start(ctx)
 }
+
+// startCapture starts taking windows around the edge's alarms and loop
+// decisions once the time-series store is open: kept whole here, sent up
+// without the series of what is classified important or core (unless
+// edge.share grants it).
+func (e *Edge) startCapture(ctx context.Context) error {
+	shared := map[string]bool{}
+	for _, s := range e.opts.Config.Edge.Share {
+		shared[s] = true
+	}
+	c, err := capture.New(capture.Options{
+		TSDB: e.tel.TSDB, Object: capture.Objects(e.reg), Store: e.datasets, Edge: e.id.Code,
+		Shared: func(model, prop string) bool { return shared[model+"/"+prop] },
+		Up: func(w *dataset.Window) {
+			data, err := json.Marshal(w)
+			if err != nil {
+				return
+			}
+			e.sendUp(w.Object, forward.DatasetWindowEvent, data)
+		},
+		Before: time.Duration(e.opts.Config.ML.CaptureBefore), After: time.Duration(e.opts.Config.ML.CaptureAfter),
+		Registerer: e.metrics, Now: e.opts.Now, Logger: e.log.With("component", "capture"),
+	})
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	c.Start(ctx)
+	e.capturer.Store(c)
+	return nil
+}
+
+// Datasets is the edge's store of the windows captured here.
+func (e *Edge) Datasets() *dataset.Store { return e.datasets }
 
 // Rollouts is the edge's copy of the hub's rollouts, with its own stages
 // and records.

@@ -69,8 +69,11 @@ func priorityClass(p string, def Class) Class {
 
 // eventClass is the class of an event message.
 func eventClass(m *ingest.Message, model *thingmodel.Model) Class {
-	if m.Event == AlarmEvent {
+	switch m.Event {
+	case AlarmEvent:
 		return Alarm
+	case DatasetWindowEvent: // may wait, and may go when the quota is full (the edge keeps its copy)
+		return Bulk
 	}
 	if model != nil {
 		if ev := model.Events[m.Event]; ev != nil {

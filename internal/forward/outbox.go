@@ -529,6 +529,9 @@ const (
 	AlarmEvent         = "wanwu.alarm"
 	RolloutEvent       = "wanwu.rollout_stage"
 	MLFiguresEvent     = "wanwu.ml_figures"
+	// DatasetWindowEvent is a window of raw data the edge captured (of
+	// the window's object; package dataset's Window, redacted).
+	DatasetWindowEvent = "wanwu.dataset_window"
 )
 
 // reduceOldest reduces the oldest messages of a telemetry or bulk outbox

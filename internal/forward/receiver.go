@@ -77,6 +77,9 @@ type ReceiverOptions struct {
 	// Rollout takes a rollout's stage change at the edge (the data of a
 	// RolloutEvent of the edge object), likewise.
 	Rollout func(ctx context.Context, edge string, data []byte) error
+	// DatasetWindow takes a window the edge captured (the data of a
+	// DatasetWindowEvent of the window's object), likewise.
+	DatasetWindow func(ctx context.Context, edge, device string, data []byte) error
 	// MLFigures takes the edge's report of its models' figures (the data
 	// of an MLFiguresEvent), likewise.
 	MLFigures func(ctx context.Context, edge string, data []byte) error
@@ -244,6 +247,8 @@ func (r *Receiver) Forward(ctx context.Context, e Edge, u *Uplink) (*Ack, error)
 					results = append(results, controlRecord{edgeHook(r.o.LoopEvidence, e.Code), m.Device, m.EventData})
 				case m.Event == AlarmEvent && r.o.Alarm != nil:
 					results = append(results, controlRecord{edgeHook(r.o.Alarm, e.Code), m.Device, m.EventData})
+				case m.Event == DatasetWindowEvent && r.o.DatasetWindow != nil:
+					results = append(results, controlRecord{edgeHook(r.o.DatasetWindow, e.Code), m.Device, m.EventData})
 				}
 			}
 			m.Source = "edge"

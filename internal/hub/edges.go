@@ -28,7 +28,7 @@ func (h *Hub) openEdges(ctx context.Context) error {
 	var err error
 	h.edges, err = forward.OpenReceiver(ctx, forward.ReceiverOptions{
 		DB: h.db, Submit: submitAll(h.tel.Pipeline), Member: h.members.member, Audit: h.audit, CommandResult: h.edgeCommandResult, TwinReported: h.edgeTwinReported,
-		LoopEvidence: h.edgeEvidence, Alarm: h.edgeAlarm, Rollout: h.edgeRollout, MLFigures: h.edgeMLFigures,
+		LoopEvidence: h.edgeEvidence, Alarm: h.edgeAlarm, Rollout: h.edgeRollout, MLFigures: h.edgeMLFigures, DatasetWindow: h.edgeWindow,
 		OnAudit: h.wakeAuditForwarder, Logger: h.log, Metrics: h.metrics, Now: h.opts.Now,
 	})
 	return err

@@ -50,6 +50,8 @@ func (h *Hub) startHTTP() error {
 		Rollouts:        h.rollouts,
 		RolloutChanged:  h.rolloutCtl.Wake,
 		MLStats:         h.mlStats,
+		Datasets:        h.datasets,
+		CaptureNow:      h.captureNow,
 		RelayVote:       h.relayVote,
 		Console:         con,
 		IngestPerDevice: rate.Limit(cfg.MQTT.Limits.PublishPerDevice), IngestPerDeviceBurst: cfg.MQTT.Limits.PublishPerDeviceBurst,

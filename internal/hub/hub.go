@@ -46,10 +46,12 @@ import (
 	"github.com/wanwu-iot/wanwu/internal/audit"
 	"github.com/wanwu-iot/wanwu/internal/bus"
 	"github.com/wanwu-iot/wanwu/internal/ca"
+	"github.com/wanwu-iot/wanwu/internal/capture"
 	"github.com/wanwu-iot/wanwu/internal/coap"
 	"github.com/wanwu-iot/wanwu/internal/command"
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/console"
+	"github.com/wanwu-iot/wanwu/internal/dataset"
 	"github.com/wanwu-iot/wanwu/internal/forward"
 	"github.com/wanwu-iot/wanwu/internal/keys"
 	"github.com/wanwu-iot/wanwu/internal/loop"
@@ -138,6 +140,10 @@ type Hub struct {
 	// rollouts stage model versions at the hub and the edges (ml.go).
 	rollouts   *rollout.Store
 	rolloutCtl *rollout.Controller
+	// datasets hold captured windows, labels and dataset versions;
+	// capturer takes windows (datasets.go).
+	datasets *dataset.Store
+	capturer atomic.Pointer[capture.Capturer]
 	// edgeFigures: each edge's last report of its models' figures (by
 	// edge code, []mlreg.VersionFigures).
 	edgeFigures sync.Map
@@ -411,6 +417,9 @@ func (h *Hub) closeAll(ctx context.Context) error {
 	}
 	if h.usage != nil { // after the adapters (their last bytes), before the event store
 		errs = append(errs, h.usage.Shutdown(ctx))
+	}
+	if c := h.capturer.Load(); c != nil { // before the store it reads
+		errs = append(errs, c.Shutdown(ctx))
 	}
 	if h.tel != nil {
 		errs = append(errs, h.tel.Shutdown(ctx))

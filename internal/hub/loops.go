@@ -38,7 +38,7 @@ func (h *Hub) openLoops(ctx context.Context) error {
 	if h.loops, err = loop.NewEngine(loop.Options{
 		Store: st, Objects: h.reg, Commands: h.commands, Twins: h.twins, Alarms: h.alarms,
 		Emit: h.emitLoopEvent, Role: "hub", Now: h.opts.Now, Logger: h.log, Registerer: h.metrics,
-		Scorer: h.mlScorer,
+		Scorer: h.mlScorer, OnEvidence: h.evidenceWritten,
 	}); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
@@ -62,6 +62,7 @@ func (h *Hub) emitLoopEvent(ctx context.Context, msg ingest.Message) error {
 // alarmChanged publishes an alarm's change to its object's MQTT alarm
 // topic, for integrations.
 func (h *Hub) alarmChanged(ev alarm.Event) {
+	h.capturer.Load().Alarm(ev)
 	m := h.alarmPub.Load()
 	if m == nil {
 		return

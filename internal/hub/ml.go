@@ -43,12 +43,18 @@ func (h *Hub) openML(ctx context.Context) error {
 		return fmt.Errorf("hub: %w", err)
 	}
 	if h.rolloutCtl, err = rollout.NewController(rollout.ControllerOptions{
-		Store: h.rollouts, Node: rollout.HubNode, Meter: h.mlScorer, OnRecord: h.rolloutRecorded,
+		Store: h.rollouts, Node: rollout.HubNode, Meter: h.mlScorer, OnRecord: h.rolloutRecorded, Global: h.judgeLabels,
 		Every: time.Duration(h.opts.Config.ML.RolloutEvery), Now: h.opts.Now, Logger: h.log.With("component", "rollout"),
 	}); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
 	h.mlScorer.SetStages(h.rolloutCtl.Lookup)
+	h.mlScorer.SetFlagged(func(tenant, object, plan, version string, at time.Time, features map[string]float64) {
+		h.capturer.Load().Candidate(tenant, object, plan, version, at, features)
+	})
+	if err := h.openDatasets(ctx); err != nil {
+		return err
+	}
 	return h.rolloutCtl.Start(ctx)
 }
 

@@ -41,6 +41,9 @@ func (h *Hub) startTelemetry(ctx context.Context) error {
 		return fmt.Errorf("hub: %w", err)
 	}
 	h.loopPipe.Store(h.tel.Pipeline)
+	if err := h.startCapture(ctx); err != nil {
+		return err
+	}
 	if err := h.openWebhooks(ctx); err != nil {
 		return err
 	}

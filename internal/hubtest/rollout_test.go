@@ -15,6 +15,7 @@ import (
 
 	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/console/consoletest"
+	"github.com/wanwu-iot/wanwu/internal/dataset"
 	"github.com/wanwu-iot/wanwu/internal/ml"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
 	"github.com/wanwu-iot/wanwu/internal/rollout"
@@ -304,4 +305,72 @@ func inferences(t *testing.T, e *Edge, version string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestMLRolloutFalseAlarmGate: in shadow at the hub, a candidate that
+// flags normal rows the version in effect does not gets a window captured
+// for each object it flags; operators label them false positives, and the
+// false-alarm gate rolls the rollout back.
+func TestMLRolloutFalseAlarmGate(t *testing.T) {
+	h := Start(t, func(c *config.Hub) {
+		c.ML.RolloutEvery = config.Duration(200 * time.Millisecond)
+		c.ML.CaptureAfter = 0
+	})
+	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
+	h.MustAdmin(201, "POST", "/api/v1/models", json.RawMessage(sensor8Model))
+	meta, model, rows := pca8(t)
+	m, _ := ml.ParseMeta(meta)
+	m.Version = 2
+	th := m.Thresholds["anomaly"]
+	th.Above = 1e-9
+	m.Thresholds["anomaly"] = th
+	meta2, _ := json.Marshal(m)
+	h.MustAdmin(201, "POST", "/api/v1/ml/models?tenant=acme", map[string]any{"meta": rawJSON(meta), "onnx": model})
+	h.MustAdmin(201, "POST", "/api/v1/ml/models?tenant=acme", map[string]any{"meta": rawJSON(meta2), "onnx": model})
+	h.MustAdmin(201, "POST", "/api/v1/loops", anomalyLoop)
+	var created struct{ Rollout rollout.Plan }
+	h.MustAdmin(201, "POST", "/api/v1/ml/rollouts?tenant=acme", json.RawMessage(`{"artifact": "pca8-reference", "version": "2",
+		"targets": {"hub": true}, "stages": {"shadow": {"min_samples": 100000, "min_duration": "1h"}, "judge_after": 1},
+		"gates": {"false_alarm_rate": {"max": 0.2}}}`)).JSON(t, &created)
+	for i := range 6 {
+		code := fmt.Sprintf("acme:normal-%d", i)
+		tok := newTokenObject(t, h, map[string]any{"code": code, "model": map[string]string{"id": "acme:sensor8", "version": "1.0.0"}}).token
+		vals := map[string]float64{}
+		for j, name := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+			vals[name] = rows[0][j]
+		}
+		if r := h.Do("POST", "/api/v1/ingest/"+code+"/telemetry", tok, vals); r.Status >= 300 {
+			t.Fatalf("telemetry: %d %s", r.Status, r.Body)
+		}
+	}
+	var ws struct{ Windows []dataset.Window }
+	eventually(t, "a window for each object the candidate flagged", func() error {
+		ws.Windows = nil
+		h.MustAdmin(200, "GET", "/api/v1/ml/windows?tenant=acme&reason=decision", nil).JSON(t, &ws)
+		if len(ws.Windows) < 6 {
+			return fmt.Errorf("%d windows", len(ws.Windows))
+		}
+		return nil
+	})
+	for _, w := range ws.Windows {
+		if w.Ref != created.Rollout.ID+":v2" || len(w.Features) != 8 {
+			t.Fatalf("a candidate's window: %+v", w)
+		}
+	}
+	for i, w := range ws.Windows[:5] {
+		h.MustAdmin(201, "POST", "/api/v1/ml/windows/"+w.ID+"/labels?tenant=acme", map[string]string{"kind": "false_positive", "note": fmt.Sprint("normal running ", i)})
+	}
+	var v struct {
+		Rollout rollout.Plan
+	}
+	eventually(t, "the false-alarm gate rolled the rollout back", func() error {
+		h.MustAdmin(200, "GET", "/api/v1/ml/rollouts/"+created.Rollout.ID, nil).JSON(t, &v)
+		if v.Rollout.State != rollout.Aborted {
+			return fmt.Errorf("state %s", v.Rollout.State)
+		}
+		return nil
+	})
+	if v.Rollout.Force == nil || !strings.Contains(v.Rollout.Force.Reason, "false_alarm_rate 1 above 0.2 (5 of 5 labelled decisions") {
+		t.Fatalf("the rollback: %+v", v.Rollout.Force)
+	}
 }

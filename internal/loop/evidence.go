@@ -230,6 +230,23 @@ func (s *Store) GetEvidence(ctx context.Context, id int64) (*Evidence, error) {
 	return &e, nil
 }
 
+// EvidenceOf returns a record by the node that wrote it: origin "" and
+// its id here, or an edge's code and its id there (an imported record).
+func (s *Store) EvidenceOf(ctx context.Context, origin string, id int64) (*Evidence, error) {
+	if origin == "" {
+		return s.GetEvidence(ctx, id)
+	}
+	var here int64
+	err := s.db.R.QueryRowContext(ctx, `SELECT id FROM loop_evidence WHERE origin = ? AND origin_id = ?`, origin, id).Scan(&here)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("evidence %d of %s: %w", id, origin, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loop: evidence %d of %s: %w", id, origin, err)
+	}
+	return s.GetEvidence(ctx, here)
+}
+
 // EvidenceFilter selects evidence records.
 type EvidenceFilter struct {
 	Tenant string // "" = all

@@ -32,13 +32,14 @@ type Scorer struct {
 	max int
 	m   scorerMetrics
 
-	mu     sync.Mutex
-	lru    *list.List // of *scorerEntry, most recent first
-	byKey  map[string]*list.Element
-	closed bool
-	stages Stages                // the node's rollouts (staged.go)
-	meters map[string]*planMeter // by rollout
-	stats  map[string]*versionStats
+	mu      sync.Mutex
+	lru     *list.List // of *scorerEntry, most recent first
+	byKey   map[string]*list.Element
+	closed  bool
+	stages  Stages                // the node's rollouts (staged.go)
+	meters  map[string]*planMeter // by rollout
+	stats   map[string]*versionStats
+	flagged Flagged
 }
 
 type scorerEntry struct {

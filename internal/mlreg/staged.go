@@ -22,6 +22,19 @@ import (
 // Controller's Lookup).
 type Stages func(tenant, kind, artifact string) (rollout.Assignment, bool)
 
+// Flagged is told when a rollout's candidate flags a decision's object
+// (a threshold on) that the version in effect does not (or where there
+// is none): the shadow's would-be alarms, which a node captures for
+// operators to label.
+type Flagged func(tenant, object, plan, version string, at time.Time, features map[string]float64)
+
+// SetFlagged sets the hook; call it before the first score.
+func (s *Scorer) SetFlagged(f Flagged) {
+	s.mu.Lock()
+	s.flagged = f
+	s.mu.Unlock()
+}
+
 // SetStages makes ScoreObject follow the node's rollouts; call it before
 // the first score.
 func (s *Scorer) SetStages(st Stages) {
@@ -62,6 +75,12 @@ func (s *Scorer) ScoreObject(ctx context.Context, tenant, id, version, object st
 		base = s.run(ctx, tenant, id, a.Version, features)
 	}
 	s.meter(p.ID).observe(cand, base)
+	s.mu.Lock()
+	hook := s.flagged
+	s.mu.Unlock()
+	if hook != nil && cand.err == nil && anyOn(cand.scores, cand.flags) && (base == nil || base.err == nil && !anyOn(base.scores, base.flags)) {
+		hook(tenant, object, p.ID, p.Version, time.Now(), features)
+	}
 	counted, beside, role := base, cand, "candidate"
 	if a.Stage == rollout.Canary && p.InCanary(object) || a.None {
 		counted, beside, role = cand, base, "baseline"

@@ -42,6 +42,10 @@ type ControllerOptions struct {
 	// Extra adds figures measured elsewhere (the hub's false-alarm rate
 	// from labels); nil: none.
 	Extra func(ctx context.Context, p *Plan) map[string]float64
+	// Global is called once per evaluation for every running plan, at
+	// any node or none (the hub judges gates on figures of the whole
+	// plan, such as false alarms against labels, and ends the plan).
+	Global func(ctx context.Context, p *Plan)
 	// OnRecord is told every stage change made here, after it is stored
 	// (an edge sends it up; the hub ends plans).
 	OnRecord func(ctx context.Context, rec *Record)
@@ -158,6 +162,9 @@ func (c *Controller) Evaluate(ctx context.Context) error {
 	assign := map[string]Assignment{}
 	var errs []error
 	for _, p := range plans {
+		if c.o.Global != nil && p.State == Running {
+			c.o.Global(ctx, p)
+		}
 		uses := c.o.Uses == nil || c.o.Uses(p.Tenant, p.Kind, p.Artifact)
 		if !p.TargetsNode(c.o.Node, uses) {
 			continue
