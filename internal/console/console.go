@@ -194,7 +194,7 @@ func New(opts Options) (*Console, error) {
 	c.menu = append(c.menu, menuItem{"loops", "Loops", "/loops"}, menuItem{"approvals", "Approvals", "/approvals"},
 		menuItem{"alarms", "Alarms", "/alarms"}, menuItem{"models", "Models", "/models"})
 	if c.o.Role == "hub" {
-		c.menu = append(c.menu, menuItem{"ml", "ML models", "/ml"})
+		c.menu = append(c.menu, menuItem{"ml", "ML models", "/ml"}, menuItem{"datasets", "Datasets", "/datasets"})
 	}
 	c.menu = append(c.menu, menuItem{"audit", "Audit", "/audit"})
 	c.mux = http.NewServeMux()

@@ -66,6 +66,11 @@ var doneMessages = map[string]string{
 	"deployed":    "The version is deployed in shadow: each target starts at its next evaluation, and moves on by the gates.",
 	"promoted":    "The stage is forced: the targets move to it at their next evaluation.",
 	"rolled-back": "The rollout is rolled back: the targets go back to the baseline at their next evaluation.",
+	// datasets and labels
+	"built":       "The dataset version is built: its windows and their labels as they are now, with its quality scores.",
+	"captured":    "The window is captured. Label it below, or leave it in the queue.",
+	"labelled":    "Your label is saved. This is the next unlabelled window of the queue.",
+	"queue-empty": "Your label is saved. No unlabelled window is left in the queue.",
 }
 
 // doneMessage is the message for the page's ?done= code.

@@ -59,6 +59,7 @@ func (c *Console) mlRoutes() {
 	c.mux.HandleFunc("GET /ml/{tenant}/{id}/{version}", c.page(c.mlVersion))
 	c.mux.HandleFunc("GET /ml/{tenant}/{id}/{version}/onnx", c.page(c.mlONNX))
 	c.rolloutRoutes()
+	c.datasetRoutes()
 }
 
 func (c *Console) mlList(w http.ResponseWriter, r *http.Request, q *request) error {
