@@ -38,6 +38,7 @@ func demoFlags(f *simFlags) func(cfg *config.Hub, configFile *string, printConfi
 		fs.Init("wanwu demo", flag.ContinueOnError)
 		f.bind(fs)
 		fs.BoolVar(&f.noOperator, "no-operator", false, "the demo's operator does not answer approvals and alarms: leave them to you, in the console or with ctl")
+		fs.DurationVar(&f.learnAt, "learn-at", 90*time.Second, "when the demo's operator runs the learning loop: windows captured and labelled, a dataset built, the spindle model trained on it and staged by its gates, a bad version rolled back (0: never)")
 		return fs
 	}
 }
@@ -47,6 +48,8 @@ func demoDefaults() config.Hub {
 	c.DataDir = DemoDataDir
 	c.HTTP.TLSListen = "127.0.0.1:8443" // the edge's link
 	c.Log.Level = "info"
+	c.ML.RolloutEvery = config.Duration(time.Second) // the rollouts move while you watch
+	c.ML.CaptureAfter = config.Duration(5 * time.Second)
 	return c
 }
 
@@ -157,6 +160,12 @@ func runDemo(e *env, args []string) error {
 		local = de.client()
 	}
 	go func() { defer wg.Done(); operate(octx, hc, local, sc, !f.noOperator, log) }()
+	var learner *demoLearner
+	if f.learnAt > 0 && modelLine != "" {
+		wg.Add(1)
+		learner = &demoLearner{hc: hc, sc: sc, log: log}
+		go func() { defer wg.Done(); learner.learn(octx, f.learnAt) }()
+	}
 	more := func(_ context.Context, now time.Time) string {
 		// Its own deadline: the last status comes after the run's end.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -166,7 +175,7 @@ func runDemo(e *env, args []string) error {
 			de.tick(now, log)
 			lines = de.line(ctx, now)
 		}
-		return lines + loopLines(ctx, hc, sc.Tenant)
+		return lines + loopLines(ctx, hc, sc.Tenant) + learner.text()
 	}
 	err = watch(ctx, e, s, &f, func(ctx context.Context) any { return hubView(ctx, hc, sc, de) }, more, status.set)
 	ocancel()
@@ -299,6 +308,7 @@ func hubView(ctx context.Context, hc *hubclient.Client, sc *scenario.Scenario, d
 	loops, alarms := demoLoops(ctx, hc, sc.Tenant)
 	view["loops"], view["alarms"] = loops, alarms
 	view["models"] = demoModels(ctx, hc, sc.Tenant)
+	view["rollouts"] = demoRollouts(ctx, hc, sc.Tenant)
 	if de != nil {
 		if st, err := de.edge.Status(ctx); err == nil {
 			view["edge"] = st

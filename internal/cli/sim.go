@@ -34,6 +34,8 @@ type simFlags struct {
 	// noOperator (demo only) leaves approvals and alarms to the people
 	// at the console.
 	noOperator bool
+	// learnAt (demo only) is when the operator runs the learning loop.
+	learnAt time.Duration
 }
 
 func (f *simFlags) bind(fs *flag.FlagSet) {

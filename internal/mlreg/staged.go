@@ -111,6 +111,7 @@ type run struct {
 	took    time.Duration
 	flags   []string // the threshold names of its meta
 	score   string   // its first score output
+	level   float64  // a threshold's level on it (1 without one)
 }
 
 func (s *Scorer) run(ctx context.Context, tenant, id, version string, features map[string]float64) *run {
@@ -129,6 +130,13 @@ func (s *Scorer) run(ctx context.Context, tenant, id, version string, features m
 				break
 			}
 		}
+		r.level = 1
+		for _, name := range r.flags {
+			if th := e.meta.Thresholds[name]; th.Output == r.score && th.Above > 0 {
+				r.level = th.Above
+				break
+			}
+		}
 		s.release(e)
 	}
 	return r
@@ -136,6 +144,9 @@ func (s *Scorer) run(ctx context.Context, tenant, id, version string, features m
 
 // meterWindow bounds the latency and score samples a plan's meter keeps.
 const meterWindow = 500
+
+// minShiftPairs is how many paired scores the score shift needs.
+const minShiftPairs = 200
 
 // planMeter holds a candidate's figures since its stage began.
 type planMeter struct {
@@ -195,7 +206,9 @@ func (m *planMeter) observe(cand, base *run) {
 			m.disagree++
 		}
 	}
-	cs, bs := cand.scores[cand.score], base.scores[base.score]
+	// Each score relative to its own threshold: two versions trained
+	// apart score on their own scales.
+	cs, bs := cand.scores[cand.score]/cand.level, base.scores[base.score]/base.level
 	if cand.score != "" && base.score != "" && !math.IsNaN(cs) && !math.IsNaN(bs) {
 		m.cand = pushWindow(m.cand, cs)
 		m.base = pushWindow(m.base, bs)
@@ -236,8 +249,12 @@ func (s *Scorer) Figures(plan string) rollout.Figures {
 	if m.pairs > 0 {
 		f.Values[rollout.FigureDisagreement] = float64(m.disagree) / float64(m.pairs)
 	}
-	if psi := ml.SamplePSI(m.base, m.cand); !math.IsNaN(psi) {
-		f.Values[rollout.FigureScoreShift] = psi
+	// Below minShiftPairs the index is mostly sampling noise (about
+	// (bins − 1) / n per sample).
+	if len(m.cand) >= minShiftPairs {
+		if psi := ml.SamplePSI(m.base, m.cand); !math.IsNaN(psi) {
+			f.Values[rollout.FigureScoreShift] = psi
+		}
 	}
 	return f
 }

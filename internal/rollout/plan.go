@@ -52,7 +52,9 @@ const (
 	// FigureLatencyP99: the candidate's 99th percentile inference time, ms.
 	FigureLatencyP99 = "latency_p99_ms"
 	// FigureScoreShift: population stability index of the candidate's
-	// first score output against the baseline's on the same inputs.
+	// first score output against the baseline's on the same inputs, each
+	// relative to its threshold (versions trained apart score on their
+	// own scales).
 	FigureScoreShift = "score_shift"
 	// FigureDisagreement: share of the decisions where the candidate's
 	// threshold flags differ from the baseline's.
