@@ -75,19 +75,28 @@ func demoModelData(sc *scenario.Scenario) (vectors [][]float64, dataset string, 
 	if len(classes) == 0 {
 		return nil, "", false
 	}
+	return spindleVectors(classes, demoModelSeed, demoModelVectors, 0), "demo-spindles-fault-free", true
+}
+
+// spindleVectors steps devices of the CNC classes given (each at its own
+// hour of the day, the feed moved between 55 % and 100 % now and then as
+// the operator and the loops move it) and returns n feature vectors, one
+// per report, leaving out the reports of each device's first skip.
+func spindleVectors(classes []scenario.Class, seed int64, n int, skip time.Duration) (vectors [][]float64) {
 	const perDevice = 250
-	devices := (demoModelVectors + perDevice - 1) / perDevice
+	devices := (n + perDevice - 1) / perDevice
 	feeds := []float64{100, 85, 70, 100, 55, 90}
-	for d := 0; d < devices && len(vectors) < demoModelVectors; d++ {
+	for d := 0; d < devices && len(vectors) < n; d++ {
 		c := &classes[d%len(classes)]
-		dev := c.Device(d/len(classes), demoModelSeed)
+		dev := c.Device(d/len(classes), seed)
 		interval := c.Interval
 		if interval <= 0 {
 			interval = 5 * time.Second
 		}
 		// Each device at its own hour of the day (the ambient moves).
-		t := demoModelStart.Add(time.Duration(d) * 3 * time.Hour)
-		for step, n := 0, 0; n < perDevice && len(vectors) < demoModelVectors; step++ {
+		start := demoModelStart.Add(time.Duration(d) * 3 * time.Hour)
+		t := start
+		for step, k := 0, 0; k < perDevice && len(vectors) < n; step++ {
 			if step%60 == 0 {
 				args, _ := json.Marshal(map[string]float64{"feedRate": feeds[(d+step/60)%len(feeds)]})
 				_, _ = dev.Command("setFeedRate", args)
@@ -106,13 +115,13 @@ func demoModelData(sc *scenario.Scenario) (vectors [][]float64, dataset string, 
 				full = full && has
 				vec[i] = v
 			}
-			if full {
+			if full && t.Sub(start) > skip {
 				vectors = append(vectors, vec)
-				n++
+				k++
 			}
 		}
 	}
-	return vectors, "demo-spindles-fault-free", true
+	return vectors
 }
 
 // trainDemoModel trains the spindle model and registers it in the
