@@ -121,6 +121,9 @@ func ctlMLShow(fs *flag.FlagSet) ctlRun {
 		fmt.Fprintf(w, "onnx       %d bytes, sha256 %s\n", m.Size, m.ONNXSHA256)
 		fmt.Fprintf(w, "meta       sha256 %s\n", m.MetaSHA256)
 		fmt.Fprintf(w, "signature  %x\n", m.Signature)
+		if m.LatencyUS > 0 {
+			fmt.Fprintf(w, "latency    %d µs per inference expected (trial inferences when the hub stored it)\n", m.LatencyUS)
+		}
 		y, err := yamlOf(m.Meta)
 		if err != nil {
 			return fmt.Errorf("the meta: %w", err)

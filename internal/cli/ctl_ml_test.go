@@ -29,7 +29,7 @@ func TestMLCtl(t *testing.T) {
 			[]string{"version 1 (unchanged"}},
 		{[]string{"ctl", "ml", "list"}, []string{"TENANT", "demo", "pca8-reference", "1070"}},
 		{[]string{"ctl", "ml", "show", "pca8-reference"},
-			[]string{"model      demo/pca8-reference version 1", "signature  ", "id: pca8-reference", "max_model_bytes: 65536"}},
+			[]string{"model      demo/pca8-reference version 1", "signature  ", "latency    ", "id: pca8-reference", "max_model_bytes: 65536"}},
 		{[]string{"ctl", "ml", "show", "pca8-reference", "--version", "1", "--tenant", "demo"}, []string{"version 1"}},
 	} {
 		out := h.MustWanwu(tc.args...)

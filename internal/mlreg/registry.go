@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -65,6 +66,9 @@ var migrations = []store.Migration{{
 			PRIMARY KEY (tenant, id, version)
 		)`,
 	},
+}, {
+	Name:       "ml_models latency",
+	Statements: []string{`ALTER TABLE ml_models ADD COLUMN latency_us INTEGER NOT NULL DEFAULT 0`},
 }}
 
 // Record is one registered model version. ONNX travels separately in
@@ -80,7 +84,11 @@ type Record struct {
 	Signature  []byte          `json:"signature"`
 	Actor      string          `json:"actor"`
 	CreatedAt  time.Time       `json:"created_at"`
-	ONNX       []byte          `json:"-"`
+	// LatencyUS is the expected inference time, µs: the median of trial
+	// inferences when this node stored the version (at an edge, on its
+	// own hardware).
+	LatencyUS int64  `json:"latency_us"`
+	ONNX      []byte `json:"-"`
 }
 
 // Statement is what the hub signs for a record.
@@ -119,6 +127,25 @@ func Verify(pub ed25519.PublicKey, rec *Record) error {
 		return fmt.Errorf("%w: %s/%s@%s", ErrBadSignature, rec.Tenant, rec.ID, rec.Version)
 	}
 	return nil
+}
+
+// trialLatency is the median time of a few inferences on the means.
+func trialLatency(sess ml.Session) int64 {
+	m := sess.Meta()
+	x := make([]float64, len(m.Inputs))
+	for i, f := range m.Inputs {
+		x[i] = f.Mean
+	}
+	var took []time.Duration
+	for range 5 {
+		start := time.Now()
+		if _, err := sess.Infer(context.Background(), x); err != nil {
+			return 0
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	return max(took[len(took)/2].Microseconds(), 1)
 }
 
 // Options open a Registry.
@@ -195,6 +222,7 @@ func (r *Registry) Register(ctx context.Context, actor, tenant string, metaJSON,
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	latency := trialLatency(sess)
 	if err := sess.Close(); err != nil {
 		return nil, false, fmt.Errorf("mlreg: closing the trial session: %w", err)
 	}
@@ -206,7 +234,7 @@ func (r *Registry) Register(ctx context.Context, actor, tenant string, metaJSON,
 	rec = &Record{
 		Tenant: tenant, ID: meta.ID, Version: version, Meta: canon, ONNX: bytes.Clone(onnx), Size: len(onnx),
 		MetaSHA256: digest(canon), ONNXSHA256: digest(onnx), Actor: actor,
-		CreatedAt: r.now().UTC().Truncate(time.Millisecond),
+		CreatedAt: r.now().UTC().Truncate(time.Millisecond), LatencyUS: latency,
 	}
 	rec.Signature = ed25519.Sign(r.signer, Statement(tenant, rec.ID, version, rec.MetaSHA256, rec.ONNXSHA256))
 	subject := rec.ID + "@" + version
@@ -225,14 +253,15 @@ func (r *Registry) Register(ctx context.Context, actor, tenant string, metaJSON,
 			return err
 		}
 		created = true
-		if _, err := tx.ExecContext(ctx, `INSERT INTO ml_models(tenant, id, version, meta, onnx, meta_sha256, onnx_sha256, signature, actor, created_at)
-			VALUES (?,?,?,?,?,?,?,?,?,?)`, tenant, rec.ID, meta.Version, string(canon), rec.ONNX, rec.MetaSHA256, rec.ONNXSHA256,
-			rec.Signature, actor, rec.CreatedAt.UnixMilli()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ml_models(tenant, id, version, meta, onnx, meta_sha256, onnx_sha256, signature, actor, created_at, latency_us)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?)`, tenant, rec.ID, meta.Version, string(canon), rec.ONNX, rec.MetaSHA256, rec.ONNXSHA256,
+			rec.Signature, actor, rec.CreatedAt.UnixMilli(), rec.LatencyUS); err != nil {
 			return err
 		}
 		data, err := json.Marshal(map[string]any{
 			"version": version, "meta_sha256": rec.MetaSHA256, "onnx_sha256": rec.ONNXSHA256, "size": rec.Size,
 			"runtime": r.rt.Name(), "dataset": meta.Training.Dataset, "dataset_version": meta.Training.DatasetVersion,
+			"latency_us": rec.LatencyUS,
 		})
 		if err != nil {
 			return err
@@ -253,14 +282,14 @@ func (r *Registry) Register(ctx context.Context, actor, tenant string, metaJSON,
 	return rec, true, nil
 }
 
-const columns = `tenant, id, version, meta, meta_sha256, onnx_sha256, length(onnx), signature, actor, created_at`
+const columns = `tenant, id, version, meta, meta_sha256, onnx_sha256, length(onnx), signature, actor, created_at, latency_us`
 
 func scanRecord(row interface{ Scan(...any) error }) (*Record, error) {
 	var rec Record
 	var version int
 	var meta string
 	var created int64
-	if err := row.Scan(&rec.Tenant, &rec.ID, &version, &meta, &rec.MetaSHA256, &rec.ONNXSHA256, &rec.Size, &rec.Signature, &rec.Actor, &created); err != nil {
+	if err := row.Scan(&rec.Tenant, &rec.ID, &version, &meta, &rec.MetaSHA256, &rec.ONNXSHA256, &rec.Size, &rec.Signature, &rec.Actor, &created, &rec.LatencyUS); err != nil {
 		return nil, err
 	}
 	rec.Version = strconv.Itoa(version)
@@ -321,7 +350,7 @@ func (r *Registry) Get(ctx context.Context, tenant, id, version string) (*Record
 	var rec Record
 	var meta string
 	var created int64
-	err = row.Scan(&rec.Tenant, &rec.ID, &v, &meta, &rec.MetaSHA256, &rec.ONNXSHA256, &rec.Size, &rec.Signature, &rec.Actor, &created, &rec.ONNX)
+	err = row.Scan(&rec.Tenant, &rec.ID, &v, &meta, &rec.MetaSHA256, &rec.ONNXSHA256, &rec.Size, &rec.Signature, &rec.Actor, &created, &rec.LatencyUS, &rec.ONNX)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("mlreg: model %s/%s@%d: %w", tenant, id, v, ErrNotFound)
 	}
@@ -392,6 +421,7 @@ func (r *Registry) Import(ctx context.Context, rec *Record, onnx []byte, pub ed2
 	if err != nil {
 		return fmt.Errorf("mlreg: import %s/%s: %w: %w", rec.Tenant, subject, ErrInvalid, err)
 	}
+	latency := trialLatency(sess)
 	if err := sess.Close(); err != nil {
 		return fmt.Errorf("mlreg: closing the trial session: %w", err)
 	}
@@ -411,14 +441,14 @@ func (r *Registry) Import(ctx context.Context, rec *Record, onnx []byte, pub ed2
 			return err
 		}
 		created = true
-		if _, err := tx.ExecContext(ctx, `INSERT INTO ml_models(tenant, id, version, meta, onnx, meta_sha256, onnx_sha256, signature, actor, created_at)
-			VALUES (?,?,?,?,?,?,?,?,?,?)`, rec.Tenant, rec.ID, meta.Version, canon.String(), bytes.Clone(onnx), rec.MetaSHA256, rec.ONNXSHA256,
-			rec.Signature, rec.Actor, rec.CreatedAt.UTC().UnixMilli()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ml_models(tenant, id, version, meta, onnx, meta_sha256, onnx_sha256, signature, actor, created_at, latency_us)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?)`, rec.Tenant, rec.ID, meta.Version, canon.String(), bytes.Clone(onnx), rec.MetaSHA256, rec.ONNXSHA256,
+			rec.Signature, rec.Actor, rec.CreatedAt.UTC().UnixMilli(), latency); err != nil {
 			return err
 		}
 		data, err := json.Marshal(map[string]any{
 			"version": rec.Version, "meta_sha256": rec.MetaSHA256, "onnx_sha256": rec.ONNXSHA256, "size": len(onnx),
-			"runtime": r.rt.Name(), "registered_by": rec.Actor,
+			"runtime": r.rt.Name(), "registered_by": rec.Actor, "latency_us": latency,
 		})
 		if err != nil {
 			return err
