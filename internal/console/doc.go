@@ -74,7 +74,15 @@
 //     models loops take scores from, one version's document (inputs with
 //     their training statistics, outputs, thresholds, budget, training),
 //     digests and signature, and its ONNX bytes as a download; a
-//     decision's page shows the model's version and scores.
+//     decision's page shows the model's version and scores. A version's
+//     figures by node and its rollouts, deploy; the rollouts (rollouts.go):
+//     a rollout's plan, each node's stage, every stage change with its
+//     gate results, promote and roll back.
+//   - Datasets and labels (datasets.go, hub only): dataset versions with
+//     their quality scores, lineage and export, build a version, train a
+//     model on one; the label queue (unlabelled windows, capture now); a
+//     window's page with its summaries, a chart per property and the
+//     label buttons.
 //   - Demo (glance.go): what a program running the node (wanwu demo)
 //     hands the console through ShowGlance: what runs, where to look
 //     first, its latest status.

@@ -38,6 +38,26 @@
 // (tenant, id, version), at most a bounded number of them (the least
 // recently used is closed first), builds the input vector in the Meta's
 // feature order and returns Result.Scores; the hub's and the edges' loop
-// engines score with one. Fetching the versions an edge needs belongs to
-// package edge.
+// engines score with one (ScoreObject). Fetching the versions an edge
+// needs belongs to package edge.
+//
+// While a rollout (package rollout) stages a candidate at the node
+// (SetStages: the node's Controller.Lookup), ScoreObject scores a
+// decision with both the candidate and the version in effect: the latter
+// counts in shadow and for the objects outside the canary, the candidate
+// for the canary's objects, and ml.Scored carries the other version's
+// scores beside. The scorer is the rollout's Meter: per plan, since its
+// stage began, the candidate's inferences and errors, its p99 latency,
+// the share of decisions whose threshold flags differ from the other
+// version's, and the PSI of its scores against the other's on the same
+// inputs, each relative to its threshold (Figures; Reset at each stage
+// change). SetFlagged is told where the candidate flags what the version
+// in effect does not (the node captures a window for labels).
+//
+// Each version's figures at the node since the scorer started (Stats):
+// inferences by result, their rate over the last minute, latency and
+// score quantiles over the last 500, the share each threshold flagged,
+// each input's drift; an edge reports them to the hub (VersionFigures).
+// Every version records its expected latency, the median of trial
+// inferences when the node stored it.
 package mlreg
