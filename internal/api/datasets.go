@@ -45,12 +45,8 @@ func (s *server) trainModel(w http.ResponseWriter, r *http.Request, p auth.Princ
 	if err != nil {
 		return err
 	}
-	body, err := readBody(w, r, maxDatasetBody)
-	if err != nil {
-		return err
-	}
 	var spec learn.Spec
-	if err := strictJSON(body, &spec); err != nil {
+	if err := readJSON(w, r, maxDatasetBody, &spec); err != nil {
 		return err
 	}
 	rec, rep, err := learn.Train(r.Context(), s.Datasets, s.MLModels, p.Name, tenant, spec)
@@ -212,12 +208,8 @@ func (s *server) captureWindow(w http.ResponseWriter, r *http.Request, p auth.Pr
 	if s.CaptureNow == nil {
 		return &Error{Status: http.StatusNotImplemented, Code: "not_implemented", Message: "this node does not capture windows"}
 	}
-	body, err := readBody(w, r, maxDatasetBody)
-	if err != nil {
-		return err
-	}
 	var c captureRequest
-	if err := strictJSON(body, &c); err != nil {
+	if err := readJSON(w, r, maxDatasetBody, &c); err != nil {
 		return err
 	}
 	obj, err := s.Registry.Object(r.Context(), c.Object)
@@ -265,12 +257,8 @@ func (s *server) labelWindow(w http.ResponseWriter, r *http.Request, p auth.Prin
 	if err != nil {
 		return err
 	}
-	body, err := readBody(w, r, maxDatasetBody)
-	if err != nil {
-		return err
-	}
 	var l dataset.Label
-	if err := strictJSON(body, &l); err != nil {
+	if err := readJSON(w, r, maxDatasetBody, &l); err != nil {
 		return err
 	}
 	if l.ID != 0 || l.By != "" || !l.At.IsZero() || l.Window != "" && l.Window != r.PathValue("id") {
@@ -297,12 +285,8 @@ func (s *server) buildDataset(w http.ResponseWriter, r *http.Request, p auth.Pri
 	if err != nil {
 		return err
 	}
-	body, err := readBody(w, r, maxDatasetBody)
-	if err != nil {
-		return err
-	}
 	var b buildRequest
-	if err := strictJSON(body, &b); err != nil {
+	if err := readJSON(w, r, maxDatasetBody, &b); err != nil {
 		return err
 	}
 	if b.Query.Tenant == "" {

@@ -245,6 +245,16 @@ func (s *server) forceRollout(back bool) func(w http.ResponseWriter, r *http.Req
 	}
 }
 
+// readJSON reads a request's body (at most limit bytes) as one JSON
+// object into v, unknown fields refused.
+func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	body, err := readBody(w, r, limit)
+	if err != nil {
+		return err
+	}
+	return strictJSON(body, v)
+}
+
 // strictJSON decodes one JSON object, unknown fields refused.
 func strictJSON(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
