@@ -131,10 +131,57 @@ async function run(argv) {
     const perSync = sync(2000);
     const nApi = Math.max(1000, Math.round((opts['round-ms'] * 1e6) / perApi));
     const nSync = Math.max(1000, Math.round((opts['round-ms'] * 1e6) / perSync));
+    // Per call: each call timed with process.hrtime.bigint, for about
+    // round-ms of calls; the p50, p99 and slowest (nearest rank).
+    const pct = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+    const percall = async (call) => {
+      const times = [];
+      let spent = 0n;
+      const limit = BigInt(opts['round-ms']) * 1000000n;
+      for (let i = 0; spent < limit; i++) {
+        const t0 = now();
+        const p = call(i);
+        if (p) await p;
+        const d = now() - t0;
+        times.push(d);
+        spent += d;
+      }
+      times.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      return `p50_ns=${pct(times, 0.5)} p99_ns=${pct(times, 0.99)} max_ns=${times[times.length - 1]} calls=${times.length}`;
+    };
+    // Rate: calls in a tight loop for about round-ms (the clock read every
+    // 64 calls): calls per second of wall time and per second of the
+    // process's CPU time (user + system: Node's other threads included).
+    const rate = async (call) => {
+      const limit = BigInt(opts['round-ms']) * 1000000n;
+      const c0 = process.cpuUsage();
+      const t0 = now();
+      let calls = 0;
+      let wall;
+      for (;;) {
+        for (let k = 0; k < 64; k++) {
+          const p = call(calls++);
+          if (p) await p;
+        }
+        if ((wall = now() - t0) >= limit) break;
+      }
+      const c = process.cpuUsage(c0);
+      const cpuS = (c.user + c.system) / 1e6;
+      const wallS = Number(wall) / 1e9;
+      return `per_s=${(calls / wallS).toFixed(0)} per_cpu_s=${(calls / cpuS).toFixed(0)} calls=${calls} wall_ms=${(wallS * 1e3).toFixed(1)} cpu_ms=${(cpuS * 1e3).toFixed(1)}`;
+    };
+    const apiCall = (i) => session.run(m.feeds[i % rows]);
+    // percall and rate await a call only when it returns a Promise: the
+    // native run is synchronous and gets no microtask turn.
+    const syncCall = (i) => { native.run(m.feeds[i % rows], m.fetches, {}); };
     for (let r = 1; r <= opts.rounds; r++) {
       const a = await api(nApi);
       const b = sync(nSync);
       console.log(`mlbench ort infer model=${m.name} round=${r} api_ns=${a.toFixed(0)} binding_ns=${b.toFixed(0)} calls=${nApi}/${nSync}`);
+      console.log(`mlbench ort latency model=${m.name} layer=api ${await percall(apiCall)}`);
+      console.log(`mlbench ort latency model=${m.name} layer=binding ${await percall(syncCall)}`);
+      console.log(`mlbench ort rate model=${m.name} layer=api ${await rate(apiCall)}`);
+      console.log(`mlbench ort rate model=${m.name} layer=binding ${await rate(syncCall)}`);
     }
     await session.release();
   }
@@ -144,6 +191,7 @@ function summary(file) {
   const text = readFileSync(file, 'utf8');
   const go = {}; // "ModelInfer/pca8/session" → {unit: [values]}
   const ort = { env: [], load: {}, infer: {} };
+  const percall = {}; // "go latency pca8 session", "ort rate ae32 binding" → {figure: [values]}
   const other = {};
   const push = (o, k, v) => { (o[k] ??= []).push(v); };
   for (const line of text.split('\n')) {
@@ -163,6 +211,13 @@ function summary(file) {
       ort.env.push(kv);
     } else if (m[1] === 'ort' && m[2] === 'load') {
       for (const k of ['create_ns', 'rss_B_per_session', 'size_B']) push(ort.load[kv.model] ??= {}, k, Number(kv[k]));
+    } else if (m[2] === 'latency' || m[2] === 'rate') {
+      // "go latency model=M ...", "ort rate model=M layer=api ...": per
+      // model and layer (Go: session), a list per figure over the rounds.
+      const key = `${m[1]} ${m[2]} ${kv.model} ${kv.layer ?? 'session'}`;
+      for (const k of ['p50_ns', 'p99_ns', 'max_ns', 'per_s', 'per_cpu_s', 'calls']) {
+        if (kv[k] !== undefined) push(percall[key] ??= {}, k, Number(kv[k]));
+      }
     } else if (m[1] === 'ort' && m[2] === 'infer') {
       for (const k of ['api_ns', 'binding_ns']) push(ort.infer[kv.model] ??= {}, k, Number(kv[k]));
     } else {
@@ -186,6 +241,42 @@ function summary(file) {
     const oa = o(ort.infer, m, 'api_ns');
     const ob = o(ort.infer, m, 'binding_ns');
     console.log(`| ${m} | ${us(si)} µs | ${us(gr)} µs | ${us(oa)} µs | ${us(ob)} µs | **${x(si, oa)}** | ${x(gr, ob)} |`);
+  }
+  const pc = (key, k) => (percall[key]?.[k] ? median(percall[key][k]) : NaN);
+  const range = (f) => {
+    const xs = f();
+    return xs.length > 1 ? ` (rounds ${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)})` : '';
+  };
+  // The ratio of round i's figures, for the ranges.
+  const rounds = (a, b, k) => (percall[a]?.[k] ?? []).map((v, i) => v / percall[b]?.[k]?.[i]).filter(Number.isFinite);
+  if (Object.keys(percall).length > 0) {
+    const rows = [
+      ['wanwu `Session.Infer`', 'go', 'session'],
+      ['onnxruntime `await session.run()`', 'ort', 'api'],
+      ['onnxruntime native `run` (sync)', 'ort', 'binding'],
+    ];
+    const nr = Math.max(0, ...Object.values(percall).map((u) => u.calls?.length ?? 0));
+    console.log(`\nper call, each call timed (one thread; medians over ${nr} rounds of about 1 s of calls each): p50 / p99`);
+    console.log(`\n| per call: p50 / p99 | ${models.join(' | ')} |`);
+    console.log(`|---|${models.map(() => '---|').join('')}`);
+    for (const [label, side, layer] of rows) {
+      console.log(`| ${label} | ${models.map((m) => `${us(pc(`${side} latency ${m} ${layer}`, 'p50_ns'))} / ${us(pc(`${side} latency ${m} ${layer}`, 'p99_ns'))} µs`).join(' | ')} |`);
+    }
+    for (const [q, k] of [['p50', 'p50_ns'], ['p99', 'p99_ns']]) {
+      console.log(`| **ratio ${q}** (Infer / await run) | ${models.map((m) => `**${x(pc(`go latency ${m} session`, k), pc(`ort latency ${m} api`, k))}**${range(() => rounds(`go latency ${m} session`, `ort latency ${m} api`, k))}`).join(' | ')} |`);
+    }
+    for (const [q, k] of [['p50', 'p50_ns'], ['p99', 'p99_ns']]) {
+      console.log(`| ratio ${q} (Infer / native run) | ${models.map((m) => x(pc(`go latency ${m} session`, k), pc(`ort latency ${m} binding`, k))).join(' | ')} |`);
+    }
+    console.log(`| slowest timed call, wanwu / await run / native run (max over rounds) | ${models.map((m) => ['go latency ' + m + ' session', 'ort latency ' + m + ' api', 'ort latency ' + m + ' binding'].map((key) => (Math.max(...(percall[key]?.max_ns ?? [NaN])) / 1e6).toFixed(1)).join(' / ') + ' ms').join(' | ')} |`);
+    const k = (v) => `${(v / 1e3).toFixed(1)}k`;
+    console.log(`\n| inferences/s per core (one thread, tight loop ~1 s): per s of wall time / per s of process CPU | ${models.join(' | ')} |`);
+    console.log(`|---|${models.map(() => '---|').join('')}`);
+    for (const [label, side, layer] of rows) {
+      console.log(`| ${label} | ${models.map((m) => `${k(pc(`${side} rate ${m} ${layer}`, 'per_s'))} / ${k(pc(`${side} rate ${m} ${layer}`, 'per_cpu_s'))}`).join(' | ')} |`);
+    }
+    console.log(`| **ratio** (wanwu / await run), wall / CPU | ${models.map((m) => `**${x(pc(`go rate ${m} session`, 'per_s'), pc(`ort rate ${m} api`, 'per_s'))}**${range(() => rounds(`go rate ${m} session`, `ort rate ${m} api`, 'per_s'))} / ${x(pc(`go rate ${m} session`, 'per_cpu_s'), pc(`ort rate ${m} api`, 'per_cpu_s'))}`).join(' | ')} |`);
+    console.log(`| ratio (wanwu / native run), wall / CPU | ${models.map((m) => `${x(pc(`go rate ${m} session`, 'per_s'), pc(`ort rate ${m} binding`, 'per_s'))} / ${x(pc(`go rate ${m} session`, 'per_cpu_s'), pc(`ort rate ${m} binding`, 'per_cpu_s'))}`).join(' | ')} |`);
   }
   const sum = (xs) => (xs ?? []).reduce((a, b) => a + b, 0);
   for (const m of models) {

@@ -10,6 +10,13 @@
 #              onnxruntime's `await session.run()` and its native run
 #              (bench/ml.mjs; intraOpNumThreads=1, interOpNumThreads=1,
 #              executionMode sequential).
+#   per call   p50 and p99 of single calls, each timed (TestInferLatency
+#              with -ml.latency 1s: time.Now around Session.Infer; bench/ml.mjs:
+#              process.hrtime.bigint around `await session.run()` and the
+#              native run), about 1 s of calls per model and layer.
+#   per core   inferences per second on one thread (GOMAXPROCS=1; the
+#              peer's one thread): calls in a tight loop for about 1 s,
+#              per second of wall time and per second of process CPU time.
 #   load       Runtime.Load (parse, checks, gonnx model, trial inference)
 #              and the heap, stack and RSS a loaded model holds
 #              (BenchmarkModelLoad) beside InferenceSession.create and the
@@ -20,7 +27,7 @@
 #
 # ROUNDS rounds (default 5) alternate the Go half and the Node half, so that
 # both see the same machine load; the summary gives the medians and the
-# ratios wanwu/onnxruntime. About 2 minutes.
+# ratios wanwu/onnxruntime. About 3 minutes (ROUNDS=3: 2).
 #
 #   bench/ml.sh
 #   ROUNDS=3 bench/ml.sh
@@ -55,6 +62,15 @@ gobench() {
 	fi
 	grep '^Benchmark' "$tmp/go" | tee -a "$out"
 }
+# golatency runs TestInferLatency on one core: Session.Infer timed call by
+# call (p50, p99) and in a tight loop (calls/s), 1 s each per model.
+golatency() {
+	if ! (cd internal/ml && "$tmp/ml.test" -test.run '^TestInferLatency$' -test.v -test.cpu 1 -ml.latency 1s) >"$tmp/go" 2>&1; then
+		cat "$tmp/go" >&2
+		exit 1
+	fi
+	grep -o 'mlbench go .*' "$tmp/go" | tee -a "$out"
+}
 echo "# $(date -u +%FT%TZ), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(go version | cut -d' ' -f3), node $(node --version), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 wait_load() {
 	[ -n "${MAX_LOAD:-}" ] || return 0
@@ -67,6 +83,7 @@ for r in $(seq "$ROUNDS"); do
 	wait_load
 	echo "# round $r (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 	gobench '^Benchmark(ModelInfer|ModelLoad)$' 1s
+	golatency
 	node --expose-gc bench/ml.mjs run "$ORT_DIR" --rounds 1 $MODELS | tee -a "$out"
 done
 

@@ -187,6 +187,7 @@ func ctlMLDeploy(fs *flag.FlagSet) ctlRun {
 	edges := fs.String("edges", "", "comma-separated edge codes to stage it at")
 	allEdges := fs.Bool("all-edges", false, "every edge whose loops use the model")
 	atHub := fs.Bool("at-hub", false, "the loops the hub runs")
+	sites := fs.String("sites", "", "comma-separated sites (tenant:site): only their objects; alone, wherever they run")
 	canary := fs.Float64("canary", rollout.DefaultFraction, "share of the objects whose decisions the candidate makes at the canary stage")
 	canaryObjects := fs.String("canary-objects", "", "comma-separated object codes always in the canary")
 	shadowFor := fs.Duration("shadow-for", rollout.DefaultMinDuration, "shadow lasts at least this long")
@@ -206,7 +207,7 @@ func ctlMLDeploy(fs *flag.FlagSet) ctlRun {
 		}
 		plan := map[string]any{
 			"artifact": args[0], "version": *version, "baseline": *baseline,
-			"targets": map[string]any{"hub": *atHub, "all_edges": *allEdges, "edges": splitList(*edges)},
+			"targets": map[string]any{"hub": *atHub, "all_edges": *allEdges, "edges": splitList(*edges), "sites": splitList(*sites)},
 			"canary":  map[string]any{"fraction": *canary, "objects": splitList(*canaryObjects)},
 			"stages": map[string]any{"shadow": map[string]any{"min_samples": *minSamples, "min_duration": shadowFor.String()},
 				"canary": map[string]any{"min_samples": *minSamples, "min_duration": canaryFor.String()}, "judge_after": *judgeAfter},
@@ -262,6 +263,9 @@ func targetsText(t rollout.Targets) string {
 		parts = append(parts, "every edge using it")
 	}
 	parts = append(parts, t.Edges...)
+	if len(t.Sites) > 0 {
+		parts = append(parts, "the objects of "+strings.Join(t.Sites, ", "))
+	}
 	return strings.Join(parts, ", ")
 }
 

@@ -79,7 +79,9 @@ func demoGlance(sc *scenario.Scenario, de *demoEdge, st *demoStatus, started tim
 		console.GlanceLink{Label: "Alarms", Path: "/alarms", Why: "acknowledge and shelve"},
 		console.GlanceLink{Label: "Audit", Path: "/audit", Why: "every change, in a log whose entries your browser can verify"},
 		console.GlanceLink{Label: "Models", Path: "/models", Why: "the thing models of the scenario's kinds"},
-		console.GlanceLink{Label: "ML models", Path: "/ml", Why: "the spindles' anomaly model, trained at the start; the spindle-anomaly loop scores with it (in shadow)"},
+		console.GlanceLink{Label: "ML models", Path: "/ml", Why: "the spindles' anomaly model, trained at the start; the spindle-anomaly loop scores with it (in shadow); after the learning loop, its rollouts: version 2 promoted by its gates, a bad version 3 rolled back"},
+		console.GlanceLink{Label: "Datasets", Path: "/datasets?tenant=" + url.QueryEscape(sc.Tenant), Why: "the windows the learning loop labelled, as a dataset version with its quality scores; train a model on it"},
+		console.GlanceLink{Label: "Labels", Path: "/labels?tenant=" + url.QueryEscape(sc.Tenant), Why: "windows captured around alarms and decisions, waiting for your label"},
 	)
 	if de != nil {
 		g.Links = append(g.Links, console.GlanceLink{Label: "Edge " + de.edge.Code(), Path: "/edges/" + url.PathEscape(de.edge.Code()), Why: "its link, its backlog while the link is cut"})

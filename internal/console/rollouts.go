@@ -65,6 +65,9 @@ func targetsText(t rollout.Targets) string {
 		parts = append(parts, "every edge using it")
 	}
 	parts = append(parts, t.Edges...)
+	if len(t.Sites) > 0 {
+		parts = append(parts, "the objects of "+strings.Join(t.Sites, ", "))
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -184,12 +187,12 @@ func (c *Console) rolloutForce(back bool) pageFunc {
 
 // deployForm is the deploy form's values, put back after a refusal.
 type deployForm struct {
-	Edges, CanaryObjects string
-	AllEdges, Hub        bool
-	Canary               string // percent
-	ShadowFor, CanaryFor string
-	MinSamples           string
-	Error                string
+	Edges, Sites, CanaryObjects string
+	AllEdges, Hub               bool
+	Canary                      string // percent
+	ShadowFor, CanaryFor        string
+	MinSamples                  string
+	Error                       string
 }
 
 func defaultDeployForm() deployForm {
@@ -198,7 +201,7 @@ func defaultDeployForm() deployForm {
 
 func (c *Console) rolloutDeploy(w http.ResponseWriter, r *http.Request, q *request) error {
 	tenant, id, version := r.PathValue("tenant"), r.PathValue("id"), r.PathValue("version")
-	f := deployForm{Edges: r.PostFormValue("edges"), CanaryObjects: r.PostFormValue("canary_objects"),
+	f := deployForm{Edges: r.PostFormValue("edges"), Sites: r.PostFormValue("sites"), CanaryObjects: r.PostFormValue("canary_objects"),
 		AllEdges: r.PostFormValue("all_edges") != "", Hub: r.PostFormValue("hub") != "", Canary: r.PostFormValue("canary"),
 		ShadowFor: r.PostFormValue("shadow_for"), CanaryFor: r.PostFormValue("canary_for"), MinSamples: r.PostFormValue("min_samples")}
 	var err error
@@ -211,7 +214,7 @@ func (c *Console) rolloutDeploy(w http.ResponseWriter, r *http.Request, q *reque
 	case serr != nil:
 		err = &apiError{Status: http.StatusBadRequest, Message: "minimum samples: a whole number"}
 	default:
-		plan["targets"] = map[string]any{"hub": f.Hub, "all_edges": f.AllEdges, "edges": fields(f.Edges)}
+		plan["targets"] = map[string]any{"hub": f.Hub, "all_edges": f.AllEdges, "edges": fields(f.Edges), "sites": fields(f.Sites)}
 		plan["canary"] = map[string]any{"fraction": frac / 100, "objects": fields(f.CanaryObjects)}
 		plan["stages"] = map[string]any{"shadow": map[string]any{"min_samples": samples, "min_duration": strings.TrimSpace(f.ShadowFor)},
 			"canary": map[string]any{"min_samples": samples, "min_duration": strings.TrimSpace(f.CanaryFor)}}

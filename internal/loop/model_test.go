@@ -31,7 +31,7 @@ type sessionScorer struct {
 	calls int
 }
 
-func (s *sessionScorer) ScoreObject(ctx context.Context, tenant, id, version, _ string, feats map[string]float64) (ml.Scored, error) {
+func (s *sessionScorer) ScoreObject(ctx context.Context, tenant, id, version, _, _ string, feats map[string]float64) (ml.Scored, error) {
 	scores, v, err := s.score(ctx, tenant, id, version, feats)
 	return ml.Scored{Scores: scores, Version: v}, err
 }
@@ -68,7 +68,7 @@ func (s *sessionScorer) count() int {
 // scorerFunc is a Scorer that fails or hangs as a test wants.
 type scorerFunc func(ctx context.Context) (map[string]float64, string, error)
 
-func (f scorerFunc) ScoreObject(ctx context.Context, _, _, _, _ string, _ map[string]float64) (ml.Scored, error) {
+func (f scorerFunc) ScoreObject(ctx context.Context, _, _, _, _, _ string, _ map[string]float64) (ml.Scored, error) {
 	scores, v, err := f(ctx)
 	return ml.Scored{Scores: scores, Version: v}, err
 }

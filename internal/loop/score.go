@@ -24,10 +24,12 @@ type Scorer interface {
 	// return by ctx's deadline (package ml's sessions do): the engine
 	// waits for it, and treats an answer after the deadline as an error.
 	// object is the decision's object: a rollout's canary is a share of
-	// the objects. While a rollout stages a candidate at the node, the
+	// the objects; While a rollout stages a candidate at the node, the
 	// Scored says so (Rollout, Stage) and carries the other version's
 	// scores beside.
-	ScoreObject(ctx context.Context, tenant, id, version, object string, features map[string]float64) (ml.Scored, error)
+	// site is the object's site ("tenant:site", "" outside the hierarchy):
+	// a rollout may stage a candidate at some sites only.
+	ScoreObject(ctx context.Context, tenant, id, version, object, site string, features map[string]float64) (ml.Scored, error)
 }
 
 // DefaultScoreTimeout is how long a decision waits for its model when
@@ -115,7 +117,7 @@ func (e *Engine) score(ctx context.Context, r *running, t *target, feats map[str
 		return u
 	default:
 		sctx, cancel := context.WithTimeout(ctx, e.opts.ScoreTimeout)
-		sc, err := callScorer(sctx, e.opts.Scorer, r.info.Tenant, mr.ID, version, t.obj.Code, in)
+		sc, err := callScorer(sctx, e.opts.Scorer, r.info.Tenant, mr.ID, version, t.obj.Code, site(t.obj.Tenant, t.obj.Path), in)
 		u.Rollout, u.Stage, u.Beside = sc.Rollout, sc.Stage, sc.Beside
 		scores, got := sc.Scores, sc.Version
 		if err == nil && sctx.Err() != nil {
@@ -145,13 +147,13 @@ func (e *Engine) score(ctx context.Context, r *running, t *target, feats map[str
 
 // callScorer asks s, turning a panic into an error: a broken scorer fails
 // the decision, not the engine.
-func callScorer(ctx context.Context, s Scorer, tenant, id, version, object string, in map[string]float64) (sc ml.Scored, err error) {
+func callScorer(ctx context.Context, s Scorer, tenant, id, version, object, site string, in map[string]float64) (sc ml.Scored, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			sc, err = ml.Scored{}, fmt.Errorf("the scorer panicked: %v", p)
 		}
 	}()
-	return s.ScoreObject(ctx, tenant, id, version, object, in)
+	return s.ScoreObject(ctx, tenant, id, version, object, site, in)
 }
 
 func modelName(u *ModelUse) string {

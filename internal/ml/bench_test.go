@@ -9,6 +9,7 @@ package ml
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -19,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -291,6 +293,91 @@ func BenchmarkModelInfer(b *testing.B) {
 			}
 		})
 	}
+}
+
+// inferLatency is how long TestInferLatency times calls of each model
+// (twice: once call by call, once in a tight loop); 0 skips it.
+var inferLatency = flag.Duration("ml.latency", 0, "run TestInferLatency: time Session.Infer call by call and in a tight loop, this long each, per benchmark model (bench/ml.sh)")
+
+// TestInferLatency is bench/ml.sh's per-call view of Session.Infer, run
+// with -ml.latency and -test.cpu 1 (GOMAXPROCS=1, as the peer has one
+// thread). For each benchmark model, after 2,000 warm-up calls, it times
+// every call with time.Now for -ml.latency (the rows of the inputs file in
+// turn) and logs the calls' p50, p99 and slowest; then it calls Infer in a
+// tight loop for -ml.latency again (the clock read every 64 calls) and
+// logs the calls per second of wall time and per second of the process's
+// CPU time (user + system, getrusage). Each figure is one line
+// "mlbench go latency ..." or "mlbench go rate ..." for bench/ml.mjs's
+// summary; -test.v prints them.
+func TestInferLatency(t *testing.T) {
+	if *inferLatency <= 0 {
+		t.Skip("-ml.latency D times Session.Infer call by call (bench/ml.sh)")
+	}
+	for _, name := range benchModels {
+		f := readModelFiles(t, "testdata", name)
+		// As in BenchmarkModelInfer: a late call is timed, not failed.
+		meta := f.meta.Clone()
+		meta.Budget.Deadline = Duration(MaxDeadline)
+		s := load(t, f.model, meta)
+		ctx := context.Background()
+		rows := f.in.Rows
+		infer := func(i int) {
+			if _, err := s.Infer(ctx, rows[i%len(rows)]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range 2000 {
+			infer(i)
+		}
+
+		var times []time.Duration
+		var spent time.Duration
+		for i := 0; spent < *inferLatency; i++ {
+			start := time.Now()
+			infer(i)
+			d := time.Since(start)
+			times = append(times, d)
+			spent += d
+		}
+		slices.Sort(times)
+		t.Logf("mlbench go latency model=%s p50_ns=%d p99_ns=%d max_ns=%d calls=%d gomaxprocs=%d",
+			name, percentile(times, 0.50).Nanoseconds(), percentile(times, 0.99).Nanoseconds(),
+			times[len(times)-1].Nanoseconds(), len(times), runtime.GOMAXPROCS(0))
+
+		cpu0 := cpuTime()
+		start := time.Now()
+		calls := 0
+		var wall time.Duration
+		for {
+			for range 64 {
+				infer(calls)
+				calls++
+			}
+			if wall = time.Since(start); wall >= *inferLatency {
+				break
+			}
+		}
+		cpu := cpuTime() - cpu0
+		t.Logf("mlbench go rate model=%s per_s=%.0f per_cpu_s=%.0f calls=%d wall_ms=%.1f cpu_ms=%.1f",
+			name, float64(calls)/wall.Seconds(), float64(calls)/cpu.Seconds(), calls,
+			float64(wall.Microseconds())/1e3, float64(cpu.Microseconds())/1e3)
+		s.Close()
+	}
+}
+
+// percentile is the q-quantile of sorted times, nearest rank.
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// cpuTime is the CPU time (user + system) the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkModelLoad is Runtime.Load of each benchmark model (the bytes

@@ -43,11 +43,12 @@ func (s *Scorer) SetStages(st Stages) {
 	s.mu.Unlock()
 }
 
-// ScoreObject scores a decision about object: with a version named, that
-// version; else the version the node's rollouts put in effect (the newest
-// registered when no rollout ever staged the model here), and while a
-// rollout stages a candidate, both, as the Scored's Beside says.
-func (s *Scorer) ScoreObject(ctx context.Context, tenant, id, version, object string, features map[string]float64) (ml.Scored, error) {
+// ScoreObject scores a decision about object (of site, "tenant:site"):
+// with a version named, that version; else the version the node's
+// rollouts put in effect (the newest registered when no rollout ever
+// staged the model here), and while a rollout stages a candidate for the
+// object's site, both, as the Scored's Beside says.
+func (s *Scorer) ScoreObject(ctx context.Context, tenant, id, version, object, site string, features map[string]float64) (ml.Scored, error) {
 	s.mu.Lock()
 	stages := s.stages
 	s.mu.Unlock()
@@ -59,6 +60,9 @@ func (s *Scorer) ScoreObject(ctx context.Context, tenant, id, version, object st
 	if !ok {
 		scores, v, err := s.Score(ctx, tenant, id, version, features)
 		return ml.Scored{Scores: scores, Version: v}, err
+	}
+	if a.Plan != nil && !a.Plan.InSites(site) {
+		a.Plan = nil // another site's rollout: the version in effect
 	}
 	if a.Plan == nil {
 		if a.None {

@@ -48,7 +48,7 @@ func TestScoreObjectStaged(t *testing.T) {
 	}
 	flagged := 0
 	for _, row := range rows {
-		sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:other", feats(row))
+		sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:other", "acme:plant", feats(row))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +75,7 @@ func TestScoreObjectStaged(t *testing.T) {
 	// relative to its own threshold (1e-9 against 1.24): a large shift.
 	for range 9 {
 		for _, row := range rows {
-			if _, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:other", feats(row)); err != nil {
+			if _, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:other", "acme:plant", feats(row)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -85,7 +85,7 @@ func TestScoreObjectStaged(t *testing.T) {
 	}
 	// Canary: the listed object gets the candidate's scores.
 	a.Stage = rollout.Canary
-	sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:canary", feats(rows[0]))
+	sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:canary", "acme:plant", feats(rows[0]))
 	if err != nil || sc.Version != "2" || sc.Beside == nil || sc.Beside.Role != "baseline" || sc.Beside.Version != "1" {
 		t.Fatalf("a canary object: %+v, %v", sc, err)
 	}
@@ -93,18 +93,24 @@ func TestScoreObjectStaged(t *testing.T) {
 	if f := s.Figures("ro-1"); f.Samples != 0 {
 		t.Fatalf("after Reset: %+v", f)
 	}
+	// A rollout for other sites leaves this one to the version in effect.
+	plan.Targets.Sites = []string{"acme:city"}
+	if sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:canary", "acme:plant", feats(rows[0])); err != nil || sc.Version != "1" || sc.Rollout != "" {
+		t.Fatalf("another site's rollout: %+v, %v", sc, err)
+	}
+	plan.Targets.Sites = nil
 	// A version named by the loop bypasses the rollout.
-	if sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "1", "acme:canary", feats(rows[0])); err != nil || sc.Version != "1" || sc.Rollout != "" {
+	if sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "1", "acme:canary", "acme:plant", feats(rows[0])); err != nil || sc.Version != "1" || sc.Rollout != "" {
 		t.Fatalf("a pinned version: %+v, %v", sc, err)
 	}
 	// No baseline: nothing counts while the candidate is in shadow.
 	a = rollout.Assignment{None: true, Plan: plan, Stage: rollout.Shadow}
-	if sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:x", feats(rows[0])); err == nil || !strings.Contains(err.Error(), "in shadow") || sc.Beside == nil {
+	if sc, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:x", "acme:plant", feats(rows[0])); err == nil || !strings.Contains(err.Error(), "in shadow") || sc.Beside == nil {
 		t.Fatalf("shadow without a baseline: %+v, %v", sc, err)
 	}
 	// After a rollback of a first version: no version in effect.
 	a = rollout.Assignment{None: true}
-	if _, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:x", feats(rows[0])); err == nil || !strings.Contains(err.Error(), "no version is in effect") {
+	if _, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:x", "acme:plant", feats(rows[0])); err == nil || !strings.Contains(err.Error(), "no version is in effect") {
 		t.Fatalf("no version in effect: %v", err)
 	}
 }

@@ -109,11 +109,15 @@ type Plan struct {
 }
 
 // Targets are the nodes a plan runs at: the hub (for the loops it runs)
-// and edges by code, or every edge whose loops use the artifact.
+// and edges by code, or every edge whose loops use the artifact; Sites
+// ("tenant:site", the first segment of an object's place in the
+// hierarchy, as the site kill switch names it) narrows it to the objects
+// of those sites, at every node that runs them when no node is named.
 type Targets struct {
 	Hub      bool     `json:"hub,omitempty"`
 	Edges    []string `json:"edges,omitempty"`
 	AllEdges bool     `json:"all_edges,omitempty"`
+	Sites    []string `json:"sites,omitempty"`
 }
 
 // CanarySpec picks the canary objects: those listed, and a stable
@@ -256,8 +260,17 @@ func (p *Plan) Validate() error {
 	if p.Baseline != "" && p.Baseline == p.Version {
 		add("baseline", "is the candidate version %s", p.Version)
 	}
-	if !p.Targets.Hub && !p.Targets.AllEdges && len(p.Targets.Edges) == 0 {
-		add("targets", "name the hub, edges, or all_edges")
+	if !p.Targets.Hub && !p.Targets.AllEdges && len(p.Targets.Edges) == 0 && len(p.Targets.Sites) == 0 {
+		add("targets", "name the hub, edges, all_edges or sites")
+	}
+	if len(p.Targets.Sites) > MaxTargets {
+		add("targets.sites", "at most %d, got %d", MaxTargets, len(p.Targets.Sites))
+	}
+	for i, site := range p.Targets.Sites {
+		ns, seg, ok := strings.Cut(site, ":")
+		if !ok || ns == "" || seg == "" || strings.ContainsAny(seg, "/: \t\n") || len(site) > 256 {
+			add(fmt.Sprintf("targets.sites[%d]", i), "must be tenant:site, got %q", site)
+		}
 	}
 	if len(p.Targets.Edges) > MaxTargets {
 		add("targets.edges", "at most %d, got %d", MaxTargets, len(p.Targets.Edges))
@@ -314,10 +327,21 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 // code); uses says whether the node's loops use the artifact (for
 // AllEdges).
 func (p *Plan) TargetsNode(node string, uses bool) bool {
-	if node == HubNode {
-		return p.Targets.Hub
+	t := p.Targets
+	if len(t.Sites) > 0 && !t.Hub && !t.AllEdges && len(t.Edges) == 0 {
+		return node == HubNode || uses // the sites' objects, wherever they run
 	}
-	return p.Targets.AllEdges && uses || slices.Contains(p.Targets.Edges, node)
+	if node == HubNode {
+		return t.Hub
+	}
+	return t.AllEdges && uses || slices.Contains(t.Edges, node)
+}
+
+// InSites reports whether an object of site ("tenant:site", "" for an
+// object outside the hierarchy) is in the plan's scope: every object
+// without Sites.
+func (p *Plan) InSites(site string) bool {
+	return len(p.Targets.Sites) == 0 || slices.Contains(p.Targets.Sites, site)
 }
 
 // HubNode names the hub among a plan's nodes.

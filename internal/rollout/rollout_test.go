@@ -95,10 +95,28 @@ func TestParsePlan(t *testing.T) {
 		{`{"artifact":"m","version":"3","targets":{"hub":true},"gates":{"error_rate":{"max":-1}}}`, "gates.error_rate.max"},
 		{`{"artifact":"m","version":"3","targets":{"hub":true},"stages":{"shadow":{"min_duration":"soon"}}}`, "duration"},
 		{`{"artifact":"m","version":"3","targets":{"hub":true},"colour":1}`, "unknown field"},
+		{`{"artifact":"m","version":"3","targets":{"sites":["plant"]}}`, "targets.sites[0]: must be tenant:site"},
 	} {
 		if _, err := ParsePlan([]byte(c.body)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want an invalid plan naming %s", c.body, err, c.want)
 		}
+	}
+}
+
+func TestSites(t *testing.T) {
+	p, err := ParsePlan([]byte(`{"artifact":"m","version":"3","targets":{"sites":["acme:plant-2"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.TargetsNode(HubNode, false) || !p.TargetsNode("acme:edge-1", true) || p.TargetsNode("acme:edge-2", false) {
+		t.Error("a plan of sites alone runs wherever the artifact is used")
+	}
+	if !p.InSites("acme:plant-2") || p.InSites("acme:plant-1") || p.InSites("") {
+		t.Error("InSites")
+	}
+	p.Targets.Edges = []string{"acme:edge-1"}
+	if p.TargetsNode(HubNode, true) || !p.TargetsNode("acme:edge-1", true) || p.TargetsNode("acme:edge-2", true) {
+		t.Error("sites with edges: those edges, for the sites' objects")
 	}
 }
 
