@@ -199,12 +199,19 @@ func Train(ctx context.Context, ds *dataset.Store, reg *mlreg.Registry, actor, t
 		return nil, rep, fmt.Errorf("learn: the trained model does not load: %w", err)
 	}
 	defer sess.Close()
+	// An inference later than the model's deadline (a busy hub) is tried
+	// again: the figure is the model's, not the moment's.
 	flagged := func(x []float64) (bool, error) {
-		res, err := sess.Infer(ctx, x)
-		if err != nil {
-			return false, err
+		for try := 0; ; try++ {
+			res, err := sess.Infer(ctx, x)
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && try < 10 {
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			return res.Flags[ml.PCAThreshold], nil
 		}
-		return res.Flags[ml.PCAThreshold], nil
 	}
 	rep.Threshold = meta.Thresholds[ml.PCAThreshold].Above
 	sample := normal
