@@ -231,7 +231,7 @@ func waitText(sel string, re *regexp.Regexp) chromedp.Action[chromedp.Void] {
 // waits for a person waits for the test.
 func TestConsoleInBrowser(t *testing.T) {
 	exe := chromium(t)
-	d := startDemo(t, "--no-operator", "--devices", "80")
+	d := startDemo(t, "--no-operator", "--devices", "80", "--learn-at", "40s")
 	b := newBrowser(t, exe, 1280, 900)
 
 	b.run("open the sign-in link", 60*time.Second,
@@ -332,6 +332,27 @@ func TestConsoleInBrowser(t *testing.T) {
 	} {
 		b.run("open "+p.path, 60*time.Second, chromedp.Navigate(d.base+p.path), chromedp.WaitVisible(chromedp.CSS("main h1")))
 		b.shot(p.name)
+	}
+	// The learning loop (at 40 s): version 2 promoted by its gates, the
+	// bad version 3 rolled back by its own; the rollout's gates, the
+	// dataset's quality, a captured window's chart.
+	b.run("the learning loop's rollouts", 3*time.Minute, reloadUntil(d.base+"/ml", "td .badge.ro-rolled_back"))
+	b.shot("ml-rollouts")
+	if text := value(b, "the rollouts", 10*time.Second, chromedp.Text(chromedp.CSS("main"))); !strings.Contains(text, "done") || !strings.Contains(text, "rolled_back") {
+		t.Errorf("/ml after the learning loop: %s", text)
+	}
+	b.run("the bad version's rollout", 30*time.Second, chromedp.Navigate(d.base+"/ml/rollouts/ro-2?tenant=demo"), chromedp.WaitVisible(chromedp.CSS("section.record")))
+	if text := value(b, "its gates", 10*time.Second, chromedp.Text(chromedp.CSS("main"))); !strings.Contains(text, "disagreement") || !strings.Contains(text, "fail") {
+		t.Errorf("the bad version's rollout: %s", text)
+	}
+	b.shot("rollout")
+	b.run("the datasets", 30*time.Second, chromedp.Navigate(d.base+"/datasets?tenant=demo"), chromedp.WaitVisible(chromedp.CSS("main h1")))
+	b.shot("datasets")
+	b.run("the label queue", 30*time.Second, chromedp.Navigate(d.base+"/labels?tenant=demo"), chromedp.WaitVisible(chromedp.CSS("main h1")))
+	b.shot("labels")
+	if w := value(b, "a window of the queue", 10*time.Second, chromedp.Evaluate[string](`(document.querySelector('main a[href^="/windows/"]')||{}).href||""`)); w != "" {
+		b.run("a window", 30*time.Second, chromedp.Navigate(w), chromedp.WaitVisible(chromedp.CSS("main h1")), waitJS(`document.querySelector("canvas") !== null`))
+		b.shot("window")
 	}
 	// A phone's width: the pages reflow, nothing wider than the screen.
 	b.run("a phone's viewport", 30*time.Second, chromedp.EmulateViewport(390, 844))

@@ -67,11 +67,30 @@ func (l *demoLearner) learn(ctx context.Context, at time.Duration) {
 	case <-ctx.Done():
 		return
 	}
-	if err := l.run(ctx, at); err != nil && ctx.Err() == nil {
-		l.log.Warn("the demo's learning loop stopped", "err", err)
-		l.say("stopped: " + err.Error())
+	// A small fleet has few rows after a short while: capture again, a
+	// longer span, until there is enough normal running to train on.
+	for try := 1; ; try++ {
+		err := l.run(ctx, at)
+		if err != nil && strings.Contains(err.Error(), "rows of normal data") && try < 8 && ctx.Err() == nil {
+			l.say(fmt.Sprintf("not enough normal running yet to train on; capturing again in %s", learnRetry))
+			select {
+			case <-time.After(learnRetry):
+			case <-ctx.Done():
+				return
+			}
+			at += learnRetry
+			continue
+		}
+		if err != nil && ctx.Err() == nil {
+			l.log.Warn("the demo's learning loop stopped", "err", err)
+			l.say("stopped: " + err.Error())
+		}
+		return
 	}
 }
+
+// learnRetry is how long the learning loop waits for more data.
+const learnRetry = 30 * time.Second
 
 func (l *demoLearner) do(ctx context.Context, method, path string, in, out any) error {
 	var body *bytes.Reader
@@ -109,15 +128,32 @@ func (l *demoLearner) run(ctx context.Context, ran time.Duration) error {
 	for _, a := range active.Alarms {
 		alarmed[a.Object] = true
 	}
+	// And the spindles a loop acted on (the model in shadow included):
+	// not the normal running to learn from.
+	var acted struct {
+		Evidence []struct {
+			Object, Kind string
+		} `json:"evidence"`
+	}
+	if err := l.do(ctx, "GET", "/api/v1/evidence?limit=1000&tenant="+t, nil, &acted); err != nil {
+		return fmt.Errorf("evidence: %w", err)
+	}
+	for _, ev := range acted.Evidence {
+		if ev.Kind == "action" {
+			alarmed[ev.Object] = true
+		}
+	}
 	var ws struct {
 		Windows []dataset.Window `json:"windows"`
 	}
-	if err := l.do(ctx, "GET", "/api/v1/ml/windows?reason=alarm&unlabelled=true&tenant="+t, nil, &ws); err != nil {
+	if err := l.do(ctx, "GET", "/api/v1/ml/windows?unlabelled=true&limit=1000&tenant="+t, nil, &ws); err != nil {
 		return fmt.Errorf("windows: %w", err)
 	}
 	faults := 0
 	for _, w := range ws.Windows {
-		if strings.Contains(w.Loop, "spindle") || strings.Contains(w.Loop, "bearing") || strings.Contains(w.Loop, "chatter") {
+		// The windows around what the spindles' loops did (alarms and
+		// decisions: chatter, bearing wear, anomalies) are faults.
+		if w.Reason != dataset.ReasonRequest && (strings.Contains(w.Loop, "spindle") || strings.Contains(w.Loop, "bearing") || strings.Contains(w.Loop, "chatter")) {
 			if err := l.do(ctx, "POST", "/api/v1/ml/windows/"+url.PathEscape(w.ID)+"/labels?tenant="+t,
 				map[string]string{"kind": dataset.KindTruePositive, "note": "demo operator: the fault the simulator injected"}, nil); err == nil {
 				faults++
@@ -149,7 +185,7 @@ func (l *demoLearner) run(ctx context.Context, ran time.Duration) error {
 		return fmt.Errorf("dataset: %w", err)
 	}
 	m := built.Dataset
-	l.say(fmt.Sprintf("dataset %s v%d of %d windows (%d captured as normal running, %d alarms labelled as faults), label coverage %.2f, completeness %.2f (ctl dataset show %s)",
+	l.say(fmt.Sprintf("dataset %s v%d of %d windows (%d captured as normal running, %d around the spindles' alarms and decisions labelled as faults), label coverage %.2f, completeness %.2f (ctl dataset show %s)",
 		m.Name, m.Version, m.Windows, normal, faults, m.Quality.LabelCoverage, m.Quality.Completeness, m.Name))
 	inputs := make([]learn.Input, len(demoModelFeatures))
 	for i, f := range demoModelFeatures {
@@ -163,7 +199,7 @@ func (l *demoLearner) run(ctx context.Context, ran time.Duration) error {
 		err := l.do(ctx, "POST", "/api/v1/ml/train?tenant="+t, spec, &out)
 		return out.Model.Version, &out.Report, err
 	}
-	good, rep, err := train(learn.Spec{Dataset: m.Name, DatasetVersion: strconv.Itoa(m.Version), Model: demoModelID, Inputs: inputs, MinRows: 16})
+	good, rep, err := train(learn.Spec{Dataset: m.Name, DatasetVersion: strconv.Itoa(m.Version), Model: demoModelID, Inputs: inputs, MinRows: 80})
 	if err != nil {
 		return fmt.Errorf("training: %w", err)
 	}
@@ -191,7 +227,7 @@ func (l *demoLearner) run(ctx context.Context, ran time.Duration) error {
 		}
 	}
 	// 4. A bad version: its threshold at the median of normal running.
-	bad, _, err := train(learn.Spec{Dataset: m.Name, DatasetVersion: strconv.Itoa(m.Version), Model: demoModelID, Inputs: inputs, MinRows: 16,
+	bad, _, err := train(learn.Spec{Dataset: m.Name, DatasetVersion: strconv.Itoa(m.Version), Model: demoModelID, Inputs: inputs, MinRows: 80,
 		Quantile: 0.5, Margin: 1})
 	if err != nil {
 		return fmt.Errorf("training the bad version: %w", err)
@@ -213,7 +249,11 @@ func (l *demoLearner) deploy(ctx context.Context, version string, stages map[str
 		Rollout rollout.Plan `json:"rollout"`
 	}
 	plan := map[string]any{"artifact": demoModelID, "version": version, "targets": map[string]any{"hub": true},
-		"canary": map[string]any{"fraction": 0.5}, "stages": stages}
+		"canary": map[string]any{"fraction": 0.5}, "stages": stages,
+		// Versions trained apart disagree on a few reports near their
+		// thresholds: the demo allows 10 % (the default is 5 %).
+		"gates": map[string]any{"error_rate": map[string]float64{"max": 0.01}, "latency_p99_ms": map[string]float64{"max": 20},
+			"score_shift": map[string]float64{"max": 0.5}, "disagreement": map[string]float64{"max": 0.1}, "false_alarm_rate": map[string]float64{"max": 0.2}}}
 	if err := l.do(ctx, "POST", "/api/v1/ml/rollouts?tenant="+url.QueryEscape(l.sc.Tenant), plan, &out); err != nil {
 		return "", fmt.Errorf("rollout of v%s: %w", version, err)
 	}

