@@ -46,8 +46,7 @@ func rolloutErr(err error) error {
 // createRollout is POST /api/v1/ml/rollouts: a plan (package rollout's
 // Plan as an operator writes it). The candidate must be registered; a
 // plan without baseline takes the version in effect (the candidate of the
-// newest finished rollout of the model, else the newest registered
-// version before the candidate).
+// newest finished rollout of the model, else the model's first version).
 func (s *server) createRollout(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
 	body, err := readBody(w, r, maxRolloutBody)
 	if err != nil {
@@ -113,18 +112,12 @@ func (s *server) defaultBaseline(r *http.Request, tenant string, plan *rollout.P
 			}
 		}
 	}
-	recs, err := s.MLModels.Versions(r.Context(), tenant, plan.Artifact)
+	// No rollout ended: the first version is in effect.
+	first, err := s.MLModels.First(r.Context(), tenant, plan.Artifact)
 	if err != nil {
 		return "", mlErr(err)
 	}
-	cand, _ := strconv.Atoi(plan.Version)
-	base := ""
-	for _, rec := range recs { // oldest first
-		if v, _ := strconv.Atoi(rec.Version); v < cand {
-			base = rec.Version
-		}
-	}
-	return base, nil
+	return first, nil
 }
 
 func (s *server) listRollouts(w http.ResponseWriter, r *http.Request, p auth.Principal) error {

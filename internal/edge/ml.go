@@ -169,6 +169,24 @@ func (e *Edge) fetchML(ctx context.Context) error {
 		return fmt.Errorf("the hub's model list: %w", err)
 	}
 	tenant := tenantOf(e.id.Code)
+	// The plans first, evaluated at once: a version a plan stages is
+	// never in effect before its plan is.
+	changed := false
+	for _, p := range l.Rollouts {
+		if p == nil || p.Tenant != tenant {
+			continue
+		}
+		stored, err := e.rollouts.Put(ctx, p)
+		if err != nil {
+			return fmt.Errorf("rollout %s: %w", p.ID, err)
+		}
+		changed = changed || stored
+	}
+	if changed {
+		if err := e.rolloutCtl.Evaluate(ctx); err != nil {
+			e.log.Warn("rollouts could not be evaluated after the hub's change; the next tick will", "err", err)
+		}
+	}
 	var refused []error
 	refuse := func(rec *mlreg.Record, err error) {
 		e.syncM.refused.WithLabelValues("ml_model").Inc()
@@ -205,20 +223,6 @@ func (e *Edge) fetchML(ctx context.Context) error {
 	}
 	if len(refused) > 0 {
 		return errors.Join(refused...)
-	}
-	changed := false
-	for _, p := range l.Rollouts {
-		if p == nil || p.Tenant != tenant {
-			continue
-		}
-		stored, err := e.rollouts.Put(ctx, p)
-		if err != nil {
-			return fmt.Errorf("rollout %s: %w", p.ID, err)
-		}
-		changed = changed || stored
-	}
-	if changed {
-		e.rolloutCtl.Wake()
 	}
 	e.mlDigest = l.Digest
 	return nil

@@ -48,7 +48,7 @@ func (h *Hub) startHTTP() error {
 		EdgeML:          h.edgeML,
 		MLModels:        h.mlModels,
 		Rollouts:        h.rollouts,
-		RolloutChanged:  h.rolloutCtl.Wake,
+		RolloutChanged:  h.rolloutChanged,
 		MLStats:         h.mlStats,
 		Datasets:        h.datasets,
 		CaptureNow:      h.captureNow,

@@ -88,6 +88,17 @@ func (h *Hub) edgeMLFigures(_ context.Context, edgeCode string, data []byte) err
 	return nil
 }
 
+// rolloutChanged evaluates the hub's rollouts at once after an operator's
+// change, before the API answers: a version registered for a rollout is
+// in effect while its plan waits for the next tick.
+func (h *Hub) rolloutChanged() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.rolloutCtl.Evaluate(ctx); err != nil {
+		h.log.Warn("rollouts could not be evaluated after a change; the next tick will", "err", err)
+	}
+}
+
 // Rollouts exposes the rollout store (nil before Start).
 func (h *Hub) Rollouts() *rollout.Store { return h.rollouts }
 
@@ -184,8 +195,9 @@ func (h *Hub) edgeML(ctx context.Context, edge, after string, wait time.Duration
 
 // edgeModels lists the registered versions that the loops an edge may run
 // (its loop bundle's) name in decide.model: the version pinned, or the
-// newest; a model not registered (yet) is left out, and the loop records
-// the error at the edge as it would here.
+// model's first, and those the rollouts staging it at the edge name; a
+// model not registered (yet) is left out, and the loop records the error
+// at the edge as it would here.
 func (h *Hub) edgeModels(ctx context.Context, edge, tenant string) (*api.EdgeModels, error) {
 	b, err := h.loops.Store().EdgeBundle(ctx, edge, tenant)
 	if err != nil {
@@ -195,10 +207,12 @@ func (h *Hub) edgeModels(ctx context.Context, edge, tenant string) (*api.EdgeMod
 	if err != nil {
 		return nil, err
 	}
-	newest := map[string]*mlreg.Record{}
+	first := map[string]*mlreg.Record{}
 	byVersion := map[string]*mlreg.Record{}
-	for _, rec := range all { // by id and version: the last of an id is its newest
-		newest[rec.ID] = rec
+	for _, rec := range all { // by id and version: the first of an id is in effect without a rollout
+		if first[rec.ID] == nil {
+			first[rec.ID] = rec
+		}
 		byVersion[rec.ID+"@"+rec.Version] = rec
 	}
 	picked := map[string]*mlreg.Record{}
@@ -209,7 +223,7 @@ func (h *Hub) edgeModels(ctx context.Context, edge, tenant string) (*api.EdgeMod
 		}
 		ref := info.Def.Decide.Model
 		used[ref.ID] = true
-		rec := newest[ref.ID]
+		rec := first[ref.ID]
 		if ref.Version > 0 {
 			rec = byVersion[ref.ID+"@"+strconv.Itoa(ref.Version)]
 		}

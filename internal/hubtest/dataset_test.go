@@ -43,7 +43,10 @@ act:
 // device on request, builds a dataset version with its quality scores and
 // lineage, and exports it as Parquet that reads back.
 func TestDatasetsAtTheEdge(t *testing.T) {
-	now := func(c *config.Hub) { c.ML.CaptureAfter = 0; c.ML.CaptureBefore = config.Duration(time.Minute) }
+	now := func(c *config.Hub) {
+		c.ML.CaptureAfter = config.Duration(time.Second)
+		c.ML.CaptureBefore = config.Duration(time.Minute)
+	}
 	h := Start(t, now)
 	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
 	h.MustAdmin(201, "POST", "/api/v1/models", json.RawMessage(pumpCoreModel))

@@ -314,7 +314,7 @@ func inferences(t *testing.T, e *Edge, version string) float64 {
 func TestMLRolloutFalseAlarmGate(t *testing.T) {
 	h := Start(t, func(c *config.Hub) {
 		c.ML.RolloutEvery = config.Duration(200 * time.Millisecond)
-		c.ML.CaptureAfter = 0
+		c.ML.CaptureAfter = config.Duration(time.Second) // the TSDB has the data by then
 	})
 	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
 	h.MustAdmin(201, "POST", "/api/v1/models", json.RawMessage(sensor8Model))

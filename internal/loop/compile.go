@@ -278,7 +278,7 @@ func Compile(d *Definition, m *thingmodel.Model, related map[string]*thingmodel.
 			p.add(path+".id", "must be 1 to 63 of lower-case letters, digits, '.', '_' and '-', starting with a letter or digit, not %q", mr.ID)
 		}
 		if mr.Version < 0 {
-			p.add(path+".version", "must be 1 or more (or absent: the newest registered), not %d", mr.Version)
+			p.add(path+".version", "must be 1 or more (or absent: the version in effect), not %d", mr.Version)
 		}
 		if mr.Features != nil && len(mr.Features) == 0 {
 			p.add(path+".features", "empty: map each model input to a feature of the loop, or leave it out to give the model the loop's features by their names")

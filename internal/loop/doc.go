@@ -40,7 +40,8 @@
 // # Models
 //
 // decide.model ({id, version, features: {modelInput: feature}}) names a
-// registered model (version: the newest when absent). At each decision
+// registered model (version: when absent, the version in effect at the node:
+// the model's first, until a rollout makes another active). At each decision
 // the engine gives it the loop's current features (the mapped ones under
 // their input names, or else all under their own) through
 // Options.Scorer, within Options.ScoreTimeout (DefaultScoreTimeout), and

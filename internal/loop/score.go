@@ -16,8 +16,8 @@ import (
 // Scorer scores a loop's features with a model (decide.model): the model
 // registry's, or any other.
 type Scorer interface {
-	// Score runs model id of tenant, version ("" for the newest
-	// registered), on features: the values the loop offers by model input
+	// ScoreObject runs model id of tenant, version ("" for the version in
+	// effect at the node), on features: the values the loop offers by model input
 	// name (all finite), from which the scorer takes the model's inputs;
 	// one missing is an error. It returns the score map a loop's CEL sees
 	// (package ml's Result.Scores) and the version that scored. It must

@@ -363,6 +363,20 @@ func (r *Registry) Get(ctx context.Context, tenant, id, version string) (*Record
 	return &rec, nil
 }
 
+// First returns a model's first version: the one in effect where no
+// rollout made another active (a later version takes effect only through
+// a rollout); ErrNotFound without one.
+func (r *Registry) First(ctx context.Context, tenant, id string) (string, error) {
+	var v sql.NullInt64
+	if err := r.db.R.QueryRowContext(ctx, `SELECT min(version) FROM ml_models WHERE tenant = ? AND id = ?`, tenant, id).Scan(&v); err != nil {
+		return "", fmt.Errorf("mlreg: %s/%s: %w", tenant, id, err)
+	}
+	if !v.Valid {
+		return "", fmt.Errorf("mlreg: model %s/%s: %w", tenant, id, ErrNotFound)
+	}
+	return strconv.Itoa(int(v.Int64)), nil
+}
+
 // resolve returns version as a number, the newest for "".
 func (r *Registry) resolve(ctx context.Context, tenant, id, version string) (int, error) {
 	if version != "" {

@@ -8,6 +8,7 @@ package mlreg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -45,9 +46,10 @@ func (s *Scorer) SetStages(st Stages) {
 
 // ScoreObject scores a decision about object (of site, "tenant:site"):
 // with a version named, that version; else the version the node's
-// rollouts put in effect (the newest registered when no rollout ever
-// staged the model here), and while a rollout stages a candidate for the
-// object's site, both, as the Scored's Beside says.
+// rollouts put in effect (the model's first version when no rollout ever
+// staged it here: a later version takes effect only through a rollout),
+// and while a rollout stages a candidate for the object's site, both, as
+// the Scored's Beside says.
 func (s *Scorer) ScoreObject(ctx context.Context, tenant, id, version, object, site string, features map[string]float64) (ml.Scored, error) {
 	s.mu.Lock()
 	stages := s.stages
@@ -56,6 +58,14 @@ func (s *Scorer) ScoreObject(ctx context.Context, tenant, id, version, object, s
 	ok := false
 	if version == "" && stages != nil {
 		a, ok = stages(tenant, rollout.KindModel, id)
+	}
+	if !ok && version == "" {
+		// No rollout ever staged the model here: its first version.
+		first, err := s.reg.First(ctx, tenant, id)
+		if err != nil {
+			return ml.Scored{}, err
+		}
+		version = first
 	}
 	if !ok {
 		scores, v, err := s.Score(ctx, tenant, id, version, features)
@@ -74,6 +84,13 @@ func (s *Scorer) ScoreObject(ctx context.Context, tenant, id, version, object, s
 	p := a.Plan
 	out := ml.Scored{Rollout: p.ID, Stage: a.Stage}
 	cand := s.run(ctx, tenant, id, p.Version, features)
+	if errors.Is(cand.err, ErrNotFound) && !a.None {
+		// The candidate has not reached this node yet (an edge imports it
+		// after it takes the plan): the version in effect decides, and the
+		// candidate is not measured.
+		scores, v, err := s.Score(ctx, tenant, id, a.Version, features)
+		return ml.Scored{Scores: scores, Version: v}, err
+	}
 	var base *run
 	if !a.None {
 		base = s.run(ctx, tenant, id, a.Version, features)

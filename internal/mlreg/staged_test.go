@@ -30,6 +30,18 @@ func TestScoreObjectStaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, _ := ml.ParseMeta(meta)
+	// Without a rollout, the first version is in effect: version 2 was
+	// only registered.
+	plain := mlreg.NewScorer(e.reg, nil)
+	defer plain.Close()
+	rows0, _ := reference(t)
+	f0 := map[string]float64{}
+	for j, name := range m.FeatureNames() {
+		f0[name] = rows0[0][j]
+	}
+	if sc, err := plain.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:x", "", f0); err != nil || sc.Version != "1" {
+		t.Fatalf("without a rollout: %+v, %v; want version 1", sc, err)
+	}
 	s := mlreg.NewScorer(e.reg, nil)
 	defer s.Close()
 	plan := &rollout.Plan{ID: "ro-1", Tenant: "acme", Kind: rollout.KindModel, Artifact: "pca8-reference", Version: "2", Baseline: "1",
