@@ -338,8 +338,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	// dataset's quality, a captured window's chart.
 	b.run("the learning loop's rollouts", 3*time.Minute, reloadUntil(d.base+"/ml", "td .badge.ro-rolled_back"))
 	b.shot("ml-rollouts")
-	if text := value(b, "the rollouts", 10*time.Second, chromedp.Text(chromedp.CSS("main"))); !strings.Contains(text, "done") || !strings.Contains(text, "rolled_back") {
-		t.Errorf("/ml after the learning loop: %s", text)
+	b.run("the learning loop's end", 2*time.Minute, reloadUntil(d.base+"/ml", "main:not(:has(td .badge.ro-running))"))
+	if text := value(b, "the rollouts", 10*time.Second, chromedp.Text(chromedp.CSS("main"))); !strings.Contains(text, "v2 replacing v1\tdone") || !strings.Contains(text, "rolled_back") {
+		t.Errorf("/ml after the learning loop, want v2 done and v3 rolled back: %s", text)
 	}
 	b.run("the bad version's rollout", 30*time.Second, chromedp.Navigate(d.base+"/ml/rollouts/ro-2?tenant=demo"), chromedp.WaitVisible(chromedp.CSS("section.record")))
 	if text := value(b, "its gates", 10*time.Second, chromedp.Text(chromedp.CSS("main"))); !strings.Contains(text, "disagreement") || !strings.Contains(text, "fail") {
