@@ -230,7 +230,7 @@ func ctlMLDeploy(fs *flag.FlagSet) ctlRun {
 		if base == "" {
 			base = "none"
 		}
-		fmt.Fprintf(e.stdout, "rollout %s: %s version %s (baseline %s) in shadow at %s\n", p.ID, p.Artifact, p.Version, base, targetsText(p.Targets))
+		fmt.Fprintf(e.stdout, "rollout %s: %s version %s (baseline %s) in shadow at %s\n", p.ID, p.Artifact, p.Version, base, p.Targets.String())
 		fmt.Fprintf(e.stdout, "follow it: wanwu ctl ml rollout %s\n", p.ID)
 		return nil
 	}
@@ -252,21 +252,6 @@ func (g *gateFlags) Set(s string) error {
 	}
 	(*g)[name] = rollout.Gate{Max: max}
 	return nil
-}
-
-func targetsText(t rollout.Targets) string {
-	var parts []string
-	if t.Hub {
-		parts = append(parts, "the hub")
-	}
-	if t.AllEdges {
-		parts = append(parts, "every edge using it")
-	}
-	parts = append(parts, t.Edges...)
-	if len(t.Sites) > 0 {
-		parts = append(parts, "the objects of "+strings.Join(t.Sites, ", "))
-	}
-	return strings.Join(parts, ", ")
 }
 
 func ctlMLForce(back bool) func(fs *flag.FlagSet) ctlRun {
@@ -324,7 +309,7 @@ func ctlMLRollouts(fs *flag.FlagSet) ctlRun {
 		}
 		rows := [][]string{}
 		for _, p := range out.Rollouts {
-			rows = append(rows, []string{p.ID, p.Tenant, p.Artifact, p.Version, p.Baseline, p.State, targetsText(p.Targets), p.CreatedBy, timeText(p.CreatedAt)})
+			rows = append(rows, []string{p.ID, p.Tenant, p.Artifact, p.Version, p.Baseline, p.State, p.Targets.String(), p.CreatedBy, timeText(p.CreatedAt)})
 		}
 		return table(e.stdout, []string{"ROLLOUT", "TENANT", "MODEL", "VERSION", "BASELINE", "STATE", "TARGETS", "BY", "CREATED"}, rows)
 	}
@@ -347,7 +332,7 @@ func ctlMLRollout(fs *flag.FlagSet) ctlRun {
 		p, w := v.Rollout, e.stdout
 		fmt.Fprintf(w, "rollout    %s: %s/%s version %s replacing %s\n", p.ID, p.Tenant, p.Artifact, p.Version, orDash(p.Baseline))
 		fmt.Fprintf(w, "state      %s (revision %d), created %s by %s\n", p.State, p.Rev, timeText(p.CreatedAt), p.CreatedBy)
-		fmt.Fprintf(w, "targets    %s; canary %.0f%% of the objects%s\n", targetsText(p.Targets), 100*p.Canary.Fraction, listText(" and ", p.Canary.Objects))
+		fmt.Fprintf(w, "targets    %s; canary %.0f%% of the objects%s\n", p.Targets.String(), 100*p.Canary.Fraction, listText(" and ", p.Canary.Objects))
 		fmt.Fprintf(w, "stages     shadow ≥ %d samples and %s; canary ≥ %d samples and %s; gates judged after %d\n",
 			p.Stages.Shadow.MinSamples, p.Stages.Shadow.MinDuration.D(), p.Stages.Canary.MinSamples, p.Stages.Canary.MinDuration.D(), p.Stages.JudgeAfter)
 		var gates []string

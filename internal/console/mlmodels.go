@@ -143,7 +143,7 @@ func (c *Console) mlVersionWith(w http.ResponseWriter, r *http.Request, q *reque
 	v := &mlVersionView{Rec: one.Model, Signature: fmt.Sprintf("%x", one.Model.Signature), Figures: figuresRows(one.Figures), Deploy: *deploy}
 	for _, p := range one.Rollouts {
 		v.Rollouts = append(v.Rollouts, rolloutRow{ID: p.ID, Tenant: p.Tenant, Model: p.Artifact, Version: p.Version, Baseline: p.Baseline,
-			State: p.State, Targets: targetsText(p.Targets), CreatedAt: p.CreatedAt})
+			State: p.State, Targets: p.Targets.String(), CreatedAt: p.CreatedAt})
 	}
 	if m, err := ml.ParseMeta(one.Model.Meta); err != nil {
 		v.MetaError = err.Error()

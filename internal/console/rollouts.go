@@ -42,7 +42,7 @@ func (c *Console) rolloutRows(r *http.Request, q *request, query url.Values) ([]
 	var rows []rolloutRow
 	for _, p := range out.Rollouts {
 		row := rolloutRow{ID: p.ID, Tenant: p.Tenant, Model: p.Artifact, Version: p.Version, Baseline: p.Baseline, State: p.State,
-			Targets: targetsText(p.Targets), CreatedAt: p.CreatedAt}
+			Targets: p.Targets.String(), CreatedAt: p.CreatedAt}
 		if len(rows) < 20 { // the stages of the newest
 			var v rolloutAPIView
 			if err := c.call(r, q, "GET", "/api/v1/ml/rollouts/"+url.PathEscape(p.ID), url.Values{"tenant": {p.Tenant}, "limit": {"1"}}, nil, &v); err == nil {
@@ -54,21 +54,6 @@ func (c *Console) rolloutRows(r *http.Request, q *request, query url.Values) ([]
 		rows = append(rows, row)
 	}
 	return rows, nil
-}
-
-func targetsText(t rollout.Targets) string {
-	var parts []string
-	if t.Hub {
-		parts = append(parts, "hub")
-	}
-	if t.AllEdges {
-		parts = append(parts, "every edge using it")
-	}
-	parts = append(parts, t.Edges...)
-	if len(t.Sites) > 0 {
-		parts = append(parts, "the objects of "+strings.Join(t.Sites, ", "))
-	}
-	return strings.Join(parts, ", ")
 }
 
 // rolloutAPIView is the API's answer for one rollout.
@@ -109,7 +94,7 @@ func (c *Console) rolloutData(r *http.Request, q *request) (*rolloutView, error)
 		return nil, err
 	}
 	p := a.Rollout
-	v := &rolloutView{Plan: p, Targets: targetsText(p.Targets), Nodes: a.Nodes}
+	v := &rolloutView{Plan: p, Targets: p.Targets.String(), Nodes: a.Nodes}
 	for _, name := range slices.Sorted(mapKeys(p.Gates)) {
 		v.Gates = append(v.Gates, countText{Name: name, Text: "≤ " + num(p.Gates[name].Max)})
 	}

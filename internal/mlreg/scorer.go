@@ -52,6 +52,8 @@ type scorerEntry struct {
 	refs    int
 	evicted bool
 
+	facts versionFacts // of its meta, for staged scoring
+
 	dmu   sync.Mutex
 	drift *ml.Drift // the inputs against the training data
 }
@@ -114,21 +116,28 @@ func NewScorerSize(reg *Registry, rt ml.Runtime, n int) *Scorer {
 // returns the Result's Scores (a loop's score map) and the version that
 // ran.
 func (s *Scorer) Score(ctx context.Context, tenant, id, version string, features map[string]float64) (map[string]float64, string, error) {
+	scores, version, _, err := s.score(ctx, tenant, id, version, features)
+	return scores, version, err
+}
+
+// score is Score, also giving the version's facts (nil when it did not
+// load).
+func (s *Scorer) score(ctx context.Context, tenant, id, version string, features map[string]float64) (map[string]float64, string, *versionFacts, error) {
 	v, err := s.reg.resolve(ctx, tenant, id, version)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	version = strconv.Itoa(v)
 	e, err := s.acquire(ctx, tenant, id, version)
 	if err != nil {
-		return nil, version, err
+		return nil, version, nil, err
 	}
 	defer s.release(e)
 	x := make([]float64, len(e.meta.Inputs))
 	for i, f := range e.meta.Inputs {
 		val, ok := features[f.Name]
 		if !ok {
-			return nil, version, fmt.Errorf("mlreg: model %s@%s: %w: feature %q missing", id, version, ml.ErrInput, f.Name)
+			return nil, version, &e.facts, fmt.Errorf("mlreg: model %s@%s: %w: feature %q missing", id, version, ml.ErrInput, f.Name)
 		}
 		x[i] = val
 	}
@@ -140,7 +149,7 @@ func (s *Scorer) Score(ctx context.Context, tenant, id, version string, features
 	if err != nil {
 		s.m.inferences.WithLabelValues(tenant, id, version, "error").Inc()
 		st.observe(start, took, err, e.meta, nil)
-		return nil, version, fmt.Errorf("mlreg: model %s@%s: %w", id, version, err)
+		return nil, version, &e.facts, fmt.Errorf("mlreg: model %s@%s: %w", id, version, err)
 	}
 	s.m.inferences.WithLabelValues(tenant, id, version, "ok").Inc()
 	scores := res.Scores(e.meta)
@@ -151,7 +160,7 @@ func (s *Scorer) Score(ctx context.Context, tenant, id, version string, features
 		}
 	}
 	s.observeDrift(e, x)
-	return scores, version, nil
+	return scores, version, &e.facts, nil
 }
 
 // observeDrift adds an input vector to the entry's drift meter and, every
@@ -219,6 +228,7 @@ func (s *Scorer) acquire(ctx context.Context, tenant, id, version string) (*scor
 		return e, nil
 	}
 	e := &scorerEntry{key: key, tenant: tenant, id: id, version: version, sess: sess, meta: sess.Meta(), refs: 1}
+	e.facts = factsOf(e.meta)
 	s.byKey[key] = s.lru.PushFront(e)
 	for s.lru.Len() > s.max {
 		done = s.evict(s.lru.Back(), done)

@@ -130,35 +130,46 @@ type run struct {
 	scores  map[string]float64
 	err     error
 	took    time.Duration
-	flags   []string // the threshold names of its meta
-	score   string   // its first score output
-	level   float64  // a threshold's level on it (1 without one)
+	versionFacts
+}
+
+// versionFacts are what staged scoring reads of a version's meta,
+// computed once when its session loads.
+type versionFacts struct {
+	flags []string // the threshold names, sorted
+	score string   // the first score output
+	level float64  // a threshold's level on it (1 without one)
+}
+
+func factsOf(m ml.Meta) versionFacts {
+	f := versionFacts{level: 1}
+	for name := range m.Thresholds {
+		f.flags = append(f.flags, name)
+	}
+	slices.Sort(f.flags)
+	for _, o := range m.Outputs {
+		if o.Kind == ml.OutputScore {
+			f.score = o.Name
+			break
+		}
+	}
+	for _, name := range f.flags {
+		if th := m.Thresholds[name]; th.Output == f.score && th.Above > 0 {
+			f.level = th.Above
+			break
+		}
+	}
+	return f
 }
 
 func (s *Scorer) run(ctx context.Context, tenant, id, version string, features map[string]float64) *run {
 	r := &run{version: version}
 	start := time.Now()
-	r.scores, _, r.err = s.Score(ctx, tenant, id, version, features)
+	var facts *versionFacts
+	r.scores, _, facts, r.err = s.score(ctx, tenant, id, version, features)
 	r.took = time.Since(start)
-	if e, err := s.acquire(ctx, tenant, id, version); err == nil {
-		for name := range e.meta.Thresholds {
-			r.flags = append(r.flags, name)
-		}
-		slices.Sort(r.flags)
-		for _, o := range e.meta.Outputs {
-			if o.Kind == ml.OutputScore {
-				r.score = o.Name
-				break
-			}
-		}
-		r.level = 1
-		for _, name := range r.flags {
-			if th := e.meta.Thresholds[name]; th.Output == r.score && th.Above > 0 {
-				r.level = th.Above
-				break
-			}
-		}
-		s.release(e)
+	if facts != nil {
+		r.versionFacts = *facts
 	}
 	return r
 }

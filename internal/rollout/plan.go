@@ -337,6 +337,22 @@ func (p *Plan) TargetsNode(node string, uses bool) bool {
 	return t.AllEdges && uses || slices.Contains(t.Edges, node)
 }
 
+// String says where the targets are, as people read it.
+func (t Targets) String() string {
+	var parts []string
+	if t.Hub {
+		parts = append(parts, "the hub")
+	}
+	if t.AllEdges {
+		parts = append(parts, "every edge using it")
+	}
+	parts = append(parts, t.Edges...)
+	if len(t.Sites) > 0 {
+		parts = append(parts, "the objects of "+strings.Join(t.Sites, ", "))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // InSites reports whether an object of site ("tenant:site", "" for an
 // object outside the hierarchy) is in the plan's scope: every object
 // without Sites.
