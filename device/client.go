@@ -42,7 +42,9 @@ type Options struct {
 	// confirmable request not answered within 1 to 1.5 times it is sent
 	// again, up to 4 times, doubling each time. On a link whose round trip
 	// is longer (NB-IoT: seconds) a longer one spares the radio spurious
-	// retransmissions; the DTLS handshake's flights wait half of it.
+	// retransmissions. The DTLS handshake's flights wait half of it, and
+	// a handshake not done within MAX_TRANSMIT_WAIT (46.5 times it: 93 s
+	// by default) is given up and begun anew.
 	CoAPAckTimeout time.Duration
 	// CoAPSessionIdle: a CoAP connection idle for longer shakes hands
 	// again before its next request, since the hub ends DTLS sessions idle

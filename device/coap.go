@@ -12,6 +12,7 @@ import (
 	"time"
 
 	piondtls "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 	"github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -142,10 +143,8 @@ func (t *coapTransport) connect(ctx context.Context) (*udpclient.Conn, error) {
 	var cc *udpclient.Conn
 	var err error
 	switch {
-	case t.dtls != nil && t.c.opts.ListenPacket != nil:
-		cc, err = t.dialDTLS(ctx)
 	case t.dtls != nil:
-		cc, err = dtls.Dial(t.addr, t.dtls, t.errors(), t.transmission())
+		cc, err = t.dialDTLS(ctx)
 	default:
 		cc, err = udp.Dial(t.addr, t.errors(), t.transmission())
 	}
@@ -180,20 +179,39 @@ func (t *coapTransport) transmission() options.TransmissionOpt {
 	return options.WithTransmission(1, t.c.opts.CoAPAckTimeout, 4)
 }
 
-// dialDTLS shakes hands over the datagram socket Options.ListenPacket
-// opens (a link emulator's, say).
+// dialDTLS shakes hands with the hub, over the datagram socket
+// Options.ListenPacket opens (a link emulator's, say) or a UDP socket
+// connected to the hub, before the connection carries requests: a
+// handshake left to the connection's first read or write would have no
+// deadline, and a request would wait for it whatever its context says, so
+// a handshake whose flight the hub dropped (it restarted, or ended the
+// device's sessions, in the middle) would hold every request for good.
+// Given up, the next request shakes hands anew.
 func (t *coapTransport) dialDTLS(ctx context.Context) (*udpclient.Conn, error) {
-	raddr, err := net.ResolveUDPAddr("udp", t.addr)
-	if err != nil {
-		return nil, err
-	}
-	pc, err := t.c.opts.ListenPacket(ctx)
-	if err != nil {
-		return nil, err
+	var pc net.PacketConn
+	var raddr net.Addr
+	if t.c.opts.ListenPacket != nil {
+		ua, err := net.ResolveUDPAddr("udp", t.addr)
+		if err != nil {
+			return nil, err
+		}
+		if pc, err = t.c.opts.ListenPacket(ctx); err != nil {
+			return nil, err
+		}
+		raddr = ua
+	} else {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "udp", t.addr)
+		if err != nil {
+			return nil, err
+		}
+		pc, raddr = dtlsnet.PacketConnFromConn(c), c.RemoteAddr()
 	}
 	dc, err := piondtls.Client(pc, raddr, t.dtls)
 	if err == nil {
-		hctx, cancel := context.WithTimeout(ctx, time.Minute)
+		// As long as a confirmable request may take (MAX_TRANSMIT_WAIT,
+		// RFC 7252 §4.8.2: 93 s with the default ACK_TIMEOUT).
+		hctx, cancel := context.WithTimeout(ctx, t.c.opts.CoAPAckTimeout*93/2)
 		err = dc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {

@@ -23,6 +23,11 @@ type udpRelay struct {
 	target *net.UDPAddr
 	silent atomic.Bool
 	seen   atomic.Int64 // datagrams from devices, dropped ones included
+	// rebind, when set, sends the first datagram of a DTLS handshake's
+	// ClientKeyExchange, and all after it, from a new upstream port: the
+	// device's NAT rebound in the middle of its handshake.
+	rebind  atomic.Bool
+	rebound atomic.Int32
 
 	mu   sync.Mutex
 	ups  map[string]*net.UDPConn
@@ -72,6 +77,10 @@ func (r *udpRelay) serve() {
 		}
 		r.mu.Lock()
 		up := r.ups[from.String()]
+		if up != nil && r.rebind.Load() && clientKeyExchange(buf[:n]) && r.rebound.CompareAndSwap(0, 1) {
+			up.Close() // its reader ends: the hub's answers to that port are lost
+			up = nil
+		}
 		if up == nil && !r.done {
 			if up, err = net.DialUDP("udp", nil, r.target); err != nil {
 				r.mu.Unlock()
@@ -86,6 +95,22 @@ func (r *udpRelay) serve() {
 			up.Write(buf[:n])
 		}
 	}
+}
+
+// clientKeyExchange reports whether a datagram holds a DTLS handshake
+// record (content type 22, epoch 0) carrying a ClientKeyExchange (16).
+func clientKeyExchange(b []byte) bool {
+	for len(b) >= 14 {
+		n := 13 + (int(b[11])<<8 | int(b[12]))
+		if b[0] == 22 && b[3] == 0 && b[4] == 0 && b[13] == 16 {
+			return true
+		}
+		if n > len(b) {
+			return false
+		}
+		b = b[n:]
+	}
+	return false
 }
 
 // back forwards the endpoint's answers on up to the device at dev.
@@ -260,4 +285,30 @@ func TestCoAPCloseOnSleepyLink(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCoAPHandshakeCutShort: a DTLS handshake whose last flight reaches
+// the hub from another port (the device's NAT rebound in the middle; or
+// the hub restarted, or ended the device's sessions, under it) is given up
+// after CoAP's MAX_TRANSMIT_WAIT and shaken again, and the report goes
+// through. The connection's own handshake, left to its first request, had
+// no deadline: it sent its last flight again for good, and the device
+// never sent anything more.
+func TestCoAPHandshakeCutShort(t *testing.T) {
+	h := startHub(t)
+	id := claim(t, h, "nb-rebind", "--model", "acme:pump@1.0.0")
+	relay := newUDPRelay(t, h.CoAP().Addr(coap.ListenerDTLS))
+	relay.rebind.Store(true)
+	c := connect(t, device.Options{Identity: id, CoAP: "coaps://" + relay.addr(), ServerName: "localhost",
+		MemoryBuffer: true, CoAPAckTimeout: 100 * time.Millisecond}) // MAX_TRANSMIT_WAIT 4.65 s
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Publish(pctx, device.Record{Name: "speed", Time: base, Value: 1}); err != nil {
+		t.Fatalf("publish after a handshake cut short: %v", err)
+	}
+	if relay.rebound.Load() != 1 {
+		t.Error("the relay did not move the handshake's ClientKeyExchange to a new port")
+	}
+	exactlyOnce(t, h, id.Code, "speed", base, 1)
 }
