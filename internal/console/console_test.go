@@ -2,9 +2,12 @@ package console
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -411,7 +414,8 @@ func noInline(t *testing.T, what, html string) {
 }
 
 // TestConsoleStatic: the vendored files are served byte for byte from
-// third_party/web, with their ETags and a 304 on revalidation.
+// third_party/web, and gzip-encoded where asked, each encoding with its
+// ETag and a 304 on revalidation.
 func TestConsoleStatic(t *testing.T) {
 	e := newEnv(t, false, nil)
 	b := e.browser()
@@ -424,7 +428,7 @@ func TestConsoleStatic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := b.MustGet(http.StatusOK, path)
+		a := b.MustGet(http.StatusOK, path, "Accept-Encoding", "identity")
 		if !bytes.Equal([]byte(a.Body), want) {
 			t.Errorf("%s differs from third_party/web/%s", path, file)
 		}
@@ -432,8 +436,26 @@ func TestConsoleStatic(t *testing.T) {
 		if etag == "" || a.Header.Get("Cache-Control") != "no-cache" {
 			t.Errorf("%s: ETag %q, Cache-Control %q", path, etag, a.Header.Get("Cache-Control"))
 		}
-		if r := b.Get(path, "If-None-Match", etag); r.Status != http.StatusNotModified {
+		if r := b.Get(path, "Accept-Encoding", "identity", "If-None-Match", etag); r.Status != http.StatusNotModified {
 			t.Errorf("%s revalidated: %d", path, r.Status)
+		}
+		// Each encoding on its own: gzip where asked, identity otherwise.
+		z := b.MustGet(http.StatusOK, path, "Accept-Encoding", "br, gzip;q=0.8")
+		if z.Header.Get("Content-Encoding") != "gzip" || z.Header.Get("Vary") != "Accept-Encoding" {
+			t.Errorf("%s asked in gzip: Content-Encoding %q, Vary %q", path, z.Header.Get("Content-Encoding"), z.Header.Get("Vary"))
+		} else if got := gunzip(t, z.Body); !bytes.Equal(got, want) || len(z.Body) >= len(want) {
+			t.Errorf("%s in gzip: %d bytes decoding to %d, want fewer decoding to %d", path, len(z.Body), len(got), len(want))
+		}
+		if zt := z.Header.Get("ETag"); zt == etag || zt == "" {
+			t.Errorf("%s: gzip's ETag %q, identity's %q", path, zt, etag)
+		} else if r := b.Get(path, "Accept-Encoding", "gzip", "If-None-Match", zt); r.Status != http.StatusNotModified {
+			t.Errorf("%s in gzip revalidated: %d", path, r.Status)
+		}
+		for _, ae := range []string{"identity", "gzip;q=0", "deflate"} {
+			a := b.MustGet(http.StatusOK, path, "Accept-Encoding", ae)
+			if a.Header.Get("Content-Encoding") != "" || !bytes.Equal([]byte(a.Body), want) || a.Header.Get("ETag") != etag {
+				t.Errorf("%s with Accept-Encoding %q: Content-Encoding %q, ETag %q", path, ae, a.Header.Get("Content-Encoding"), a.Header.Get("ETag"))
+			}
 		}
 	}
 	if a := b.MustGet(http.StatusOK, "/static/console.js"); !strings.HasPrefix(a.Header.Get("Content-Type"), "text/javascript") {
@@ -525,5 +547,48 @@ func TestConsoleRun(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+func gunzip(t *testing.T, b string) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(strings.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestAcceptsGzip: Accept-Encoding's gzip, with its q-value (RFC 9110
+// §12.5.3).
+func TestAcceptsGzip(t *testing.T) {
+	for _, tc := range []struct {
+		header []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{"gzip"}, true},
+		{[]string{"gzip, deflate, br, zstd"}, true},
+		{[]string{"br", "GZip ; q=0.5"}, true},
+		{[]string{"x-gzip"}, true},
+		{[]string{"gzip;q=0"}, false},
+		{[]string{"gzip; q=0.000"}, false},
+		{[]string{"gzip;q=0.001"}, true},
+		{[]string{"gzip;q=nope"}, false},
+		{[]string{"identity"}, false},
+		{[]string{"*"}, false},
+		{[]string{"gzipped"}, false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/static/console.js", nil)
+		for _, h := range tc.header {
+			r.Header.Add("Accept-Encoding", h)
+		}
+		if got := acceptsGzip(r); got != tc.want {
+			t.Errorf("Accept-Encoding %q: %v, want %v", tc.header, got, tc.want)
+		}
 	}
 }
