@@ -112,10 +112,11 @@ type Hub struct {
 	Identity  Identity  `yaml:"identity"`
 	Networks  Networks  `yaml:"networks"`
 	// Edge applies to `wanwu edge` only: its hub and its outboxes.
-	Edge  Edge  `yaml:"edge"`
-	ML    ML    `yaml:"ml"`
-	Debug Debug `yaml:"debug"`
-	Log   Log   `yaml:"log"`
+	Edge    Edge    `yaml:"edge"`
+	ML      ML      `yaml:"ml"`
+	Console Console `yaml:"console"`
+	Debug   Debug   `yaml:"debug"`
+	Log     Log     `yaml:"log"`
 }
 
 // HTTP configures the HTTP API listeners.
@@ -219,6 +220,21 @@ type ML struct {
 	// data taken around alarms and loop decisions for the datasets.
 	CaptureBefore Duration `yaml:"capture_before"`
 	CaptureAfter  Duration `yaml:"capture_after"`
+}
+
+// Console configures the web console every node serves at / of its HTTP
+// listener.
+type Console struct {
+	// SessionLifetime is how long a sign-in lasts.
+	SessionLifetime Duration `yaml:"session_lifetime"`
+	// SecureCookies marks the console's cookies Secure whatever the
+	// request came over: for a node behind a proxy that terminates TLS,
+	// where the console sees plain HTTP (it marks them so over TLS anyway).
+	SecureCookies bool `yaml:"secure_cookies"`
+	// LiveEvery is how often an object page's live stream reads the latest
+	// values; MaxLiveStreams bounds the live streams open at once.
+	LiveEvery      Duration `yaml:"live_every"`
+	MaxLiveStreams int      `yaml:"max_live_streams"`
 }
 
 // Telemetry configures ingest and the time-series store.
@@ -440,6 +456,9 @@ func DefaultHub() Hub {
 	c.ML.RolloutEvery = Duration(5 * time.Second)
 	c.ML.CaptureBefore = Duration(2 * time.Minute)
 	c.ML.CaptureAfter = Duration(10 * time.Second)
+	c.Console.SessionLifetime = Duration(8 * time.Hour)
+	c.Console.LiveEvery = Duration(time.Second)
+	c.Console.MaxLiveStreams = 256
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -545,6 +564,15 @@ func (c *Hub) Validate() error {
 	}
 	if c.ML.RolloutEvery < Duration(100*time.Millisecond) || c.ML.RolloutEvery > Duration(time.Hour) {
 		errs = append(errs, fmt.Errorf("ml.rollout_every: %s: want 100ms to 1h", time.Duration(c.ML.RolloutEvery)))
+	}
+	if c.Console.SessionLifetime < Duration(time.Minute) || c.Console.SessionLifetime > Duration(30*24*time.Hour) {
+		errs = append(errs, fmt.Errorf("console.session_lifetime: %s: want 1m to 720h", time.Duration(c.Console.SessionLifetime)))
+	}
+	if c.Console.LiveEvery < Duration(100*time.Millisecond) || c.Console.LiveEvery > Duration(time.Minute) {
+		errs = append(errs, fmt.Errorf("console.live_every: %s: want 100ms to 1m", time.Duration(c.Console.LiveEvery)))
+	}
+	if c.Console.MaxLiveStreams < 1 || c.Console.MaxLiveStreams > 100000 {
+		errs = append(errs, fmt.Errorf("console.max_live_streams: %d: want 1 to 100000", c.Console.MaxLiveStreams))
 	}
 	if c.MQTT.MaxInflight < 1 || c.MQTT.MaxInflight > 65535 {
 		errs = append(errs, fmt.Errorf("mqtt.max_inflight: %d: want 1 to 65535 (packet ids are 16 bits)", c.MQTT.MaxInflight))

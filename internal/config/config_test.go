@@ -108,3 +108,45 @@ func TestNetworks(t *testing.T) {
 		}
 	}
 }
+
+// TestConsole: the console's keys from a file, printed back, and their
+// bounds, each refusal naming its key.
+func TestConsole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hub.yaml")
+	c := DefaultHub()
+	if c.Console.SessionLifetime != Duration(8*time.Hour) || c.Console.SecureCookies || c.Console.LiveEvery != Duration(time.Second) || c.Console.MaxLiveStreams != 256 {
+		t.Fatalf("defaults: %+v", c.Console)
+	}
+	os.WriteFile(path, []byte("console:\n  session_lifetime: 12h\n  secure_cookies: true\n  live_every: 2s\n  max_live_streams: 64\n"), 0o600)
+	if err := c.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"session_lifetime: 12h0m0s", "secure_cookies: true", "live_every: 2s", "max_live_streams: 64"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("YAML() lacks %q:\n%s", want, out)
+		}
+	}
+	for _, tc := range []struct {
+		edit func(*Console)
+		key  string
+	}{
+		{func(c *Console) { c.SessionLifetime = Duration(10 * time.Second) }, "console.session_lifetime"},
+		{func(c *Console) { c.SessionLifetime = Duration(31 * 24 * time.Hour) }, "console.session_lifetime"},
+		{func(c *Console) { c.LiveEvery = 0 }, "console.live_every"},
+		{func(c *Console) { c.LiveEvery = Duration(2 * time.Minute) }, "console.live_every"},
+		{func(c *Console) { c.MaxLiveStreams = 0 }, "console.max_live_streams"},
+	} {
+		bad := DefaultHub()
+		tc.edit(&bad.Console)
+		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%+v: %v, want an error naming %s", bad.Console, err, tc.key)
+		}
+	}
+}

@@ -55,6 +55,9 @@ type Options struct {
 	Version string
 	// SessionLifetime is how long a sign-in lasts (default 8 h).
 	SessionLifetime time.Duration
+	// SecureCookies marks the cookies Secure on plain HTTP too: for a node
+	// behind a proxy that terminates TLS. Over TLS they are Secure anyway.
+	SecureCookies bool
 	// MaxSessions bounds the sessions held at once (default 10000); past
 	// it, the session closest to its end is dropped.
 	MaxSessions int

@@ -113,17 +113,37 @@ func TestConsoleSignIn(t *testing.T) {
 	}
 }
 
-// TestConsoleCookieSecureOverTLS: over HTTPS the cookies are Secure.
-func TestConsoleCookieSecureOverTLS(t *testing.T) {
-	e := newEnv(t, true, nil)
-	b := e.browser()
-	page := b.MustGet(http.StatusOK, "/signin")
-	if c := page.Cookie(signInCookie); c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
-		t.Errorf("sign-in form cookie over TLS: %+v", c)
-	}
-	a := b.SignIn(e.token("alice", auth.Viewer, ""), "/")
-	if c := a.Cookie(sessionCookie); c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
-		t.Fatalf("session cookie over TLS: %+v (%d %s)", c, a.Status, a.Body)
+// TestConsoleCookieSecure: over HTTPS the cookies are Secure, and over
+// plain HTTP too with Options.SecureCookies (a proxy in front took TLS
+// off); otherwise they are not, or a browser would not send them back.
+func TestConsoleCookieSecure(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		tls, option bool
+	}{
+		{"over TLS", true, false},
+		{"behind a proxy that took TLS off", false, true},
+		{"plain HTTP", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.tls, func(o *Options) { o.SecureCookies = tc.option })
+			b := e.browser()
+			want := tc.tls || tc.option
+			page := b.MustGet(http.StatusOK, "/signin")
+			if c := page.Cookie(signInCookie); c == nil || c.Secure != want || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+				t.Errorf("sign-in form cookie: %+v, want Secure %v", c, want)
+			}
+			if !want {
+				return // the session cookie is checked in TestConsoleSignIn
+			}
+			// A browser sends a Secure cookie back only over HTTPS: the
+			// form's token goes in by hand, as it would behind the proxy.
+			a := b.Do(http.MethodPost, "/signin", url.Values{"token": {e.token("alice", auth.Viewer, "")}, "next": {"/"}, "csrf": {b.CSRF}},
+				append(b.Origin(), "Cookie", signInCookie+"="+page.Cookie(signInCookie).Value)...)
+			if c := a.Cookie(sessionCookie); c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+				t.Fatalf("session cookie: %+v (%d %s)", c, a.Status, a.Body)
+			}
+		})
 	}
 }
 

@@ -267,13 +267,14 @@ func (c *Console) notFound(w http.ResponseWriter, r *http.Request) {
 		Message: "The console has no page at " + r.URL.Path + ".", Next: "Start again from the fleet overview."})
 }
 
-// secureRequest reports whether the request came over TLS, so that cookies
-// are marked Secure.
-func secureRequest(r *http.Request) bool { return r.TLS != nil }
+// secure reports whether cookies set in answer to r are marked Secure: it
+// came over TLS, or Options.SecureCookies says that a proxy in front took
+// TLS off.
+func (c *Console) secure(r *http.Request) bool { return r.TLS != nil || c.o.SecureCookies }
 
 func (c *Console) clearCookie(w http.ResponseWriter, r *http.Request, name, path string) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: path, MaxAge: -1,
-		HttpOnly: true, Secure: secureRequest(r), SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteStrictMode})
 }
 
 // signInView is the sign-in page's data.
@@ -313,7 +314,7 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) showSignIn(w http.ResponseWriter, r *http.Request, status int, v signInView) {
 	tok := randomID()
 	http.SetCookie(w, &http.Cookie{Name: signInCookie, Value: tok, Path: "/signin", MaxAge: 3600,
-		HttpOnly: true, Secure: secureRequest(r), SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteStrictMode})
 	c.render(w, r, &request{s: &session{csrf: tok}}, status, "signin", view{Title: "Sign in", Data: v})
 }
 
@@ -367,7 +368,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		c.sessions.remove(old.Value) // a new sign-in replaces the browser's old session
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", Expires: s.expires,
-		MaxAge: int(c.o.SessionLifetime / time.Second), HttpOnly: true, Secure: secureRequest(r), SameSite: http.SameSiteStrictMode})
+		MaxAge: int(c.o.SessionLifetime / time.Second), HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteStrictMode})
 	c.clearCookie(w, r, signInCookie, "/signin")
 	c.signins.WithLabelValues("ok").Inc()
 	c.auditSession(r.Context(), KindSignedIn, p, addr, now)

@@ -591,6 +591,8 @@ func (e *Edge) startHTTP() error {
 	con, err := console.New(console.Options{
 		Audit: e.audit, Registry: e.reg, Presence: e.presence, Gatherer: e.metrics, Metrics: e.metrics,
 		Logger: e.log.With("component", "console"), Role: "edge", Code: e.id.Code, Version: e.opts.Version,
+		SessionLifetime: time.Duration(cfg.Console.SessionLifetime), SecureCookies: cfg.Console.SecureCookies,
+		LiveEvery: time.Duration(cfg.Console.LiveEvery), MaxLiveStreams: cfg.Console.MaxLiveStreams,
 	})
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ package hub
 import (
 	"context"
 	"crypto/ed25519"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -30,7 +31,9 @@ func (h *Hub) startHTTP() error {
 	con, err := console.New(console.Options{
 		Audit: h.audit, Registry: h.reg, Presence: h.presence, Gatherer: h.metrics, Metrics: h.metrics,
 		Logger: h.log.With("component", "console"), Role: "hub", Code: h.deployID, Version: h.opts.Version,
-		ImportMaxRows: cfg.Identity.ImportMaxRows,
+		ImportMaxRows:   cfg.Identity.ImportMaxRows,
+		SessionLifetime: time.Duration(cfg.Console.SessionLifetime), SecureCookies: cfg.Console.SecureCookies,
+		LiveEvery: time.Duration(cfg.Console.LiveEvery), MaxLiveStreams: cfg.Console.MaxLiveStreams,
 	})
 	if err != nil {
 		return err

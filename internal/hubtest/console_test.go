@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/wanwu-iot/wanwu/internal/config"
 	"github.com/wanwu-iot/wanwu/internal/console/consoletest"
 )
 
@@ -112,4 +114,36 @@ func TestConsoleEdge(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestConsoleConfig: the console's keys reach the hub's and the edge's
+// consoles: behind a proxy that terminates TLS (console.secure_cookies)
+// the cookies are Secure over plain HTTP, and a sign-in lasts
+// console.session_lifetime.
+func TestConsoleConfig(t *testing.T) {
+	set := func(c *config.Hub) {
+		c.Console.SecureCookies = true
+		c.Console.SessionLifetime = config.Duration(2 * time.Hour)
+	}
+	h := Start(t, set)
+	dir := t.TempDir()
+	h.MustAdmin(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"})
+	RegisterEdge(t, h, "acme:edge-1", filepath.Join(dir, "identity"))
+	e := StartEdge(t, dir, h.HTTPSURL(), set)
+	for _, node := range []struct{ name, url, token string }{{"hub", h.URL, h.AdminToken}, {"edge", e.URL(), e.Token}} {
+		b := consoletest.New(t, node.url, nil)
+		page := b.MustGet(http.StatusOK, "/signin")
+		form := page.Cookie("wanwu_signin")
+		if form == nil || !form.Secure {
+			t.Fatalf("%s: the sign-in form's cookie over plain HTTP: %+v", node.name, form)
+		}
+		// The browser behind the proxy sends the Secure cookie back (over
+		// HTTPS to the proxy); the test's jar would not over HTTP.
+		a := b.Do(http.MethodPost, "/signin", url.Values{"token": {node.token}, "next": {"/"}, "csrf": {b.CSRF}},
+			append(b.Origin(), "Cookie", form.Name+"="+form.Value)...)
+		s := a.Cookie("wanwu_session")
+		if a.Status != http.StatusSeeOther || s == nil || !s.Secure || s.MaxAge != 7200 {
+			t.Errorf("%s: sign-in %d, session cookie %+v, want Secure with max-age 7200", node.name, a.Status, s)
+		}
+	}
 }
