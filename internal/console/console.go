@@ -18,6 +18,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -368,8 +369,12 @@ func parsePages() (map[string]*template.Template, error) {
 }
 
 // loadAssets reads the console's own files and the vendored ones, with
-// their ETags (the files are embedded, so they have no modification time).
-func loadAssets() (map[string]asset, error) {
+// their ETags (the files are embedded, so they have no modification time)
+// and gzip encodings, once for every console of the process (a hub and its
+// edges in one test or demo); the map is only read after.
+var loadAssets = sync.OnceValues(readAssets)
+
+func readAssets() (map[string]asset, error) {
 	out := map[string]asset{}
 	add := func(fsys fs.FS, root, prefix string) error {
 		return fs.WalkDir(fsys, root, func(p string, d fs.DirEntry, err error) error {
