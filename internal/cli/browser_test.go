@@ -341,6 +341,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.run("the learning loop's end", 2*time.Minute, reloadUntil(d.base+"/ml", "main:not(:has(td .badge.ro-running))"))
 	if text := value(b, "the rollouts", 10*time.Second, chromedp.Text(chromedp.CSS("main"))); !strings.Contains(text, "v2 replacing v1\tdone") || !strings.Contains(text, "rolled_back") {
 		t.Errorf("/ml after the learning loop, want v2 done and v3 rolled back: %s", text)
+		b.run("v2's rollout", 30*time.Second, chromedp.Navigate(d.base+"/ml/rollouts/ro-1?tenant=demo"), chromedp.WaitVisible(chromedp.CSS("main h1")))
+		t.Logf("v2's rollout, its gates: %s", value(b, "v2's gates", 10*time.Second, chromedp.Text(chromedp.CSS("main"))))
 	}
 	b.run("the bad version's rollout", 30*time.Second, chromedp.Navigate(d.base+"/ml/rollouts/ro-2?tenant=demo"), chromedp.WaitVisible(chromedp.CSS("section.record")))
 	if text := value(b, "its gates", 10*time.Second, chromedp.Text(chromedp.CSS("main"))); !strings.Contains(text, "disagreement") || !strings.Contains(text, "fail") {

@@ -253,7 +253,11 @@ func (l *demoLearner) deploy(ctx context.Context, version string, stages map[str
 		// Versions trained apart, the second on minutes of running,
 		// disagree on the reports near their thresholds: the demo allows
 		// 20 % (the default is 5 %); the bad version disagrees on half.
-		"gates": map[string]any{"error_rate": map[string]float64{"max": 0.01}, "latency_p99_ms": map[string]float64{"max": 20},
+		// The demo shares its machine with its fleet (and, in the tests,
+		// with other tests): an inference that waited for a core past its
+		// 20 ms deadline is an error, so the demo's stages, of a few dozen
+		// decisions each, allow one in ten and a p99 of 50 ms.
+		"gates": map[string]any{"error_rate": map[string]float64{"max": 0.1}, "latency_p99_ms": map[string]float64{"max": 50},
 			"score_shift": map[string]float64{"max": 0.5}, "disagreement": map[string]float64{"max": 0.2}, "false_alarm_rate": map[string]float64{"max": 0.2}}}
 	if err := l.do(ctx, "POST", "/api/v1/ml/rollouts?tenant="+url.QueryEscape(l.sc.Tenant), plan, &out); err != nil {
 		return "", fmt.Errorf("rollout of v%s: %w", version, err)

@@ -116,28 +116,29 @@ func NewScorerSize(reg *Registry, rt ml.Runtime, n int) *Scorer {
 // returns the Result's Scores (a loop's score map) and the version that
 // ran.
 func (s *Scorer) Score(ctx context.Context, tenant, id, version string, features map[string]float64) (map[string]float64, string, error) {
-	scores, version, _, err := s.score(ctx, tenant, id, version, features)
+	scores, version, _, _, err := s.score(ctx, tenant, id, version, features)
 	return scores, version, err
 }
 
 // score is Score, also giving the version's facts (nil when it did not
-// load).
-func (s *Scorer) score(ctx context.Context, tenant, id, version string, features map[string]float64) (map[string]float64, string, *versionFacts, error) {
+// load) and how long its inference took (0 when none ran): the latency of
+// the model, not of finding and loading it.
+func (s *Scorer) score(ctx context.Context, tenant, id, version string, features map[string]float64) (map[string]float64, string, *versionFacts, time.Duration, error) {
 	v, err := s.reg.resolve(ctx, tenant, id, version)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, 0, err
 	}
 	version = strconv.Itoa(v)
 	e, err := s.acquire(ctx, tenant, id, version)
 	if err != nil {
-		return nil, version, nil, err
+		return nil, version, nil, 0, err
 	}
 	defer s.release(e)
 	x := make([]float64, len(e.meta.Inputs))
 	for i, f := range e.meta.Inputs {
 		val, ok := features[f.Name]
 		if !ok {
-			return nil, version, &e.facts, fmt.Errorf("mlreg: model %s@%s: %w: feature %q missing", id, version, ml.ErrInput, f.Name)
+			return nil, version, &e.facts, 0, fmt.Errorf("mlreg: model %s@%s: %w: feature %q missing", id, version, ml.ErrInput, f.Name)
 		}
 		x[i] = val
 	}
@@ -149,7 +150,7 @@ func (s *Scorer) score(ctx context.Context, tenant, id, version string, features
 	if err != nil {
 		s.m.inferences.WithLabelValues(tenant, id, version, "error").Inc()
 		st.observe(start, took, err, e.meta, nil)
-		return nil, version, &e.facts, fmt.Errorf("mlreg: model %s@%s: %w", id, version, err)
+		return nil, version, &e.facts, took, fmt.Errorf("mlreg: model %s@%s: %w", id, version, err)
 	}
 	s.m.inferences.WithLabelValues(tenant, id, version, "ok").Inc()
 	scores := res.Scores(e.meta)
@@ -160,7 +161,7 @@ func (s *Scorer) score(ctx context.Context, tenant, id, version string, features
 		}
 	}
 	s.observeDrift(e, x)
-	return scores, version, &e.facts, nil
+	return scores, version, &e.facts, took, nil
 }
 
 // observeDrift adds an input vector to the entry's drift meter and, every

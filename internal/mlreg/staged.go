@@ -164,10 +164,8 @@ func factsOf(m ml.Meta) versionFacts {
 
 func (s *Scorer) run(ctx context.Context, tenant, id, version string, features map[string]float64) *run {
 	r := &run{version: version}
-	start := time.Now()
 	var facts *versionFacts
-	r.scores, _, facts, r.err = s.score(ctx, tenant, id, version, features)
-	r.took = time.Since(start)
+	r.scores, _, facts, r.took, r.err = s.score(ctx, tenant, id, version, features)
 	if facts != nil {
 		r.versionFacts = *facts
 	}
@@ -217,7 +215,9 @@ func (m *planMeter) observe(cand, base *run) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.samples++
-	m.latencies = pushWindow(m.latencies, float64(cand.took)/float64(time.Millisecond))
+	if cand.took > 0 { // an inference ran (it may have failed)
+		m.latencies = pushWindow(m.latencies, float64(cand.took)/float64(time.Millisecond))
+	}
 	if cand.err != nil {
 		m.errors++
 		return
@@ -274,6 +274,8 @@ func (s *Scorer) Figures(plan string) rollout.Figures {
 	f := rollout.Figures{Samples: m.samples, Values: map[string]float64{}}
 	if m.samples > 0 {
 		f.Values[rollout.FigureErrorRate] = float64(m.errors) / float64(m.samples)
+	}
+	if len(m.latencies) > 0 {
 		lat := slices.Clone(m.latencies)
 		slices.Sort(lat)
 		f.Values[rollout.FigureLatencyP99] = lat[min(len(lat)-1, int(math.Ceil(0.99*float64(len(lat))))-1)]

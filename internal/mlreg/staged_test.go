@@ -1,8 +1,10 @@
 package mlreg_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wanwu-iot/wanwu/internal/ml"
 	"github.com/wanwu-iot/wanwu/internal/mlreg"
@@ -124,5 +126,70 @@ func TestScoreObjectStaged(t *testing.T) {
 	a = rollout.Assignment{None: true}
 	if _, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:x", "acme:plant", feats(rows[0])); err == nil || !strings.Contains(err.Error(), "no version is in effect") {
 		t.Fatalf("no version in effect: %v", err)
+	}
+}
+
+// slowLoad is gonnx with a slow Load (a model loaded on a busy node)
+// that refuses version 3.
+type slowLoad struct {
+	ml.Runtime
+	wait time.Duration
+}
+
+func (r slowLoad) Load(model []byte, meta ml.Meta) (ml.Session, error) {
+	time.Sleep(r.wait)
+	if meta.Version == 3 {
+		return nil, fmt.Errorf("%w: version 3 does not load here", ml.ErrRefused)
+	}
+	return r.Runtime.Load(model, meta)
+}
+
+// The latency gate's figure is the candidate's inference, as the model's
+// latency metric is: not the finding and loading of the version that the
+// first decision after a deploy waits for. A candidate that cannot be
+// loaded counts errors and no latency.
+func TestStagedLatencyIsInference(t *testing.T) {
+	e := open(t)
+	meta, model := testModel(t)
+	if _, _, err := e.reg.Register(e.ctx, "alice", "acme", meta, model); err != nil {
+		t.Fatal(err)
+	}
+	for v := 2; v <= 3; v++ {
+		if _, _, err := e.reg.Register(e.ctx, "alice", "acme", editMeta(t, meta, func(m *ml.Meta) { m.Version = v }), model); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, _ := ml.ParseMeta(meta)
+	rows, _ := reference(t)
+	feats := map[string]float64{}
+	for j, name := range m.FeatureNames() {
+		feats[name] = rows[0][j]
+	}
+	const load = 300 * time.Millisecond
+	s := mlreg.NewScorer(e.reg, slowLoad{ml.NewGonnx(), load})
+	defer s.Close()
+	for _, tc := range []struct {
+		plan, version string
+		errors        float64
+	}{{"ro-1", "2", 0}, {"ro-2", "3", 1}} {
+		plan := &rollout.Plan{ID: tc.plan, Tenant: "acme", Kind: rollout.KindModel, Artifact: "pca8-reference", Version: tc.version, Baseline: "1"}
+		s.SetStages(func(string, string, string) (rollout.Assignment, bool) {
+			return rollout.Assignment{Version: "1", Plan: plan, Stage: rollout.Shadow}, true
+		})
+		for range 5 {
+			if _, err := s.ScoreObject(e.ctx, "acme", "pca8-reference", "", "acme:x", "", feats); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f := s.Figures(tc.plan)
+		lat, measured := f.Values[rollout.FigureLatencyP99]
+		switch {
+		case f.Samples != 5 || f.Values[rollout.FigureErrorRate] != tc.errors:
+			t.Errorf("v%s: %+v, want 5 samples, error rate %v", tc.version, f, tc.errors)
+		case tc.errors == 0 && (!measured || lat <= 0 || lat >= float64(load/time.Millisecond)/2):
+			t.Errorf("v%s: latency p99 %v ms measured %v, want the inference's (the load takes %v)", tc.version, lat, measured, load)
+		case tc.errors == 1 && measured:
+			t.Errorf("v%s, not loaded: a latency of %v ms", tc.version, lat)
+		}
 	}
 }
