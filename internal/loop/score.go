@@ -24,7 +24,7 @@ type Scorer interface {
 	// return by ctx's deadline (package ml's sessions do): the engine
 	// waits for it, and treats an answer after the deadline as an error.
 	// object is the decision's object: a rollout's canary is a share of
-	// the objects; While a rollout stages a candidate at the node, the
+	// the objects. While a rollout stages a candidate at the node, the
 	// Scored says so (Rollout, Stage) and carries the other version's
 	// scores beside.
 	// site is the object's site ("tenant:site", "" outside the hierarchy):
